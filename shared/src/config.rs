@@ -1,0 +1,118 @@
+//! Typed configuration, read once at start. A missing or malformed variable is an init error.
+
+use std::env;
+use std::fmt;
+
+/// The DynamoDB tables, by the names this deployment gave them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub sessions: String,
+    pub messages: String,
+    pub idempotency: String,
+}
+
+impl TableNames {
+    /// The names `scripts/dev.sh` and the tests use: `<prefix>sessions`, ...
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            sessions: format!("{prefix}sessions"),
+            messages: format!("{prefix}messages"),
+            idempotency: format!("{prefix}idempotency"),
+        }
+    }
+}
+
+/// How bearer tokens are verified. Exactly one key kind is configured, so no token can pick its own.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 with a shared secret.
+    Hs256Secret(Vec<u8>),
+    /// RS256 with a PEM-encoded public key.
+    Rs256PublicKeyPem(String),
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hs256Secret(_) => f.write_str("Hs256Secret(<redacted>)"),
+            Self::Rs256PublicKeyPem(_) => f.write_str("Rs256PublicKeyPem(..)"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub key: JwtKey,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub tables: TableNames,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: &'static str },
+}
+
+/// The minimum HS256 secret length, per RFC 7518 §3.2.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            tables: TableNames {
+                sessions: required("SESSIONS_TABLE")?,
+                messages: required("MESSAGES_TABLE")?,
+                idempotency: required("IDEMPOTENCY_TABLE")?,
+            },
+            auth: AuthConfig::from_env()?,
+        })
+    }
+}
+
+impl AuthConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let key = match (optional("JWT_SECRET"), optional("JWT_PUBLIC_KEY")) {
+            (Some(secret), None) => JwtKey::Hs256Secret(secret.into_bytes()),
+            (None, Some(pem)) => JwtKey::Rs256PublicKeyPem(pem.replace("\\n", "\n")),
+            (None, None) => return Err(ConfigError::Missing("JWT_SECRET or JWT_PUBLIC_KEY")),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    name: "JWT_SECRET",
+                    reason: "set JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256), not both",
+                });
+            }
+        };
+        let config = Self { key, issuer: optional("JWT_ISSUER"), audience: optional("JWT_AUDIENCE") };
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn check(&self) -> Result<(), ConfigError> {
+        match &self.key {
+            JwtKey::Hs256Secret(secret) if secret.len() < MIN_SECRET_BYTES => Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                reason: "must be at least 32 bytes",
+            }),
+            JwtKey::Rs256PublicKeyPem(pem) if !pem.trim_start().starts_with("-----BEGIN") => {
+                Err(ConfigError::Invalid { name: "JWT_PUBLIC_KEY", reason: "must be a PEM public key" })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    optional(name).ok_or(ConfigError::Missing(name))
+}
+
+fn optional(name: &'static str) -> Option<String> {
+    env::var(name).ok().filter(|value| !value.trim().is_empty())
+}

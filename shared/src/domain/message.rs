@@ -1,0 +1,234 @@
+//! Messages: each session's ordered log.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{InputError, SessionId, Timestamp};
+
+/// A message's position in its session: 1, 2, 3, ... with no gaps and never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Seq(u64);
+
+impl Seq {
+    pub const FIRST: Seq = Seq(1);
+
+    pub fn new(value: u64) -> Option<Self> {
+        (value >= 1).then_some(Self(value))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+
+    /// The seq after `last` (0 when the log is empty).
+    pub fn after(last: u64) -> Self {
+        Self(last + 1)
+    }
+}
+
+impl FromStr for Seq {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse::<u64>()
+            .ok()
+            .and_then(Seq::new)
+            .ok_or_else(|| InputError::invalid("seq", "must be a positive integer"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seq {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u64::deserialize(deserializer)?;
+        Seq::new(value).ok_or_else(|| serde::de::Error::custom("must be a positive integer"))
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A message's id: a UUID the server generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct MessageId(Uuid);
+
+impl MessageId {
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Uuid::try_parse(text).ok().map(Self)
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Assistant,
+    System,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::System => "system",
+            Self::Tool => "tool",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "user" => Ok(Self::User),
+            "assistant" => Ok(Self::Assistant),
+            "system" => Ok(Self::System),
+            "tool" => Ok(Self::Tool),
+            _ => Err(InputError::invalid("role", "must be one of user, assistant, system, tool")),
+        }
+    }
+}
+
+/// A caller-chosen kind of message (`text` unless said otherwise): 1–64 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct MessageType(String);
+
+impl MessageType {
+    pub fn parse(text: &str) -> Result<Self, InputError> {
+        let chars = text.chars().count();
+        if chars == 0 || chars > 64 || text.chars().any(char::is_control) {
+            return Err(InputError::invalid("type", "must be 1 to 64 characters, no control characters"));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for MessageType {
+    fn default() -> Self {
+        Self("text".to_owned())
+    }
+}
+
+/// Message text: at most 32 KiB of UTF-8.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Content(String);
+
+impl Content {
+    pub const MAX_BYTES: usize = 32 * 1024;
+
+    pub fn parse(text: String) -> Result<Self, InputError> {
+        if text.len() > Self::MAX_BYTES {
+            return Err(InputError::too_large("content", "must be at most 32768 bytes of UTF-8"));
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Structured data riding with a message: a JSON object of at most 64 KiB.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Payload(serde_json::Map<String, serde_json::Value>);
+
+impl Payload {
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    pub fn parse(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, InputError> {
+        let size = serde_json::to_vec(&object).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        if size > Self::MAX_BYTES {
+            return Err(InputError::too_large("payload", "must be at most 65536 bytes as JSON"));
+        }
+        Ok(Self(object))
+    }
+
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+}
+
+/// Model usage reported with a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub model: String,
+}
+
+impl Usage {
+    pub fn validate(self) -> Result<Self, InputError> {
+        let chars = self.model.chars().count();
+        if chars == 0 || chars > 128 || self.model.chars().any(char::is_control) {
+            return Err(InputError::invalid("usage.model", "must be 1 to 128 characters"));
+        }
+        Ok(self)
+    }
+}
+
+/// A message to append, already validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    pub role: Role,
+    pub message_type: MessageType,
+    pub content: Content,
+    pub payload: Option<Payload>,
+    pub reply_to: Option<Seq>,
+    pub usage: Option<Usage>,
+}
+
+/// A stored message as the API returns it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub session_id: SessionId,
+    pub seq: Seq,
+    pub role: Role,
+    #[serde(rename = "type")]
+    pub message_type: MessageType,
+    pub content: Content,
+    pub payload: Option<Payload>,
+    pub reply_to: Option<Seq>,
+    pub usage: Option<Usage>,
+    pub created_at: Timestamp,
+    pub edited_at: Option<Timestamp>,
+}
+
+/// The first 120 characters of a message, as the session summary shows it.
+pub fn preview_of(content: &str) -> String {
+    const PREVIEW_CHARS: usize = 120;
+    content.chars().take(PREVIEW_CHARS).collect()
+}

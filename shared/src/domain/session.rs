@@ -1,0 +1,262 @@
+//! Sessions: a user's conversations.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{InputError, Role, Seq, Timestamp};
+
+/// The authenticated user a request acts for (a JWT `sub`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && !text.chars().any(char::is_control);
+        ok.then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A session's id: a UUID the server generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SessionId(Uuid);
+
+impl SessionId {
+    pub fn generate() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(text)
+            .map(Self)
+            .map_err(|_| InputError::invalid("session_id", "must be a UUID"))
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|_| serde::de::Error::custom("must be a UUID"))
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.as_hyphenated().fmt(f)
+    }
+}
+
+/// A session title: 1–255 characters after trimming, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Title(String);
+
+impl Title {
+    pub const MAX_CHARS: usize = 255;
+
+    pub fn parse(text: &str) -> Result<Self, InputError> {
+        let trimmed = text.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(InputError::invalid("title", "must be 1 to 255 characters"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(InputError::invalid("title", "must not contain control characters"));
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded form that title search matches against.
+    pub fn folded(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl Default for Title {
+    fn default() -> Self {
+        Self("New chat".to_owned())
+    }
+}
+
+/// Whether a session accepts new messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Open,
+    Locked,
+    Closed,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Locked => "locked",
+            Self::Closed => "closed",
+        }
+    }
+
+    pub fn accepts_messages(self) -> bool {
+        self == Self::Open
+    }
+}
+
+impl FromStr for SessionStatus {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "open" => Ok(Self::Open),
+            "locked" => Ok(Self::Locked),
+            "closed" => Ok(Self::Closed),
+            _ => Err(InputError::invalid("status", "must be one of open, locked, closed")),
+        }
+    }
+}
+
+/// Caller-defined labels: at most 16 pairs, keys 1–64 characters, values up to 256.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Metadata(BTreeMap<String, String>);
+
+impl Metadata {
+    pub const MAX_PAIRS: usize = 16;
+    pub const MAX_KEY_CHARS: usize = 64;
+    pub const MAX_VALUE_CHARS: usize = 256;
+
+    pub fn parse(pairs: BTreeMap<String, String>) -> Result<Self, InputError> {
+        if pairs.len() > Self::MAX_PAIRS {
+            return Err(InputError::invalid("metadata", "must have at most 16 pairs"));
+        }
+        for (key, value) in &pairs {
+            let key_chars = key.chars().count();
+            if key_chars == 0 || key_chars > Self::MAX_KEY_CHARS {
+                return Err(InputError::invalid("metadata", "keys must be 1 to 64 characters"));
+            }
+            if value.chars().count() > Self::MAX_VALUE_CHARS {
+                return Err(InputError::invalid(
+                    format!("metadata.{key}"),
+                    "values must be at most 256 characters",
+                ));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    pub fn pairs(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+/// Free-form session settings for the chat app (e.g. relationship_type): a JSON object of at most 4 KB.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Settings(serde_json::Map<String, serde_json::Value>);
+
+impl Settings {
+    pub const MAX_BYTES: usize = 4 * 1024;
+
+    pub fn parse(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, InputError> {
+        let size = serde_json::to_vec(&object).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        if size > Self::MAX_BYTES {
+            return Err(InputError::too_large("settings", "must be at most 4096 bytes as JSON"));
+        }
+        Ok(Self(object))
+    }
+
+    pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.0
+    }
+}
+
+/// The newest live message, as the session list shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LastMessage {
+    pub seq: Seq,
+    pub role: Role,
+    pub preview: String,
+    pub created_at: Timestamp,
+}
+
+/// A session as the API returns it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub title: Title,
+    pub status: SessionStatus,
+    pub archived: bool,
+    pub metadata: Metadata,
+    pub settings: Settings,
+    pub message_count: u64,
+    pub last_seq: u64,
+    pub last_message: Option<LastMessage>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a caller may set when creating a session.
+#[derive(Clone, Debug, Default)]
+pub struct NewSession {
+    pub title: Title,
+    pub metadata: Metadata,
+    pub settings: Settings,
+}
+
+/// A partial update; `None` leaves the field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct SessionChanges {
+    pub title: Option<Title>,
+    pub status: Option<SessionStatus>,
+    pub metadata: Option<Metadata>,
+    pub settings: Option<Settings>,
+    pub archived: Option<bool>,
+}
+
+impl SessionChanges {
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.status.is_none()
+            && self.metadata.is_none()
+            && self.settings.is_none()
+            && self.archived.is_none()
+    }
+}
+
+/// Which of a user's sessions a listing returns.
+#[derive(Clone, Debug, Default)]
+pub struct SessionFilter {
+    pub archived: bool,
+    pub status: Option<SessionStatus>,
+    /// Case-folded text the title must contain.
+    pub title_contains: Option<String>,
+}

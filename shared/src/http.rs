@@ -1,0 +1,169 @@
+//! The HTTP edge every function shares: extractors that turn bad input into `ApiError`,
+//! the request-id middleware, the JSON 404 fallback, and the assembly of a router into an app.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use lambda_http::RequestExt as _;
+use lambda_http::request::RequestContext;
+use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
+
+use crate::domain::{Seq, SessionId};
+use crate::error::{ApiError, with_request_id};
+use crate::state::AppState;
+
+/// Turns a function's routes into the app Lambda (or the local server) runs.
+pub fn app(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(route_not_found)
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+/// Gives each request an id (API Gateway's when there is one), a span, a log line and an
+/// `x-request-id` header. Logs ids and timings only, never bodies.
+async fn request_context(request: Request, next: Next) -> Response {
+    let request_id = request_id_of(&request);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    );
+    let started = Instant::now();
+    let mut response =
+        with_request_id(request_id.clone(), next.run(request)).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    tracing::info!(parent: &span, status, elapsed_us = started.elapsed().as_micros() as u64, "request done");
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn request_id_of(request: &Request) -> String {
+    let from_gateway = request.request_context_ref().and_then(|context| match context {
+        RequestContext::ApiGatewayV2(context) => context.request_id.clone(),
+        RequestContext::ApiGatewayV1(context) => context.request_id.clone(),
+        _ => None,
+    });
+    from_gateway.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// A JSON body parsed into `T`; any failure is a 4xx naming the offending field.
+/// An empty body reads as `{}`, so `POST /v1/sessions` with no body works.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { field: None, message: "the request body is too large".into() }
+            } else {
+                ApiError::invalid("body", "the request body could not be read")
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        parse_json(bytes).map(Json)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let field = field_name(error.path());
+        let inner = error.into_inner();
+        let message = match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                format!("the body is not valid JSON: {inner}")
+            }
+            _ => strip_position(&inner.to_string()),
+        };
+        ApiError::invalid(field, message)
+    })?;
+    deserializer.end().map_err(|_| ApiError::invalid("body", "trailing characters after the JSON value"))?;
+    Ok(value)
+}
+
+/// Query-string parameters parsed into `T`; a bad one is a 400 naming it.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer).map(Query).map_err(|error| {
+            let field = field_name(error.path());
+            ApiError::invalid(field, error.into_inner().to_string())
+        })
+    }
+}
+
+fn field_name(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." || text.is_empty() { "body".to_owned() } else { text }
+}
+
+/// serde_json appends "at line 1 column 9" to type errors; the field name says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The `{id}` path segment as a session id (400 `invalid_input` when it is not a UUID).
+pub struct SessionIdParam(pub SessionId);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionIdParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let text = path_param(parts, state, "id").await?;
+        Ok(Self(text.parse()?))
+    }
+}
+
+/// The `{seq}` path segment as a seq (400 `invalid_input` when it is not a positive integer).
+pub struct SeqParam(pub Seq);
+
+impl<S: Send + Sync> FromRequestParts<S> for SeqParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let text = path_param(parts, state, "seq").await?;
+        Ok(Self(text.parse()?))
+    }
+}
+
+async fn path_param<S: Send + Sync>(parts: &mut Parts, state: &S, name: &'static str) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::invalid(name, "is not valid in the path"))?;
+    params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+        .ok_or_else(|| ApiError::invalid(name, "is missing from the path"))
+}
+
+/// A `204 No Content` response.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,14 @@
+//! Everything the four Lambda functions share: domain types, storage, auth, config, errors and
+//! the HTTP edge. See `STYLE` notes in the README for where each concern lives.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+pub use error::ApiError;
+pub use state::AppState;

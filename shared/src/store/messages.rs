@@ -1,0 +1,881 @@
+//! Messages table: one item per message, keyed by (session_id, seq). The session item carries the
+//! summary (`last_seq`, `message_count`, `last_message`) and every write to the log changes the
+//! summary in the same transaction, so the two always agree.
+//!
+//! Appends are optimistic: the transaction asserts `last_seq = N` and writes seq N+1. The store
+//! remembers each session's `last_seq` (`SeqHints`), so a warm append is one round trip; when the
+//! guess is stale the cancelled transaction returns the current session item
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the retry uses it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+
+use super::item::{Item, Reader, n, s};
+use super::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
+use super::schema::messages::{SEQ, SESSION_ID};
+use super::schema::sessions::{ACTIVITY_AT, SESSION_ID as SESSION_SK};
+use super::sessions::{
+    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MESSAGE_COUNT, REV, SessionRecord, STATUS,
+    UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
+};
+use super::{Store, StoreError};
+use crate::domain::{
+    Content, Idempotency, LastMessage, Message, MessageId, NewMessage, PageLimit, Role, Seq, Session, SessionId,
+    SessionStatus, Timestamp, UserId, preview_of,
+};
+
+const ID: &str = "id";
+const ROLE: &str = "role";
+const TYPE: &str = "type";
+const CONTENT: &str = "content";
+const PAYLOAD: &str = "payload";
+const REPLY_TO: &str = "reply_to";
+const USAGE: &str = "usage";
+const CREATED_AT: &str = "created_at";
+const EDITED_AT: &str = "edited_at";
+const DELETED_AT: &str = "deleted_at";
+
+const FINGERPRINT: &str = "fingerprint";
+const FIRST_SEQ: &str = "first_seq";
+const COUNT: &str = "count";
+
+/// Idempotency records answer retries for at least this long (TTL removes them some time after).
+const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// An append retries stale guesses and transaction conflicts within these bounds, then answers 503.
+const MAX_ATTEMPTS: u32 = 200;
+const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
+/// Read-modify-write operations (edit, delete, forget-recent, new-scene) retry this often.
+const MAX_RMW_ATTEMPTS: u32 = 20;
+/// Items read per page while skipping deleted messages.
+const QUERY_PAGE: i32 = 100;
+/// Sessions whose `last_seq` one process remembers.
+const SEQ_HINT_CAPACITY: usize = 50_000;
+
+/// The last `last_seq` this process saw for each session: the guess an append starts from.
+#[derive(Default)]
+pub(crate) struct SeqHints(Mutex<HashMap<SessionId, u64>>);
+
+impl SeqHints {
+    pub(crate) fn remember(&self, session: SessionId, last_seq: u64) {
+        if let Ok(mut hints) = self.0.lock() {
+            if hints.len() >= SEQ_HINT_CAPACITY && !hints.contains_key(&session) {
+                hints.clear();
+            }
+            let entry = hints.entry(session).or_insert(last_seq);
+            *entry = (*entry).max(last_seq);
+        }
+    }
+
+    pub(crate) fn forget(&self, session: SessionId) {
+        if let Ok(mut hints) = self.0.lock() {
+            hints.remove(&session);
+        }
+    }
+
+    fn get(&self, session: SessionId) -> Option<u64> {
+        self.0.lock().ok().and_then(|hints| hints.get(&session).copied())
+    }
+}
+
+/// The outcome of an append: the stored messages, and whether they were an idempotent replay.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub messages: Vec<Message>,
+    pub replayed: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Which live messages a listing returns: seqs strictly between `after_seq` and `before_seq`.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageQuery {
+    pub after_seq: Option<u64>,
+    pub before_seq: Option<u64>,
+    pub limit: PageLimit,
+    pub order: MessageOrder,
+}
+
+#[derive(Clone, Debug)]
+pub struct MessageSlice {
+    pub data: Vec<Message>,
+    pub has_more: bool,
+    pub last_seq: u64,
+}
+
+fn message_key(session: SessionId, seq: Seq) -> Item {
+    Item::from([(SESSION_ID.to_owned(), s(session.to_string())), (SEQ.to_owned(), n(seq))])
+}
+
+fn message_item(message: &Message) -> Item {
+    let mut item = message_key(message.session_id, message.seq);
+    item.extend([
+        (ID.to_owned(), s(message.id.to_string())),
+        (ROLE.to_owned(), s(message.role.as_str())),
+        (TYPE.to_owned(), s(message.message_type.as_str())),
+        (CONTENT.to_owned(), s(message.content.as_str())),
+        (CREATED_AT.to_owned(), s(message.created_at.to_string())),
+    ]);
+    if let Some(payload) = &message.payload {
+        item.insert(PAYLOAD.to_owned(), s(serde_json::to_string(payload.as_map()).unwrap_or_default()));
+    }
+    if let Some(reply_to) = message.reply_to {
+        item.insert(REPLY_TO.to_owned(), n(reply_to));
+    }
+    if let Some(usage) = &message.usage {
+        item.insert(
+            USAGE.to_owned(),
+            AttributeValue::M(Item::from([
+                ("input_tokens".to_owned(), n(usage.input_tokens)),
+                ("output_tokens".to_owned(), n(usage.output_tokens)),
+                ("model".to_owned(), s(&usage.model)),
+            ])),
+        );
+    }
+    item
+}
+
+/// A stored message and whether it was deleted.
+struct StoredMessage {
+    message: Message,
+    deleted: bool,
+}
+
+impl TryFrom<&Item> for StoredMessage {
+    type Error = StoreError;
+
+    fn try_from(item: &Item) -> Result<Self, StoreError> {
+        let read = Reader::new(item, "message");
+        let corrupt = |name| StoreError::corrupt("message", name);
+        let usage = read
+            .opt_map(USAGE)?
+            .map(|map| {
+                let usage = Reader::new(map, "message.usage");
+                Ok::<_, StoreError>(crate::domain::Usage {
+                    input_tokens: usage.number("input_tokens")?,
+                    output_tokens: usage.number("output_tokens")?,
+                    model: usage.string("model")?.to_owned(),
+                })
+            })
+            .transpose()?;
+        let message = Message {
+            id: MessageId::parse(read.string(ID)?).ok_or_else(|| corrupt(ID))?,
+            session_id: read.parse(SESSION_ID)?,
+            seq: Seq::new(read.number(SEQ)?).ok_or_else(|| corrupt(SEQ))?,
+            role: read.parse(ROLE)?,
+            message_type: crate::domain::MessageType::parse(read.string(TYPE)?).map_err(|_| corrupt(TYPE))?,
+            content: Content::parse(read.string(CONTENT)?.to_owned()).map_err(|_| corrupt(CONTENT))?,
+            payload: read
+                .opt_json_object(PAYLOAD)?
+                .map(crate::domain::Payload::parse)
+                .transpose()
+                .map_err(|_| corrupt(PAYLOAD))?,
+            reply_to: read.opt_number::<u64>(REPLY_TO)?.map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO))).transpose()?,
+            usage,
+            created_at: read.parse(CREATED_AT)?,
+            edited_at: read.opt_parse(EDITED_AT)?,
+        };
+        Ok(Self { message, deleted: read.has(DELETED_AT) })
+    }
+}
+
+fn last_message_of(message: &Message) -> LastMessage {
+    LastMessage {
+        seq: message.seq,
+        role: message.role,
+        preview: preview_of(message.content.as_str()),
+        created_at: message.created_at,
+    }
+}
+
+fn reason_failed(reason: Option<&CancellationReason>) -> bool {
+    reason.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+}
+
+/// The cancellation reasons of a cancelled transaction, or the error itself.
+fn cancellation_reasons(
+    error: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> Result<Vec<CancellationReason>, StoreError> {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            Ok(cancelled.cancellation_reasons().to_vec())
+        }
+        _ => Err(StoreError::from_sdk(error)),
+    }
+}
+
+fn is_conflict(reasons: &[CancellationReason]) -> bool {
+    reasons.iter().any(|reason| reason.code() == Some("TransactionConflict"))
+}
+
+/// Sleeps a random, growing fraction of a few milliseconds to spread out contending writers.
+async fn backoff(attempt: u32) {
+    let cap_ms = 2u64.saturating_pow(attempt.min(6)).min(50);
+    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
+}
+
+/// Why an append attempt did not commit.
+enum AppendMiss {
+    /// The session moved on: retry on top of this `last_seq`.
+    Stale(u64),
+    /// Another transaction held an item: retry the same guess.
+    Conflict,
+    /// The key was used before: this is the stored record.
+    Replay(Item),
+}
+
+impl Store {
+    /// Appends messages as consecutive seqs, atomically with the session summary and the
+    /// idempotency record. All or nothing.
+    pub async fn append_messages(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        messages: Vec<NewMessage>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, StoreError> {
+        let started = Instant::now();
+        let mut last_seq = match self.seq_hints.get(session_id) {
+            Some(last_seq) => last_seq,
+            None => self.session_record(user, session_id).await?.session.last_seq,
+        };
+        let mut verified = false;
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Err(error) = check_reply_to(&messages, last_seq) {
+                if verified {
+                    return Err(error);
+                }
+                last_seq = self.session_record(user, session_id).await?.session.last_seq;
+                verified = true;
+                continue;
+            }
+            let now = self.now();
+            let stored = stored_messages(session_id, &messages, last_seq, now);
+            match self.try_append(user, session_id, &stored, last_seq, idempotency, now).await? {
+                Ok(()) => {
+                    let new_last = last_seq + stored.len() as u64;
+                    self.seq_hints.remember(session_id, new_last);
+                    return Ok(Appended { messages: stored, replayed: false });
+                }
+                Err(AppendMiss::Replay(record)) => {
+                    return self.replay(session_id, &record, idempotency).await;
+                }
+                Err(AppendMiss::Stale(actual)) => {
+                    self.seq_hints.remember(session_id, actual);
+                    last_seq = actual;
+                    verified = true;
+                }
+                Err(AppendMiss::Conflict) => {}
+            }
+            if started.elapsed() > ATTEMPT_BUDGET {
+                break;
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: append retries exhausted".into()))
+    }
+
+    async fn try_append(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        stored: &[Message],
+        expected_last: u64,
+        idempotency: Option<&Idempotency>,
+        now: Timestamp,
+    ) -> Result<Result<(), AppendMiss>, StoreError> {
+        let last = stored.last().ok_or_else(|| StoreError::Invalid(crate::domain::InputError::invalid(
+            "messages",
+            "must not be empty",
+        )))?;
+        let session_update = Update::builder()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, session_id)))
+            .condition_expression(
+                "attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #status = :open AND #last_seq = :expected",
+            )
+            .update_expression(
+                "SET #last_seq = :new_last, #count = #count + :added, #last_message = :last_message, \
+                 #updated_at = :now, #activity_at = :now, #rev = #rev + :one",
+            )
+            .expression_attribute_names("#sk", SESSION_SK)
+            .expression_attribute_names("#deleted_at", SESSION_DELETED_AT)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#last_seq", LAST_SEQ)
+            .expression_attribute_names("#count", MESSAGE_COUNT)
+            .expression_attribute_names("#last_message", LAST_MESSAGE)
+            .expression_attribute_names("#updated_at", UPDATED_AT)
+            .expression_attribute_names("#activity_at", ACTIVITY_AT)
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
+            .expression_attribute_values(":expected", n(expected_last))
+            .expression_attribute_values(":new_last", n(last.seq))
+            .expression_attribute_values(":added", n(stored.len()))
+            .expression_attribute_values(":last_message", last_message_value(&last_message_of(last)))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(StoreError::internal)?;
+        let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
+        for message in stored {
+            let put = Put::builder()
+                .table_name(&self.tables.messages)
+                .set_item(Some(message_item(message)))
+                .condition_expression("attribute_not_exists(#seq)")
+                .expression_attribute_names("#seq", SEQ)
+                .build()
+                .map_err(StoreError::internal)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(idempotency) = idempotency {
+            let record = Item::from([
+                (SCOPE.to_owned(), s(idempotency_scope(session_id, idempotency))),
+                (FINGERPRINT.to_owned(), s(&idempotency.fingerprint)),
+                (FIRST_SEQ.to_owned(), n(expected_last + 1)),
+                (COUNT.to_owned(), n(stored.len())),
+                (IDEMPOTENCY_EXPIRES_AT.to_owned(), n(now.plus(IDEMPOTENCY_WINDOW).unix_seconds())),
+            ]);
+            let put = Put::builder()
+                .table_name(&self.tables.idempotency)
+                .set_item(Some(record))
+                .condition_expression("attribute_not_exists(#scope) OR #expires_at < :now_secs")
+                .expression_attribute_names("#scope", SCOPE)
+                .expression_attribute_names("#expires_at", IDEMPOTENCY_EXPIRES_AT)
+                .expression_attribute_values(":now_secs", n(now.unix_seconds()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(StoreError::internal)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let Err(error) = result else {
+            return Ok(Ok(()));
+        };
+        let reasons = cancellation_reasons(error)?;
+        let session_reason = reasons.first();
+        let idempotency_reason = idempotency.and_then(|_| reasons.last());
+        if reason_failed(session_reason) {
+            let Some(item) = session_reason.and_then(CancellationReason::item) else {
+                return Err(StoreError::NotFound("session"));
+            };
+            if item.contains_key(SESSION_DELETED_AT) {
+                return Err(StoreError::NotFound("session"));
+            }
+            if let Some(record) = idempotency_reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item) {
+                return Ok(Err(AppendMiss::Replay(record.clone())));
+            }
+            let record = SessionRecord::try_from(item)?;
+            if !record.session.status.accepts_messages() {
+                return Err(StoreError::SessionClosed(record.session.status));
+            }
+            return Ok(Err(AppendMiss::Stale(record.session.last_seq)));
+        }
+        if let Some(record) = idempotency_reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item) {
+            return Ok(Err(AppendMiss::Replay(record.clone())));
+        }
+        if is_conflict(&reasons) {
+            return Ok(Err(AppendMiss::Conflict));
+        }
+        Err(StoreError::internal(format!(
+            "append transaction cancelled unexpectedly: {:?}",
+            reasons.iter().map(CancellationReason::code).collect::<Vec<_>>()
+        )))
+    }
+
+    async fn replay(
+        &self,
+        session_id: SessionId,
+        record: &Item,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, StoreError> {
+        let read = Reader::new(record, "idempotency");
+        let same_request = idempotency.is_some_and(|wanted| read.string(FINGERPRINT).ok() == Some(&wanted.fingerprint));
+        if !same_request {
+            return Err(StoreError::Conflict(
+                "this idempotency key was already used with a different request body".to_owned(),
+            ));
+        }
+        let first: u64 = read.number(FIRST_SEQ)?;
+        let count: u64 = read.number(COUNT)?;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .key_condition_expression("#sid = :sid AND #seq BETWEEN :first AND :last")
+            .expression_attribute_names("#sid", SESSION_ID)
+            .expression_attribute_names("#seq", SEQ)
+            .expression_attribute_values(":sid", s(session_id.to_string()))
+            .expression_attribute_values(":first", n(first))
+            .expression_attribute_values(":last", n(first + count.saturating_sub(1)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let messages = output
+            .items()
+            .iter()
+            .map(|item| StoredMessage::try_from(item).map(|stored| stored.message))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Appended { messages, replayed: true })
+    }
+
+    /// Live messages of a session, in seq order, skipping deleted and cleared ones.
+    pub async fn list_messages(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        query: MessageQuery,
+    ) -> Result<MessageSlice, StoreError> {
+        let (record, data, has_more) = self.read_log(user, session_id, query).await?;
+        Ok(MessageSlice { data, has_more, last_seq: record.session.last_seq })
+    }
+
+    /// The session and its newest `count` live messages, oldest first: a chat screen's first load.
+    pub async fn session_with_latest(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        count: PageLimit,
+    ) -> Result<(Session, Vec<Message>), StoreError> {
+        let query = MessageQuery { after_seq: None, before_seq: None, limit: count, order: MessageOrder::Desc };
+        let (record, mut messages, _) = self.read_log(user, session_id, query).await?;
+        messages.reverse();
+        Ok((record.session, messages))
+    }
+
+    /// Reads the session item and the log in parallel; the session item decides what is visible.
+    async fn read_log(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        query: MessageQuery,
+    ) -> Result<(SessionRecord, Vec<Message>, bool), StoreError> {
+        let lower = query.after_seq.unwrap_or(0);
+        let forward = query.order == MessageOrder::Asc;
+        let wanted = query.limit.as_usize();
+        let (record, (mut data, mut has_more)) = tokio::try_join!(
+            self.session_record(user, session_id),
+            self.live_messages(session_id, lower, query.before_seq, forward, wanted),
+        )?;
+        let visible_after = record.visible_after;
+        if lower < visible_after {
+            if forward {
+                (data, has_more) =
+                    self.live_messages(session_id, visible_after, query.before_seq, forward, wanted).await?;
+            } else {
+                let before = data.len();
+                data.retain(|message| message.seq.get() > visible_after);
+                has_more = has_more && data.len() == before;
+            }
+        }
+        Ok((record, data, has_more))
+    }
+
+    /// Reads live messages with seq strictly between `lower` and `upper`, `wanted` of them at most.
+    async fn live_messages(
+        &self,
+        session_id: SessionId,
+        lower: u64,
+        upper: Option<u64>,
+        forward: bool,
+        wanted: usize,
+    ) -> Result<(Vec<Message>, bool), StoreError> {
+        let low = lower.saturating_add(1);
+        let high = upper.map_or(i64::MAX as u64, |upper| upper.saturating_sub(1));
+        if low > high || wanted == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut found = Vec::with_capacity(wanted + 1);
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.messages)
+                .key_condition_expression("#sid = :sid AND #seq BETWEEN :low AND :high")
+                .filter_expression("attribute_not_exists(#deleted_at)")
+                .expression_attribute_names("#sid", SESSION_ID)
+                .expression_attribute_names("#seq", SEQ)
+                .expression_attribute_names("#deleted_at", DELETED_AT)
+                .expression_attribute_values(":sid", s(session_id.to_string()))
+                .expression_attribute_values(":low", n(low))
+                .expression_attribute_values(":high", n(high))
+                .scan_index_forward(forward)
+                .consistent_read(true)
+                .limit(((wanted + 1 - found.len()) as i32).clamp(1, QUERY_PAGE))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for item in output.items() {
+                found.push(StoredMessage::try_from(item)?.message);
+                if found.len() > wanted {
+                    break;
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if found.len() <= wanted => start_key = Some(key),
+                _ => break,
+            }
+        }
+        let has_more = found.len() > wanted;
+        found.truncate(wanted);
+        Ok((found, has_more))
+    }
+
+    /// One live, visible message.
+    pub async fn get_message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {
+        let (record, stored) = tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
+        visible(&record, stored).map(|stored| stored.message)
+    }
+
+    async fn stored_message(&self, session_id: SessionId, seq: Seq) -> Result<Option<StoredMessage>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(session_id, seq)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        output.item().map(StoredMessage::try_from).transpose()
+    }
+
+    /// Replaces a `user` message's content and stamps `edited_at`.
+    pub async fn edit_message(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+        content: Content,
+    ) -> Result<Message, StoreError> {
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let (record, stored) =
+                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            let mut message = visible(&record, stored)?.message;
+            if message.role != Role::User {
+                return Err(StoreError::Forbidden("only user messages can be edited".to_owned()));
+            }
+            let now = self.now();
+            message.content = content.clone();
+            message.edited_at = Some(now);
+            let mut summary = SummaryChange::new(&record, now);
+            if record.session.last_message.as_ref().is_some_and(|last| last.seq == seq) {
+                summary.last_message = Some(Some(last_message_of(&message)));
+            }
+            let edit = Update::builder()
+                .table_name(&self.tables.messages)
+                .set_key(Some(message_key(session_id, seq)))
+                .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
+                .update_expression("SET #content = :content, #edited_at = :now")
+                .expression_attribute_names("#seq", SEQ)
+                .expression_attribute_names("#deleted_at", DELETED_AT)
+                .expression_attribute_names("#content", CONTENT)
+                .expression_attribute_names("#edited_at", EDITED_AT)
+                .expression_attribute_values(":content", s(content.as_str()))
+                .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(StoreError::internal)?;
+            if self.commit_with_summary(user, session_id, summary, vec![edit]).await? {
+                return Ok(message);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: edit retries exhausted".into()))
+    }
+
+    /// Soft-deletes one message; its seq is never reused.
+    pub async fn delete_message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let (record, stored) =
+                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            visible(&record, stored)?;
+            let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
+            summary.removed = 1;
+            if record.session.last_message.as_ref().is_some_and(|last| last.seq == seq) {
+                let (previous, _) =
+                    self.live_messages(session_id, record.visible_after, Some(seq.get()), false, 1).await?;
+                summary.last_message = Some(previous.first().map(last_message_of));
+            }
+            let delete = self.soft_delete(session_id, seq, now)?;
+            if self.commit_with_summary(user, session_id, summary, vec![delete]).await? {
+                return Ok(());
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: delete retries exhausted".into()))
+    }
+
+    /// Soft-deletes the newest `count` live messages; returns how many there were.
+    pub async fn forget_recent(&self, user: &UserId, session_id: SessionId, count: usize) -> Result<u64, StoreError> {
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let record = self.writable_session(user, session_id).await?;
+            let (newest, _) = self.live_messages(session_id, record.visible_after, None, false, count + 1).await?;
+            let doomed = &newest[..count.min(newest.len())];
+            if doomed.is_empty() {
+                return Ok(0);
+            }
+            let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
+            summary.removed = doomed.len() as u64;
+            summary.last_message = Some(newest.get(count).map(last_message_of));
+            let deletes =
+                doomed.iter().map(|message| self.soft_delete(session_id, message.seq, now)).collect::<Result<_, _>>()?;
+            if self.commit_with_summary(user, session_id, summary, deletes).await? {
+                return Ok(doomed.len() as u64);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: forget-recent retries exhausted".into()))
+    }
+
+    /// Hides every live message but the newest `keep`; returns how many were hidden.
+    pub async fn new_scene(&self, user: &UserId, session_id: SessionId, keep: usize) -> Result<u64, StoreError> {
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let record = self.writable_session(user, session_id).await?;
+            let live = record.session.message_count;
+            if live <= keep as u64 {
+                return Ok(0);
+            }
+            let watermark = if keep == 0 {
+                record.session.last_seq
+            } else {
+                let (newest, _) = self.live_messages(session_id, record.visible_after, None, false, keep + 1).await?;
+                match newest.get(keep) {
+                    Some(first_hidden) => first_hidden.seq.get(),
+                    None => return Ok(0),
+                }
+            };
+            let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
+            summary.removed = live - keep as u64;
+            summary.visible_after = Some(watermark);
+            if keep == 0 {
+                summary.last_message = Some(None);
+            }
+            if self.commit_with_summary(user, session_id, summary, Vec::new()).await? {
+                return Ok(live - keep as u64);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: new-scene retries exhausted".into()))
+    }
+
+    /// Hides every message of the session in one conditional write; returns how many were live.
+    pub async fn reset_messages(&self, user: &UserId, session_id: SessionId) -> Result<u64, StoreError> {
+        let now = self.now();
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, session_id)))
+            .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #status = :open")
+            .update_expression(
+                "SET #visible_after = #last_seq, #count = :zero, #updated_at = :now, #activity_at = :now, \
+                 #rev = #rev + :one REMOVE #last_message",
+            )
+            .expression_attribute_names("#sk", SESSION_SK)
+            .expression_attribute_names("#deleted_at", SESSION_DELETED_AT)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#visible_after", VISIBLE_AFTER)
+            .expression_attribute_names("#last_seq", LAST_SEQ)
+            .expression_attribute_names("#count", MESSAGE_COUNT)
+            .expression_attribute_names("#updated_at", UPDATED_AT)
+            .expression_attribute_names("#activity_at", ACTIVITY_AT)
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_names("#last_message", LAST_MESSAGE)
+            .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match output {
+            Ok(output) => {
+                let old = output.attributes().ok_or_else(|| StoreError::corrupt("session", "attributes"))?;
+                Reader::new(old, "session").number(MESSAGE_COUNT)
+            }
+            Err(error) => {
+                let old = error.as_service_error().and_then(|service| match service {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                        failed,
+                    ) => Some(failed.item().cloned()),
+                    _ => None,
+                });
+                match old {
+                    Some(Some(item)) if !item.contains_key(SESSION_DELETED_AT) => {
+                        Err(StoreError::SessionClosed(SessionRecord::try_from(&item)?.session.status))
+                    }
+                    Some(_) => Err(StoreError::NotFound("session")),
+                    None => Err(StoreError::from_sdk(error)),
+                }
+            }
+        }
+    }
+
+    /// The session, if it exists, belongs to `user`, and accepts changes to its messages.
+    async fn writable_session(&self, user: &UserId, session_id: SessionId) -> Result<SessionRecord, StoreError> {
+        let record = self.session_record(user, session_id).await?;
+        if !record.session.status.accepts_messages() {
+            return Err(StoreError::SessionClosed(record.session.status));
+        }
+        Ok(record)
+    }
+
+    fn soft_delete(&self, session_id: SessionId, seq: Seq, now: Timestamp) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(session_id, seq)))
+            .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
+            .update_expression("SET #deleted_at = :now")
+            .expression_attribute_names("#seq", SEQ)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_values(":now", s(now.to_string()))
+            .build()
+            .map_err(StoreError::internal)
+    }
+
+    /// Commits message updates together with a summary change, if the session is still at the
+    /// revision it was read at. `Ok(false)` means something changed meanwhile: read again.
+    async fn commit_with_summary(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        summary: SummaryChange,
+        message_updates: Vec<Update>,
+    ) -> Result<bool, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, session_id)))
+            .condition_expression("#rev = :rev AND #status = :open AND attribute_not_exists(#deleted_at)")
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#deleted_at", SESSION_DELETED_AT)
+            .expression_attribute_names("#count", MESSAGE_COUNT)
+            .expression_attribute_names("#updated_at", UPDATED_AT)
+            .expression_attribute_names("#activity_at", ACTIVITY_AT)
+            .expression_attribute_values(":rev", n(summary.rev))
+            .expression_attribute_values(":next_rev", n(summary.rev + 1))
+            .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
+            .expression_attribute_values(":removed", n(summary.removed))
+            .expression_attribute_values(":now", s(summary.now.to_string()));
+        let mut sets = vec![
+            "#rev = :next_rev",
+            "#count = #count - :removed",
+            "#updated_at = :now",
+            "#activity_at = :now",
+        ];
+        let mut removes = Vec::new();
+        match &summary.last_message {
+            Some(Some(last)) => {
+                sets.push("#last_message = :last_message");
+                update = update
+                    .expression_attribute_names("#last_message", LAST_MESSAGE)
+                    .expression_attribute_values(":last_message", last_message_value(last));
+            }
+            Some(None) => {
+                removes.push("#last_message");
+                update = update.expression_attribute_names("#last_message", LAST_MESSAGE);
+            }
+            None => {}
+        }
+        if let Some(watermark) = summary.visible_after {
+            sets.push("#visible_after = :visible_after");
+            update = update
+                .expression_attribute_names("#visible_after", VISIBLE_AFTER)
+                .expression_attribute_values(":visible_after", n(watermark));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let session_update = update.update_expression(expression).build().map_err(StoreError::internal)?;
+        let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
+        items.extend(message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()));
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let reasons = cancellation_reasons(error)?;
+                if reasons.iter().any(|reason| reason_failed(Some(reason))) || is_conflict(&reasons) {
+                    Ok(false)
+                } else {
+                    Err(StoreError::internal("summary transaction cancelled unexpectedly"))
+                }
+            }
+        }
+    }
+}
+
+/// How a read-modify-write changes the session summary.
+struct SummaryChange {
+    rev: u64,
+    now: Timestamp,
+    removed: u64,
+    /// `Some(None)` clears `last_message`; `None` leaves it.
+    last_message: Option<Option<LastMessage>>,
+    visible_after: Option<u64>,
+}
+
+impl SummaryChange {
+    fn new(record: &SessionRecord, now: Timestamp) -> Self {
+        Self { rev: record.rev, now, removed: 0, last_message: None, visible_after: None }
+    }
+}
+
+fn visible(record: &SessionRecord, stored: Option<StoredMessage>) -> Result<StoredMessage, StoreError> {
+    match stored {
+        Some(stored) if !stored.deleted && stored.message.seq.get() > record.visible_after => Ok(stored),
+        _ => Err(StoreError::NotFound("message")),
+    }
+}
+
+fn idempotency_scope(session_id: SessionId, idempotency: &Idempotency) -> String {
+    format!("{session_id}#{}", idempotency.key.as_str())
+}
+
+fn check_reply_to(messages: &[NewMessage], last_seq: u64) -> Result<(), StoreError> {
+    for (index, message) in messages.iter().enumerate() {
+        let own_seq = last_seq + 1 + index as u64;
+        if message.reply_to.is_some_and(|reply_to| reply_to.get() >= own_seq) {
+            return Err(crate::domain::InputError::invalid("reply_to", "must be the seq of an earlier message in this session").into());
+        }
+    }
+    Ok(())
+}
+
+fn stored_messages(session_id: SessionId, messages: &[NewMessage], last_seq: u64, now: Timestamp) -> Vec<Message> {
+    messages
+        .iter()
+        .enumerate()
+        .map(|(index, new)| Message {
+            id: MessageId::generate(),
+            session_id,
+            seq: Seq::after(last_seq + index as u64),
+            role: new.role,
+            message_type: new.message_type.clone(),
+            content: new.content.clone(),
+            payload: new.payload.clone(),
+            reply_to: new.reply_to,
+            usage: new.usage.clone(),
+            created_at: now,
+            edited_at: None,
+        })
+        .collect()
+}

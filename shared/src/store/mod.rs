@@ -1,0 +1,174 @@
+//! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
+
+mod item;
+mod messages;
+pub mod schema;
+mod sessions;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, timeout::TimeoutConfig};
+use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
+
+use crate::config::TableNames;
+use crate::domain::{Clock, InputError, SessionStatus, Timestamp};
+
+pub use self::messages::{Appended, MessageOrder, MessageQuery, MessageSlice};
+
+type Source = Box<dyn StdError + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("session is {}", .0.as_str())]
+    SessionClosed(SessionStatus),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Invalid(#[from] InputError),
+    #[error("DynamoDB is unavailable")]
+    Unavailable(#[source] Source),
+    #[error("DynamoDB request failed")]
+    Internal(#[source] Source),
+}
+
+#[derive(Debug)]
+struct CorruptItem {
+    kind: &'static str,
+    attribute: String,
+}
+
+impl fmt::Display for CorruptItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stored {} item has a missing or malformed `{}`", self.kind, self.attribute)
+    }
+}
+
+impl StdError for CorruptItem {}
+
+impl StoreError {
+    pub(crate) fn internal(source: impl Into<Source>) -> Self {
+        Self::Internal(source.into())
+    }
+
+    pub(crate) fn corrupt(kind: &'static str, attribute: &str) -> Self {
+        Self::Internal(Box::new(CorruptItem { kind, attribute: attribute.to_owned() }))
+    }
+
+    /// Classifies an SDK failure: network, timeout and throttling are `Unavailable` (503).
+    pub(crate) fn from_sdk<E, R>(error: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+        R: fmt::Debug + Send + Sync + 'static,
+    {
+        let unavailable = match &error {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(service) => matches!(
+                service.err().code(),
+                Some(
+                    "ProvisionedThroughputExceededException"
+                        | "ThrottlingException"
+                        | "RequestLimitExceeded"
+                        | "InternalServerError"
+                        | "ServiceUnavailable"
+                        | "TransactionInProgressException"
+                )
+            ),
+            _ => false,
+        };
+        if unavailable { Self::Unavailable(Box::new(error)) } else { Self::Internal(Box::new(error)) }
+    }
+}
+
+/// Builds the DynamoDB client with bounded timeouts, so an unreachable database is a quick 503.
+pub fn client(sdk_config: &SdkConfig) -> Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(12))
+        .build();
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk_config).timeout_config(timeouts).build();
+    Client::from_conf(config)
+}
+
+/// Counts every request the client transmits (retries included): the "round trips" of the API.
+#[derive(Debug)]
+struct CallCounter(Arc<AtomicU64>);
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Access to every table; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    tables: Arc<TableNames>,
+    clock: Arc<dyn Clock>,
+    calls: Arc<AtomicU64>,
+    seq_hints: Arc<messages::SeqHints>,
+}
+
+impl Store {
+    pub fn new(client: Client, tables: TableNames, clock: Arc<dyn Clock>) -> Self {
+        let calls = Arc::new(AtomicU64::new(0));
+        let config = client.config().to_builder().interceptor(CallCounter(calls.clone())).build();
+        Self {
+            client: Client::from_conf(config),
+            tables: Arc::new(tables),
+            clock,
+            calls,
+            seq_hints: Arc::default(),
+        }
+    }
+
+    /// DynamoDB requests sent by this store so far.
+    pub fn dynamodb_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub fn tables(&self) -> &TableNames {
+        &self.tables
+    }
+
+    /// Opens the connection (DNS, TCP, TLS) during init so the first request does not pay for it.
+    pub async fn warm_up(&self) {
+        let result = self
+            .client
+            .get_item()
+            .table_name(&self.tables.sessions)
+            .key(schema::sessions::USER_ID, item::s("#warm-up"))
+            .key(schema::sessions::SESSION_ID, item::s("#warm-up"))
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(error = %StoreError::from_sdk(error), "DynamoDB warm-up failed; continuing");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The key layout the code relies on. The tables themselves are defined once, in `template.yaml`;
+//! the local tooling creates tables from that file and a test checks it against these layouts.
+
+/// A key attribute's DynamoDB type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    S,
+    N,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexLayout {
+    pub name: &'static str,
+    pub partition_key: (&'static str, KeyType),
+    pub sort_key: (&'static str, KeyType),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLayout {
+    /// The table's logical id in `template.yaml`.
+    pub logical_id: &'static str,
+    pub partition_key: (&'static str, KeyType),
+    pub sort_key: Option<(&'static str, KeyType)>,
+    pub indexes: &'static [IndexLayout],
+    pub ttl_attribute: Option<&'static str>,
+}
+
+pub(crate) mod sessions {
+    pub const USER_ID: &str = "user_id";
+    pub const SESSION_ID: &str = "session_id";
+    pub const BY_ACTIVITY: &str = "by_activity";
+    /// `<user_id>#active` or `<user_id>#archived`; absent once the session is deleted.
+    pub const LIST_PK: &str = "list_pk";
+    pub const ACTIVITY_AT: &str = "activity_at";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+pub(crate) mod messages {
+    pub const SESSION_ID: &str = "session_id";
+    pub const SEQ: &str = "seq";
+}
+
+pub(crate) mod idempotency {
+    /// `<session_id>#<idempotency key>`.
+    pub const SCOPE: &str = "scope";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
+pub const SESSIONS: TableLayout = TableLayout {
+    logical_id: "SessionsTable",
+    partition_key: (sessions::USER_ID, KeyType::S),
+    sort_key: Some((sessions::SESSION_ID, KeyType::S)),
+    indexes: &[IndexLayout {
+        name: sessions::BY_ACTIVITY,
+        partition_key: (sessions::LIST_PK, KeyType::S),
+        sort_key: (sessions::ACTIVITY_AT, KeyType::S),
+    }],
+    ttl_attribute: Some(sessions::EXPIRES_AT),
+};
+
+pub const MESSAGES: TableLayout = TableLayout {
+    logical_id: "MessagesTable",
+    partition_key: (messages::SESSION_ID, KeyType::S),
+    sort_key: Some((messages::SEQ, KeyType::N)),
+    indexes: &[],
+    ttl_attribute: None,
+};
+
+pub const IDEMPOTENCY: TableLayout = TableLayout {
+    logical_id: "IdempotencyTable",
+    partition_key: (idempotency::SCOPE, KeyType::S),
+    sort_key: None,
+    indexes: &[],
+    ttl_attribute: Some(idempotency::EXPIRES_AT),
+};
+
+/// Every table the code uses.
+pub const TABLES: [TableLayout; 3] = [SESSIONS, MESSAGES, IDEMPOTENCY];

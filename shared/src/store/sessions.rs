@@ -1,0 +1,357 @@
+//! Sessions table: one item per session, keyed by (user_id, session_id). Listing reads the sparse
+//! `by_activity` index (partition `<user>#active|archived`, sorted by `activity_at`), never a scan.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use serde::{Deserialize, Serialize};
+
+use super::item::{Item, Reader, b, n, s};
+use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
+use super::{Store, StoreError};
+use crate::domain::{
+    Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Seq, Session, SessionChanges,
+    SessionFilter, SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
+};
+
+/// How long a deleted session's item stays (invisible) before DynamoDB's TTL purges it.
+const DELETED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Items read per index page when a filter may discard some of them.
+const FILTERED_PAGE: i32 = 100;
+
+pub(super) const TITLE: &str = "title";
+pub(super) const TITLE_FOLDED: &str = "title_folded";
+pub(super) const STATUS: &str = "status";
+pub(super) const ARCHIVED: &str = "archived";
+pub(super) const METADATA: &str = "metadata";
+pub(super) const SETTINGS: &str = "settings";
+pub(super) const MESSAGE_COUNT: &str = "message_count";
+pub(super) const LAST_SEQ: &str = "last_seq";
+pub(super) const LAST_MESSAGE: &str = "last_message";
+/// Messages with `seq <= visible_after` were cleared by new-scene or reset.
+pub(super) const VISIBLE_AFTER: &str = "visible_after";
+/// Bumped by every change to the message summary; guards read-modify-write updates.
+pub(super) const REV: &str = "rev";
+pub(super) const CREATED_AT: &str = "created_at";
+pub(super) const UPDATED_AT: &str = "updated_at";
+pub(super) const DELETED_AT: &str = "deleted_at";
+
+/// A live session item: the API view plus the bookkeeping the message log needs.
+#[derive(Clone, Debug)]
+pub(crate) struct SessionRecord {
+    pub session: Session,
+    pub rev: u64,
+    pub visible_after: u64,
+}
+
+pub(super) fn session_key(user: &UserId, id: SessionId) -> Item {
+    Item::from([(USER_ID.to_owned(), s(user.as_str())), (SESSION_ID.to_owned(), s(id.to_string()))])
+}
+
+fn list_pk(user: &UserId, archived: bool) -> String {
+    format!("{user}#{}", if archived { "archived" } else { "active" })
+}
+
+pub(super) fn last_message_value(last: &LastMessage) -> AttributeValue {
+    AttributeValue::M(Item::from([
+        ("seq".to_owned(), n(last.seq)),
+        ("role".to_owned(), s(last.role.as_str())),
+        ("preview".to_owned(), s(&last.preview)),
+        ("created_at".to_owned(), s(last.created_at.to_string())),
+    ]))
+}
+
+fn json_text<T: Serialize>(value: &T) -> AttributeValue {
+    s(serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned()))
+}
+
+fn metadata_value(metadata: &Metadata) -> AttributeValue {
+    AttributeValue::M(metadata.pairs().iter().map(|(key, value)| (key.clone(), s(value))).collect())
+}
+
+impl TryFrom<&Item> for SessionRecord {
+    type Error = StoreError;
+
+    fn try_from(item: &Item) -> Result<Self, StoreError> {
+        let read = Reader::new(item, "session");
+        let id = read.parse::<SessionId>(SESSION_ID)?;
+        let title = Title::parse(read.string(TITLE)?).map_err(|_| StoreError::corrupt("session", TITLE))?;
+        let metadata = read
+            .opt_map(METADATA)?
+            .map(|map| {
+                map.iter()
+                    .map(|(key, value)| match value {
+                        AttributeValue::S(text) => Ok((key.clone(), text.clone())),
+                        _ => Err(StoreError::corrupt("session", METADATA)),
+                    })
+                    .collect::<Result<_, _>>()
+            })
+            .transpose()?
+            .map(Metadata::parse)
+            .transpose()
+            .map_err(|_| StoreError::corrupt("session", METADATA))?
+            .unwrap_or_default();
+        let settings = read
+            .opt_json_object(SETTINGS)?
+            .map(Settings::parse)
+            .transpose()
+            .map_err(|_| StoreError::corrupt("session", SETTINGS))?
+            .unwrap_or_default();
+        let last_message = read.opt_map(LAST_MESSAGE)?.map(last_message_from).transpose()?;
+        let session = Session {
+            id,
+            title,
+            status: read.parse(STATUS)?,
+            archived: read.bool(ARCHIVED)?,
+            metadata,
+            settings,
+            message_count: read.number(MESSAGE_COUNT)?,
+            last_seq: read.number(LAST_SEQ)?,
+            last_message,
+            created_at: read.parse(CREATED_AT)?,
+            updated_at: read.parse(UPDATED_AT)?,
+        };
+        Ok(Self { session, rev: read.number(REV)?, visible_after: read.number(VISIBLE_AFTER)? })
+    }
+}
+
+fn last_message_from(map: &Item) -> Result<LastMessage, StoreError> {
+    let read = Reader::new(map, "session.last_message");
+    Ok(LastMessage {
+        seq: Seq::new(read.number("seq")?).ok_or_else(|| StoreError::corrupt("session", "last_message.seq"))?,
+        role: read.parse("role")?,
+        preview: read.string("preview")?.to_owned(),
+        created_at: read.parse("created_at")?,
+    })
+}
+
+/// Where a listing stopped: the last returned session's index key.
+#[derive(Serialize, Deserialize)]
+struct ListPosition {
+    #[serde(rename = "a")]
+    activity_at: Timestamp,
+    #[serde(rename = "s")]
+    session_id: SessionId,
+}
+
+impl Store {
+    pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, StoreError> {
+        let now = self.now();
+        let session = Session {
+            id: SessionId::generate(),
+            title: new.title,
+            status: SessionStatus::Open,
+            archived: false,
+            metadata: new.metadata,
+            settings: new.settings,
+            message_count: 0,
+            last_seq: 0,
+            last_message: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut item = session_key(user, session.id);
+        item.extend([
+            (TITLE.to_owned(), s(session.title.as_str())),
+            (TITLE_FOLDED.to_owned(), s(session.title.folded())),
+            (STATUS.to_owned(), s(session.status.as_str())),
+            (ARCHIVED.to_owned(), b(false)),
+            (METADATA.to_owned(), metadata_value(&session.metadata)),
+            (SETTINGS.to_owned(), json_text(&session.settings)),
+            (MESSAGE_COUNT.to_owned(), n(0)),
+            (LAST_SEQ.to_owned(), n(0)),
+            (VISIBLE_AFTER.to_owned(), n(0)),
+            (REV.to_owned(), n(0)),
+            (CREATED_AT.to_owned(), s(now.to_string())),
+            (UPDATED_AT.to_owned(), s(now.to_string())),
+            (LIST_PK.to_owned(), s(list_pk(user, false))),
+            (ACTIVITY_AT.to_owned(), s(now.to_string())),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.tables.sessions)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#sk)")
+            .expression_attribute_names("#sk", SESSION_ID)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        self.seq_hints.remember(session.id, 0);
+        Ok(session)
+    }
+
+    pub async fn get_session(&self, user: &UserId, id: SessionId) -> Result<Session, StoreError> {
+        Ok(self.session_record(user, id).await?.session)
+    }
+
+    /// The live session item, read strongly consistent; deleted or foreign sessions are `NotFound`.
+    pub(crate) async fn session_record(&self, user: &UserId, id: SessionId) -> Result<SessionRecord, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let item = output.item().filter(|item| !item.contains_key(DELETED_AT));
+        let record = SessionRecord::try_from(item.ok_or(StoreError::NotFound("session"))?)?;
+        self.seq_hints.remember(id, record.session.last_seq);
+        Ok(record)
+    }
+
+    pub async fn list_sessions(
+        &self,
+        user: &UserId,
+        filter: &SessionFilter,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Session>, StoreError> {
+        let partition = list_pk(user, filter.archived);
+        let mut start_key = match cursor {
+            Some(cursor) => {
+                let position: ListPosition = cursor.decode()?;
+                let mut key = session_key(user, position.session_id);
+                key.insert(LIST_PK.to_owned(), s(&partition));
+                key.insert(ACTIVITY_AT.to_owned(), s(position.activity_at.to_string()));
+                Some(key)
+            }
+            None => None,
+        };
+        let wanted = limit.as_usize() + 1;
+        let mut found: Vec<(Session, String)> = Vec::with_capacity(wanted);
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.tables.sessions)
+                .index_name(BY_ACTIVITY)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", LIST_PK)
+                .expression_attribute_values(":pk", s(&partition))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start_key.take());
+            let mut conditions = Vec::new();
+            if let Some(status) = filter.status {
+                conditions.push("#status = :status");
+                query = query
+                    .expression_attribute_names("#status", STATUS)
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            if let Some(text) = &filter.title_contains {
+                conditions.push("contains(#title_folded, :q)");
+                query = query
+                    .expression_attribute_names("#title_folded", TITLE_FOLDED)
+                    .expression_attribute_values(":q", s(text));
+            }
+            let page_size = if conditions.is_empty() { (wanted - found.len()) as i32 } else { FILTERED_PAGE };
+            if !conditions.is_empty() {
+                query = query.filter_expression(conditions.join(" AND "));
+            }
+            let output = query.limit(page_size).send().await.map_err(StoreError::from_sdk)?;
+            for item in output.items() {
+                let activity_at = Reader::new(item, "session").string(ACTIVITY_AT)?.to_owned();
+                found.push((SessionRecord::try_from(item)?.session, activity_at));
+                if found.len() == wanted {
+                    break;
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) if found.len() < wanted => start_key = Some(key),
+                _ => break,
+            }
+        }
+        let has_more = found.len() > limit.as_usize();
+        found.truncate(limit.as_usize());
+        let next_cursor = match found.last() {
+            Some((session, activity_at)) if has_more => Some(Cursor::encode(&ListPosition {
+                activity_at: activity_at.parse().map_err(|_| StoreError::corrupt("session", ACTIVITY_AT))?,
+                session_id: session.id,
+            })),
+            _ => None,
+        };
+        Ok(Page { data: found.into_iter().map(|(session, _)| session).collect(), has_more, next_cursor })
+    }
+
+    pub async fn update_session(
+        &self,
+        user: &UserId,
+        id: SessionId,
+        changes: SessionChanges,
+    ) -> Result<Session, StoreError> {
+        let now = self.now().to_string();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, id)))
+            .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at)")
+            .expression_attribute_names("#sk", SESSION_ID)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .return_values(ReturnValue::AllNew);
+        let mut sets = vec![(UPDATED_AT, s(&now)), (ACTIVITY_AT, s(&now))];
+        if let Some(title) = &changes.title {
+            sets.push((TITLE, s(title.as_str())));
+            sets.push((TITLE_FOLDED, s(title.folded())));
+        }
+        if let Some(status) = changes.status {
+            sets.push((STATUS, s(status.as_str())));
+        }
+        if let Some(metadata) = &changes.metadata {
+            sets.push((METADATA, metadata_value(metadata)));
+        }
+        if let Some(settings) = &changes.settings {
+            sets.push((SETTINGS, json_text(settings)));
+        }
+        if let Some(archived) = changes.archived {
+            sets.push((ARCHIVED, b(archived)));
+            sets.push((LIST_PK, s(list_pk(user, archived))));
+        }
+        let mut assignments = Vec::with_capacity(sets.len());
+        for (index, (name, value)) in sets.into_iter().enumerate() {
+            assignments.push(format!("#a{index} = :v{index}"));
+            update = update
+                .expression_attribute_names(format!("#a{index}"), name)
+                .expression_attribute_values(format!(":v{index}"), value);
+        }
+        let output = update
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .send()
+            .await
+            .map_err(|error| match error.as_service_error() {
+                Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
+                _ => StoreError::from_sdk(error),
+            })?;
+        let item = output.attributes().ok_or_else(|| StoreError::corrupt("session", "attributes"))?;
+        Ok(SessionRecord::try_from(item)?.session)
+    }
+
+    /// Soft delete: the session (and with it every message) disappears from reads at once; the
+    /// item itself is purged by TTL after the retention period.
+    pub async fn delete_session(&self, user: &UserId, id: SessionId) -> Result<(), StoreError> {
+        let now = self.now();
+        let expires_at = now.plus(DELETED_RETENTION).unix_seconds();
+        self.client
+            .update_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, id)))
+            .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at)")
+            .update_expression("SET #deleted_at = :now, #expires_at = :expires_at REMOVE #list_pk, #activity_at")
+            .expression_attribute_names("#sk", SESSION_ID)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_names("#list_pk", LIST_PK)
+            .expression_attribute_names("#activity_at", ACTIVITY_AT)
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":expires_at", n(expires_at))
+            .send()
+            .await
+            .map_err(|error| match error.as_service_error() {
+                Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
+                _ => StoreError::from_sdk(error),
+            })?;
+        self.seq_hints.forget(id);
+        Ok(())
+    }
+}
