@@ -48,6 +48,8 @@ pub enum ApiError {
     RateLimit { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] Source),
+    #[error("{0} is not implemented yet")]
+    NotImplemented(&'static str),
     #[error("the database is unavailable; retry later")]
     ServiceUnavailable(#[source] Source),
 }
@@ -71,6 +73,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -87,6 +90,7 @@ impl ApiError {
             Self::DailyLimitExceeded { .. } => "daily_limit_exceeded",
             Self::RateLimit { .. } => "rate_limit",
             Self::Internal(_) => "internal",
+            Self::NotImplemented(_) => "not_implemented",
             Self::ServiceUnavailable(_) => "service_unavailable",
         }
     }

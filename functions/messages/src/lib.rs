@@ -1,1 +1,5 @@
+//! The messages Lambda: each session's ordered, idempotent, gapless log.
 
+mod routes;
+
+pub use routes::routes;

@@ -1,1 +1,5 @@
+//! The sessions Lambda: a user's conversations.
 
+mod routes;
+
+pub use routes::routes;

@@ -1,0 +1,167 @@
+//! One small handler per endpoint: extract, call the store, respond.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use shared::api::messages::{
+    AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListMessages,
+    MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
+};
+use shared::auth::Caller;
+use shared::domain::{Content, SessionId};
+use shared::http::{Json, Query, SeqParam, SessionIdParam, no_content};
+use shared::store::{Appended, MessageQuery};
+use shared::{ApiError, AppState};
+
+/// A batch of 20 messages at the content and payload limits, JSON-escaped, fits in this.
+const BODY_LIMIT: usize = 5 * 1024 * 1024;
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const REPLAYED: &str = "idempotent-replayed";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions/{id}/messages", post(append).get(list))
+        .route("/v1/sessions/{id}/messages/batch", post(append_batch))
+        .route("/v1/sessions/{id}/messages/{seq}", get(read).patch(edit).delete(remove))
+        .route("/v1/sessions/{id}/forget-recent", post(forget_recent))
+        .route("/v1/sessions/{id}/new-scene", post(new_scene))
+        .route("/v1/sessions/{id}/reset", post(reset))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| value.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII")))
+        .transpose()
+}
+
+/// 201 for a new append, 200 with `Idempotent-Replayed: true` for a retry.
+fn appended<T: Serialize>(appended: &Appended, body: T) -> Response {
+    let status = if appended.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let mut response = (status, axum::Json(body)).into_response();
+    if appended.replayed {
+        response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn append(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    headers: HeaderMap,
+    Json(body): Json<AppendMessage>,
+) -> Result<Response, ApiError> {
+    let request = AppendRequest::single(body, idempotency_key(&headers)?)?;
+    let result = append_request(&state, &caller, id, request).await?;
+    let message = result.messages.first().ok_or_else(|| ApiError::internal("append returned no message"))?;
+    Ok(appended(&result, message))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn append_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    headers: HeaderMap,
+    Json(body): Json<AppendBatch>,
+) -> Result<Response, ApiError> {
+    let request = AppendRequest::batch(body, idempotency_key(&headers)?)?;
+    let result = append_request(&state, &caller, id, request).await?;
+    Ok(appended(&result, MessageBatch { data: result.messages.clone() }))
+}
+
+async fn append_request(
+    state: &AppState,
+    caller: &Caller,
+    id: SessionId,
+    request: AppendRequest,
+) -> Result<Appended, ApiError> {
+    let result =
+        state.store.append_messages(&caller.user_id, id, request.messages, request.idempotency.as_ref()).await?;
+    tracing::info!(count = result.messages.len(), replayed = result.replayed, "appended");
+    Ok(result)
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    Query(query): Query<ListMessages>,
+) -> Result<Response, ApiError> {
+    let query = MessageQuery::try_from(query)?;
+    let slice = state.store.list_messages(&caller.user_id, id, query).await?;
+    Ok(axum::Json(MessageList { data: slice.data, has_more: slice.has_more, last_seq: slice.last_seq }).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    SeqParam(seq): SeqParam,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.store.get_message(&caller.user_id, id, seq).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    SeqParam(seq): SeqParam,
+    Json(body): Json<EditMessage>,
+) -> Result<Response, ApiError> {
+    let content = Content::parse(body.content)?;
+    Ok(axum::Json(state.store.edit_message(&caller.user_id, id, seq, content).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    SeqParam(seq): SeqParam,
+) -> Result<Response, ApiError> {
+    state.store.delete_message(&caller.user_id, id, seq).await?;
+    Ok(no_content())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn forget_recent(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    Json(body): Json<ForgetRecent>,
+) -> Result<Response, ApiError> {
+    let deleted_count = state.store.forget_recent(&caller.user_id, id, body.count()?).await?;
+    Ok(axum::Json(ForgetRecentResult { deleted_count }).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn new_scene(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    Json(body): Json<NewScene>,
+) -> Result<Response, ApiError> {
+    let deleted_messages_count = state.store.new_scene(&caller.user_id, id, body.keep()?).await?;
+    Ok(axum::Json(NewSceneResult { deleted_messages_count, memories_preserved: true }).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn reset(
+    State(state): State<AppState>,
+    caller: Caller,
+    SessionIdParam(id): SessionIdParam,
+    Json(Reset {}): Json<Reset>,
+) -> Result<Response, ApiError> {
+    let deleted_messages_count = state.store.reset_messages(&caller.user_id, id).await?;
+    Ok(axum::Json(ResetResult { deleted_messages_count, deleted_memories_count: 0 }).into_response())
+}

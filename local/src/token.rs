@@ -1,0 +1,43 @@
+//! Dev tokens: HS256 JWTs signed with the local secret.
+
+use jsonwebtoken::{EncodingKey, Header, encode};
+use serde::Serialize;
+
+/// The secret `scripts/dev.sh` uses when `JWT_SECRET` is not set. Never deploy it.
+pub const DEV_JWT_SECRET: &str = "local-dev-secret-not-for-production-0123456789";
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    sub: &'a str,
+    iat: i64,
+    exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+}
+
+/// What to put in a dev token.
+pub struct TokenRequest<'a> {
+    pub sub: &'a str,
+    pub ttl_secs: i64,
+    pub issuer: Option<&'a str>,
+    pub audience: Option<&'a str>,
+    pub admin: bool,
+}
+
+/// Signs an HS256 token for `request.sub`, valid from now for `ttl_secs`.
+pub fn mint(secret: &[u8], request: &TokenRequest<'_>) -> Result<String, jsonwebtoken::errors::Error> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = Claims {
+        sub: request.sub,
+        iat: now,
+        exp: now + request.ttl_secs,
+        iss: request.issuer,
+        aud: request.audience,
+        role: request.admin.then_some("admin"),
+    };
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret))
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Serves the whole API on http://127.0.0.1:3000 against DynamoDB Local.
+# Installs what is missing (Java, DynamoDB Local), keeps data in .local/dynamodb (git-ignored),
+# creates the tables from template.yaml, and stops DynamoDB Local again on Ctrl-C.
+#
+# Environment: PORT (3000), DYNAMODB_PORT (8000), JWT_SECRET (a dev secret by default),
+# JWT_PUBLIC_KEY, JWT_ISSUER, JWT_AUDIENCE, RUST_LOG, and AWS_ENDPOINT_URL_DYNAMODB to use a
+# DynamoDB you started yourself.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+export_local_aws_env
+export SESSIONS_TABLE="${SESSIONS_TABLE:-chat-sessions}"
+export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
+export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
+if [ -z "${JWT_PUBLIC_KEY:-}" ]; then
+    export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
+fi
+
+if [ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then
+    ensure_java
+    ensure_dynamodb_local
+    port="${DYNAMODB_PORT:-8000}"
+    if port_in_use "$port"; then
+        log "port $port is taken: using the DynamoDB (Local) already listening there"
+    else
+        log "starting DynamoDB Local on port $port (data in .local/dynamodb)"
+        DDB_LOCAL_LOG="$ROOT/.local/dynamodb-local.log" start_dynamodb_local "$port" "$ROOT/.local/dynamodb"
+        trap 'kill "$DDB_LOCAL_PID" 2>/dev/null' EXIT INT TERM
+    fi
+    export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+fi
+
+log "building and starting the API on http://127.0.0.1:${PORT:-3000}"
+log "mint a token: cargo run -q -p local --bin mint-token -- <user-id>"
+cargo run -q -p local --bin dev-server

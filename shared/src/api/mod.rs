@@ -1,0 +1,5 @@
+//! Request bodies and query strings as callers send them, and their conversion into domain types.
+//! Every write body rejects unknown fields.
+
+pub mod messages;
+pub mod sessions;

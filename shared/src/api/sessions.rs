@@ -1,0 +1,130 @@
+//! Sessions API shapes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Cursor, InputError, Message, Metadata, NewSession, PageLimit, Session, SessionChanges, SessionFilter,
+    SessionStatus, Settings, Title,
+};
+
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// `POST /v1/sessions`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub title: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub settings: Option<JsonObject>,
+}
+
+impl TryFrom<CreateSession> for NewSession {
+    type Error = InputError;
+
+    fn try_from(body: CreateSession) -> Result<Self, InputError> {
+        Ok(Self {
+            title: body.title.as_deref().map(Title::parse).transpose()?.unwrap_or_default(),
+            metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_default(),
+            settings: body.settings.map(Settings::parse).transpose()?.unwrap_or_default(),
+        })
+    }
+}
+
+/// `PATCH /v1/sessions/{id}`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSession {
+    pub title: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub settings: Option<JsonObject>,
+    pub archived: Option<bool>,
+}
+
+impl TryFrom<UpdateSession> for SessionChanges {
+    type Error = InputError;
+
+    fn try_from(body: UpdateSession) -> Result<Self, InputError> {
+        let changes = Self {
+            title: body.title.as_deref().map(Title::parse).transpose()?,
+            status: body.status,
+            metadata: body.metadata.map(Metadata::parse).transpose()?,
+            settings: body.settings.map(Settings::parse).transpose()?,
+            archived: body.archived,
+        };
+        if changes.is_empty() {
+            return Err(InputError::invalid(
+                "body",
+                "set at least one of title, status, metadata, settings, archived",
+            ));
+        }
+        Ok(changes)
+    }
+}
+
+/// `GET /v1/sessions?limit=&cursor=&status=&archived=&q=`
+#[derive(Debug, Default, Deserialize)]
+pub struct ListSessions {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub archived: Option<bool>,
+    pub q: Option<String>,
+}
+
+/// A validated session listing request.
+pub struct SessionListing {
+    pub filter: SessionFilter,
+    pub limit: PageLimit,
+    pub cursor: Option<Cursor>,
+}
+
+impl TryFrom<ListSessions> for SessionListing {
+    type Error = InputError;
+
+    fn try_from(query: ListSessions) -> Result<Self, InputError> {
+        let title_contains = match query.q.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) if text.chars().count() > Title::MAX_CHARS => {
+                return Err(InputError::invalid("q", "must be at most 255 characters"));
+            }
+            Some(text) => Some(text.to_lowercase()),
+        };
+        Ok(Self {
+            filter: SessionFilter { archived: query.archived.unwrap_or(false), status: query.status, title_contains },
+            limit: PageLimit::new("limit", query.limit, 20, 100)?,
+            cursor: query.cursor.as_deref().map(Cursor::parse).transpose()?,
+        })
+    }
+}
+
+/// `GET /v1/sessions/{id}?include=messages&messages_limit=N`
+#[derive(Debug, Default, Deserialize)]
+pub struct GetSession {
+    pub include: Option<String>,
+    pub messages_limit: Option<u32>,
+}
+
+impl GetSession {
+    /// How many of the latest messages to include, if any.
+    pub fn messages_wanted(&self) -> Result<Option<PageLimit>, InputError> {
+        match self.include.as_deref() {
+            None | Some("") => match self.messages_limit {
+                Some(_) => Err(InputError::invalid("messages_limit", "needs include=messages")),
+                None => Ok(None),
+            },
+            Some("messages") => PageLimit::new("messages_limit", self.messages_limit, 20, 200).map(Some),
+            Some(_) => Err(InputError::invalid("include", "the only value is `messages`")),
+        }
+    }
+}
+
+/// A session with its latest messages, oldest first.
+#[derive(Debug, Serialize)]
+pub struct SessionWithMessages {
+    #[serde(flatten)]
+    pub session: Session,
+    pub messages: Vec<Message>,
+}
