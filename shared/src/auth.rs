@@ -51,18 +51,26 @@ impl Authenticator {
         };
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         match &config.issuer {
-            Some(issuer) => validation.set_issuer(&[issuer]),
+            Some(issuer) => {
+                validation.set_issuer(&[issuer]);
+                required.push("iss");
+            }
             None => validation.iss = None,
         }
         match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        // A configured check is only a check when a token without the claim fails it.
+        validation.set_required_spec_claims(&required);
         Ok(Self { key, validation })
     }
 

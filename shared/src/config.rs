@@ -97,10 +97,9 @@ impl AuthConfig {
 
     pub fn check(&self) -> Result<(), ConfigError> {
         match &self.key {
-            JwtKey::Hs256Secret(secret) if secret.len() < MIN_SECRET_BYTES => Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: "must be at least 32 bytes",
-            }),
+            JwtKey::Hs256Secret(secret) if secret.len() < MIN_SECRET_BYTES => {
+                Err(ConfigError::Invalid { name: "JWT_SECRET", reason: "must be at least 32 bytes" })
+            }
             JwtKey::Rs256PublicKeyPem(pem) if !pem.trim_start().starts_with("-----BEGIN") => {
                 Err(ConfigError::Invalid { name: "JWT_PUBLIC_KEY", reason: "must be a PEM public key" })
             }

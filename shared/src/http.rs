@@ -43,8 +43,7 @@ async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
     );
     let started = Instant::now();
-    let mut response =
-        with_request_id(request_id.clone(), next.run(request)).instrument(span.clone()).await;
+    let mut response = with_request_id(request_id.clone(), next.run(request)).instrument(span.clone()).await;
     let status = response.status().as_u16();
     tracing::info!(parent: &span, status, elapsed_us = started.elapsed().as_micros() as u64, "request done");
     if let Ok(value) = HeaderValue::from_str(&request_id) {

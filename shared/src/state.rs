@@ -22,11 +22,7 @@ impl AppState {
         Self::new(client, config, Arc::new(SystemClock))
     }
 
-    pub fn new(
-        client: aws_sdk_dynamodb::Client,
-        config: &Config,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(client: aws_sdk_dynamodb::Client, config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         Ok(Self {
             store: Store::new(client, config.tables.clone(), clock),
             auth: Arc::new(Authenticator::new(&config.auth)?),

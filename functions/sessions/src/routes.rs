@@ -5,7 +5,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use shared::api::sessions::{CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession};
+use shared::api::sessions::{
+    CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
+};
 use shared::auth::Caller;
 use shared::domain::{NewSession, SessionChanges};
 use shared::http::{Json, Query, SessionIdParam, no_content};
@@ -41,10 +43,8 @@ async fn list(
     Query(query): Query<ListSessions>,
 ) -> Result<Response, ApiError> {
     let listing = SessionListing::try_from(query)?;
-    let page = state
-        .store
-        .list_sessions(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref())
-        .await?;
+    let page =
+        state.store.list_sessions(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
     Ok(axum::Json(page).into_response())
 }
 

@@ -38,8 +38,7 @@ fn main() -> ExitCode {
     let secret = std::env::var("JWT_SECRET").unwrap_or_else(|_| DEV_JWT_SECRET.to_owned());
     let issuer = std::env::var("JWT_ISSUER").ok();
     let audience = std::env::var("JWT_AUDIENCE").ok();
-    let request =
-        TokenRequest { sub, ttl_secs, issuer: issuer.as_deref(), audience: audience.as_deref(), admin };
+    let request = TokenRequest { sub, ttl_secs, issuer: issuer.as_deref(), audience: audience.as_deref(), admin };
     match mint(secret.as_bytes(), &request) {
         Ok(token) => {
             #[allow(clippy::print_stdout)]

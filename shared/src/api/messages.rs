@@ -3,8 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Content, DedupeKey, Idempotency, InputError, Message, MessageType, NewMessage, PageLimit, Payload, Role, Seq,
-    Usage,
+    Content, DedupeKey, Idempotency, InputError, Message, MessageType, NewMessage, PageLimit, Payload, Role, Seq, Usage,
 };
 use crate::store::{MessageOrder, MessageQuery};
 
@@ -122,9 +121,7 @@ impl AppendRequest {
 fn in_batch(index: usize, error: InputError) -> InputError {
     match error {
         InputError::Invalid { field, message } => InputError::invalid(format!("messages[{index}].{field}"), message),
-        InputError::TooLarge { field, message } => {
-            InputError::too_large(format!("messages[{index}].{field}"), message)
-        }
+        InputError::TooLarge { field, message } => InputError::too_large(format!("messages[{index}].{field}"), message),
     }
 }
 

@@ -55,10 +55,7 @@ impl TryFrom<UpdateSession> for SessionChanges {
             archived: body.archived,
         };
         if changes.is_empty() {
-            return Err(InputError::invalid(
-                "body",
-                "set at least one of title, status, metadata, settings, archived",
-            ));
+            return Err(InputError::invalid("body", "set at least one of title, status, metadata, settings, archived"));
         }
         Ok(changes)
     }

@@ -7,13 +7,11 @@ mod session;
 mod time;
 
 pub use self::idempotency::{DedupeKey, Idempotency};
-pub use self::message::{
-    Content, Message, MessageId, MessageType, NewMessage, Payload, Role, Seq, Usage, preview_of,
-};
+pub use self::message::{Content, Message, MessageId, MessageType, NewMessage, Payload, Role, Seq, Usage, preview_of};
 pub use self::page::{Cursor, Page, PageLimit};
 pub use self::session::{
-    LastMessage, Metadata, NewSession, Session, SessionChanges, SessionFilter, SessionId,
-    SessionStatus, Settings, Title, UserId,
+    LastMessage, Metadata, NewSession, Session, SessionChanges, SessionFilter, SessionId, SessionStatus, Settings,
+    Title, UserId,
 };
 pub use self::time::{Clock, SystemClock, Timestamp, TimestampParseError};
 

@@ -17,9 +17,7 @@ impl UserId {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(text: &str) -> Option<Self> {
-        let ok = !text.is_empty()
-            && text.len() <= Self::MAX_LEN
-            && !text.chars().any(char::is_control);
+        let ok = !text.is_empty() && text.len() <= Self::MAX_LEN && !text.chars().any(char::is_control);
         ok.then(|| Self(text.to_owned()))
     }
 
@@ -53,9 +51,7 @@ impl FromStr for SessionId {
     type Err = InputError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Uuid::try_parse(text)
-            .map(Self)
-            .map_err(|_| InputError::invalid("session_id", "must be a UUID"))
+        Uuid::try_parse(text).map(Self).map_err(|_| InputError::invalid("session_id", "must be a UUID"))
     }
 }
 
@@ -164,10 +160,7 @@ impl Metadata {
                 return Err(InputError::invalid("metadata", "keys must be 1 to 64 characters"));
             }
             if value.chars().count() > Self::MAX_VALUE_CHARS {
-                return Err(InputError::invalid(
-                    format!("metadata.{key}"),
-                    "values must be at most 256 characters",
-                ));
+                return Err(InputError::invalid(format!("metadata.{key}"), "values must be at most 256 characters"));
             }
         }
         Ok(Self(pairs))

@@ -56,9 +56,7 @@ impl FromStr for Timestamp {
     type Err = TimestampParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        PrimitiveDateTime::parse(text, FORMAT)
-            .map(|at| Self(at.assume_utc()))
-            .map_err(|_| TimestampParseError)
+        PrimitiveDateTime::parse(text, FORMAT).map(|at| Self(at.assume_utc())).map_err(|_| TimestampParseError)
     }
 }
 

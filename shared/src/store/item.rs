@@ -97,8 +97,6 @@ impl<'a> Reader<'a> {
         &self,
         name: &str,
     ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError> {
-        self.opt_string(name)?
-            .map(|text| serde_json::from_str(text).map_err(|_| self.corrupt(name)))
-            .transpose()
+        self.opt_string(name)?.map(|text| serde_json::from_str(text).map_err(|_| self.corrupt(name))).transpose()
     }
 }

@@ -23,8 +23,8 @@ use super::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use super::schema::messages::{SEQ, SESSION_ID};
 use super::schema::sessions::{ACTIVITY_AT, SESSION_ID as SESSION_SK};
 use super::sessions::{
-    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MESSAGE_COUNT, REV, SessionRecord, STATUS,
-    UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
+    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MESSAGE_COUNT, REV, STATUS, SessionRecord, UPDATED_AT,
+    VISIBLE_AFTER, last_message_value, session_key,
 };
 use super::{Store, StoreError};
 use crate::domain::{
@@ -182,7 +182,10 @@ impl TryFrom<&Item> for StoredMessage {
                 .map(crate::domain::Payload::parse)
                 .transpose()
                 .map_err(|_| corrupt(PAYLOAD))?,
-            reply_to: read.opt_number::<u64>(REPLY_TO)?.map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO))).transpose()?,
+            reply_to: read
+                .opt_number::<u64>(REPLY_TO)?
+                .map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO)))
+                .transpose()?,
             usage,
             created_at: read.parse(CREATED_AT)?,
             edited_at: read.opt_parse(EDITED_AT)?,
@@ -296,10 +299,9 @@ impl Store {
         idempotency: Option<&Idempotency>,
         now: Timestamp,
     ) -> Result<Result<(), AppendMiss>, StoreError> {
-        let last = stored.last().ok_or_else(|| StoreError::Invalid(crate::domain::InputError::invalid(
-            "messages",
-            "must not be empty",
-        )))?;
+        let last = stored
+            .last()
+            .ok_or_else(|| StoreError::Invalid(crate::domain::InputError::invalid("messages", "must not be empty")))?;
         let session_update = Update::builder()
             .table_name(&self.tables.sessions)
             .set_key(Some(session_key(user, session_id)))
@@ -374,7 +376,9 @@ impl Store {
             if item.contains_key(SESSION_DELETED_AT) {
                 return Err(StoreError::NotFound("session"));
             }
-            if let Some(record) = idempotency_reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item) {
+            if let Some(record) =
+                idempotency_reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item)
+            {
                 return Ok(Err(AppendMiss::Replay(record.clone())));
             }
             let record = SessionRecord::try_from(item)?;
@@ -538,7 +542,8 @@ impl Store {
 
     /// One live, visible message.
     pub async fn get_message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {
-        let (record, stored) = tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
+        let (record, stored) =
+            tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
         visible(&record, stored).map(|stored| stored.message)
     }
 
@@ -634,8 +639,10 @@ impl Store {
             let mut summary = SummaryChange::new(&record, now);
             summary.removed = doomed.len() as u64;
             summary.last_message = Some(newest.get(count).map(last_message_of));
-            let deletes =
-                doomed.iter().map(|message| self.soft_delete(session_id, message.seq, now)).collect::<Result<_, _>>()?;
+            let deletes = doomed
+                .iter()
+                .map(|message| self.soft_delete(session_id, message.seq, now))
+                .collect::<Result<_, _>>()?;
             if self.commit_with_summary(user, session_id, summary, deletes).await? {
                 return Ok(doomed.len() as u64);
             }
@@ -776,12 +783,8 @@ impl Store {
             .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
             .expression_attribute_values(":removed", n(summary.removed))
             .expression_attribute_values(":now", s(summary.now.to_string()));
-        let mut sets = vec![
-            "#rev = :next_rev",
-            "#count = #count - :removed",
-            "#updated_at = :now",
-            "#activity_at = :now",
-        ];
+        let mut sets =
+            vec!["#rev = :next_rev", "#count = #count - :removed", "#updated_at = :now", "#activity_at = :now"];
         let mut removes = Vec::new();
         match &summary.last_message {
             Some(Some(last)) => {
@@ -854,7 +857,11 @@ fn check_reply_to(messages: &[NewMessage], last_seq: u64) -> Result<(), StoreErr
     for (index, message) in messages.iter().enumerate() {
         let own_seq = last_seq + 1 + index as u64;
         if message.reply_to.is_some_and(|reply_to| reply_to.get() >= own_seq) {
-            return Err(crate::domain::InputError::invalid("reply_to", "must be the seq of an earlier message in this session").into());
+            return Err(crate::domain::InputError::invalid(
+                "reply_to",
+                "must be the seq of an earlier message in this session",
+            )
+            .into());
         }
     }
     Ok(())

@@ -135,13 +135,7 @@ impl Store {
     pub fn new(client: Client, tables: TableNames, clock: Arc<dyn Clock>) -> Self {
         let calls = Arc::new(AtomicU64::new(0));
         let config = client.config().to_builder().interceptor(CallCounter(calls.clone())).build();
-        Self {
-            client: Client::from_conf(config),
-            tables: Arc::new(tables),
-            clock,
-            calls,
-            seq_hints: Arc::default(),
-        }
+        Self { client: Client::from_conf(config), tables: Arc::new(tables), clock, calls, seq_hints: Arc::default() }
     }
 
     /// DynamoDB requests sent by this store so far.

@@ -10,8 +10,8 @@ use super::item::{Item, Reader, b, n, s};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::{Store, StoreError};
 use crate::domain::{
-    Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Seq, Session, SessionChanges,
-    SessionFilter, SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
+    Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Seq, Session, SessionChanges, SessionFilter, SessionId,
+    SessionStatus, Settings, Timestamp, Title, UserId,
 };
 
 /// How long a deleted session's item stays (invisible) before DynamoDB's TTL purges it.
@@ -315,13 +315,12 @@ impl Store {
                 .expression_attribute_names(format!("#a{index}"), name)
                 .expression_attribute_values(format!(":v{index}"), value);
         }
-        let output = update
-            .update_expression(format!("SET {}", assignments.join(", ")))
-            .send()
-            .await
-            .map_err(|error| match error.as_service_error() {
-                Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
-                _ => StoreError::from_sdk(error),
+        let output =
+            update.update_expression(format!("SET {}", assignments.join(", "))).send().await.map_err(|error| {
+                match error.as_service_error() {
+                    Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
+                    _ => StoreError::from_sdk(error),
+                }
             })?;
         let item = output.attributes().ok_or_else(|| StoreError::corrupt("session", "attributes"))?;
         Ok(SessionRecord::try_from(item)?.session)

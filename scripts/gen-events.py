@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Writes the sample API Gateway HTTP API (v2) events in events/, one per route and outcome.
+
+Each file is named <operation>-<status>.json; tests/tests/api/events.rs replays every file through
+the Lambda request conversion and asserts that status. Tokens are HS256 with the local dev secret
+(sub `demo-user`, valid until 2100). Ids of the demo session read DEMO_SESSION; the test swaps in a
+real session it seeds. Re-run after changing the list below: python3 scripts/gen-events.py
+"""
+import base64, hashlib, hmac, json, pathlib
+
+DEV_SECRET = b"local-dev-secret-not-for-production-0123456789"
+DEMO_SESSION = "00000000-0000-4000-8000-000000000001"
+OTHER_SESSION = "00000000-0000-4000-8000-0000000000ff"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def token(sub="demo-user", exp=4102444800, secret=DEV_SECRET):
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = b64(json.dumps({"sub": sub, "iat": 1790000000, "exp": exp}, separators=(",", ":")).encode())
+    signature = b64(hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest())
+    return f"{header}.{claims}.{signature}"
+
+
+def event(method, route, path, name, body=None, query="", auth=True, headers=None, tok=None):
+    h = {"content-type": "application/json", "user-agent": "cargo-lambda"}
+    if auth:
+        h["authorization"] = f"Bearer {tok or token()}"
+    h.update(headers or {})
+    params = {}
+    for part_route, part_path in zip(route.split("/"), path.split("/")):
+        if part_route.startswith("{"):
+            params[part_route.strip("{}")] = part_path
+    ev = {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": h,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "cargo-lambda"},
+            "requestId": f"event-{name}",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+            "time": "21/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 1795219200000,
+        },
+        "isBase64Encoded": False,
+    }
+    if query:
+        ev["queryStringParameters"] = dict(p.split("=", 1) for p in query.split("&"))
+    if params:
+        ev["pathParameters"] = params
+    if body is not None:
+        ev["body"] = body if isinstance(body, str) else json.dumps(body)
+    return ev
+
+
+S = "/v1/sessions"
+D = f"{S}/{DEMO_SESSION}"
+O = f"{S}/{OTHER_SESSION}"
+EVENTS = {
+    "sessions": [
+        ("create-201", event("POST", S, S, "create-201", {"title": "Trip to Lisbon", "metadata": {"character": "guide"}, "settings": {"relationship_type": "friend"}})),
+        ("create-400", event("POST", S, S, "create-400", {"title": ""})),
+        ("create-401", event("POST", S, S, "create-401", {"title": "x"}, auth=False)),
+        ("create-413", event("POST", S, S, "create-413", {"settings": {"blob": "x" * 5000}})),
+        ("list-200", event("GET", S, S, "list-200", query="limit=10")),
+        ("list-400", event("GET", S, S, "list-400", query="limit=0")),
+        ("get-200", event("GET", f"{S}/{{id}}", D, "get-200", query="include=messages&messages_limit=10")),
+        ("get-400", event("GET", f"{S}/{{id}}", f"{S}/not-a-uuid", "get-400")),
+        ("get-404", event("GET", f"{S}/{{id}}", O, "get-404")),
+        ("update-200", event("PATCH", f"{S}/{{id}}", D, "update-200", {"title": "Renamed", "status": "locked"})),
+        ("update-400", event("PATCH", f"{S}/{{id}}", D, "update-400", {"status": "paused"})),
+        ("archive-200", event("POST", f"{S}/{{id}}/archive", f"{D}/archive", "archive-200")),
+        ("unarchive-200", event("POST", f"{S}/{{id}}/unarchive", f"{D}/unarchive", "unarchive-200")),
+        ("delete-204", event("DELETE", f"{S}/{{id}}", D, "delete-204")),
+        ("delete-404", event("DELETE", f"{S}/{{id}}", O, "delete-404")),
+    ],
+    "messages": [
+        ("append-201", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-201", {"role": "user", "content": "Hi! Where should we start?", "usage": {"input_tokens": 12, "output_tokens": 0, "model": "gpt-4o-mini"}}, headers={"idempotency-key": "event-append-201"})),
+        ("append-400", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-400", {"role": "narrator", "content": "?"})),
+        ("append-404", event("POST", f"{S}/{{id}}/messages", f"{O}/messages", "append-404", {"role": "user", "content": "hello?"})),
+        ("append-413", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-413", {"role": "user", "content": "x" * 33000})),
+        ("batch-201", event("POST", f"{S}/{{id}}/messages/batch", f"{D}/messages/batch", "batch-201", {"messages": [{"role": "user", "content": "Tell me a joke"}, {"role": "assistant", "content": "Why did the lambda go cold? It lost its connection.", "reply_to": 4}]})),
+        ("list-200", event("GET", f"{S}/{{id}}/messages", f"{D}/messages", "list-200", query="after_seq=0&limit=50")),
+        ("list-400", event("GET", f"{S}/{{id}}/messages", f"{D}/messages", "list-400", query="limit=500")),
+        ("get-200", event("GET", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/1", "get-200")),
+        ("get-404", event("GET", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/999", "get-404")),
+        ("edit-200", event("PATCH", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/1", "edit-200", {"content": "Hi! (edited)"})),
+        ("edit-403", event("PATCH", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/2", "edit-403", {"content": "rewriting the assistant"})),
+        ("delete-204", event("DELETE", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/3", "delete-204")),
+        ("forget-recent-200", event("POST", f"{S}/{{id}}/forget-recent", f"{D}/forget-recent", "forget-recent-200", {"count": 2})),
+        ("new-scene-200", event("POST", f"{S}/{{id}}/new-scene", f"{D}/new-scene", "new-scene-200", {"messages_to_keep": 1})),
+        ("reset-200", event("POST", f"{S}/{{id}}/reset", f"{D}/reset", "reset-200")),
+    ],
+}
+
+root = pathlib.Path(__file__).resolve().parent.parent / "events"
+for group, items in EVENTS.items():
+    folder = root / group
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        old.unlink()
+    for name, ev in items:
+        (folder / f"{name}.json").write_text(json.dumps(ev, indent=2) + "\n")
+print(f"wrote {sum(len(v) for v in EVENTS.values())} events")

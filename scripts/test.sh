@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs everything CI runs: formatting, lints, the template check, and the full test suite
+# against DynamoDB Local. Installs what is missing (Java, DynamoDB Local, rustfmt/clippy,
+# cfn-lint). The test harness starts its own in-memory DynamoDB Local unless
+# AWS_ENDPOINT_URL_DYNAMODB points at one.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+ensure_java
+ensure_dynamodb_local
+for component in rustfmt clippy; do
+    if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+        rustup component add "$component"
+    fi
+done
+if ! command -v cfn-lint >/dev/null 2>&1; then
+    log "installing cfn-lint"
+    python3 -m pip install --quiet "cfn-lint==1.58.0"
+fi
+export_local_aws_env
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cfn-lint template.yaml"
+cfn-lint template.yaml
+log "cargo test"
+test_log="$(mktemp)"
+cargo test --workspace --all-targets --locked 2>&1 | tee "$test_log"
+passed=$(grep -Eo '[0-9]+ passed' "$test_log" | awk '{sum += $1} END {print sum + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$test_log" | awk '{sum += $1} END {print sum + 0}')
+rm -f "$test_log"
+echo "tests: $passed passed, $failed failed"

@@ -1,0 +1,150 @@
+//! Authentication: every rejection is 401 `unauthorized`, and nothing is read or written first.
+
+use axum::http::Method;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use local::token::DEV_JWT_SECRET;
+use serde_json::{Value, json};
+use shared::auth::Authenticator;
+use shared::config::{AuthConfig, JwtKey};
+
+use crate::common::TestApp;
+
+const RS_PRIVATE: &str = include_str!("../../fixtures/rs256-test-private.pem");
+const RS_PUBLIC: &str = include_str!("../../fixtures/rs256-test-public.pem");
+const RS_OTHER_PRIVATE: &str = include_str!("../../fixtures/rs256-other-private.pem");
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn hs256(claims: &Value, secret: &[u8]) -> String {
+    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn rs256(claims: &Value, private_pem: &str) -> String {
+    let key = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
+    encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
+}
+
+fn unsigned(claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{header}.{body}.")
+}
+
+fn valid_claims() -> Value {
+    json!({"sub": "auth-user", "exp": now() + 600})
+}
+
+/// Sends a token to a write route and a read route: each must be 401 and cost no DynamoDB call.
+async fn assert_rejected(app: &TestApp, authorization: Option<String>, why: &str) {
+    for (method, path, body) in [
+        (Method::POST, "/v1/sessions", Some(json!({"title": "x"}))),
+        (Method::GET, "/v1/sessions", None),
+        (
+            Method::POST,
+            "/v1/sessions/00000000-0000-4000-8000-000000000001/messages",
+            Some(json!({"role": "user", "content": "x"})),
+        ),
+    ] {
+        let calls_before = app.state.store.dynamodb_calls();
+        let mut request = axum::http::Request::builder().method(method.clone()).uri(path);
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        let body = body.map_or(axum::body::Body::empty(), |b| axum::body::Body::from(b.to_string()));
+        let response = app.send(request.body(body).unwrap()).await;
+        let response = response.expect_error(401, "unauthorized");
+        assert!(!response.body.to_string().contains("auth-user"), "{why}");
+        assert_eq!(app.state.store.dynamodb_calls(), calls_before, "{why}: {method} {path} touched DynamoDB");
+    }
+}
+
+#[tokio::test]
+async fn hs256_rejections_are_401() {
+    let app = TestApp::new().await;
+    let secret = DEV_JWT_SECRET.as_bytes();
+    let good = hs256(&valid_claims(), secret);
+    app.call(Method::GET, "/v1/sessions", Some(&good), None).await.expect(200);
+
+    let cases: Vec<(Option<String>, &str)> = vec![
+        (None, "no header"),
+        (Some("Bearer".into()), "empty bearer"),
+        (Some("Bearer garbage".into()), "garbage"),
+        (Some(format!("Basic {good}")), "wrong scheme"),
+        (Some(format!("Bearer {}", unsigned(&valid_claims()))), "alg none"),
+        (Some(format!("Bearer {}", hs256(&valid_claims(), b"another-secret-that-is-32-bytes-long!"))), "wrong key"),
+        (Some(format!("Bearer {}x", &good[..good.len() - 1])), "tampered signature"),
+        (Some(format!("Bearer {}", hs256(&json!({"sub": "auth-user", "exp": now() - 120}), secret))), "expired"),
+        (
+            Some(format!(
+                "Bearer {}",
+                hs256(&json!({"sub": "auth-user", "exp": now() + 600, "nbf": now() + 300}), secret)
+            )),
+            "not yet valid",
+        ),
+        (Some(format!("Bearer {}", hs256(&json!({"sub": "auth-user"}), secret))), "no exp"),
+        (Some(format!("Bearer {}", hs256(&json!({"exp": now() + 600}), secret))), "no sub"),
+        (Some(format!("Bearer {}", hs256(&json!({"sub": "", "exp": now() + 600}), secret))), "empty sub"),
+        (Some(format!("Bearer {}", hs256(&json!({"sub": 42, "exp": now() + 600}), secret))), "numeric sub"),
+        (Some(format!("Bearer {}", rs256(&valid_claims(), RS_PRIVATE))), "RS256 token to an HS256 server"),
+    ];
+    for (authorization, why) in cases {
+        assert_rejected(&app, authorization, why).await;
+    }
+}
+
+#[tokio::test]
+async fn rs256_accepts_its_key_and_rejects_confusion() {
+    let auth = AuthConfig { key: JwtKey::Rs256PublicKeyPem(RS_PUBLIC.to_owned()), issuer: None, audience: None };
+    let app = TestApp::with_auth(auth).await;
+    let good = rs256(&valid_claims(), RS_PRIVATE);
+    let created = app.call(Method::POST, "/v1/sessions", Some(&good), Some(json!({}))).await.expect(201);
+    assert_eq!(created.body["title"], "New chat");
+
+    // Algorithm confusion: an HS256 token "signed" with the server's public key as the secret.
+    let confused = hs256(&valid_claims(), RS_PUBLIC.as_bytes());
+    assert_rejected(&app, Some(format!("Bearer {confused}")), "HS256 with the public key").await;
+    let other = rs256(&valid_claims(), RS_OTHER_PRIVATE);
+    assert_rejected(&app, Some(format!("Bearer {other}")), "RS256 with another key").await;
+    assert_rejected(&app, Some(format!("Bearer {}", unsigned(&valid_claims()))), "alg none").await;
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_checked_when_configured() {
+    let auth = AuthConfig {
+        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
+        issuer: Some("https://issuer.example".into()),
+        audience: Some("chat-api".into()),
+    };
+    let app = TestApp::with_auth(auth).await;
+    let secret = DEV_JWT_SECRET.as_bytes();
+    let claims = |iss: &str, aud: &str| json!({"sub": "auth-user", "exp": now() + 600, "iss": iss, "aud": aud});
+    let good = hs256(&claims("https://issuer.example", "chat-api"), secret);
+    app.call(Method::GET, "/v1/sessions", Some(&good), None).await.expect(200);
+    for (token, why) in [
+        (hs256(&claims("https://evil.example", "chat-api"), secret), "wrong iss"),
+        (hs256(&claims("https://issuer.example", "other-api"), secret), "wrong aud"),
+        (hs256(&valid_claims(), secret), "no iss/aud"),
+    ] {
+        assert_rejected(&app, Some(format!("Bearer {token}")), why).await;
+    }
+}
+
+#[test]
+fn weak_or_malformed_keys_are_init_errors() {
+    let short = AuthConfig { key: JwtKey::Hs256Secret(b"short".to_vec()), issuer: None, audience: None };
+    assert!(Authenticator::new(&short).is_err());
+    let not_pem = AuthConfig { key: JwtKey::Rs256PublicKeyPem("not a key".into()), issuer: None, audience: None };
+    assert!(Authenticator::new(&not_pem).is_err());
+    let bad_pem = AuthConfig {
+        key: JwtKey::Rs256PublicKeyPem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into()),
+        issuer: None,
+        audience: None,
+    };
+    assert!(Authenticator::new(&bad_pem).is_err());
+    let debug = format!("{:?}", JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()));
+    assert!(!debug.contains(DEV_JWT_SECRET), "secrets never reach Debug output");
+}

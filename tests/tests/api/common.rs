@@ -1,0 +1,177 @@
+//! The harness: DynamoDB Local once per run, fresh tables per test, a user per call of `user()`.
+
+use std::sync::{Arc, OnceLock};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
+use serde_json::Value;
+use shared::AppState;
+use shared::config::{AuthConfig, Config, JwtKey, TableNames};
+use shared::domain::SystemClock;
+use tower::ServiceExt;
+
+static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+fn endpoint() -> &'static str {
+    ENDPOINT.get_or_init(|| match std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => local::dynamodb_local::start_in_memory().expect("start DynamoDB Local").endpoint,
+    })
+}
+
+pub fn client() -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+        .endpoint_url(endpoint())
+        .build();
+    Client::from_conf(config)
+}
+
+pub fn dev_auth() -> AuthConfig {
+    AuthConfig { key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()), issuer: None, audience: None }
+}
+
+/// One test's app: its own tables, the merged router of all four functions.
+#[derive(Clone)]
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub config: Config,
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub token: String,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self
+    }
+
+    /// Asserts an error response: status, code, and the documented body shape.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Self {
+        let this = self.expect(status);
+        assert_eq!(this.body["error"], code, "body: {}", this.body);
+        assert!(this.body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", this.body);
+        assert!(this.body["request_id"].as_str().is_some_and(|id| !id.is_empty()), "body: {}", this.body);
+        this
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_auth(dev_auth()).await
+    }
+
+    pub async fn with_auth(auth: AuthConfig) -> Self {
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let tables = TableNames::with_prefix(&prefix);
+        local::tables::create_tables(&client(), &tables).await.expect("create tables");
+        Self::on_tables(tables, auth)
+    }
+
+    /// Another "Lambda container" on the same tables: a fresh store with cold caches.
+    pub fn sibling(&self) -> Self {
+        Self::on_tables(self.config.tables.clone(), self.config.auth.clone())
+    }
+
+    fn on_tables(tables: TableNames, auth: AuthConfig) -> Self {
+        let config = Config { tables, auth };
+        let state = AppState::new(client(), &config, Arc::new(SystemClock)).expect("valid config");
+        Self { router: local::app(state.clone()), state, config }
+    }
+
+    pub fn user(&self) -> User {
+        let id = format!("user-{}", uuid::Uuid::new_v4().simple());
+        let request = TokenRequest { sub: &id, ttl_secs: 3600, issuer: None, audience: None, admin: false };
+        let token = mint(DEV_JWT_SECRET.as_bytes(), &request).expect("sign");
+        User { token }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Resp {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("non-JSON body: {bytes:?}"))
+        };
+        Resp { status, headers, body }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                builder = builder.header("content-type", "application/json");
+                Body::from(serde_json::to_vec(&body).expect("json"))
+            }
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).expect("request")).await
+    }
+
+    pub async fn get(&self, user: &User, path: &str) -> Resp {
+        self.call(Method::GET, path, Some(&user.token), None).await
+    }
+
+    pub async fn post(&self, user: &User, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(&user.token), Some(body)).await
+    }
+
+    pub async fn patch(&self, user: &User, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(&user.token), Some(body)).await
+    }
+
+    pub async fn delete(&self, user: &User, path: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(&user.token), None).await
+    }
+
+    /// Creates a session and returns its id.
+    pub async fn session(&self, user: &User, title: &str) -> String {
+        let body = self.post(user, "/v1/sessions", serde_json::json!({ "title": title })).await.expect(201).body;
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Appends a message and returns its JSON.
+    pub async fn append(&self, user: &User, session: &str, role: &str, content: &str) -> Value {
+        let body = serde_json::json!({ "role": role, "content": content });
+        self.post(user, &format!("/v1/sessions/{session}/messages"), body).await.expect(201).body
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: &'static [u8]) -> Resp {
+        let mut builder = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(builder.body(Body::from(body)).expect("request")).await
+    }
+}

@@ -1,0 +1,11 @@
+//! Black-box tests of the whole API against DynamoDB Local: one binary, one module per group.
+//! With no `AWS_ENDPOINT_URL_DYNAMODB`, the harness starts DynamoDB Local itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod common;
+mod errors;
+mod events;
+mod messages;
+mod schema;
+mod sessions;
