@@ -9,15 +9,10 @@
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
-export_local_aws_env
-export SESSIONS_TABLE="${SESSIONS_TABLE:-chat-sessions}"
-export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
-export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
-if [ -z "${JWT_PUBLIC_KEY:-}" ]; then
-    export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
-fi
+own_dynamodb="${AWS_ENDPOINT_URL_DYNAMODB:-}"
+source scripts/local-env.sh
 
-if [ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then
+if [ -z "$own_dynamodb" ]; then
     ensure_java
     ensure_dynamodb_local
     port="${DYNAMODB_PORT:-8000}"
@@ -25,10 +20,10 @@ if [ -z "${AWS_ENDPOINT_URL_DYNAMODB:-}" ]; then
         log "port $port is taken: using the DynamoDB (Local) already listening there"
     else
         log "starting DynamoDB Local on port $port (data in .local/dynamodb)"
+        mkdir -p "$ROOT/.local"
         DDB_LOCAL_LOG="$ROOT/.local/dynamodb-local.log" start_dynamodb_local "$port" "$ROOT/.local/dynamodb"
         trap 'kill "$DDB_LOCAL_PID" 2>/dev/null' EXIT INT TERM
     fi
-    export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
 fi
 
 log "building and starting the API on http://127.0.0.1:${PORT:-3000}"

@@ -64,10 +64,3 @@ start_dynamodb_local() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# The SDK never reaches for real AWS from a local run.
-export_local_aws_env() {
-    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
-    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
-    export AWS_REGION="${AWS_REGION:-us-east-1}"
-    export AWS_EC2_METADATA_DISABLED=true
-}

@@ -17,7 +17,10 @@ if ! command -v cfn-lint >/dev/null 2>&1; then
     log "installing cfn-lint"
     python3 -m pip install --quiet "cfn-lint==1.58.0"
 fi
-export_local_aws_env
+# Dummy credentials and a region so the SDK never looks for real AWS; the endpoint is left to the
+# harness (its own DynamoDB Local) unless the caller set AWS_ENDPOINT_URL_DYNAMODB.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

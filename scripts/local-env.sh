@@ -1,0 +1,14 @@
+# Environment for running the functions locally against DynamoDB Local on port 8000.
+# scripts/dev.sh sources it; source it yourself before `cargo lambda watch`:
+#   source scripts/local-env.sh && cargo lambda watch
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_EC2_METADATA_DISABLED=true
+export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:${DYNAMODB_PORT:-8000}}"
+export SESSIONS_TABLE="${SESSIONS_TABLE:-chat-sessions}"
+export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
+export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
+if [ -z "${JWT_PUBLIC_KEY:-}" ]; then
+    export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
+fi
