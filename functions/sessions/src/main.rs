@@ -1,13 +1,6 @@
 //! Lambda entry point for the sessions function.
 
-use shared::config::Config;
-use shared::{AppState, http, telemetry};
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    telemetry::init();
-    let config = Config::from_env()?;
-    let state = AppState::from_env(&config).await?;
-    state.store.warm_up().await;
-    lambda_http::run(http::app(sessions::routes(), state)).await
+    shared::lambda::run(sessions::routes()).await
 }

@@ -16,35 +16,8 @@ pub const MAX_FORGET: usize = 50;
 /// `new-scene` keeps at most this many messages.
 pub const MAX_KEEP: usize = 1000;
 
-/// One message as a caller sends it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MessageBody {
-    pub role: Role,
-    pub content: String,
-    #[serde(rename = "type")]
-    pub message_type: Option<String>,
-    pub payload: Option<JsonObject>,
-    pub reply_to: Option<Seq>,
-    pub usage: Option<Usage>,
-}
-
-impl TryFrom<MessageBody> for NewMessage {
-    type Error = InputError;
-
-    fn try_from(body: MessageBody) -> Result<Self, InputError> {
-        Ok(Self {
-            role: body.role,
-            message_type: body.message_type.as_deref().map(MessageType::parse).transpose()?.unwrap_or_default(),
-            content: Content::parse(body.content)?,
-            payload: body.payload.map(Payload::parse).transpose()?,
-            reply_to: body.reply_to,
-            usage: body.usage.map(Usage::validate).transpose()?,
-        })
-    }
-}
-
-/// `POST /v1/sessions/{id}/messages`
+/// One message as a caller sends it: the body of `POST /v1/sessions/{id}/messages`, and each
+/// element of a batch (where `dedupe_key` belongs on the batch instead).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppendMessage {
@@ -58,11 +31,26 @@ pub struct AppendMessage {
     pub dedupe_key: Option<String>,
 }
 
+impl TryFrom<AppendMessage> for NewMessage {
+    type Error = InputError;
+
+    fn try_from(body: AppendMessage) -> Result<Self, InputError> {
+        Ok(Self {
+            role: body.role,
+            message_type: body.message_type.as_deref().map(MessageType::parse).transpose()?.unwrap_or_default(),
+            content: Content::parse(body.content)?,
+            payload: body.payload.map(Payload::parse).transpose()?,
+            reply_to: body.reply_to,
+            usage: body.usage.map(Usage::validate).transpose()?,
+        })
+    }
+}
+
 /// `POST /v1/sessions/{id}/messages/batch`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBatch {
-    pub messages: Vec<MessageBody>,
+    pub messages: Vec<AppendMessage>,
     pub dedupe_key: Option<String>,
 }
 
@@ -74,16 +62,9 @@ pub struct AppendRequest {
 
 impl AppendRequest {
     pub fn single(body: AppendMessage, header_key: Option<&str>) -> Result<Self, InputError> {
-        let message = MessageBody {
-            role: body.role,
-            content: body.content,
-            message_type: body.message_type,
-            payload: body.payload,
-            reply_to: body.reply_to,
-            usage: body.usage,
-        };
-        let messages = vec![NewMessage::try_from(message)?];
-        Self::with_key(messages, "single", body.dedupe_key.as_deref(), header_key)
+        let body_key = body.dedupe_key.clone();
+        let messages = vec![NewMessage::try_from(body)?];
+        Self::with_key(messages, "single", body_key.as_deref(), header_key)
     }
 
     pub fn batch(body: AppendBatch, header_key: Option<&str>) -> Result<Self, InputError> {
@@ -94,7 +75,15 @@ impl AppendRequest {
             .messages
             .into_iter()
             .enumerate()
-            .map(|(index, message)| NewMessage::try_from(message).map_err(|error| in_batch(index, error)))
+            .map(|(index, message)| {
+                if message.dedupe_key.is_some() {
+                    return Err(InputError::invalid(
+                        format!("messages[{index}].dedupe_key"),
+                        "put dedupe_key on the batch, not on its messages",
+                    ));
+                }
+                NewMessage::try_from(message).map_err(|error| in_batch(index, error))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Self::with_key(messages, "batch", body.dedupe_key.as_deref(), header_key)
     }

@@ -168,11 +168,7 @@ impl Payload {
     pub const MAX_BYTES: usize = 64 * 1024;
 
     pub fn parse(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, InputError> {
-        let size = serde_json::to_vec(&object).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
-        if size > Self::MAX_BYTES {
-            return Err(InputError::too_large("payload", "must be at most 65536 bytes as JSON"));
-        }
-        Ok(Self(object))
+        super::json_object_within("payload", object, Self::MAX_BYTES).map(Self)
     }
 
     pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {

@@ -33,3 +33,16 @@ impl InputError {
         Self::TooLarge { field: field.into(), message: message.into() }
     }
 }
+
+/// A JSON object whose serialized form is at most `max_bytes`, else `TooLarge` on `field`.
+pub(crate) fn json_object_within(
+    field: &str,
+    object: serde_json::Map<String, serde_json::Value>,
+    max_bytes: usize,
+) -> Result<serde_json::Map<String, serde_json::Value>, InputError> {
+    let size = serde_json::to_vec(&object).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+    if size > max_bytes {
+        return Err(InputError::too_large(field, format!("must be at most {max_bytes} bytes as JSON")));
+    }
+    Ok(object)
+}

@@ -180,11 +180,7 @@ impl Settings {
     pub const MAX_BYTES: usize = 4 * 1024;
 
     pub fn parse(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, InputError> {
-        let size = serde_json::to_vec(&object).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
-        if size > Self::MAX_BYTES {
-            return Err(InputError::too_large("settings", "must be at most 4096 bytes as JSON"));
-        }
-        Ok(Self(object))
+        super::json_object_within("settings", object, Self::MAX_BYTES).map(Self)
     }
 
     pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {

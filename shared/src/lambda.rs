@@ -1,0 +1,16 @@
+//! The composition root every function's `main` shares: telemetry, config, SDK client (warmed
+//! during init), then the Lambda runtime serving the function's routes.
+
+use axum::Router;
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::{http, telemetry};
+
+pub async fn run(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
+    telemetry::init();
+    let config = Config::from_env()?;
+    let state = AppState::from_env(&config).await?;
+    state.store.warm_up().await;
+    lambda_http::run(http::app(routes, state)).await
+}
