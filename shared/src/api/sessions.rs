@@ -92,7 +92,7 @@ impl TryFrom<ListSessions> for SessionListing {
         Ok(Self {
             filter: SessionFilter { archived: query.archived.unwrap_or(false), status: query.status, title_contains },
             limit: PageLimit::new("limit", query.limit, 20, 100)?,
-            cursor: query.cursor.as_deref().map(Cursor::parse).transpose()?,
+            cursor: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(Cursor::parse).transpose()?,
         })
     }
 }

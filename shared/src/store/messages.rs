@@ -250,11 +250,10 @@ impl Store {
         idempotency: Option<&Idempotency>,
     ) -> Result<Appended, StoreError> {
         let started = Instant::now();
-        let mut last_seq = match self.seq_hints.get(session_id) {
-            Some(last_seq) => last_seq,
-            None => self.session_record(user, session_id).await?.session.last_seq,
+        let (mut last_seq, mut verified) = match self.seq_hints.get(session_id) {
+            Some(last_seq) => (last_seq, false),
+            None => (self.session_record(user, session_id).await?.session.last_seq, true),
         };
-        let mut verified = false;
         for attempt in 0..MAX_ATTEMPTS {
             if let Err(error) = check_reply_to(&messages, last_seq) {
                 if verified {

@@ -165,6 +165,11 @@ async fn default_limit_is_20_and_limit_is_bounded() {
     assert_eq!(ids(&page).len(), 20);
     assert_eq!(page["has_more"], true);
     assert_eq!(ids(&app.get(&user, "/v1/sessions?limit=100").await.expect(200).body).len(), 21);
+    assert_eq!(
+        ids(&app.get(&user, "/v1/sessions?cursor=").await.expect(200).body).len(),
+        20,
+        "empty cursor = first page"
+    );
     for bad in ["limit=0", "limit=101", "limit=-1", "limit=abc", "limit=99999999999"] {
         let response = app.get(&user, &format!("/v1/sessions?{bad}")).await.expect_error(400, "invalid_input");
         assert_eq!(response.body["field"], "limit", "{bad}");
