@@ -9,6 +9,7 @@ export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:
 export SESSIONS_TABLE="${SESSIONS_TABLE:-chat-sessions}"
 export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
 export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
+export MEMORIES_TABLE="${MEMORIES_TABLE:-chat-memories}"
 if [ -z "${JWT_PUBLIC_KEY:-}" ]; then
     export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
 fi

@@ -2,8 +2,8 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use shared::config::TableNames;
 use shared::store::schema;
@@ -28,6 +28,7 @@ pub fn table_name<'a>(names: &'a TableNames, logical_id: &str) -> Option<&'a str
         id if id == schema::SESSIONS.logical_id => Some(&names.sessions),
         id if id == schema::MESSAGES.logical_id => Some(&names.messages),
         id if id == schema::IDEMPOTENCY.logical_id => Some(&names.idempotency),
+        id if id == schema::MEMORIES.logical_id => Some(&names.memories),
         _ => None,
     }
 }
@@ -77,6 +78,22 @@ async fn create_table(client: &Client, name: &str, definition: &TableDefinition)
                 .map_err(|error| invalid(error.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let local_indexes = definition
+        .local_secondary_indexes
+        .iter()
+        .map(|index| {
+            LocalSecondaryIndex::builder()
+                .index_name(&index.index_name)
+                .set_key_schema(Some(key_schema(&index.key_schema).map_err(&invalid)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.projection_type.as_str()))
+                        .build(),
+                )
+                .build()
+                .map_err(|error| invalid(error.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     client
         .create_table()
         .table_name(name)
@@ -84,6 +101,7 @@ async fn create_table(client: &Client, name: &str, definition: &TableDefinition)
         .set_attribute_definitions(Some(attributes))
         .set_key_schema(Some(key_schema(&definition.key_schema).map_err(invalid)?))
         .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .set_local_secondary_indexes((!local_indexes.is_empty()).then_some(local_indexes))
         .send()
         .await
         .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;

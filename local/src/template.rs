@@ -77,6 +77,8 @@ pub struct TableDefinition {
     pub key_schema: Vec<KeyElement>,
     #[serde(default)]
     pub global_secondary_indexes: Vec<IndexDefinition>,
+    #[serde(default)]
+    pub local_secondary_indexes: Vec<IndexDefinition>,
     pub time_to_live_specification: Option<TimeToLive>,
 }
 

@@ -9,6 +9,7 @@ pub struct TableNames {
     pub sessions: String,
     pub messages: String,
     pub idempotency: String,
+    pub memories: String,
 }
 
 impl TableNames {
@@ -18,6 +19,7 @@ impl TableNames {
             sessions: format!("{prefix}sessions"),
             messages: format!("{prefix}messages"),
             idempotency: format!("{prefix}idempotency"),
+            memories: format!("{prefix}memories"),
         }
     }
 }
@@ -71,6 +73,7 @@ impl Config {
                 sessions: required("SESSIONS_TABLE")?,
                 messages: required("MESSAGES_TABLE")?,
                 idempotency: required("IDEMPOTENCY_TABLE")?,
+                memories: required("MEMORIES_TABLE")?,
             },
             auth: AuthConfig::from_env()?,
         })

@@ -15,7 +15,7 @@ use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
-use crate::domain::{Seq, SessionId};
+use crate::domain::{InputError, Seq};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
 
@@ -127,10 +127,14 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The `{id}` path segment as a session id (400 `invalid_input` when it is not a UUID).
-pub struct SessionIdParam(pub SessionId);
+/// The `{id}` path segment parsed as `T` (400 `invalid_input` naming the field when it does not parse).
+pub struct PathParam<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionIdParam {
+impl<T, S> FromRequestParts<S> for PathParam<T>
+where
+    T: std::str::FromStr<Err = InputError>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {

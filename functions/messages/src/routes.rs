@@ -6,13 +6,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
+use shared::api::memories::ContextQuery;
 use shared::api::messages::{
     AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListMessages,
     MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
 };
 use shared::auth::Caller;
-use shared::domain::{Content, SessionId};
-use shared::http::{Json, Query, SeqParam, SessionIdParam, no_content};
+use shared::domain::{Content, Context, ContextSession, SessionId};
+use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::store::{Appended, MessageQuery};
 use shared::{ApiError, AppState};
 
@@ -29,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/sessions/{id}/forget-recent", post(forget_recent))
         .route("/v1/sessions/{id}/new-scene", post(new_scene))
         .route("/v1/sessions/{id}/reset", post(reset))
+        .route("/v1/sessions/{id}/context", get(context))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -53,7 +55,7 @@ fn appended<T: Serialize>(appended: &Appended, body: T) -> Response {
 async fn append(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     headers: HeaderMap,
     Json(body): Json<AppendMessage>,
 ) -> Result<Response, ApiError> {
@@ -67,7 +69,7 @@ async fn append(
 async fn append_batch(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     headers: HeaderMap,
     Json(body): Json<AppendBatch>,
 ) -> Result<Response, ApiError> {
@@ -92,7 +94,7 @@ async fn append_request(
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     Query(query): Query<ListMessages>,
 ) -> Result<Response, ApiError> {
     let query = MessageQuery::try_from(query)?;
@@ -104,7 +106,7 @@ async fn list(
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     SeqParam(seq): SeqParam,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(state.store.get_message(&caller.user_id, id, seq).await?).into_response())
@@ -114,7 +116,7 @@ async fn read(
 async fn edit(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     SeqParam(seq): SeqParam,
     Json(body): Json<EditMessage>,
 ) -> Result<Response, ApiError> {
@@ -126,7 +128,7 @@ async fn edit(
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     SeqParam(seq): SeqParam,
 ) -> Result<Response, ApiError> {
     state.store.delete_message(&caller.user_id, id, seq).await?;
@@ -137,7 +139,7 @@ async fn remove(
 async fn forget_recent(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     Json(body): Json<ForgetRecent>,
 ) -> Result<Response, ApiError> {
     let deleted_count = state.store.forget_recent(&caller.user_id, id, body.count()?).await?;
@@ -148,7 +150,7 @@ async fn forget_recent(
 async fn new_scene(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     Json(body): Json<NewScene>,
 ) -> Result<Response, ApiError> {
     let deleted_messages_count = state.store.new_scene(&caller.user_id, id, body.keep()?).await?;
@@ -159,9 +161,23 @@ async fn new_scene(
 async fn reset(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     Json(Reset {}): Json<Reset>,
 ) -> Result<Response, ApiError> {
-    let deleted_messages_count = state.store.reset_messages(&caller.user_id, id).await?;
-    Ok(axum::Json(ResetResult { deleted_messages_count, deleted_memories_count: 0 }).into_response())
+    let (deleted_messages_count, deleted_memories_count) = state.store.reset_session(&caller.user_id, id).await?;
+    Ok(axum::Json(ResetResult { deleted_messages_count, deleted_memories_count }).into_response())
+}
+
+/// What the chat app sends its model next: settings, top memories, recent messages, trimmed.
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn context(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    Query(query): Query<ContextQuery>,
+) -> Result<Response, ApiError> {
+    let (recent, max_tokens) = (query.recent()?, query.max_tokens()?);
+    let (session, memories, messages) = state.store.context_parts(&caller.user_id, id, recent).await?;
+    let session = ContextSession { id: session.id, title: session.title, settings: session.settings };
+    Ok(axum::Json(Context::fit(session, memories, messages, max_tokens)).into_response())
 }

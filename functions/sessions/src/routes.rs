@@ -9,8 +9,8 @@ use shared::api::sessions::{
     CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
 };
 use shared::auth::Caller;
-use shared::domain::{NewSession, SessionChanges};
-use shared::http::{Json, Query, SessionIdParam, no_content};
+use shared::domain::{NewSession, SessionChanges, SessionId};
+use shared::http::{Json, PathParam, Query, no_content};
 use shared::{ApiError, AppState};
 
 /// Session bodies are small: settings ≤ 4 KiB, metadata ≤ 16 short pairs.
@@ -52,7 +52,7 @@ async fn list(
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     Query(query): Query<GetSession>,
 ) -> Result<Response, ApiError> {
     match query.messages_wanted()? {
@@ -68,7 +68,7 @@ async fn read(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
     Json(body): Json<UpdateSession>,
 ) -> Result<Response, ApiError> {
     let changes = SessionChanges::try_from(body)?;
@@ -80,7 +80,7 @@ async fn update(
 async fn archive(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
 ) -> Result<Response, ApiError> {
     set_archived(&state, &caller, id, true).await
 }
@@ -89,17 +89,12 @@ async fn archive(
 async fn unarchive(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
 ) -> Result<Response, ApiError> {
     set_archived(&state, &caller, id, false).await
 }
 
-async fn set_archived(
-    state: &AppState,
-    caller: &Caller,
-    id: shared::domain::SessionId,
-    archived: bool,
-) -> Result<Response, ApiError> {
+async fn set_archived(state: &AppState, caller: &Caller, id: SessionId, archived: bool) -> Result<Response, ApiError> {
     let changes = SessionChanges { archived: Some(archived), ..SessionChanges::default() };
     let session = state.store.update_session(&caller.user_id, id, changes).await?;
     Ok(axum::Json(session).into_response())
@@ -109,7 +104,7 @@ async fn set_archived(
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
-    SessionIdParam(id): SessionIdParam,
+    PathParam(id): PathParam<SessionId>,
 ) -> Result<Response, ApiError> {
     state.store.delete_session(&caller.user_id, id).await?;
     Ok(no_content())

@@ -1,12 +1,18 @@
 //! Newtypes and rules. Nothing here knows about HTTP or DynamoDB: a value of these types is valid.
 
+mod context;
 mod idempotency;
+mod memory;
 mod message;
 mod page;
 mod session;
 mod time;
 
+pub use self::context::{Context, ContextSession, estimate_tokens};
 pub use self::idempotency::{DedupeKey, Idempotency};
+pub use self::memory::{
+    Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
+};
 pub use self::message::{Content, Message, MessageId, MessageType, NewMessage, Payload, Role, Seq, Usage, preview_of};
 pub use self::page::{Cursor, Page, PageLimit};
 pub use self::session::{

@@ -19,12 +19,13 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::item::{Item, Reader, n, s};
+use super::memories::ScopeKey;
 use super::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use super::schema::messages::{SEQ, SESSION_ID};
 use super::schema::sessions::{ACTIVITY_AT, SESSION_ID as SESSION_SK};
 use super::sessions::{
-    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MESSAGE_COUNT, REV, STATUS, SessionRecord, UPDATED_AT,
-    VISIBLE_AFTER, last_message_value, session_key,
+    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MEMORY_EPOCH, MESSAGE_COUNT, REV, STATUS, SessionRecord,
+    UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
 };
 use super::{Store, StoreError};
 use crate::domain::{
@@ -203,12 +204,12 @@ fn last_message_of(message: &Message) -> LastMessage {
     }
 }
 
-fn reason_failed(reason: Option<&CancellationReason>) -> bool {
+pub(super) fn reason_failed(reason: Option<&CancellationReason>) -> bool {
     reason.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
 }
 
 /// The cancellation reasons of a cancelled transaction, or the error itself.
-fn cancellation_reasons(
+pub(super) fn cancellation_reasons(
     error: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> Result<Vec<CancellationReason>, StoreError> {
     match error.as_service_error() {
@@ -487,6 +488,15 @@ impl Store {
         Ok((record, data, has_more))
     }
 
+    /// The newest `count` live messages, newest first, before any watermark is applied.
+    pub(crate) async fn latest_live(
+        &self,
+        session_id: SessionId,
+        count: PageLimit,
+    ) -> Result<Vec<Message>, StoreError> {
+        Ok(self.live_messages(session_id, 0, None, false, count.as_usize()).await?.0)
+    }
+
     /// Reads live messages with seq strictly between `lower` and `upper`, `wanted` of them at most.
     async fn live_messages(
         &self,
@@ -682,8 +692,9 @@ impl Store {
         Err(StoreError::Unavailable("the session is too busy: new-scene retries exhausted".into()))
     }
 
-    /// Hides every message of the session in one conditional write; returns how many were live.
-    pub async fn reset_messages(&self, user: &UserId, session_id: SessionId) -> Result<u64, StoreError> {
+    /// Hides every message of the session and moves its memories to a fresh epoch, in one
+    /// conditional write. Returns how many messages were live and how many memories it held.
+    pub async fn reset_session(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
         let now = self.now();
         let output = self
             .client
@@ -693,7 +704,7 @@ impl Store {
             .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #status = :open")
             .update_expression(
                 "SET #visible_after = #last_seq, #count = :zero, #updated_at = :now, #activity_at = :now, \
-                 #rev = #rev + :one REMOVE #last_message",
+                 #rev = #rev + :one, #epoch = if_not_exists(#epoch, :zero) + :one REMOVE #last_message",
             )
             .expression_attribute_names("#sk", SESSION_SK)
             .expression_attribute_names("#deleted_at", SESSION_DELETED_AT)
@@ -704,6 +715,7 @@ impl Store {
             .expression_attribute_names("#updated_at", UPDATED_AT)
             .expression_attribute_names("#activity_at", ACTIVITY_AT)
             .expression_attribute_names("#rev", REV)
+            .expression_attribute_names("#epoch", MEMORY_EPOCH)
             .expression_attribute_names("#last_message", LAST_MESSAGE)
             .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
             .expression_attribute_values(":zero", n(0))
@@ -716,7 +728,9 @@ impl Store {
         match output {
             Ok(output) => {
                 let old = output.attributes().ok_or_else(|| StoreError::corrupt("session", "attributes"))?;
-                Reader::new(old, "session").number(MESSAGE_COUNT)
+                let old = SessionRecord::try_from(old)?;
+                let memories = self.scope_count(user, &ScopeKey::session(session_id, old.memory_epoch)).await?;
+                Ok((old.session.message_count, memories))
             }
             Err(error) => {
                 let old = error.as_service_error().and_then(|service| match service {

@@ -1,6 +1,7 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
 mod item;
+mod memories;
 mod messages;
 pub mod schema;
 mod sessions;
@@ -20,6 +21,7 @@ use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use crate::config::TableNames;
 use crate::domain::{Clock, InputError, SessionStatus, Timestamp};
 
+pub use self::memories::{MAX_PER_SCOPE, MemoryPage};
 pub use self::messages::{Appended, MessageOrder, MessageQuery, MessageSlice};
 
 type Source = Box<dyn StdError + Send + Sync>;

@@ -21,7 +21,10 @@ pub struct TableLayout {
     pub logical_id: &'static str,
     pub partition_key: (&'static str, KeyType),
     pub sort_key: Option<(&'static str, KeyType)>,
+    /// Global secondary indexes.
     pub indexes: &'static [IndexLayout],
+    /// Local secondary indexes (their partition key is the table's).
+    pub local_indexes: &'static [IndexLayout],
     pub ttl_attribute: Option<&'static str>,
 }
 
@@ -40,6 +43,17 @@ pub(crate) mod messages {
     pub const SEQ: &str = "seq";
 }
 
+pub(crate) mod memories {
+    pub const USER_ID: &str = "user_id";
+    /// `m#<scope>#<id>` (memory), `d#<scope>#<hash>` (dedupe marker), `c#<scope>` (count).
+    pub const ITEM: &str = "item";
+    pub const BY_RANK: &str = "by_rank";
+    /// `<scope>#<10 - importance>#<inverted created_at>#<id>`, on memory items only.
+    pub const RANK: &str = "rank";
+    pub const BY_ID: &str = "by_id";
+    pub const MEMORY_ID: &str = "memory_id";
+}
+
 pub(crate) mod idempotency {
     /// `<session_id>#<idempotency key>`.
     pub const SCOPE: &str = "scope";
@@ -55,6 +69,7 @@ pub const SESSIONS: TableLayout = TableLayout {
         partition_key: (sessions::LIST_PK, KeyType::S),
         sort_key: (sessions::ACTIVITY_AT, KeyType::S),
     }],
+    local_indexes: &[],
     ttl_attribute: Some(sessions::EXPIRES_AT),
 };
 
@@ -63,6 +78,7 @@ pub const MESSAGES: TableLayout = TableLayout {
     partition_key: (messages::SESSION_ID, KeyType::S),
     sort_key: Some((messages::SEQ, KeyType::N)),
     indexes: &[],
+    local_indexes: &[],
     ttl_attribute: None,
 };
 
@@ -71,8 +87,29 @@ pub const IDEMPOTENCY: TableLayout = TableLayout {
     partition_key: (idempotency::SCOPE, KeyType::S),
     sort_key: None,
     indexes: &[],
+    local_indexes: &[],
     ttl_attribute: Some(idempotency::EXPIRES_AT),
 };
 
+pub const MEMORIES: TableLayout = TableLayout {
+    logical_id: "MemoriesTable",
+    partition_key: (memories::USER_ID, KeyType::S),
+    sort_key: Some((memories::ITEM, KeyType::S)),
+    indexes: &[],
+    local_indexes: &[
+        IndexLayout {
+            name: memories::BY_RANK,
+            partition_key: (memories::USER_ID, KeyType::S),
+            sort_key: (memories::RANK, KeyType::S),
+        },
+        IndexLayout {
+            name: memories::BY_ID,
+            partition_key: (memories::USER_ID, KeyType::S),
+            sort_key: (memories::MEMORY_ID, KeyType::S),
+        },
+    ],
+    ttl_attribute: None,
+};
+
 /// Every table the code uses.
-pub const TABLES: [TableLayout; 3] = [SESSIONS, MESSAGES, IDEMPOTENCY];
+pub const TABLES: [TableLayout; 4] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES];

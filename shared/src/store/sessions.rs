@@ -35,6 +35,8 @@ pub(super) const REV: &str = "rev";
 pub(super) const CREATED_AT: &str = "created_at";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const DELETED_AT: &str = "deleted_at";
+/// Bumped by reset (and by deleting a session's memories): older session memories vanish at once.
+pub(super) const MEMORY_EPOCH: &str = "memory_epoch";
 
 /// A live session item: the API view plus the bookkeeping the message log needs.
 #[derive(Clone, Debug)]
@@ -42,6 +44,7 @@ pub(crate) struct SessionRecord {
     pub session: Session,
     pub rev: u64,
     pub visible_after: u64,
+    pub memory_epoch: u64,
 }
 
 pub(super) fn session_key(user: &UserId, id: SessionId) -> Item {
@@ -111,7 +114,12 @@ impl TryFrom<&Item> for SessionRecord {
             created_at: read.parse(CREATED_AT)?,
             updated_at: read.parse(UPDATED_AT)?,
         };
-        Ok(Self { session, rev: read.number(REV)?, visible_after: read.number(VISIBLE_AFTER)? })
+        Ok(Self {
+            session,
+            rev: read.number(REV)?,
+            visible_after: read.number(VISIBLE_AFTER)?,
+            memory_epoch: read.opt_number(MEMORY_EPOCH)?.unwrap_or(0),
+        })
     }
 }
 
@@ -162,6 +170,7 @@ impl Store {
             (LAST_SEQ.to_owned(), n(0)),
             (VISIBLE_AFTER.to_owned(), n(0)),
             (REV.to_owned(), n(0)),
+            (MEMORY_EPOCH.to_owned(), n(0)),
             (CREATED_AT.to_owned(), s(now.to_string())),
             (UPDATED_AT.to_owned(), s(now.to_string())),
             (LIST_PK.to_owned(), s(list_pk(user, false))),

@@ -60,8 +60,8 @@ async fn unknown_routes_and_methods_are_json_404() {
 async fn stub_groups_answer_501_after_auth() {
     let app = TestApp::new().await;
     let user = app.user();
-    app.call(Method::GET, "/v1/memories", None, None).await.expect_error(401, "unauthorized");
-    for path in ["/v1/memories", "/v1/limits", "/v1/usage"] {
+    app.call(Method::GET, "/v1/limits", None, None).await.expect_error(401, "unauthorized");
+    for path in ["/v1/limits", "/v1/usage"] {
         app.get(&user, path).await.expect_error(501, "not_implemented");
     }
 }

@@ -48,6 +48,21 @@ fn check_layout(layout: &TableLayout, table: &template::TableDefinition) {
             declared.insert(name.to_owned());
         }
     }
+    assert_eq!(table.local_secondary_indexes.len(), layout.local_indexes.len(), "{} local indexes", layout.logical_id);
+    for index in layout.local_indexes {
+        let defined = table
+            .local_secondary_indexes
+            .iter()
+            .find(|i| i.index_name == index.name)
+            .unwrap_or_else(|| panic!("{} lacks local index {}", layout.logical_id, index.name));
+        let keys: Vec<_> =
+            defined.key_schema.iter().map(|k| (k.attribute_name.as_str(), k.key_type.as_str())).collect();
+        assert_eq!(keys, [(index.partition_key.0, "HASH"), (index.sort_key.0, "RANGE")], "{}", index.name);
+        assert_eq!(defined.projection.projection_type, "ALL", "{} must project every attribute", index.name);
+        assert_eq!(index.partition_key, layout.partition_key, "a local index shares the table's partition key");
+        assert_eq!(types.get(index.sort_key.0).map(String::as_str), Some(key_type(index.sort_key.1)), "{}", index.name);
+        declared.insert(index.sort_key.0.to_owned());
+    }
     assert_eq!(
         types.keys().cloned().collect::<BTreeSet<_>>(),
         declared,
@@ -91,6 +106,10 @@ async fn created_tables_are_the_template_tables() {
             described.global_secondary_indexes().iter().filter_map(|i| i.index_name()).map(str::to_owned).collect();
         let wanted: BTreeSet<_> = table.global_secondary_indexes.iter().map(|i| i.index_name.clone()).collect();
         assert_eq!(indexes, wanted, "{name}");
+        let local: BTreeSet<_> =
+            described.local_secondary_indexes().iter().filter_map(|i| i.index_name()).map(str::to_owned).collect();
+        let wanted: BTreeSet<_> = table.local_secondary_indexes.iter().map(|i| i.index_name.clone()).collect();
+        assert_eq!(local, wanted, "{name} local indexes");
         let ttl = client.describe_time_to_live().table_name(name).send().await.unwrap();
         let ttl_attribute = ttl.time_to_live_description().and_then(|d| d.attribute_name()).map(str::to_owned);
         let wanted = table.time_to_live_specification.as_ref().map(|t| t.attribute_name.clone());
@@ -135,6 +154,13 @@ async fn template_routes_match_the_routers() {
         ("POST", "/v1/sessions/{id}/forget-recent"),
         ("POST", "/v1/sessions/{id}/new-scene"),
         ("POST", "/v1/sessions/{id}/reset"),
+        ("GET", "/v1/sessions/{id}/context"),
+        ("POST", "/v1/memories"),
+        ("GET", "/v1/memories"),
+        ("DELETE", "/v1/memories"),
+        ("GET", "/v1/memories/{id}"),
+        ("PATCH", "/v1/memories/{id}"),
+        ("DELETE", "/v1/memories/{id}"),
     ] {
         assert!(in_template.contains(&(method.to_owned(), path.to_owned())), "template.yaml lacks {method} {path}");
     }

@@ -1,0 +1,89 @@
+//! One small handler per endpoint: extract, call the store, respond.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use shared::api::memories::{
+    CreateMemory, DeleteMemories, ListMemories, MemoriesDeleted, MemoryDeleted, MemoryList, MemoryListing, UpdateMemory,
+};
+use shared::auth::Caller;
+use shared::domain::{MemoryChanges, MemoryId, NewMemory};
+use shared::http::{Json, PathParam, Query};
+use shared::{ApiError, AppState};
+
+/// Memory bodies are small: content is at most 2000 characters.
+const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/memories", post(create).get(list).delete(remove_all))
+        .route("/v1/memories/{id}", get(read).patch(update).delete(remove))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateMemory>,
+) -> Result<Response, ApiError> {
+    let (memory, created) = state.store.add_memory(&caller.user_id, NewMemory::try_from(body)?).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(memory)).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListMemories>,
+) -> Result<Response, ApiError> {
+    let listing = MemoryListing::try_from(query)?;
+    let page =
+        state.store.list_memories(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
+    let body =
+        MemoryList { data: page.data, has_more: page.has_more, next_cursor: page.next_cursor, total: page.total };
+    Ok(axum::Json(body).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, memory = %id))]
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<MemoryId>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.store.get_memory(&caller.user_id, id).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, memory = %id))]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<MemoryId>,
+    Json(body): Json<UpdateMemory>,
+) -> Result<Response, ApiError> {
+    let changes = MemoryChanges::try_from(body)?;
+    Ok(axum::Json(state.store.update_memory(&caller.user_id, id, changes).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, memory = %id))]
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<MemoryId>,
+) -> Result<Response, ApiError> {
+    state.store.delete_memory(&caller.user_id, id).await?;
+    Ok(axum::Json(MemoryDeleted { success: true, deleted_id: id }).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn remove_all(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<DeleteMemories>,
+) -> Result<Response, ApiError> {
+    let deleted_count = state.store.delete_scope(&caller.user_id, query.scope()).await?;
+    Ok(axum::Json(MemoriesDeleted { success: true, deleted_count }).into_response())
+}
