@@ -3,14 +3,15 @@
 
 Each file is named <operation>-<status>.json; tests/tests/api/events.rs replays every file through
 the Lambda request conversion and asserts that status. Tokens are HS256 with the local dev secret
-(sub `demo-user`, valid until 2100). Ids of the demo session read DEMO_SESSION; the test swaps in a
-real session it seeds. Re-run after changing the list below: python3 scripts/gen-events.py
+(sub `demo-user`, valid until 2100). Ids of the demo session and memory read DEMO_SESSION / DEMO_MEMORY; the test swaps in
+real ones it seeds. Re-run after changing the list below: python3 scripts/gen-events.py
 """
 import base64, hashlib, hmac, json, pathlib
 
 DEV_SECRET = b"local-dev-secret-not-for-production-0123456789"
 DEMO_SESSION = "00000000-0000-4000-8000-000000000001"
 OTHER_SESSION = "00000000-0000-4000-8000-0000000000ff"
+DEMO_MEMORY = "00000000-0000-4000-8000-00000000000a"
 
 
 def b64(data: bytes) -> str:
@@ -66,6 +67,7 @@ def event(method, route, path, name, body=None, query="", auth=True, headers=Non
 S = "/v1/sessions"
 D = f"{S}/{DEMO_SESSION}"
 O = f"{S}/{OTHER_SESSION}"
+M = "/v1/memories"
 EVENTS = {
     "sessions": [
         ("create-201", event("POST", S, S, "create-201", {"title": "Trip to Lisbon", "metadata": {"character": "guide"}, "settings": {"relationship_type": "friend"}})),
@@ -100,6 +102,23 @@ EVENTS = {
         ("forget-recent-200", event("POST", f"{S}/{{id}}/forget-recent", f"{D}/forget-recent", "forget-recent-200", {"count": 2})),
         ("new-scene-200", event("POST", f"{S}/{{id}}/new-scene", f"{D}/new-scene", "new-scene-200", {"messages_to_keep": 1})),
         ("reset-200", event("POST", f"{S}/{{id}}/reset", f"{D}/reset", "reset-200")),
+        ("context-200", event("GET", f"{S}/{{id}}/context", f"{D}/context", "context-200", query="recent=8&max_tokens=2000")),
+        ("context-400", event("GET", f"{S}/{{id}}/context", f"{D}/context", "context-400", query="max_tokens=0")),
+    ],
+    "memories": [
+        ("create-201", event("POST", M, M, "create-201", {"content": "Prefers short answers in the morning", "memory_type": "preference", "importance": 7})),
+        ("create-200", event("POST", M, M, "create-200", {"content": "Has a cat named Miso", "memory_type": "fact"})),
+        ("create-400", event("POST", M, M, "create-400", {"content": "x", "memory_type": "opinion"})),
+        ("create-session-201", event("POST", M, M, "create-session-201", {"content": "Felt nervous about the exam", "memory_type": "emotion", "session_id": DEMO_SESSION})),
+        ("list-200", event("GET", M, M, "list-200", query="min_importance=3&limit=20")),
+        ("list-session-200", event("GET", M, M, "list-session-200", query=f"session_id={DEMO_SESSION}&include_global=true")),
+        ("list-400", event("GET", M, M, "list-400", query="min_importance=11")),
+        ("get-200", event("GET", f"{M}/{{id}}", f"{M}/{DEMO_MEMORY}", "get-200")),
+        ("get-404", event("GET", f"{M}/{{id}}", f"{M}/00000000-0000-4000-8000-0000000000fe", "get-404")),
+        ("update-200", event("PATCH", f"{M}/{{id}}", f"{M}/{DEMO_MEMORY}", "update-200", {"importance": 9})),
+        ("update-400", event("PATCH", f"{M}/{{id}}", f"{M}/{DEMO_MEMORY}", "update-400", {})),
+        ("delete-200", event("DELETE", f"{M}/{{id}}", f"{M}/{DEMO_MEMORY}", "delete-200")),
+        ("delete-all-200", event("DELETE", M, M, "delete-all-200", query=f"session_id={DEMO_SESSION}")),
     ],
 }
 

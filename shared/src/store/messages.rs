@@ -528,7 +528,7 @@ impl Store {
                 .expression_attribute_values(":high", n(high))
                 .scan_index_forward(forward)
                 .consistent_read(true)
-                .limit(((wanted + 1 - found.len()) as i32).clamp(1, QUERY_PAGE))
+                .limit(read_ahead(wanted + 1 - found.len()))
                 .set_exclusive_start_key(start_key.take())
                 .send()
                 .await
@@ -853,6 +853,12 @@ impl SummaryChange {
     fn new(record: &SessionRecord, now: Timestamp) -> Self {
         Self { rev: record.rev, now, removed: 0, last_message: None, visible_after: None }
     }
+}
+
+/// How many items to read for `remaining` live ones: half again plus two, so a few deleted
+/// messages inside the window do not cost a second round trip.
+fn read_ahead(remaining: usize) -> i32 {
+    ((remaining + remaining / 2 + 2) as i32).clamp(1, QUERY_PAGE)
 }
 
 fn visible(record: &SessionRecord, stored: Option<StoredMessage>) -> Result<StoredMessage, StoreError> {

@@ -9,11 +9,12 @@ use serde_json::json;
 use crate::common::{TestApp, User};
 
 const DEMO_SESSION: &str = "00000000-0000-4000-8000-000000000001";
+const DEMO_MEMORY: &str = "00000000-0000-4000-8000-00000000000a";
 
 fn event_files() -> Vec<PathBuf> {
     let root = local::dynamodb_local::workspace_root().join("events");
     let mut files = Vec::new();
-    for group in ["sessions", "messages"] {
+    for group in ["sessions", "messages", "memories"] {
         for entry in std::fs::read_dir(root.join(group)).unwrap() {
             files.push(entry.unwrap().path());
         }
@@ -27,8 +28,8 @@ fn expected_status(path: &std::path::Path) -> u16 {
     stem.rsplit('-').next().unwrap().parse().unwrap_or_else(|_| panic!("{stem}: name must end in -<status>"))
 }
 
-/// Seeds the demo user's session: user, assistant, user, assistant.
-async fn seed(app: &TestApp) -> String {
+/// Seeds the demo user's session (user, assistant, user, assistant) and a global memory.
+async fn seed(app: &TestApp) -> (String, String) {
     let token = local::token::mint(
         local::token::DEV_JWT_SECRET.as_bytes(),
         &local::token::TokenRequest { sub: "demo-user", ttl_secs: 600, issuer: None, audience: None, admin: false },
@@ -41,17 +42,20 @@ async fn seed(app: &TestApp) -> String {
         {"role": "user", "content": "three"}, {"role": "assistant", "content": "four"},
     ]});
     app.post(&demo, &format!("/v1/sessions/{session}/messages/batch"), batch).await.expect(201);
-    session
+    let memory = json!({"content": "Has a cat named Miso", "memory_type": "fact"});
+    let memory = app.post(&demo, "/v1/memories", memory).await.expect(201).body;
+    (session, memory["id"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test]
 async fn every_sample_event_gets_the_status_in_its_name() {
     let files = event_files();
-    assert!(files.len() >= 30, "one event per route and outcome");
+    assert!(files.len() >= 45, "one event per route and outcome");
     for file in files {
         let app = TestApp::new().await;
-        let session = seed(&app).await;
-        let text = std::fs::read_to_string(&file).unwrap().replace(DEMO_SESSION, &session);
+        let (session, memory) = seed(&app).await;
+        let text =
+            std::fs::read_to_string(&file).unwrap().replace(DEMO_SESSION, &session).replace(DEMO_MEMORY, &memory);
         let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let (parts, body) = request.into_parts();
         let request = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
