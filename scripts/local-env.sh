@@ -10,6 +10,7 @@ export SESSIONS_TABLE="${SESSIONS_TABLE:-chat-sessions}"
 export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
 export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
 export MEMORIES_TABLE="${MEMORIES_TABLE:-chat-memories}"
+export LIMITS_TABLE="${LIMITS_TABLE:-chat-limits}"
 if [ -z "${JWT_PUBLIC_KEY:-}" ]; then
     export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
 fi

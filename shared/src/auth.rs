@@ -1,13 +1,14 @@
 //! Who is calling: the only code that reads the `Authorization` header.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 
 use crate::config::{AuthConfig, ConfigError, JwtKey};
-use crate::domain::UserId;
+use crate::domain::{RateClass, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -94,11 +95,29 @@ impl Authenticator {
     }
 }
 
+/// Authenticates, then counts the request against the caller's per-minute limit. Appends are
+/// counted inside their own transaction instead (see `Store::append_messages`).
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-        state.auth.authenticate(header)
+        let caller = state.auth.authenticate(header)?;
+        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
+        let class = rate_class(&parts.method, route);
+        if class != RateClass::Append {
+            state.store.hit_rate_limit(&caller.user_id, class).await?;
+        }
+        Ok(caller)
+    }
+}
+
+/// `POST .../messages` (and its batch) is an append; `GET .../messages...` a read; the rest other.
+pub fn rate_class(method: &Method, route: &str) -> RateClass {
+    let on_messages = route.starts_with("/v1/sessions/{id}/messages");
+    match *method {
+        Method::POST if on_messages && route != "/v1/sessions/{id}/messages/{seq}" => RateClass::Append,
+        Method::GET if on_messages => RateClass::Read,
+        _ => RateClass::Other,
     }
 }

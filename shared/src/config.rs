@@ -3,6 +3,8 @@
 use std::env;
 use std::fmt;
 
+use crate::domain::{ModelPrices, RateLimits};
+
 /// The DynamoDB tables, by the names this deployment gave them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableNames {
@@ -10,6 +12,7 @@ pub struct TableNames {
     pub messages: String,
     pub idempotency: String,
     pub memories: String,
+    pub limits: String,
 }
 
 impl TableNames {
@@ -20,6 +23,7 @@ impl TableNames {
             messages: format!("{prefix}messages"),
             idempotency: format!("{prefix}idempotency"),
             memories: format!("{prefix}memories"),
+            limits: format!("{prefix}limits"),
         }
     }
 }
@@ -49,10 +53,50 @@ pub struct AuthConfig {
     pub audience: Option<String>,
 }
 
+/// Quotas, rate limits and prices. Unlike table names these have documented defaults.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// `user` messages per day without a subscription (`DAILY_MESSAGE_QUOTA`, default 50).
+    pub daily_quota: u64,
+    /// Requests per user per minute (`RATE_LIMIT_*_PER_MIN`, defaults 10 / 30 / 60; 0 disables).
+    pub rate: RateLimits,
+    /// USD per million tokens per model (`MODEL_PRICES`, default none).
+    pub prices: ModelPrices,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { daily_quota: 50, rate: RateLimits { append: 10, read: 30, other: 60 }, prices: ModelPrices::default() }
+    }
+}
+
+impl LimitsConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            daily_quota: number("DAILY_MESSAGE_QUOTA", defaults.daily_quota)?,
+            rate: RateLimits {
+                append: number("RATE_LIMIT_APPEND_PER_MIN", defaults.rate.append)?,
+                read: number("RATE_LIMIT_READ_PER_MIN", defaults.rate.read)?,
+                other: number("RATE_LIMIT_OTHER_PER_MIN", defaults.rate.other)?,
+            },
+            prices: optional("MODEL_PRICES")
+                .map(|text| text.parse())
+                .transpose()
+                .map_err(|_| ConfigError::Invalid {
+                    name: "MODEL_PRICES",
+                    reason: "must look like model=0.15/0.60,other=3/15",
+                })?
+                .unwrap_or_default(),
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub tables: TableNames,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +118,10 @@ impl Config {
                 messages: required("MESSAGES_TABLE")?,
                 idempotency: required("IDEMPOTENCY_TABLE")?,
                 memories: required("MEMORIES_TABLE")?,
+                limits: required("LIMITS_TABLE")?,
             },
             auth: AuthConfig::from_env()?,
+            limits: LimitsConfig::from_env()?,
         })
     }
 }
@@ -113,6 +159,13 @@ impl AuthConfig {
 
 fn required(name: &'static str) -> Result<String, ConfigError> {
     optional(name).ok_or(ConfigError::Missing(name))
+}
+
+fn number<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match optional(name) {
+        None => Ok(default),
+        Some(text) => text.trim().parse().map_err(|_| ConfigError::Invalid { name, reason: "must be a whole number" }),
+    }
 }
 
 fn optional(name: &'static str) -> Option<String> {

@@ -48,8 +48,6 @@ pub enum ApiError {
     RateLimit { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] Source),
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
     #[error("the database is unavailable; retry later")]
     ServiceUnavailable(#[source] Source),
 }
@@ -73,7 +71,6 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -90,7 +87,6 @@ impl ApiError {
             Self::DailyLimitExceeded { .. } => "daily_limit_exceeded",
             Self::RateLimit { .. } => "rate_limit",
             Self::Internal(_) => "internal",
-            Self::NotImplemented(_) => "not_implemented",
             Self::ServiceUnavailable(_) => "service_unavailable",
         }
     }
@@ -168,6 +164,10 @@ impl From<StoreError> for ApiError {
             StoreError::SessionClosed(status) => Self::SessionClosed(status),
             StoreError::Conflict(message) => Self::Conflict(message),
             StoreError::Forbidden(message) => Self::Forbidden(message),
+            StoreError::DailyLimitExceeded { total, resets_at, retry_after_secs, .. } => {
+                Self::DailyLimitExceeded { total, resets_at, retry_after_secs }
+            }
+            StoreError::RateLimited { retry_after_secs } => Self::RateLimit { retry_after_secs },
             StoreError::Invalid(input) => input.into(),
             StoreError::Unavailable(source) => Self::ServiceUnavailable(source),
             StoreError::Internal(source) => Self::Internal(source),

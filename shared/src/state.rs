@@ -24,7 +24,7 @@ impl AppState {
 
     pub fn new(client: aws_sdk_dynamodb::Client, config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         Ok(Self {
-            store: Store::new(client, config.tables.clone(), clock),
+            store: Store::new(client, config.tables.clone(), config.limits.clone(), clock),
             auth: Arc::new(Authenticator::new(&config.auth)?),
         })
     }

@@ -14,7 +14,7 @@ use shared::api::messages::{
 use shared::auth::Caller;
 use shared::domain::{Content, Context, ContextSession, SessionId};
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
-use shared::store::{Appended, MessageQuery};
+use shared::store::{Appended, MessageQuery, QuotaState, StoreError};
 use shared::{ApiError, AppState};
 
 /// A batch of 20 messages at the content and payload limits, JSON-escaped, fits in this.
@@ -41,12 +41,34 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         .transpose()
 }
 
-/// 201 for a new append, 200 with `Idempotent-Replayed: true` for a retry.
+/// 201 for a new append, 200 with `Idempotent-Replayed: true` for a retry; both with the
+/// daily quota in `X-RateLimit-*`.
 fn appended<T: Serialize>(appended: &Appended, body: T) -> Response {
     let status = if appended.replayed { StatusCode::OK } else { StatusCode::CREATED };
     let mut response = (status, axum::Json(body)).into_response();
     if appended.replayed {
         response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    quota_headers(&mut response, appended.quota);
+    response
+}
+
+fn quota_headers(response: &mut Response, quota: QuotaState) {
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(quota.resets_at.unix_seconds()));
+}
+
+/// An append refused for its quota still tells the caller where it stands.
+fn with_quota_headers(error: StoreError) -> Response {
+    let quota = match &error {
+        StoreError::DailyLimitExceeded { quota, .. } => Some(*quota),
+        _ => None,
+    };
+    let mut response = ApiError::from(error).into_response();
+    if let Some(quota) = quota {
+        quota_headers(&mut response, quota);
     }
     response
 }
@@ -60,7 +82,10 @@ async fn append(
     Json(body): Json<AppendMessage>,
 ) -> Result<Response, ApiError> {
     let request = AppendRequest::single(body, idempotency_key(&headers)?)?;
-    let result = append_request(&state, &caller, id, request).await?;
+    let result = match append_request(&state, &caller, id, request).await {
+        Ok(result) => result,
+        Err(response) => return Ok(response),
+    };
     let message = result.messages.first().ok_or_else(|| ApiError::internal("append returned no message"))?;
     Ok(appended(&result, message))
 }
@@ -74,7 +99,10 @@ async fn append_batch(
     Json(body): Json<AppendBatch>,
 ) -> Result<Response, ApiError> {
     let request = AppendRequest::batch(body, idempotency_key(&headers)?)?;
-    let result = append_request(&state, &caller, id, request).await?;
+    let result = match append_request(&state, &caller, id, request).await {
+        Ok(result) => result,
+        Err(response) => return Ok(response),
+    };
     Ok(appended(&result, MessageBatch { data: result.messages.clone() }))
 }
 
@@ -83,9 +111,12 @@ async fn append_request(
     caller: &Caller,
     id: SessionId,
     request: AppendRequest,
-) -> Result<Appended, ApiError> {
-    let result =
-        state.store.append_messages(&caller.user_id, id, request.messages, request.idempotency.as_ref()).await?;
+) -> Result<Appended, Response> {
+    let result = state
+        .store
+        .append_messages(&caller.user_id, id, request.messages, request.idempotency.as_ref())
+        .await
+        .map_err(with_quota_headers)?;
     tracing::info!(count = result.messages.len(), replayed = result.replayed, "appended");
     Ok(result)
 }

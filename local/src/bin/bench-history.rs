@@ -17,8 +17,8 @@ use axum::body::Body;
 use axum::http::Request;
 use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
 use shared::AppState;
-use shared::config::{AuthConfig, Config, JwtKey, TableNames};
-use shared::domain::{Content, MessageType, NewMessage, Role, SessionId, SystemClock, UserId};
+use shared::config::{AuthConfig, Config, JwtKey, LimitsConfig, TableNames};
+use shared::domain::{Content, MessageType, NewMessage, RateLimits, Role, SessionId, SystemClock, UserId};
 use tower::ServiceExt;
 
 struct Args {
@@ -101,7 +101,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
     local::tables::create_tables(&client, &tables).await?;
     let auth =
         AuthConfig { key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()), issuer: None, audience: None };
-    let state = AppState::new(client, &Config { tables, auth }, Arc::new(SystemClock))?;
+    // Quota and rate limits off: this measures the log, not the limits.
+    let limits = LimitsConfig {
+        daily_quota: u64::MAX / 2,
+        rate: RateLimits { append: 0, read: 0, other: 0 },
+        ..LimitsConfig::default()
+    };
+    let state = AppState::new(client, &Config { tables, auth, limits }, Arc::new(SystemClock))?;
     let router = local::app(state.clone());
     let user = UserId::parse("bench-user").ok_or("user id")?;
     let token = mint(

@@ -2,6 +2,7 @@
 
 mod context;
 mod idempotency;
+mod limits;
 mod memory;
 mod message;
 mod page;
@@ -10,6 +11,11 @@ mod time;
 
 pub use self::context::{Context, ContextSession, estimate_tokens};
 pub use self::idempotency::{DedupeKey, Idempotency};
+pub use self::limits::{
+    DailyUsage, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError, Profile, RateClass,
+    RateLimits, Subscription, SubscriptionStatus, SubscriptionView, TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageReport,
+    UsageTotals, Usd, Window, utc_day,
+};
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
 };

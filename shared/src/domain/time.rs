@@ -36,6 +36,13 @@ impl Timestamp {
         self.0.unix_timestamp()
     }
 
+    /// Any RFC 3339 instant (`2026-12-01T00:00:00Z`, `2026-12-01T01:00:00+01:00`), as UTC micros.
+    pub fn parse_rfc3339(field: &str, text: &str) -> Result<Self, super::InputError> {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map(Self::from_datetime).map_err(
+            |_| super::InputError::invalid(field, "must be an RFC 3339 date-time such as 2026-12-01T00:00:00Z"),
+        )
+    }
+
     pub fn plus(self, duration: Duration) -> Self {
         Self::from_datetime(self.0 + duration)
     }

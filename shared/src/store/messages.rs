@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::item::{Item, Reader, n, s};
+use super::limits::{AppendLimits, LimitSlot, QUOTA_USED, QuotaState, retry_after_minute};
 use super::memories::ScopeKey;
 use super::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use super::schema::messages::{SEQ, SESSION_ID};
@@ -91,6 +92,8 @@ impl SeqHints {
 pub struct Appended {
     pub messages: Vec<Message>,
     pub replayed: bool,
+    /// The caller's daily quota after this append.
+    pub quota: QuotaState,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -232,17 +235,19 @@ async fn backoff(attempt: u32) {
 
 /// Why an append attempt did not commit.
 enum AppendMiss {
-    /// The session moved on: retry on top of this `last_seq`.
-    Stale(u64),
-    /// Another transaction held an item: retry the same guess.
+    /// A guess was stale: retry on top of the session's `last_seq` and the quota's `used`, where
+    /// the cancelled transaction told them (`None`: that guess was right).
+    Stale { last_seq: Option<u64>, used: Option<u64> },
+    /// Another transaction held an item: retry the same guesses.
     Conflict,
     /// The key was used before: this is the stored record.
     Replay(Item),
 }
 
 impl Store {
-    /// Appends messages as consecutive seqs, atomically with the session summary and the
-    /// idempotency record. All or nothing.
+    /// Appends messages as consecutive seqs, atomically with the session summary, the
+    /// idempotency record, the daily quota, the append rate limit and the usage roll-up.
+    /// All or nothing.
     pub async fn append_messages(
         &self,
         user: &UserId,
@@ -251,10 +256,23 @@ impl Store {
         idempotency: Option<&Idempotency>,
     ) -> Result<Appended, StoreError> {
         let started = Instant::now();
-        let (mut last_seq, mut verified) = match self.seq_hints.get(session_id) {
-            Some(last_seq) => (last_seq, false),
-            None => (self.session_record(user, session_id).await?.session.last_seq, true),
+        // What this instance does not know yet it reads in one parallel round.
+        let seq_hint = self.seq_hints.get(session_id);
+        let session = async {
+            match seq_hint {
+                Some(last_seq) => Ok((last_seq, false)),
+                None => Ok((self.session_record(user, session_id).await?.session.last_seq, true)),
+            }
         };
+        let limits = async {
+            let mut limits = self.append_limits(user, &messages).await?;
+            if limits.allowance.is_some() && limits.used_guess.is_none() {
+                limits.used_guess = Some(self.quota_used(user, &limits.window.day).await?);
+                limits.used_verified = true;
+            }
+            Ok::<_, StoreError>(limits)
+        };
+        let ((mut last_seq, mut verified), mut limits) = tokio::try_join!(session, limits)?;
         for attempt in 0..MAX_ATTEMPTS {
             if let Err(error) = check_reply_to(&messages, last_seq) {
                 if verified {
@@ -264,21 +282,43 @@ impl Store {
                 verified = true;
                 continue;
             }
+            let used = limits.used_guess.unwrap_or(0);
+            if let Some(allowance) = limits.allowance.filter(|_| limits.counts_quota()) {
+                if used + limits.user_messages > allowance {
+                    if !limits.used_verified {
+                        limits.used_guess = Some(self.quota_used(user, &limits.window.day).await?);
+                        limits.used_verified = true;
+                        continue;
+                    }
+                    return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
+                }
+            }
             let now = self.now();
             let stored = stored_messages(session_id, &messages, last_seq, now);
-            match self.try_append(user, session_id, &stored, last_seq, idempotency, now).await? {
+            let limit_items = self.append_limit_items(user, &limits, &messages, used)?;
+            match self.try_append(user, session_id, &stored, last_seq, idempotency, limit_items, now).await? {
                 Ok(()) => {
-                    let new_last = last_seq + stored.len() as u64;
-                    self.seq_hints.remember(session_id, new_last);
-                    return Ok(Appended { messages: stored, replayed: false });
+                    self.seq_hints.remember(session_id, last_seq + stored.len() as u64);
+                    let used_after = if limits.counts_quota() { used + limits.user_messages } else { used };
+                    if limits.allowance.is_some() {
+                        self.limit_caches.remember_used(user, &limits.window.day, used_after);
+                    }
+                    return Ok(Appended { messages: stored, replayed: false, quota: limits.quota_state(used_after) });
                 }
                 Err(AppendMiss::Replay(record)) => {
-                    return self.replay(session_id, &record, idempotency).await;
+                    return self.replay(session_id, &record, idempotency, limits.quota_state(used)).await;
                 }
-                Err(AppendMiss::Stale(actual)) => {
-                    self.seq_hints.remember(session_id, actual);
-                    last_seq = actual;
-                    verified = true;
+                Err(AppendMiss::Stale { last_seq: actual_seq, used: actual_used }) => {
+                    if let Some(actual) = actual_seq {
+                        self.seq_hints.remember(session_id, actual);
+                        last_seq = actual;
+                        verified = true;
+                    }
+                    if let Some(actual) = actual_used {
+                        self.limit_caches.remember_used(user, &limits.window.day, actual);
+                        limits.used_guess = Some(actual);
+                        limits.used_verified = true;
+                    }
                 }
                 Err(AppendMiss::Conflict) => {}
             }
@@ -290,6 +330,60 @@ impl Store {
         Err(StoreError::Unavailable("the session is too busy: append retries exhausted".into()))
     }
 
+    /// The quota is used up: a retry of an append that was stored is still answered; anything
+    /// else is 429 (a missing or foreign session stays 404).
+    async fn over_quota(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        idempotency: Option<&Idempotency>,
+        limits: &AppendLimits,
+        allowance: u64,
+        used: u64,
+    ) -> Result<Appended, StoreError> {
+        let quota = limits.quota_state(used);
+        let record = async {
+            match idempotency {
+                Some(idempotency) => self.idempotency_record(session_id, idempotency).await,
+                None => Ok(None),
+            }
+        };
+        let (_, record) = tokio::try_join!(self.session_record(user, session_id), record)?;
+        if let Some(record) = record {
+            return self.replay(session_id, &record, idempotency, quota).await;
+        }
+        Err(StoreError::DailyLimitExceeded {
+            total: allowance,
+            resets_at: limits.window.resets_at,
+            retry_after_secs: limits.window.retry_after_secs(limits.now),
+            quota,
+        })
+    }
+
+    async fn idempotency_record(
+        &self,
+        session_id: SessionId,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.idempotency)
+            .key(SCOPE, s(idempotency_scope(session_id, idempotency)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let now = self.now().unix_seconds();
+        Ok(output
+            .item()
+            .filter(|item| {
+                Reader::new(item, "idempotency").number::<i64>(IDEMPOTENCY_EXPIRES_AT).is_ok_and(|at| at >= now)
+            })
+            .cloned())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn try_append(
         &self,
         user: &UserId,
@@ -297,6 +391,7 @@ impl Store {
         stored: &[Message],
         expected_last: u64,
         idempotency: Option<&Idempotency>,
+        limit_items: Vec<(TransactWriteItem, LimitSlot)>,
         now: Timestamp,
     ) -> Result<Result<(), AppendMiss>, StoreError> {
         let last = stored
@@ -362,13 +457,20 @@ impl Store {
                 .map_err(StoreError::internal)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
+        let limits_start = items.len();
+        let slots: Vec<LimitSlot> = limit_items.iter().map(|(_, slot)| *slot).collect();
+        items.extend(limit_items.into_iter().map(|(item, _)| item));
         let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         let Err(error) = result else {
             return Ok(Ok(()));
         };
         let reasons = cancellation_reasons(error)?;
         let session_reason = reasons.first();
-        let idempotency_reason = idempotency.and_then(|_| reasons.last());
+        let idempotency_reason = idempotency.and_then(|_| reasons.get(limits_start - 1));
+        let failed_item = |reason: Option<&CancellationReason>| {
+            reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item).cloned()
+        };
+        let mut stale_seq = None;
         if reason_failed(session_reason) {
             let Some(item) = session_reason.and_then(CancellationReason::item) else {
                 return Err(StoreError::NotFound("session"));
@@ -376,19 +478,37 @@ impl Store {
             if item.contains_key(SESSION_DELETED_AT) {
                 return Err(StoreError::NotFound("session"));
             }
-            if let Some(record) =
-                idempotency_reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item)
-            {
-                return Ok(Err(AppendMiss::Replay(record.clone())));
+            if let Some(record) = failed_item(idempotency_reason) {
+                return Ok(Err(AppendMiss::Replay(record)));
             }
             let record = SessionRecord::try_from(item)?;
             if !record.session.status.accepts_messages() {
                 return Err(StoreError::SessionClosed(record.session.status));
             }
-            return Ok(Err(AppendMiss::Stale(record.session.last_seq)));
+            stale_seq = Some(record.session.last_seq);
         }
-        if let Some(record) = idempotency_reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item) {
-            return Ok(Err(AppendMiss::Replay(record.clone())));
+        if let Some(record) = failed_item(idempotency_reason) {
+            return Ok(Err(AppendMiss::Replay(record)));
+        }
+        let mut stale_used = None;
+        for (index, slot) in slots.iter().enumerate() {
+            let reason = reasons.get(limits_start + index);
+            if !reason_failed(reason) {
+                continue;
+            }
+            match slot {
+                LimitSlot::Quota => {
+                    let used = reason
+                        .and_then(CancellationReason::item)
+                        .map_or(Ok(0), |item| Reader::new(item, "quota").number(QUOTA_USED))?;
+                    stale_used = Some(used);
+                }
+                LimitSlot::Rate => return Err(StoreError::RateLimited { retry_after_secs: retry_after_minute(now) }),
+                LimitSlot::Usage => {}
+            }
+        }
+        if stale_seq.is_some() || stale_used.is_some() {
+            return Ok(Err(AppendMiss::Stale { last_seq: stale_seq, used: stale_used }));
         }
         if is_conflict(&reasons) {
             return Ok(Err(AppendMiss::Conflict));
@@ -404,6 +524,7 @@ impl Store {
         session_id: SessionId,
         record: &Item,
         idempotency: Option<&Idempotency>,
+        quota: QuotaState,
     ) -> Result<Appended, StoreError> {
         let read = Reader::new(record, "idempotency");
         let same_request = idempotency.is_some_and(|wanted| read.string(FINGERPRINT).ok() == Some(&wanted.fingerprint));
@@ -433,7 +554,7 @@ impl Store {
             .iter()
             .map(|item| StoredMessage::try_from(item).map(|stored| stored.message))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Appended { messages, replayed: true })
+        Ok(Appended { messages, replayed: true, quota })
     }
 
     /// Live messages of a session, in seq order, skipping deleted and cleared ones.

@@ -1,6 +1,7 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
 mod item;
+mod limits;
 mod memories;
 mod messages;
 pub mod schema;
@@ -18,9 +19,10 @@ use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, timeout::TimeoutConfig};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 
-use crate::config::TableNames;
+use crate::config::{LimitsConfig, TableNames};
 use crate::domain::{Clock, InputError, SessionStatus, Timestamp};
 
+pub use self::limits::{ChoreReport, QuotaState};
 pub use self::memories::{MAX_PER_SCOPE, MemoryPage};
 pub use self::messages::{Appended, MessageOrder, MessageQuery, MessageSlice};
 
@@ -36,6 +38,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("the daily message quota is used up")]
+    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Invalid(#[from] InputError),
     #[error("DynamoDB is unavailable")]
@@ -131,13 +137,23 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     calls: Arc<AtomicU64>,
     seq_hints: Arc<messages::SeqHints>,
+    limits: Arc<LimitsConfig>,
+    limit_caches: Arc<limits::LimitCaches>,
 }
 
 impl Store {
-    pub fn new(client: Client, tables: TableNames, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(client: Client, tables: TableNames, limits: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
         let calls = Arc::new(AtomicU64::new(0));
         let config = client.config().to_builder().interceptor(CallCounter(calls.clone())).build();
-        Self { client: Client::from_conf(config), tables: Arc::new(tables), clock, calls, seq_hints: Arc::default() }
+        Self {
+            client: Client::from_conf(config),
+            tables: Arc::new(tables),
+            clock,
+            calls,
+            seq_hints: Arc::default(),
+            limits: Arc::new(limits),
+            limit_caches: Arc::default(),
+        }
     }
 
     /// DynamoDB requests sent by this store so far.
@@ -151,6 +167,10 @@ impl Store {
 
     pub fn tables(&self) -> &TableNames {
         &self.tables
+    }
+
+    pub fn limits_config(&self) -> &LimitsConfig {
+        &self.limits
     }
 
     /// Opens the connection (DNS, TCP, TLS) during init so the first request does not pay for it.

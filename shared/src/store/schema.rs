@@ -54,6 +54,18 @@ pub(crate) mod memories {
     pub const MEMORY_ID: &str = "memory_id";
 }
 
+pub(crate) mod limits {
+    pub const USER_ID: &str = "user_id";
+    /// `profile`, `q#<day>`, `r#<class>#<minute>`, `u#<day>`, `u#<day>#m#<model>`.
+    pub const ITEM: &str = "item";
+    pub const BY_CHORE: &str = "by_chore";
+    /// The UTC day on which the hourly job must look at the item; absent once it has.
+    pub const CHORE_DAY: &str = "chore_day";
+    /// `<user_id>#<item>`.
+    pub const CHORE_KEY: &str = "chore_key";
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
 pub(crate) mod idempotency {
     /// `<session_id>#<idempotency key>`.
     pub const SCOPE: &str = "scope";
@@ -111,5 +123,18 @@ pub const MEMORIES: TableLayout = TableLayout {
     ttl_attribute: None,
 };
 
+pub const LIMITS: TableLayout = TableLayout {
+    logical_id: "LimitsTable",
+    partition_key: (limits::USER_ID, KeyType::S),
+    sort_key: Some((limits::ITEM, KeyType::S)),
+    indexes: &[IndexLayout {
+        name: limits::BY_CHORE,
+        partition_key: (limits::CHORE_DAY, KeyType::S),
+        sort_key: (limits::CHORE_KEY, KeyType::S),
+    }],
+    local_indexes: &[],
+    ttl_attribute: Some(limits::EXPIRES_AT),
+};
+
 /// Every table the code uses.
-pub const TABLES: [TableLayout; 4] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES];
+pub const TABLES: [TableLayout; 5] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES, LIMITS];

@@ -11,8 +11,8 @@ use http_body_util::BodyExt;
 use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{AuthConfig, Config, JwtKey, TableNames};
-use shared::domain::SystemClock;
+use shared::config::{AuthConfig, Config, JwtKey, LimitsConfig, TableNames};
+use shared::domain::{Clock, RateLimits, SystemClock};
 use tower::ServiceExt;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
@@ -38,6 +38,15 @@ pub fn dev_auth() -> AuthConfig {
     AuthConfig { key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()), issuer: None, audience: None }
 }
 
+/// Quota and rate limits out of the way, for tests about something else.
+pub fn unlimited() -> LimitsConfig {
+    LimitsConfig {
+        daily_quota: 1_000_000,
+        rate: RateLimits { append: 0, read: 0, other: 0 },
+        ..LimitsConfig::default()
+    }
+}
+
 /// One test's app: its own tables, the merged router of all four functions.
 #[derive(Clone)]
 pub struct TestApp {
@@ -48,6 +57,7 @@ pub struct TestApp {
 
 #[derive(Clone, Debug)]
 pub struct User {
+    pub id: String,
     pub token: String,
 }
 
@@ -87,28 +97,50 @@ impl TestApp {
     }
 
     pub async fn with_auth(auth: AuthConfig) -> Self {
+        Self::build(auth, unlimited(), Arc::new(SystemClock)).await
+    }
+
+    /// An app with quotas and rate limits switched on, on a clock the test controls.
+    pub async fn with_limits(limits: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(dev_auth(), limits, clock).await
+    }
+
+    async fn build(auth: AuthConfig, limits: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client(), &tables).await.expect("create tables");
-        Self::on_tables(tables, auth)
+        Self::on_tables(Config { tables, auth, limits }, clock)
     }
 
     /// Another "Lambda container" on the same tables: a fresh store with cold caches.
     pub fn sibling(&self) -> Self {
-        Self::on_tables(self.config.tables.clone(), self.config.auth.clone())
+        Self::on_tables(self.config.clone(), Arc::new(SystemClock))
     }
 
-    fn on_tables(tables: TableNames, auth: AuthConfig) -> Self {
-        let config = Config { tables, auth };
-        let state = AppState::new(client(), &config, Arc::new(SystemClock)).expect("valid config");
+    /// Another container on the same tables and clock.
+    pub fn sibling_with_clock(&self, clock: Arc<dyn Clock>) -> Self {
+        Self::on_tables(self.config.clone(), clock)
+    }
+
+    fn on_tables(config: Config, clock: Arc<dyn Clock>) -> Self {
+        let state = AppState::new(client(), &config, clock).expect("valid config");
         Self { router: local::app(state.clone()), state, config }
     }
 
     pub fn user(&self) -> User {
+        Self::user_with(false)
+    }
+
+    pub fn admin(&self) -> User {
+        Self::user_with(true)
+    }
+
+    fn user_with(admin: bool) -> User {
         let id = format!("user-{}", uuid::Uuid::new_v4().simple());
-        let request = TokenRequest { sub: &id, ttl_secs: 3600, issuer: None, audience: None, admin: false };
+        // Long-lived: tests that move a manual clock forward must not outrun their tokens.
+        let request = TokenRequest { sub: &id, ttl_secs: 400 * 24 * 3600, issuer: None, audience: None, admin };
         let token = mint(DEV_JWT_SECRET.as_bytes(), &request).expect("sign");
-        User { token }
+        User { id, token }
     }
 
     pub async fn send(&self, request: Request<Body>) -> Resp {

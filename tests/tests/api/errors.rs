@@ -57,16 +57,6 @@ async fn unknown_routes_and_methods_are_json_404() {
 }
 
 #[tokio::test]
-async fn stub_groups_answer_501_after_auth() {
-    let app = TestApp::new().await;
-    let user = app.user();
-    app.call(Method::GET, "/v1/limits", None, None).await.expect_error(401, "unauthorized");
-    for path in ["/v1/limits", "/v1/usage"] {
-        app.get(&user, path).await.expect_error(501, "not_implemented");
-    }
-}
-
-#[tokio::test]
 async fn every_response_carries_a_request_id_header() {
     let app = TestApp::new().await;
     let user = app.user();

@@ -35,7 +35,7 @@ async fn seed(app: &TestApp) -> (String, String) {
         &local::token::TokenRequest { sub: "demo-user", ttl_secs: 600, issuer: None, audience: None, admin: false },
     )
     .unwrap();
-    let demo = User { token };
+    let demo = User { id: "demo-user".into(), token };
     let session = app.session(&demo, "Demo").await;
     let batch = json!({"messages": [
         {"role": "user", "content": "one"}, {"role": "assistant", "content": "two"},

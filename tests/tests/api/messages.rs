@@ -240,13 +240,17 @@ async fn a_warm_append_is_one_dynamodb_round_trip() {
     let app = TestApp::new().await;
     let user = app.user();
     let session = app.session(&user, "cost").await;
-    for expected_calls in [1, 1, 1] {
+    // The first append of a user in an instance also reads the user's profile and quota counter.
+    let before = app.state.store.dynamodb_calls();
+    app.append(&user, &session, "user", "first").await;
+    assert_eq!(app.state.store.dynamodb_calls() - before, 3, "profile, counter, then the write");
+    for _ in 0..3 {
         let before = app.state.store.dynamodb_calls();
         app.append(&user, &session, "user", "counted").await;
-        assert_eq!(app.state.store.dynamodb_calls() - before, expected_calls);
+        assert_eq!(app.state.store.dynamodb_calls() - before, 1);
     }
     let before = app.state.store.dynamodb_calls();
-    let batch = json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]});
+    let batch = json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "usage": {"input_tokens": 1, "output_tokens": 2, "model": "m"}}]});
     app.post(&user, &format!("{}/batch", messages_path(&session)), batch).await.expect(201);
     assert_eq!(app.state.store.dynamodb_calls() - before, 1, "a batch is one transaction too");
     let keyed = json!({"role": "user", "content": "k", "dedupe_key": "one-trip"});
@@ -254,20 +258,20 @@ async fn a_warm_append_is_one_dynamodb_round_trip() {
     app.post(&user, &messages_path(&session), keyed).await.expect(201);
     assert_eq!(app.state.store.dynamodb_calls() - before, 1, "the idempotency record rides in the same transaction");
 
-    // A fresh container has not seen this session: one read to learn last_seq, then one write.
+    // A fresh container knows nothing: the session read runs beside the profile and counter reads.
     let cold = app.sibling();
     let before = cold.state.store.dynamodb_calls();
     cold.append(&user, &session, "user", "cold").await;
-    assert_eq!(cold.state.store.dynamodb_calls() - before, 2);
+    assert_eq!(cold.state.store.dynamodb_calls() - before, 4, "3 reads in two parallel rounds, then the write");
     let before = cold.state.store.dynamodb_calls();
     cold.append(&user, &session, "user", "warm again").await;
     assert_eq!(cold.state.store.dynamodb_calls() - before, 1);
 
-    // The first container's guess is now stale: the cancelled transaction tells it the truth.
+    // The first container's guesses are now stale: the cancelled transaction tells it the truth.
     let before = app.state.store.dynamodb_calls();
     let stale = app.append(&user, &session, "user", "stale guess").await;
     assert_eq!(app.state.store.dynamodb_calls() - before, 2);
-    assert_eq!(stale["seq"], 9);
+    assert_eq!(stale["seq"], 10);
     assert_summary_agrees(&app, &user, &session).await;
 }
 

@@ -1,0 +1,49 @@
+//! One function, two kinds of events: API Gateway requests go to the router, EventBridge's
+//! scheduled events run the hourly job.
+
+use std::time::Duration;
+
+use axum::Router;
+use lambda_http::request::LambdaRequest;
+use lambda_http::tower::ServiceExt as _;
+use lambda_http::{Adapter, LambdaEvent};
+use serde_json::Value;
+use shared::AppState;
+
+/// The job stops this long before the Lambda deadline and leaves the rest to the next run.
+const SAFETY_MARGIN: Duration = Duration::from_secs(5);
+const MAX_JOB_TIME: Duration = Duration::from_secs(600);
+
+/// `{"source": "aws.events", "detail-type": "Scheduled Event", ...}`
+pub fn is_scheduled_event(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some("aws.events")
+        || event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
+pub async fn handle_event(
+    app: Router,
+    state: AppState,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_http::Error> {
+    let LambdaEvent { payload, context } = event;
+    if is_scheduled_event(&payload) {
+        let remaining = context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        let budget = remaining.saturating_sub(SAFETY_MARGIN).min(MAX_JOB_TIME);
+        let report = state.store.run_chores(budget).await.map_err(|error| {
+            tracing::error!(error = %error, "hourly job failed; the next run retries");
+            error
+        })?;
+        tracing::info!(
+            subscriptions_expired = report.subscriptions_expired,
+            usage_days_finalized = report.usage_days_finalized,
+            counters_removed = report.counters_removed,
+            finished = report.finished,
+            "hourly job done"
+        );
+        return Ok(serde_json::to_value(report)?);
+    }
+    // The same conversion `lambda_http::run` performs, so HTTP behaves as in the other functions.
+    let request: LambdaRequest = serde_json::from_value(payload)?;
+    let response = Adapter::from(app).oneshot(LambdaEvent::new(request, context)).await?;
+    Ok(serde_json::to_value(response)?)
+}

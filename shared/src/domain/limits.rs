@@ -1,0 +1,384 @@
+//! Limits: daily quotas of `user` messages, subscriptions, per-minute rate limits, usage and cost.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::{InputError, Timestamp};
+
+/// An IANA time zone (`Europe/Lisbon`); the quota window follows its local midnight.
+#[derive(Clone, Debug)]
+pub struct TimeZone {
+    name: String,
+    zone: jiff::tz::TimeZone,
+}
+
+impl TimeZone {
+    pub fn utc() -> Self {
+        Self { name: "UTC".to_owned(), zone: jiff::tz::TimeZone::UTC }
+    }
+
+    pub fn parse(name: &str) -> Result<Self, InputError> {
+        let invalid = || InputError::invalid("timezone", "must be an IANA time zone such as Europe/Lisbon");
+        if name.is_empty() || name.len() > 64 {
+            return Err(invalid());
+        }
+        let zone = jiff::tz::TimeZone::get(name).map_err(|_| invalid())?;
+        Ok(Self { name: name.to_owned(), zone })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq for TimeZone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+/// One quota window: a local calendar day in the user's time zone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// The local date, `YYYY-MM-DD`.
+    pub day: String,
+    pub resets_at: Timestamp,
+}
+
+impl Window {
+    pub fn containing(now: Timestamp, zone: &TimeZone) -> Self {
+        let micros = now.datetime().unix_timestamp_nanos() / 1_000;
+        let instant = jiff::Timestamp::from_microsecond(micros as i64).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let date = instant.to_zoned(zone.zone.clone()).date();
+        let next_midnight = date
+            .tomorrow()
+            .ok()
+            .and_then(|tomorrow| tomorrow.to_zoned(zone.zone.clone()).ok())
+            .map(|zoned| zoned.timestamp().as_second());
+        let resets_at = next_midnight.and_then(Timestamp::from_unix_seconds).unwrap_or(now);
+        Self { day: date.to_string(), resets_at }
+    }
+
+    /// Whole seconds until the window resets (at least 1).
+    pub fn retry_after_secs(&self, now: Timestamp) -> u64 {
+        (self.resets_at.unix_seconds() - now.unix_seconds()).max(1) as u64
+    }
+}
+
+/// The UTC calendar date of an instant, `YYYY-MM-DD`: the key of usage roll-ups.
+pub fn utc_day(at: Timestamp) -> String {
+    Window::containing(at, &TimeZone::utc()).day
+}
+
+/// A paid plan granted by an admin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub plan: String,
+    pub start_at: Timestamp,
+    pub end_at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionStatus {
+    Scheduled,
+    Active,
+    Expired,
+}
+
+impl Subscription {
+    pub fn status(&self, now: Timestamp) -> SubscriptionStatus {
+        if now < self.start_at {
+            SubscriptionStatus::Scheduled
+        } else if now < self.end_at {
+            SubscriptionStatus::Active
+        } else {
+            SubscriptionStatus::Expired
+        }
+    }
+
+    pub fn validate(plan: &str, start_at: Timestamp, end_at: Timestamp) -> Result<Self, InputError> {
+        let chars = plan.chars().count();
+        if chars == 0 || chars > 64 || plan.chars().any(char::is_control) {
+            return Err(InputError::invalid("plan", "must be 1 to 64 characters"));
+        }
+        if end_at <= start_at {
+            return Err(InputError::invalid("end_at", "must be after start_at"));
+        }
+        Ok(Self { plan: plan.to_owned(), start_at, end_at })
+    }
+}
+
+/// What the limits code knows about a user: time zone and subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub timezone: TimeZone,
+    pub timezone_changed_at: Option<Timestamp>,
+    pub subscription: Option<Subscription>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self { timezone: TimeZone::utc(), timezone_changed_at: None, subscription: None }
+    }
+}
+
+/// A time zone can change at most once per this long, so switching zones cannot open windows.
+pub const TIMEZONE_CHANGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+impl Profile {
+    pub fn has_active_subscription(&self, now: Timestamp) -> bool {
+        self.subscription.as_ref().is_some_and(|s| s.status(now) == SubscriptionStatus::Active)
+    }
+
+    /// The daily allowance of `user` messages: `None` is unlimited.
+    pub fn allowance(&self, now: Timestamp, daily_quota: u64) -> Option<u64> {
+        (!self.has_active_subscription(now)).then_some(daily_quota)
+    }
+}
+
+/// The daily message quota as `GET /v1/limits` shows it; -1 means unlimited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MessagesLimit {
+    pub total: i64,
+    pub used: u64,
+    pub remaining: i64,
+    pub resets_at: Timestamp,
+}
+
+impl MessagesLimit {
+    pub fn new(allowance: Option<u64>, used: u64, window: &Window) -> Self {
+        match allowance {
+            None => Self { total: -1, used, remaining: -1, resets_at: window.resets_at },
+            Some(total) => Self {
+                total: total as i64,
+                used,
+                remaining: total.saturating_sub(used) as i64,
+                resets_at: window.resets_at,
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubscriptionView {
+    pub status: SubscriptionStatus,
+    pub plan: String,
+    pub start_at: Timestamp,
+    pub end_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LimitsView {
+    pub has_subscription: bool,
+    pub timezone: String,
+    pub messages_limit: MessagesLimit,
+    pub subscription: Option<SubscriptionView>,
+}
+
+impl LimitsView {
+    pub fn new(profile: &Profile, used: u64, now: Timestamp, daily_quota: u64) -> Self {
+        let window = Window::containing(now, &profile.timezone);
+        Self {
+            has_subscription: profile.has_active_subscription(now),
+            timezone: profile.timezone.name().to_owned(),
+            messages_limit: MessagesLimit::new(profile.allowance(now, daily_quota), used, &window),
+            subscription: profile.subscription.as_ref().map(|s| SubscriptionView {
+                status: s.status(now),
+                plan: s.plan.clone(),
+                start_at: s.start_at,
+                end_at: s.end_at,
+            }),
+        }
+    }
+}
+
+/// Which per-minute rate limit a request counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RateClass {
+    Append,
+    Read,
+    Other,
+}
+
+impl RateClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Append => "append",
+            Self::Read => "read",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Requests per user per minute; 0 disables a class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    pub append: u32,
+    pub read: u32,
+    pub other: u32,
+}
+
+impl RateLimits {
+    pub fn limit(self, class: RateClass) -> Option<u32> {
+        let limit = match class {
+            RateClass::Append => self.append,
+            RateClass::Read => self.read,
+            RateClass::Other => self.other,
+        };
+        (limit > 0).then_some(limit)
+    }
+}
+
+/// USD per million input and output tokens, per model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelPrices(BTreeMap<String, (Decimal, Decimal)>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("MODEL_PRICES must look like `gpt-4o-mini=0.15/0.60,claude-3-5-haiku=0.80/4` ({0})")]
+pub struct PricesParseError(String);
+
+impl FromStr for ModelPrices {
+    type Err = PricesParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut prices = BTreeMap::new();
+        for entry in text.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+            let (model, pair) = entry.split_once('=').ok_or_else(|| PricesParseError(entry.to_owned()))?;
+            let (input, output) = pair.split_once('/').ok_or_else(|| PricesParseError(entry.to_owned()))?;
+            let parse = |v: &str| Decimal::from_str(v.trim()).map_err(|_| PricesParseError(entry.to_owned()));
+            prices.insert(model.trim().to_owned(), (parse(input)?, parse(output)?));
+        }
+        Ok(Self(prices))
+    }
+}
+
+impl ModelPrices {
+    /// Exact cost in USD; a model without a price costs 0.
+    pub fn cost(&self, model: &str, input_tokens: u64, output_tokens: u64) -> Decimal {
+        let million = Decimal::from(1_000_000);
+        self.0.get(model).map_or(Decimal::ZERO, |(input, output)| {
+            (Decimal::from(input_tokens) * input + Decimal::from(output_tokens) * output) / million
+        })
+    }
+}
+
+/// Money as exact decimal text (`"0.000450"`), never a float.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Usd(pub Decimal);
+
+impl Serialize for Usd {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0.normalize())
+    }
+}
+
+impl fmt::Display for Usd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.normalize().fmt(f)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    pub messages: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Usd,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DailyUsage {
+    pub date: String,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelUsage {
+    pub model: String,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageReport {
+    pub totals: UsageTotals,
+    pub daily: Vec<DailyUsage>,
+    pub by_model: Vec<ModelUsage>,
+}
+
+/// A clock the tests move by hand.
+#[derive(Debug)]
+pub struct ManualClock(std::sync::Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(at: Timestamp) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: Timestamp) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = at;
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut now) = self.0.lock() {
+            *now = now.plus(by);
+        }
+    }
+}
+
+impl super::Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        self.0.lock().map(|now| *now).unwrap_or_else(|poisoned| *poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap_or_else(|_| unreachable!("test timestamps are valid"))
+    }
+
+    #[test]
+    fn windows_follow_local_midnight() {
+        let now = at("2026-11-21T23:30:00.000000Z");
+        let utc = Window::containing(now, &TimeZone::utc());
+        assert_eq!((utc.day.as_str(), utc.resets_at.to_string()), ("2026-11-21", "2026-11-22T00:00:00.000000Z".into()));
+        let tokyo = Window::containing(now, &TimeZone::parse("Asia/Tokyo").unwrap_or_else(|_| unreachable!()));
+        assert_eq!(
+            (tokyo.day.as_str(), tokyo.resets_at.to_string()),
+            ("2026-11-22", "2026-11-22T15:00:00.000000Z".into())
+        );
+        let la = Window::containing(now, &TimeZone::parse("America/Los_Angeles").unwrap_or_else(|_| unreachable!()));
+        assert_eq!((la.day.as_str(), la.resets_at.to_string()), ("2026-11-21", "2026-11-22T08:00:00.000000Z".into()));
+        assert!(TimeZone::parse("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn a_dst_day_is_23_hours_long() {
+        // Europe/Lisbon springs forward on 2026-03-29: that local day has 23 hours.
+        let lisbon = TimeZone::parse("Europe/Lisbon").unwrap_or_else(|_| unreachable!());
+        let window = Window::containing(at("2026-03-29T00:30:00.000000Z"), &lisbon);
+        assert_eq!(window.day, "2026-03-29");
+        assert_eq!(window.resets_at.to_string(), "2026-03-29T23:00:00.000000Z");
+    }
+
+    #[test]
+    fn costs_are_exact() {
+        let prices: ModelPrices = "gpt-4o-mini=0.15/0.60, big=3/15".parse().unwrap_or_default();
+        assert_eq!(Usd(prices.cost("gpt-4o-mini", 1_000, 500)).to_string(), "0.00045");
+        assert_eq!(Usd(prices.cost("big", 1, 1)).to_string(), "0.000018");
+        assert_eq!(prices.cost("unknown", 1_000_000, 0), Decimal::ZERO);
+        assert!("nonsense".parse::<ModelPrices>().is_err());
+    }
+}
