@@ -18,9 +18,12 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def token(sub="demo-user", exp=4102444800, secret=DEV_SECRET):
+def token(sub="demo-user", exp=4102444800, secret=DEV_SECRET, role=None):
     header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = b64(json.dumps({"sub": sub, "iat": 1790000000, "exp": exp}, separators=(",", ":")).encode())
+    body = {"sub": sub, "iat": 1790000000, "exp": exp}
+    if role:
+        body["role"] = role
+    claims = b64(json.dumps(body, separators=(",", ":")).encode())
     signature = b64(hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest())
     return f"{header}.{claims}.{signature}"
 
@@ -68,6 +71,7 @@ S = "/v1/sessions"
 D = f"{S}/{DEMO_SESSION}"
 O = f"{S}/{OTHER_SESSION}"
 M = "/v1/memories"
+A_SUB = "/v1/admin/users/{user_id}/subscription"
 EVENTS = {
     "sessions": [
         ("create-201", event("POST", S, S, "create-201", {"title": "Trip to Lisbon", "metadata": {"character": "guide"}, "settings": {"relationship_type": "friend"}})),
@@ -120,6 +124,30 @@ EVENTS = {
         ("delete-200", event("DELETE", f"{M}/{{id}}", f"{M}/{DEMO_MEMORY}", "delete-200")),
         ("delete-all-200", event("DELETE", M, M, "delete-all-200", query=f"session_id={DEMO_SESSION}")),
     ],
+    "limits": [
+        ("get-200", event("GET", "/v1/limits", "/v1/limits", "get-200")),
+        ("profile-200", event("PATCH", "/v1/limits/profile", "/v1/limits/profile", "profile-200", {"timezone": "Europe/Lisbon"})),
+        ("profile-400", event("PATCH", "/v1/limits/profile", "/v1/limits/profile", "profile-400", {"timezone": "Mars/Olympus"})),
+        ("usage-200", event("GET", "/v1/usage", "/v1/usage", "usage-200", query="from=2026-11-01&to=2026-11-21")),
+        ("usage-400", event("GET", "/v1/usage", "/v1/usage", "usage-400", query="from=2026-11-21&to=2026-11-01")),
+        ("admin-subscription-200", event("PUT", A_SUB, "/v1/admin/users/demo-user/subscription", "admin-subscription-200", {"plan": "pro", "start_at": "2026-11-01T00:00:00Z", "end_at": "2099-12-01T00:00:00Z"}, tok=token("demo-admin", role="admin"))),
+        ("admin-subscription-403", event("PUT", A_SUB, "/v1/admin/users/demo-user/subscription", "admin-subscription-403", {"plan": "pro", "start_at": "2026-11-01T00:00:00Z", "end_at": "2099-12-01T00:00:00Z"})),
+        ("admin-subscription-404", event("DELETE", A_SUB, "/v1/admin/users/nobody/subscription", "admin-subscription-404", tok=token("demo-admin", role="admin"))),
+        ("admin-limits-200", event("GET", "/v1/admin/users/{user_id}/limits", "/v1/admin/users/demo-user/limits", "admin-limits-200", tok=token("demo-admin", role="admin"))),
+    ],
+}
+
+# EventBridge's hourly event for the limits job: cargo lambda invoke limits --data-file ...
+SCHEDULED = {
+    "version": "0",
+    "id": "00000000-0000-4000-8000-00000000e0e0",
+    "detail-type": "Scheduled Event",
+    "source": "aws.events",
+    "account": "123456789012",
+    "time": "2026-11-21T01:00:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:events:us-east-1:123456789012:rule/chat-backend-hourly"],
+    "detail": {},
 }
 
 root = pathlib.Path(__file__).resolve().parent.parent / "events"
@@ -130,4 +158,5 @@ for group, items in EVENTS.items():
         old.unlink()
     for name, ev in items:
         (folder / f"{name}.json").write_text(json.dumps(ev, indent=2) + "\n")
-print(f"wrote {sum(len(v) for v in EVENTS.values())} events")
+(root / "limits" / "scheduled-reset.json").write_text(json.dumps(SCHEDULED, indent=2) + "\n")
+print(f"wrote {sum(len(v) for v in EVENTS.values()) + 1} events")

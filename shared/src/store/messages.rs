@@ -283,15 +283,15 @@ impl Store {
                 continue;
             }
             let used = limits.used_guess.unwrap_or(0);
-            if let Some(allowance) = limits.allowance.filter(|_| limits.counts_quota()) {
-                if used + limits.user_messages > allowance {
-                    if !limits.used_verified {
-                        limits.used_guess = Some(self.quota_used(user, &limits.window.day).await?);
-                        limits.used_verified = true;
-                        continue;
-                    }
-                    return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
+            if let Some(allowance) = limits.allowance.filter(|_| limits.counts_quota())
+                && used + limits.user_messages > allowance
+            {
+                if !limits.used_verified {
+                    limits.used_guess = Some(self.quota_used(user, &limits.window.day).await?);
+                    limits.used_verified = true;
+                    continue;
                 }
+                return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
             }
             let now = self.now();
             let stored = stored_messages(session_id, &messages, last_seq, now);
