@@ -589,67 +589,70 @@ impl Store {
         let user = UserId::parse(read.string(USER_ID)?).ok_or_else(|| StoreError::corrupt("chore", USER_ID))?;
         let name = read.string(ITEM)?.to_owned();
         let item_key = key(&user, &name);
-        let still_due = |update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder| {
-            update
-                .condition_expression("#chore_day = :day")
-                .expression_attribute_names("#chore_day", CHORE_DAY)
-                .expression_attribute_values(":day", s(day))
-        };
-        let result = if name == PROFILE {
-            let profile = profile_from(Some(item))?;
-            match profile.subscription {
+        let (result, done) = if name == PROFILE {
+            match profile_from(Some(item))?.subscription {
                 Some(subscription) if subscription.end_at <= now => {
-                    report.subscriptions_expired += 1;
                     let update = self
-                        .client
-                        .update_item()
-                        .table_name(&self.tables.limits)
-                        .set_key(Some(item_key))
-                        .update_expression("SET #expired = :yes REMOVE #chore_day, #chore_key")
+                        .close_chore(item_key, day, "#expired = :yes")
                         .expression_attribute_names("#expired", EXPIRED)
-                        .expression_attribute_names("#chore_key", CHORE_KEY)
                         .expression_attribute_values(":yes", b(true));
-                    still_due(update).send().await.map(|_| ()).map_err(aws_sdk_dynamodb::Error::from)
+                    (
+                        update.send().await.map(|_| ()).map_err(aws_sdk_dynamodb::Error::from),
+                        &mut report.subscriptions_expired,
+                    )
                 }
                 // Extended, or due later today: a later run finds it again.
                 _ => return Ok(()),
             }
         } else if name.starts_with("q#") {
-            report.counters_removed += 1;
-            self.client
+            let delete = self
+                .client
                 .delete_item()
                 .table_name(&self.tables.limits)
                 .set_key(Some(item_key))
                 .condition_expression("#chore_day = :day")
                 .expression_attribute_names("#chore_day", CHORE_DAY)
-                .expression_attribute_values(":day", s(day))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(aws_sdk_dynamodb::Error::from)
+                .expression_attribute_values(":day", s(day));
+            (delete.send().await.map(|_| ()).map_err(aws_sdk_dynamodb::Error::from), &mut report.counters_removed)
         } else if let Some(usage_day) = name.strip_prefix("u#") {
-            report.usage_days_finalized += 1;
             let cost = self.usage(&user, usage_day, usage_day).await?.totals.cost_usd;
             let update = self
-                .client
-                .update_item()
-                .table_name(&self.tables.limits)
-                .set_key(Some(item_key))
-                .update_expression("SET #cost = :cost, #finalized_at = :now REMOVE #chore_day, #chore_key")
+                .close_chore(item_key, day, "#cost = :cost, #finalized_at = :now")
                 .expression_attribute_names("#cost", COST_USD)
                 .expression_attribute_names("#finalized_at", FINALIZED_AT)
-                .expression_attribute_names("#chore_key", CHORE_KEY)
                 .expression_attribute_values(":cost", s(cost.to_string()))
                 .expression_attribute_values(":now", s(now.to_string()));
-            still_due(update).send().await.map(|_| ()).map_err(aws_sdk_dynamodb::Error::from)
+            (update.send().await.map(|_| ()).map_err(aws_sdk_dynamodb::Error::from), &mut report.usage_days_finalized)
         } else {
             return Ok(());
         };
         match result {
-            // Condition failed: another run did this chore first, or it is no longer due today.
-            Ok(()) | Err(aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)) => Ok(()),
+            Ok(()) => {
+                *done += 1;
+                Ok(())
+            }
+            // Another run did this chore first, or it is no longer due on this day.
+            Err(aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)) => Ok(()),
             Err(error) => Err(StoreError::internal(error)),
         }
+    }
+
+    /// Applies `set` to an item and takes it out of the day's chores, if it is still due that day.
+    fn close_chore(
+        &self,
+        item_key: Item,
+        day: &str,
+        set: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(item_key))
+            .update_expression(format!("SET {set} REMOVE #chore_day, #chore_key"))
+            .condition_expression("#chore_day = :day")
+            .expression_attribute_names("#chore_day", CHORE_DAY)
+            .expression_attribute_names("#chore_key", CHORE_KEY)
+            .expression_attribute_values(":day", s(day))
     }
 }
 
