@@ -10,7 +10,8 @@ use lambda_http::{Adapter, LambdaEvent};
 use serde_json::Value;
 use shared::AppState;
 
-/// The job stops this long before the Lambda deadline and leaves the rest to the next run.
+/// The job stops this long before the Lambda deadline (at most a fifth of the time it has) and
+/// leaves the rest to the next run.
 const SAFETY_MARGIN: Duration = Duration::from_secs(5);
 const MAX_JOB_TIME: Duration = Duration::from_secs(600);
 
@@ -20,6 +21,18 @@ pub fn is_scheduled_event(event: &Value) -> bool {
         || event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
 }
 
+/// Time until the invocation's deadline. AWS sends an epoch in milliseconds; cargo-lambda's local
+/// runtime sends the timeout itself (e.g. `600000`), which reads as a date in 1970: take such a
+/// value as "this many milliseconds from now".
+fn time_left(deadline_ms: u64) -> Duration {
+    const YEAR_2000_MS: u64 = 946_684_800_000;
+    if deadline_ms < YEAR_2000_MS {
+        return Duration::from_millis(deadline_ms);
+    }
+    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+}
+
 pub async fn handle_event(
     app: Router,
     state: AppState,
@@ -27,8 +40,8 @@ pub async fn handle_event(
 ) -> Result<Value, lambda_http::Error> {
     let LambdaEvent { payload, context } = event;
     if is_scheduled_event(&payload) {
-        let remaining = context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-        let budget = remaining.saturating_sub(SAFETY_MARGIN).min(MAX_JOB_TIME);
+        let remaining = time_left(context.deadline);
+        let budget = remaining.saturating_sub(SAFETY_MARGIN.min(remaining / 5)).min(MAX_JOB_TIME);
         let report = state.store.run_chores(budget).await.map_err(|error| {
             tracing::error!(error = %error, "hourly job failed; the next run retries");
             error
