@@ -60,3 +60,24 @@ pub async fn handle_event(
     let response = Adapter::from(app).oneshot(LambdaEvent::new(request, context)).await?;
     Ok(serde_json::to_value(response)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_epoch_deadlines_and_cargo_lambdas_relative_ones() {
+        assert_eq!(time_left(600_000), Duration::from_secs(600));
+        let in_a_minute = std::time::SystemTime::now() + Duration::from_secs(60);
+        let epoch_ms = in_a_minute.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let left = time_left(epoch_ms);
+        assert!(left > Duration::from_secs(55) && left <= Duration::from_secs(60), "{left:?}");
+        assert_eq!(time_left(1_000_000_000_000), Duration::ZERO, "a deadline in the past leaves nothing");
+    }
+
+    #[test]
+    fn recognises_eventbridge_scheduled_events() {
+        assert!(is_scheduled_event(&serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event"})));
+        assert!(!is_scheduled_event(&serde_json::json!({"version": "2.0", "routeKey": "GET /v1/limits"})));
+    }
+}
