@@ -7,10 +7,11 @@ use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 
-use crate::config::{AuthConfig, ConfigError, JwtKey};
-use crate::domain::{RateClass, UserId};
+use crate::config::{AuthConfig, ConfigError, JwtKey, TelegramConfig};
+use crate::domain::{RateClass, Timestamp, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telegram;
 
 /// The authenticated caller of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,7 @@ pub struct Caller {
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    telegram: Option<TelegramConfig>,
 }
 
 #[derive(Deserialize)]
@@ -72,11 +74,20 @@ impl Authenticator {
         }
         // A configured check is only a check when a token without the claim fails it.
         validation.set_required_spec_claims(&required);
-        Ok(Self { key, validation })
+        Ok(Self { key, validation, telegram: config.telegram.clone() })
     }
 
-    /// The caller named by an `Authorization: Bearer <JWT>` header value.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+    /// The caller named by an `Authorization` header value: `Bearer <JWT>`, or `tma <initData>`
+    /// from a Telegram Mini App when a bot token is configured.
+    pub fn authenticate(&self, authorization: Option<&str>, now: Timestamp) -> Result<Caller, ApiError> {
+        if let Some(init_data) = authorization.and_then(|value| value.strip_prefix("tma ")) {
+            let telegram = self.telegram.as_ref().ok_or(ApiError::Unauthorized)?;
+            let user_id = telegram::verify(init_data.trim(), telegram, now).ok_or_else(|| {
+                tracing::debug!("telegram init data rejected");
+                ApiError::Unauthorized
+            })?;
+            return Ok(Caller { user_id, is_admin: false });
+        }
         let token = authorization
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
@@ -88,6 +99,10 @@ impl Authenticator {
                 ApiError::Unauthorized
             })?
             .claims;
+        // `tg:` ids belong to Telegram sign-in; no token may claim one.
+        if claims.sub.starts_with(telegram::NAMESPACE) {
+            return Err(ApiError::Unauthorized);
+        }
         let user_id = UserId::parse(&claims.sub).ok_or(ApiError::Unauthorized)?;
         let is_admin = claims.role.as_deref() == Some("admin")
             || claims.scope.as_deref().is_some_and(|scope| scope.split(' ').any(|s| s == "admin"));
@@ -102,7 +117,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let caller = state.auth.authenticate(header)?;
+        let caller = state.auth.authenticate(header, state.store.now())?;
         let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
         let class = rate_class(&parts.method, route);
         if class != RateClass::Append {

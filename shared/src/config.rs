@@ -51,6 +51,24 @@ pub struct AuthConfig {
     pub key: JwtKey,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    /// Telegram Mini App sign-in (`Authorization: tma <initData>`); off when `None`.
+    pub telegram: Option<TelegramConfig>,
+}
+
+/// The bot whose Mini App may sign users in, and how old its init data may be.
+#[derive(Clone)]
+pub struct TelegramConfig {
+    pub bot_token: String,
+    pub max_age_secs: u64,
+}
+
+impl fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TelegramConfig")
+            .field("bot_token", &"<redacted>")
+            .field("max_age_secs", &self.max_age_secs)
+            .finish()
+    }
 }
 
 /// Quotas, rate limits and prices. Unlike table names these have documented defaults.
@@ -139,7 +157,13 @@ impl AuthConfig {
                 });
             }
         };
-        let config = Self { key, issuer: optional("JWT_ISSUER"), audience: optional("JWT_AUDIENCE") };
+        let telegram = match optional("TELEGRAM_BOT_TOKEN") {
+            Some(bot_token) => {
+                Some(TelegramConfig { bot_token, max_age_secs: number("TELEGRAM_INIT_DATA_MAX_AGE_SECS", 86_400)? })
+            }
+            None => None,
+        };
+        let config = Self { key, issuer: optional("JWT_ISSUER"), audience: optional("JWT_AUDIENCE"), telegram };
         config.check()?;
         Ok(config)
     }

@@ -10,6 +10,7 @@ pub mod http;
 pub mod lambda;
 pub mod state;
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 
 pub use error::ApiError;

@@ -99,8 +99,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let client = aws_sdk_dynamodb::Client::from_conf(sdk);
     let tables = TableNames::with_prefix(&format!("bench{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     local::tables::create_tables(&client, &tables).await?;
-    let auth =
-        AuthConfig { key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()), issuer: None, audience: None };
+    let auth = AuthConfig {
+        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
+        issuer: None,
+        audience: None,
+        telegram: None,
+    };
     // Quota and rate limits off: this measures the log, not the limits.
     let limits = LimitsConfig {
         daily_quota: u64::MAX / 2,

@@ -98,7 +98,12 @@ async fn hs256_rejections_are_401() {
 
 #[tokio::test]
 async fn rs256_accepts_its_key_and_rejects_confusion() {
-    let auth = AuthConfig { key: JwtKey::Rs256PublicKeyPem(RS_PUBLIC.to_owned()), issuer: None, audience: None };
+    let auth = AuthConfig {
+        key: JwtKey::Rs256PublicKeyPem(RS_PUBLIC.to_owned()),
+        issuer: None,
+        audience: None,
+        telegram: None,
+    };
     let app = TestApp::with_auth(auth).await;
     let good = rs256(&valid_claims(), RS_PRIVATE);
     let created = app.call(Method::POST, "/v1/sessions", Some(&good), Some(json!({}))).await.expect(201);
@@ -118,6 +123,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
         key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
         issuer: Some("https://issuer.example".into()),
         audience: Some("chat-api".into()),
+        telegram: None,
     };
     let app = TestApp::with_auth(auth).await;
     let secret = DEV_JWT_SECRET.as_bytes();
@@ -135,14 +141,17 @@ async fn issuer_and_audience_are_checked_when_configured() {
 
 #[test]
 fn weak_or_malformed_keys_are_init_errors() {
-    let short = AuthConfig { key: JwtKey::Hs256Secret(b"short".to_vec()), issuer: None, audience: None };
+    let short =
+        AuthConfig { key: JwtKey::Hs256Secret(b"short".to_vec()), issuer: None, audience: None, telegram: None };
     assert!(Authenticator::new(&short).is_err());
-    let not_pem = AuthConfig { key: JwtKey::Rs256PublicKeyPem("not a key".into()), issuer: None, audience: None };
+    let not_pem =
+        AuthConfig { key: JwtKey::Rs256PublicKeyPem("not a key".into()), issuer: None, audience: None, telegram: None };
     assert!(Authenticator::new(&not_pem).is_err());
     let bad_pem = AuthConfig {
         key: JwtKey::Rs256PublicKeyPem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into()),
         issuer: None,
         audience: None,
+        telegram: None,
     };
     assert!(Authenticator::new(&bad_pem).is_err());
     let debug = format!("{:?}", JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()));

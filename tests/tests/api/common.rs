@@ -35,7 +35,12 @@ pub fn client() -> Client {
 }
 
 pub fn dev_auth() -> AuthConfig {
-    AuthConfig { key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()), issuer: None, audience: None }
+    AuthConfig {
+        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
+        issuer: None,
+        audience: None,
+        telegram: None,
+    }
 }
 
 /// Quota and rate limits out of the way, for tests about something else.

@@ -11,3 +11,4 @@ mod memories;
 mod messages;
 mod schema;
 mod sessions;
+mod telegram;
