@@ -67,14 +67,11 @@ async fn create_table(client: &Client, name: &str, definition: &TableDefinition)
         .global_secondary_indexes
         .iter()
         .map(|index| {
+            let (keys, projection) = index_parts(index).map_err(&invalid)?;
             GlobalSecondaryIndex::builder()
                 .index_name(&index.index_name)
-                .set_key_schema(Some(key_schema(&index.key_schema).map_err(&invalid)?))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(index.projection.projection_type.as_str()))
-                        .build(),
-                )
+                .set_key_schema(Some(keys))
+                .projection(projection)
                 .build()
                 .map_err(|error| invalid(error.to_string()))
         })
@@ -83,14 +80,11 @@ async fn create_table(client: &Client, name: &str, definition: &TableDefinition)
         .local_secondary_indexes
         .iter()
         .map(|index| {
+            let (keys, projection) = index_parts(index).map_err(&invalid)?;
             LocalSecondaryIndex::builder()
                 .index_name(&index.index_name)
-                .set_key_schema(Some(key_schema(&index.key_schema).map_err(&invalid)?))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::from(index.projection.projection_type.as_str()))
-                        .build(),
-                )
+                .set_key_schema(Some(keys))
+                .projection(projection)
                 .build()
                 .map_err(|error| invalid(error.to_string()))
         })
@@ -121,6 +115,13 @@ async fn create_table(client: &Client, name: &str, definition: &TableDefinition)
             .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;
     }
     Ok(())
+}
+
+/// An index's key schema and projection, shared by global and local indexes.
+fn index_parts(index: &template::IndexDefinition) -> Result<(Vec<KeySchemaElement>, Projection), String> {
+    let projection =
+        Projection::builder().projection_type(ProjectionType::from(index.projection.projection_type.as_str())).build();
+    Ok((key_schema(&index.key_schema)?, projection))
 }
 
 fn key_schema(elements: &[template::KeyElement]) -> Result<Vec<KeySchemaElement>, String> {

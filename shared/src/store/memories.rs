@@ -593,27 +593,14 @@ impl Store {
         let mut found = Vec::with_capacity(wanted);
         let mut start_key = None;
         loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.tables.memories)
-                .index_name(BY_RANK)
-                .key_condition_expression("#user = :user AND #rank BETWEEN :low AND :high")
-                .expression_attribute_names("#user", USER_ID)
-                .expression_attribute_names("#rank", RANK)
-                .expression_attribute_values(":user", s(user.as_str()))
-                .expression_attribute_values(":low", s(&low))
-                .expression_attribute_values(":high", s(&high))
+            let output = self
+                .ranked_query(user, filter, &low, &high)
                 .consistent_read(true)
                 .limit(QUERY_PAGE)
-                .set_exclusive_start_key(start_key.take());
-            if let Some(memory_type) = filter.memory_type {
-                query = query
-                    .filter_expression("#type = :type")
-                    .expression_attribute_names("#type", MEMORY_TYPE)
-                    .expression_attribute_values(":type", s(memory_type.as_str()));
-            }
-            let output = query.send().await.map_err(StoreError::from_sdk)?;
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
             for item in output.items() {
                 let stored = StoredMemory::try_from(item)?;
                 if stored.rank == low {
@@ -632,31 +619,46 @@ impl Store {
         }
     }
 
+    /// The `by_rank` query over `[low, high]`, filtered by memory type when the filter says so.
+    fn ranked_query(
+        &self,
+        user: &UserId,
+        filter: &MemoryFilter,
+        low: &str,
+        high: &str,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.memories)
+            .index_name(BY_RANK)
+            .key_condition_expression("#user = :user AND #rank BETWEEN :low AND :high")
+            .expression_attribute_names("#user", USER_ID)
+            .expression_attribute_names("#rank", RANK)
+            .expression_attribute_values(":user", s(user.as_str()))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(high));
+        match filter.memory_type {
+            Some(memory_type) => query
+                .filter_expression("#type = :type")
+                .expression_attribute_names("#type", MEMORY_TYPE)
+                .expression_attribute_values(":type", s(memory_type.as_str())),
+            None => query,
+        }
+    }
+
     async fn ranked_count(&self, user: &UserId, scope: &ScopeKey, filter: &MemoryFilter) -> Result<u64, StoreError> {
         let (low, high) = rank_bounds(scope, filter, None);
         let mut total = 0;
         let mut start_key = None;
         loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.tables.memories)
-                .index_name(BY_RANK)
+            let output = self
+                .ranked_query(user, filter, &low, &high)
                 .select(aws_sdk_dynamodb::types::Select::Count)
-                .key_condition_expression("#user = :user AND #rank BETWEEN :low AND :high")
-                .expression_attribute_names("#user", USER_ID)
-                .expression_attribute_names("#rank", RANK)
-                .expression_attribute_values(":user", s(user.as_str()))
-                .expression_attribute_values(":low", s(&low))
-                .expression_attribute_values(":high", s(&high))
-                .set_exclusive_start_key(start_key.take());
-            if let Some(memory_type) = filter.memory_type {
-                query = query
-                    .filter_expression("#type = :type")
-                    .expression_attribute_names("#type", MEMORY_TYPE)
-                    .expression_attribute_values(":type", s(memory_type.as_str()));
-            }
-            let output = query.send().await.map_err(StoreError::from_sdk)?;
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
             total += output.count().max(0) as u64;
             match output.last_evaluated_key {
                 Some(key) => start_key = Some(key),
