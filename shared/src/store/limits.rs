@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 
 use super::item::{Item, Reader, b, n, s};
 use super::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
-use super::{Store, StoreError};
+use super::{Store, StoreError, update_failed};
 use crate::domain::{
     DailyUsage, LimitsView, ModelUsage, NewMessage, Profile, RateClass, Role, Subscription, TIMEZONE_CHANGE_INTERVAL,
     TimeZone, Timestamp, UsageReport, UsageTotals, Usd, UserId, Window, utc_day,
@@ -357,15 +357,9 @@ impl Store {
             .set_expression_attribute_values(update.expression_attribute_values().cloned())
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match error.as_service_error() {
-                Some(service) if service.is_conditional_check_failed_exception() => {
-                    Err(StoreError::RateLimited { retry_after_secs: retry_after_minute(now) })
-                }
-                _ => Err(StoreError::from_sdk(error)),
-            },
-        }
+        result.map(|_| ()).map_err(|error| {
+            update_failed(error, || StoreError::RateLimited { retry_after_secs: retry_after_minute(now) })
+        })
     }
 
     /// `GET /v1/limits`: the caller's quota window, use and subscription, read fresh.
@@ -399,15 +393,14 @@ impl Store {
             )
             .send()
             .await;
-        if let Err(error) = result {
-            return Err(match error.as_service_error() {
-                Some(service) if service.is_conditional_check_failed_exception() => StoreError::Conflict(
+        result.map_err(|error| {
+            update_failed(error, || {
+                StoreError::Conflict(
                     "the time zone can change once per 24 hours, so that changing it cannot open extra quota windows"
                         .to_owned(),
-                ),
-                _ => StoreError::from_sdk(error),
-            });
-        }
+                )
+            })
+        })?;
         self.limits_view(user).await
     }
 
@@ -454,12 +447,7 @@ impl Store {
             .expression_attribute_names("#expired", EXPIRED)
             .send()
             .await
-            .map_err(|error| match error.as_service_error() {
-                Some(service) if service.is_conditional_check_failed_exception() => {
-                    StoreError::NotFound("subscription")
-                }
-                _ => StoreError::from_sdk(error),
-            })?;
+            .map_err(|error| update_failed(error, || StoreError::NotFound("subscription")))?;
         self.limits_view(user).await
     }
 

@@ -19,7 +19,7 @@ use super::item::{Item, Reader, n, s};
 use super::messages::{cancellation_reasons, reason_failed};
 use super::schema::memories::{BY_ID, BY_RANK, ITEM, MEMORY_ID, RANK, USER_ID};
 use super::sessions::{DELETED_AT as SESSION_DELETED_AT, MEMORY_EPOCH, session_key};
-use super::{Store, StoreError};
+use super::{Store, StoreError, update_failed};
 use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
     NewMemory, PageLimit, SessionId, Timestamp, UserId,
@@ -503,10 +503,7 @@ impl Store {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|error| match error.as_service_error() {
-                Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
-                _ => StoreError::from_sdk(error),
-            })?;
+            .map_err(|error| update_failed(error, || StoreError::NotFound("session")))?;
         let old = output.attributes().ok_or_else(|| StoreError::corrupt("session", MEMORY_EPOCH))?;
         let epoch = Reader::new(old, "session").number(MEMORY_EPOCH)?;
         self.scope_count(user, &ScopeKey::session(session_id, epoch)).await

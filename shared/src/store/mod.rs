@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, timeout::TimeoutConfig};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use crate::config::{LimitsConfig, TableNames};
 use crate::domain::{Clock, InputError, SessionStatus, Timestamp};
@@ -95,6 +97,18 @@ impl StoreError {
             _ => false,
         };
         if unavailable { Self::Unavailable(Box::new(error)) } else { Self::Internal(Box::new(error)) }
+    }
+}
+
+/// An `UpdateItem` failure: a failed condition means `on_condition()`, anything else is
+/// classified as usual.
+pub(crate) fn update_failed(
+    error: SdkError<UpdateItemError, HttpResponse>,
+    on_condition: impl FnOnce() -> StoreError,
+) -> StoreError {
+    match error.as_service_error() {
+        Some(service) if service.is_conditional_check_failed_exception() => on_condition(),
+        _ => StoreError::from_sdk(error),
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{Item, Reader, b, n, s};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
-use super::{Store, StoreError};
+use super::{Store, StoreError, update_failed};
 use crate::domain::{
     Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Seq, Session, SessionChanges, SessionFilter, SessionId,
     SessionStatus, Settings, Timestamp, Title, UserId,
@@ -324,13 +324,11 @@ impl Store {
                 .expression_attribute_names(format!("#a{index}"), name)
                 .expression_attribute_values(format!(":v{index}"), value);
         }
-        let output =
-            update.update_expression(format!("SET {}", assignments.join(", "))).send().await.map_err(|error| {
-                match error.as_service_error() {
-                    Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
-                    _ => StoreError::from_sdk(error),
-                }
-            })?;
+        let output = update
+            .update_expression(format!("SET {}", assignments.join(", ")))
+            .send()
+            .await
+            .map_err(|error| update_failed(error, || StoreError::NotFound("session")))?;
         let item = output.attributes().ok_or_else(|| StoreError::corrupt("session", "attributes"))?;
         Ok(SessionRecord::try_from(item)?.session)
     }
@@ -355,10 +353,7 @@ impl Store {
             .expression_attribute_values(":expires_at", n(expires_at))
             .send()
             .await
-            .map_err(|error| match error.as_service_error() {
-                Some(service) if service.is_conditional_check_failed_exception() => StoreError::NotFound("session"),
-                _ => StoreError::from_sdk(error),
-            })?;
+            .map_err(|error| update_failed(error, || StoreError::NotFound("session")))?;
         self.seq_hints.forget(id);
         Ok(())
     }
