@@ -9,13 +9,13 @@
 //! a day: quota counters to remove, usage days to finalise, subscriptions to expire. The job takes
 //! an item out of the index when it has done its chore, so a second run finds nothing to do.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 
+use super::hints::Hints;
 use super::item::{Item, Reader, b, n, s};
 use super::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
@@ -45,7 +45,6 @@ const FINALIZED_AT: &str = "finalized_at";
 const PROFILE_TTL: Duration = Duration::from_secs(30);
 /// Quota counters outlive their window this long before TTL may remove them.
 const COUNTER_RETENTION: Duration = Duration::from_secs(8 * 24 * 3600);
-const CACHE_CAPACITY: usize = 50_000;
 
 fn key(user: &UserId, item: &str) -> Item {
     Item::from([(USER_ID.to_owned(), s(user.as_str())), (ITEM.to_owned(), s(item))])
@@ -67,37 +66,26 @@ fn day_after(at: Timestamp) -> String {
 /// Per-instance caches: profiles (briefly) and the last known quota use per window.
 #[derive(Default)]
 pub(crate) struct LimitCaches {
-    profiles: Mutex<HashMap<UserId, (Profile, Instant)>>,
-    used: Mutex<HashMap<(UserId, String), u64>>,
+    profiles: Hints<UserId, (Profile, Instant)>,
+    used: Hints<(UserId, String), u64>,
 }
 
 impl LimitCaches {
     /// The cached profile and whether it is older than `PROFILE_TTL`.
     fn profile(&self, user: &UserId) -> Option<(Profile, bool)> {
-        let profiles = self.profiles.lock().ok()?;
-        profiles.get(user).map(|(profile, at)| (profile.clone(), at.elapsed() >= PROFILE_TTL))
+        self.profiles.get(user).map(|(profile, at)| (profile, at.elapsed() >= PROFILE_TTL))
     }
 
     fn remember_profile(&self, user: &UserId, profile: &Profile) {
-        if let Ok(mut profiles) = self.profiles.lock() {
-            if profiles.len() >= CACHE_CAPACITY {
-                profiles.clear();
-            }
-            profiles.insert(user.clone(), (profile.clone(), Instant::now()));
-        }
+        self.profiles.insert(user.clone(), (profile.clone(), Instant::now()));
     }
 
     fn used(&self, user: &UserId, day: &str) -> Option<u64> {
-        self.used.lock().ok()?.get(&(user.clone(), day.to_owned())).copied()
+        self.used.get(&(user.clone(), day.to_owned()))
     }
 
     pub(crate) fn remember_used(&self, user: &UserId, day: &str, used: u64) {
-        if let Ok(mut all) = self.used.lock() {
-            if all.len() >= CACHE_CAPACITY {
-                all.clear();
-            }
-            all.insert((user.clone(), day.to_owned()), used);
-        }
+        self.used.insert((user.clone(), day.to_owned()), used);
     }
 }
 

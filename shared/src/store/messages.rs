@@ -7,8 +7,6 @@
 //! guess is stale the cancelled transaction returns the current session item
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the retry uses it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -18,6 +16,7 @@ use aws_sdk_dynamodb::types::{
     Update,
 };
 
+use super::hints::Hints;
 use super::item::{Item, Reader, n, s};
 use super::limits::{AppendLimits, LimitSlot, QUOTA_USED, QuotaState, retry_after_minute};
 use super::memories::ScopeKey;
@@ -58,32 +57,22 @@ const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
 const MAX_RMW_ATTEMPTS: u32 = 20;
 /// Items read per page while skipping deleted messages.
 const QUERY_PAGE: i32 = 100;
-/// Sessions whose `last_seq` one process remembers.
-const SEQ_HINT_CAPACITY: usize = 50_000;
-
 /// The last `last_seq` this process saw for each session: the guess an append starts from.
 #[derive(Default)]
-pub(crate) struct SeqHints(Mutex<HashMap<SessionId, u64>>);
+pub(crate) struct SeqHints(Hints<SessionId, u64>);
 
 impl SeqHints {
+    /// `last_seq` never goes down, so an older answer arriving late cannot lower the guess.
     pub(crate) fn remember(&self, session: SessionId, last_seq: u64) {
-        if let Ok(mut hints) = self.0.lock() {
-            if hints.len() >= SEQ_HINT_CAPACITY && !hints.contains_key(&session) {
-                hints.clear();
-            }
-            let entry = hints.entry(session).or_insert(last_seq);
-            *entry = (*entry).max(last_seq);
-        }
+        self.0.update(session, |known| known.map_or(last_seq, |known| (*known).max(last_seq)));
     }
 
     pub(crate) fn forget(&self, session: SessionId) {
-        if let Ok(mut hints) = self.0.lock() {
-            hints.remove(&session);
-        }
+        self.0.remove(&session);
     }
 
     fn get(&self, session: SessionId) -> Option<u64> {
-        self.0.lock().ok().and_then(|hints| hints.get(&session).copied())
+        self.0.get(&session)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
+mod hints;
 mod item;
 mod limits;
 mod memories;
