@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("could not fetch DynamoDB Local: {0}")]
@@ -26,6 +28,25 @@ pub struct DynamoDbLocal {
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// `AWS_ENDPOINT_URL_DYNAMODB` when it is set, else a DynamoDB Local started for this process.
+pub fn endpoint_from_env_or_start() -> Result<String, LaunchError> {
+    match std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
+        Ok(endpoint) if !endpoint.is_empty() => Ok(endpoint),
+        _ => Ok(start_in_memory()?.endpoint),
+    }
+}
+
+/// A client for a local endpoint, with dummy credentials, so it never looks for real AWS.
+pub fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "local"))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 /// Starts an in-memory DynamoDB Local on a free loopback port, fetching it first if needed.

@@ -86,17 +86,7 @@ async fn timed(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let args = args()?;
-    let endpoint = match std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
-        Ok(endpoint) if !endpoint.is_empty() => endpoint,
-        _ => local::dynamodb_local::start_in_memory()?.endpoint,
-    };
-    let sdk = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "bench"))
-        .endpoint_url(&endpoint)
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(sdk);
+    let client = local::dynamodb_local::client(&local::dynamodb_local::endpoint_from_env_or_start()?);
     let tables = TableNames::with_prefix(&format!("bench{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     local::tables::create_tables(&client, &tables).await?;
     let auth = AuthConfig {

@@ -3,7 +3,6 @@
 use std::sync::{Arc, OnceLock};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
@@ -18,20 +17,11 @@ use tower::ServiceExt;
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
 fn endpoint() -> &'static str {
-    ENDPOINT.get_or_init(|| match std::env::var("AWS_ENDPOINT_URL_DYNAMODB") {
-        Ok(endpoint) if !endpoint.is_empty() => endpoint,
-        _ => local::dynamodb_local::start_in_memory().expect("start DynamoDB Local").endpoint,
-    })
+    ENDPOINT.get_or_init(|| local::dynamodb_local::endpoint_from_env_or_start().expect("start DynamoDB Local"))
 }
 
 pub fn client() -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .endpoint_url(endpoint())
-        .build();
-    Client::from_conf(config)
+    local::dynamodb_local::client(endpoint())
 }
 
 pub fn dev_auth() -> AuthConfig {

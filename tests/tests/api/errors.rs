@@ -72,13 +72,7 @@ async fn an_unreachable_database_is_503() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("a", "b", None, None, "t"))
-        .endpoint_url(format!("http://127.0.0.1:{port}"))
-        .build();
-    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    let client = local::dynamodb_local::client(&format!("http://127.0.0.1:{port}"));
     let app = TestApp::new().await;
     let state = shared::AppState::new(client, &app.config, std::sync::Arc::new(shared::domain::SystemClock)).unwrap();
     let router = local::app(state);
