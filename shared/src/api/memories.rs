@@ -88,7 +88,11 @@ impl TryFrom<ListMemories> for MemoryListing {
                 scope: query.session_id.map_or(MemoryScope::Global, MemoryScope::Session),
                 include_global: query.include_global.unwrap_or(false),
                 memory_type: query.memory_type,
-                min_importance: Importance::new("min_importance", query.min_importance.unwrap_or(1))?,
+                min_importance: query
+                    .min_importance
+                    .map(|value| Importance::new("min_importance", value))
+                    .transpose()?
+                    .unwrap_or(Importance::MIN),
             },
             limit: PageLimit::new("limit", query.limit, 20, 100)?,
             cursor: query.cursor.as_deref().filter(|c| !c.is_empty()).map(crate::domain::Cursor::parse).transpose()?,

@@ -74,6 +74,7 @@ impl FromStr for MemoryType {
 pub struct Importance(u8);
 
 impl Importance {
+    pub const MIN: Importance = Importance(1);
     pub const DEFAULT: Importance = Importance(5);
 
     pub fn new(field: &str, value: u64) -> Result<Self, InputError> {

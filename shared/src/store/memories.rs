@@ -477,7 +477,7 @@ impl Store {
         let scope = ScopeKey::global();
         let mut deleted = 0;
         loop {
-            let (batch, _) = self.scope_items(user, &scope, DELETE_CHUNK).await?;
+            let batch = self.scope_items(user, &scope, DELETE_CHUNK).await?;
             if batch.is_empty() {
                 return Ok(deleted);
             }
@@ -528,7 +528,7 @@ impl Store {
         user: &UserId,
         scope: &ScopeKey,
         limit: usize,
-    ) -> Result<(Vec<StoredMemory>, bool), StoreError> {
+    ) -> Result<Vec<StoredMemory>, StoreError> {
         let output = self
             .client
             .query()
@@ -543,8 +543,7 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        let items = output.items().iter().map(StoredMemory::try_from).collect::<Result<Vec<_>, _>>()?;
-        Ok((items, output.last_evaluated_key.is_some()))
+        output.items().iter().map(StoredMemory::try_from).collect()
     }
 
     /// Memories by importance, then newest first; `total` counts every match of the filter.
@@ -691,7 +690,7 @@ impl Store {
             scope: MemoryScope::Global,
             include_global: false,
             memory_type: None,
-            min_importance: Importance::new("min_importance", 1)?,
+            min_importance: Importance::MIN,
         };
         let global = ScopeKey::global();
         let (record, global_memories, mut messages) = tokio::try_join!(
