@@ -476,6 +476,7 @@ impl Store {
         }
         let scope = ScopeKey::global();
         let mut deleted = 0;
+        let mut misses = 0;
         loop {
             let batch = self.scope_items(user, &scope, DELETE_CHUNK).await?;
             if batch.is_empty() {
@@ -484,6 +485,13 @@ impl Store {
             let doomed: Vec<_> = batch.iter().map(|stored| (stored.memory.id, stored.hash.clone())).collect();
             if self.delete_memories(user, &scope, &doomed).await? {
                 deleted += doomed.len() as u64;
+                misses = 0;
+            } else {
+                // A concurrent change: read the scope again, but never forever.
+                misses += 1;
+                if misses >= 5 {
+                    return Err(StoreError::Unavailable("the memories are too busy: delete retries exhausted".into()));
+                }
             }
         }
     }
