@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs everything CI runs: formatting, lints, the template check, and the full test suite
-# against DynamoDB Local. Installs what is missing (Java, DynamoDB Local, rustfmt/clippy,
-# cfn-lint). The test harness starts its own in-memory DynamoDB Local unless
+# Runs everything CI runs: formatting, lints, the template checks (cfn-lint, the CDK app's drift
+# check), and the full test suite against DynamoDB Local. Installs what is missing (Java, Node,
+# DynamoDB Local, rustfmt/clippy, cfn-lint, the CDK app's npm packages). The test harness starts its own in-memory DynamoDB Local unless
 # AWS_ENDPOINT_URL_DYNAMODB points at one.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -28,6 +28,7 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cfn-lint template.yaml"
 cfn-lint template.yaml
+"$ROOT/scripts/check-infra.sh"
 log "cargo test"
 test_log="$(mktemp)"
 cargo test --workspace --all-targets --locked 2>&1 | tee "$test_log"

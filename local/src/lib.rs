@@ -1,6 +1,7 @@
 //! Local development and test support: the whole API as one router, tables created from
 //! `template.yaml`, DynamoDB Local started on demand, and dev tokens.
 
+pub mod drift;
 pub mod dynamodb_local;
 pub mod tables;
 pub mod template;

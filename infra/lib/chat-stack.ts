@@ -1,0 +1,315 @@
+// The chat backend as a CDK stack: the same tables, functions, routes, schedule and IAM as
+// ../template.yaml. `scripts/check-infra.sh` synthesizes this stack and fails on any drift.
+
+import * as fs from "node:fs";
+import * as path from "node:path";
+
+import { Aws, CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
+import { CfnApi, HttpApi, HttpMethod } from "aws-cdk-lib/aws-apigatewayv2";
+import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
+import { AttributeType, BillingMode, CfnTable, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
+import { Rule, Schedule } from "aws-cdk-lib/aws-events";
+import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
+import { PolicyStatement } from "aws-cdk-lib/aws-iam";
+import { Architecture, CfnFunction, Code, Function, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
+import { Construct } from "constructs";
+
+export interface ChatStackProps extends StackProps {
+  /** Where `cargo lambda build --release --arm64` put the binaries: `<lambdaDir>/<function>/bootstrap`. */
+  readonly lambdaDir: string;
+}
+
+/** DynamoDB actions by name: `ddb("GetItem", "Query")`. Each function gets only the ones it uses. */
+const ddb = (...actions: string[]) => actions.map((action) => `dynamodb:${action}`);
+
+interface Grant {
+  table: Table;
+  actions: string[];
+  indexes?: boolean;
+}
+
+interface FunctionSpec {
+  id: string;
+  binary: string;
+  timeout: Duration;
+  grants: Grant[];
+  routes: [HttpMethod, string][];
+}
+
+export class ChatStack extends Stack {
+  constructor(scope: Construct, id: string, props: ChatStackProps) {
+    super(scope, id, props);
+
+    const param = (name: string, options: ConstructorParameters<typeof CfnParameter>[2]) =>
+      new CfnParameter(this, name, options);
+    const jwtSecret = param("JwtSecret", {
+      type: "String",
+      noEcho: true,
+      default: "",
+      description: "HS256 shared secret (at least 32 bytes). Leave empty when JwtPublicKey is set.",
+    });
+    const jwtPublicKey = param("JwtPublicKey", {
+      type: "String",
+      default: "",
+      description: "RS256 public key in PEM form (newlines as \\n). Leave empty when JwtSecret is set.",
+    });
+    const jwtIssuer = param("JwtIssuer", {
+      type: "String",
+      default: "",
+      description: "Required `iss` claim; empty to skip the check.",
+    });
+    const jwtAudience = param("JwtAudience", {
+      type: "String",
+      default: "",
+      description: "Required `aud` claim; empty to skip the check.",
+    });
+    const telegramBotToken = param("TelegramBotToken", {
+      type: "String",
+      noEcho: true,
+      default: "",
+      description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it.",
+    });
+    const telegramMaxAge = param("TelegramInitDataMaxAgeSecs", {
+      type: "Number",
+      default: 86400,
+      description: "How old a Mini App's init data (auth_date) may be.",
+    });
+    const dailyQuota = param("DailyMessageQuota", {
+      type: "Number",
+      default: 50,
+      description: "User messages per day without a subscription.",
+    });
+    const appendRate = param("RateLimitAppendPerMin", {
+      type: "Number",
+      default: 10,
+      description: "Message appends per user per minute (0 disables).",
+    });
+    const readRate = param("RateLimitReadPerMin", {
+      type: "Number",
+      default: 30,
+      description: "Message reads per user per minute (0 disables).",
+    });
+    const otherRate = param("RateLimitOtherPerMin", {
+      type: "Number",
+      default: 60,
+      description: "Other requests per user per minute (0 disables).",
+    });
+    const modelPrices = param("ModelPrices", {
+      type: "String",
+      default: "",
+      description: "USD per million input/output tokens, e.g. gpt-4o-mini=0.15/0.60,claude-3-5-haiku=0.80/4",
+    });
+    const deletionProtection = param("DeletionProtection", {
+      type: "String",
+      allowedValues: ["true", "false"],
+      default: "true",
+      description: "DynamoDB deletion protection on every table.",
+    });
+
+    const table = (logicalId: string, partitionKey: string, sortKey?: [string, AttributeType], ttl?: string) => {
+      const created = new Table(this, logicalId, {
+        partitionKey: { name: partitionKey, type: AttributeType.STRING },
+        sortKey: sortKey && { name: sortKey[0], type: sortKey[1] },
+        billingMode: BillingMode.PAY_PER_REQUEST,
+        pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+        timeToLiveAttribute: ttl,
+        // Deletion protection (a parameter, on by default) is what keeps data; with it off, deleting
+        // the stack deletes the tables, as with template.yaml.
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      const cfn = created.node.defaultChild as CfnTable;
+      cfn.overrideLogicalId(logicalId);
+      cfn.addPropertyOverride("DeletionProtectionEnabled", deletionProtection.valueAsString);
+      return created;
+    };
+
+    const sessions = table("SessionsTable", "user_id", ["session_id", AttributeType.STRING], "expires_at");
+    sessions.addGlobalSecondaryIndex({
+      indexName: "by_activity",
+      partitionKey: { name: "list_pk", type: AttributeType.STRING },
+      sortKey: { name: "activity_at", type: AttributeType.STRING },
+      projectionType: ProjectionType.ALL,
+    });
+    const messages = table("MessagesTable", "session_id", ["seq", AttributeType.NUMBER]);
+    const idempotency = table("IdempotencyTable", "scope", undefined, "expires_at");
+    const memories = table("MemoriesTable", "user_id", ["item", AttributeType.STRING]);
+    for (const [indexName, sortKey] of [
+      ["by_rank", "rank"],
+      ["by_id", "memory_id"],
+    ]) {
+      memories.addLocalSecondaryIndex({
+        indexName,
+        sortKey: { name: sortKey, type: AttributeType.STRING },
+        projectionType: ProjectionType.ALL,
+      });
+    }
+    const limits = table("LimitsTable", "user_id", ["item", AttributeType.STRING], "expires_at");
+    limits.addGlobalSecondaryIndex({
+      indexName: "by_chore",
+      partitionKey: { name: "chore_day", type: AttributeType.STRING },
+      sortKey: { name: "chore_key", type: AttributeType.STRING },
+      projectionType: ProjectionType.ALL,
+    });
+
+    const api = new HttpApi(this, "ChatApi");
+    (api.node.defaultChild as CfnApi).overrideLogicalId("ChatApi");
+
+    const environment = {
+      SESSIONS_TABLE: sessions.tableName,
+      MESSAGES_TABLE: messages.tableName,
+      IDEMPOTENCY_TABLE: idempotency.tableName,
+      MEMORIES_TABLE: memories.tableName,
+      LIMITS_TABLE: limits.tableName,
+      DAILY_MESSAGE_QUOTA: dailyQuota.valueAsString,
+      RATE_LIMIT_APPEND_PER_MIN: appendRate.valueAsString,
+      RATE_LIMIT_READ_PER_MIN: readRate.valueAsString,
+      RATE_LIMIT_OTHER_PER_MIN: otherRate.valueAsString,
+      MODEL_PRICES: modelPrices.valueAsString,
+      JWT_SECRET: jwtSecret.valueAsString,
+      JWT_PUBLIC_KEY: jwtPublicKey.valueAsString,
+      JWT_ISSUER: jwtIssuer.valueAsString,
+      JWT_AUDIENCE: jwtAudience.valueAsString,
+      TELEGRAM_BOT_TOKEN: telegramBotToken.valueAsString,
+      TELEGRAM_INIT_DATA_MAX_AGE_SECS: telegramMaxAge.valueAsString,
+    };
+
+    const { GET, POST, PUT, PATCH, DELETE } = HttpMethod;
+    const session = "/v1/sessions/{id}";
+    const admin = "/v1/admin/users/{user_id}";
+    const specs: FunctionSpec[] = [
+      {
+        id: "SessionsFunction",
+        binary: "sessions",
+        timeout: Duration.seconds(15),
+        grants: [
+          { table: sessions, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query"), indexes: true },
+          { table: messages, actions: ddb("Query") },
+          { table: limits, actions: ddb("UpdateItem") },
+        ],
+        routes: [
+          [POST, "/v1/sessions"],
+          [GET, "/v1/sessions"],
+          [GET, session],
+          [PATCH, session],
+          [DELETE, session],
+          [POST, `${session}/archive`],
+          [POST, `${session}/unarchive`],
+        ],
+      },
+      {
+        id: "MessagesFunction",
+        binary: "messages",
+        timeout: Duration.seconds(15),
+        grants: [
+          { table: sessions, actions: ddb("GetItem", "UpdateItem", "ConditionCheckItem") },
+          { table: messages, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query") },
+          { table: idempotency, actions: ddb("PutItem") },
+          { table: memories, actions: ddb("GetItem", "Query"), indexes: true },
+          { table: limits, actions: ddb("GetItem", "UpdateItem") },
+        ],
+        routes: [
+          [POST, `${session}/messages`],
+          [GET, `${session}/messages`],
+          [POST, `${session}/messages/batch`],
+          [GET, `${session}/messages/{seq}`],
+          [PATCH, `${session}/messages/{seq}`],
+          [DELETE, `${session}/messages/{seq}`],
+          [POST, `${session}/forget-recent`],
+          [POST, `${session}/new-scene`],
+          [POST, `${session}/reset`],
+          [GET, `${session}/context`],
+        ],
+      },
+      {
+        id: "MemoriesFunction",
+        binary: "memories",
+        timeout: Duration.seconds(15),
+        grants: [
+          { table: sessions, actions: ddb("GetItem", "UpdateItem", "ConditionCheckItem") },
+          {
+            table: memories,
+            actions: ddb("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"),
+            indexes: true,
+          },
+          { table: limits, actions: ddb("UpdateItem") },
+        ],
+        routes: [
+          [POST, "/v1/memories"],
+          [GET, "/v1/memories"],
+          [DELETE, "/v1/memories"],
+          [GET, "/v1/memories/{id}"],
+          [PATCH, "/v1/memories/{id}"],
+          [DELETE, "/v1/memories/{id}"],
+        ],
+      },
+      {
+        id: "LimitsFunction",
+        binary: "limits",
+        // The hourly job pages through a day of chores; API requests finish in milliseconds.
+        timeout: Duration.seconds(300),
+        grants: [
+          {
+            table: limits,
+            actions: ddb("GetItem", "UpdateItem", "DeleteItem", "Query"),
+            indexes: true,
+          },
+        ],
+        routes: [
+          [GET, "/v1/limits"],
+          [PATCH, "/v1/limits/profile"],
+          [GET, "/v1/usage"],
+          [PUT, `${admin}/subscription`],
+          [DELETE, `${admin}/subscription`],
+          [GET, `${admin}/limits`],
+        ],
+      },
+    ];
+
+    const functions: Record<string, Function> = {};
+    for (const spec of specs) {
+      const fn = new Function(this, spec.id, {
+        runtime: Runtime.PROVIDED_AL2023,
+        architecture: Architecture.ARM_64,
+        handler: "bootstrap",
+        code: Code.fromAsset(binaryDir(props.lambdaDir, spec.binary), { exclude: ["*.zip"] }),
+        memorySize: 256,
+        timeout: spec.timeout,
+        loggingFormat: LoggingFormat.JSON,
+        environment,
+      });
+      (fn.node.defaultChild as CfnFunction).overrideLogicalId(spec.id);
+      for (const grant of spec.grants) {
+        const resources = [grant.table.tableArn];
+        if (grant.indexes) resources.push(`${grant.table.tableArn}/index/*`);
+        fn.addToRolePolicy(new PolicyStatement({ actions: grant.actions, resources }));
+      }
+      const integration = new HttpLambdaIntegration(`${spec.id}Integration`, fn);
+      for (const [method, routePath] of spec.routes) {
+        api.addRoutes({ path: routePath, methods: [method], integration });
+      }
+      functions[spec.binary] = fn;
+    }
+
+    new Rule(this, "Hourly", {
+      schedule: Schedule.expression("rate(1 hour)"),
+      description: "Expire subscriptions, finalise yesterday's usage, remove finished quota counters.",
+      targets: [new LambdaFunction(functions.limits)],
+    });
+
+    new CfnOutput(this, "ApiUrl", {
+      description: "Base URL of the HTTP API.",
+      value: `https://${api.apiId}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}`,
+    });
+  }
+}
+
+/** The directory holding one function's `bootstrap`, or a clear error naming the build command. */
+function binaryDir(lambdaDir: string, binary: string): string {
+  const dir = path.join(lambdaDir, binary);
+  if (!fs.existsSync(path.join(dir, "bootstrap"))) {
+    throw new Error(
+      `${dir}/bootstrap is missing: run \`cargo lambda build --release --arm64\` in the repository root first`,
+    );
+  }
+  return dir;
+}
