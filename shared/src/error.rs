@@ -6,7 +6,8 @@ use std::future::Future;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::Serialize;
 
 use crate::domain::{InputError, SessionStatus, Timestamp};
 use crate::store::StoreError;
@@ -24,6 +25,52 @@ pub async fn with_request_id<F: Future>(request_id: String, future: F) -> F::Out
 
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for code to branch on.
+    pub error: ErrorCode,
+    /// What went wrong, for people; never contains stored content.
+    pub message: String,
+    /// The request's id (also in the `x-request-id` header), for support.
+    pub request_id: Option<String>,
+    /// The offending field, for `invalid_input` and `payload_too_large`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The session's status, for `session_closed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<SessionStatus>,
+    /// Seconds to wait, for `rate_limit` and `daily_limit_exceeded` (as in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// The used-up quota, for `daily_limit_exceeded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ExhaustedLimits>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidInput,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    SessionClosed,
+    PayloadTooLarge,
+    DailyLimitExceeded,
+    RateLimit,
+    Internal,
+    ServiceUnavailable,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExhaustedLimits {
+    pub remaining: u64,
+    pub total: u64,
+    pub resets_at: Timestamp,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,19 +122,19 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidInput { .. } => "invalid_input",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
-            Self::SessionClosed(_) => "session_closed",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::DailyLimitExceeded { .. } => "daily_limit_exceeded",
-            Self::RateLimit { .. } => "rate_limit",
-            Self::Internal(_) => "internal",
-            Self::ServiceUnavailable(_) => "service_unavailable",
+            Self::InvalidInput { .. } => ErrorCode::InvalidInput,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Forbidden(_) => ErrorCode::Forbidden,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::SessionClosed(_) => ErrorCode::SessionClosed,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::DailyLimitExceeded { .. } => ErrorCode::DailyLimitExceeded,
+            Self::RateLimit { .. } => ErrorCode::RateLimit,
+            Self::Internal(_) => ErrorCode::Internal,
+            Self::ServiceUnavailable(_) => ErrorCode::ServiceUnavailable,
         }
     }
 
@@ -101,25 +148,25 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
-        let mut body = json!({
-            "error": self.code(),
-            "message": self.to_string(),
-            "request_id": current_request_id(),
-        });
-        let extra = match self {
-            Self::InvalidInput { field, .. } => json!({ "field": field }),
-            Self::PayloadTooLarge { field: Some(field), .. } => json!({ "field": field }),
-            Self::SessionClosed(status) => json!({ "status": status }),
-            Self::RateLimit { retry_after_secs } => json!({ "retry_after": retry_after_secs }),
-            Self::DailyLimitExceeded { total, resets_at, retry_after_secs } => json!({
-                "retry_after": retry_after_secs,
-                "limits": { "remaining": 0, "total": total, "resets_at": resets_at },
-            }),
-            _ => Value::Null,
+    fn body(&self) -> ErrorBody {
+        let mut body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            request_id: current_request_id(),
+            field: None,
+            status: None,
+            retry_after: self.retry_after_secs().filter(|_| !matches!(self, Self::ServiceUnavailable(_))),
+            limits: None,
         };
-        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
-            body.extend(extra);
+        match self {
+            Self::InvalidInput { field, .. } | Self::PayloadTooLarge { field: Some(field), .. } => {
+                body.field = Some(field.clone());
+            }
+            Self::SessionClosed(status) => body.status = Some(*status),
+            Self::DailyLimitExceeded { total, resets_at, .. } => {
+                body.limits = Some(ExhaustedLimits { remaining: 0, total: *total, resets_at: *resets_at });
+            }
+            _ => {}
         }
         body
     }

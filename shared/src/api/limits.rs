@@ -1,19 +1,20 @@
 //! Limits API shapes.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use time::macros::format_description;
 
 use crate::domain::{InputError, Subscription, Timestamp, utc_day};
 
 /// `PATCH /v1/limits/profile`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
     pub timezone: String,
 }
 
 /// `PUT /v1/admin/users/{user_id}/subscription`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSubscription {
     pub plan: String,
@@ -30,7 +31,7 @@ impl PutSubscription {
 }
 
 /// `GET /v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC dates, inclusive; default: the last 30 days)
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct UsageQuery {
     pub from: Option<String>,
     pub to: Option<String>,

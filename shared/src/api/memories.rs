@@ -1,5 +1,6 @@
 //! Memories API shapes, and the context endpoint's query.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -8,7 +9,7 @@ use crate::domain::{
 };
 
 /// `POST /v1/memories`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMemory {
     pub content: String,
@@ -35,7 +36,7 @@ impl TryFrom<CreateMemory> for NewMemory {
 }
 
 /// `PATCH /v1/memories/{id}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMemory {
     pub content: Option<String>,
@@ -60,7 +61,7 @@ impl TryFrom<UpdateMemory> for MemoryChanges {
 }
 
 /// `GET /v1/memories?session_id=&include_global=&memory_type=&min_importance=&limit=&cursor=`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListMemories {
     pub session_id: Option<SessionId>,
     pub include_global: Option<bool>,
@@ -101,7 +102,7 @@ impl TryFrom<ListMemories> for MemoryListing {
 }
 
 /// `DELETE /v1/memories?session_id=`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct DeleteMemories {
     pub session_id: Option<SessionId>,
 }
@@ -112,7 +113,7 @@ impl DeleteMemories {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MemoryList {
     pub data: Vec<Memory>,
     pub has_more: bool,
@@ -120,20 +121,20 @@ pub struct MemoryList {
     pub total: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MemoryDeleted {
     pub success: bool,
     pub deleted_id: MemoryId,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MemoriesDeleted {
     pub success: bool,
     pub deleted_count: u64,
 }
 
 /// `GET /v1/sessions/{id}/context?recent=8&max_tokens=2000`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ContextQuery {
     pub recent: Option<u32>,
     pub max_tokens: Option<u64>,

@@ -1,5 +1,6 @@
 //! Messages API shapes.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -18,7 +19,7 @@ pub const MAX_KEEP: usize = 1000;
 
 /// One message as a caller sends it: the body of `POST /v1/sessions/{id}/messages`, and each
 /// element of a batch (where `dedupe_key` belongs on the batch instead).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendMessage {
     pub role: Role,
@@ -47,7 +48,7 @@ impl TryFrom<AppendMessage> for NewMessage {
 }
 
 /// `POST /v1/sessions/{id}/messages/batch`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBatch {
     pub messages: Vec<AppendMessage>,
@@ -115,7 +116,7 @@ fn in_batch(index: usize, error: InputError) -> InputError {
 }
 
 /// `GET /v1/sessions/{id}/messages?after_seq=&before_seq=&limit=&order=asc|desc`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListMessages {
     pub after_seq: Option<u64>,
     pub before_seq: Option<u64>,
@@ -123,7 +124,7 @@ pub struct ListMessages {
     pub order: Option<Order>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize)]
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     Asc,
@@ -147,14 +148,14 @@ impl TryFrom<ListMessages> for MessageQuery {
 }
 
 /// `PATCH /v1/sessions/{id}/messages/{seq}`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
     pub content: String,
 }
 
 /// `POST /v1/sessions/{id}/forget-recent`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgetRecent {
     pub count: usize,
@@ -170,7 +171,7 @@ impl ForgetRecent {
 }
 
 /// `POST /v1/sessions/{id}/new-scene`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScene {
     pub messages_to_keep: usize,
@@ -186,34 +187,34 @@ impl NewScene {
 }
 
 /// `POST /v1/sessions/{id}/reset` takes no fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reset {}
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MessageList {
     pub data: Vec<Message>,
     pub has_more: bool,
     pub last_seq: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MessageBatch {
     pub data: Vec<Message>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ForgetRecentResult {
     pub deleted_count: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct NewSceneResult {
     pub deleted_messages_count: u64,
     pub memories_preserved: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct ResetResult {
     pub deleted_messages_count: u64,
     pub deleted_memories_count: u64,

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
@@ -12,7 +13,7 @@ use crate::domain::{
 type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// `POST /v1/sessions`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     pub title: Option<String>,
@@ -33,7 +34,7 @@ impl TryFrom<CreateSession> for NewSession {
 }
 
 /// `PATCH /v1/sessions/{id}`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
     pub title: Option<String>,
@@ -62,7 +63,7 @@ impl TryFrom<UpdateSession> for SessionChanges {
 }
 
 /// `GET /v1/sessions?limit=&cursor=&status=&archived=&q=`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListSessions {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -98,7 +99,7 @@ impl TryFrom<ListSessions> for SessionListing {
 }
 
 /// `GET /v1/sessions/{id}?include=messages&messages_limit=N`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct GetSession {
     pub include: Option<String>,
     pub messages_limit: Option<u32>,
@@ -119,7 +120,7 @@ impl GetSession {
 }
 
 /// A session with its latest messages, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct SessionWithMessages {
     #[serde(flatten)]
     pub session: Session,

@@ -5,6 +5,7 @@
 //! Over budget, the lowest-ranked memory and the oldest message are dropped in turn (memory
 //! first); the newest message is never dropped, so the result can exceed a tiny budget.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{Memory, Message, SessionId, Settings, Title};
@@ -14,14 +15,14 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ContextSession {
     pub id: SessionId,
     pub title: Title,
     pub settings: Settings,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Context {
     pub session: ContextSession,
     /// Highest-ranked first (importance, then newest).

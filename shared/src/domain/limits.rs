@@ -6,6 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{InputError, Timestamp};
@@ -83,7 +84,7 @@ pub struct Subscription {
     pub end_at: Timestamp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SubscriptionStatus {
     Scheduled,
@@ -143,7 +144,7 @@ impl Profile {
 }
 
 /// The daily message quota as `GET /v1/limits` shows it; -1 means unlimited.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MessagesLimit {
     pub total: i64,
     pub used: u64,
@@ -165,7 +166,7 @@ impl MessagesLimit {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SubscriptionView {
     pub status: SubscriptionStatus,
     pub plan: String,
@@ -173,7 +174,7 @@ pub struct SubscriptionView {
     pub end_at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct LimitsView {
     pub has_subscription: bool,
     pub timezone: String,
@@ -278,13 +279,27 @@ impl Serialize for Usd {
     }
 }
 
+impl JsonSchema for Usd {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Usd".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^-?[0-9]+(\\.[0-9]+)?$",
+            "description": "US dollars as exact decimal text, e.g. \"0.00168\"."
+        })
+    }
+}
+
 impl fmt::Display for Usd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.normalize().fmt(f)
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct UsageTotals {
     pub messages: u64,
     pub input_tokens: u64,
@@ -292,21 +307,21 @@ pub struct UsageTotals {
     pub cost_usd: Usd,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct DailyUsage {
     pub date: String,
     #[serde(flatten)]
     pub totals: UsageTotals,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ModelUsage {
     pub model: String,
     #[serde(flatten)]
     pub totals: UsageTotals,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct UsageReport {
     pub totals: UsageTotals,
     pub daily: Vec<DailyUsage>,

@@ -3,13 +3,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{InputError, SessionId, Timestamp};
 
 /// A memory's id: a UUID the server generates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct MemoryId(Uuid);
 
@@ -34,7 +35,7 @@ impl fmt::Display for MemoryId {
 }
 
 /// What kind of thing a memory records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemoryType {
     Fact,
@@ -69,7 +70,7 @@ impl FromStr for MemoryType {
 }
 
 /// How much a memory matters: 1 (trivia) to 10 (never forget). Default 5.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Importance(u8);
 
@@ -90,7 +91,7 @@ impl Importance {
 }
 
 /// Memory text: 1–2000 characters, not blank.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct MemoryContent(String);
 
@@ -127,7 +128,7 @@ impl MemoryScope {
 }
 
 /// A stored memory as the API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Memory {
     pub id: MemoryId,
     pub session_id: Option<SessionId>,

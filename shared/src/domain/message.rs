@@ -3,13 +3,14 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{InputError, SessionId, Timestamp};
 
 /// A message's position in its session: 1, 2, 3, ... with no gaps and never reused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Seq(u64);
 
@@ -59,7 +60,7 @@ impl fmt::Display for Seq {
 }
 
 /// A message's id: a UUID the server generates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct MessageId(Uuid);
 
@@ -80,7 +81,7 @@ impl fmt::Display for MessageId {
 }
 
 /// Who wrote a message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -115,7 +116,7 @@ impl FromStr for Role {
 }
 
 /// A caller-chosen kind of message (`text` unless said otherwise): 1–64 characters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct MessageType(String);
 
@@ -140,7 +141,7 @@ impl Default for MessageType {
 }
 
 /// Message text: at most 32 KiB of UTF-8.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Content(String);
 
@@ -160,7 +161,7 @@ impl Content {
 }
 
 /// Structured data riding with a message: a JSON object of at most 64 KiB.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Payload(serde_json::Map<String, serde_json::Value>);
 
@@ -177,7 +178,7 @@ impl Payload {
 }
 
 /// Model usage reported with a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     pub input_tokens: u64,
@@ -207,7 +208,7 @@ pub struct NewMessage {
 }
 
 /// A stored message as the API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Message {
     pub id: MessageId,
     pub session_id: SessionId,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -33,7 +34,7 @@ impl fmt::Display for UserId {
 }
 
 /// A session's id: a UUID the server generates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct SessionId(Uuid);
 
@@ -69,7 +70,7 @@ impl fmt::Display for SessionId {
 }
 
 /// A session title: 1–255 characters after trimming, no control characters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Title(String);
 
@@ -105,7 +106,7 @@ impl Default for Title {
 }
 
 /// Whether a session accepts new messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionStatus {
     Open,
@@ -141,7 +142,7 @@ impl FromStr for SessionStatus {
 }
 
 /// Caller-defined labels: at most 16 pairs, keys 1–64 characters, values up to 256.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Metadata(BTreeMap<String, String>);
 
@@ -172,7 +173,7 @@ impl Metadata {
 }
 
 /// Free-form session settings for the chat app (e.g. relationship_type): a JSON object of at most 4 KB.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Settings(serde_json::Map<String, serde_json::Value>);
 
@@ -189,7 +190,7 @@ impl Settings {
 }
 
 /// The newest live message, as the session list shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct LastMessage {
     pub seq: Seq,
     pub role: Role,
@@ -198,7 +199,7 @@ pub struct LastMessage {
 }
 
 /// A session as the API returns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Session {
     pub id: SessionId,
     pub title: Title,

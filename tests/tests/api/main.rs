@@ -9,6 +9,7 @@ mod events;
 mod limits;
 mod memories;
 mod messages;
+mod openapi;
 mod schema;
 mod sessions;
 mod telegram;
