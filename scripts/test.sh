@@ -35,6 +35,8 @@ cargo test --workspace --all-targets --locked 2>&1 | tee "$test_log"
 passed=$(grep -Eo '[0-9]+ passed' "$test_log" | awk '{sum += $1} END {print sum + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$test_log" | awk '{sum += $1} END {print sum + 0}')
 rm -f "$test_log"
+log "Schemathesis against the local server"
+"$ROOT/scripts/schemathesis.sh"
 log "benchmark smoke run (bench-history, small sizes)"
 cargo run -q --locked -p local --bin bench-history -- --history 200 --ops 20
 echo "tests: $passed passed, $failed failed"

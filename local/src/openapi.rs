@@ -19,6 +19,11 @@ pub fn document() -> Value {
     messages_routes(&mut spec);
     memories_routes(&mut spec);
     limits_routes(&mut spec);
+    // What a created resource's id unlocks (clients and Schemathesis's stateful phase follow these).
+    spec.links(("/v1/sessions", "post", "201"), "/v1/sessions/{id}", &[("id", "$response.body#/id")]);
+    let appended = [("id", "$request.path.id"), ("seq", "$response.body#/seq")];
+    spec.links(("/v1/sessions/{id}/messages", "post", "201"), "/v1/sessions/{id}/messages/{seq}", &appended);
+    spec.links(("/v1/memories", "post", "201"), "/v1/memories/{id}", &[("id", "$response.body#/id")]);
     spec.finish()
 }
 
@@ -65,7 +70,7 @@ fn messages_routes(spec: &mut Spec) {
     spec.op("patch", message, "editMessage", "Edit a message's content")
         .body::<messages::EditMessage>()
         .ok::<Message>(200, "The edited message")
-        .errors(&[409, 413]);
+        .errors(&[403, 409, 413]);
     spec.op("delete", message, "deleteMessage", "Delete a message").empty(204, "Deleted").errors(&[409]);
     spec.op("post", "/v1/sessions/{id}/forget-recent", "forgetRecent", "Delete the latest N messages")
         .body::<messages::ForgetRecent>()
@@ -248,6 +253,29 @@ impl Spec {
         let item = self.paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         item[method] = operation;
         Operation { spec: self, path: path.to_owned(), method: method.to_owned() }
+    }
+
+    /// Links the `from` response to every operation under `prefix` whose path parameters the
+    /// given expressions supply.
+    fn links(&mut self, from: (&str, &str, &str), prefix: &str, parameters: &[(&str, &str)]) {
+        let mut links = Map::new();
+        for (path, item) in &self.paths {
+            let supplied = path_parameters(path).all(|name| parameters.iter().any(|(given, _)| *given == name));
+            if !path.starts_with(prefix) || !supplied {
+                continue;
+            }
+            for operation in item.as_object().into_iter().flat_map(Map::values) {
+                let used: Map<String, Value> = parameters
+                    .iter()
+                    .filter(|(name, _)| path_parameters(path).any(|wanted| wanted == *name))
+                    .map(|(name, expression)| ((*name).to_owned(), Value::from(*expression)))
+                    .collect();
+                let id = operation["operationId"].as_str().unwrap_or_default().to_owned();
+                links.insert(id.clone(), json!({ "operationId": id, "parameters": used }));
+            }
+        }
+        let (path, method, status) = from;
+        self.paths[path][method]["responses"][status]["links"] = Value::Object(links);
     }
 
     fn finish(mut self) -> Value {

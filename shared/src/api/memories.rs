@@ -12,8 +12,10 @@ use crate::domain::{
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMemory {
+    #[schemars(length(min = 1, max = MemoryContent::MAX_CHARS))]
     pub content: String,
     pub memory_type: MemoryType,
+    #[schemars(range(min = 1, max = 10))]
     pub importance: Option<u64>,
     pub session_id: Option<SessionId>,
 }
@@ -39,8 +41,10 @@ impl TryFrom<CreateMemory> for NewMemory {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMemory {
+    #[schemars(length(min = 1, max = MemoryContent::MAX_CHARS))]
     pub content: Option<String>,
     pub memory_type: Option<MemoryType>,
+    #[schemars(range(min = 1, max = 10))]
     pub importance: Option<u64>,
 }
 
@@ -66,7 +70,9 @@ pub struct ListMemories {
     pub session_id: Option<SessionId>,
     pub include_global: Option<bool>,
     pub memory_type: Option<MemoryType>,
+    #[schemars(range(min = 1, max = 10))]
     pub min_importance: Option<u64>,
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -136,7 +142,9 @@ pub struct MemoriesDeleted {
 /// `GET /v1/sessions/{id}/context?recent=8&max_tokens=2000`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ContextQuery {
+    #[schemars(range(min = 1, max = 100))]
     pub recent: Option<u32>,
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_tokens: Option<u64>,
 }
 

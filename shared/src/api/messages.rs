@@ -51,6 +51,7 @@ impl TryFrom<AppendMessage> for NewMessage {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendBatch {
+    #[schemars(length(min = 1, max = MAX_BATCH))]
     pub messages: Vec<AppendMessage>,
     pub dedupe_key: Option<String>,
 }
@@ -120,6 +121,7 @@ fn in_batch(index: usize, error: InputError) -> InputError {
 pub struct ListMessages {
     pub after_seq: Option<u64>,
     pub before_seq: Option<u64>,
+    #[schemars(range(min = 1, max = 200))]
     pub limit: Option<u32>,
     pub order: Option<Order>,
 }
@@ -158,6 +160,7 @@ pub struct EditMessage {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForgetRecent {
+    #[schemars(range(min = 1, max = MAX_FORGET))]
     pub count: usize,
 }
 
@@ -174,6 +177,7 @@ impl ForgetRecent {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewScene {
+    #[schemars(range(max = MAX_KEEP))]
     pub messages_to_keep: usize,
 }
 

@@ -16,6 +16,7 @@ type JsonObject = serde_json::Map<String, serde_json::Value>;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
+    #[schemars(length(min = 1, max = Title::MAX_CHARS))]
     pub title: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub settings: Option<JsonObject>,
@@ -37,6 +38,7 @@ impl TryFrom<CreateSession> for NewSession {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSession {
+    #[schemars(length(min = 1, max = Title::MAX_CHARS))]
     pub title: Option<String>,
     pub status: Option<SessionStatus>,
     pub metadata: Option<BTreeMap<String, String>>,
@@ -65,10 +67,12 @@ impl TryFrom<UpdateSession> for SessionChanges {
 /// `GET /v1/sessions?limit=&cursor=&status=&archived=&q=`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ListSessions {
+    #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
     pub status: Option<SessionStatus>,
     pub archived: Option<bool>,
+    #[schemars(length(max = Title::MAX_CHARS))]
     pub q: Option<String>,
 }
 
@@ -102,6 +106,7 @@ impl TryFrom<ListSessions> for SessionListing {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct GetSession {
     pub include: Option<String>,
+    #[schemars(range(min = 1, max = 200))]
     pub messages_limit: Option<u32>,
 }
 
