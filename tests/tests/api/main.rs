@@ -11,5 +11,6 @@ mod memories;
 mod messages;
 mod openapi;
 mod schema;
+mod security;
 mod sessions;
 mod telegram;
