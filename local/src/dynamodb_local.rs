@@ -3,10 +3,10 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -38,19 +38,76 @@ pub fn endpoint_from_env_or_start() -> Result<String, LaunchError> {
     }
 }
 
-/// A client for a local endpoint, with dummy credentials, so it never looks for real AWS.
+/// A client for a local endpoint, with dummy credentials, so it never looks for real AWS; built by
+/// the same `shared::store::client` as in Lambda (same timeouts and retries).
 pub fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_sdk_dynamodb::Config::builder()
+    let config = aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "local"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("local", "local", None, None, "local")))
         .endpoint_url(endpoint)
         .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    shared::store::client(&config)
 }
 
-/// Starts an in-memory DynamoDB Local on a free loopback port, fetching it first if needed.
-pub fn start_in_memory() -> Result<DynamoDbLocal, LaunchError> {
+/// A DynamoDB Local the caller stops and restarts: data on disk in `data_dir`, a fixed port.
+/// For fault tests; killed when dropped.
+#[derive(Debug)]
+pub struct OnDisk {
+    child: Child,
+    data_dir: PathBuf,
+    pub port: u16,
+}
+
+impl OnDisk {
+    pub fn start(data_dir: PathBuf, port: u16) -> Result<Self, LaunchError> {
+        let dir = installed()?;
+        std::fs::create_dir_all(&data_dir)?;
+        let child = Command::new("java")
+            .args(["-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar", "-dbPath"])
+            .arg(&data_dir)
+            .args(["-sharedDb", "-disableTelemetry", "-port", &port.to_string()])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        wait_for_port(port)?;
+        Ok(Self { child, data_dir, port })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the process with SIGTERM, as `systemctl stop` or a container stop would, and waits
+    /// for it. (Under SIGKILL DynamoDB Local can lose writes it already acknowledged: its own
+    /// durability, which real DynamoDB does not share.)
+    pub fn stop(&mut self) {
+        let stopped = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        if !stopped.is_ok_and(|status| status.success()) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) -> Result<(), LaunchError> {
+        self.stop();
+        *self = Self::start(self.data_dir.clone(), self.port)?;
+        Ok(())
+    }
+}
+
+impl Drop for OnDisk {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The DynamoDB Local directory, fetched by `scripts/lib.sh` first when it is missing.
+fn installed() -> Result<PathBuf, LaunchError> {
     let root = workspace_root();
     let dir = root.join(".dynamodb-local");
     if !dir.join("DynamoDBLocal.jar").exists() {
@@ -64,6 +121,25 @@ pub fn start_in_memory() -> Result<DynamoDbLocal, LaunchError> {
             return Err(LaunchError::Fetch(format!("scripts/lib.sh exited with {status}")));
         }
     }
+    Ok(dir)
+}
+
+fn wait_for_port(port: u16) -> Result<(), LaunchError> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let limit = Duration::from_secs(60);
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        if started.elapsed() > limit {
+            return Err(LaunchError::Timeout(limit));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Starts an in-memory DynamoDB Local on a free loopback port, fetching it first if needed.
+pub fn start_in_memory() -> Result<DynamoDbLocal, LaunchError> {
+    let dir = installed()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     // A watcher shell ends Java once this process is gone, so no test run leaves a server behind.
     let script = format!(
@@ -80,14 +156,6 @@ pub fn start_in_memory() -> Result<DynamoDbLocal, LaunchError> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let limit = Duration::from_secs(60);
-    let started = Instant::now();
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        if started.elapsed() > limit {
-            return Err(LaunchError::Timeout(limit));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port)?;
     Ok(DynamoDbLocal { endpoint: format!("http://127.0.0.1:{port}") })
 }

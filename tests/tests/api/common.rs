@@ -107,6 +107,16 @@ impl TestApp {
         Self::on_tables(Config { tables, auth, limits }, clock)
     }
 
+    /// An app on a database of the test's own (for fault tests), with these limits.
+    pub async fn on_database(client: Client, limits: LimitsConfig) -> Self {
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let tables = TableNames::with_prefix(&prefix);
+        local::tables::create_tables(&client, &tables).await.expect("create tables");
+        let config = Config { tables, auth: dev_auth(), limits };
+        let state = AppState::new(client, &config, Arc::new(SystemClock)).expect("valid config");
+        Self { router: local::app(state.clone()), state, config }
+    }
+
     /// Another "Lambda container" on the same tables: a fresh store with cold caches.
     pub fn sibling(&self) -> Self {
         Self::on_tables(self.config.clone(), Arc::new(SystemClock))

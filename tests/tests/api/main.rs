@@ -6,6 +6,7 @@ mod auth;
 mod common;
 mod errors;
 mod events;
+mod faults;
 mod limits;
 mod memories;
 mod messages;

@@ -1,0 +1,182 @@
+//! Faults: the database dies in the middle of a concurrent append load and comes back; the
+//! database throttles every call. Nothing half-written may be visible, every answer must be a
+//! success that was stored or a 503, and the same running app must recover on its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::config::LimitsConfig;
+use shared::domain::RateLimits;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::common::{TestApp, User};
+
+const SESSIONS: usize = 4;
+const APPENDS_PER_SESSION: usize = 30;
+
+#[derive(Debug)]
+struct Outcome {
+    session: usize,
+    key: String,
+    status: u16,
+}
+
+async fn append(app: &TestApp, user: &User, session: &str, key: &str) -> crate::common::Resp {
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(format!("/v1/sessions/{session}/messages"))
+        .header("authorization", format!("Bearer {}", user.token))
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(json!({"role": "user", "content": format!("message {key}")}).to_string()))
+        .unwrap();
+    app.send(request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn database_stopped_mid_load_loses_nothing_and_the_app_recovers() {
+    let data_dir = std::env::temp_dir().join(format!("ddb-fault-{}", uuid::Uuid::new_v4().simple()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut database = local::dynamodb_local::OnDisk::start(data_dir.clone(), port).unwrap();
+    let limits = LimitsConfig {
+        daily_quota: 10_000,
+        rate: RateLimits { append: 0, read: 0, other: 0 },
+        ..LimitsConfig::default()
+    };
+    let app = Arc::new(TestApp::on_database(local::dynamodb_local::client(&database.endpoint()), limits).await);
+    let user = app.user();
+    let mut sessions = Vec::new();
+    for index in 0..SESSIONS {
+        sessions.push(app.session(&user, &format!("load {index}")).await);
+    }
+
+    // Concurrent appends on every session; the database is stopped once a third have been answered.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (index, session) in sessions.iter().enumerate() {
+        let (app, user, session, answered) = (app.clone(), user.clone(), session.clone(), answered.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for n in 0..APPENDS_PER_SESSION {
+                let key = format!("s{index}-m{n}");
+                let response = append(&app, &user, &session, &key).await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                outcomes.push(Outcome { session: index, key, status: response.status.as_u16() });
+            }
+            outcomes
+        }));
+    }
+    while answered.load(Ordering::SeqCst) < SESSIONS * APPENDS_PER_SESSION / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    database.stop();
+    while answered.load(Ordering::SeqCst) < SESSIONS * APPENDS_PER_SESSION * 2 / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    database.restart().unwrap();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.unwrap());
+    }
+
+    // Every answer was a success or a 503, and the outage was seen.
+    let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
+    for outcome in &outcomes {
+        *by_status.entry(outcome.status).or_default() += 1;
+    }
+    assert!(by_status.keys().all(|status| [201, 503].contains(status)), "statuses: {by_status:?}");
+    assert!(by_status.get(&503).copied().unwrap_or(0) > 0, "the outage was not noticed: {by_status:?}");
+    assert!(by_status.get(&201).copied().unwrap_or(0) > 0, "{by_status:?}");
+    println!("during the outage: {by_status:?}");
+
+    // The same app, not restarted, serves again. A client retrying its 503s with the same keys
+    // gets each message exactly once: 201 if it was not stored, 200 (replayed) if it was.
+    let mut replayed = 0;
+    for outcome in outcomes.iter().filter(|outcome| outcome.status == 503) {
+        let response = append(&app, &user, &sessions[outcome.session], &outcome.key).await;
+        assert!([200, 201].contains(&response.status.as_u16()), "retry of {}: {}", outcome.key, response.body);
+        replayed += usize::from(response.status == 200);
+    }
+    println!("retried after recovery: {} (of which {replayed} had been stored before the 503)", by_status[&503]);
+
+    // Every log is gapless, holds each key once, and agrees with its session summary; the quota
+    // counted exactly the stored user messages.
+    let mut stored = 0;
+    for (index, session) in sessions.iter().enumerate() {
+        let log = app.get(&user, &format!("/v1/sessions/{session}/messages?limit=200")).await.expect(200).body;
+        let data = log["data"].as_array().unwrap();
+        let seqs: Vec<u64> = data.iter().map(|message| message["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=APPENDS_PER_SESSION as u64).collect::<Vec<_>>(), "session {index}: seqs {seqs:?}");
+        let mut contents: Vec<&str> = data.iter().map(|message| message["content"].as_str().unwrap()).collect();
+        contents.sort_unstable();
+        contents.dedup();
+        assert_eq!(contents.len(), APPENDS_PER_SESSION, "session {index}: a message was stored twice");
+        let summary = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+        assert_eq!(summary["message_count"], APPENDS_PER_SESSION, "session {index}");
+        assert_eq!(summary["last_seq"], APPENDS_PER_SESSION, "session {index}");
+        stored += data.len();
+    }
+    let limits = app.get(&user, "/v1/limits").await.expect(200).body;
+    assert_eq!(limits["messages_limit"]["used"], stored as u64, "{limits}");
+    assert_eq!(stored, SESSIONS * APPENDS_PER_SESSION);
+    drop(database);
+    let _ = std::fs::remove_dir_all(data_dir);
+}
+
+/// A fake DynamoDB endpoint that throttles every request and counts them.
+async fn throttling_endpoint() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 * 1024];
+                loop {
+                    // One request per read is enough for the SDK's small JSON calls.
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+                    let response = format!(
+                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: fake\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, requests)
+}
+
+#[tokio::test]
+async fn throttling_is_retried_a_bounded_number_of_times_then_503() {
+    let app = TestApp::new().await;
+    let (endpoint, requests) = throttling_endpoint().await;
+    let state = shared::AppState::new(
+        local::dynamodb_local::client(&endpoint),
+        &app.config,
+        Arc::new(shared::domain::SystemClock),
+    )
+    .unwrap();
+    let throttled = TestApp { router: local::app(state.clone()), state, config: app.config.clone() };
+    let user = throttled.user();
+    let response = throttled.post(&user, "/v1/sessions", json!({"title": "x"})).await;
+    let response = response.expect_error(503, "service_unavailable");
+    assert_eq!(response.header("retry-after"), Some("1"));
+    let attempts = requests.load(Ordering::SeqCst);
+    // The SDK's standard retry policy: 3 attempts per call, with backoff between them.
+    assert!((2..=3).contains(&attempts), "{attempts} attempts for one create");
+    let body: &Value = &response.body;
+    assert!(!body.to_string().contains("Throttling"), "503 bodies stay opaque: {body}");
+}
