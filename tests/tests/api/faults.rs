@@ -89,7 +89,7 @@ async fn database_stopped_mid_load_loses_nothing_and_the_app_recovers() {
     assert!(by_status.keys().all(|status| [201, 503].contains(status)), "statuses: {by_status:?}");
     assert!(by_status.get(&503).copied().unwrap_or(0) > 0, "the outage was not noticed: {by_status:?}");
     assert!(by_status.get(&201).copied().unwrap_or(0) > 0, "{by_status:?}");
-    println!("during the outage: {by_status:?}");
+    eprintln!("during the outage: {by_status:?}");
 
     // The same app, not restarted, serves again. A client retrying its 503s with the same keys
     // gets each message exactly once: 201 if it was not stored, 200 (replayed) if it was.
@@ -99,7 +99,7 @@ async fn database_stopped_mid_load_loses_nothing_and_the_app_recovers() {
         assert!([200, 201].contains(&response.status.as_u16()), "retry of {}: {}", outcome.key, response.body);
         replayed += usize::from(response.status == 200);
     }
-    println!("retried after recovery: {} (of which {replayed} had been stored before the 503)", by_status[&503]);
+    eprintln!("retried after recovery: {} (of which {replayed} had been stored before the 503)", by_status[&503]);
 
     // Every log is gapless, holds each key once, and agrees with its session summary; the quota
     // counted exactly the stored user messages.
