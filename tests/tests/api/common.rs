@@ -16,7 +16,7 @@ use tower::ServiceExt;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
 
-fn endpoint() -> &'static str {
+pub fn endpoint() -> &'static str {
     ENDPOINT.get_or_init(|| local::dynamodb_local::endpoint_from_env_or_start().expect("start DynamoDB Local"))
 }
 

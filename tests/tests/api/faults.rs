@@ -180,3 +180,95 @@ async fn throttling_is_retried_a_bounded_number_of_times_then_503() {
     let body: &Value = &response.body;
     assert!(!body.to_string().contains("Throttling"), "503 bodies stay opaque: {body}");
 }
+
+/// Reads one HTTP/1.1 message (headers and a `content-length` body) from `stream`.
+async fn read_message(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = message.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&message[..end]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if message.len() >= end + 4 + length {
+                return Some(message);
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => message.extend_from_slice(&chunk[..read]),
+        }
+    }
+}
+
+/// A proxy in front of DynamoDB Local that answers every `TransactWriteItems` with a
+/// `TransactionConflict` cancellation (what DynamoDB says when another transaction holds an
+/// item) and forwards everything else. Counts the transactions it refused.
+async fn conflicting_proxy(upstream: String) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else { return };
+            let (counter, upstream) = (counter.clone(), upstream.clone());
+            tokio::spawn(async move {
+                while let Some(request) = read_message(&mut client).await {
+                    let response = if String::from_utf8_lossy(&request).contains("DynamoDB_20120810.TransactWriteItems")
+                    {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+                        format!(
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: proxy\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .into_bytes()
+                    } else {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                        if server.write_all(&request).await.is_err() {
+                            return;
+                        }
+                        let Some(response) = read_message(&mut server).await else { return };
+                        response
+                    };
+                    if client.write_all(&response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, refused)
+}
+
+#[tokio::test]
+async fn endless_transaction_conflicts_end_in_503_within_the_budget_and_write_nothing() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "contended").await;
+    let (endpoint, refused) = conflicting_proxy(crate::common::endpoint().to_owned()).await;
+    let state = shared::AppState::new(
+        local::dynamodb_local::client(&endpoint),
+        &app.config,
+        Arc::new(shared::domain::SystemClock),
+    )
+    .unwrap();
+    let contended = TestApp { router: local::app(state.clone()), state, config: app.config.clone() };
+    let response = append(&contended, &user, &session, "contended-1").await;
+    let response = response.expect_error(503, "service_unavailable");
+    let attempts = refused.load(Ordering::SeqCst);
+    eprintln!("transaction attempts before giving up: {attempts}");
+    assert!(attempts > 1, "a conflict was not retried");
+    assert!(attempts <= 200, "{attempts} attempts: the retry budget is unbounded");
+    assert!(response.header("retry-after").is_some());
+    // Reads through the proxy still work, and nothing was written.
+    let summary = contended.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    assert_eq!(summary["message_count"], 0);
+    let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
+    assert_eq!(log["data"], json!([]));
+}
