@@ -11,24 +11,24 @@ use shared::config::{AuthConfig, JwtKey};
 
 use crate::common::TestApp;
 
-const RS_PRIVATE: &str = include_str!("../../fixtures/rs256-test-private.pem");
-const RS_PUBLIC: &str = include_str!("../../fixtures/rs256-test-public.pem");
+pub(crate) const RS_PRIVATE: &str = include_str!("../../fixtures/rs256-test-private.pem");
+pub(crate) const RS_PUBLIC: &str = include_str!("../../fixtures/rs256-test-public.pem");
 const RS_OTHER_PRIVATE: &str = include_str!("../../fixtures/rs256-other-private.pem");
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn hs256(claims: &Value, secret: &[u8]) -> String {
+pub(crate) fn hs256(claims: &Value, secret: &[u8]) -> String {
     encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 
-fn rs256(claims: &Value, private_pem: &str) -> String {
+pub(crate) fn rs256(claims: &Value, private_pem: &str) -> String {
     let key = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
     encode(&Header::new(Algorithm::RS256), claims, &key).unwrap()
 }
 
-fn unsigned(claims: &Value) -> String {
+pub(crate) fn unsigned(claims: &Value) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let body = URL_SAFE_NO_PAD.encode(claims.to_string());
     format!("{header}.{body}.")

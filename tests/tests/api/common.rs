@@ -112,9 +112,12 @@ impl TestApp {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await.expect("create tables");
-        let config = Config { tables, auth: dev_auth(), limits };
-        let state = AppState::new(client, &config, Arc::new(SystemClock)).expect("valid config");
-        Self { router: local::app(state.clone()), state, config }
+        Self::assemble(client, Config { tables, auth: dev_auth(), limits }, Arc::new(SystemClock))
+    }
+
+    /// This app's configuration reaching DynamoDB through another endpoint (a dead port, a fault proxy).
+    pub fn through(&self, endpoint: &str) -> Self {
+        Self::assemble(local::dynamodb_local::client(endpoint), self.config.clone(), Arc::new(SystemClock))
     }
 
     /// Another "Lambda container" on the same tables: a fresh store with cold caches.
@@ -128,7 +131,11 @@ impl TestApp {
     }
 
     fn on_tables(config: Config, clock: Arc<dyn Clock>) -> Self {
-        let state = AppState::new(client(), &config, clock).expect("valid config");
+        Self::assemble(client(), config, clock)
+    }
+
+    fn assemble(client: Client, config: Config, clock: Arc<dyn Clock>) -> Self {
+        let state = AppState::new(client, &config, clock).expect("valid config");
         Self { router: local::app(state.clone()), state, config }
     }
 

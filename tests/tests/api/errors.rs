@@ -72,17 +72,14 @@ async fn an_unreachable_database_is_503() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let client = local::dynamodb_local::client(&format!("http://127.0.0.1:{port}"));
     let app = TestApp::new().await;
-    let state = shared::AppState::new(client, &app.config, std::sync::Arc::new(shared::domain::SystemClock)).unwrap();
-    let router = local::app(state);
     let user = app.user();
     let request = axum::http::Request::builder()
         .uri("/v1/sessions")
         .header("authorization", format!("Bearer {}", user.token))
         .body(axum::body::Body::empty())
         .unwrap();
-    let offline = TestApp { router, state: app.state.clone(), config: app.config.clone() };
+    let offline = app.through(&format!("http://127.0.0.1:{port}"));
     let response = offline.send(request).await.expect_error(503, "service_unavailable");
     assert!(response.header("retry-after").is_some());
     assert!(!response.body["message"].as_str().unwrap().contains("127.0.0.1"), "503 bodies stay opaque");

@@ -125,51 +125,11 @@ async fn database_stopped_mid_load_loses_nothing_and_the_app_recovers() {
     let _ = std::fs::remove_dir_all(data_dir);
 }
 
-/// A fake DynamoDB endpoint that throttles every request and counts them.
-async fn throttling_endpoint() -> (String, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut buffer = vec![0; 64 * 1024];
-                loop {
-                    // One request per read is enough for the SDK's small JSON calls.
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
-                    let response = format!(
-                        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: fake\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    if socket.write_all(response.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (endpoint, requests)
-}
-
 #[tokio::test]
 async fn throttling_is_retried_a_bounded_number_of_times_then_503() {
     let app = TestApp::new().await;
-    let (endpoint, requests) = throttling_endpoint().await;
-    let state = shared::AppState::new(
-        local::dynamodb_local::client(&endpoint),
-        &app.config,
-        Arc::new(shared::domain::SystemClock),
-    )
-    .unwrap();
-    let throttled = TestApp { router: local::app(state.clone()), state, config: app.config.clone() };
+    let (endpoint, requests) = fault_proxy(crate::common::endpoint(), None, THROTTLED).await;
+    let throttled = app.through(&endpoint);
     let user = throttled.user();
     let response = throttled.post(&user, "/v1/sessions", json!({"title": "x"})).await;
     let response = response.expect_error(503, "service_unavailable");
@@ -204,14 +164,18 @@ async fn read_message(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
     }
 }
 
-/// A proxy in front of DynamoDB Local that answers every `TransactWriteItems` with a
-/// `TransactionConflict` cancellation (what DynamoDB says when another transaction holds an
-/// item) and forwards everything else. Counts the transactions it refused.
-async fn conflicting_proxy(upstream: String) -> (String, Arc<AtomicUsize>) {
+const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
+/// What DynamoDB says when another transaction holds an item.
+const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+
+/// A fault-injecting endpoint: requests whose `X-Amz-Target` names `refused` (every request when
+/// it is `None`) get a 400 with `error` as DynamoDB would send it; the rest are forwarded to
+/// `upstream`. Counts the refused requests.
+async fn fault_proxy(upstream: &str, refused: Option<&'static str>, error: &'static str) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let refused = Arc::new(AtomicUsize::new(0));
-    let counter = refused.clone();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
     let upstream = upstream.trim_start_matches("http://").to_owned();
     tokio::spawn(async move {
         loop {
@@ -219,13 +183,14 @@ async fn conflicting_proxy(upstream: String) -> (String, Arc<AtomicUsize>) {
             let (counter, upstream) = (counter.clone(), upstream.clone());
             tokio::spawn(async move {
                 while let Some(request) = read_message(&mut client).await {
-                    let response = if String::from_utf8_lossy(&request).contains("DynamoDB_20120810.TransactWriteItems")
-                    {
+                    let target = refused.map(|operation| format!("DynamoDB_20120810.{operation}"));
+                    let refuse = target.is_none_or(|target| String::from_utf8_lossy(&request).contains(&target));
+                    let response = if refuse {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
                         format!(
-                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\nx-amzn-requestid: proxy\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
+                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                             x-amzn-requestid: fault\r\ncontent-length: {}\r\n\r\n{error}",
+                            error.len()
                         )
                         .into_bytes()
                     } else {
@@ -243,7 +208,7 @@ async fn conflicting_proxy(upstream: String) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (endpoint, refused)
+    (endpoint, count)
 }
 
 #[tokio::test]
@@ -251,14 +216,8 @@ async fn endless_transaction_conflicts_end_in_503_within_the_budget_and_write_no
     let app = TestApp::new().await;
     let user = app.user();
     let session = app.session(&user, "contended").await;
-    let (endpoint, refused) = conflicting_proxy(crate::common::endpoint().to_owned()).await;
-    let state = shared::AppState::new(
-        local::dynamodb_local::client(&endpoint),
-        &app.config,
-        Arc::new(shared::domain::SystemClock),
-    )
-    .unwrap();
-    let contended = TestApp { router: local::app(state.clone()), state, config: app.config.clone() };
+    let (endpoint, refused) = fault_proxy(crate::common::endpoint(), Some("TransactWriteItems"), CONFLICT).await;
+    let contended = app.through(&endpoint);
     let response = append(&contended, &user, &session, "contended-1").await;
     let response = response.expect_error(503, "service_unavailable");
     let attempts = refused.load(Ordering::SeqCst);

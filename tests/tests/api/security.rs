@@ -4,42 +4,22 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use local::template::{self, RouteDefinition};
 use local::token::DEV_JWT_SECRET;
 use serde_json::{Value, json};
 use shared::config::{AuthConfig, JwtKey};
 
+use crate::auth::{RS_PRIVATE, RS_PUBLIC, hs256, now, rs256, unsigned};
 use crate::common::{TestApp, User};
 
-const RS_PRIVATE: &str = include_str!("../../fixtures/rs256-test-private.pem");
-const RS_PUBLIC: &str = include_str!("../../fixtures/rs256-test-public.pem");
 const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "chat-api";
 const SOME_ID: &str = "00000000-0000-4000-8000-000000000001";
-
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 
 fn claims(changes: Value) -> Value {
     let mut claims = json!({"sub": "matrix-user", "exp": now() + 600, "iss": ISSUER, "aud": AUDIENCE});
     claims.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
     claims
-}
-
-fn hs256(claims: &Value, secret: &[u8]) -> String {
-    encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret)).unwrap()
-}
-
-fn rs256(claims: &Value) -> String {
-    encode(&Header::new(Algorithm::RS256), claims, &EncodingKey::from_rsa_pem(RS_PRIVATE.as_bytes()).unwrap()).unwrap()
-}
-
-fn unsigned(claims: &Value) -> String {
-    use base64::Engine as _;
-    let encode = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    format!("{}.{}.", encode(br#"{"alg":"none","typ":"JWT"}"#), encode(claims.to_string().as_bytes()))
 }
 
 /// A body that passes validation for the route, so only the credential (or the id) decides.
@@ -108,7 +88,7 @@ async fn every_route_rejects_every_bad_credential_before_touching_dynamodb() {
         (Some("Bearer not.a.jwt".into()), "garbage"),
         (Some(format!("Basic {good}")), "wrong scheme"),
         (bearer(unsigned(&claims(json!({})))), "alg none"),
-        (bearer(rs256(&claims(json!({})))), "RS256 token to an HS256 server"),
+        (bearer(rs256(&claims(json!({})), RS_PRIVATE)), "RS256 token to an HS256 server"),
         (bearer(hs256(&claims(json!({})), b"another-secret-that-is-32-bytes-long!")), "wrong key"),
         (bearer(hs256(&claims(json!({"exp": now() - 120})), secret)), "expired"),
         (bearer(hs256(&claims(json!({"nbf": now() + 300})), secret)), "nbf in the future"),
