@@ -155,7 +155,7 @@ impl ApiError {
             request_id: current_request_id(),
             field: None,
             status: None,
-            retry_after: self.retry_after_secs().filter(|_| !matches!(self, Self::ServiceUnavailable(_))),
+            retry_after: None,
             limits: None,
         };
         match self {
@@ -163,7 +163,9 @@ impl ApiError {
                 body.field = Some(field.clone());
             }
             Self::SessionClosed(status) => body.status = Some(*status),
-            Self::DailyLimitExceeded { total, resets_at, .. } => {
+            Self::RateLimit { retry_after_secs } => body.retry_after = Some(*retry_after_secs),
+            Self::DailyLimitExceeded { total, resets_at, retry_after_secs } => {
+                body.retry_after = Some(*retry_after_secs);
                 body.limits = Some(ExhaustedLimits { remaining: 0, total: *total, resets_at: *resets_at });
             }
             _ => {}
