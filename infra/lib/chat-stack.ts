@@ -4,7 +4,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-import { Aws, CfnOutput, CfnParameter, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
+import { Aws, CfnOutput, CfnParameter, CfnParameterProps, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
 import { CfnApi, HttpApi, HttpMethod } from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import { AttributeType, BillingMode, CfnTable, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
@@ -36,75 +36,33 @@ interface FunctionSpec {
   routes: [HttpMethod, string][];
 }
 
+/** The stack's parameters, as template.yaml declares them, and the environment variable each sets. */
+const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
+  ["JwtSecret", "JWT_SECRET", { type: "String", noEcho: true, default: "", description: "HS256 shared secret (at least 32 bytes). Leave empty when JwtPublicKey is set." }],
+  ["JwtPublicKey", "JWT_PUBLIC_KEY", { type: "String", default: "", description: "RS256 public key in PEM form (newlines as \\n). Leave empty when JwtSecret is set." }],
+  ["JwtIssuer", "JWT_ISSUER", { type: "String", default: "", description: "Required `iss` claim; empty to skip the check." }],
+  ["JwtAudience", "JWT_AUDIENCE", { type: "String", default: "", description: "Required `aud` claim; empty to skip the check." }],
+  ["TelegramBotToken", "TELEGRAM_BOT_TOKEN", { type: "String", noEcho: true, default: "", description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it." }],
+  ["TelegramInitDataMaxAgeSecs", "TELEGRAM_INIT_DATA_MAX_AGE_SECS", { type: "Number", default: 86400, description: "How old a Mini App's init data (auth_date) may be." }],
+  ["DailyMessageQuota", "DAILY_MESSAGE_QUOTA", { type: "Number", default: 50, description: "User messages per day without a subscription." }],
+  ["RateLimitAppendPerMin", "RATE_LIMIT_APPEND_PER_MIN", { type: "Number", default: 10, description: "Message appends per user per minute (0 disables)." }],
+  ["RateLimitReadPerMin", "RATE_LIMIT_READ_PER_MIN", { type: "Number", default: 30, description: "Message reads per user per minute (0 disables)." }],
+  ["RateLimitOtherPerMin", "RATE_LIMIT_OTHER_PER_MIN", { type: "Number", default: 60, description: "Other requests per user per minute (0 disables)." }],
+  ["ModelPrices", "MODEL_PRICES", { type: "String", default: "", description: "USD per million input/output tokens, e.g. gpt-4o-mini=0.15/0.60,claude-3-5-haiku=0.80/4" }],
+  ["DeletionProtection", undefined, { type: "String", allowedValues: ["true", "false"], default: "true", description: "DynamoDB deletion protection on every table." }],
+];
+
 export class ChatStack extends Stack {
   constructor(scope: Construct, id: string, props: ChatStackProps) {
     super(scope, id, props);
 
-    const param = (name: string, options: ConstructorParameters<typeof CfnParameter>[2]) =>
-      new CfnParameter(this, name, options);
-    const jwtSecret = param("JwtSecret", {
-      type: "String",
-      noEcho: true,
-      default: "",
-      description: "HS256 shared secret (at least 32 bytes). Leave empty when JwtPublicKey is set.",
-    });
-    const jwtPublicKey = param("JwtPublicKey", {
-      type: "String",
-      default: "",
-      description: "RS256 public key in PEM form (newlines as \\n). Leave empty when JwtSecret is set.",
-    });
-    const jwtIssuer = param("JwtIssuer", {
-      type: "String",
-      default: "",
-      description: "Required `iss` claim; empty to skip the check.",
-    });
-    const jwtAudience = param("JwtAudience", {
-      type: "String",
-      default: "",
-      description: "Required `aud` claim; empty to skip the check.",
-    });
-    const telegramBotToken = param("TelegramBotToken", {
-      type: "String",
-      noEcho: true,
-      default: "",
-      description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it.",
-    });
-    const telegramMaxAge = param("TelegramInitDataMaxAgeSecs", {
-      type: "Number",
-      default: 86400,
-      description: "How old a Mini App's init data (auth_date) may be.",
-    });
-    const dailyQuota = param("DailyMessageQuota", {
-      type: "Number",
-      default: 50,
-      description: "User messages per day without a subscription.",
-    });
-    const appendRate = param("RateLimitAppendPerMin", {
-      type: "Number",
-      default: 10,
-      description: "Message appends per user per minute (0 disables).",
-    });
-    const readRate = param("RateLimitReadPerMin", {
-      type: "Number",
-      default: 30,
-      description: "Message reads per user per minute (0 disables).",
-    });
-    const otherRate = param("RateLimitOtherPerMin", {
-      type: "Number",
-      default: 60,
-      description: "Other requests per user per minute (0 disables).",
-    });
-    const modelPrices = param("ModelPrices", {
-      type: "String",
-      default: "",
-      description: "USD per million input/output tokens, e.g. gpt-4o-mini=0.15/0.60,claude-3-5-haiku=0.80/4",
-    });
-    const deletionProtection = param("DeletionProtection", {
-      type: "String",
-      allowedValues: ["true", "false"],
-      default: "true",
-      description: "DynamoDB deletion protection on every table.",
-    });
+    const parameters: Record<string, CfnParameter> = {};
+    const parameterEnvironment: Record<string, string> = {};
+    for (const [name, variable, options] of PARAMETERS) {
+      parameters[name] = new CfnParameter(this, name, options);
+      if (variable) parameterEnvironment[variable] = parameters[name].valueAsString;
+    }
+    const deletionProtection = parameters.DeletionProtection;
 
     const table = (logicalId: string, partitionKey: string, sortKey?: [string, AttributeType], ttl?: string) => {
       const created = new Table(this, logicalId, {
@@ -160,17 +118,7 @@ export class ChatStack extends Stack {
       IDEMPOTENCY_TABLE: idempotency.tableName,
       MEMORIES_TABLE: memories.tableName,
       LIMITS_TABLE: limits.tableName,
-      DAILY_MESSAGE_QUOTA: dailyQuota.valueAsString,
-      RATE_LIMIT_APPEND_PER_MIN: appendRate.valueAsString,
-      RATE_LIMIT_READ_PER_MIN: readRate.valueAsString,
-      RATE_LIMIT_OTHER_PER_MIN: otherRate.valueAsString,
-      MODEL_PRICES: modelPrices.valueAsString,
-      JWT_SECRET: jwtSecret.valueAsString,
-      JWT_PUBLIC_KEY: jwtPublicKey.valueAsString,
-      JWT_ISSUER: jwtIssuer.valueAsString,
-      JWT_AUDIENCE: jwtAudience.valueAsString,
-      TELEGRAM_BOT_TOKEN: telegramBotToken.valueAsString,
-      TELEGRAM_INIT_DATA_MAX_AGE_SECS: telegramMaxAge.valueAsString,
+      ...parameterEnvironment,
     };
 
     const { GET, POST, PUT, PATCH, DELETE } = HttpMethod;
