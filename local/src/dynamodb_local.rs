@@ -63,15 +63,15 @@ impl OnDisk {
     pub fn start(data_dir: PathBuf, port: u16) -> Result<Self, LaunchError> {
         let dir = installed()?;
         std::fs::create_dir_all(&data_dir)?;
-        let child = Command::new("java")
-            .args(["-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar", "-dbPath"])
-            .arg(&data_dir)
-            .args(["-sharedDb", "-disableTelemetry", "-port", &port.to_string()])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+        let child = spawn_quiet(
+            Command::new("java")
+                .args(JAR)
+                .arg("-dbPath")
+                .arg(&data_dir)
+                .args(FLAGS)
+                .arg(port.to_string())
+                .current_dir(&dir),
+        )?;
         wait_for_port(port)?;
         Ok(Self { child, data_dir, port })
     }
@@ -104,6 +104,15 @@ impl Drop for OnDisk {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// How DynamoDB Local is run (from its directory): the jar, then the storage option, then these
+/// flags and the port.
+const JAR: [&str; 3] = ["-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar"];
+const FLAGS: [&str; 3] = ["-sharedDb", "-disableTelemetry", "-port"];
+
+fn spawn_quiet(command: &mut Command) -> std::io::Result<Child> {
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
 }
 
 /// The DynamoDB Local directory, fetched by `scripts/lib.sh` first when it is missing.
@@ -143,19 +152,13 @@ pub fn start_in_memory() -> Result<DynamoDbLocal, LaunchError> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     // A watcher shell ends Java once this process is gone, so no test run leaves a server behind.
     let script = format!(
-        "java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar -inMemory -sharedDb \
-         -disableTelemetry -port {port} >/dev/null 2>&1 & java=$!; \
+        "java {jar} -inMemory {flags} {port} >/dev/null 2>&1 & java=$!; \
          while kill -0 {parent} 2>/dev/null && kill -0 $java 2>/dev/null; do sleep 0.5; done; kill $java 2>/dev/null",
+        jar = JAR.join(" "),
+        flags = FLAGS.join(" "),
         parent = std::process::id(),
     );
-    Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    spawn_quiet(Command::new("sh").arg("-c").arg(script).current_dir(&dir))?;
     wait_for_port(port)?;
     Ok(DynamoDbLocal { endpoint: format!("http://127.0.0.1:{port}") })
 }
