@@ -116,6 +116,12 @@ fn spawn_quiet(command: &mut Command) -> std::io::Result<Child> {
 }
 
 /// The DynamoDB Local directory, fetched by `scripts/lib.sh` first when it is missing.
+/// The installed DynamoDB Local's version (`-version`), e.g. `1.25.1`.
+pub fn version() -> Result<String, LaunchError> {
+    let output = Command::new("java").args(JAR).arg("-version").current_dir(installed()?).output()?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 fn installed() -> Result<PathBuf, LaunchError> {
     let root = workspace_root();
     let dir = root.join(".dynamodb-local");

@@ -181,6 +181,16 @@ impl AuthConfig {
     }
 }
 
+/// Whether init opens the DynamoDB connection before the first request (`DYNAMODB_WARM_UP`,
+/// default `true`). Off only to measure what the warm-up saves (`cargo run -p bench`).
+pub fn warm_up_from_env() -> Result<bool, ConfigError> {
+    match optional("DYNAMODB_WARM_UP").as_deref().map(str::trim) {
+        None | Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(ConfigError::Invalid { name: "DYNAMODB_WARM_UP", reason: "must be true or false" }),
+    }
+}
+
 fn required(name: &'static str) -> Result<String, ConfigError> {
     optional(name).ok_or(ConfigError::Missing(name))
 }

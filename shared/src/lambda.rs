@@ -3,7 +3,7 @@
 
 use axum::Router;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::state::AppState;
 use crate::{http, telemetry};
 
@@ -11,6 +11,8 @@ pub async fn run(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let state = AppState::from_env(&config).await?;
-    state.store.warm_up().await;
+    if config::warm_up_from_env()? {
+        state.store.warm_up().await;
+    }
     lambda_http::run(http::app(routes, state)).await
 }

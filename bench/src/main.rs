@@ -1,0 +1,229 @@
+//! The benchmark program: writes BENCHMARKS.md and its scaling plot. Run it with
+//! `scripts/bench.sh` (builds the release binaries and the LangChain environment first), or
+//! `scripts/bench.sh --smoke` for the seconds-long run the test command makes.
+//!
+//! Against DynamoDB Local (started in memory unless `AWS_ENDPOINT_URL_DYNAMODB` is set) it measures
+//! every listed operation through the local HTTP server, append and "latest 50" at growing history
+//! lengths, LangChain's `DynamoDBChatMessageHistory` on the same workload, and the cold start, size
+//! and memory of each function binary.
+
+mod cold_start;
+mod langchain;
+mod meter;
+mod ops;
+mod plot;
+mod report;
+mod scaling;
+mod server;
+mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use shared::domain::UserId;
+
+use crate::report::{Artifact, Provenance, Results};
+use crate::server::Api;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
+    [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
+    [--langchain-samples N] [--langchain-budget-secs N] [--command TEXT]";
+
+struct Args {
+    out: PathBuf,
+    plot: PathBuf,
+    clients: usize,
+    requests: usize,
+    histories: Vec<u64>,
+    ops: usize,
+    binaries: PathBuf,
+    cold_runs: usize,
+    invocations: usize,
+    python: PathBuf,
+    langchain_samples: usize,
+    langchain_budget_secs: u64,
+    command: String,
+}
+
+impl Args {
+    fn full() -> Self {
+        Self {
+            out: "BENCHMARKS.md".into(),
+            plot: "bench/scaling.svg".into(),
+            clients: 8,
+            requests: 200,
+            histories: vec![10, 1_000, 10_000, 100_000],
+            ops: 200,
+            binaries: "target/release".into(),
+            cold_runs: 10,
+            invocations: 200,
+            python: ".local/langchain-venv/bin/python".into(),
+            langchain_samples: 50,
+            langchain_budget_secs: 900,
+            command: "scripts/bench.sh".into(),
+        }
+    }
+
+    /// Every phase at toy sizes, into `target/bench-smoke/`: proves the program works, measures nothing.
+    fn smoke() -> Self {
+        Self {
+            out: "target/bench-smoke/BENCHMARKS.md".into(),
+            plot: "target/bench-smoke/scaling.svg".into(),
+            clients: 2,
+            requests: 5,
+            histories: vec![10, 100],
+            ops: 10,
+            binaries: "target/debug".into(),
+            cold_runs: 1,
+            invocations: 3,
+            langchain_samples: 5,
+            langchain_budget_secs: 120,
+            command: "scripts/bench.sh --smoke".into(),
+            ..Self::full()
+        }
+    }
+
+    fn parse() -> Result<Self, BoxError> {
+        let raw: Vec<String> = std::env::args().skip(1).collect();
+        let smoke = raw.first().is_some_and(|first| first == "--smoke");
+        let mut args = if smoke { Self::smoke() } else { Self::full() };
+        for pair in raw[usize::from(smoke)..].chunks(2) {
+            let [flag, value] = pair else { return Err(USAGE.into()) };
+            match flag.as_str() {
+                "--out" => args.out = value.into(),
+                "--plot" => args.plot = value.into(),
+                "--clients" => args.clients = value.parse()?,
+                "--requests" => args.requests = value.parse()?,
+                "--history" => {
+                    args.histories = value.split(',').map(str::parse).collect::<Result<_, _>>()?;
+                }
+                "--ops" => args.ops = value.parse()?,
+                "--binaries" => args.binaries = value.into(),
+                "--cold-runs" => args.cold_runs = value.parse()?,
+                "--invocations" => args.invocations = value.parse()?,
+                "--python" => args.python = value.into(),
+                "--langchain-samples" => args.langchain_samples = value.parse()?,
+                "--langchain-budget-secs" => args.langchain_budget_secs = value.parse()?,
+                "--command" => args.command = value.clone(),
+                _ => return Err(USAGE.into()),
+            }
+        }
+        if args.histories.is_empty() || args.clients == 0 || args.requests == 0 || args.ops == 0 || args.cold_runs == 0 {
+            return Err(USAGE.into());
+        }
+        Ok(args)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse()?;
+    let root = local::dynamodb_local::workspace_root();
+    std::env::set_current_dir(&root)?;
+    let endpoint = local::dynamodb_local::endpoint_from_env_or_start()?;
+    let api = Arc::new(Api::start(&endpoint).await?);
+
+    eprintln!("operations: {} clients × {} requests", args.clients, args.requests);
+    let operations = ops::run(&api, args.clients, args.requests).await?;
+    eprintln!("scaling: history {:?}, {} appends and reads each", args.histories, args.ops);
+    let scaling = scaling::run(&api, &args.histories, args.ops).await?;
+
+    eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
+    let demo = UserId::parse("demo-user").ok_or("user id")?;
+    let session = api.state.store.create_session(&demo, Default::default()).await?.id.to_string();
+    let cold_starts = cold_start::run(&cold_start::Settings {
+        binaries: &args.binaries,
+        endpoint: &endpoint,
+        tables: api.state.store.tables(),
+        session: &session,
+        runs: args.cold_runs,
+        invocations: args.invocations,
+    })
+    .await?;
+
+    eprintln!("LangChain replay (up to {} s)", args.langchain_budget_secs);
+    let langchain = langchain::run(
+        &args.python,
+        &endpoint,
+        &args.histories,
+        args.langchain_samples,
+        args.langchain_budget_secs,
+    )?;
+
+    let artifacts = cold_start::FUNCTIONS
+        .iter()
+        .map(|function| {
+            let size = |file: &str| std::fs::metadata(root.join("target/lambda").join(function.name).join(file)).ok();
+            Artifact {
+                function: function.name,
+                bootstrap_bytes: size("bootstrap").map(|meta| meta.len()),
+                zip_bytes: size("bootstrap.zip").map(|meta| meta.len()),
+            }
+        })
+        .collect();
+    let results = Results {
+        provenance: provenance(&args.command)?,
+        clients: args.clients,
+        requests: args.requests,
+        operations,
+        scaling,
+        langchain,
+        cold_starts,
+        artifacts,
+    };
+    write(&args, &results)
+}
+
+fn write(args: &Args, results: &Results) -> Result<(), BoxError> {
+    for file in [&args.out, &args.plot] {
+        if let Some(dir) = file.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let out_dir = args.out.parent().unwrap_or(std::path::Path::new(""));
+    let plot_link = args.plot.strip_prefix(out_dir).unwrap_or(&args.plot).display().to_string();
+    std::fs::write(&args.out, results.markdown(&plot_link))?;
+    std::fs::write(&args.plot, results.plot())?;
+    eprintln!("wrote {} and {}", args.out.display(), args.plot.display());
+    Ok(())
+}
+
+fn provenance(command: &str) -> Result<Provenance, BoxError> {
+    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let run = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| info.lines().next().and_then(|line| line.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let machine = format!(
+        "{cores} vCPU {cpu} ({}), {memory_gib:.1} GiB RAM, Linux {}",
+        std::env::consts::ARCH,
+        run("uname", &["-r"])
+    );
+    Ok(Provenance {
+        date,
+        machine,
+        command: command.to_owned(),
+        dynamodb_local: local::dynamodb_local::version()?,
+        commit: run("git", &["rev-parse", "--short", "HEAD"]),
+        build: if cfg!(debug_assertions) { "debug (smoke: not a measurement)" } else { "release" },
+    })
+}

@@ -1,0 +1,189 @@
+//! What one request costs in DynamoDB: round trips, consumed capacity and time spent waiting.
+//!
+//! [`CapacityMeter`] is an SDK interceptor added to the benchmark's client. It asks every request
+//! for `ReturnConsumedCapacity: TOTAL` (the store itself never does: it has no use for the
+//! numbers), reads the units from each response, and times each call from transmit to the end
+//! of its attempt. The figures go to the [`Usage`] of the request being served: [`measure`] runs a
+//! future with its own `Usage` in a task-local, so concurrent requests never mix their counts.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeTransmitInterceptorContextMut, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use serde_json::Value;
+
+/// DynamoDB's share of one request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub calls: u32,
+    pub read_units: f64,
+    pub write_units: f64,
+    /// Wall time with at least one DynamoDB call in flight (parallel calls count once).
+    pub dynamodb: Duration,
+    in_flight: u32,
+    busy_since: Option<Instant>,
+}
+
+impl Usage {
+    fn call_started(&mut self, now: Instant) {
+        self.calls += 1;
+        if self.in_flight == 0 {
+            self.busy_since = Some(now);
+        }
+        self.in_flight += 1;
+    }
+
+    fn call_finished(&mut self, now: Instant, units: Units) {
+        self.read_units += units.read;
+        self.write_units += units.write;
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0
+            && let Some(since) = self.busy_since.take()
+        {
+            self.dynamodb += now - since;
+        }
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: Arc<Mutex<Usage>>;
+}
+
+/// Runs `future`, returning its output and the DynamoDB usage of the calls it made.
+pub async fn measure<F: Future>(future: F) -> (F::Output, Usage) {
+    let usage = Arc::new(Mutex::new(Usage::default()));
+    let output = CURRENT.scope(usage.clone(), future).await;
+    let usage = *usage.lock().unwrap_or_else(PoisonError::into_inner);
+    (output, usage)
+}
+
+fn with_current(update: impl FnOnce(&mut Usage)) {
+    // Calls outside `measure` (seeding, table setup) are not counted anywhere.
+    let _ = CURRENT.try_with(|usage| update(&mut usage.lock().unwrap_or_else(PoisonError::into_inner)));
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Units {
+    read: f64,
+    write: f64,
+}
+
+/// Carried in the operation's config bag from transmit to the parsed response.
+#[derive(Clone, Debug)]
+struct InFlight {
+    writes: bool,
+}
+
+impl Storable for InFlight {
+    type Storer = StoreReplace<Self>;
+}
+
+#[derive(Debug)]
+pub struct CapacityMeter;
+
+impl Intercept for CapacityMeter {
+    fn name(&self) -> &'static str {
+        "CapacityMeter"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        let Some(Value::Object(mut body)) = request.body().bytes().and_then(|bytes| serde_json::from_slice(bytes).ok())
+        else {
+            return Ok(());
+        };
+        body.insert("ReturnConsumedCapacity".into(), Value::from("TOTAL"));
+        let bytes = serde_json::to_vec(&body)?;
+        if request.headers().contains_key("content-length") {
+            request.headers_mut().insert("content-length", bytes.len().to_string());
+        }
+        *request.body_mut() = SdkBody::from(bytes);
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default();
+        let writes = matches!(operation, "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem");
+        cfg.interceptor_state().store_put(InFlight { writes });
+        with_current(|usage| usage.call_started(Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let now = Instant::now();
+        let writes = cfg.load::<InFlight>().is_some_and(|call| call.writes);
+        let consumed = context
+            .response()
+            .and_then(|response| response.body().bytes())
+            .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
+            .map_or(0.0, |body| capacity_units(&body));
+        let units = if writes { Units { read: 0.0, write: consumed } } else { Units { read: consumed, write: 0.0 } };
+        with_current(|usage| usage.call_finished(now, units));
+        Ok(())
+    }
+}
+
+/// `ConsumedCapacity` is one object for single-table calls and a list (one per table) for
+/// transactions and batches; failed calls carry it under `CancellationReasons` or not at all.
+fn capacity_units(body: &Value) -> f64 {
+    match body.get("ConsumedCapacity") {
+        Some(Value::Array(tables)) => tables.iter().map(units_of).sum(),
+        Some(table) => units_of(table),
+        None => 0.0,
+    }
+}
+
+fn units_of(table: &Value) -> f64 {
+    table.get("CapacityUnits").and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_are_summed_over_the_tables_of_a_transaction() {
+        let single = serde_json::json!({"ConsumedCapacity": {"TableName": "t", "CapacityUnits": 0.5}});
+        let transaction = serde_json::json!({"ConsumedCapacity": [
+            {"TableName": "a", "CapacityUnits": 2.0}, {"TableName": "b", "CapacityUnits": 4.0}
+        ]});
+        assert!((capacity_units(&single) - 0.5).abs() < f64::EPSILON);
+        assert!((capacity_units(&transaction) - 6.0).abs() < f64::EPSILON);
+        assert!(capacity_units(&serde_json::json!({})).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn parallel_calls_count_their_overlap_once() {
+        let start = Instant::now();
+        let mut usage = Usage::default();
+        usage.call_started(start);
+        usage.call_started(start + Duration::from_millis(1));
+        usage.call_finished(start + Duration::from_millis(3), Units::default());
+        usage.call_finished(start + Duration::from_millis(4), Units { read: 1.0, write: 0.0 });
+        assert_eq!(usage.calls, 2);
+        assert_eq!(usage.dynamodb, Duration::from_millis(4));
+        assert!((usage.read_units - 1.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,182 @@
+//! Each API operation under load: N clients, each its own user with a session that already has
+//! messages and memories, send requests back to back over keep-alive connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::BoxError;
+use crate::server::{Api, token};
+use crate::stats::{Percentiles, ServerSide};
+
+#[derive(Clone, Copy, Debug)]
+pub enum Operation {
+    CreateSession,
+    Append,
+    BatchAppend,
+    ListMessages,
+    GetSession,
+    Context,
+    AddMemory,
+    GetLimits,
+}
+
+pub const OPERATIONS: [Operation; 8] = [
+    Operation::CreateSession,
+    Operation::Append,
+    Operation::BatchAppend,
+    Operation::ListMessages,
+    Operation::GetSession,
+    Operation::Context,
+    Operation::AddMemory,
+    Operation::GetLimits,
+];
+
+/// Unmeasured requests per client and operation before measuring.
+const WARM_UP: usize = 10;
+
+/// Messages in one batch append.
+pub const BATCH: usize = 10;
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CreateSession => "create session",
+            Self::Append => "append",
+            Self::BatchAppend => "batch append (10)",
+            Self::ListMessages => "list messages (latest 50)",
+            Self::GetSession => "get session",
+            Self::Context => "context",
+            Self::AddMemory => "add memory",
+            Self::GetLimits => "get limits",
+        }
+    }
+
+    pub fn route(self) -> &'static str {
+        match self {
+            Self::CreateSession => "POST /v1/sessions",
+            Self::Append => "POST /v1/sessions/{id}/messages",
+            Self::BatchAppend => "POST /v1/sessions/{id}/messages/batch",
+            Self::ListMessages => "GET /v1/sessions/{id}/messages?order=desc&limit=50",
+            Self::GetSession => "GET /v1/sessions/{id}",
+            Self::Context => "GET /v1/sessions/{id}/context",
+            Self::AddMemory => "POST /v1/memories",
+            Self::GetLimits => "GET /v1/limits",
+        }
+    }
+
+    /// The `i`-th request of one client whose session is `session`.
+    fn request(self, session: &str, i: usize) -> (&'static str, String, Option<Value>) {
+        let messages = format!("/v1/sessions/{session}/messages");
+        match self {
+            Self::CreateSession => ("POST", "/v1/sessions".into(), Some(json!({"title": format!("chat {i}")}))),
+            Self::Append => ("POST", messages, Some(message(i))),
+            Self::BatchAppend => (
+                "POST",
+                format!("{messages}/batch"),
+                Some(json!({"messages": (0..BATCH).map(|k| message(i * BATCH + k)).collect::<Vec<_>>()})),
+            ),
+            Self::ListMessages => ("GET", format!("{messages}?order=desc&limit=50"), None),
+            Self::GetSession => ("GET", format!("/v1/sessions/{session}"), None),
+            Self::Context => ("GET", format!("/v1/sessions/{session}/context"), None),
+            Self::AddMemory => (
+                "POST",
+                "/v1/memories".into(),
+                Some(json!({"content": format!("Likes green tea, fact {i}"), "memory_type": "preference", "importance": 6})),
+            ),
+            Self::GetLimits => ("GET", "/v1/limits".into(), None),
+        }
+    }
+}
+
+/// A ~300-byte chat message; even `i` are the user's, odd the assistant's.
+pub fn text(i: usize) -> String {
+    format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(12)).chars().take(300).collect()
+}
+
+fn message(i: usize) -> Value {
+    json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": text(i)})
+}
+
+pub struct OperationReport {
+    pub operation: Operation,
+    pub client: Percentiles,
+    pub server: ServerSide,
+}
+
+struct Client {
+    token: String,
+    session: String,
+}
+
+/// Every operation in turn, `clients` concurrent clients sending `requests` each.
+pub async fn run(api: &Arc<Api>, clients: usize, requests: usize) -> Result<Vec<OperationReport>, BoxError> {
+    let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut prepared = Vec::with_capacity(clients);
+    for c in 0..clients {
+        prepared.push(prepare(api, &format!("ops-{run}-{c}")).await?);
+    }
+    let prepared = Arc::new(prepared);
+    let mut reports = Vec::with_capacity(OPERATIONS.len());
+    // One unmeasured pass warms connections, caches and DynamoDB Local's JIT for every operation.
+    for operation in OPERATIONS {
+        load(api, &prepared, operation, WARM_UP, 0).await?;
+    }
+    api.take_served();
+    for operation in OPERATIONS {
+        let latencies = load(api, &prepared, operation, requests, WARM_UP).await?;
+        let served = api.take_served();
+        if served.len() != latencies.len() {
+            return Err(format!("{}: {} requests sent, {} served", operation.name(), latencies.len(), served.len()).into());
+        }
+        let server = ServerSide::of(&served).ok_or("nothing served")?;
+        reports.push(OperationReport { operation, client: Percentiles::new(latencies), server });
+    }
+    Ok(reports)
+}
+
+/// A user with a session of 60 messages and 10 memories, so reads return full pages.
+async fn prepare(api: &Api, user: &str) -> Result<Client, BoxError> {
+    let token = token(user)?;
+    let created = api.call(&token, "POST", "/v1/sessions", Some(&json!({"title": "bench"}))).await?;
+    let session = created.body["id"].as_str().ok_or("session id")?.to_owned();
+    for batch in 0..3 {
+        let messages: Vec<Value> = (0..20).map(|k| message(batch * 20 + k)).collect();
+        let path = format!("/v1/sessions/{session}/messages/batch");
+        api.call(&token, "POST", &path, Some(&json!({"messages": messages}))).await?;
+    }
+    for i in 0..10 {
+        let memory = json!({"content": format!("Has a cat named Miso, fact {i}"), "memory_type": "fact", "importance": 7});
+        api.call(&token, "POST", "/v1/memories", Some(&memory)).await?;
+    }
+    Ok(Client { token, session })
+}
+
+/// Each client sends `requests` requests back to back; returns every latency.
+async fn load(
+    api: &Arc<Api>,
+    clients: &Arc<Vec<Client>>,
+    operation: Operation,
+    requests: usize,
+    first: usize,
+) -> Result<Vec<Duration>, BoxError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients.len() {
+        let (api, clients) = (api.clone(), clients.clone());
+        tasks.spawn(async move {
+            let client = &clients[c];
+            let mut latencies = Vec::with_capacity(requests);
+            for i in first..first + requests {
+                let (method, path, body) = operation.request(&client.session, i);
+                latencies.push(api.call(&client.token, method, &path, body.as_ref()).await?.latency);
+            }
+            Ok::<_, BoxError>(latencies)
+        });
+    }
+    let mut all = Vec::with_capacity(clients.len() * requests);
+    while let Some(latencies) = tasks.join_next().await {
+        all.extend(latencies??);
+    }
+    Ok(all)
+}

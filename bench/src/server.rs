@@ -1,0 +1,132 @@
+//! The API under measurement: `local::app` (every function's routes, as `scripts/dev.sh` serves
+//! them) on a real TCP port, with a middleware that records each request's total handler time
+//! and DynamoDB usage, and an HTTP/1.1 keep-alive client to call it.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
+use serde_json::Value;
+use shared::AppState;
+use shared::config::{AuthConfig, Config, JwtKey, LimitsConfig, TableNames};
+use shared::domain::{RateLimits, SystemClock};
+
+use crate::BoxError;
+use crate::meter::{self, CapacityMeter, Usage};
+
+/// One request as the server saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Served {
+    /// From the router receiving the request to the response being ready.
+    pub handler: Duration,
+    pub dynamodb: Usage,
+}
+
+impl Served {
+    /// The handler's own time: everything but waiting for DynamoDB.
+    pub fn overhead(&self) -> Duration {
+        self.handler.saturating_sub(self.dynamodb.dynamodb)
+    }
+}
+
+type Log = Arc<Mutex<Vec<Served>>>;
+
+pub struct Api {
+    pub state: AppState,
+    base: String,
+    log: Log,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Limits as deployed (the quota counted, every request rate-limited) but set so high that the
+/// benchmark never trips them: their DynamoDB writes are part of what is measured.
+fn limits() -> LimitsConfig {
+    let unreachable = 1_000_000_000;
+    LimitsConfig {
+        daily_quota: u64::from(unreachable),
+        rate: RateLimits { append: unreachable, read: unreachable, other: unreachable },
+        ..LimitsConfig::default()
+    }
+}
+
+impl Api {
+    /// Creates a fresh set of tables on `endpoint` and serves the API on a free local port.
+    pub async fn start(endpoint: &str) -> Result<Self, BoxError> {
+        let client = local::dynamodb_local::client(endpoint);
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            client.config().to_builder().interceptor(CapacityMeter).build(),
+        );
+        let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let tables = TableNames::with_prefix(&prefix);
+        local::tables::create_tables(&client, &tables).await?;
+        let auth = AuthConfig {
+            key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
+            issuer: None,
+            audience: None,
+            telegram: None,
+        };
+        let state = AppState::new(client, &Config { tables, auth, limits: limits() }, Arc::new(SystemClock))?;
+        let log = Log::default();
+        let app = local::app(state.clone()).layer(middleware::from_fn_with_state(log.clone(), record));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+        Ok(Self { state, base, log, http })
+    }
+
+    /// The requests served since the last call, in completion order.
+    pub fn take_served(&self) -> Vec<Served> {
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Sends one request as `token`'s user; a status other than 2xx is an error.
+    pub async fn call(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Called, BoxError> {
+        let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let started = Instant::now();
+        let response = self.http.request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let latency = started.elapsed();
+        if !status.is_success() {
+            return Err(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&bytes)).into());
+        }
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        Ok(Called { latency, body })
+    }
+}
+
+pub struct Called {
+    pub latency: Duration,
+    pub body: Value,
+}
+
+async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (response, dynamodb) = meter::measure(next.run(request)).await;
+    let served = Served { handler: started.elapsed(), dynamodb };
+    log.lock().unwrap_or_else(PoisonError::into_inner).push(served);
+    response
+}
+
+/// A dev token for `user` (HS256, the local secret), valid for an hour.
+pub fn token(user: &str) -> Result<String, BoxError> {
+    Ok(mint(
+        DEV_JWT_SECRET.as_bytes(),
+        &TokenRequest { sub: user, ttl_secs: 3600, issuer: None, audience: None, admin: false },
+    )?)
+}
