@@ -64,3 +64,24 @@ start_dynamodb_local() {
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+
+# Installs a pinned Python package set into its own venv under .local/: ensure_venv DIR PACKAGE...
+ensure_venv() {
+    local dir="$1"
+    shift
+    if [ -x "$dir/bin/python" ] && "$dir/bin/pip" show "${1%%==*}" >/dev/null 2>&1; then return; fi
+    log "installing $* (PyPI) into ${dir#"$ROOT/"}"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet "$@"
+}
+
+# cargo-lambda (it ships zig, the cross-linker) and the arm64 Rust target, for Lambda builds.
+ensure_cargo_lambda() {
+    if ! command -v cargo-lambda >/dev/null 2>&1; then
+        ensure_venv "$ROOT/.local/cargo-lambda-1.9.2" "cargo-lambda==1.9.2"
+        export PATH="$ROOT/.local/cargo-lambda-1.9.2/bin:$PATH"
+    fi
+    if ! rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$'; then
+        rustup target add aarch64-unknown-linux-gnu
+    fi
+}

@@ -37,6 +37,6 @@ failed=$(grep -Eo '[0-9]+ failed' "$test_log" | awk '{sum += $1} END {print sum 
 rm -f "$test_log"
 log "Schemathesis against the local server"
 "$ROOT/scripts/schemathesis.sh"
-log "benchmark smoke run (bench-history, small sizes)"
-cargo run -q --locked -p local --bin bench-history -- --history 200 --ops 20
+log "benchmark smoke run (every phase at toy sizes, into target/bench-smoke/)"
+"$ROOT/scripts/bench.sh" --smoke
 echo "tests: $passed passed, $failed failed"

@@ -87,7 +87,12 @@ struct Started {
     peak_rss_kib: u64,
 }
 
-async fn start_once(settings: &Settings<'_>, binary: &PathBuf, event: &str, warm_up: bool) -> Result<Started, BoxError> {
+async fn start_once(
+    settings: &Settings<'_>,
+    binary: &PathBuf,
+    event: &str,
+    warm_up: bool,
+) -> Result<Started, BoxError> {
     let (answers, mut answered) = mpsc::unbounded_channel();
     let runtime = Arc::new(Runtime {
         event: event.to_owned(),
@@ -138,7 +143,8 @@ async fn start_once(settings: &Settings<'_>, binary: &PathBuf, event: &str, warm
             .await
             .map_err(|_| format!("{}: no answer within 30 s", binary.display()))?
             .ok_or("runtime API closed")?;
-        let status = answer.status.ok_or_else(|| format!("{}: invocation failed: {}", binary.display(), answer.body))?;
+        let status =
+            answer.status.ok_or_else(|| format!("{}: invocation failed: {}", binary.display(), answer.body))?;
         if !(200..300).contains(&status) {
             return Err(format!("{}: answered {status}: {}", binary.display(), answer.body).into());
         }
@@ -185,7 +191,8 @@ impl Runtime {
 
     fn answer(&self, status: Option<u16>, body: &Bytes) -> StatusCode {
         let at = Instant::now();
-        let _ = self.answers.send(Answer { at, status, body: String::from_utf8_lossy(body).chars().take(500).collect() });
+        let _ =
+            self.answers.send(Answer { at, status, body: String::from_utf8_lossy(body).chars().take(500).collect() });
         StatusCode::ACCEPTED
     }
 }

@@ -53,7 +53,13 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
-pub fn run(python: &Path, endpoint: &str, histories: &[u64], samples: usize, budget_secs: u64) -> Result<LangChain, BoxError> {
+pub fn run(
+    python: &Path,
+    endpoint: &str,
+    histories: &[u64],
+    samples: usize,
+    budget_secs: u64,
+) -> Result<LangChain, BoxError> {
     let script = local::dynamodb_local::workspace_root().join("bench/langchain_replay.py");
     let checkpoints: Vec<String> = histories.iter().map(u64::to_string).collect();
     let output = std::process::Command::new(python)

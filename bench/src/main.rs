@@ -7,6 +7,7 @@
 //! lengths, LangChain's `DynamoDBChatMessageHistory` on the same workload, and the cold start, size
 //! and memory of each function binary.
 
+mod billing;
 mod cold_start;
 mod langchain;
 mod meter;
@@ -59,7 +60,7 @@ impl Args {
             binaries: "target/release".into(),
             cold_runs: 10,
             invocations: 200,
-            python: ".local/langchain-venv/bin/python".into(),
+            python: ".local/langchain-community-0.4.2/bin/python".into(),
             langchain_samples: 50,
             langchain_budget_secs: 900,
             command: "scripts/bench.sh".into(),
@@ -110,7 +111,8 @@ impl Args {
                 _ => return Err(USAGE.into()),
             }
         }
-        if args.histories.is_empty() || args.clients == 0 || args.requests == 0 || args.ops == 0 || args.cold_runs == 0 {
+        if args.histories.is_empty() || args.clients == 0 || args.requests == 0 || args.ops == 0 || args.cold_runs == 0
+        {
             return Err(USAGE.into());
         }
         Ok(args)
@@ -144,13 +146,8 @@ async fn main() -> Result<(), BoxError> {
     .await?;
 
     eprintln!("LangChain replay (up to {} s)", args.langchain_budget_secs);
-    let langchain = langchain::run(
-        &args.python,
-        &endpoint,
-        &args.histories,
-        args.langchain_samples,
-        args.langchain_budget_secs,
-    )?;
+    let langchain =
+        langchain::run(&args.python, &endpoint, &args.histories, args.langchain_samples, args.langchain_budget_secs)?;
 
     let artifacts = cold_start::FUNCTIONS
         .iter()

@@ -18,12 +18,19 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use serde_json::Value;
 
+use crate::billing::{self, Written};
+
 /// DynamoDB's share of one request.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Usage {
     pub calls: u32,
+    /// Units as DynamoDB Local reported them.
     pub read_units: f64,
     pub write_units: f64,
+    /// The part of `write_units` reported for transactions, and the items those wrote (see
+    /// [`crate::billing`]: DynamoDB Local's transaction figures are not what AWS bills).
+    pub transaction_write_units: f64,
+    pub transaction_items: Vec<Written>,
     /// Wall time with at least one DynamoDB call in flight (parallel calls count once).
     pub dynamodb: Duration,
     in_flight: u32,
@@ -39,9 +46,13 @@ impl Usage {
         self.in_flight += 1;
     }
 
-    fn call_finished(&mut self, now: Instant, units: Units) {
+    fn call_finished(&mut self, now: Instant, units: Units, transaction: Option<Vec<Written>>) {
         self.read_units += units.read;
         self.write_units += units.write;
+        if let Some(items) = transaction {
+            self.transaction_write_units += units.write;
+            self.transaction_items.extend(items);
+        }
         self.in_flight = self.in_flight.saturating_sub(1);
         if self.in_flight == 0
             && let Some(since) = self.busy_since.take()
@@ -59,7 +70,7 @@ tokio::task_local! {
 pub async fn measure<F: Future>(future: F) -> (F::Output, Usage) {
     let usage = Arc::new(Mutex::new(Usage::default()));
     let output = CURRENT.scope(usage.clone(), future).await;
-    let usage = *usage.lock().unwrap_or_else(PoisonError::into_inner);
+    let usage = usage.lock().unwrap_or_else(PoisonError::into_inner).clone();
     (output, usage)
 }
 
@@ -80,6 +91,14 @@ struct InFlight {
     writes: bool,
 }
 
+/// The items of a `TransactWriteItems` call, carried from its request to its response.
+#[derive(Clone, Debug)]
+struct Transaction(Vec<Written>);
+
+impl Storable for Transaction {
+    type Storer = StoreReplace<Self>;
+}
+
 impl Storable for InFlight {
     type Storer = StoreReplace<Self>;
 }
@@ -96,13 +115,16 @@ impl Intercept for CapacityMeter {
         &self,
         context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request_mut();
         let Some(Value::Object(mut body)) = request.body().bytes().and_then(|bytes| serde_json::from_slice(bytes).ok())
         else {
             return Ok(());
         };
+        if body.contains_key("TransactItems") {
+            cfg.interceptor_state().store_put(Transaction(billing::transaction_items(&body)));
+        }
         body.insert("ReturnConsumedCapacity".into(), Value::from("TOTAL"));
         let bytes = serde_json::to_vec(&body)?;
         if request.headers().contains_key("content-length") {
@@ -120,7 +142,8 @@ impl Intercept for CapacityMeter {
     ) -> Result<(), BoxError> {
         let target = context.request().headers().get("x-amz-target").unwrap_or_default();
         let operation = target.rsplit('.').next().unwrap_or_default();
-        let writes = matches!(operation, "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem");
+        let writes =
+            matches!(operation, "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem");
         cfg.interceptor_state().store_put(InFlight { writes });
         with_current(|usage| usage.call_started(Instant::now()));
         Ok(())
@@ -134,13 +157,15 @@ impl Intercept for CapacityMeter {
     ) -> Result<(), BoxError> {
         let now = Instant::now();
         let writes = cfg.load::<InFlight>().is_some_and(|call| call.writes);
+        let committed = context.response().is_some_and(|response| response.status().is_success());
+        let transaction = cfg.load::<Transaction>().filter(|_| committed).map(|items| items.0.clone());
         let consumed = context
             .response()
             .and_then(|response| response.body().bytes())
             .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
             .map_or(0.0, |body| capacity_units(&body));
         let units = if writes { Units { read: 0.0, write: consumed } } else { Units { read: consumed, write: 0.0 } };
-        with_current(|usage| usage.call_finished(now, units));
+        with_current(|usage| usage.call_finished(now, units, transaction));
         Ok(())
     }
 }
@@ -180,8 +205,8 @@ mod tests {
         let mut usage = Usage::default();
         usage.call_started(start);
         usage.call_started(start + Duration::from_millis(1));
-        usage.call_finished(start + Duration::from_millis(3), Units::default());
-        usage.call_finished(start + Duration::from_millis(4), Units { read: 1.0, write: 0.0 });
+        usage.call_finished(start + Duration::from_millis(3), Units::default(), None);
+        usage.call_finished(start + Duration::from_millis(4), Units { read: 1.0, write: 0.0 }, None);
         assert_eq!(usage.calls, 2);
         assert_eq!(usage.dynamodb, Duration::from_millis(4));
         assert!((usage.read_units - 1.0).abs() < f64::EPSILON);

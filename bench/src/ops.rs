@@ -83,7 +83,9 @@ impl Operation {
             Self::AddMemory => (
                 "POST",
                 "/v1/memories".into(),
-                Some(json!({"content": format!("Likes green tea, fact {i}"), "memory_type": "preference", "importance": 6})),
+                Some(
+                    json!({"content": format!("Likes green tea, fact {i}"), "memory_type": "preference", "importance": 6}),
+                ),
             ),
             Self::GetLimits => ("GET", "/v1/limits".into(), None),
         }
@@ -95,8 +97,8 @@ pub fn text(i: usize) -> String {
     format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(12)).chars().take(300).collect()
 }
 
-fn message(i: usize) -> Value {
-    json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": text(i)})
+pub fn message(i: usize) -> Value {
+    json!({"role": if i.is_multiple_of(2) { "user" } else { "assistant" }, "content": text(i)})
 }
 
 pub struct OperationReport {
@@ -123,12 +125,14 @@ pub async fn run(api: &Arc<Api>, clients: usize, requests: usize) -> Result<Vec<
     for operation in OPERATIONS {
         load(api, &prepared, operation, WARM_UP, 0).await?;
     }
-    api.take_served();
+    api.discard_served();
     for operation in OPERATIONS {
         let latencies = load(api, &prepared, operation, requests, WARM_UP).await?;
-        let served = api.take_served();
+        let served = api.take_served().await?;
         if served.len() != latencies.len() {
-            return Err(format!("{}: {} requests sent, {} served", operation.name(), latencies.len(), served.len()).into());
+            return Err(
+                format!("{}: {} requests sent, {} served", operation.name(), latencies.len(), served.len()).into()
+            );
         }
         let server = ServerSide::of(&served).ok_or("nothing served")?;
         reports.push(OperationReport { operation, client: Percentiles::new(latencies), server });
@@ -147,7 +151,8 @@ async fn prepare(api: &Api, user: &str) -> Result<Client, BoxError> {
         api.call(&token, "POST", &path, Some(&json!({"messages": messages}))).await?;
     }
     for i in 0..10 {
-        let memory = json!({"content": format!("Has a cat named Miso, fact {i}"), "memory_type": "fact", "importance": 7});
+        let memory =
+            json!({"content": format!("Has a cat named Miso, fact {i}"), "memory_type": "fact", "importance": 7});
         api.call(&token, "POST", "/v1/memories", Some(&memory)).await?;
     }
     Ok(Client { token, session })

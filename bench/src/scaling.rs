@@ -3,11 +3,10 @@
 
 use std::time::Instant;
 
-use serde_json::json;
 use shared::domain::{Content, MessageType, NewMessage, Role, SessionId, UserId};
 
 use crate::BoxError;
-use crate::ops::text;
+use crate::ops::{message, text};
 use crate::server::{Api, Served, token};
 use crate::stats::{Percentiles, ServerSide};
 
@@ -54,19 +53,18 @@ pub async fn run(api: &Api, histories: &[u64], ops: usize) -> Result<Vec<Point>,
         eprintln!("history {history}: seeded {sessions} session(s) in {seed_secs:.1} s");
 
         let token = token(&user_name)?;
-        api.take_served();
+        api.discard_served();
         let (mut appends, mut reads) = (Vec::with_capacity(ops), Vec::with_capacity(ops));
         let (mut append_served, mut read_served) = (Vec::with_capacity(ops), Vec::with_capacity(ops));
         for (s, session) in ids.iter().enumerate() {
             let messages = format!("/v1/sessions/{session}/messages");
             for k in 0..per_session.min(ops - s * per_session) {
-                let i = usize::try_from(history)? + k;
-                let body = json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": text(i)});
+                let body = message(usize::try_from(history)? + k);
                 appends.push(api.call(&token, "POST", &messages, Some(&body)).await?.latency);
-                append_served.extend(api.take_served());
+                append_served.extend(api.take_served().await?);
                 let latest = format!("{messages}?order=desc&limit=50");
                 reads.push(api.call(&token, "GET", &latest, None).await?.latency);
-                read_served.extend(api.take_served());
+                read_served.extend(api.take_served().await?);
             }
         }
         points.push(Point {
@@ -89,7 +87,7 @@ async fn seed(state: &shared::AppState, user: &UserId, history: u64) -> Result<S
         let batch = (seeded..(seeded + 20).min(history))
             .map(|i| {
                 Ok(NewMessage {
-                    role: if i % 2 == 0 { Role::User } else { Role::Assistant },
+                    role: if i.is_multiple_of(2) { Role::User } else { Role::Assistant },
                     message_type: MessageType::default(),
                     content: Content::parse(text(usize::try_from(i)?))?,
                     payload: None,

@@ -20,14 +20,17 @@ use shared::config::{AuthConfig, Config, JwtKey, LimitsConfig, TableNames};
 use shared::domain::{RateLimits, SystemClock};
 
 use crate::BoxError;
+use crate::billing::Auditor;
 use crate::meter::{self, CapacityMeter, Usage};
 
 /// One request as the server saw it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Served {
     /// From the router receiving the request to the response being ready.
     pub handler: Duration,
     pub dynamodb: Usage,
+    /// Write units as AWS bills them (transactions recounted by [`crate::billing`]).
+    pub billed_write_units: f64,
 }
 
 impl Served {
@@ -41,6 +44,7 @@ type Log = Arc<Mutex<Vec<Served>>>;
 
 pub struct Api {
     pub state: AppState,
+    auditor: Auditor,
     base: String,
     log: Log,
     http: Client<HttpConnector, Full<Bytes>>,
@@ -60,10 +64,9 @@ fn limits() -> LimitsConfig {
 impl Api {
     /// Creates a fresh set of tables on `endpoint` and serves the API on a free local port.
     pub async fn start(endpoint: &str) -> Result<Self, BoxError> {
-        let client = local::dynamodb_local::client(endpoint);
-        let client = aws_sdk_dynamodb::Client::from_conf(
-            client.config().to_builder().interceptor(CapacityMeter).build(),
-        );
+        let plain = local::dynamodb_local::client(endpoint);
+        let client =
+            aws_sdk_dynamodb::Client::from_conf(plain.config().to_builder().interceptor(CapacityMeter).build());
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await?;
@@ -80,12 +83,23 @@ impl Api {
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, app).await });
         let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
-        Ok(Self { state, base, log, http })
+        Ok(Self { state, auditor: Auditor::new(plain), base, log, http })
     }
 
-    /// The requests served since the last call, in completion order.
-    pub fn take_served(&self) -> Vec<Served> {
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Forgets the requests served so far (warm-up traffic).
+    pub fn discard_served(&self) {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// The requests served since the last call, in completion order, with their billed write units.
+    pub async fn take_served(&self) -> Result<Vec<Served>, BoxError> {
+        let mut served = std::mem::take(&mut *self.log.lock().unwrap_or_else(PoisonError::into_inner));
+        for request in &mut served {
+            let usage = &request.dynamodb;
+            let transactions = self.auditor.write_units(&usage.transaction_items).await?;
+            request.billed_write_units = usage.write_units - usage.transaction_write_units + transactions;
+        }
+        Ok(served)
     }
 
     /// Sends one request as `token`'s user; a status other than 2xx is an error.
@@ -118,7 +132,7 @@ pub struct Called {
 async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let (response, dynamodb) = meter::measure(next.run(request)).await;
-    let served = Served { handler: started.elapsed(), dynamodb };
+    let served = Served { handler: started.elapsed(), dynamodb, billed_write_units: 0.0 };
     log.lock().unwrap_or_else(PoisonError::into_inner).push(served);
     response
 }

@@ -35,7 +35,9 @@ pub struct ServerSide {
     pub overhead: Percentiles,
     pub calls: f64,
     pub read_units: f64,
+    /// Billed write units (see [`crate::billing`]) and, for comparison, what DynamoDB Local reported.
     pub write_units: f64,
+    pub reported_write_units: f64,
 }
 
 impl ServerSide {
@@ -50,7 +52,8 @@ impl ServerSide {
             overhead: Percentiles::new(served.iter().map(Served::overhead)),
             calls: mean(|request| f64::from(request.dynamodb.calls)),
             read_units: mean(|request| request.dynamodb.read_units),
-            write_units: mean(|request| request.dynamodb.write_units),
+            write_units: mean(|request| request.billed_write_units),
+            reported_write_units: mean(|request| request.dynamodb.write_units),
         })
     }
 }

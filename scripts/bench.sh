@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The benchmark: writes BENCHMARKS.md and bench/scaling.svg (see bench/src/main.rs for what is
+# measured). Installs what is missing (Java, DynamoDB Local, the LangChain replay's Python packages,
+# cargo-lambda for the arm64 artifacts), builds the release binaries, and runs against its own
+# in-memory DynamoDB Local unless AWS_ENDPOINT_URL_DYNAMODB is set. Takes ~20 minutes from cold on
+# 2 cores (two release builds, 100,000 seeded messages, LangChain until it breaks).
+#
+#   scripts/bench.sh                 # the full run; extra arguments go to the bench program
+#   scripts/bench.sh --smoke         # every phase at toy sizes into target/bench-smoke/ (seconds; the test command runs it)
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+LANGCHAIN_VENV="$ROOT/.local/langchain-community-0.4.2"
+FUNCTIONS=(sessions messages memories limits)
+
+ensure_java
+ensure_dynamodb_local
+ensure_venv "$LANGCHAIN_VENV" "langchain-community==0.4.2" "langchain-core==1.7.2" "boto3==1.44.5"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
+
+packages=(-p bench)
+for function in "${FUNCTIONS[@]}"; do packages+=(-p "$function"); done
+
+if [ "${1:-}" = "--smoke" ]; then
+    cargo build -q --locked "${packages[@]}"
+    exec target/debug/bench "$@" --python "$LANGCHAIN_VENV/bin/python"
+fi
+
+ensure_cargo_lambda
+bins=()
+for function in "${FUNCTIONS[@]}"; do bins+=(--bin "$function"); done
+log "arm64 Lambda artifacts (cargo lambda build --release --arm64)"
+cargo lambda build --release --arm64 "${bins[@]}"
+cargo lambda build --release --arm64 --output-format zip "${bins[@]}"
+log "release binaries for this machine"
+cargo build --release --locked "${packages[@]}"
+target/release/bench --python "$LANGCHAIN_VENV/bin/python" "$@"
