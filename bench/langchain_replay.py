@@ -59,7 +59,8 @@ def main():
     events.register("before-parameter-build.dynamodb.*", ask_for_capacity)
     events.register("after-call.dynamodb.*", count)
 
-    windows = [(c, c + args.samples) for c in checkpoints]
+    # Like the Rust side, a checkpoint's appends stay below twice its history length.
+    windows = [(c, c + min(args.samples, max(c, 1))) for c in checkpoints]
     points = {c: {"history": c, "latencies_ms": [], "read_units": [], "write_units": [], "calls": []} for c in checkpoints}
     curve = []
     stopped = {"at": None, "reason": None}

@@ -105,8 +105,11 @@ pub struct OperationReport {
     pub operation: Operation,
     pub client: Percentiles,
     pub server: ServerSide,
+    /// The same operation from a single client: the handler's overhead without CPU contention.
+    pub alone: ServerSide,
 }
 
+#[derive(Clone)]
 struct Client {
     token: String,
     session: String,
@@ -126,18 +129,23 @@ pub async fn run(api: &Arc<Api>, clients: usize, requests: usize) -> Result<Vec<
         load(api, &prepared, operation, WARM_UP, 0).await?;
     }
     api.discard_served();
+    let first = Arc::new(prepared.iter().take(1).cloned().collect::<Vec<_>>());
     for operation in OPERATIONS {
         let latencies = load(api, &prepared, operation, requests, WARM_UP).await?;
-        let served = api.take_served().await?;
-        if served.len() != latencies.len() {
-            return Err(
-                format!("{}: {} requests sent, {} served", operation.name(), latencies.len(), served.len()).into()
-            );
-        }
-        let server = ServerSide::of(&served).ok_or("nothing served")?;
-        reports.push(OperationReport { operation, client: Percentiles::new(latencies), server });
+        let server = served(api, operation, latencies.len()).await?;
+        let alone = load(api, &first, operation, requests, WARM_UP + requests).await?;
+        let alone = served(api, operation, alone.len()).await?;
+        reports.push(OperationReport { operation, client: Percentiles::new(latencies), server, alone });
     }
     Ok(reports)
+}
+
+async fn served(api: &Api, operation: Operation, sent: usize) -> Result<ServerSide, BoxError> {
+    let served = api.take_served().await?;
+    if served.len() != sent {
+        return Err(format!("{}: {sent} requests sent, {} served", operation.name(), served.len()).into());
+    }
+    ServerSide::of(&served).ok_or_else(|| "nothing served".into())
 }
 
 /// A user with a session of 60 messages and 10 memories, so reads return full pages.
