@@ -32,7 +32,7 @@ pub struct Usage {
     pub transaction_write_units: f64,
     pub transaction_items: Vec<Written>,
     /// Wall time with at least one DynamoDB call in flight (parallel calls count once).
-    pub dynamodb: Duration,
+    pub waiting: Duration,
     in_flight: u32,
     busy_since: Option<Instant>,
 }
@@ -57,7 +57,7 @@ impl Usage {
         if self.in_flight == 0
             && let Some(since) = self.busy_since.take()
         {
-            self.dynamodb += now - since;
+            self.waiting += now - since;
         }
     }
 }
@@ -208,7 +208,7 @@ mod tests {
         usage.call_finished(start + Duration::from_millis(3), Units::default(), None);
         usage.call_finished(start + Duration::from_millis(4), Units { read: 1.0, write: 0.0 }, None);
         assert_eq!(usage.calls, 2);
-        assert_eq!(usage.dynamodb, Duration::from_millis(4));
+        assert_eq!(usage.waiting, Duration::from_millis(4));
         assert!((usage.read_units - 1.0).abs() < f64::EPSILON);
     }
 }

@@ -36,7 +36,7 @@ pub struct Served {
 impl Served {
     /// The handler's own time: everything but waiting for DynamoDB.
     pub fn overhead(&self) -> Duration {
-        self.handler.saturating_sub(self.dynamodb.dynamodb)
+        self.handler.saturating_sub(self.dynamodb.waiting)
     }
 }
 
