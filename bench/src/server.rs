@@ -13,10 +13,10 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
+use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{AuthConfig, Config, JwtKey, LimitsConfig, TableNames};
+use shared::config::{Config, LimitsConfig, TableNames};
 use shared::domain::{RateLimits, SystemClock};
 
 use crate::BoxError;
@@ -70,13 +70,8 @@ impl Api {
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await?;
-        let auth = AuthConfig {
-            key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
-            issuer: None,
-            audience: None,
-            telegram: None,
-        };
-        let state = AppState::new(client, &Config { tables, auth, limits: limits() }, Arc::new(SystemClock))?;
+        let config = Config { tables, auth: dev_auth(), limits: limits() };
+        let state = AppState::new(client, &config, Arc::new(SystemClock))?;
         let log = Log::default();
         let app = local::app(state.clone()).layer(middleware::from_fn_with_state(log.clone(), record));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -2,9 +2,20 @@
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde::Serialize;
+use shared::config::{AuthConfig, JwtKey};
 
 /// The secret `scripts/dev.sh` uses when `JWT_SECRET` is not set. Never deploy it.
 pub const DEV_JWT_SECRET: &str = "local-dev-secret-not-for-production-0123456789";
+
+/// Verification of dev tokens: HS256 with [`DEV_JWT_SECRET`], no issuer, audience or Telegram.
+pub fn dev_auth() -> AuthConfig {
+    AuthConfig {
+        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
+        issuer: None,
+        audience: None,
+        telegram: None,
+    }
+}
 
 #[derive(Serialize)]
 struct Claims<'a> {

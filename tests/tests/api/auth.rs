@@ -4,7 +4,7 @@ use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use local::token::DEV_JWT_SECRET;
+use local::token::{DEV_JWT_SECRET, dev_auth};
 use serde_json::{Value, json};
 use shared::auth::Authenticator;
 use shared::config::{AuthConfig, JwtKey};
@@ -119,12 +119,8 @@ async fn rs256_accepts_its_key_and_rejects_confusion() {
 
 #[tokio::test]
 async fn issuer_and_audience_are_checked_when_configured() {
-    let auth = AuthConfig {
-        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
-        issuer: Some("https://issuer.example".into()),
-        audience: Some("chat-api".into()),
-        telegram: None,
-    };
+    let auth =
+        AuthConfig { issuer: Some("https://issuer.example".into()), audience: Some("chat-api".into()), ..dev_auth() };
     let app = TestApp::with_auth(auth).await;
     let secret = DEV_JWT_SECRET.as_bytes();
     let claims = |iss: &str, aud: &str| json!({"sub": "auth-user", "exp": now() + 600, "iss": iss, "aud": aud});

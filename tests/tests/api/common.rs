@@ -7,10 +7,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
+use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{AuthConfig, Config, JwtKey, LimitsConfig, TableNames};
+use shared::config::{AuthConfig, Config, LimitsConfig, TableNames};
 use shared::domain::{Clock, RateLimits, SystemClock};
 use tower::ServiceExt;
 
@@ -22,15 +22,6 @@ pub fn endpoint() -> &'static str {
 
 pub fn client() -> Client {
     local::dynamodb_local::client(endpoint())
-}
-
-pub fn dev_auth() -> AuthConfig {
-    AuthConfig {
-        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
-        issuer: None,
-        audience: None,
-        telegram: None,
-    }
 }
 
 /// Quota and rate limits out of the way, for tests about something else.

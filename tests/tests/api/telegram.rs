@@ -2,10 +2,10 @@
 
 use axum::http::Method;
 use hmac::{Hmac, Mac};
-use local::token::DEV_JWT_SECRET;
+use local::token::{DEV_JWT_SECRET, dev_auth};
 use serde_json::json;
 use sha2::Sha256;
-use shared::config::{AuthConfig, JwtKey, TelegramConfig};
+use shared::config::{AuthConfig, TelegramConfig};
 
 use crate::common::TestApp;
 
@@ -46,10 +46,8 @@ fn user_fields(id: i64, auth_date: i64) -> Vec<(&'static str, String)> {
 
 async fn telegram_app() -> TestApp {
     TestApp::with_auth(AuthConfig {
-        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
-        issuer: None,
-        audience: None,
         telegram: Some(TelegramConfig { bot_token: BOT_TOKEN.to_owned(), max_age_secs: 3600 }),
+        ..dev_auth()
     })
     .await
 }
