@@ -3,6 +3,7 @@
 
 pub mod drift;
 pub mod dynamodb_local;
+pub mod events;
 pub mod openapi;
 pub mod tables;
 pub mod template;

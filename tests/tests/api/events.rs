@@ -8,9 +8,6 @@ use serde_json::json;
 
 use crate::common::{TestApp, User};
 
-const DEMO_SESSION: &str = "00000000-0000-4000-8000-000000000001";
-const DEMO_MEMORY: &str = "00000000-0000-4000-8000-00000000000a";
-
 fn event_files() -> Vec<PathBuf> {
     let root = local::dynamodb_local::workspace_root().join("events");
     let mut files = Vec::new();
@@ -58,8 +55,7 @@ async fn every_sample_event_gets_the_status_in_its_name() {
     for file in files {
         let app = TestApp::new().await;
         let (session, memory) = seed(&app).await;
-        let text =
-            std::fs::read_to_string(&file).unwrap().replace(DEMO_SESSION, &session).replace(DEMO_MEMORY, &memory);
+        let text = local::events::read(&file, &session, &memory).unwrap();
         let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let (parts, body) = request.into_parts();
         let request = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));
