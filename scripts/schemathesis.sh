@@ -14,11 +14,7 @@ VENV="${SCHEMATHESIS_VENV:-$ROOT/.local/schemathesis-$SCHEMATHESIS_VERSION}"
 
 ensure_java
 ensure_dynamodb_local
-if [ ! -x "$VENV/bin/schemathesis" ]; then
-    log "installing Schemathesis $SCHEMATHESIS_VERSION (PyPI) into .local/"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+ensure_venv "$VENV" "schemathesis==$SCHEMATHESIS_VERSION"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 ddb_port="$(free_port)"
