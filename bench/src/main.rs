@@ -9,6 +9,7 @@
 
 mod billing;
 mod cold_start;
+mod contention;
 mod langchain;
 mod meter;
 mod ops;
@@ -30,7 +31,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
-    [--langchain-samples N] [--langchain-budget-secs N] [--command TEXT]";
+    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--command TEXT]";
 
 struct Args {
     out: PathBuf,
@@ -45,6 +46,7 @@ struct Args {
     python: PathBuf,
     langchain_samples: usize,
     langchain_budget_secs: u64,
+    contention_rounds: usize,
     command: String,
 }
 
@@ -63,6 +65,7 @@ impl Args {
             python: ".local/langchain-community-0.4.2/bin/python".into(),
             langchain_samples: 50,
             langchain_budget_secs: 900,
+            contention_rounds: 20,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -81,6 +84,7 @@ impl Args {
             invocations: 3,
             langchain_samples: 5,
             langchain_budget_secs: 120,
+            contention_rounds: 1,
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -107,6 +111,7 @@ impl Args {
                 "--python" => args.python = value.into(),
                 "--langchain-samples" => args.langchain_samples = value.parse()?,
                 "--langchain-budget-secs" => args.langchain_budget_secs = value.parse()?,
+                "--contention-rounds" => args.contention_rounds = value.parse()?,
                 "--command" => args.command = value.clone(),
                 _ => return Err(USAGE.into()),
             }
@@ -131,6 +136,8 @@ async fn main() -> Result<(), BoxError> {
     let operations = ops::run(&api, args.clients, args.requests).await?;
     eprintln!("scaling: history {:?}, {} appends and reads each", args.histories, args.ops);
     let scaling = scaling::run(&api, &args.histories, args.ops).await?;
+    eprintln!("contention: {} rounds per scenario", args.contention_rounds);
+    let contention = contention::run(&endpoint, args.contention_rounds).await?;
 
     eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
     let demo = UserId::parse("demo-user").ok_or("user id")?;
@@ -169,6 +176,7 @@ async fn main() -> Result<(), BoxError> {
         langchain,
         cold_starts,
         artifacts,
+        contention,
     };
     write(&args, &results)
 }

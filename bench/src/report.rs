@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use crate::cold_start::ColdStart;
+use crate::contention;
 use crate::langchain::LangChain;
 use crate::ops::OperationReport;
 use crate::plot::{Chart, Series};
@@ -44,6 +45,7 @@ pub struct Results {
     pub langchain: LangChain,
     pub cold_starts: Vec<ColdStart>,
     pub artifacts: Vec<Artifact>,
+    pub contention: contention::Report,
 }
 
 fn ms(value: f64) -> String {
@@ -116,6 +118,18 @@ impl Results {
                 ms(loaded),
                 met(alone < 1.0),
                 met(loaded < 1.0)
+            );
+        }
+        for (name, scenario) in self.contention_scenarios() {
+            let p99 = scenario.latency.at(99.0);
+            let _ = writeln!(
+                out,
+                "| {name}: every round exact, 0 × 503, p99 < 2 s | {}/{} rounds exact, {} × 503, p99 {} ms | {} |",
+                scenario.rounds_correct,
+                scenario.rounds,
+                scenario.unavailable,
+                ms(p99),
+                met(scenario.rounds_correct == scenario.rounds && scenario.unavailable == 0 && p99 < 2000.0)
             );
         }
         let warm = self.cold_starts.iter().filter(|start| start.warm_up);
@@ -334,8 +348,57 @@ impl Results {
         self.operations(&mut out);
         self.scaling(&mut out, plot);
         self.versus_langchain(&mut out);
+        self.contention(&mut out);
         self.cold_starts(&mut out);
         out
+    }
+
+    fn contention_scenarios(&self) -> [(String, &contention::Scenario); 2] {
+        [
+            (
+                format!("{} concurrent appends to one session, 2 instances", contention::SESSION_WRITERS),
+                &self.contention.one_session,
+            ),
+            (
+                format!(
+                    "{} concurrent user appends, {} sessions, 2 instances, quota {}",
+                    contention::QUOTA_WRITERS,
+                    contention::QUOTA_SESSIONS,
+                    contention::QUOTA
+                ),
+                &self.contention.quota,
+            ),
+        ]
+    }
+
+    fn contention(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "## Contention\n\n{}\n\n\
+             Two app instances (two `AppState`s, each with its own caches and write gates, each behind its own \
+             HTTP server) on one DynamoDB Local; every round fires all its appends at once, split between the \
+             instances, with a fresh user. A round is exact when every append was stored once with seqs \
+             1..N (one session), or when exactly the quota was accepted, the rest refused with 429, and both \
+             the counter and the stored logs say the quota (quota race). Latency is each append's, from the \
+             client.\n",
+            self.provenance.stamp()
+        );
+        out.push_str("| scenario | rounds exact | 201 | 429 | 503 | other | latency p50 / p95 / p99 / max ms |\n|---|---|---|---|---|---|---|\n");
+        for (name, scenario) in self.contention_scenarios() {
+            let _ = writeln!(
+                out,
+                "| {name} | {}/{} | {} | {} | {} | {} | {} / {} |",
+                scenario.rounds_correct,
+                scenario.rounds,
+                scenario.created,
+                scenario.refused,
+                scenario.unavailable,
+                scenario.other,
+                triple(&scenario.latency),
+                ms(scenario.latency.at(100.0))
+            );
+        }
+        out.push('\n');
     }
 
     pub fn plot(&self) -> String {

@@ -50,7 +50,10 @@ const COUNT: &str = "count";
 
 /// Idempotency records answer retries for at least this long (TTL removes them some time after).
 const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
-/// An append retries stale guesses and transaction conflicts within these bounds, then answers 503.
+/// An append retries a stale guess at once (the cancellation told it the fresh state) and a
+/// transaction conflict after a short jitter; only a database that keeps refusing for this many
+/// attempts or this long is answered 503. Lost races end long before: inside a process a user's
+/// writes take turns (`WriteGates`), so the contenders for an item are the processes.
 const MAX_ATTEMPTS: u32 = 200;
 const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
 /// Read-modify-write operations (edit, delete, forget-recent, new-scene) retry this often.
@@ -216,9 +219,10 @@ fn is_conflict(reasons: &[CancellationReason]) -> bool {
     reasons.iter().any(|reason| reason.code() == Some("TransactionConflict"))
 }
 
-/// Sleeps a random, growing fraction of a few milliseconds to spread out contending writers.
+/// Sleeps a random, growing fraction of a few milliseconds (at most 16) to spread out writers
+/// whose transactions collided; short, because the other side is about to commit.
 async fn backoff(attempt: u32) {
-    let cap_ms = 2u64.saturating_pow(attempt.min(6)).min(50);
+    let cap_ms = 2u64.saturating_pow(attempt.min(4));
     tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
 }
 
@@ -244,6 +248,7 @@ impl Store {
         messages: Vec<NewMessage>,
         idempotency: Option<&Idempotency>,
     ) -> Result<Appended, StoreError> {
+        let _turn = self.gates.enter(user).await;
         let started = Instant::now();
         // What this instance does not know yet it reads in one parallel round.
         let seq_hint = self.seq_hints.get(session_id);
@@ -308,13 +313,14 @@ impl Store {
                         limits.used_guess = Some(actual);
                         limits.used_verified = true;
                     }
+                    // The cancellation carried the fresh state: the next attempt is right unless
+                    // another process commits first, so it goes at once.
                 }
-                Err(AppendMiss::Conflict) => {}
+                Err(AppendMiss::Conflict) => backoff(attempt).await,
             }
             if started.elapsed() > ATTEMPT_BUDGET {
                 break;
             }
-            backoff(attempt).await;
         }
         Err(StoreError::Unavailable("the session is too busy: append retries exhausted".into()))
     }
@@ -687,6 +693,7 @@ impl Store {
         seq: Seq,
         content: Content,
     ) -> Result<Message, StoreError> {
+        let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let (record, stored) =
                 tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
@@ -724,6 +731,7 @@ impl Store {
 
     /// Soft-deletes one message; its seq is never reused.
     pub async fn delete_message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {
+        let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let (record, stored) =
                 tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
@@ -747,6 +755,7 @@ impl Store {
 
     /// Soft-deletes the newest `count` live messages; returns how many there were.
     pub async fn forget_recent(&self, user: &UserId, session_id: SessionId, count: usize) -> Result<u64, StoreError> {
+        let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let record = self.writable_session(user, session_id).await?;
             let (newest, _) = self.live_messages(session_id, record.visible_after, None, false, count + 1).await?;
@@ -772,6 +781,7 @@ impl Store {
 
     /// Hides every live message but the newest `keep`; returns how many were hidden.
     pub async fn new_scene(&self, user: &UserId, session_id: SessionId, keep: usize) -> Result<u64, StoreError> {
+        let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let record = self.writable_session(user, session_id).await?;
             let live = record.session.message_count;

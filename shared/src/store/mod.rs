@@ -1,5 +1,6 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
+mod gate;
 mod hints;
 mod item;
 mod limits;
@@ -152,6 +153,7 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     calls: Arc<AtomicU64>,
     seq_hints: Arc<messages::SeqHints>,
+    gates: Arc<gate::WriteGates>,
     limits: Arc<LimitsConfig>,
     limit_caches: Arc<limits::LimitCaches>,
 }
@@ -166,6 +168,7 @@ impl Store {
             clock,
             calls,
             seq_hints: Arc::default(),
+            gates: Arc::default(),
             limits: Arc::new(limits),
             limit_caches: Arc::default(),
         }

@@ -21,6 +21,9 @@ fn quota_only(daily_quota: u64) -> LimitsConfig {
     LimitsConfig { daily_quota, rate: RateLimits { append: 0, read: 0, other: 0 }, ..LimitsConfig::default() }
 }
 
+/// An app whose clock stands at `now`. The tests' dates lie 400 years ahead (the calendar repeats
+/// every 400 years, weekdays and leap days included): DynamoDB Local's TTL runs on the real clock,
+/// and would remove counters whose `expires_at` a past test clock put behind the real now.
 async fn app_at(limits: LimitsConfig, now: &str) -> (TestApp, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(at(now)));
     (TestApp::with_limits(limits, clock.clone()).await, clock)
@@ -32,14 +35,21 @@ async fn say(app: &TestApp, user: &User, session: &str, role: &str) -> crate::co
 
 #[tokio::test]
 async fn exactly_the_quota_of_100_concurrent_user_appends_succeeds() {
-    let (app, clock) = app_at(quota_only(50), "2026-11-21T10:00:00.000000Z").await;
+    let (app, clock) = app_at(quota_only(50), "2426-11-21T10:00:00.000000Z").await;
     let other_container = app.sibling_with_clock(clock.clone());
     let user = app.user();
-    let sessions = [app.session(&user, "a").await, app.session(&user, "b").await];
+    let sessions = [
+        app.session(&user, "a").await,
+        app.session(&user, "b").await,
+        app.session(&user, "c").await,
+        app.session(&user, "d").await,
+    ];
     let mut tasks = Vec::new();
+    // Four sessions, two containers: every append races for the one quota counter. A lost race
+    // is retried, never answered 503: exactly the quota is accepted, the rest is 429.
     for i in 0..100 {
         let target = if i % 2 == 0 { app.clone() } else { other_container.clone() };
-        let (user, session) = (user.clone(), sessions[i % 2].clone());
+        let (user, session) = (user.clone(), sessions[(i / 2) % 4].clone());
         tasks.push(tokio::spawn(async move { say(&target, &user, &session, "user").await }));
     }
     let (mut accepted, mut refused) = (0, 0);
@@ -51,7 +61,7 @@ async fn exactly_the_quota_of_100_concurrent_user_appends_succeeds() {
                 let response = response.expect_error(429, "daily_limit_exceeded");
                 assert_eq!(response.body["limits"]["remaining"], 0);
                 assert_eq!(response.body["limits"]["total"], 50);
-                assert_eq!(response.body["limits"]["resets_at"], "2026-11-22T00:00:00.000000Z");
+                assert_eq!(response.body["limits"]["resets_at"], "2426-11-22T00:00:00.000000Z");
                 assert_eq!(response.header("retry-after"), Some("50400"));
                 assert_eq!(response.header("x-ratelimit-remaining"), Some("0"));
                 refused += 1;
@@ -59,11 +69,11 @@ async fn exactly_the_quota_of_100_concurrent_user_appends_succeeds() {
             other => panic!("unexpected {other}: {}", response.body),
         }
     }
-    assert_eq!((accepted, refused), (50, 50));
     let limits = app.get(&user, "/v1/limits").await.expect(200).body;
+    assert_eq!((accepted, refused), (50, 50));
     assert_eq!(
         limits["messages_limit"],
-        json!({"total": 50, "used": 50, "remaining": 0, "resets_at": "2026-11-22T00:00:00.000000Z"})
+        json!({"total": 50, "used": 50, "remaining": 0, "resets_at": "2426-11-22T00:00:00.000000Z"})
     );
     let mut messages = 0;
     for session in &sessions {
@@ -78,7 +88,7 @@ async fn exactly_the_quota_of_100_concurrent_user_appends_succeeds() {
 
 #[tokio::test]
 async fn headers_count_down_and_replays_cost_nothing() {
-    let (app, _clock) = app_at(quota_only(3), "2026-11-21T10:00:00.000000Z").await;
+    let (app, _clock) = app_at(quota_only(3), "2426-11-21T10:00:00.000000Z").await;
     let user = app.user();
     let session = app.session(&user, "s").await;
     let first = say(&app, &user, &session, "user").await.expect(201);
@@ -86,7 +96,7 @@ async fn headers_count_down_and_replays_cost_nothing() {
     assert_eq!(first.header("x-ratelimit-remaining"), Some("2"));
     assert_eq!(
         first.header("x-ratelimit-reset"),
-        Some(at("2026-11-22T00:00:00.000000Z").unix_seconds().to_string().as_str())
+        Some(at("2426-11-22T00:00:00.000000Z").unix_seconds().to_string().as_str())
     );
     let assistant = say(&app, &user, &session, "assistant").await.expect(201);
     assert_eq!(assistant.header("x-ratelimit-remaining"), Some("2"));
@@ -107,7 +117,7 @@ async fn headers_count_down_and_replays_cost_nothing() {
 
 #[tokio::test]
 async fn a_new_window_starts_fresh_without_the_job() {
-    let (app, clock) = app_at(quota_only(2), "2026-11-21T23:59:00.000000Z").await;
+    let (app, clock) = app_at(quota_only(2), "2426-11-21T23:59:00.000000Z").await;
     let user = app.user();
     let session = app.session(&user, "s").await;
     say(&app, &user, &session, "user").await.expect(201);
@@ -117,18 +127,18 @@ async fn a_new_window_starts_fresh_without_the_job() {
         .expect_error(429, "daily_limit_exceeded");
     say(&app, &user, &session, "user").await.expect(201);
     say(&app, &user, &session, "user").await.expect_error(429, "daily_limit_exceeded");
-    clock.set(at("2026-11-22T00:00:00.000000Z"));
+    clock.set(at("2426-11-22T00:00:00.000000Z"));
     app.post(&user, &format!("/v1/sessions/{session}/messages/batch"), batch).await.expect(201);
     let limits = app.get(&user, "/v1/limits").await.expect(200).body;
     assert_eq!(
         limits["messages_limit"],
-        json!({"total": 2, "used": 2, "remaining": 0, "resets_at": "2026-11-23T00:00:00.000000Z"})
+        json!({"total": 2, "used": 2, "remaining": 0, "resets_at": "2426-11-23T00:00:00.000000Z"})
     );
 }
 
 #[tokio::test]
 async fn the_window_follows_the_users_time_zone() {
-    let (app, clock) = app_at(quota_only(1), "2026-11-21T14:30:00.000000Z").await;
+    let (app, clock) = app_at(quota_only(1), "2426-11-21T14:30:00.000000Z").await;
     let user = app.user();
     let session = app.session(&user, "s").await;
     say(&app, &user, &session, "user").await.expect(201);
@@ -136,14 +146,14 @@ async fn the_window_follows_the_users_time_zone() {
     assert_eq!(tokyo["timezone"], "Asia/Tokyo");
     // 14:30Z is 23:30 in Tokyo: that local day ends at 15:00Z. Windows are keyed by local date,
     // so the same date keeps its count: moving east cannot reopen a used-up day.
-    assert_eq!(tokyo["messages_limit"]["resets_at"], "2026-11-21T15:00:00.000000Z");
+    assert_eq!(tokyo["messages_limit"]["resets_at"], "2426-11-21T15:00:00.000000Z");
     assert_eq!(tokyo["messages_limit"]["used"], 1);
     say(&app, &user, &session, "user").await.expect_error(429, "daily_limit_exceeded");
-    clock.set(at("2026-11-21T15:00:00.000000Z"));
+    clock.set(at("2426-11-21T15:00:00.000000Z"));
     let fresh = say(&app, &user, &session, "user").await.expect(201);
     assert_eq!(
         fresh.header("x-ratelimit-reset"),
-        Some(at("2026-11-22T15:00:00.000000Z").unix_seconds().to_string().as_str())
+        Some(at("2426-11-22T15:00:00.000000Z").unix_seconds().to_string().as_str())
     );
     // One change per 24 hours, so hopping zones cannot open windows.
     app.patch(&user, "/v1/limits/profile", json!({"timezone": "America/Los_Angeles"}))
@@ -159,12 +169,12 @@ async fn the_window_follows_the_users_time_zone() {
 
 #[tokio::test]
 async fn subscriptions_lift_the_quota_until_they_end() {
-    let (app, clock) = app_at(quota_only(1), "2026-11-21T10:00:00.000000Z").await;
+    let (app, clock) = app_at(quota_only(1), "2426-11-21T10:00:00.000000Z").await;
     let (user, admin) = (app.user(), app.admin());
     let session = app.session(&user, "s").await;
     say(&app, &user, &session, "user").await.expect(201);
     say(&app, &user, &session, "user").await.expect_error(429, "daily_limit_exceeded");
-    let grant = json!({"plan": "pro", "start_at": "2026-11-21T00:00:00Z", "end_at": "2026-11-22T12:00:00+01:00"});
+    let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-22T12:00:00+01:00"});
     let granted = app
         .call(Method::PUT, &format!("/v1/admin/users/{}/subscription", user.id), Some(&admin.token), Some(grant))
         .await
@@ -173,7 +183,7 @@ async fn subscriptions_lift_the_quota_until_they_end() {
     assert_eq!(granted["has_subscription"], true);
     assert_eq!(
         granted["subscription"],
-        json!({"status": "active", "plan": "pro", "start_at": "2026-11-21T00:00:00.000000Z", "end_at": "2026-11-22T11:00:00.000000Z"})
+        json!({"status": "active", "plan": "pro", "start_at": "2426-11-21T00:00:00.000000Z", "end_at": "2426-11-22T11:00:00.000000Z"})
     );
     assert_eq!(granted["messages_limit"]["total"], -1);
     // The appending instance may serve a profile up to 30 s old; a fresh instance sees the grant.
@@ -189,7 +199,7 @@ async fn subscriptions_lift_the_quota_until_they_end() {
     );
 
     // Expiry needs no job: past end_at the quota applies again at once.
-    clock.set(at("2026-11-22T11:00:00.000000Z"));
+    clock.set(at("2426-11-22T11:00:00.000000Z"));
     let fresh = app.sibling_with_clock(clock.clone());
     say(&fresh, &user, &session, "user").await.expect(201);
     say(&fresh, &user, &session, "user").await.expect_error(429, "daily_limit_exceeded");
@@ -213,20 +223,20 @@ async fn subscriptions_lift_the_quota_until_they_end() {
 
 #[tokio::test]
 async fn admin_routes_are_admin_only() {
-    let (app, _clock) = app_at(quota_only(5), "2026-11-21T10:00:00.000000Z").await;
+    let (app, _clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
     let (user, admin) = (app.user(), app.admin());
     let sub = format!("/v1/admin/users/{}/subscription", user.id);
-    let grant = json!({"plan": "pro", "start_at": "2026-11-21T00:00:00Z", "end_at": "2026-12-21T00:00:00Z"});
+    let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-12-21T00:00:00Z"});
     app.call(Method::PUT, &sub, Some(&user.token), Some(grant.clone())).await.expect_error(403, "forbidden");
     app.call(Method::DELETE, &sub, Some(&user.token), None).await.expect_error(403, "forbidden");
     app.get(&user, &format!("/v1/admin/users/{}/limits", user.id)).await.expect_error(403, "forbidden");
     app.call(Method::PUT, &sub, None, Some(grant.clone())).await.expect_error(401, "unauthorized");
     assert_eq!(app.get(&user, "/v1/limits").await.expect(200).body["has_subscription"], false, "nothing changed");
     for (body, field) in [
-        (json!({"plan": "pro", "start_at": "yesterday", "end_at": "2026-12-21T00:00:00Z"}), "start_at"),
-        (json!({"plan": "pro", "start_at": "2026-12-21T00:00:00Z", "end_at": "2026-11-21T00:00:00Z"}), "end_at"),
-        (json!({"plan": "", "start_at": "2026-11-21T00:00:00Z", "end_at": "2026-12-21T00:00:00Z"}), "plan"),
-        (json!({"plan": "pro", "start_at": "2026-11-21T00:00:00Z"}), "body"),
+        (json!({"plan": "pro", "start_at": "yesterday", "end_at": "2426-12-21T00:00:00Z"}), "start_at"),
+        (json!({"plan": "pro", "start_at": "2426-12-21T00:00:00Z", "end_at": "2426-11-21T00:00:00Z"}), "end_at"),
+        (json!({"plan": "", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-12-21T00:00:00Z"}), "plan"),
+        (json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z"}), "body"),
     ] {
         let response =
             app.call(Method::PUT, &sub, Some(&admin.token), Some(body)).await.expect_error(400, "invalid_input");
@@ -245,7 +255,7 @@ async fn admin_routes_are_admin_only() {
 #[tokio::test]
 async fn usage_and_cost_are_exact_sums() {
     let limits = LimitsConfig { prices: "gpt-4o-mini=0.15/0.60,big=3/15".parse().unwrap(), ..quota_only(100) };
-    let (app, clock) = app_at(limits, "2026-11-20T12:00:00.000000Z").await;
+    let (app, clock) = app_at(limits, "2426-11-20T12:00:00.000000Z").await;
     let (user, other) = (app.user(), app.user());
     let session = app.session(&user, "s").await;
     let path = format!("/v1/sessions/{session}/messages");
@@ -259,7 +269,7 @@ async fn usage_and_cost_are_exact_sums() {
     let other_session = app.session(&other, "o").await;
     app.post(&other, &format!("/v1/sessions/{other_session}/messages"), reply("big", 1_000_000, 0)).await.expect(201);
 
-    let usage = app.get(&user, "/v1/usage?from=2026-11-20&to=2026-11-21").await.expect(200).body;
+    let usage = app.get(&user, "/v1/usage?from=2426-11-20&to=2426-11-21").await.expect(200).body;
     assert_eq!(
         usage["totals"],
         json!({"messages": 6, "input_tokens": 3017, "output_tokens": 1527, "cost_usd": "0.00168"})
@@ -267,8 +277,8 @@ async fn usage_and_cost_are_exact_sums() {
     assert_eq!(
         usage["daily"],
         json!([
-            {"date": "2026-11-20", "messages": 3, "input_tokens": 1010, "output_tokens": 520, "cost_usd": "0.00078"},
-            {"date": "2026-11-21", "messages": 3, "input_tokens": 2007, "output_tokens": 1007, "cost_usd": "0.0009"},
+            {"date": "2426-11-20", "messages": 3, "input_tokens": 1010, "output_tokens": 520, "cost_usd": "0.00078"},
+            {"date": "2426-11-21", "messages": 3, "input_tokens": 2007, "output_tokens": 1007, "cost_usd": "0.0009"},
         ])
     );
     assert_eq!(
@@ -279,11 +289,11 @@ async fn usage_and_cost_are_exact_sums() {
             {"model": "unpriced", "messages": 1, "input_tokens": 7, "output_tokens": 7, "cost_usd": "0"},
         ])
     );
-    let one_day = app.get(&user, "/v1/usage?from=2026-11-21&to=2026-11-21").await.expect(200).body;
+    let one_day = app.get(&user, "/v1/usage?from=2426-11-21&to=2426-11-21").await.expect(200).body;
     assert_eq!(one_day["totals"]["cost_usd"], "0.0009");
     let default_range = app.get(&user, "/v1/usage").await.expect(200).body;
     assert_eq!(default_range["totals"], usage["totals"]);
-    for bad in ["from=2026-13-01", "from=2026-11-22&to=2026-11-21", "from=2024-01-01&to=2026-11-21", "to=tomorrow"] {
+    for bad in ["from=2426-13-01", "from=2426-11-22&to=2426-11-21", "from=2424-01-01&to=2426-11-21", "to=tomorrow"] {
         app.get(&user, &format!("/v1/usage?{bad}")).await.expect_error(400, "invalid_input");
     }
 
@@ -295,7 +305,7 @@ async fn usage_and_cost_are_exact_sums() {
     assert_eq!((report.usage_days_finalized, report.counters_removed), (3, 1), "{report:?}");
     let again = app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
     assert_eq!((again.usage_days_finalized, again.counters_removed, again.subscriptions_expired), (0, 0, 0));
-    let after = app.get(&user, "/v1/usage?from=2026-11-20&to=2026-11-21").await.expect(200).body;
+    let after = app.get(&user, "/v1/usage?from=2426-11-20&to=2426-11-21").await.expect(200).body;
     assert_eq!(after, usage, "finalising changes no number");
 }
 
@@ -306,7 +316,7 @@ async fn rate_limits_answer_429_with_retry_after() {
         rate: RateLimits { append: 3, read: 2, other: 4 },
         ..LimitsConfig::default()
     };
-    let (app, clock) = app_at(limits, "2026-11-21T10:00:15.000000Z").await;
+    let (app, clock) = app_at(limits, "2426-11-21T10:00:15.000000Z").await;
     let user = app.user();
     let session = app.session(&user, "s").await; // other: 1
     for _ in 0..3 {
@@ -335,7 +345,7 @@ async fn rate_limits_answer_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_scheduled_event_runs_the_job_and_http_events_reach_the_router() {
-    let (app, _clock) = app_at(quota_only(5), "2026-11-21T10:00:00.000000Z").await;
+    let (app, _clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
     let root = local::dynamodb_local::workspace_root().join("events/limits");
     let mut context = lambda_http::Context::default();
     context.deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
