@@ -137,7 +137,7 @@ EVENTS = {
     ],
 }
 
-# EventBridge's hourly event for the limits job: cargo lambda invoke limits --data-file ...
+# EventBridge's hourly event for the job function: cargo lambda invoke job --data-file events/job/scheduled.json
 SCHEDULED = {
     "version": "0",
     "id": "00000000-0000-4000-8000-00000000e0e0",
@@ -158,5 +158,6 @@ for group, items in EVENTS.items():
         old.unlink()
     for name, ev in items:
         (folder / f"{name}.json").write_text(json.dumps(ev, indent=2) + "\n")
-(root / "limits" / "scheduled-reset.json").write_text(json.dumps(SCHEDULED, indent=2) + "\n")
+(root / "job").mkdir(exist_ok=True)
+(root / "job" / "scheduled.json").write_text(json.dumps(SCHEDULED, indent=2) + "\n")
 print(f"wrote {sum(len(v) for v in EVENTS.values()) + 1} events")

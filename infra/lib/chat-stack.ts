@@ -193,15 +193,8 @@ export class ChatStack extends Stack {
       {
         id: "LimitsFunction",
         binary: "limits",
-        // The hourly job pages through a day of chores; API requests finish in milliseconds.
-        timeout: Duration.seconds(300),
-        grants: [
-          {
-            table: limits,
-            actions: ddb("GetItem", "UpdateItem", "DeleteItem", "Query"),
-            indexes: true,
-          },
-        ],
+        timeout: Duration.seconds(15),
+        grants: [{ table: limits, actions: ddb("GetItem", "UpdateItem", "Query") }],
         routes: [
           [GET, "/v1/limits"],
           [PATCH, "/v1/limits/profile"],
@@ -210,6 +203,15 @@ export class ChatStack extends Stack {
           [DELETE, `${admin}/subscription`],
           [GET, `${admin}/limits`],
         ],
+      },
+      {
+        // The hourly job: its own function, so only it has the long timeout (it pages through a
+        // day of chores) and the right to delete counters.
+        id: "JobFunction",
+        binary: "job",
+        timeout: Duration.seconds(300),
+        grants: [{ table: limits, actions: ddb("UpdateItem", "DeleteItem", "Query"), indexes: true }],
+        routes: [],
       },
     ];
 
@@ -231,9 +233,11 @@ export class ChatStack extends Stack {
         if (grant.indexes) resources.push(`${grant.table.tableArn}/index/*`);
         fn.addToRolePolicy(new PolicyStatement({ actions: grant.actions, resources }));
       }
-      const integration = new HttpLambdaIntegration(`${spec.id}Integration`, fn);
-      for (const [method, routePath] of spec.routes) {
-        api.addRoutes({ path: routePath, methods: [method], integration });
+      if (spec.routes.length > 0) {
+        const integration = new HttpLambdaIntegration(`${spec.id}Integration`, fn);
+        for (const [method, routePath] of spec.routes) {
+          api.addRoutes({ path: routePath, methods: [method], integration });
+        }
       }
       functions[spec.binary] = fn;
     }
@@ -241,7 +245,7 @@ export class ChatStack extends Stack {
     new Rule(this, "Hourly", {
       schedule: Schedule.expression("rate(1 hour)"),
       description: "Expire subscriptions, finalise yesterday's usage, remove finished quota counters.",
-      targets: [new LambdaFunction(functions.limits)],
+      targets: [new LambdaFunction(functions.job)],
     });
 
     new CfnOutput(this, "ApiUrl", {

@@ -1,7 +1,5 @@
-//! The limits Lambda: quotas, subscriptions, usage — and the hourly EventBridge job.
+//! The limits Lambda: quotas, subscriptions, usage.
 
 mod routes;
-mod schedule;
 
 pub use routes::routes;
-pub use schedule::{handle_event, is_scheduled_event};

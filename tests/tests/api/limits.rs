@@ -344,30 +344,16 @@ async fn rate_limits_answer_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn the_scheduled_event_runs_the_job_and_http_events_reach_the_router() {
+async fn the_scheduled_event_runs_the_job_function() {
     let (app, _clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
-    let root = local::dynamodb_local::workspace_root().join("events/limits");
-    let mut context = lambda_http::Context::default();
+    let path = local::dynamodb_local::workspace_root().join("events/job/scheduled.json");
+    let mut context = lambda_runtime::Context::default();
     context.deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let scheduled: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("scheduled-reset.json")).unwrap()).unwrap();
-    assert!(limits::is_scheduled_event(&scheduled));
-    let router = app.router.clone();
-    let report = limits::handle_event(
-        router.clone(),
-        app.state.clone(),
-        lambda_http::LambdaEvent::new(scheduled, context.clone()),
-    )
-    .await
-    .unwrap();
+    let scheduled: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let report = job::handle(app.state.clone(), lambda_runtime::LambdaEvent::new(scheduled, context)).await.unwrap();
     assert_eq!(report["finished"], true);
-    let http: Value = serde_json::from_str(&std::fs::read_to_string(root.join("get-200.json")).unwrap()).unwrap();
-    let response =
-        limits::handle_event(router, app.state.clone(), lambda_http::LambdaEvent::new(http, context)).await.unwrap();
-    assert_eq!(response["statusCode"], 200);
-    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
-    assert_eq!(body["messages_limit"]["total"], 5);
+    assert_eq!(report["subscriptions_expired"], 0);
 }
