@@ -127,6 +127,23 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A caller with the admin role. Admin routes take it before their path and body, so everyone else
+/// gets 403 whatever they sent (authorization before validation).
+#[derive(Clone, Debug)]
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.is_admin {
+            return Err(ApiError::Forbidden("this route needs an admin token".to_owned()));
+        }
+        Ok(Self(caller))
+    }
+}
+
 /// `POST .../messages` (and its batch) is an append; `GET .../messages...` a read; the rest other.
 pub fn rate_class(method: &Method, route: &str) -> RateClass {
     let on_messages = route.starts_with("/v1/sessions/{id}/messages");

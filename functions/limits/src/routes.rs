@@ -5,7 +5,7 @@ use axum::extract::{DefaultBodyLimit, RawPathParams, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, put};
 use shared::api::limits::{PutSubscription, UpdateProfile, UsageQuery};
-use shared::auth::Caller;
+use shared::auth::{Admin, Caller};
 use shared::domain::{TimeZone, UserId};
 use shared::http::{Json, Query};
 use shared::{ApiError, AppState};
@@ -47,43 +47,40 @@ async fn usage(
     Ok(axum::Json(state.store.usage(&caller.user_id, &from, &to).await?).into_response())
 }
 
-/// The `{user_id}` an admin route acts on; everyone but an admin gets 403.
-async fn target_user(caller: &Caller, params: &RawPathParams) -> Result<UserId, ApiError> {
-    if !caller.is_admin {
-        return Err(ApiError::Forbidden("this route needs an admin token".to_owned()));
-    }
+/// The `{user_id}` an admin route acts on.
+fn target_user(params: &RawPathParams) -> Result<UserId, ApiError> {
     let raw = params.iter().find(|(key, _)| *key == "user_id").map(|(_, value)| value).unwrap_or_default();
     UserId::parse(raw).ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters"))
 }
 
-#[tracing::instrument(skip_all, fields(admin = %caller.user_id))]
+#[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
 async fn put_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(admin): Admin,
     params: RawPathParams,
     Json(body): Json<PutSubscription>,
 ) -> Result<Response, ApiError> {
-    let user = target_user(&caller, &params).await?;
+    let user = target_user(&params)?;
     let subscription = body.into_subscription()?;
     Ok(axum::Json(state.store.put_subscription(&user, subscription).await?).into_response())
 }
 
-#[tracing::instrument(skip_all, fields(admin = %caller.user_id))]
+#[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
 async fn delete_subscription(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(admin): Admin,
     params: RawPathParams,
 ) -> Result<Response, ApiError> {
-    let user = target_user(&caller, &params).await?;
+    let user = target_user(&params)?;
     Ok(axum::Json(state.store.delete_subscription(&user).await?).into_response())
 }
 
-#[tracing::instrument(skip_all, fields(admin = %caller.user_id))]
+#[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
 async fn admin_read(
     State(state): State<AppState>,
-    caller: Caller,
+    Admin(admin): Admin,
     params: RawPathParams,
 ) -> Result<Response, ApiError> {
-    let user = target_user(&caller, &params).await?;
+    let user = target_user(&params)?;
     Ok(axum::Json(state.store.limits_view(&user).await?).into_response())
 }

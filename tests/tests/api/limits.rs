@@ -231,6 +231,13 @@ async fn admin_routes_are_admin_only() {
     app.call(Method::DELETE, &sub, Some(&user.token), None).await.expect_error(403, "forbidden");
     app.get(&user, &format!("/v1/admin/users/{}/limits", user.id)).await.expect_error(403, "forbidden");
     app.call(Method::PUT, &sub, None, Some(grant.clone())).await.expect_error(401, "unauthorized");
+    // Authorization before validation: a non-admin learns nothing about what a valid body is.
+    for body in [json!({"plan": ""}), json!([1, 2]), json!("not an object")] {
+        app.call(Method::PUT, &sub, Some(&user.token), Some(body)).await.expect_error(403, "forbidden");
+    }
+    app.call(Method::PUT, "/v1/admin/users/%20/subscription", Some(&user.token), Some(grant.clone()))
+        .await
+        .expect_error(403, "forbidden");
     assert_eq!(app.get(&user, "/v1/limits").await.expect(200).body["has_subscription"], false, "nothing changed");
     for (body, field) in [
         (json!({"plan": "pro", "start_at": "yesterday", "end_at": "2426-12-21T00:00:00Z"}), "start_at"),
