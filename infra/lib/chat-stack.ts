@@ -45,7 +45,7 @@ const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
   ["TelegramBotToken", "TELEGRAM_BOT_TOKEN", { type: "String", noEcho: true, default: "", description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it." }],
   ["TelegramInitDataMaxAgeSecs", "TELEGRAM_INIT_DATA_MAX_AGE_SECS", { type: "Number", default: 86400, description: "How old a Mini App's init data (auth_date) may be." }],
   ["DailyMessageQuota", "DAILY_MESSAGE_QUOTA", { type: "Number", default: 50, description: "User messages per day without a subscription." }],
-  ["RateLimitAppendPerMin", "RATE_LIMIT_APPEND_PER_MIN", { type: "Number", default: 10, description: "Message appends per user per minute (0 disables)." }],
+  ["RateLimitAppendPerMin", "RATE_LIMIT_APPEND_PER_MIN", { type: "Number", default: 10, description: "Appends carrying user messages, per user per minute (0 disables); replies are never rate-limited." }],
   ["RateLimitReadPerMin", "RATE_LIMIT_READ_PER_MIN", { type: "Number", default: 30, description: "Message reads per user per minute (0 disables)." }],
   ["RateLimitOtherPerMin", "RATE_LIMIT_OTHER_PER_MIN", { type: "Number", default: 60, description: "Other requests per user per minute (0 disables)." }],
   ["ModelPrices", "MODEL_PRICES", { type: "String", default: "", description: "USD per million input/output tokens, e.g. gpt-4o-mini=0.15/0.60,claude-3-5-haiku=0.80/4" }],
@@ -106,7 +106,7 @@ export class ChatStack extends Stack {
       indexName: "by_chore",
       partitionKey: { name: "chore_day", type: AttributeType.STRING },
       sortKey: { name: "chore_key", type: AttributeType.STRING },
-      projectionType: ProjectionType.ALL,
+      projectionType: ProjectionType.KEYS_ONLY,
     });
 
     const api = new HttpApi(this, "ChatApi");
@@ -153,7 +153,7 @@ export class ChatStack extends Stack {
           { table: messages, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query") },
           { table: idempotency, actions: ddb("PutItem") },
           { table: memories, actions: ddb("GetItem", "Query"), indexes: true },
-          { table: limits, actions: ddb("GetItem", "UpdateItem") },
+          { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem") },
         ],
         routes: [
           [POST, `${session}/messages`],
@@ -206,11 +206,11 @@ export class ChatStack extends Stack {
       },
       {
         // The hourly job: its own function, so only it has the long timeout (it pages through a
-        // day of chores) and the right to delete counters.
+        // day of chores).
         id: "JobFunction",
         binary: "job",
         timeout: Duration.seconds(300),
-        grants: [{ table: limits, actions: ddb("UpdateItem", "DeleteItem", "Query"), indexes: true }],
+        grants: [{ table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query"), indexes: true }],
         routes: [],
       },
     ];
@@ -244,7 +244,7 @@ export class ChatStack extends Stack {
 
     new Rule(this, "Hourly", {
       schedule: Schedule.expression("rate(1 hour)"),
-      description: "Expire subscriptions, finalise yesterday's usage, remove finished quota counters.",
+      description: "Expire subscriptions, finalise finished usage days, close quiet meters.",
       targets: [new LambdaFunction(functions.job)],
     });
 

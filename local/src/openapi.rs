@@ -451,7 +451,9 @@ fn error_response(status: u16) -> Value {
     let description = match status {
         400 => "invalid_input: a parameter or body field is malformed (`field` names it)",
         401 => "unauthorized: missing, malformed, expired or wrongly signed credentials",
-        403 => "forbidden: the caller may not do this (an admin route without an admin token, checked before the body; editing a message that is not a `user` message); `message` says which",
+        403 => {
+            "forbidden: the caller may not do this (an admin route without an admin token, checked before the body; editing a message that is not a `user` message); `message` says which"
+        }
         404 => "not_found: no such resource for this caller (another user's ids look the same)",
         409 => "conflict or session_closed: the change clashes with the current state",
         413 => "payload_too_large: the body or a field is over its limit",

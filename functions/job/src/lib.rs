@@ -36,7 +36,7 @@ pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value,
     tracing::info!(
         subscriptions_expired = report.subscriptions_expired,
         usage_days_finalized = report.usage_days_finalized,
-        counters_removed = report.counters_removed,
+        meters_closed = report.meters_closed,
         finished = report.finished,
         "hourly job done"
     );

@@ -115,15 +115,16 @@ impl Subscription {
     }
 }
 
-/// What the limits code knows about a user: time zone and subscription.
+/// A user's quota settings (the `settings` item): time zone and subscription. Not the user's
+/// profile (display name, language), which is about people, not limits.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Profile {
+pub struct QuotaSettings {
     pub timezone: TimeZone,
     pub timezone_changed_at: Option<Timestamp>,
     pub subscription: Option<Subscription>,
 }
 
-impl Default for Profile {
+impl Default for QuotaSettings {
     fn default() -> Self {
         Self { timezone: TimeZone::utc(), timezone_changed_at: None, subscription: None }
     }
@@ -132,7 +133,7 @@ impl Default for Profile {
 /// A time zone can change at most once per this long, so switching zones cannot open windows.
 pub const TIMEZONE_CHANGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
-impl Profile {
+impl QuotaSettings {
     pub fn has_active_subscription(&self, now: Timestamp) -> bool {
         self.subscription.as_ref().is_some_and(|s| s.status(now) == SubscriptionStatus::Active)
     }
@@ -183,7 +184,7 @@ pub struct LimitsView {
 }
 
 impl LimitsView {
-    pub fn new(profile: &Profile, used: u64, now: Timestamp, daily_quota: u64) -> Self {
+    pub fn new(profile: &QuotaSettings, used: u64, now: Timestamp, daily_quota: u64) -> Self {
         let window = Window::containing(now, &profile.timezone);
         Self {
             has_subscription: profile.has_active_subscription(now),

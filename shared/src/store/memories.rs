@@ -16,9 +16,9 @@ use futures::future::try_join_all;
 use sha2::{Digest, Sha256};
 
 use super::item::{Item, Reader, n, s};
-use super::messages::{cancellation_reasons, reason_failed};
 use super::schema::memories::{BY_ID, BY_RANK, ITEM, MEMORY_ID, RANK, USER_ID};
 use super::sessions::{DELETED_AT as SESSION_DELETED_AT, MEMORY_EPOCH, session_key};
+use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,

@@ -9,8 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
@@ -18,7 +16,7 @@ use aws_sdk_dynamodb::types::{
 
 use super::hints::Hints;
 use super::item::{Item, Reader, n, s};
-use super::limits::{AppendLimits, LimitSlot, QUOTA_USED, QuotaState, retry_after_minute};
+use super::limits::{AppendLimits, Charge, Meter, MeterWrite, QuotaState, retry_after_minute};
 use super::memories::ScopeKey;
 use super::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use super::schema::messages::{SEQ, SESSION_ID};
@@ -27,6 +25,7 @@ use super::sessions::{
     DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MEMORY_EPOCH, MESSAGE_COUNT, REV, STATUS, SessionRecord,
     UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
 };
+use super::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use super::{Store, StoreError};
 use crate::domain::{
     Content, Idempotency, LastMessage, Message, MessageId, NewMessage, PageLimit, Role, Seq, Session, SessionId,
@@ -199,38 +198,11 @@ fn last_message_of(message: &Message) -> LastMessage {
     }
 }
 
-pub(super) fn reason_failed(reason: Option<&CancellationReason>) -> bool {
-    reason.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
-}
-
-/// The cancellation reasons of a cancelled transaction, or the error itself.
-pub(super) fn cancellation_reasons(
-    error: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> Result<Vec<CancellationReason>, StoreError> {
-    match error.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-            Ok(cancelled.cancellation_reasons().to_vec())
-        }
-        _ => Err(StoreError::from_sdk(error)),
-    }
-}
-
-fn is_conflict(reasons: &[CancellationReason]) -> bool {
-    reasons.iter().any(|reason| reason.code() == Some("TransactionConflict"))
-}
-
-/// Sleeps a random, growing fraction of a few milliseconds (at most 16) to spread out writers
-/// whose transactions collided; short, because the other side is about to commit.
-async fn backoff(attempt: u32) {
-    let cap_ms = 2u64.saturating_pow(attempt.min(4));
-    tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap_ms))).await;
-}
-
 /// Why an append attempt did not commit.
 enum AppendMiss {
-    /// A guess was stale: retry on top of the session's `last_seq` and the quota's `used`, where
-    /// the cancelled transaction told them (`None`: that guess was right).
-    Stale { last_seq: Option<u64>, used: Option<u64> },
+    /// A guess was stale: retry on top of the session's `last_seq` and the meter, where the
+    /// cancelled transaction told them (`None`: that guess was right).
+    Stale { last_seq: Option<u64>, meter: Option<Meter> },
     /// Another transaction held an item: retry the same guesses.
     Conflict,
     /// The key was used before: this is the stored record.
@@ -250,6 +222,7 @@ impl Store {
     ) -> Result<Appended, StoreError> {
         let _turn = self.gates.enter(user).await;
         let started = Instant::now();
+        let limits = self.append_limits(user, &messages).await?;
         // What this instance does not know yet it reads in one parallel round.
         let seq_hint = self.seq_hints.get(session_id);
         let session = async {
@@ -258,15 +231,10 @@ impl Store {
                 None => Ok((self.session_record(user, session_id).await?.session.last_seq, true)),
             }
         };
-        let limits = async {
-            let mut limits = self.append_limits(user, &messages).await?;
-            if limits.allowance.is_some() && limits.used_guess.is_none() {
-                limits.used_guess = Some(self.quota_used(user, &limits.window.day).await?);
-                limits.used_verified = true;
-            }
-            Ok::<_, StoreError>(limits)
-        };
-        let ((mut last_seq, mut verified), mut limits) = tokio::try_join!(session, limits)?;
+        // The meter matters when the append is metered, or for the quota headers of a limited user.
+        let metered = !limits.usage.is_empty() || limits.allowance.is_some();
+        let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };
+        let ((mut last_seq, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
         for attempt in 0..MAX_ATTEMPTS {
             if let Err(error) = check_reply_to(&messages, last_seq) {
                 if verified {
@@ -276,42 +244,49 @@ impl Store {
                 verified = true;
                 continue;
             }
-            let used = limits.used_guess.unwrap_or(0);
-            if let Some(allowance) = limits.allowance.filter(|_| limits.counts_quota())
-                && used + limits.user_messages > allowance
-            {
-                if !limits.used_verified {
-                    limits.used_guess = Some(self.quota_used(user, &limits.window.day).await?);
-                    limits.used_verified = true;
+            let (write, used_after) = match limits.charge(&meter) {
+                Charge::Free { used } => (None, used),
+                Charge::Write(write) => {
+                    let used_after = write.used_after;
+                    (Some(write), used_after)
+                }
+                refused @ (Charge::OverQuota { .. } | Charge::RateLimited) if !meter_verified => {
+                    drop(refused);
+                    meter = self.fresh_meter(user).await?;
+                    meter_verified = true;
                     continue;
                 }
-                return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
-            }
+                Charge::OverQuota { allowance, used } => {
+                    return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
+                }
+                Charge::RateLimited => {
+                    return Err(StoreError::RateLimited { retry_after_secs: retry_after_minute(limits.now) });
+                }
+            };
             let now = self.now();
             let stored = stored_messages(session_id, &messages, last_seq, now);
-            let limit_items = self.append_limit_items(user, &limits, &messages, used)?;
-            match self.try_append(user, session_id, &stored, last_seq, idempotency, limit_items, now).await? {
+            match self.try_append(user, session_id, &stored, last_seq, idempotency, write.as_deref(), now).await? {
                 Ok(()) => {
                     self.seq_hints.remember(session_id, last_seq + stored.len() as u64);
-                    let used_after = if limits.counts_quota() { used + limits.user_messages } else { used };
-                    if limits.allowance.is_some() {
-                        self.limit_caches.remember_used(user, &limits.window.day, used_after);
+                    if let Some(write) = &write {
+                        self.limit_caches.remember_meter(user, &write.next);
                     }
                     return Ok(Appended { messages: stored, replayed: false, quota: limits.quota_state(used_after) });
                 }
                 Err(AppendMiss::Replay(record)) => {
-                    return self.replay(session_id, &record, idempotency, limits.quota_state(used)).await;
+                    let quota = limits.quota_state(meter.used(&limits.window.day));
+                    return self.replay(session_id, &record, idempotency, quota).await;
                 }
-                Err(AppendMiss::Stale { last_seq: actual_seq, used: actual_used }) => {
+                Err(AppendMiss::Stale { last_seq: actual_seq, meter: actual_meter }) => {
                     if let Some(actual) = actual_seq {
                         self.seq_hints.remember(session_id, actual);
                         last_seq = actual;
                         verified = true;
                     }
-                    if let Some(actual) = actual_used {
-                        self.limit_caches.remember_used(user, &limits.window.day, actual);
-                        limits.used_guess = Some(actual);
-                        limits.used_verified = true;
+                    if let Some(actual) = actual_meter {
+                        self.limit_caches.remember_meter(user, &actual);
+                        meter = actual;
+                        meter_verified = true;
                     }
                     // The cancellation carried the fresh state: the next attempt is right unless
                     // another process commits first, so it goes at once.
@@ -386,7 +361,7 @@ impl Store {
         stored: &[Message],
         expected_last: u64,
         idempotency: Option<&Idempotency>,
-        limit_items: Vec<(TransactWriteItem, LimitSlot)>,
+        meter: Option<&MeterWrite>,
         now: Timestamp,
     ) -> Result<Result<(), AppendMiss>, StoreError> {
         let last = stored
@@ -452,16 +427,21 @@ impl Store {
                 .map_err(StoreError::internal)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        let limits_start = items.len();
-        let slots: Vec<LimitSlot> = limit_items.iter().map(|(_, slot)| *slot).collect();
-        items.extend(limit_items.into_iter().map(|(item, _)| item));
+        let meter_at = items.len();
+        if let Some(write) = meter {
+            let (update, closed) = self.meter_items(user, write)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            if let Some(closed) = closed {
+                items.push(TransactWriteItem::builder().put(closed).build());
+            }
+        }
         let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
         let Err(error) = result else {
             return Ok(Ok(()));
         };
         let reasons = cancellation_reasons(error)?;
         let session_reason = reasons.first();
-        let idempotency_reason = idempotency.and_then(|_| reasons.get(limits_start - 1));
+        let idempotency_reason = idempotency.and_then(|_| reasons.get(meter_at - 1));
         let failed_item = |reason: Option<&CancellationReason>| {
             reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item).cloned()
         };
@@ -485,25 +465,24 @@ impl Store {
         if let Some(record) = failed_item(idempotency_reason) {
             return Ok(Err(AppendMiss::Replay(record)));
         }
-        let mut stale_used = None;
-        for (index, slot) in slots.iter().enumerate() {
-            let reason = reasons.get(limits_start + index);
-            if !reason_failed(reason) {
-                continue;
-            }
-            match slot {
-                LimitSlot::Quota => {
-                    let used = reason
+        let mut stale_meter = None;
+        if meter.is_some() {
+            let meter_reason = reasons.get(meter_at);
+            if reason_failed(meter_reason) {
+                stale_meter = Some(
+                    meter_reason
                         .and_then(CancellationReason::item)
-                        .map_or(Ok(0), |item| Reader::new(item, "quota").number(QUOTA_USED))?;
-                    stale_used = Some(used);
-                }
-                LimitSlot::Rate => return Err(StoreError::RateLimited { retry_after_secs: retry_after_minute(now) }),
-                LimitSlot::Usage => {}
+                        .map(Meter::from_item)
+                        .transpose()?
+                        .unwrap_or_default(),
+                );
+            } else if reason_failed(reasons.get(meter_at + 1)) {
+                // The finished day was stored already: read the meter as it stands now.
+                stale_meter = Some(self.fresh_meter(user).await?);
             }
         }
-        if stale_seq.is_some() || stale_used.is_some() {
-            return Ok(Err(AppendMiss::Stale { last_seq: stale_seq, used: stale_used }));
+        if stale_seq.is_some() || stale_meter.is_some() {
+            return Ok(Err(AppendMiss::Stale { last_seq: stale_seq, meter: stale_meter }));
         }
         if is_conflict(&reasons) {
             return Ok(Err(AppendMiss::Conflict));

@@ -8,6 +8,7 @@ mod memories;
 mod messages;
 pub mod schema;
 mod sessions;
+mod tx;
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -8,11 +8,32 @@ pub enum KeyType {
     N,
 }
 
+/// What an index entry carries besides its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Projection {
+    /// Every attribute: reads are served from the index alone.
+    All,
+    /// The keys: the reader fetches the item itself; writes that leave the keys alone cost the
+    /// index nothing.
+    KeysOnly,
+}
+
+impl Projection {
+    /// The name `template.yaml` uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "ALL",
+            Self::KeysOnly => "KEYS_ONLY",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexLayout {
     pub name: &'static str,
     pub partition_key: (&'static str, KeyType),
     pub sort_key: (&'static str, KeyType),
+    pub projection: Projection,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +77,7 @@ pub(crate) mod memories {
 
 pub(crate) mod limits {
     pub const USER_ID: &str = "user_id";
-    /// `profile`, `q#<day>`, `r#<class>#<minute>`, `u#<day>`, `u#<day>#m#<model>`.
+    /// `settings`, `meter`, `r#<class>#<minute>`, `u#<utc day>`.
     pub const ITEM: &str = "item";
     pub const BY_CHORE: &str = "by_chore";
     /// The UTC day on which the hourly job must look at the item; absent once it has.
@@ -80,6 +101,7 @@ pub const SESSIONS: TableLayout = TableLayout {
         name: sessions::BY_ACTIVITY,
         partition_key: (sessions::LIST_PK, KeyType::S),
         sort_key: (sessions::ACTIVITY_AT, KeyType::S),
+        projection: Projection::All,
     }],
     local_indexes: &[],
     ttl_attribute: Some(sessions::EXPIRES_AT),
@@ -113,11 +135,13 @@ pub const MEMORIES: TableLayout = TableLayout {
             name: memories::BY_RANK,
             partition_key: (memories::USER_ID, KeyType::S),
             sort_key: (memories::RANK, KeyType::S),
+            projection: Projection::All,
         },
         IndexLayout {
             name: memories::BY_ID,
             partition_key: (memories::USER_ID, KeyType::S),
             sort_key: (memories::MEMORY_ID, KeyType::S),
+            projection: Projection::All,
         },
     ],
     ttl_attribute: None,
@@ -131,6 +155,7 @@ pub const LIMITS: TableLayout = TableLayout {
         name: limits::BY_CHORE,
         partition_key: (limits::CHORE_DAY, KeyType::S),
         sort_key: (limits::CHORE_KEY, KeyType::S),
+        projection: Projection::KeysOnly,
     }],
     local_indexes: &[],
     ttl_attribute: Some(limits::EXPIRES_AT),

@@ -307,11 +307,11 @@ async fn usage_and_cost_are_exact_sums() {
     // The job closes yesterday: its cost is kept, and a second run changes nothing.
     clock.advance(DAY);
     let report = app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
-    // Three usage days (two of this user, one of the other) and the counter of the 20th, whose
-    // window ended a full day ago; the 21st's counter is due tomorrow.
-    assert_eq!((report.usage_days_finalized, report.counters_removed), (3, 1), "{report:?}");
+    // Three usage days: the user's 20th (moved out of the meter by the first append of the 21st)
+    // and the 21st of both users, which the job moves out of their quiet meters itself.
+    assert_eq!((report.usage_days_finalized, report.meters_closed), (3, 2), "{report:?}");
     let again = app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
-    assert_eq!((again.usage_days_finalized, again.counters_removed, again.subscriptions_expired), (0, 0, 0));
+    assert_eq!((again.usage_days_finalized, again.meters_closed, again.subscriptions_expired), (0, 0, 0));
     let after = app.get(&user, "/v1/usage?from=2426-11-20&to=2426-11-21").await.expect(200).body;
     assert_eq!(after, usage, "finalising changes no number");
 }
@@ -329,7 +329,9 @@ async fn rate_limits_answer_429_with_retry_after() {
     for _ in 0..3 {
         say(&app, &user, &session, "user").await.expect(201);
     }
-    let limited = say(&app, &user, &session, "assistant").await.expect_error(429, "rate_limit");
+    // The model's reply to those messages is never refused for the rate: it does not count.
+    say(&app, &user, &session, "assistant").await.expect(201);
+    let limited = say(&app, &user, &session, "user").await.expect_error(429, "rate_limit");
     assert_eq!(limited.body["retry_after"], 45);
     assert_eq!(limited.header("retry-after"), Some("45"));
     let path = format!("/v1/sessions/{session}/messages");
@@ -347,7 +349,7 @@ async fn rate_limits_answer_429_with_retry_after() {
     say(&app, &user, &session, "user").await.expect(201);
     app.get(&user, &path).await.expect(200);
     app.get(&user, "/v1/sessions").await.expect(200);
-    assert_eq!(app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body["message_count"], 4);
+    assert_eq!(app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body["message_count"], 5);
 }
 
 #[tokio::test]

@@ -1,0 +1,228 @@
+//! The hourly job's chores, listed per day in the keys-only index `by_chore`: expire
+//! subscriptions, stamp the cost of finished usage days, and close meters whose user went quiet
+//! (their finished day moves into a `u#<day>` item, already stamped).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+
+use super::meter::{DayUsage, METER, Meter};
+use super::usage::day_cost;
+use super::{EXPIRED, SETTINGS, key, settings_from};
+use crate::domain::{Timestamp, UserId, utc_day};
+use crate::store::item::{Item, Reader, b, n, s};
+use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
+use crate::store::tx::cancellation_reasons;
+use crate::store::{Store, StoreError};
+
+const COST_USD: &str = "cost_usd";
+const FINALIZED_AT: &str = "finalized_at";
+const VERSION: &str = "version";
+
+/// How many days back the job looks for chores it has not done (a job that was down longer
+/// leaves older items as they are).
+const LOOKBACK_DAYS: u64 = 14;
+
+/// What a run of the hourly job did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChoreReport {
+    pub subscriptions_expired: u64,
+    /// Finished days whose cost was stamped (closed meters' days included).
+    pub usage_days_finalized: u64,
+    /// Meters whose finished day the job moved out because no append did.
+    pub meters_closed: u64,
+    /// False when the run stopped for time; the next run carries on.
+    pub finished: bool,
+}
+
+impl Store {
+    /// The hourly job: does the chores of every day up to `today` that are still in the index,
+    /// stopping (to be continued next run) once `budget` has passed.
+    pub async fn run_chores(&self, budget: Duration) -> Result<ChoreReport, StoreError> {
+        let started = Instant::now();
+        let now = self.now();
+        let mut report = ChoreReport::default();
+        let today = utc_day(now);
+        for back in (0..=LOOKBACK_DAYS).rev() {
+            let day = utc_day(Timestamp::from_datetime(now.datetime() - Duration::from_secs(back * 24 * 3600)));
+            let mut start_key = None;
+            loop {
+                if started.elapsed() > budget {
+                    report.finished = false;
+                    return Ok(report);
+                }
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.limits)
+                    .index_name(BY_CHORE)
+                    .key_condition_expression("#day = :day")
+                    .expression_attribute_names("#day", CHORE_DAY)
+                    .expression_attribute_values(":day", s(&day))
+                    .limit(100)
+                    .set_exclusive_start_key(start_key.take())
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for entry in output.items() {
+                    self.do_chore(entry, &day, &today, now, &mut report).await?;
+                }
+                match output.last_evaluated_key {
+                    Some(key) => start_key = Some(key),
+                    None => break,
+                }
+            }
+            if day == today {
+                break;
+            }
+        }
+        report.finished = true;
+        Ok(report)
+    }
+
+    /// One index entry's chore; the index holds keys only, so the item is read first.
+    async fn do_chore(
+        &self,
+        entry: &Item,
+        day: &str,
+        today: &str,
+        now: Timestamp,
+        report: &mut ChoreReport,
+    ) -> Result<(), StoreError> {
+        let read = Reader::new(entry, "chore");
+        let user = UserId::parse(read.string(USER_ID)?).ok_or_else(|| StoreError::corrupt("chore", USER_ID))?;
+        let name = read.string(ITEM)?.to_owned();
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(&user, &name)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let Some(item) = output.item() else { return Ok(()) };
+        if item.get(CHORE_DAY).and_then(|value| value.as_s().ok()).map(String::as_str) != Some(day) {
+            return Ok(()); // done by another run, or due another day
+        }
+        let item_key = key(&user, &name);
+        let result = if name == SETTINGS {
+            match settings_from(Some(item))?.subscription {
+                Some(subscription) if subscription.end_at <= now => {
+                    let update = self
+                        .close_chore(item_key, day, "#expired = :yes")
+                        .expression_attribute_names("#expired", EXPIRED)
+                        .expression_attribute_values(":yes", b(true));
+                    update
+                        .send()
+                        .await
+                        .map(|_| &mut report.subscriptions_expired)
+                        .map_err(aws_sdk_dynamodb::Error::from)
+                }
+                // Extended, or due later today: a later run finds it again.
+                _ => return Ok(()),
+            }
+        } else if name == METER {
+            let meter = Meter::from_item(item)?;
+            if meter.usage_day.as_str() >= today || meter.usage.is_empty() {
+                return Ok(());
+            }
+            if self.close_meter(&user, &meter, now).await? {
+                report.meters_closed += 1;
+                report.usage_days_finalized += 1;
+            }
+            return Ok(());
+        } else if name.starts_with("u#") {
+            let usage: DayUsage =
+                serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("usage", "day"))?;
+            let cost = day_cost(&usage, &self.limits.prices);
+            let update = self
+                .close_chore(item_key, day, "#cost = :cost, #finalized_at = :now")
+                .expression_attribute_names("#cost", COST_USD)
+                .expression_attribute_names("#finalized_at", FINALIZED_AT)
+                .expression_attribute_values(":cost", s(cost.to_string()))
+                .expression_attribute_values(":now", s(now.to_string()));
+            update.send().await.map(|_| &mut report.usage_days_finalized).map_err(aws_sdk_dynamodb::Error::from)
+        } else {
+            return Ok(());
+        };
+        match result {
+            Ok(done) => {
+                *done += 1;
+                Ok(())
+            }
+            // Another run did this chore first, or it is no longer due on this day.
+            Err(aws_sdk_dynamodb::Error::ConditionalCheckFailedException(_)) => Ok(()),
+            Err(error) => Err(StoreError::internal(error)),
+        }
+    }
+
+    /// Moves a quiet meter's finished day into its `u#<day>` item, stamped with its cost, and
+    /// empties the meter's usage: one transaction, if no append changed the meter meanwhile.
+    async fn close_meter(&self, user: &UserId, meter: &Meter, now: Timestamp) -> Result<bool, StoreError> {
+        let mut closed = self.closed_day(user, &meter.usage_day, &meter.usage)?;
+        let mut item = closed.item().clone();
+        item.remove(CHORE_DAY);
+        item.remove(CHORE_KEY);
+        item.insert(COST_USD.to_owned(), s(day_cost(&meter.usage, &self.limits.prices).to_string()));
+        item.insert(FINALIZED_AT.to_owned(), s(now.to_string()));
+        closed = Put::builder()
+            .table_name(closed.table_name())
+            .set_item(Some(item))
+            .set_condition_expression(closed.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(closed.expression_attribute_names().cloned())
+            .build()
+            .map_err(StoreError::internal)?;
+        let emptied = Update::builder()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(user, METER)))
+            .condition_expression("#version = :before")
+            .update_expression(
+                "SET #version = :next, #usage_day = :none, #usage = :empty REMOVE #chore_day, #chore_key",
+            )
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_names("#usage_day", "usage_day")
+            .expression_attribute_names("#usage", "usage")
+            .expression_attribute_names("#chore_day", CHORE_DAY)
+            .expression_attribute_names("#chore_key", CHORE_KEY)
+            .expression_attribute_values(":before", n(meter.version))
+            .expression_attribute_values(":next", n(meter.version + 1))
+            .expression_attribute_values(":none", s(""))
+            .expression_attribute_values(
+                ":empty",
+                serde_dynamo::to_attribute_value(DayUsage::default()).map_err(StoreError::internal)?,
+            )
+            .build()
+            .map_err(StoreError::internal)?;
+        let items = vec![
+            TransactWriteItem::builder().put(closed).build(),
+            TransactWriteItem::builder().update(emptied).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                // An append rolled the day over first (or another run closed it): nothing to do.
+                cancellation_reasons(error)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Applies `set` to an item and takes it out of the day's chores, if it is still due that day.
+    fn close_chore(
+        &self,
+        item_key: Item,
+        day: &str,
+        set: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(item_key))
+            .update_expression(format!("SET {set} REMOVE #chore_day, #chore_key"))
+            .condition_expression("#chore_day = :day")
+            .expression_attribute_names("#chore_day", CHORE_DAY)
+            .expression_attribute_names("#chore_key", CHORE_KEY)
+            .expression_attribute_values(":day", s(day))
+    }
+}

@@ -1,0 +1,279 @@
+//! Limits table: every item of a user in one partition (`user_id`), sorted by `item`:
+//!
+//! - `settings` — quota settings: time zone and subscription;
+//! - `meter` — the counters an append writes: quota window, append rate window, the day's usage
+//!   (see `meter`);
+//! - `r#<class>#<minute>` — read and other requests in that minute (TTL removes it);
+//! - `u#<utc day>` — a finished day's usage, moved out of the meter when the next day began.
+//!
+//! The sparse, keys-only GSI `by_chore` (`chore_day`, `chore_key`) lists what the hourly job must
+//! look at on a day: meters holding a finished day, usage days to finalise, subscriptions to
+//! expire. The job takes an item out of the index when it has done its chore, so a second run
+//! finds nothing to do.
+
+mod chores;
+mod meter;
+mod usage;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::Update;
+
+pub use self::chores::ChoreReport;
+pub use self::meter::QuotaState;
+pub(crate) use self::meter::{AppendLimits, Charge, Meter, MeterWrite};
+use super::hints::Hints;
+use super::item::{Item, Reader, n, s};
+use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
+use super::{Store, StoreError, update_failed};
+use crate::domain::{
+    LimitsView, NewMessage, QuotaSettings, RateClass, Subscription, TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp,
+    UserId, Window, utc_day,
+};
+
+const SETTINGS: &str = "settings";
+const TIMEZONE: &str = "timezone";
+const TIMEZONE_CHANGED_AT: &str = "timezone_changed_at";
+const PLAN: &str = "plan";
+const START_AT: &str = "start_at";
+const END_AT: &str = "end_at";
+const EXPIRED: &str = "expired";
+const COUNT: &str = "n";
+
+/// How long a function instance trusts cached quota settings (time zone, subscription).
+const SETTINGS_TTL: Duration = Duration::from_secs(30);
+
+fn key(user: &UserId, item: &str) -> Item {
+    Item::from([(USER_ID.to_owned(), s(user.as_str())), (ITEM.to_owned(), s(item))])
+}
+
+/// Per-instance caches: quota settings (briefly) and the last meter state seen per user.
+#[derive(Default)]
+pub(crate) struct LimitCaches {
+    settings: Hints<UserId, (QuotaSettings, Instant)>,
+    meters: Hints<UserId, Meter>,
+}
+
+impl LimitCaches {
+    /// The cached settings and whether they are older than `SETTINGS_TTL`.
+    fn settings(&self, user: &UserId) -> Option<(QuotaSettings, bool)> {
+        self.settings.get(user).map(|(settings, at)| (settings, at.elapsed() >= SETTINGS_TTL))
+    }
+
+    fn remember_settings(&self, user: &UserId, settings: &QuotaSettings) {
+        self.settings.insert(user.clone(), (settings.clone(), Instant::now()));
+    }
+
+    fn meter(&self, user: &UserId) -> Option<Meter> {
+        self.meters.get(user)
+    }
+
+    /// The meter's version only grows, so an older answer arriving late cannot replace a newer one.
+    pub(crate) fn remember_meter(&self, user: &UserId, meter: &Meter) {
+        self.meters.update(user.clone(), |known| match known {
+            Some(known) if known.version > meter.version => known.clone(),
+            _ => meter.clone(),
+        });
+    }
+}
+
+fn settings_from(item: Option<&Item>) -> Result<QuotaSettings, StoreError> {
+    let Some(item) = item else { return Ok(QuotaSettings::default()) };
+    let read = Reader::new(item, "settings");
+    let timezone = match read.opt_string(TIMEZONE)? {
+        Some(name) => TimeZone::parse(name).map_err(|_| StoreError::corrupt("settings", TIMEZONE))?,
+        None => TimeZone::utc(),
+    };
+    let subscription = match read.opt_string(PLAN)? {
+        Some(plan) => {
+            Some(Subscription { plan: plan.to_owned(), start_at: read.parse(START_AT)?, end_at: read.parse(END_AT)? })
+        }
+        None => None,
+    };
+    Ok(QuotaSettings { timezone, timezone_changed_at: read.opt_parse(TIMEZONE_CHANGED_AT)?, subscription })
+}
+
+impl Store {
+    /// The settings from this instance's cache, or the table on a miss. Cached settings older
+    /// than `SETTINGS_TTL` are still used while a background read refreshes them, so a warm append
+    /// never waits for them: a time zone or subscription change reaches a warm instance within
+    /// about `SETTINGS_TTL`; expiry by `end_at` is exact, as it is computed at every append.
+    pub(crate) async fn quota_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {
+        match self.limit_caches.settings(user) {
+            Some((settings, false)) => Ok(settings),
+            Some((settings, true)) => {
+                self.limit_caches.remember_settings(user, &settings);
+                let (store, user) = (self.clone(), user.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = store.fresh_settings(&user).await {
+                        tracing::warn!(error = %error, "quota settings refresh failed; keeping the cached ones");
+                    }
+                });
+                Ok(settings)
+            }
+            None => self.fresh_settings(user).await,
+        }
+    }
+
+    async fn fresh_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(user, SETTINGS)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let settings = settings_from(output.item())?;
+        self.limit_caches.remember_settings(user, &settings);
+        Ok(settings)
+    }
+
+    /// Works out what limits and bills an append; reads the settings only when this instance has none.
+    pub(crate) async fn append_limits(
+        &self,
+        user: &UserId,
+        messages: &[NewMessage],
+    ) -> Result<AppendLimits, StoreError> {
+        let settings = self.quota_settings(user).await?;
+        Ok(AppendLimits::new(
+            &settings,
+            self.now(),
+            self.limits.daily_quota,
+            self.limits.rate.limit(RateClass::Append),
+            messages,
+        ))
+    }
+
+    fn rate_update(&self, user: &UserId, class: RateClass, limit: u32, now: Timestamp) -> Result<Update, StoreError> {
+        let minute = now.unix_seconds() / 60;
+        Update::builder()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(user, &format!("r#{}#{minute}", class.as_str()))))
+            .update_expression("ADD #n :one SET #expires_at = :expires_at")
+            .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+            .expression_attribute_names("#n", COUNT)
+            .expression_attribute_names("#expires_at", EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":expires_at", n((minute + 2) * 60))
+            .build()
+            .map_err(StoreError::internal)
+    }
+
+    /// Counts a read or other request against its per-minute limit: one conditional write, or 429.
+    /// (Appends are counted on the meter, inside their own transaction.)
+    pub async fn hit_rate_limit(&self, user: &UserId, class: RateClass) -> Result<(), StoreError> {
+        let Some(limit) = self.limits.rate.limit(class) else { return Ok(()) };
+        let now = self.now();
+        let update = self.rate_update(user, class, limit, now)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(update.table_name())
+            .set_key(Some(update.key().clone()))
+            .update_expression(update.update_expression())
+            .set_condition_expression(update.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(update.expression_attribute_names().cloned())
+            .set_expression_attribute_values(update.expression_attribute_values().cloned())
+            .send()
+            .await;
+        result.map(|_| ()).map_err(|error| {
+            update_failed(error, || StoreError::RateLimited { retry_after_secs: retry_after_minute(now) })
+        })
+    }
+
+    /// `GET /v1/limits`: the caller's quota window, use and subscription, read fresh.
+    pub async fn limits_view(&self, user: &UserId) -> Result<LimitsView, StoreError> {
+        let now = self.now();
+        let (settings, meter) = tokio::try_join!(self.fresh_settings(user), self.fresh_meter(user))?;
+        let window = Window::containing(now, &settings.timezone);
+        Ok(LimitsView::new(&settings, meter.used(&window.day), now, self.limits.daily_quota))
+    }
+
+    /// Sets the caller's time zone: at most one change per 24 hours.
+    pub async fn set_timezone(&self, user: &UserId, timezone: TimeZone) -> Result<LimitsView, StoreError> {
+        let now = self.now();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(user, SETTINGS)))
+            .update_expression("SET #timezone = :timezone, #changed_at = :now")
+            .condition_expression(
+                "attribute_not_exists(#changed_at) OR #changed_at <= :cutoff OR #timezone = :timezone",
+            )
+            .expression_attribute_names("#timezone", TIMEZONE)
+            .expression_attribute_names("#changed_at", TIMEZONE_CHANGED_AT)
+            .expression_attribute_values(":timezone", s(timezone.name()))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(
+                ":cutoff",
+                s(Timestamp::from_datetime(now.datetime() - TIMEZONE_CHANGE_INTERVAL).to_string()),
+            )
+            .send()
+            .await;
+        result.map_err(|error| {
+            update_failed(error, || {
+                StoreError::Conflict(
+                    "the time zone can change once per 24 hours, so that changing it cannot open extra quota windows"
+                        .to_owned(),
+                )
+            })
+        })?;
+        self.limits_view(user).await
+    }
+
+    /// Grants (or replaces) a user's subscription.
+    pub async fn put_subscription(&self, user: &UserId, subscription: Subscription) -> Result<LimitsView, StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(user, SETTINGS)))
+            .update_expression(
+                "SET #plan = :plan, #start_at = :start_at, #end_at = :end_at, #chore_day = :chore_day, \
+                 #chore_key = :chore_key REMOVE #expired",
+            )
+            .expression_attribute_names("#plan", PLAN)
+            .expression_attribute_names("#start_at", START_AT)
+            .expression_attribute_names("#end_at", END_AT)
+            .expression_attribute_names("#chore_day", CHORE_DAY)
+            .expression_attribute_names("#chore_key", CHORE_KEY)
+            .expression_attribute_names("#expired", EXPIRED)
+            .expression_attribute_values(":plan", s(&subscription.plan))
+            .expression_attribute_values(":start_at", s(subscription.start_at.to_string()))
+            .expression_attribute_values(":end_at", s(subscription.end_at.to_string()))
+            .expression_attribute_values(":chore_day", s(utc_day(subscription.end_at)))
+            .expression_attribute_values(":chore_key", s(meter::chore_key(user, SETTINGS)))
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        self.limits_view(user).await
+    }
+
+    /// Ends a user's subscription now; 404 when there is none.
+    pub async fn delete_subscription(&self, user: &UserId) -> Result<LimitsView, StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(key(user, SETTINGS)))
+            .update_expression("REMOVE #plan, #start_at, #end_at, #chore_day, #chore_key, #expired")
+            .condition_expression("attribute_exists(#plan)")
+            .expression_attribute_names("#plan", PLAN)
+            .expression_attribute_names("#start_at", START_AT)
+            .expression_attribute_names("#end_at", END_AT)
+            .expression_attribute_names("#chore_day", CHORE_DAY)
+            .expression_attribute_names("#chore_key", CHORE_KEY)
+            .expression_attribute_names("#expired", EXPIRED)
+            .send()
+            .await
+            .map_err(|error| update_failed(error, || StoreError::NotFound("subscription")))?;
+        self.limits_view(user).await
+    }
+}
+
+/// Seconds until the next minute starts.
+pub(crate) fn retry_after_minute(now: Timestamp) -> u64 {
+    (60 - now.unix_seconds().rem_euclid(60)).max(1) as u64
+}
