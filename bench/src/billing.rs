@@ -3,9 +3,17 @@
 //! DynamoDB Local's `ConsumedCapacity` is realistic for single-item calls, batches and queries, but
 //! not for `TransactWriteItems`: it reports 4 units per table for one small item or for ten (AWS
 //! bills 2 per KB per item). So the meter keeps which items each transaction wrote, and after the
-//! measured phase this module reads them back and applies the documented rule: 2 write units per
-//! started KB of each item, and the same again for each secondary index entry the write touches
-//! (twice when an update changes the index key: the old entry is deleted, a new one written).
+//! measured phase this module reads them back and applies the documented rules: 2 write units per
+//! started KB of each item the transaction names; and for each secondary index the write touches,
+//! 1 unit per started KB of the index entry — the attributes the index projects, not the whole
+//! item — twice when an update changes the entry's key (the old entry is deleted, a new one
+//! written). An index is touched when the item enters it, leaves it or changes its key, or when a
+//! write changes an attribute the index projects: a keys-only index is not touched by an update
+//! that leaves its keys alone.
+//!
+//! The rule until 2026-12 charged each index entry like a transactional item of the whole item's
+//! size (2 per KB of the item) whatever the projection; [`Billed::earlier_rule`] keeps that figure
+//! so the two can be compared.
 
 use std::collections::HashMap;
 
@@ -70,8 +78,21 @@ pub fn transaction_items(body: &serde_json::Map<String, Value>) -> Vec<Written> 
 
 struct Shape {
     key: Vec<String>,
-    /// Key attribute names of each secondary index (global and local).
-    indexes: Vec<Vec<String>>,
+    indexes: Vec<IndexShape>,
+}
+
+#[derive(Clone)]
+struct IndexShape {
+    /// Key attribute names of the index (global or local).
+    key: Vec<String>,
+    keys_only: bool,
+}
+
+/// Billed write units of a set of transactions, by today's rule and by the earlier one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Billed {
+    pub units: f64,
+    pub earlier_rule: f64,
 }
 
 /// Reads written items back (uncounted) to size them.
@@ -86,8 +107,8 @@ impl Auditor {
     }
 
     /// Billable write units of one committed transaction.
-    pub async fn write_units(&self, written: &[Written]) -> Result<f64, BoxError> {
-        let mut units = 0.0;
+    pub async fn write_units(&self, written: &[Written]) -> Result<Billed, BoxError> {
+        let mut billed = Billed::default();
         for item in written {
             let (key_names, indexes) = self.shape(&item.table).await?;
             let key = match &item.action {
@@ -97,28 +118,44 @@ impl Auditor {
                 Action::Update { key, .. } | Action::Delete { key } | Action::ConditionCheck { key } => key.clone(),
             };
             let stored = self.read(&item.table, &key).await?;
-            let size = stored.as_ref().map_or(1, item_size);
-            let kb = size.div_ceil(1024).max(1) as f64;
-            units += 2.0 * kb;
+            let kb = |size: u64| size.div_ceil(1024).max(1) as f64;
+            let item_kb = kb(stored.as_ref().map_or(1, item_size));
+            billed.units += 2.0 * item_kb;
+            billed.earlier_rule += 2.0 * item_kb;
             let Some(stored) = stored else { continue };
             if matches!(item.action, Action::ConditionCheck { .. }) {
                 continue;
             }
-            for index_key in &indexes {
-                if !index_key.iter().all(|name| stored.contains_key(name)) {
+            for index in &indexes {
+                if !index.key.iter().all(|name| stored.contains_key(name)) {
                     continue; // a sparse index this item is not in
                 }
                 let key_changed = match &item.action {
-                    Action::Update { names, .. } => index_key.iter().any(|name| names.contains(name)),
+                    Action::Update { names, .. } => index.key.iter().any(|name| names.contains(name)),
                     _ => false,
                 };
-                units += 2.0 * kb * if key_changed { 2.0 } else { 1.0 };
+                let writes = if key_changed { 2.0 } else { 1.0 };
+                billed.earlier_rule += 2.0 * item_kb * writes;
+                let touched = key_changed || !index.keys_only || !matches!(item.action, Action::Update { .. });
+                if touched {
+                    let entry = if index.keys_only {
+                        let projected = |name: &String| key_names.contains(name) || index.key.contains(name);
+                        stored
+                            .iter()
+                            .filter(|(name, _)| projected(name))
+                            .map(|(name, value)| name.len() as u64 + value_size(value))
+                            .sum()
+                    } else {
+                        item_size(&stored)
+                    };
+                    billed.units += kb(entry) * writes;
+                }
             }
         }
-        Ok(units)
+        Ok(billed)
     }
 
-    async fn shape(&self, table: &str) -> Result<(Vec<String>, Vec<Vec<String>>), BoxError> {
+    async fn shape(&self, table: &str) -> Result<(Vec<String>, Vec<IndexShape>), BoxError> {
         let mut shapes = self.shapes.lock().await;
         if !shapes.contains_key(table) {
             let description = self.client.describe_table().table_name(table).send().await?;
@@ -126,9 +163,20 @@ impl Auditor {
             let names = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
                 schema.iter().map(|element| element.attribute_name.clone()).collect::<Vec<_>>()
             };
-            let mut indexes: Vec<Vec<String>> =
-                description.global_secondary_indexes().iter().map(|index| names(index.key_schema())).collect();
-            indexes.extend(description.local_secondary_indexes().iter().map(|index| names(index.key_schema())));
+            let keys_only = |projection: Option<&aws_sdk_dynamodb::types::Projection>| {
+                projection.and_then(|p| p.projection_type()) == Some(&aws_sdk_dynamodb::types::ProjectionType::KeysOnly)
+            };
+            let mut indexes: Vec<IndexShape> = description
+                .global_secondary_indexes()
+                .iter()
+                .map(|index| IndexShape { key: names(index.key_schema()), keys_only: keys_only(index.projection()) })
+                .collect();
+            indexes.extend(
+                description.local_secondary_indexes().iter().map(|index| IndexShape {
+                    key: names(index.key_schema()),
+                    keys_only: keys_only(index.projection()),
+                }),
+            );
             shapes.insert(table.to_owned(), Shape { key: names(description.key_schema()), indexes });
         }
         let shape = shapes.get(table).ok_or("shape")?;

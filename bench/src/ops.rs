@@ -14,6 +14,9 @@ use crate::stats::{Percentiles, ServerSide};
 pub enum Operation {
     CreateSession,
     Append,
+    AppendUser,
+    AppendAssistant,
+    AppendKeyed,
     BatchAppend,
     ListMessages,
     GetSession,
@@ -22,9 +25,12 @@ pub enum Operation {
     GetLimits,
 }
 
-pub const OPERATIONS: [Operation; 8] = [
+pub const OPERATIONS: [Operation; 11] = [
     Operation::CreateSession,
     Operation::Append,
+    Operation::AppendUser,
+    Operation::AppendAssistant,
+    Operation::AppendKeyed,
     Operation::BatchAppend,
     Operation::ListMessages,
     Operation::GetSession,
@@ -44,6 +50,9 @@ impl Operation {
         match self {
             Self::CreateSession => "create session",
             Self::Append => "append",
+            Self::AppendUser => "append (user message)",
+            Self::AppendAssistant => "append (assistant message)",
+            Self::AppendKeyed => "append (user message, Idempotency-Key)",
             Self::BatchAppend => "batch append (10)",
             Self::ListMessages => "list messages (latest 50)",
             Self::GetSession => "get session",
@@ -56,7 +65,9 @@ impl Operation {
     pub fn route(self) -> &'static str {
         match self {
             Self::CreateSession => "POST /v1/sessions",
-            Self::Append => "POST /v1/sessions/{id}/messages",
+            Self::Append | Self::AppendUser | Self::AppendAssistant | Self::AppendKeyed => {
+                "POST /v1/sessions/{id}/messages"
+            }
             Self::BatchAppend => "POST /v1/sessions/{id}/messages/batch",
             Self::ListMessages => "GET /v1/sessions/{id}/messages?order=desc&limit=50",
             Self::GetSession => "GET /v1/sessions/{id}",
@@ -72,6 +83,8 @@ impl Operation {
         match self {
             Self::CreateSession => ("POST", "/v1/sessions".into(), Some(json!({"title": format!("chat {i}")}))),
             Self::Append => ("POST", messages, Some(message(i))),
+            Self::AppendUser | Self::AppendKeyed => ("POST", messages, Some(message(2 * i))),
+            Self::AppendAssistant => ("POST", messages, Some(message(2 * i + 1))),
             Self::BatchAppend => (
                 "POST",
                 format!("{messages}/batch"),
@@ -182,7 +195,9 @@ async fn load(
             let mut latencies = Vec::with_capacity(requests);
             for i in first..first + requests {
                 let (method, path, body) = operation.request(&client.session, i);
-                latencies.push(api.call(&client.token, method, &path, body.as_ref()).await?.latency);
+                let key = matches!(operation, Operation::AppendKeyed).then(|| format!("{}-{i}", client.session));
+                latencies
+                    .push(api.call_keyed(&client.token, method, &path, body.as_ref(), key.as_deref()).await?.latency);
             }
             Ok::<_, BoxError>(latencies)
         });

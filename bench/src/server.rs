@@ -31,6 +31,8 @@ pub struct Served {
     pub dynamodb: Usage,
     /// Write units as AWS bills them (transactions recounted by [`crate::billing`]).
     pub billed_write_units: f64,
+    /// The same by the rule used until 2026-12.
+    pub earlier_rule_write_units: f64,
 }
 
 impl Served {
@@ -92,20 +94,37 @@ impl Api {
         for request in &mut served {
             let usage = &request.dynamodb;
             let transactions = self.auditor.write_units(&usage.transaction_items).await?;
-            request.billed_write_units = usage.write_units - usage.transaction_write_units + transactions;
+            let single = usage.write_units - usage.transaction_write_units;
+            request.billed_write_units = single + transactions.units;
+            request.earlier_rule_write_units = single + transactions.earlier_rule;
         }
         Ok(served)
     }
 
     /// Sends one request as `token`'s user; a status other than 2xx is an error.
     pub async fn call(&self, token: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Called, BoxError> {
+        self.call_keyed(token, method, path, body, None).await
+    }
+
+    /// The same, with an `Idempotency-Key`.
+    pub async fn call_keyed(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Called, BoxError> {
         let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))?;
+            .header("content-type", "application/json");
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        let request = request.body(Full::new(Bytes::from(body)))?;
         let started = Instant::now();
         let response = self.http.request(request).await?;
         let status = response.status();
@@ -127,7 +146,8 @@ pub struct Called {
 async fn record(State(log): State<Log>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let (response, dynamodb) = meter::measure(next.run(request)).await;
-    let served = Served { handler: started.elapsed(), dynamodb, billed_write_units: 0.0 };
+    let served =
+        Served { handler: started.elapsed(), dynamodb, billed_write_units: 0.0, earlier_rule_write_units: 0.0 };
     log.lock().unwrap_or_else(PoisonError::into_inner).push(served);
     response
 }

@@ -37,6 +37,8 @@ pub struct ServerSide {
     pub read_units: f64,
     /// Billed write units (see [`crate::billing`]) and, for comparison, what DynamoDB Local reported.
     pub write_units: f64,
+    /// The same writes billed by the rule used until 2026-12 (see [`crate::billing`]).
+    pub earlier_rule_write_units: f64,
     pub reported_write_units: f64,
 }
 
@@ -53,6 +55,7 @@ impl ServerSide {
             calls: mean(|request| f64::from(request.dynamodb.calls)),
             read_units: mean(|request| request.dynamodb.read_units),
             write_units: mean(|request| request.billed_write_units),
+            earlier_rule_write_units: mean(|request| request.earlier_rule_write_units),
             reported_write_units: mean(|request| request.dynamodb.write_units),
         })
     }

@@ -22,8 +22,8 @@ use super::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use super::schema::messages::{SEQ, SESSION_ID};
 use super::schema::sessions::{ACTIVITY_AT, SESSION_ID as SESSION_SK};
 use super::sessions::{
-    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MEMORY_EPOCH, MESSAGE_COUNT, REV, STATUS, SessionRecord,
-    UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
+    DELETED_AT as SESSION_DELETED_AT, LAST_MESSAGE, LAST_SEQ, MEMORY_EPOCH, MESSAGE_COUNT, REV, REWRITTEN_AT, STATUS,
+    SessionRecord, UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
 };
 use super::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use super::{Store, StoreError};
@@ -555,28 +555,43 @@ impl Store {
         Ok((record.session, messages))
     }
 
-    /// Reads the session item and the log in parallel; the session item decides what is visible.
+    /// Reads the session item (strongly consistent) and a page of the log (eventually consistent,
+    /// half the read units) in parallel; the session item decides what is visible. The page is
+    /// read again strongly consistent when the session item shows it may be behind: it lacks the
+    /// newest live message although its range holds it, or a message was edited or deleted within
+    /// `REWRITE_SETTLE`. So a client always sees its own appends, edits and deletes.
     async fn read_log(
         &self,
         user: &UserId,
         session_id: SessionId,
         query: MessageQuery,
     ) -> Result<(SessionRecord, Vec<Message>, bool), StoreError> {
-        let lower = query.after_seq.unwrap_or(0);
         let forward = query.order == MessageOrder::Asc;
         let wanted = query.limit.as_usize();
-        let (record, (mut data, mut has_more)) = tokio::try_join!(
-            self.session_record(user, session_id),
-            self.live_messages(session_id, lower, query.before_seq, forward, wanted),
-        )?;
-        let visible_after = record.visible_after;
-        if lower < visible_after {
+        let read = |lower: u64, consistency: Consistency| {
+            self.live_messages(session_id, lower, query.before_seq, forward, wanted, consistency)
+        };
+        let lower = query.after_seq.unwrap_or(0);
+        let (record, (mut data, mut has_more)) =
+            tokio::try_join!(self.session_record(user, session_id), read(lower, Consistency::Eventual))?;
+        let lower = lower.max(record.visible_after);
+        let page = PageCheck {
+            lower,
+            before_seq: query.before_seq,
+            forward,
+            newest_live: record.session.last_message.as_ref().map(|last| last.seq.get()),
+            rewritten_recently: record
+                .rewritten_at
+                .is_some_and(|at| self.now().datetime() - at.datetime() < REWRITE_SETTLE),
+        };
+        if page.may_be_behind(&data, has_more) {
+            (data, has_more) = read(lower, Consistency::Strong).await?;
+        } else if lower > query.after_seq.unwrap_or(0) {
             if forward {
-                (data, has_more) =
-                    self.live_messages(session_id, visible_after, query.before_seq, forward, wanted).await?;
+                (data, has_more) = read(lower, Consistency::Eventual).await?;
             } else {
                 let before = data.len();
-                data.retain(|message| message.seq.get() > visible_after);
+                data.retain(|message| message.seq.get() > lower);
                 has_more = has_more && data.len() == before;
             }
         }
@@ -589,7 +604,7 @@ impl Store {
         session_id: SessionId,
         count: PageLimit,
     ) -> Result<Vec<Message>, StoreError> {
-        Ok(self.live_messages(session_id, 0, None, false, count.as_usize()).await?.0)
+        Ok(self.live_messages(session_id, 0, None, false, count.as_usize(), Consistency::Strong).await?.0)
     }
 
     /// Reads live messages with seq strictly between `lower` and `upper`, `wanted` of them at most.
@@ -600,6 +615,7 @@ impl Store {
         upper: Option<u64>,
         forward: bool,
         wanted: usize,
+        consistency: Consistency,
     ) -> Result<(Vec<Message>, bool), StoreError> {
         let low = lower.saturating_add(1);
         let high = upper.map_or(i64::MAX as u64, |upper| upper.saturating_sub(1));
@@ -622,7 +638,7 @@ impl Store {
                 .expression_attribute_values(":low", n(low))
                 .expression_attribute_values(":high", n(high))
                 .scan_index_forward(forward)
-                .consistent_read(true)
+                .consistent_read(consistency == Consistency::Strong)
                 .limit(read_ahead(wanted + 1 - found.len()))
                 .set_exclusive_start_key(start_key.take())
                 .send()
@@ -719,8 +735,9 @@ impl Store {
             let mut summary = SummaryChange::new(&record, now);
             summary.removed = 1;
             if record.session.last_message.as_ref().is_some_and(|last| last.seq == seq) {
-                let (previous, _) =
-                    self.live_messages(session_id, record.visible_after, Some(seq.get()), false, 1).await?;
+                let (previous, _) = self
+                    .live_messages(session_id, record.visible_after, Some(seq.get()), false, 1, Consistency::Strong)
+                    .await?;
                 summary.last_message = Some(previous.first().map(last_message_of));
             }
             let delete = self.soft_delete(session_id, seq, now)?;
@@ -737,7 +754,9 @@ impl Store {
         let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let record = self.writable_session(user, session_id).await?;
-            let (newest, _) = self.live_messages(session_id, record.visible_after, None, false, count + 1).await?;
+            let (newest, _) = self
+                .live_messages(session_id, record.visible_after, None, false, count + 1, Consistency::Strong)
+                .await?;
             let doomed = &newest[..count.min(newest.len())];
             if doomed.is_empty() {
                 return Ok(0);
@@ -770,7 +789,9 @@ impl Store {
             let watermark = if keep == 0 {
                 record.session.last_seq
             } else {
-                let (newest, _) = self.live_messages(session_id, record.visible_after, None, false, keep + 1).await?;
+                let (newest, _) = self
+                    .live_messages(session_id, record.visible_after, None, false, keep + 1, Consistency::Strong)
+                    .await?;
                 match newest.get(keep) {
                     Some(first_hidden) => first_hidden.seq.get(),
                     None => return Ok(0),
@@ -897,6 +918,11 @@ impl Store {
             .expression_attribute_values(":now", s(summary.now.to_string()));
         let mut sets =
             vec!["#rev = :next_rev", "#count = #count - :removed", "#updated_at = :now", "#activity_at = :now"];
+        if !message_updates.is_empty() {
+            // Pages read in the next moments must not come from a replica that missed this.
+            sets.push("#rewritten_at = :now");
+            update = update.expression_attribute_names("#rewritten_at", REWRITTEN_AT);
+        }
         let mut removes = Vec::new();
         match &summary.last_message {
             Some(Some(last)) => {
@@ -954,11 +980,53 @@ impl SummaryChange {
     }
 }
 
-/// How many items to read for `remaining` live ones: half again plus two, so a few deleted
-/// messages inside the window do not cost a second round trip.
+/// How many items to read for `remaining` live ones: two more, so a deleted message or two inside
+/// the window do not cost a second round trip, while a page reads (and pays for) little more
+/// than it returns.
 fn read_ahead(remaining: usize) -> i32 {
-    ((remaining + remaining / 2 + 2) as i32).clamp(1, QUERY_PAGE)
+    ((remaining + 2) as i32).clamp(1, QUERY_PAGE)
 }
+
+/// How a page of the log is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consistency {
+    /// Half the read units; may trail the latest writes by a moment.
+    Eventual,
+    Strong,
+}
+
+/// What the session item says about a page read eventually consistent.
+struct PageCheck {
+    /// The page's exclusive lower bound, the watermark applied.
+    lower: u64,
+    before_seq: Option<u64>,
+    forward: bool,
+    /// The seq of the session's newest live message (its `last_message`).
+    newest_live: Option<u64>,
+    rewritten_recently: bool,
+}
+
+impl PageCheck {
+    /// Whether the page may trail the session item: a message was edited or deleted a moment ago,
+    /// or the page's range holds the newest live message and the page does not reach it.
+    fn may_be_behind(&self, page: &[Message], has_more: bool) -> bool {
+        if self.rewritten_recently {
+            return true;
+        }
+        let Some(newest) = self.newest_live else { return false };
+        let in_range = newest > self.lower && self.before_seq.is_none_or(|before| newest < before);
+        let reached = if self.forward {
+            has_more || page.last().is_some_and(|message| message.seq.get() >= newest)
+        } else {
+            page.first().is_some_and(|message| message.seq.get() >= newest)
+        };
+        in_range && !reached
+    }
+}
+
+/// After an edit or delete, pages are read strongly consistent this long (DynamoDB's eventually
+/// consistent reads typically catch up within a second).
+const REWRITE_SETTLE: Duration = Duration::from_secs(2);
 
 fn visible(record: &SessionRecord, stored: Option<StoredMessage>) -> Result<StoredMessage, StoreError> {
     match stored {
@@ -1003,4 +1071,54 @@ fn stored_messages(session_id: SessionId, messages: &[NewMessage], last_seq: u64
             edited_at: None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(seqs: &[u64]) -> Vec<Message> {
+        let new = NewMessage {
+            role: Role::User,
+            message_type: crate::domain::MessageType::default(),
+            content: Content::parse("hi".to_owned()).unwrap_or_else(|_| unreachable!()),
+            payload: None,
+            reply_to: None,
+            usage: None,
+        };
+        let now: Timestamp = "2026-12-01T00:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
+        let mut messages = stored_messages(SessionId::generate(), &vec![new; seqs.len()], 0, now);
+        for (message, seq) in messages.iter_mut().zip(seqs) {
+            message.seq = Seq::after(seq - 1);
+        }
+        messages
+    }
+
+    fn check(newest_live: Option<u64>, forward: bool) -> PageCheck {
+        PageCheck { lower: 0, before_seq: None, forward, newest_live, rewritten_recently: false }
+    }
+
+    #[test]
+    fn a_page_missing_the_newest_message_is_read_again() {
+        // Latest first: the replica has not seen seq 5 yet.
+        assert!(check(Some(5), false).may_be_behind(&page(&[4, 3]), false));
+        assert!(!check(Some(5), false).may_be_behind(&page(&[5, 4]), false));
+        // Oldest first: a complete page must end at the newest live message.
+        assert!(check(Some(5), true).may_be_behind(&page(&[3, 4]), false));
+        assert!(!check(Some(5), true).may_be_behind(&page(&[3, 4]), true), "more pages follow");
+        assert!(!check(Some(5), true).may_be_behind(&page(&[4, 5]), false));
+        // An empty log, or a range that excludes the newest message, has nothing to miss.
+        assert!(!check(None, false).may_be_behind(&[], false));
+        let older = PageCheck { before_seq: Some(3), ..check(Some(5), false) };
+        assert!(!older.may_be_behind(&page(&[2, 1]), false));
+        let after = PageCheck { lower: 5, ..check(Some(5), true) };
+        assert!(!after.may_be_behind(&[], false), "sync after the newest seq is up to date");
+        assert!(check(Some(5), true).may_be_behind(&[], false), "an empty page cannot be right");
+    }
+
+    #[test]
+    fn a_recent_edit_or_delete_forces_a_strong_read() {
+        let recent = PageCheck { rewritten_recently: true, ..check(Some(5), false) };
+        assert!(recent.may_be_behind(&page(&[5, 4]), false));
+    }
 }

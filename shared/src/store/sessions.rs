@@ -32,6 +32,8 @@ pub(super) const LAST_MESSAGE: &str = "last_message";
 pub(super) const VISIBLE_AFTER: &str = "visible_after";
 /// Bumped by every change to the message summary; guards read-modify-write updates.
 pub(super) const REV: &str = "rev";
+/// When a message was last edited or deleted: pages read soon after are read strongly consistent.
+pub(super) const REWRITTEN_AT: &str = "rewritten_at";
 pub(super) const CREATED_AT: &str = "created_at";
 pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const DELETED_AT: &str = "deleted_at";
@@ -45,6 +47,7 @@ pub(crate) struct SessionRecord {
     pub rev: u64,
     pub visible_after: u64,
     pub memory_epoch: u64,
+    pub rewritten_at: Option<Timestamp>,
 }
 
 pub(super) fn session_key(user: &UserId, id: SessionId) -> Item {
@@ -119,6 +122,7 @@ impl TryFrom<&Item> for SessionRecord {
             rev: read.number(REV)?,
             visible_after: read.number(VISIBLE_AFTER)?,
             memory_epoch: read.opt_number(MEMORY_EPOCH)?.unwrap_or(0),
+            rewritten_at: read.opt_parse(REWRITTEN_AT)?,
         })
     }
 }
