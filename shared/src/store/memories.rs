@@ -17,9 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::item::{Item, Reader, n, s};
 use super::schema::memories::{BY_ID, BY_RANK, ITEM, MEMORY_ID, RANK, USER_ID};
-use super::sessions::{DELETED_AT as SESSION_DELETED_AT, MEMORY_EPOCH, session_key};
 use super::tx::{cancellation_reasons, reason_failed};
-use super::{Store, StoreError, update_failed};
+use super::{Store, StoreError};
 use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
     NewMemory, PageLimit, SessionId, Timestamp, UserId,
@@ -149,21 +148,7 @@ impl Store {
         let (Some(session_id), Some(epoch)) = (scope.scope.session_id(), scope.epoch) else {
             return Ok(None);
         };
-        let condition = if epoch == 0 {
-            "attribute_not_exists(#deleted_at) AND attribute_exists(#epoch) AND #epoch = :epoch"
-        } else {
-            "attribute_not_exists(#deleted_at) AND #epoch = :epoch"
-        };
-        ConditionCheck::builder()
-            .table_name(&self.tables.sessions)
-            .set_key(Some(session_key(user, session_id)))
-            .condition_expression(condition)
-            .expression_attribute_names("#deleted_at", SESSION_DELETED_AT)
-            .expression_attribute_names("#epoch", MEMORY_EPOCH)
-            .expression_attribute_values(":epoch", n(epoch))
-            .build()
-            .map(Some)
-            .map_err(StoreError::internal)
+        self.session_at_epoch(user, session_id, epoch).map(Some)
     }
 
     /// Adds a memory, or returns the one with the same type and content in that scope
@@ -498,22 +483,7 @@ impl Store {
 
     /// Moves a session's memories to a fresh epoch; returns how many the old one held.
     async fn next_memory_epoch(&self, user: &UserId, session_id: SessionId) -> Result<u64, StoreError> {
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.tables.sessions)
-            .set_key(Some(session_key(user, session_id)))
-            .condition_expression("attribute_exists(#epoch) AND attribute_not_exists(#deleted_at)")
-            .update_expression("SET #epoch = #epoch + :one")
-            .expression_attribute_names("#epoch", MEMORY_EPOCH)
-            .expression_attribute_names("#deleted_at", SESSION_DELETED_AT)
-            .expression_attribute_values(":one", n(1))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|error| update_failed(error, || StoreError::NotFound("session")))?;
-        let old = output.attributes().ok_or_else(|| StoreError::corrupt("session", MEMORY_EPOCH))?;
-        let epoch = Reader::new(old, "session").number(MEMORY_EPOCH)?;
+        let epoch = self.bump_memory_epoch(user, session_id).await?;
         self.scope_count(user, &ScopeKey::session(session_id, epoch)).await
     }
 

@@ -1,0 +1,268 @@
+//! The append engine: one transaction per attempt, retried at once from the state a cancellation
+//! returns, fair under contention (see `gate`).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
+
+use super::Appended;
+use super::item::{last_message_of, message_item, stored_messages};
+use crate::domain::{Idempotency, Message, NewMessage, SessionId, Timestamp, UserId};
+use crate::store::item::Item;
+use crate::store::limits::{AppendLimits, Charge, Meter, MeterWrite, retry_after_minute};
+use crate::store::schema::messages::SEQ;
+use crate::store::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
+use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::store::{Store, StoreError};
+
+/// An append retries a stale guess at once (the cancellation told it the fresh state) and a
+/// transaction conflict after a short jitter; only a database that keeps refusing for this many
+/// attempts or this long is answered 503. Lost races end long before: inside a process a user's
+/// writes take turns (`WriteGates`), so the contenders for an item are the processes.
+const MAX_ATTEMPTS: u32 = 200;
+
+const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
+
+/// Why an append attempt did not commit.
+enum AppendMiss {
+    /// A guess was stale: retry on top of the session's `last_seq` and the meter, where the
+    /// cancelled transaction told them (`None`: that guess was right).
+    Stale { last_seq: Option<u64>, meter: Option<Meter> },
+    /// Another transaction held an item: retry the same guesses.
+    Conflict,
+    /// The key was used before: this is the stored record.
+    Replay(Item),
+}
+
+fn check_reply_to(messages: &[NewMessage], last_seq: u64) -> Result<(), StoreError> {
+    for (index, message) in messages.iter().enumerate() {
+        let own_seq = last_seq + 1 + index as u64;
+        if message.reply_to.is_some_and(|reply_to| reply_to.get() >= own_seq) {
+            return Err(crate::domain::InputError::invalid(
+                "reply_to",
+                "must be the seq of an earlier message in this session",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Appends messages as consecutive seqs, atomically with the session summary, the
+    /// idempotency record, the daily quota, the append rate limit and the usage roll-up.
+    /// All or nothing.
+    pub async fn append_messages(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        messages: Vec<NewMessage>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, StoreError> {
+        let _turn = self.gates.enter(user).await;
+        let started = Instant::now();
+        let limits = self.append_limits(user, &messages).await?;
+        // What this instance does not know yet it reads in one parallel round.
+        let seq_hint = self.seq_hints.get(session_id);
+        let session = async {
+            match seq_hint {
+                Some(last_seq) => Ok((last_seq, false)),
+                None => Ok((self.session_record(user, session_id).await?.session.last_seq, true)),
+            }
+        };
+        // The meter matters when the append is metered, or for the quota headers of a limited user.
+        let metered = !limits.usage.is_empty() || limits.allowance.is_some();
+        let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };
+        let ((mut last_seq, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
+        for attempt in 0..MAX_ATTEMPTS {
+            if let Err(error) = check_reply_to(&messages, last_seq) {
+                if verified {
+                    return Err(error);
+                }
+                last_seq = self.session_record(user, session_id).await?.session.last_seq;
+                verified = true;
+                continue;
+            }
+            let (write, used_after) = match limits.charge(&meter) {
+                Charge::Free { used } => (None, used),
+                Charge::Write(write) => {
+                    let used_after = write.used_after;
+                    (Some(write), used_after)
+                }
+                refused @ (Charge::OverQuota { .. } | Charge::RateLimited) if !meter_verified => {
+                    drop(refused);
+                    meter = self.fresh_meter(user).await?;
+                    meter_verified = true;
+                    continue;
+                }
+                Charge::OverQuota { allowance, used } => {
+                    return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
+                }
+                Charge::RateLimited => {
+                    return Err(StoreError::RateLimited { retry_after_secs: retry_after_minute(limits.now) });
+                }
+            };
+            let now = self.now();
+            let stored = stored_messages(session_id, &messages, last_seq, now);
+            match self.try_append(user, session_id, &stored, last_seq, idempotency, write.as_deref(), now).await? {
+                Ok(()) => {
+                    self.seq_hints.remember(session_id, last_seq + stored.len() as u64);
+                    if let Some(write) = &write {
+                        self.limit_caches.remember_meter(user, &write.next);
+                    }
+                    return Ok(Appended { messages: stored, replayed: false, quota: limits.quota_state(used_after) });
+                }
+                Err(AppendMiss::Replay(record)) => {
+                    let quota = limits.quota_state(meter.used(&limits.window.day));
+                    return self.replay(session_id, &record, idempotency, quota).await;
+                }
+                Err(AppendMiss::Stale { last_seq: actual_seq, meter: actual_meter }) => {
+                    if let Some(actual) = actual_seq {
+                        self.seq_hints.remember(session_id, actual);
+                        last_seq = actual;
+                        verified = true;
+                    }
+                    if let Some(actual) = actual_meter {
+                        self.limit_caches.remember_meter(user, &actual);
+                        meter = actual;
+                        meter_verified = true;
+                    }
+                    // The cancellation carried the fresh state: the next attempt is right unless
+                    // another process commits first, so it goes at once.
+                }
+                Err(AppendMiss::Conflict) => backoff(attempt).await,
+            }
+            if started.elapsed() > ATTEMPT_BUDGET {
+                break;
+            }
+        }
+        Err(StoreError::Unavailable("the session is too busy: append retries exhausted".into()))
+    }
+
+    /// The quota is used up: a retry of an append that was stored is still answered; anything
+    /// else is 429 (a missing or foreign session stays 404).
+    async fn over_quota(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        idempotency: Option<&Idempotency>,
+        limits: &AppendLimits,
+        allowance: u64,
+        used: u64,
+    ) -> Result<Appended, StoreError> {
+        let quota = limits.quota_state(used);
+        let record = async {
+            match idempotency {
+                Some(idempotency) => self.idempotency_record(session_id, idempotency).await,
+                None => Ok(None),
+            }
+        };
+        let (_, record) = tokio::try_join!(self.session_record(user, session_id), record)?;
+        if let Some(record) = record {
+            return self.replay(session_id, &record, idempotency, quota).await;
+        }
+        Err(StoreError::DailyLimitExceeded {
+            total: allowance,
+            resets_at: limits.window.resets_at,
+            retry_after_secs: limits.window.retry_after_secs(limits.now),
+            quota,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn try_append(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        stored: &[Message],
+        expected_last: u64,
+        idempotency: Option<&Idempotency>,
+        meter: Option<&MeterWrite>,
+        now: Timestamp,
+    ) -> Result<Result<(), AppendMiss>, StoreError> {
+        let last = stored
+            .last()
+            .ok_or_else(|| StoreError::Invalid(crate::domain::InputError::invalid("messages", "must not be empty")))?;
+        let session_update =
+            self.session_append_update(user, session_id, expected_last, &last_message_of(last), stored.len(), now)?;
+        let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
+        for message in stored {
+            let put = Put::builder()
+                .table_name(&self.tables.messages)
+                .set_item(Some(message_item(message)))
+                .condition_expression("attribute_not_exists(#seq)")
+                .expression_attribute_names("#seq", SEQ)
+                .build()
+                .map_err(StoreError::internal)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if let Some(idempotency) = idempotency {
+            let put = self.idempotency_put(session_id, idempotency, expected_last + 1, stored.len(), now)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let meter_at = items.len();
+        if let Some(write) = meter {
+            let (update, closed) = self.meter_items(user, write)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            if let Some(closed) = closed {
+                items.push(TransactWriteItem::builder().put(closed).build());
+            }
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        let Err(error) = result else {
+            return Ok(Ok(()));
+        };
+        let reasons = cancellation_reasons(error)?;
+        let session_reason = reasons.first();
+        let idempotency_reason = idempotency.and_then(|_| reasons.get(meter_at - 1));
+        let failed_item = |reason: Option<&CancellationReason>| {
+            reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item).cloned()
+        };
+        let mut stale_seq = None;
+        if reason_failed(session_reason) {
+            let Some(item) = session_reason.and_then(CancellationReason::item) else {
+                return Err(StoreError::NotFound("session"));
+            };
+            if item.contains_key(SESSION_DELETED_AT) {
+                return Err(StoreError::NotFound("session"));
+            }
+            if let Some(record) = failed_item(idempotency_reason) {
+                return Ok(Err(AppendMiss::Replay(record)));
+            }
+            let record = SessionRecord::try_from(item)?;
+            if !record.session.status.accepts_messages() {
+                return Err(StoreError::SessionClosed(record.session.status));
+            }
+            stale_seq = Some(record.session.last_seq);
+        }
+        if let Some(record) = failed_item(idempotency_reason) {
+            return Ok(Err(AppendMiss::Replay(record)));
+        }
+        let mut stale_meter = None;
+        if meter.is_some() {
+            let meter_reason = reasons.get(meter_at);
+            if reason_failed(meter_reason) {
+                stale_meter = Some(
+                    meter_reason
+                        .and_then(CancellationReason::item)
+                        .map(Meter::from_item)
+                        .transpose()?
+                        .unwrap_or_default(),
+                );
+            } else if reason_failed(reasons.get(meter_at + 1)) {
+                // The finished day was stored already: read the meter as it stands now.
+                stale_meter = Some(self.fresh_meter(user).await?);
+            }
+        }
+        if stale_seq.is_some() || stale_meter.is_some() {
+            return Ok(Err(AppendMiss::Stale { last_seq: stale_seq, meter: stale_meter }));
+        }
+        if is_conflict(&reasons) {
+            return Ok(Err(AppendMiss::Conflict));
+        }
+        Err(StoreError::internal(format!(
+            "append transaction cancelled unexpectedly: {:?}",
+            reasons.iter().map(CancellationReason::code).collect::<Vec<_>>()
+        )))
+    }
+}

@@ -1,0 +1,198 @@
+//! Read-modify-write changes of the log — edit, delete, forget-recent, new-scene — each committed
+//! with the session summary, guarded by the session's revision; and reset.
+
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+
+use super::item::{CONTENT, DELETED_AT, EDITED_AT, last_message_of, message_key};
+use super::read::Consistency;
+use super::visible;
+use crate::domain::{Content, Message, Role, Seq, SessionId, Timestamp, UserId};
+use crate::store::item::s;
+use crate::store::memories::ScopeKey;
+use crate::store::schema::messages::SEQ;
+use crate::store::sessions::SummaryChange;
+use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::store::{Store, StoreError};
+
+/// Read-modify-write operations (edit, delete, forget-recent, new-scene) retry this often.
+const MAX_RMW_ATTEMPTS: u32 = 20;
+
+impl Store {
+    /// Replaces a `user` message's content and stamps `edited_at`.
+    pub async fn edit_message(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+        content: Content,
+    ) -> Result<Message, StoreError> {
+        let _turn = self.gates.enter(user).await;
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let (record, stored) =
+                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            let mut message = visible(&record, stored)?.message;
+            if message.role != Role::User {
+                return Err(StoreError::Forbidden("only user messages can be edited".to_owned()));
+            }
+            let now = self.now();
+            message.content = content.clone();
+            message.edited_at = Some(now);
+            let mut summary = SummaryChange::new(&record, now);
+            if record.session.last_message.as_ref().is_some_and(|last| last.seq == seq) {
+                summary.last_message = Some(Some(last_message_of(&message)));
+            }
+            let edit = Update::builder()
+                .table_name(&self.tables.messages)
+                .set_key(Some(message_key(session_id, seq)))
+                .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
+                .update_expression("SET #content = :content, #edited_at = :now")
+                .expression_attribute_names("#seq", SEQ)
+                .expression_attribute_names("#deleted_at", DELETED_AT)
+                .expression_attribute_names("#content", CONTENT)
+                .expression_attribute_names("#edited_at", EDITED_AT)
+                .expression_attribute_values(":content", s(content.as_str()))
+                .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(StoreError::internal)?;
+            if self.commit_with_summary(user, session_id, summary, vec![edit]).await? {
+                return Ok(message);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: edit retries exhausted".into()))
+    }
+
+    /// Soft-deletes one message; its seq is never reused.
+    pub async fn delete_message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {
+        let _turn = self.gates.enter(user).await;
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let (record, stored) =
+                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            visible(&record, stored)?;
+            let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
+            summary.removed = 1;
+            if record.session.last_message.as_ref().is_some_and(|last| last.seq == seq) {
+                let (previous, _) = self
+                    .live_messages(session_id, record.visible_after, Some(seq.get()), false, 1, Consistency::Strong)
+                    .await?;
+                summary.last_message = Some(previous.first().map(last_message_of));
+            }
+            let delete = self.soft_delete(session_id, seq, now)?;
+            if self.commit_with_summary(user, session_id, summary, vec![delete]).await? {
+                return Ok(());
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: delete retries exhausted".into()))
+    }
+
+    /// Soft-deletes the newest `count` live messages; returns how many there were.
+    pub async fn forget_recent(&self, user: &UserId, session_id: SessionId, count: usize) -> Result<u64, StoreError> {
+        let _turn = self.gates.enter(user).await;
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let record = self.writable_session(user, session_id).await?;
+            let (newest, _) = self
+                .live_messages(session_id, record.visible_after, None, false, count + 1, Consistency::Strong)
+                .await?;
+            let doomed = &newest[..count.min(newest.len())];
+            if doomed.is_empty() {
+                return Ok(0);
+            }
+            let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
+            summary.removed = doomed.len() as u64;
+            summary.last_message = Some(newest.get(count).map(last_message_of));
+            let deletes = doomed
+                .iter()
+                .map(|message| self.soft_delete(session_id, message.seq, now))
+                .collect::<Result<_, _>>()?;
+            if self.commit_with_summary(user, session_id, summary, deletes).await? {
+                return Ok(doomed.len() as u64);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: forget-recent retries exhausted".into()))
+    }
+
+    /// Hides every live message but the newest `keep`; returns how many were hidden.
+    pub async fn new_scene(&self, user: &UserId, session_id: SessionId, keep: usize) -> Result<u64, StoreError> {
+        let _turn = self.gates.enter(user).await;
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let record = self.writable_session(user, session_id).await?;
+            let live = record.session.message_count;
+            if live <= keep as u64 {
+                return Ok(0);
+            }
+            let watermark = if keep == 0 {
+                record.session.last_seq
+            } else {
+                let (newest, _) = self
+                    .live_messages(session_id, record.visible_after, None, false, keep + 1, Consistency::Strong)
+                    .await?;
+                match newest.get(keep) {
+                    Some(first_hidden) => first_hidden.seq.get(),
+                    None => return Ok(0),
+                }
+            };
+            let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
+            summary.removed = live - keep as u64;
+            summary.visible_after = Some(watermark);
+            if keep == 0 {
+                summary.last_message = Some(None);
+            }
+            if self.commit_with_summary(user, session_id, summary, Vec::new()).await? {
+                return Ok(live - keep as u64);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: new-scene retries exhausted".into()))
+    }
+
+    /// Hides every message of the session and moves its memories to a fresh epoch, in one
+    /// conditional write. Returns how many messages were live and how many memories it held.
+    pub async fn reset_session(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
+        let old = self.clear_log(user, session_id).await?;
+        let memories = self.scope_count(user, &ScopeKey::session(session_id, old.memory_epoch)).await?;
+        Ok((old.session.message_count, memories))
+    }
+
+    fn soft_delete(&self, session_id: SessionId, seq: Seq, now: Timestamp) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(session_id, seq)))
+            .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
+            .update_expression("SET #deleted_at = :now")
+            .expression_attribute_names("#seq", SEQ)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_values(":now", s(now.to_string()))
+            .build()
+            .map_err(StoreError::internal)
+    }
+
+    /// Commits message updates together with a summary change, if the session is still at the
+    /// revision it was read at. `Ok(false)` means something changed meanwhile: read again.
+    async fn commit_with_summary(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        summary: SummaryChange,
+        message_updates: Vec<Update>,
+    ) -> Result<bool, StoreError> {
+        let session_update = self.session_summary_update(user, session_id, &summary, !message_updates.is_empty())?;
+        let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
+        items.extend(message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()));
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let reasons = cancellation_reasons(error)?;
+                if reasons.iter().any(|reason| reason_failed(Some(reason))) || is_conflict(&reasons) {
+                    Ok(false)
+                } else {
+                    Err(StoreError::internal("summary transaction cancelled unexpectedly"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Messages table: one item per message, keyed by (session_id, seq). The session item carries the
+//! summary (`last_seq`, `message_count`, `last_message`) and every write to the log changes the
+//! summary in the same transaction, so the two always agree.
+//!
+//! Appends are optimistic: the transaction asserts `last_seq = N` and writes seq N+1. The store
+//! remembers each session's `last_seq` (`SeqHints`), so a warm append is one round trip; when the
+//! guess is stale the cancelled transaction returns the current session item
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the retry uses it.
+
+mod append;
+mod edit;
+mod idempotency;
+mod item;
+mod read;
+
+use self::item::StoredMessage;
+use super::hints::Hints;
+use super::limits::QuotaState;
+use super::sessions::SessionRecord;
+use super::{Store, StoreError};
+use crate::domain::{Message, PageLimit, SessionId, UserId};
+
+/// The last `last_seq` this process saw for each session: the guess an append starts from.
+#[derive(Default)]
+pub(crate) struct SeqHints(Hints<SessionId, u64>);
+
+impl SeqHints {
+    /// `last_seq` never goes down, so an older answer arriving late cannot lower the guess.
+    pub(crate) fn remember(&self, session: SessionId, last_seq: u64) {
+        self.0.update(session, |known| known.map_or(last_seq, |known| (*known).max(last_seq)));
+    }
+
+    pub(crate) fn forget(&self, session: SessionId) {
+        self.0.remove(&session);
+    }
+
+    fn get(&self, session: SessionId) -> Option<u64> {
+        self.0.get(&session)
+    }
+}
+
+/// The outcome of an append: the stored messages, and whether they were an idempotent replay.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub messages: Vec<Message>,
+    pub replayed: bool,
+    /// The caller's daily quota after this append.
+    pub quota: QuotaState,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MessageOrder {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// Which live messages a listing returns: seqs strictly between `after_seq` and `before_seq`.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageQuery {
+    pub after_seq: Option<u64>,
+    pub before_seq: Option<u64>,
+    pub limit: PageLimit,
+    pub order: MessageOrder,
+}
+
+#[derive(Clone, Debug)]
+pub struct MessageSlice {
+    pub data: Vec<Message>,
+    pub has_more: bool,
+    pub last_seq: u64,
+}
+
+fn visible(record: &SessionRecord, stored: Option<StoredMessage>) -> Result<StoredMessage, StoreError> {
+    match stored {
+        Some(stored) if !stored.deleted && stored.message.seq.get() > record.visible_after => Ok(stored),
+        _ => Err(StoreError::NotFound("message")),
+    }
+}
+
+impl Store {
+    /// The session, if it exists, belongs to `user`, and accepts changes to its messages.
+    async fn writable_session(&self, user: &UserId, session_id: SessionId) -> Result<SessionRecord, StoreError> {
+        let record = self.session_record(user, session_id).await?;
+        if !record.session.status.accepts_messages() {
+            return Err(StoreError::SessionClosed(record.session.status));
+        }
+        Ok(record)
+    }
+}
