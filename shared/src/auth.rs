@@ -1,16 +1,12 @@
-//! Who is calling: the only code that reads the `Authorization` header.
+//! Who is calling: the credentials of the `Authorization` header (JWT or Telegram init data)
+//! verified into a `Caller`. The HTTP extractors that hand the header over live in `http`.
 
-use axum::extract::{FromRequestParts, MatchedPath};
-use axum::http::Method;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
 
 use crate::config::{AuthConfig, ConfigError, JwtKey, TelegramConfig};
-use crate::domain::{RateClass, Timestamp, UserId};
+use crate::domain::{Timestamp, UserId};
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::telegram;
 
 /// The authenticated caller of a request.
@@ -19,6 +15,11 @@ pub struct Caller {
     pub user_id: UserId,
     pub is_admin: bool,
 }
+
+/// A caller with the admin role. Admin routes take it before their path and body, so everyone else
+/// gets 403 whatever they sent (authorization before validation).
+#[derive(Clone, Debug)]
+pub struct Admin(pub Caller);
 
 /// Verifies bearer JWTs with the one algorithm and key the deployment configured.
 pub struct Authenticator {
@@ -107,49 +108,5 @@ impl Authenticator {
         let is_admin = claims.role.as_deref() == Some("admin")
             || claims.scope.as_deref().is_some_and(|scope| scope.split(' ').any(|s| s == "admin"));
         Ok(Caller { user_id, is_admin })
-    }
-}
-
-/// Authenticates, then counts the request against the caller's per-minute limit. Appends are
-/// counted inside their own transaction instead (see `Store::append_messages`).
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let caller = state.auth.authenticate(header, state.store.now())?;
-        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
-        let class = rate_class(&parts.method, route);
-        if class != RateClass::Append {
-            state.store.hit_rate_limit(&caller.user_id, class).await?;
-        }
-        Ok(caller)
-    }
-}
-
-/// A caller with the admin role. Admin routes take it before their path and body, so everyone else
-/// gets 403 whatever they sent (authorization before validation).
-#[derive(Clone, Debug)]
-pub struct Admin(pub Caller);
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        if !caller.is_admin {
-            return Err(ApiError::Forbidden("this route needs an admin token".to_owned()));
-        }
-        Ok(Self(caller))
-    }
-}
-
-/// `POST .../messages` (and its batch) is an append; `GET .../messages...` a read; the rest other.
-pub fn rate_class(method: &Method, route: &str) -> RateClass {
-    let on_messages = route.starts_with("/v1/sessions/{id}/messages");
-    match *method {
-        Method::POST if on_messages && route != "/v1/sessions/{id}/messages/{seq}" => RateClass::Append,
-        Method::GET if on_messages => RateClass::Read,
-        _ => RateClass::Other,
     }
 }

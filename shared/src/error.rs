@@ -4,12 +4,12 @@ use std::error::Error as StdError;
 use std::future::Future;
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::domain::{InputError, SessionStatus, Timestamp};
+use crate::domain::{InputError, QuotaState, Refusal, SessionStatus, Timestamp};
 use crate::store::StoreError;
 
 type Source = Box<dyn StdError + Send + Sync>;
@@ -90,7 +90,7 @@ pub enum ApiError {
     #[error("{message}")]
     PayloadTooLarge { field: Option<String>, message: String },
     #[error("the daily message limit is used up")]
-    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64 },
+    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimit { retry_after_secs: u64 },
     #[error("internal error")]
@@ -164,7 +164,7 @@ impl ApiError {
             }
             Self::SessionClosed(status) => body.status = Some(*status),
             Self::RateLimit { retry_after_secs } => body.retry_after = Some(*retry_after_secs),
-            Self::DailyLimitExceeded { total, resets_at, retry_after_secs } => {
+            Self::DailyLimitExceeded { total, resets_at, retry_after_secs, .. } => {
                 body.retry_after = Some(*retry_after_secs);
                 body.limits = Some(ExhaustedLimits { remaining: 0, total: *total, resets_at: *resets_at });
             }
@@ -193,8 +193,20 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_secs() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        // An append refused for its quota still tells the caller where it stands.
+        if let Self::DailyLimitExceeded { quota, .. } = &self {
+            quota_headers(response.headers_mut(), *quota);
+        }
         response
     }
+}
+
+/// The daily quota after a request: `X-RateLimit-Limit`, `-Remaining`, `-Reset` (Unix seconds);
+/// -1 is unlimited. Set on every message append, refused or not.
+pub fn quota_headers(headers: &mut HeaderMap, quota: QuotaState) {
+    headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(quota.resets_at.unix_seconds()));
 }
 
 impl From<InputError> for ApiError {
@@ -210,16 +222,24 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
-            StoreError::SessionClosed(status) => Self::SessionClosed(status),
-            StoreError::Conflict(message) => Self::Conflict(message),
-            StoreError::Forbidden(message) => Self::Forbidden(message),
-            StoreError::DailyLimitExceeded { total, resets_at, retry_after_secs, .. } => {
-                Self::DailyLimitExceeded { total, resets_at, retry_after_secs }
-            }
-            StoreError::RateLimited { retry_after_secs } => Self::RateLimit { retry_after_secs },
-            StoreError::Invalid(input) => input.into(),
+            StoreError::Refused(refusal) => refusal.into(),
             StoreError::Unavailable(source) => Self::ServiceUnavailable(source),
             StoreError::Internal(source) => Self::Internal(source),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::SessionClosed(status) => Self::SessionClosed(status),
+            Refusal::Conflict(message) => Self::Conflict(message),
+            Refusal::Forbidden(message) => Self::Forbidden(message),
+            Refusal::DailyLimitExceeded { total, resets_at, retry_after_secs, quota } => {
+                Self::DailyLimitExceeded { total, resets_at, retry_after_secs, quota }
+            }
+            Refusal::RateLimited { retry_after_secs } => Self::RateLimit { retry_after_secs },
+            Refusal::Invalid(input) => input.into(),
         }
     }
 }

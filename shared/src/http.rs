@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use lambda_http::RequestExt as _;
@@ -15,7 +16,8 @@ use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
-use crate::domain::{InputError, Seq};
+use crate::auth::{Admin, Caller};
+use crate::domain::{InputError, RateClass, Seq};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
 
@@ -63,7 +65,14 @@ fn request_id_of(request: &Request) -> String {
 
 /// A JSON body parsed into `T`; any failure is a 4xx naming the offending field.
 /// An empty body reads as `{}`, so `POST /v1/sessions` with no body works.
+/// It is also the response type: `Json(value)` answers 200 with `value` as JSON.
 pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
@@ -169,4 +178,43 @@ async fn path_param<S: Send + Sync>(parts: &mut Parts, state: &S, name: &'static
 /// A `204 No Content` response.
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// Authenticates, then counts the request against the caller's per-minute limit. Appends are
+/// counted inside their own transaction instead (see `Store::append_messages`).
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
+        let caller = state.auth.authenticate(header, state.store.now())?;
+        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
+        let class = rate_class(&parts.method, route);
+        if class != RateClass::Append {
+            state.store.hit_rate_limit(&caller.user_id, class).await?;
+        }
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.is_admin {
+            return Err(ApiError::Forbidden("this route needs an admin token".to_owned()));
+        }
+        Ok(Self(caller))
+    }
+}
+
+/// `POST .../messages` (and its batch) is an append; `GET .../messages...` a read; the rest other.
+pub fn rate_class(method: &Method, route: &str) -> RateClass {
+    let on_messages = route.starts_with("/v1/sessions/{id}/messages");
+    match *method {
+        Method::POST if on_messages && route != "/v1/sessions/{id}/messages/{seq}" => RateClass::Append,
+        Method::GET if on_messages => RateClass::Read,
+        _ => RateClass::Other,
+    }
 }

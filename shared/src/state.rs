@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
+use crate::chat::{Chat, LogEvents};
 use crate::config::{Config, ConfigError};
 use crate::domain::{Clock, SystemClock};
 use crate::store::Store;
@@ -10,6 +11,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    /// The service layer over the store (the chat's rules and outbound ports).
+    pub chat: Chat,
     pub auth: Arc<Authenticator>,
 }
 
@@ -23,8 +26,10 @@ impl AppState {
     }
 
     pub fn new(client: aws_sdk_dynamodb::Client, config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock);
         Ok(Self {
-            store: Store::new(client, config.tables.clone(), config.limits.clone(), clock),
+            chat: Chat::new(store.clone(), Arc::new(LogEvents)),
+            store,
             auth: Arc::new(Authenticator::new(&config.auth)?),
         })
     }

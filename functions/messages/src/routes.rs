@@ -1,4 +1,4 @@
-//! One small handler per endpoint: extract, call the store, respond.
+//! One small handler per endpoint: extract, call the service, respond.
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -12,9 +12,10 @@ use shared::api::messages::{
     MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
 };
 use shared::auth::Caller;
-use shared::domain::{Content, Context, ContextSession, SessionId};
+use shared::domain::{Content, Context, Message, SessionId};
+use shared::error::quota_headers;
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
-use shared::store::{Appended, MessageQuery, QuotaState, StoreError};
+use shared::store::{Appended, MessageQuery};
 use shared::{ApiError, AppState};
 
 /// A batch of 20 messages at the content and payload limits, JSON-escaped, fits in this.
@@ -42,34 +43,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// 201 for a new append, 200 with `Idempotent-Replayed: true` for a retry; both with the
-/// daily quota in `X-RateLimit-*`.
+/// daily quota in `X-RateLimit-*` (a refusal carries them on the error).
 fn appended<T: Serialize>(appended: &Appended, body: T) -> Response {
     let status = if appended.replayed { StatusCode::OK } else { StatusCode::CREATED };
-    let mut response = (status, axum::Json(body)).into_response();
+    let mut response = (status, Json(body)).into_response();
     if appended.replayed {
         response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
     }
-    quota_headers(&mut response, appended.quota);
-    response
-}
-
-fn quota_headers(response: &mut Response, quota: QuotaState) {
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(quota.resets_at.unix_seconds()));
-}
-
-/// An append refused for its quota still tells the caller where it stands.
-fn with_quota_headers(error: StoreError) -> Response {
-    let quota = match &error {
-        StoreError::DailyLimitExceeded { quota, .. } => Some(*quota),
-        _ => None,
-    };
-    let mut response = ApiError::from(error).into_response();
-    if let Some(quota) = quota {
-        quota_headers(&mut response, quota);
-    }
+    quota_headers(response.headers_mut(), appended.quota);
     response
 }
 
@@ -82,10 +63,7 @@ async fn append(
     Json(body): Json<AppendMessage>,
 ) -> Result<Response, ApiError> {
     let request = AppendRequest::single(body, idempotency_key(&headers)?)?;
-    let result = match append_request(&state, &caller, id, request).await {
-        Ok(result) => result,
-        Err(response) => return Ok(response),
-    };
+    let result = state.chat.append(&caller.user_id, id, request.messages, request.idempotency.as_ref()).await?;
     let message = result.messages.first().ok_or_else(|| ApiError::internal("append returned no message"))?;
     Ok(appended(&result, message))
 }
@@ -99,26 +77,8 @@ async fn append_batch(
     Json(body): Json<AppendBatch>,
 ) -> Result<Response, ApiError> {
     let request = AppendRequest::batch(body, idempotency_key(&headers)?)?;
-    let result = match append_request(&state, &caller, id, request).await {
-        Ok(result) => result,
-        Err(response) => return Ok(response),
-    };
+    let result = state.chat.append(&caller.user_id, id, request.messages, request.idempotency.as_ref()).await?;
     Ok(appended(&result, MessageBatch { data: result.messages.clone() }))
-}
-
-async fn append_request(
-    state: &AppState,
-    caller: &Caller,
-    id: SessionId,
-    request: AppendRequest,
-) -> Result<Appended, Response> {
-    let result = state
-        .store
-        .append_messages(&caller.user_id, id, request.messages, request.idempotency.as_ref())
-        .await
-        .map_err(with_quota_headers)?;
-    tracing::info!(count = result.messages.len(), replayed = result.replayed, "appended");
-    Ok(result)
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
@@ -127,10 +87,9 @@ async fn list(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
     Query(query): Query<ListMessages>,
-) -> Result<Response, ApiError> {
-    let query = MessageQuery::try_from(query)?;
-    let slice = state.store.list_messages(&caller.user_id, id, query).await?;
-    Ok(axum::Json(MessageList { data: slice.data, has_more: slice.has_more, last_seq: slice.last_seq }).into_response())
+) -> Result<Json<MessageList>, ApiError> {
+    let slice = state.chat.list(&caller.user_id, id, MessageQuery::try_from(query)?).await?;
+    Ok(Json(MessageList { data: slice.data, has_more: slice.has_more, last_seq: slice.last_seq }))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
@@ -139,8 +98,8 @@ async fn read(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
     SeqParam(seq): SeqParam,
-) -> Result<Response, ApiError> {
-    Ok(axum::Json(state.store.get_message(&caller.user_id, id, seq).await?).into_response())
+) -> Result<Json<Message>, ApiError> {
+    Ok(Json(state.chat.message(&caller.user_id, id, seq).await?))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
@@ -150,9 +109,9 @@ async fn edit(
     PathParam(id): PathParam<SessionId>,
     SeqParam(seq): SeqParam,
     Json(body): Json<EditMessage>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Message>, ApiError> {
     let content = Content::parse(body.content)?;
-    Ok(axum::Json(state.store.edit_message(&caller.user_id, id, seq, content).await?).into_response())
+    Ok(Json(state.chat.edit(&caller.user_id, id, seq, content).await?))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
@@ -162,7 +121,7 @@ async fn remove(
     PathParam(id): PathParam<SessionId>,
     SeqParam(seq): SeqParam,
 ) -> Result<Response, ApiError> {
-    state.store.delete_message(&caller.user_id, id, seq).await?;
+    state.chat.delete(&caller.user_id, id, seq).await?;
     Ok(no_content())
 }
 
@@ -172,9 +131,9 @@ async fn forget_recent(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
     Json(body): Json<ForgetRecent>,
-) -> Result<Response, ApiError> {
-    let deleted_count = state.store.forget_recent(&caller.user_id, id, body.count()?).await?;
-    Ok(axum::Json(ForgetRecentResult { deleted_count }).into_response())
+) -> Result<Json<ForgetRecentResult>, ApiError> {
+    let deleted_count = state.chat.forget_recent(&caller.user_id, id, body.count()?).await?;
+    Ok(Json(ForgetRecentResult { deleted_count }))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
@@ -183,9 +142,9 @@ async fn new_scene(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
     Json(body): Json<NewScene>,
-) -> Result<Response, ApiError> {
-    let deleted_messages_count = state.store.new_scene(&caller.user_id, id, body.keep()?).await?;
-    Ok(axum::Json(NewSceneResult { deleted_messages_count, memories_preserved: true }).into_response())
+) -> Result<Json<NewSceneResult>, ApiError> {
+    let deleted_messages_count = state.chat.new_scene(&caller.user_id, id, body.keep()?).await?;
+    Ok(Json(NewSceneResult { deleted_messages_count, memories_preserved: true }))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
@@ -194,9 +153,9 @@ async fn reset(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
     Json(Reset {}): Json<Reset>,
-) -> Result<Response, ApiError> {
-    let (deleted_messages_count, deleted_memories_count) = state.store.reset_session(&caller.user_id, id).await?;
-    Ok(axum::Json(ResetResult { deleted_messages_count, deleted_memories_count }).into_response())
+) -> Result<Json<ResetResult>, ApiError> {
+    let (deleted_messages_count, deleted_memories_count) = state.chat.reset(&caller.user_id, id).await?;
+    Ok(Json(ResetResult { deleted_messages_count, deleted_memories_count }))
 }
 
 /// What the chat app sends its model next: settings, top memories, recent messages, trimmed.
@@ -206,9 +165,7 @@ async fn context(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
     Query(query): Query<ContextQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Context>, ApiError> {
     let (recent, max_tokens) = (query.recent()?, query.max_tokens()?);
-    let (session, memories, messages) = state.store.context_parts(&caller.user_id, id, recent).await?;
-    let session = ContextSession { id: session.id, title: session.title, settings: session.settings };
-    Ok(axum::Json(Context::fit(session, memories, messages, max_tokens)).into_response())
+    Ok(Json(state.chat.context(&caller.user_id, id, recent, max_tokens).await?))
 }

@@ -207,6 +207,20 @@ pub struct NewMessage {
     pub usage: Option<Usage>,
 }
 
+impl NewMessage {
+    /// A message may only reply to an earlier one: checked where the batch's first seq is known
+    /// (`last_seq` + 1), inside the append.
+    pub fn check_reply_to(messages: &[NewMessage], last_seq: u64) -> Result<(), InputError> {
+        for (index, message) in messages.iter().enumerate() {
+            let own_seq = last_seq + 1 + index as u64;
+            if message.reply_to.is_some_and(|reply_to| reply_to.get() >= own_seq) {
+                return Err(InputError::invalid("reply_to", "must be the seq of an earlier message in this session"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A stored message as the API returns it.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Message {

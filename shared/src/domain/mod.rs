@@ -5,7 +5,9 @@ mod idempotency;
 mod limits;
 mod memory;
 mod message;
+mod meter;
 mod page;
+mod refusal;
 mod session;
 mod time;
 
@@ -20,7 +22,9 @@ pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
 };
 pub use self::message::{Content, Message, MessageId, MessageType, NewMessage, Payload, Role, Seq, Usage, preview_of};
+pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
 pub use self::page::{Cursor, Page, PageLimit};
+pub use self::refusal::Refusal;
 pub use self::session::{
     LastMessage, Metadata, NewSession, Session, SessionChanges, SessionFilter, SessionId, SessionStatus, Settings,
     Title, UserId,

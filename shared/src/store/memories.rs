@@ -19,6 +19,7 @@ use super::item::{Item, Reader, n, s};
 use super::schema::memories::{BY_ID, BY_RANK, ITEM, MEMORY_ID, RANK, USER_ID};
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError};
+use crate::domain::Refusal;
 use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
     NewMemory, PageLimit, SessionId, Timestamp, UserId,
@@ -232,9 +233,9 @@ impl Store {
                 return Ok((stored.ok_or(StoreError::NotFound("memory"))?.memory, false));
             }
             if reason_failed(reasons.get(offset + 1)) {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::Refused(Refusal::Conflict(format!(
                     "this scope already holds {MAX_PER_SCOPE} memories; delete some before adding more"
-                )));
+                ))));
             }
             return Err(StoreError::internal("memory transaction cancelled unexpectedly"));
         }
@@ -373,9 +374,9 @@ impl Store {
             };
             let reasons = cancellation_reasons(error)?;
             if reason_failed(reasons.get(1)) {
-                return Err(StoreError::Conflict(
+                return Err(StoreError::Refused(Refusal::Conflict(
                     "another memory in this scope already has this type and content".to_owned(),
-                ));
+                )));
             }
             if !reason_failed(reasons.first()) && !reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
                 return Err(StoreError::internal("memory update cancelled unexpectedly"));
@@ -656,32 +657,42 @@ fn rank_bounds(scope: &ScopeKey, filter: &MemoryFilter, after: Option<&str>) -> 
 const CONTEXT_MEMORIES: usize = 50;
 
 impl Store {
-    /// What the context endpoint needs, in two parallel rounds: (session, global memories,
-    /// latest messages), then the session's own memories at its current epoch.
-    pub async fn context_parts(
+    /// The memories a model's context draws on, best first: the user's global memories, or (given
+    /// a session and its memory epoch) that session's own.
+    pub async fn context_memories(
         &self,
         user: &UserId,
-        session_id: SessionId,
-        recent: PageLimit,
-    ) -> Result<(crate::domain::Session, Vec<Memory>, Vec<crate::domain::Message>), StoreError> {
+        session: Option<(SessionId, u64)>,
+    ) -> Result<Vec<RankedMemory>, StoreError> {
         let everything = MemoryFilter {
             scope: MemoryScope::Global,
             include_global: false,
             memory_type: None,
             min_importance: Importance::MIN,
         };
-        let global = ScopeKey::global();
-        let (record, global_memories, mut messages) = tokio::try_join!(
-            self.session_record(user, session_id),
-            self.ranked(user, &global, &everything, None, CONTEXT_MEMORIES),
-            self.latest_live(session_id, recent),
-        )?;
-        messages.retain(|message| message.seq.get() > record.visible_after);
-        messages.reverse();
-        let own = ScopeKey::session(session_id, record.memory_epoch);
-        let session_memories = self.ranked(user, &own, &everything, None, CONTEXT_MEMORIES).await?;
-        let mut memories: Vec<(String, Memory)> = global_memories.into_iter().chain(session_memories).collect();
-        memories.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok((record.session, memories.into_iter().map(|(_, memory)| memory).collect(), messages))
+        let scope = match session {
+            Some((session_id, epoch)) => ScopeKey::session(session_id, epoch),
+            None => ScopeKey::global(),
+        };
+        let ranked = self.ranked(user, &scope, &everything, None, CONTEXT_MEMORIES).await?;
+        Ok(ranked.into_iter().map(|(rank, memory)| RankedMemory { rank, memory }).collect())
     }
+
+    /// How many memories a session held at `epoch` (what a reset removed).
+    pub async fn session_memory_count(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        self.scope_count(user, &ScopeKey::session(session_id, epoch)).await
+    }
+}
+
+/// A memory with its place in the ranking (importance, then newest); ranks of global and session
+/// memories sort together.
+#[derive(Clone, Debug)]
+pub struct RankedMemory {
+    pub rank: String,
+    pub memory: Memory,
 }

@@ -25,34 +25,32 @@ use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 use crate::config::{LimitsConfig, TableNames};
-use crate::domain::{Clock, InputError, SessionStatus, Timestamp};
+use crate::domain::{Clock, InputError, Refusal, Timestamp};
 
-pub use self::limits::{ChoreReport, QuotaState};
-pub use self::memories::{MAX_PER_SCOPE, MemoryPage};
+pub use self::limits::ChoreReport;
+pub use self::memories::{MAX_PER_SCOPE, MemoryPage, RankedMemory};
 pub use self::messages::{Appended, MessageOrder, MessageQuery, MessageSlice};
 
 type Source = Box<dyn StdError + Send + Sync>;
 
+/// What went wrong in storage: the item is not there (for this caller), a rule enforced in the
+/// write refused it, or DynamoDB failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("session is {}", .0.as_str())]
-    SessionClosed(SessionStatus),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("the daily message quota is used up")]
-    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
-    #[error("too many requests")]
-    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
-    Invalid(#[from] InputError),
+    Refused(#[from] Refusal),
     #[error("DynamoDB is unavailable")]
     Unavailable(#[source] Source),
     #[error("DynamoDB request failed")]
     Internal(#[source] Source),
+}
+
+impl From<InputError> for StoreError {
+    fn from(error: InputError) -> Self {
+        Self::Refused(Refusal::Invalid(error))
+    }
 }
 
 #[derive(Debug)]

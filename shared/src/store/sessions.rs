@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::item::{Item, Reader, b, n, s};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::{Store, StoreError, update_failed};
+use crate::domain::Refusal;
 use crate::domain::{
     Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Seq, Session, SessionChanges, SessionFilter, SessionId,
     SessionStatus, Settings, Timestamp, Title, UserId,
@@ -515,7 +516,7 @@ impl Store {
                 });
                 match old {
                     Some(Some(item)) if !item.contains_key(DELETED_AT) => {
-                        Err(StoreError::SessionClosed(SessionRecord::try_from(&item)?.session.status))
+                        Err(StoreError::Refused(Refusal::SessionClosed(SessionRecord::try_from(&item)?.session.status)))
                     }
                     Some(_) => Err(StoreError::NotFound("session")),
                     None => Err(StoreError::from_sdk(error)),

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 
-use super::meter::{DayUsage, METER, Meter};
+use super::meter::{METER, meter_from_item};
 use super::usage::day_cost;
 use super::{EXPIRED, SETTINGS, key, settings_from};
-use crate::domain::{Timestamp, UserId, utc_day};
+use crate::domain::{DayUsage, Meter, Timestamp, UserId, utc_day};
 use crate::store::item::{Item, Reader, b, n, s};
 use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
 use crate::store::tx::cancellation_reasons;
@@ -123,7 +123,7 @@ impl Store {
                 _ => return Ok(()),
             }
         } else if name == METER {
-            let meter = Meter::from_item(item)?;
+            let meter = meter_from_item(item)?;
             if meter.usage_day.as_str() >= today || meter.usage.is_empty() {
                 return Ok(());
             }

@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::Update;
 
 pub use self::chores::ChoreReport;
-pub use self::meter::QuotaState;
-pub(crate) use self::meter::{AppendLimits, Charge, Meter, MeterWrite};
+pub(crate) use self::meter::meter_from_item;
 use super::hints::Hints;
 use super::item::{Item, Reader, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
-    LimitsView, NewMessage, QuotaSettings, RateClass, Subscription, TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp,
-    UserId, Window, utc_day,
+    AppendLimits, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, Refusal, Subscription,
+    TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp, UserId, Window, utc_day,
 };
 
 const SETTINGS: &str = "settings";
@@ -180,7 +179,9 @@ impl Store {
             .send()
             .await;
         result.map(|_| ()).map_err(|error| {
-            update_failed(error, || StoreError::RateLimited { retry_after_secs: retry_after_minute(now) })
+            update_failed(error, || {
+                StoreError::Refused(Refusal::RateLimited { retry_after_secs: retry_after_minute(now) })
+            })
         })
     }
 
@@ -216,10 +217,10 @@ impl Store {
             .await;
         result.map_err(|error| {
             update_failed(error, || {
-                StoreError::Conflict(
+                StoreError::Refused(Refusal::Conflict(
                     "the time zone can change once per 24 hours, so that changing it cannot open extra quota windows"
                         .to_owned(),
-                )
+                ))
             })
         })?;
         self.limits_view(user).await

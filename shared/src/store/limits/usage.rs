@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::meter::DayUsage;
-use crate::domain::{DailyUsage, ModelPrices, ModelUsage, UsageReport, UsageTotals, Usd, UserId};
+use crate::domain::{DailyUsage, DayUsage, ModelPrices, ModelUsage, UsageReport, UsageTotals, Usd, UserId};
 use crate::store::item::{Item, s};
 use crate::store::schema::limits::{ITEM, USER_ID};
 use crate::store::{Store, StoreError};

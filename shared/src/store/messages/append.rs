@@ -7,9 +7,11 @@ use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
 use super::Appended;
 use super::item::{last_message_of, message_item, stored_messages};
+use crate::domain::Refusal;
+use crate::domain::{AppendLimits, Charge, Meter, MeterWrite};
 use crate::domain::{Idempotency, Message, NewMessage, SessionId, Timestamp, UserId};
 use crate::store::item::Item;
-use crate::store::limits::{AppendLimits, Charge, Meter, MeterWrite, retry_after_minute};
+use crate::store::limits::{meter_from_item, retry_after_minute};
 use crate::store::schema::messages::SEQ;
 use crate::store::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
 use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
@@ -32,20 +34,6 @@ enum AppendMiss {
     Conflict,
     /// The key was used before: this is the stored record.
     Replay(Item),
-}
-
-fn check_reply_to(messages: &[NewMessage], last_seq: u64) -> Result<(), StoreError> {
-    for (index, message) in messages.iter().enumerate() {
-        let own_seq = last_seq + 1 + index as u64;
-        if message.reply_to.is_some_and(|reply_to| reply_to.get() >= own_seq) {
-            return Err(crate::domain::InputError::invalid(
-                "reply_to",
-                "must be the seq of an earlier message in this session",
-            )
-            .into());
-        }
-    }
-    Ok(())
 }
 
 impl Store {
@@ -75,9 +63,9 @@ impl Store {
         let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };
         let ((mut last_seq, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
         for attempt in 0..MAX_ATTEMPTS {
-            if let Err(error) = check_reply_to(&messages, last_seq) {
+            if let Err(error) = NewMessage::check_reply_to(&messages, last_seq) {
                 if verified {
-                    return Err(error);
+                    return Err(error.into());
                 }
                 last_seq = self.session_record(user, session_id).await?.session.last_seq;
                 verified = true;
@@ -99,7 +87,9 @@ impl Store {
                     return self.over_quota(user, session_id, idempotency, &limits, allowance, used).await;
                 }
                 Charge::RateLimited => {
-                    return Err(StoreError::RateLimited { retry_after_secs: retry_after_minute(limits.now) });
+                    return Err(StoreError::Refused(Refusal::RateLimited {
+                        retry_after_secs: retry_after_minute(limits.now),
+                    }));
                 }
             };
             let now = self.now();
@@ -161,12 +151,12 @@ impl Store {
         if let Some(record) = record {
             return self.replay(session_id, &record, idempotency, quota).await;
         }
-        Err(StoreError::DailyLimitExceeded {
+        Err(StoreError::Refused(Refusal::DailyLimitExceeded {
             total: allowance,
             resets_at: limits.window.resets_at,
             retry_after_secs: limits.window.retry_after_secs(limits.now),
             quota,
-        })
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -180,9 +170,9 @@ impl Store {
         meter: Option<&MeterWrite>,
         now: Timestamp,
     ) -> Result<Result<(), AppendMiss>, StoreError> {
-        let last = stored
-            .last()
-            .ok_or_else(|| StoreError::Invalid(crate::domain::InputError::invalid("messages", "must not be empty")))?;
+        let last = stored.last().ok_or_else(|| {
+            StoreError::Refused(Refusal::Invalid(crate::domain::InputError::invalid("messages", "must not be empty")))
+        })?;
         let session_update =
             self.session_append_update(user, session_id, expected_last, &last_message_of(last), stored.len(), now)?;
         let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
@@ -231,7 +221,7 @@ impl Store {
             }
             let record = SessionRecord::try_from(item)?;
             if !record.session.status.accepts_messages() {
-                return Err(StoreError::SessionClosed(record.session.status));
+                return Err(StoreError::Refused(Refusal::SessionClosed(record.session.status)));
             }
             stale_seq = Some(record.session.last_seq);
         }
@@ -245,7 +235,7 @@ impl Store {
                 stale_meter = Some(
                     meter_reason
                         .and_then(CancellationReason::item)
-                        .map(Meter::from_item)
+                        .map(meter_from_item)
                         .transpose()?
                         .unwrap_or_default(),
                 );

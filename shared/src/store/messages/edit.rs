@@ -6,9 +6,9 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use super::item::{CONTENT, DELETED_AT, EDITED_AT, last_message_of, message_key};
 use super::read::Consistency;
 use super::visible;
-use crate::domain::{Content, Message, Role, Seq, SessionId, Timestamp, UserId};
+use crate::domain::Refusal;
+use crate::domain::{Content, Message, Seq, SessionId, Timestamp, UserId};
 use crate::store::item::s;
-use crate::store::memories::ScopeKey;
 use crate::store::schema::messages::SEQ;
 use crate::store::sessions::SummaryChange;
 use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
@@ -18,22 +18,22 @@ use crate::store::{Store, StoreError};
 const MAX_RMW_ATTEMPTS: u32 = 20;
 
 impl Store {
-    /// Replaces a `user` message's content and stamps `edited_at`.
+    /// Replaces a message's content and stamps `edited_at`, if `permit` allows the message as it
+    /// stands (the rule is the caller's: see `chat`).
     pub async fn edit_message(
         &self,
         user: &UserId,
         session_id: SessionId,
         seq: Seq,
         content: Content,
+        permit: impl Fn(&Message) -> Result<(), Refusal>,
     ) -> Result<Message, StoreError> {
         let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let (record, stored) =
                 tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
             let mut message = visible(&record, stored)?.message;
-            if message.role != Role::User {
-                return Err(StoreError::Forbidden("only user messages can be edited".to_owned()));
-            }
+            permit(&message)?;
             let now = self.now();
             message.content = content.clone();
             message.edited_at = Some(now);
@@ -151,11 +151,10 @@ impl Store {
     }
 
     /// Hides every message of the session and moves its memories to a fresh epoch, in one
-    /// conditional write. Returns how many messages were live and how many memories it held.
+    /// conditional write. Returns how many messages were live and the epoch the memories left.
     pub async fn reset_session(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
         let old = self.clear_log(user, session_id).await?;
-        let memories = self.scope_count(user, &ScopeKey::session(session_id, old.memory_epoch)).await?;
-        Ok((old.session.message_count, memories))
+        Ok((old.session.message_count, old.memory_epoch))
     }
 
     fn soft_delete(&self, session_id: SessionId, seq: Seq, now: Timestamp) -> Result<Update, StoreError> {

@@ -7,9 +7,10 @@ use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure};
 
 use super::Appended;
 use super::item::StoredMessage;
+use crate::domain::QuotaState;
+use crate::domain::Refusal;
 use crate::domain::{Idempotency, SessionId, Timestamp};
 use crate::store::item::{Item, Reader, n, s};
-use crate::store::limits::QuotaState;
 use crate::store::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use crate::store::schema::messages::{SEQ, SESSION_ID};
 use crate::store::{Store, StoreError};
@@ -61,9 +62,9 @@ impl Store {
         let read = Reader::new(record, "idempotency");
         let same_request = idempotency.is_some_and(|wanted| read.string(FINGERPRINT).ok() == Some(&wanted.fingerprint));
         if !same_request {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Refused(Refusal::Conflict(
                 "this idempotency key was already used with a different request body".to_owned(),
-            ));
+            )));
         }
         let first: u64 = read.number(FIRST_SEQ)?;
         let count: u64 = read.number(COUNT)?;

@@ -15,9 +15,10 @@ mod read;
 
 use self::item::StoredMessage;
 use super::hints::Hints;
-use super::limits::QuotaState;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
+use crate::domain::QuotaState;
+use crate::domain::Refusal;
 use crate::domain::{Message, PageLimit, SessionId, UserId};
 
 /// The last `last_seq` this process saw for each session: the guess an append starts from.
@@ -83,7 +84,7 @@ impl Store {
     async fn writable_session(&self, user: &UserId, session_id: SessionId) -> Result<SessionRecord, StoreError> {
         let record = self.session_record(user, session_id).await?;
         if !record.session.status.accepts_messages() {
-            return Err(StoreError::SessionClosed(record.session.status));
+            return Err(StoreError::Refused(Refusal::SessionClosed(record.session.status)));
         }
         Ok(record)
     }

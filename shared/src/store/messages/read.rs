@@ -129,12 +129,23 @@ impl Store {
         Ok((record, data, has_more))
     }
 
-    /// The newest `count` live messages, newest first, before any watermark is applied.
-    pub(crate) async fn latest_live(
+    /// What a model's context needs of the log: the session, its memory epoch, and its newest
+    /// `count` visible messages, oldest first.
+    pub async fn context_log(
         &self,
+        user: &UserId,
         session_id: SessionId,
         count: PageLimit,
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<(Session, u64, Vec<Message>), StoreError> {
+        let (record, mut messages) =
+            tokio::try_join!(self.session_record(user, session_id), self.latest_live(session_id, count))?;
+        messages.retain(|message| message.seq.get() > record.visible_after);
+        messages.reverse();
+        Ok((record.session, record.memory_epoch, messages))
+    }
+
+    /// The newest `count` live messages, newest first, before any watermark is applied.
+    async fn latest_live(&self, session_id: SessionId, count: PageLimit) -> Result<Vec<Message>, StoreError> {
         Ok(self.live_messages(session_id, 0, None, false, count.as_usize(), Consistency::Strong).await?.0)
     }
 

@@ -1,0 +1,142 @@
+//! The service layer: the chat's rules between the routes and the store. A route extracts and
+//! parses, calls one method here, and responds; this layer decides who may do what to a log
+//! (only `user` messages are edited), composes the store's operations (a reset clears the log and
+//! counts the memories it left behind; a context joins log and memories) and tells the outbound
+//! ports what changed. The ports are traits the service holds — the event sink now (realtime
+//! plugs in there), the model next — each with one real implementation.
+//!
+//! Plain CRUD with no rule beyond its types (sessions, memories, limits) goes from the routes to
+//! the store directly: a pass-through layer would only repeat the store's signatures.
+
+mod events;
+
+use std::sync::Arc;
+
+pub use self::events::{ChatEvent, EventSink, LogEvents};
+use crate::domain::{
+    Content, Context, ContextSession, Idempotency, Message, NewMessage, PageLimit, Refusal, Role, Seq, SessionId,
+    UserId,
+};
+use crate::store::{Appended, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
+
+/// The chat service; cheap to clone.
+#[derive(Clone)]
+pub struct Chat {
+    store: Store,
+    events: Arc<dyn EventSink>,
+}
+
+/// Only the user's own words can be rewritten: an assistant's, system's or tool's message stays
+/// as it was produced.
+pub fn may_edit(message: &Message) -> Result<(), Refusal> {
+    if message.role == Role::User {
+        Ok(())
+    } else {
+        Err(Refusal::Forbidden("only user messages can be edited".to_owned()))
+    }
+}
+
+impl Chat {
+    pub fn new(store: Store, events: Arc<dyn EventSink>) -> Self {
+        Self { store, events }
+    }
+
+    /// Appends messages (the quota, rate and reply rules are applied inside the append's
+    /// transaction, where the state they depend on is exact).
+    pub async fn append(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        messages: Vec<NewMessage>,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Appended, StoreError> {
+        let appended = self.store.append_messages(user, session_id, messages, idempotency).await?;
+        tracing::info!(count = appended.messages.len(), replayed = appended.replayed, "appended");
+        if !appended.replayed {
+            self.events.publish(ChatEvent::MessagesAppended {
+                session_id,
+                seqs: appended.messages.iter().map(|message| message.seq).collect(),
+            });
+        }
+        Ok(appended)
+    }
+
+    pub async fn list(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        query: MessageQuery,
+    ) -> Result<MessageSlice, StoreError> {
+        self.store.list_messages(user, session_id, query).await
+    }
+
+    pub async fn message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {
+        self.store.get_message(user, session_id, seq).await
+    }
+
+    pub async fn edit(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+        content: Content,
+    ) -> Result<Message, StoreError> {
+        let message = self.store.edit_message(user, session_id, seq, content, may_edit).await?;
+        self.events.publish(ChatEvent::MessageEdited { session_id, seq });
+        Ok(message)
+    }
+
+    pub async fn delete(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {
+        self.store.delete_message(user, session_id, seq).await?;
+        self.events.publish(ChatEvent::MessagesHidden { session_id, count: 1 });
+        Ok(())
+    }
+
+    /// Soft-deletes the newest `count` live messages; returns how many there were.
+    pub async fn forget_recent(&self, user: &UserId, session_id: SessionId, count: usize) -> Result<u64, StoreError> {
+        let deleted = self.store.forget_recent(user, session_id, count).await?;
+        if deleted > 0 {
+            self.events.publish(ChatEvent::MessagesHidden { session_id, count: deleted });
+        }
+        Ok(deleted)
+    }
+
+    /// Hides every live message but the newest `keep`; memories stay.
+    pub async fn new_scene(&self, user: &UserId, session_id: SessionId, keep: usize) -> Result<u64, StoreError> {
+        let hidden = self.store.new_scene(user, session_id, keep).await?;
+        if hidden > 0 {
+            self.events.publish(ChatEvent::MessagesHidden { session_id, count: hidden });
+        }
+        Ok(hidden)
+    }
+
+    /// Clears the log and the session's own memories (one write moves both out of sight);
+    /// returns how many messages and memories were removed.
+    pub async fn reset(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
+        let (messages, old_epoch) = self.store.reset_session(user, session_id).await?;
+        let memories = self.store.session_memory_count(user, session_id, old_epoch).await?;
+        self.events.publish(ChatEvent::MessagesHidden { session_id, count: messages });
+        Ok((messages, memories))
+    }
+
+    /// The context a model answers from: the session's settings, its best memories (global and
+    /// its own), and its newest messages, fitted to `max_tokens`. Two parallel rounds: log and
+    /// global memories, then the session's memories at the epoch the log read returned.
+    pub async fn context(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        recent: PageLimit,
+        max_tokens: u64,
+    ) -> Result<Context, StoreError> {
+        let ((session, epoch, messages), global) = tokio::try_join!(
+            self.store.context_log(user, session_id, recent),
+            self.store.context_memories(user, None),
+        )?;
+        let own = self.store.context_memories(user, Some((session_id, epoch))).await?;
+        let mut memories: Vec<RankedMemory> = global.into_iter().chain(own).collect();
+        memories.sort_by(|a, b| a.rank.cmp(&b.rank));
+        let session = ContextSession { id: session.id, title: session.title, settings: session.settings };
+        Ok(Context::fit(session, memories.into_iter().map(|ranked| ranked.memory).collect(), messages, max_tokens))
+    }
+}
