@@ -9,12 +9,7 @@ pub const DEV_JWT_SECRET: &str = "local-dev-secret-not-for-production-0123456789
 
 /// Verification of dev tokens: HS256 with [`DEV_JWT_SECRET`], no issuer, audience or Telegram.
 pub fn dev_auth() -> AuthConfig {
-    AuthConfig {
-        key: JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()),
-        issuer: None,
-        audience: None,
-        telegram: None,
-    }
+    AuthConfig { key: JwtKey::hs256(DEV_JWT_SECRET.as_bytes()), issuer: None, audience: None, telegram: None }
 }
 
 #[derive(Serialize)]

@@ -2,6 +2,7 @@
 //! verified into a `Caller`. The HTTP extractors that hand the header over live in `http`.
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use crate::config::{AuthConfig, ConfigError, JwtKey, TelegramConfig};
@@ -44,7 +45,7 @@ impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
         config.check()?;
         let (key, algorithm) = match &config.key {
-            JwtKey::Hs256Secret(secret) => (DecodingKey::from_secret(secret), Algorithm::HS256),
+            JwtKey::Hs256Secret(secret) => (DecodingKey::from_secret(secret.expose_secret()), Algorithm::HS256),
             JwtKey::Rs256PublicKeyPem(pem) => (
                 DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
                     name: "JWT_PUBLIC_KEY",

@@ -1,7 +1,8 @@
 //! Typed configuration, read once at start. A missing or malformed variable is an init error.
 
 use std::env;
-use std::fmt;
+
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
 use crate::domain::{ModelPrices, RateLimits};
 
@@ -29,20 +30,20 @@ impl TableNames {
 }
 
 /// How bearer tokens are verified. Exactly one key kind is configured, so no token can pick its own.
-#[derive(Clone)]
+/// Secrets are `secrecy` types: redacted in `Debug`, zeroed when dropped, read only through
+/// `expose_secret()` where a key is built.
+#[derive(Clone, Debug)]
 pub enum JwtKey {
     /// HS256 with a shared secret.
-    Hs256Secret(Vec<u8>),
+    Hs256Secret(SecretSlice<u8>),
     /// RS256 with a PEM-encoded public key.
     Rs256PublicKeyPem(String),
 }
 
-impl fmt::Debug for JwtKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Hs256Secret(_) => f.write_str("Hs256Secret(<redacted>)"),
-            Self::Rs256PublicKeyPem(_) => f.write_str("Rs256PublicKeyPem(..)"),
-        }
+impl JwtKey {
+    /// An HS256 key from the secret's bytes.
+    pub fn hs256(secret: impl Into<Vec<u8>>) -> Self {
+        Self::Hs256Secret(SecretSlice::from(secret.into()))
     }
 }
 
@@ -56,19 +57,10 @@ pub struct AuthConfig {
 }
 
 /// The bot whose Mini App may sign users in, and how old its init data may be.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TelegramConfig {
-    pub bot_token: String,
+    pub bot_token: SecretString,
     pub max_age_secs: u64,
-}
-
-impl fmt::Debug for TelegramConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TelegramConfig")
-            .field("bot_token", &"<redacted>")
-            .field("max_age_secs", &self.max_age_secs)
-            .finish()
-    }
 }
 
 /// Quotas, rate limits and prices. Unlike table names these have documented defaults.
@@ -147,7 +139,7 @@ impl Config {
 impl AuthConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let key = match (optional("JWT_SECRET"), optional("JWT_PUBLIC_KEY")) {
-            (Some(secret), None) => JwtKey::Hs256Secret(secret.into_bytes()),
+            (Some(secret), None) => JwtKey::hs256(secret.into_bytes()),
             (None, Some(pem)) => JwtKey::Rs256PublicKeyPem(pem.replace("\\n", "\n")),
             (None, None) => return Err(ConfigError::Missing("JWT_SECRET or JWT_PUBLIC_KEY")),
             (Some(_), Some(_)) => {
@@ -158,9 +150,10 @@ impl AuthConfig {
             }
         };
         let telegram = match optional("TELEGRAM_BOT_TOKEN") {
-            Some(bot_token) => {
-                Some(TelegramConfig { bot_token, max_age_secs: number("TELEGRAM_INIT_DATA_MAX_AGE_SECS", 86_400)? })
-            }
+            Some(bot_token) => Some(TelegramConfig {
+                bot_token: SecretString::from(bot_token),
+                max_age_secs: number("TELEGRAM_INIT_DATA_MAX_AGE_SECS", 86_400)?,
+            }),
             None => None,
         };
         let config = Self { key, issuer: optional("JWT_ISSUER"), audience: optional("JWT_AUDIENCE"), telegram };
@@ -170,7 +163,7 @@ impl AuthConfig {
 
     pub fn check(&self) -> Result<(), ConfigError> {
         match &self.key {
-            JwtKey::Hs256Secret(secret) if secret.len() < MIN_SECRET_BYTES => {
+            JwtKey::Hs256Secret(secret) if secret.expose_secret().len() < MIN_SECRET_BYTES => {
                 Err(ConfigError::Invalid { name: "JWT_SECRET", reason: "must be at least 32 bytes" })
             }
             JwtKey::Rs256PublicKeyPem(pem) if !pem.trim_start().starts_with("-----BEGIN") => {

@@ -6,6 +6,7 @@
 //! a namespace no JWT `sub` may use.
 
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -35,7 +36,7 @@ pub fn verify(init_data: &str, config: &TelegramConfig, now: Timestamp) -> Optio
     }
     let check = fields.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join("\n");
     let mut secret = HmacSha256::new_from_slice(b"WebAppData").ok()?;
-    secret.update(config.bot_token.as_bytes());
+    secret.update(config.bot_token.expose_secret().as_bytes());
     let key = secret.finalize().into_bytes();
     let mut mac = HmacSha256::new_from_slice(&key).ok()?;
     mac.update(check.as_bytes());

@@ -137,8 +137,7 @@ async fn issuer_and_audience_are_checked_when_configured() {
 
 #[test]
 fn weak_or_malformed_keys_are_init_errors() {
-    let short =
-        AuthConfig { key: JwtKey::Hs256Secret(b"short".to_vec()), issuer: None, audience: None, telegram: None };
+    let short = AuthConfig { key: JwtKey::hs256(b"short".as_slice()), issuer: None, audience: None, telegram: None };
     assert!(Authenticator::new(&short).is_err());
     let not_pem =
         AuthConfig { key: JwtKey::Rs256PublicKeyPem("not a key".into()), issuer: None, audience: None, telegram: None };
@@ -150,6 +149,6 @@ fn weak_or_malformed_keys_are_init_errors() {
         telegram: None,
     };
     assert!(Authenticator::new(&bad_pem).is_err());
-    let debug = format!("{:?}", JwtKey::Hs256Secret(DEV_JWT_SECRET.as_bytes().to_vec()));
+    let debug = format!("{:?}", JwtKey::hs256(DEV_JWT_SECRET.as_bytes()));
     assert!(!debug.contains(DEV_JWT_SECRET), "secrets never reach Debug output");
 }

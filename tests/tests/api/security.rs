@@ -73,7 +73,7 @@ async fn assert_every_route_rejects(app: &TestApp, authorization: Option<&str>, 
 async fn every_route_rejects_every_bad_credential_before_touching_dynamodb() {
     let secret = DEV_JWT_SECRET.as_bytes();
     let auth = AuthConfig {
-        key: JwtKey::Hs256Secret(secret.to_vec()),
+        key: JwtKey::hs256(secret),
         issuer: Some(ISSUER.into()),
         audience: Some(AUDIENCE.into()),
         telegram: None,

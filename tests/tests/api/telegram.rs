@@ -46,7 +46,7 @@ fn user_fields(id: i64, auth_date: i64) -> Vec<(&'static str, String)> {
 
 async fn telegram_app() -> TestApp {
     TestApp::with_auth(AuthConfig {
-        telegram: Some(TelegramConfig { bot_token: BOT_TOKEN.to_owned(), max_age_secs: 3600 }),
+        telegram: Some(TelegramConfig { bot_token: BOT_TOKEN.into(), max_age_secs: 3600 }),
         ..dev_auth()
     })
     .await
