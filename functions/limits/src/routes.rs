@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn read(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    Ok(axum::Json(state.store.limits_view(&caller.user_id).await?).into_response())
+    Ok(Json(state.store.limits_view(&caller.user_id).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -34,7 +34,7 @@ async fn update_profile(
     Json(body): Json<UpdateProfile>,
 ) -> Result<Response, ApiError> {
     let timezone = TimeZone::parse(&body.timezone)?;
-    Ok(axum::Json(state.store.set_timezone(&caller.user_id, timezone).await?).into_response())
+    Ok(Json(state.store.set_timezone(&caller.user_id, timezone).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -44,7 +44,7 @@ async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
     let (from, to) = query.range(state.store.now())?;
-    Ok(axum::Json(state.store.usage(&caller.user_id, &from, &to).await?).into_response())
+    Ok(Json(state.store.usage(&caller.user_id, &from, &to).await?).into_response())
 }
 
 /// The `{user_id}` an admin route acts on.
@@ -62,7 +62,7 @@ async fn put_subscription(
 ) -> Result<Response, ApiError> {
     let user = target_user(&params)?;
     let subscription = body.into_subscription()?;
-    Ok(axum::Json(state.store.put_subscription(&user, subscription).await?).into_response())
+    Ok(Json(state.store.put_subscription(&user, subscription).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
@@ -72,7 +72,7 @@ async fn delete_subscription(
     params: RawPathParams,
 ) -> Result<Response, ApiError> {
     let user = target_user(&params)?;
-    Ok(axum::Json(state.store.delete_subscription(&user).await?).into_response())
+    Ok(Json(state.store.delete_subscription(&user).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
@@ -82,5 +82,5 @@ async fn admin_read(
     params: RawPathParams,
 ) -> Result<Response, ApiError> {
     let user = target_user(&params)?;
-    Ok(axum::Json(state.store.limits_view(&user).await?).into_response())
+    Ok(Json(state.store.limits_view(&user).await?).into_response())
 }

@@ -31,7 +31,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let (memory, created) = state.store.add_memory(&caller.user_id, NewMemory::try_from(body)?).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(memory)).into_response())
+    Ok((status, Json(memory)).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -45,7 +45,7 @@ async fn list(
         state.store.list_memories(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
     let body =
         MemoryList { data: page.data, has_more: page.has_more, next_cursor: page.next_cursor, total: page.total };
-    Ok(axum::Json(body).into_response())
+    Ok(Json(body).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, memory = %id))]
@@ -54,7 +54,7 @@ async fn read(
     caller: Caller,
     PathParam(id): PathParam<MemoryId>,
 ) -> Result<Response, ApiError> {
-    Ok(axum::Json(state.store.get_memory(&caller.user_id, id).await?).into_response())
+    Ok(Json(state.store.get_memory(&caller.user_id, id).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, memory = %id))]
@@ -65,7 +65,7 @@ async fn update(
     Json(body): Json<UpdateMemory>,
 ) -> Result<Response, ApiError> {
     let changes = MemoryChanges::try_from(body)?;
-    Ok(axum::Json(state.store.update_memory(&caller.user_id, id, changes).await?).into_response())
+    Ok(Json(state.store.update_memory(&caller.user_id, id, changes).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, memory = %id))]
@@ -75,7 +75,7 @@ async fn remove(
     PathParam(id): PathParam<MemoryId>,
 ) -> Result<Response, ApiError> {
     state.store.delete_memory(&caller.user_id, id).await?;
-    Ok(axum::Json(MemoryDeleted { success: true, deleted_id: id }).into_response())
+    Ok(Json(MemoryDeleted { success: true, deleted_id: id }).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -85,5 +85,5 @@ async fn remove_all(
     Query(query): Query<DeleteMemories>,
 ) -> Result<Response, ApiError> {
     let deleted_count = state.store.delete_scope(&caller.user_id, query.scope()).await?;
-    Ok(axum::Json(MemoriesDeleted { success: true, deleted_count }).into_response())
+    Ok(Json(MemoriesDeleted { success: true, deleted_count }).into_response())
 }

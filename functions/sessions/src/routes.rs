@@ -33,7 +33,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let new = NewSession::try_from(body)?;
     let session = state.store.create_session(&caller.user_id, new).await?;
-    Ok((StatusCode::CREATED, axum::Json(session)).into_response())
+    Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -45,7 +45,7 @@ async fn list(
     let listing = SessionListing::try_from(query)?;
     let page =
         state.store.list_sessions(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
-    Ok(axum::Json(page).into_response())
+    Ok(Json(page).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
@@ -56,10 +56,10 @@ async fn read(
     Query(query): Query<GetSession>,
 ) -> Result<Response, ApiError> {
     match query.messages_wanted()? {
-        None => Ok(axum::Json(state.store.get_session(&caller.user_id, id).await?).into_response()),
+        None => Ok(Json(state.store.get_session(&caller.user_id, id).await?).into_response()),
         Some(count) => {
             let (session, messages) = state.store.session_with_latest(&caller.user_id, id, count).await?;
-            Ok(axum::Json(SessionWithMessages { session, messages }).into_response())
+            Ok(Json(SessionWithMessages { session, messages }).into_response())
         }
     }
 }
@@ -73,7 +73,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     let changes = SessionChanges::try_from(body)?;
     let session = state.store.update_session(&caller.user_id, id, changes).await?;
-    Ok(axum::Json(session).into_response())
+    Ok(Json(session).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
@@ -97,7 +97,7 @@ async fn unarchive(
 async fn set_archived(state: &AppState, caller: &Caller, id: SessionId, archived: bool) -> Result<Response, ApiError> {
     let changes = SessionChanges { archived: Some(archived), ..SessionChanges::default() };
     let session = state.store.update_session(&caller.user_id, id, changes).await?;
-    Ok(axum::Json(session).into_response())
+    Ok(Json(session).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
