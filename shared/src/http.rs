@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
 
 use crate::auth::{Admin, Caller};
-use crate::domain::{InputError, RateClass, Seq};
+use crate::domain::{InputError, RateClass, Seq, UserId};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
 
@@ -149,6 +149,21 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let text = path_param(parts, state, "id").await?;
         Ok(Self(text.parse()?))
+    }
+}
+
+/// The `{user_id}` path segment of an admin route (400 `invalid_input` when it is not a user id).
+pub struct UserIdParam(pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserIdParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("user_id", "must be 1 to 128 characters"))?;
+        let raw = params.iter().find(|(key, _)| *key == "user_id").map(|(_, value)| value).unwrap_or_default();
+        UserId::parse(raw).map(Self).ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters"))
     }
 }
 

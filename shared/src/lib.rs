@@ -9,6 +9,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod lambda;
+pub mod openapi;
 pub mod state;
 pub mod store;
 pub mod telegram;

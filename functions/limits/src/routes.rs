@@ -1,25 +1,75 @@
 //! One small handler per endpoint: extract, call the store, respond.
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, patch_with, put_with};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, RawPathParams, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, put};
 use shared::api::limits::{PutSubscription, UpdateProfile, UsageQuery};
 use shared::auth::{Admin, Caller};
-use shared::domain::{TimeZone, UserId};
-use shared::http::{Json, Query};
+use shared::domain::TimeZone;
+use shared::domain::{LimitsView, UsageReport};
+use shared::http::{Json, Query, UserIdParam};
+use shared::openapi::Describe as _;
 use shared::{ApiError, AppState};
 
 const BODY_LIMIT: usize = 16 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/limits", get(read))
-        .route("/v1/limits/profile", patch(update_profile))
-        .route("/v1/usage", get(usage))
-        .route("/v1/admin/users/{user_id}/subscription", put(put_subscription).delete(delete_subscription))
-        .route("/v1/admin/users/{user_id}/limits", get(admin_read))
+/// The limits routes, each with its annotation for the OpenAPI document.
+pub fn api() -> ApiRouter<AppState> {
+    let admin = "/v1/admin/users/{user_id}";
+    ApiRouter::new()
+        .api_route(
+            "/v1/limits",
+            get_with(read, |op| {
+                op.about("getLimits", "The caller's quota, subscription and time zone")
+                    .ok::<LimitsView>(200, "Current limits")
+            }),
+        )
+        .api_route(
+            "/v1/limits/profile",
+            patch_with(update_profile, |op| {
+                op.about("updateProfile", "Set the time zone the daily quota follows")
+                    .body::<UpdateProfile>()
+                    .ok::<LimitsView>(200, "Limits under the new time zone")
+                    .errors(&[409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/usage",
+            get_with(usage, |op| {
+                op.about("getUsage", "Token and cost usage per day and model")
+                    .query::<UsageQuery>()
+                    .ok::<UsageReport>(200, "Usage in the range")
+            }),
+        )
+        .api_route(
+            &format!("{admin}/subscription"),
+            put_with(put_subscription, |op| {
+                op.about("putSubscription", "Grant a subscription (admin)")
+                    .body::<PutSubscription>()
+                    .ok::<LimitsView>(200, "The user's limits")
+                    .errors(&[403, 413])
+            })
+            .delete_with(delete_subscription, |op| {
+                op.about("deleteSubscription", "End a subscription (admin)")
+                    .ok::<LimitsView>(200, "The user's limits")
+                    .errors(&[403])
+            }),
+        )
+        .api_route(
+            &format!("{admin}/limits"),
+            get_with(admin_read, |op| {
+                op.about("getUserLimits", "A user's limits (admin)")
+                    .ok::<LimitsView>(200, "The user's limits")
+                    .errors(&[403])
+            }),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+pub fn routes() -> Router<AppState> {
+    api().into()
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -47,20 +97,13 @@ async fn usage(
     Ok(Json(state.store.usage(&caller.user_id, &from, &to).await?).into_response())
 }
 
-/// The `{user_id}` an admin route acts on.
-fn target_user(params: &RawPathParams) -> Result<UserId, ApiError> {
-    let raw = params.iter().find(|(key, _)| *key == "user_id").map(|(_, value)| value).unwrap_or_default();
-    UserId::parse(raw).ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters"))
-}
-
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
 async fn put_subscription(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    params: RawPathParams,
+    UserIdParam(user): UserIdParam,
     Json(body): Json<PutSubscription>,
 ) -> Result<Response, ApiError> {
-    let user = target_user(&params)?;
     let subscription = body.into_subscription()?;
     Ok(Json(state.store.put_subscription(&user, subscription).await?).into_response())
 }
@@ -69,9 +112,8 @@ async fn put_subscription(
 async fn delete_subscription(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    params: RawPathParams,
+    UserIdParam(user): UserIdParam,
 ) -> Result<Response, ApiError> {
-    let user = target_user(&params)?;
     Ok(Json(state.store.delete_subscription(&user).await?).into_response())
 }
 
@@ -79,8 +121,7 @@ async fn delete_subscription(
 async fn admin_read(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    params: RawPathParams,
+    UserIdParam(user): UserIdParam,
 ) -> Result<Response, ApiError> {
-    let user = target_user(&params)?;
     Ok(Json(state.store.limits_view(&user).await?).into_response())
 }

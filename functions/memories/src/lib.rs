@@ -2,4 +2,4 @@
 
 mod routes;
 
-pub use routes::routes;
+pub use routes::{api, routes};

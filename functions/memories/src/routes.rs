@@ -1,26 +1,65 @@
 //! One small handler per endpoint: extract, call the store, respond.
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use shared::api::memories::{
     CreateMemory, DeleteMemories, ListMemories, MemoriesDeleted, MemoryDeleted, MemoryList, MemoryListing, UpdateMemory,
 };
 use shared::auth::Caller;
+use shared::domain::Memory;
 use shared::domain::{MemoryChanges, MemoryId, NewMemory};
 use shared::http::{Json, PathParam, Query};
+use shared::openapi::Describe as _;
 use shared::{ApiError, AppState};
 
 /// Memory bodies are small: content is at most 2000 characters.
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/memories", post(create).get(list).delete(remove_all))
-        .route("/v1/memories/{id}", get(read).patch(update).delete(remove))
+/// The memories routes, each with its annotation for the OpenAPI document.
+pub fn api() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/memories",
+            post_with(create, |op| {
+                op.about("addMemory", "Add a memory (an identical one is returned instead)")
+                    .body::<CreateMemory>()
+                    .ok::<Memory>(201, "The new memory")
+                    .ok::<Memory>(200, "An identical memory already existed")
+                    .errors(&[409, 413])
+            })
+            .get_with(list, |op| {
+                op.about("listMemories", "List memories, most important first")
+                    .query::<ListMemories>()
+                    .ok::<MemoryList>(200, "One page of memories")
+            })
+            .delete_with(remove_all, |op| {
+                op.about("deleteMemories", "Delete all memories of a scope")
+                    .query::<DeleteMemories>()
+                    .ok::<MemoriesDeleted>(200, "How many were deleted")
+            }),
+        )
+        .api_route(
+            "/v1/memories/{id}",
+            get_with(read, |op| op.about("getMemory", "Get a memory").ok::<Memory>(200, "The memory"))
+                .patch_with(update, |op| {
+                    op.about("updateMemory", "Change a memory's content, type or importance")
+                        .body::<UpdateMemory>()
+                        .ok::<Memory>(200, "The updated memory")
+                        .errors(&[409, 413])
+                })
+                .delete_with(remove, |op| {
+                    op.about("deleteMemory", "Delete a memory").ok::<MemoryDeleted>(200, "Deleted")
+                }),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+pub fn routes() -> Router<AppState> {
+    api().into()
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

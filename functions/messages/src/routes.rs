@@ -1,10 +1,11 @@
 //! One small handler per endpoint: extract, call the service, respond.
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{get_with, post_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Serialize;
 use shared::api::memories::ContextQuery;
 use shared::api::messages::{
@@ -15,6 +16,7 @@ use shared::auth::Caller;
 use shared::domain::{Content, Context, Message, SessionId};
 use shared::error::quota_headers;
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
+use shared::openapi::Describe as _;
 use shared::store::{Appended, MessageQuery};
 use shared::{ApiError, AppState};
 
@@ -23,16 +25,87 @@ const BODY_LIMIT: usize = 5 * 1024 * 1024;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/sessions/{id}/messages", post(append).get(list))
-        .route("/v1/sessions/{id}/messages/batch", post(append_batch))
-        .route("/v1/sessions/{id}/messages/{seq}", get(read).patch(edit).delete(remove))
-        .route("/v1/sessions/{id}/forget-recent", post(forget_recent))
-        .route("/v1/sessions/{id}/new-scene", post(new_scene))
-        .route("/v1/sessions/{id}/reset", post(reset))
-        .route("/v1/sessions/{id}/context", get(context))
+/// The messages routes, each with its annotation for the OpenAPI document.
+pub fn api() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/sessions/{id}/messages",
+            post_with(append, |op| {
+                op.about("appendMessage", "Append a message (idempotent with a key)")
+                    .idempotency_key()
+                    .body::<AppendMessage>()
+                    .appended::<Message>()
+                    .errors(&[409, 413])
+            })
+            .get_with(list, |op| {
+                op.about("listMessages", "Read the log: incremental sync with after_seq, paging")
+                    .query::<ListMessages>()
+                    .ok::<MessageList>(200, "Messages in seq order")
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/batch",
+            post_with(append_batch, |op| {
+                op.about("appendMessages", "Append up to 20 messages atomically")
+                    .idempotency_key()
+                    .body::<AppendBatch>()
+                    .appended::<MessageBatch>()
+                    .errors(&[409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}",
+            get_with(read, |op| op.about("getMessage", "Get one message").ok::<Message>(200, "The message"))
+                .patch_with(edit, |op| {
+                    op.about("editMessage", "Edit a message's content")
+                        .body::<EditMessage>()
+                        .ok::<Message>(200, "The edited message")
+                        .errors(&[403, 409, 413])
+                })
+                .delete_with(remove, |op| {
+                    op.about("deleteMessage", "Delete a message").empty(204, "Deleted").errors(&[409])
+                }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/forget-recent",
+            post_with(forget_recent, |op| {
+                op.about("forgetRecent", "Delete the latest N messages")
+                    .body::<ForgetRecent>()
+                    .ok::<ForgetRecentResult>(200, "How many were deleted")
+                    .errors(&[409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/new-scene",
+            post_with(new_scene, |op| {
+                op.about("newScene", "Hide all but the latest N messages")
+                    .body::<NewScene>()
+                    .ok::<NewSceneResult>(200, "How many were hidden")
+                    .errors(&[409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/reset",
+            post_with(reset, |op| {
+                op.about("resetSession", "Clear the session's messages and memories")
+                    .body::<Reset>()
+                    .ok::<ResetResult>(200, "How much was cleared")
+                    .errors(&[409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/context",
+            get_with(context, |op| {
+                op.about("getContext", "The assembled LLM context")
+                    .query::<ContextQuery>()
+                    .ok::<Context>(200, "Settings, ranked memories and recent messages within the token budget")
+            }),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+pub fn routes() -> Router<AppState> {
+    api().into()
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
