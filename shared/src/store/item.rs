@@ -76,27 +76,4 @@ impl<'a> Reader<'a> {
             Some(_) => Err(self.corrupt(name)),
         }
     }
-
-    pub(crate) fn bool(&self, name: &str) -> Result<bool, StoreError> {
-        match self.get(name) {
-            Some(AttributeValue::Bool(value)) => Ok(*value),
-            _ => Err(self.corrupt(name)),
-        }
-    }
-
-    pub(crate) fn opt_map(&self, name: &str) -> Result<Option<&'a Item>, StoreError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(AttributeValue::M(map)) => Ok(Some(map)),
-            Some(_) => Err(self.corrupt(name)),
-        }
-    }
-
-    /// A JSON object stored as its text.
-    pub(crate) fn opt_json_object(
-        &self,
-        name: &str,
-    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, StoreError> {
-        self.opt_string(name)?.map(|text| serde_json::from_str(text).map_err(|_| self.corrupt(name))).transpose()
-    }
 }

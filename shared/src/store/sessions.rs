@@ -1,6 +1,7 @@
 //! Sessions table: one item per session, keyed by (user_id, session_id). Listing reads the sparse
 //! `by_activity` index (partition `<user>#active|archived`, sorted by `activity_at`), never a scan.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
@@ -61,13 +62,74 @@ fn list_pk(user: &UserId, archived: bool) -> String {
     format!("{user}#{}", if archived { "archived" } else { "active" })
 }
 
+/// The session's `last_message` summary as stored.
+#[derive(Serialize, Deserialize)]
+struct LastMessageItem {
+    seq: u64,
+    role: String,
+    preview: String,
+    created_at: String,
+}
+
+impl From<&LastMessage> for LastMessageItem {
+    fn from(last: &LastMessage) -> Self {
+        Self {
+            seq: last.seq.get(),
+            role: last.role.as_str().to_owned(),
+            preview: last.preview.clone(),
+            created_at: last.created_at.to_string(),
+        }
+    }
+}
+
+impl TryFrom<LastMessageItem> for LastMessage {
+    type Error = StoreError;
+
+    fn try_from(item: LastMessageItem) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::corrupt("session", "last_message");
+        Ok(Self {
+            seq: Seq::new(item.seq).ok_or_else(corrupt)?,
+            role: item.role.parse().map_err(|_| corrupt())?,
+            preview: item.preview,
+            created_at: item.created_at.parse().map_err(|_| corrupt())?,
+        })
+    }
+}
+
 pub(super) fn last_message_value(last: &LastMessage) -> AttributeValue {
-    AttributeValue::M(Item::from([
-        ("seq".to_owned(), n(last.seq)),
-        ("role".to_owned(), s(last.role.as_str())),
-        ("preview".to_owned(), s(&last.preview)),
-        ("created_at".to_owned(), s(last.created_at.to_string())),
-    ]))
+    serde_dynamo::to_attribute_value(LastMessageItem::from(last)).unwrap_or(AttributeValue::Null(true))
+}
+
+/// The session item as stored, mapped by serde_dynamo (the index projects all of it, so list
+/// entries read the same way). `settings` is kept as JSON text, like a message's payload.
+#[derive(Serialize, Deserialize)]
+struct SessionItem {
+    user_id: String,
+    session_id: String,
+    title: String,
+    title_folded: String,
+    status: String,
+    archived: bool,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    settings: Option<String>,
+    message_count: u64,
+    last_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_message: Option<LastMessageItem>,
+    visible_after: u64,
+    rev: u64,
+    #[serde(default)]
+    memory_epoch: u64,
+    created_at: String,
+    updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rewritten_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    list_pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    activity_at: Option<String>,
 }
 
 fn json_text<T: Serialize>(value: &T) -> AttributeValue {
@@ -81,63 +143,39 @@ fn metadata_value(metadata: &Metadata) -> AttributeValue {
 impl TryFrom<&Item> for SessionRecord {
     type Error = StoreError;
 
+    /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt.
     fn try_from(item: &Item) -> Result<Self, StoreError> {
-        let read = Reader::new(item, "session");
-        let id = read.parse::<SessionId>(SESSION_ID)?;
-        let title = Title::parse(read.string(TITLE)?).map_err(|_| StoreError::corrupt("session", TITLE))?;
-        let metadata = read
-            .opt_map(METADATA)?
-            .map(|map| {
-                map.iter()
-                    .map(|(key, value)| match value {
-                        AttributeValue::S(text) => Ok((key.clone(), text.clone())),
-                        _ => Err(StoreError::corrupt("session", METADATA)),
-                    })
-                    .collect::<Result<_, _>>()
-            })
-            .transpose()?
-            .map(Metadata::parse)
-            .transpose()
-            .map_err(|_| StoreError::corrupt("session", METADATA))?
-            .unwrap_or_default();
-        let settings = read
-            .opt_json_object(SETTINGS)?
-            .map(Settings::parse)
-            .transpose()
-            .map_err(|_| StoreError::corrupt("session", SETTINGS))?
-            .unwrap_or_default();
-        let last_message = read.opt_map(LAST_MESSAGE)?.map(last_message_from).transpose()?;
+        let stored: SessionItem =
+            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("session", "attributes"))?;
+        let corrupt = |name| StoreError::corrupt("session", name);
+        let settings = match stored.settings {
+            Some(text) => match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(map)) => Settings::parse(map).map_err(|_| corrupt(SETTINGS))?,
+                _ => return Err(corrupt(SETTINGS)),
+            },
+            None => Settings::default(),
+        };
         let session = Session {
-            id,
-            title,
-            status: read.parse(STATUS)?,
-            archived: read.bool(ARCHIVED)?,
-            metadata,
+            id: stored.session_id.parse().map_err(|_| corrupt(SESSION_ID))?,
+            title: Title::parse(&stored.title).map_err(|_| corrupt(TITLE))?,
+            status: stored.status.parse().map_err(|_| corrupt(STATUS))?,
+            archived: stored.archived,
+            metadata: Metadata::parse(stored.metadata).map_err(|_| corrupt(METADATA))?,
             settings,
-            message_count: read.number(MESSAGE_COUNT)?,
-            last_seq: read.number(LAST_SEQ)?,
-            last_message,
-            created_at: read.parse(CREATED_AT)?,
-            updated_at: read.parse(UPDATED_AT)?,
+            message_count: stored.message_count,
+            last_seq: stored.last_seq,
+            last_message: stored.last_message.map(LastMessage::try_from).transpose()?,
+            created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
+            updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
         };
         Ok(Self {
             session,
-            rev: read.number(REV)?,
-            visible_after: read.number(VISIBLE_AFTER)?,
-            memory_epoch: read.opt_number(MEMORY_EPOCH)?.unwrap_or(0),
-            rewritten_at: read.opt_parse(REWRITTEN_AT)?,
+            rev: stored.rev,
+            visible_after: stored.visible_after,
+            memory_epoch: stored.memory_epoch,
+            rewritten_at: stored.rewritten_at.map(|at| at.parse()).transpose().map_err(|_| corrupt(REWRITTEN_AT))?,
         })
     }
-}
-
-fn last_message_from(map: &Item) -> Result<LastMessage, StoreError> {
-    let read = Reader::new(map, "session.last_message");
-    Ok(LastMessage {
-        seq: Seq::new(read.number("seq")?).ok_or_else(|| StoreError::corrupt("session", "last_message.seq"))?,
-        role: read.parse("role")?,
-        preview: read.string("preview")?.to_owned(),
-        created_at: read.parse("created_at")?,
-    })
 }
 
 /// Where a listing stopped: the last returned session's index key.
@@ -165,24 +203,28 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let mut item = session_key(user, session.id);
-        item.extend([
-            (TITLE.to_owned(), s(session.title.as_str())),
-            (TITLE_FOLDED.to_owned(), s(session.title.folded())),
-            (STATUS.to_owned(), s(session.status.as_str())),
-            (ARCHIVED.to_owned(), b(false)),
-            (METADATA.to_owned(), metadata_value(&session.metadata)),
-            (SETTINGS.to_owned(), json_text(&session.settings)),
-            (MESSAGE_COUNT.to_owned(), n(0)),
-            (LAST_SEQ.to_owned(), n(0)),
-            (VISIBLE_AFTER.to_owned(), n(0)),
-            (REV.to_owned(), n(0)),
-            (MEMORY_EPOCH.to_owned(), n(0)),
-            (CREATED_AT.to_owned(), s(now.to_string())),
-            (UPDATED_AT.to_owned(), s(now.to_string())),
-            (LIST_PK.to_owned(), s(list_pk(user, false))),
-            (ACTIVITY_AT.to_owned(), s(now.to_string())),
-        ]);
+        let item = SessionItem {
+            user_id: user.as_str().to_owned(),
+            session_id: session.id.to_string(),
+            title: session.title.as_str().to_owned(),
+            title_folded: session.title.folded(),
+            status: session.status.as_str().to_owned(),
+            archived: false,
+            metadata: session.metadata.pairs().clone(),
+            settings: serde_json::to_string(&session.settings).ok(),
+            message_count: 0,
+            last_seq: 0,
+            last_message: None,
+            visible_after: 0,
+            rev: 0,
+            memory_epoch: 0,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            rewritten_at: None,
+            list_pk: Some(list_pk(user, false)),
+            activity_at: Some(now.to_string()),
+        };
+        let item: Item = serde_dynamo::to_item(item).map_err(StoreError::internal)?;
         self.client
             .put_item()
             .table_name(&self.tables.sessions)

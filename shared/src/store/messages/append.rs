@@ -179,7 +179,7 @@ impl Store {
         for message in stored {
             let put = Put::builder()
                 .table_name(&self.tables.messages)
-                .set_item(Some(message_item(message)))
+                .set_item(Some(message_item(message)?))
                 .condition_expression("attribute_not_exists(#seq)")
                 .expression_attribute_names("#seq", SEQ)
                 .build()

@@ -1,10 +1,13 @@
 //! The message item: its attributes, key and mapping to `Message`.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::{Content, LastMessage, Message, MessageId, NewMessage, Seq, SessionId, Timestamp, preview_of};
+use crate::domain::{
+    Content, LastMessage, Message, MessageId, MessageType, NewMessage, Payload, Seq, SessionId, Timestamp, Usage,
+    preview_of,
+};
 use crate::store::StoreError;
-use crate::store::item::{Item, Reader, n, s};
+use crate::store::item::{Item, n, s};
 use crate::store::schema::messages::{SEQ, SESSION_ID};
 
 const ID: &str = "id";
@@ -19,8 +22,6 @@ const PAYLOAD: &str = "payload";
 
 const REPLY_TO: &str = "reply_to";
 
-const USAGE: &str = "usage";
-
 const CREATED_AT: &str = "created_at";
 
 pub(super) const EDITED_AT: &str = "edited_at";
@@ -31,32 +32,63 @@ pub(super) fn message_key(session: SessionId, seq: Seq) -> Item {
     Item::from([(SESSION_ID.to_owned(), s(session.to_string())), (SEQ.to_owned(), n(seq))])
 }
 
-pub(super) fn message_item(message: &Message) -> Item {
-    let mut item = message_key(message.session_id, message.seq);
-    item.extend([
-        (ID.to_owned(), s(message.id.to_string())),
-        (ROLE.to_owned(), s(message.role.as_str())),
-        (TYPE.to_owned(), s(message.message_type.as_str())),
-        (CONTENT.to_owned(), s(message.content.as_str())),
-        (CREATED_AT.to_owned(), s(message.created_at.to_string())),
-    ]);
-    if let Some(payload) = &message.payload {
-        item.insert(PAYLOAD.to_owned(), s(serde_json::to_string(payload.as_map()).unwrap_or_default()));
+/// The message item as stored, mapped by serde_dynamo. `payload` is kept as JSON text (its keys
+/// are the caller's: a map of them would compete with the item's own attributes for size rules
+/// and could nest deeper than DynamoDB allows).
+#[derive(Serialize, Deserialize)]
+struct MessageItem {
+    session_id: String,
+    seq: u64,
+    id: String,
+    role: String,
+    #[serde(rename = "type")]
+    message_type: String,
+    content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageItem>,
+    created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UsageItem {
+    input_tokens: u64,
+    output_tokens: u64,
+    model: String,
+}
+
+impl From<&Message> for MessageItem {
+    fn from(message: &Message) -> Self {
+        Self {
+            session_id: message.session_id.to_string(),
+            seq: message.seq.get(),
+            id: message.id.to_string(),
+            role: message.role.as_str().to_owned(),
+            message_type: message.message_type.as_str().to_owned(),
+            content: message.content.as_str().to_owned(),
+            payload: message.payload.as_ref().and_then(|payload| serde_json::to_string(payload.as_map()).ok()),
+            reply_to: message.reply_to.map(Seq::get),
+            usage: message.usage.as_ref().map(|usage| UsageItem {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                model: usage.model.clone(),
+            }),
+            created_at: message.created_at.to_string(),
+            edited_at: message.edited_at.map(|at| at.to_string()),
+            deleted_at: None,
+        }
     }
-    if let Some(reply_to) = message.reply_to {
-        item.insert(REPLY_TO.to_owned(), n(reply_to));
-    }
-    if let Some(usage) = &message.usage {
-        item.insert(
-            USAGE.to_owned(),
-            AttributeValue::M(Item::from([
-                ("input_tokens".to_owned(), n(usage.input_tokens)),
-                ("output_tokens".to_owned(), n(usage.output_tokens)),
-                ("model".to_owned(), s(&usage.model)),
-            ])),
-        );
-    }
-    item
+}
+
+pub(super) fn message_item(message: &Message) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(MessageItem::from(message)).map_err(StoreError::internal)
 }
 
 /// A stored message and whether it was deleted.
@@ -68,41 +100,37 @@ pub(super) struct StoredMessage {
 impl TryFrom<&Item> for StoredMessage {
     type Error = StoreError;
 
+    /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt, not
+    /// skipped.
     fn try_from(item: &Item) -> Result<Self, StoreError> {
-        let read = Reader::new(item, "message");
+        let stored: MessageItem =
+            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("message", "attributes"))?;
         let corrupt = |name| StoreError::corrupt("message", name);
-        let usage = read
-            .opt_map(USAGE)?
-            .map(|map| {
-                let usage = Reader::new(map, "message.usage");
-                Ok::<_, StoreError>(crate::domain::Usage {
-                    input_tokens: usage.number("input_tokens")?,
-                    output_tokens: usage.number("output_tokens")?,
-                    model: usage.string("model")?.to_owned(),
-                })
+        let payload = stored
+            .payload
+            .map(|text| match serde_json::from_str(&text) {
+                Ok(serde_json::Value::Object(map)) => Payload::parse(map).map_err(|_| corrupt(PAYLOAD)),
+                _ => Err(corrupt(PAYLOAD)),
             })
             .transpose()?;
         let message = Message {
-            id: MessageId::parse(read.string(ID)?).ok_or_else(|| corrupt(ID))?,
-            session_id: read.parse(SESSION_ID)?,
-            seq: Seq::new(read.number(SEQ)?).ok_or_else(|| corrupt(SEQ))?,
-            role: read.parse(ROLE)?,
-            message_type: crate::domain::MessageType::parse(read.string(TYPE)?).map_err(|_| corrupt(TYPE))?,
-            content: Content::parse(read.string(CONTENT)?.to_owned()).map_err(|_| corrupt(CONTENT))?,
-            payload: read
-                .opt_json_object(PAYLOAD)?
-                .map(crate::domain::Payload::parse)
-                .transpose()
-                .map_err(|_| corrupt(PAYLOAD))?,
-            reply_to: read
-                .opt_number::<u64>(REPLY_TO)?
-                .map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO)))
-                .transpose()?,
-            usage,
-            created_at: read.parse(CREATED_AT)?,
-            edited_at: read.opt_parse(EDITED_AT)?,
+            id: MessageId::parse(&stored.id).ok_or_else(|| corrupt(ID))?,
+            session_id: stored.session_id.parse().map_err(|_| corrupt(SESSION_ID))?,
+            seq: Seq::new(stored.seq).ok_or_else(|| corrupt(SEQ))?,
+            role: stored.role.parse().map_err(|_| corrupt(ROLE))?,
+            message_type: MessageType::parse(&stored.message_type).map_err(|_| corrupt(TYPE))?,
+            content: Content::parse(stored.content).map_err(|_| corrupt(CONTENT))?,
+            payload,
+            reply_to: stored.reply_to.map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO))).transpose()?,
+            usage: stored.usage.map(|usage| Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                model: usage.model,
+            }),
+            created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
+            edited_at: stored.edited_at.map(|at| at.parse()).transpose().map_err(|_| corrupt(EDITED_AT))?,
         };
-        Ok(Self { message, deleted: read.has(DELETED_AT) })
+        Ok(Self { message, deleted: stored.deleted_at.is_some() })
     }
 }
 
@@ -138,4 +166,52 @@ pub(super) fn stored_messages(
             edited_at: None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+    use crate::domain::Role;
+
+    /// The item keeps the layout every stored message has: strings, numbers, a usage map, and
+    /// the payload as JSON text; reading it back gives the same message.
+    #[test]
+    fn a_message_round_trips_through_its_stored_layout() {
+        let now: Timestamp = "2026-12-01T10:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
+        let payload = serde_json::json!({"blocks": [1, 2]}).as_object().cloned().unwrap_or_default();
+        let message = Message {
+            id: MessageId::generate(),
+            session_id: SessionId::generate(),
+            seq: Seq::after(6),
+            role: Role::Assistant,
+            message_type: MessageType::default(),
+            content: Content::parse("hello 👩‍👩‍👧".to_owned()).unwrap_or_else(|_| unreachable!()),
+            payload: Some(Payload::parse(payload).unwrap_or_else(|_| unreachable!())),
+            reply_to: Some(Seq::after(5)),
+            usage: Some(Usage { input_tokens: 10, output_tokens: 3, model: "m".to_owned() }),
+            created_at: now,
+            edited_at: None,
+        };
+        let item = message_item(&message).unwrap_or_else(|_| unreachable!());
+        assert_eq!(item.get("seq"), Some(&AttributeValue::N("7".to_owned())));
+        assert_eq!(item.get("reply_to"), Some(&AttributeValue::N("6".to_owned())));
+        assert_eq!(item.get("role"), Some(&AttributeValue::S("assistant".to_owned())));
+        assert_eq!(item.get("payload"), Some(&AttributeValue::S(r#"{"blocks":[1,2]}"#.to_owned())));
+        assert!(
+            matches!(item.get("usage"), Some(AttributeValue::M(usage)) if usage.get("input_tokens") == Some(&AttributeValue::N("10".to_owned())))
+        );
+        assert!(!item.contains_key("edited_at") && !item.contains_key("deleted_at"), "absent, not NULL");
+        let stored = StoredMessage::try_from(&item).unwrap_or_else(|_| unreachable!());
+        assert_eq!(stored.message, message);
+        assert!(!stored.deleted);
+
+        let mut broken = item.clone();
+        broken.insert("seq".to_owned(), AttributeValue::N("0".to_owned()));
+        assert!(StoredMessage::try_from(&broken).is_err(), "a seq of 0 is corrupt, not skipped");
+        let mut deleted = item;
+        deleted.insert("deleted_at".to_owned(), AttributeValue::S(now.to_string()));
+        assert!(StoredMessage::try_from(&deleted).is_ok_and(|stored| stored.deleted));
+    }
 }
