@@ -61,10 +61,6 @@ impl<'a> Reader<'a> {
         self.string(name)?.parse().map_err(|_| self.corrupt(name))
     }
 
-    pub(crate) fn opt_parse<T: FromStr>(&self, name: &str) -> Result<Option<T>, StoreError> {
-        self.opt_string(name)?.map(|text| text.parse().map_err(|_| self.corrupt(name))).transpose()
-    }
-
     pub(crate) fn number<T: FromStr>(&self, name: &str) -> Result<T, StoreError> {
         self.opt_number(name)?.ok_or_else(|| self.corrupt(name))
     }

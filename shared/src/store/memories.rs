@@ -24,15 +24,14 @@ use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
     NewMemory, PageLimit, SessionId, Timestamp, UserId,
 };
+use serde::{Deserialize, Serialize};
 
 /// At most this many memories per scope.
 pub const MAX_PER_SCOPE: u64 = 500;
-const SCOPE: &str = "scope";
 const SESSION_ID: &str = "session_id";
 const MEMORY_TYPE: &str = "memory_type";
 const CONTENT: &str = "content";
 const IMPORTANCE: &str = "importance";
-const DEDUPE_HASH: &str = "dedupe_hash";
 const CREATED_AT: &str = "created_at";
 const UPDATED_AT: &str = "updated_at";
 const COUNT: &str = "n";
@@ -99,28 +98,42 @@ struct StoredMemory {
     rank: String,
 }
 
+/// The memory item as stored, mapped by serde_dynamo.
+#[derive(Serialize, Deserialize)]
+struct MemoryItem {
+    user_id: String,
+    item: String,
+    memory_id: String,
+    scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    memory_type: String,
+    content: String,
+    importance: u8,
+    dedupe_hash: String,
+    rank: String,
+    created_at: String,
+    updated_at: String,
+}
+
 impl TryFrom<&Item> for StoredMemory {
     type Error = StoreError;
 
+    /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt.
     fn try_from(item: &Item) -> Result<Self, StoreError> {
-        let read = Reader::new(item, "memory");
+        let stored: MemoryItem =
+            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("memory", "attributes"))?;
         let corrupt = |name| StoreError::corrupt("memory", name);
-        let importance = Importance::new(IMPORTANCE, read.number(IMPORTANCE)?).map_err(|_| corrupt(IMPORTANCE))?;
         let memory = Memory {
-            id: read.parse(MEMORY_ID)?,
-            session_id: read.opt_parse(SESSION_ID)?,
-            memory_type: read.parse(MEMORY_TYPE)?,
-            content: MemoryContent::parse(read.string(CONTENT)?.to_owned()).map_err(|_| corrupt(CONTENT))?,
-            importance,
-            created_at: read.parse(CREATED_AT)?,
-            updated_at: read.parse(UPDATED_AT)?,
+            id: stored.memory_id.parse().map_err(|_| corrupt(MEMORY_ID))?,
+            session_id: stored.session_id.map(|id| id.parse()).transpose().map_err(|_| corrupt(SESSION_ID))?,
+            memory_type: stored.memory_type.parse().map_err(|_| corrupt(MEMORY_TYPE))?,
+            content: MemoryContent::parse(stored.content).map_err(|_| corrupt(CONTENT))?,
+            importance: Importance::new(IMPORTANCE, stored.importance.into()).map_err(|_| corrupt(IMPORTANCE))?,
+            created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
+            updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
         };
-        Ok(Self {
-            memory,
-            scope_key: read.string(SCOPE)?.to_owned(),
-            hash: read.string(DEDUPE_HASH)?.to_owned(),
-            rank: read.string(RANK)?.to_owned(),
-        })
+        Ok(Self { memory, scope_key: stored.scope, hash: stored.dedupe_hash, rank: stored.rank })
     }
 }
 
@@ -211,7 +224,7 @@ impl Store {
                     .put(
                         Put::builder()
                             .table_name(&self.tables.memories)
-                            .set_item(Some(self.memory_item(user, &scope, &memory, &hash)))
+                            .set_item(Some(self.memory_item(user, &scope, &memory, &hash)?))
                             .condition_expression("attribute_not_exists(#item)")
                             .expression_attribute_names("#item", ITEM)
                             .build()
@@ -242,26 +255,22 @@ impl Store {
         Err(StoreError::NotFound("session"))
     }
 
-    fn memory_item(&self, user: &UserId, scope: &ScopeKey, memory: &Memory, hash: &str) -> Item {
-        let mut item = key(user, scope.memory_item(memory.id));
-        item.extend([
-            (MEMORY_ID.to_owned(), s(memory.id.to_string())),
-            (SCOPE.to_owned(), s(&scope.key)),
-            (MEMORY_TYPE.to_owned(), s(memory.memory_type.as_str())),
-            (CONTENT.to_owned(), s(memory.content.as_str())),
-            (IMPORTANCE.to_owned(), n(memory.importance.get())),
-            (DEDUPE_HASH.to_owned(), s(hash)),
-            (CREATED_AT.to_owned(), s(memory.created_at.to_string())),
-            (UPDATED_AT.to_owned(), s(memory.updated_at.to_string())),
-            (
-                RANK.to_owned(),
-                s(format!("{}#{}", scope.key, rank_suffix(memory.importance, memory.created_at, memory.id))),
-            ),
-        ]);
-        if let Some(session_id) = memory.session_id {
-            item.insert(SESSION_ID.to_owned(), s(session_id.to_string()));
-        }
-        item
+    fn memory_item(&self, user: &UserId, scope: &ScopeKey, memory: &Memory, hash: &str) -> Result<Item, StoreError> {
+        let item = MemoryItem {
+            user_id: user.as_str().to_owned(),
+            item: scope.memory_item(memory.id),
+            memory_id: memory.id.to_string(),
+            scope: scope.key.clone(),
+            session_id: memory.session_id.map(|id| id.to_string()),
+            memory_type: memory.memory_type.as_str().to_owned(),
+            content: memory.content.as_str().to_owned(),
+            importance: memory.importance.get(),
+            dedupe_hash: hash.to_owned(),
+            rank: format!("{}#{}", scope.key, rank_suffix(memory.importance, memory.created_at, memory.id)),
+            created_at: memory.created_at.to_string(),
+            updated_at: memory.updated_at.to_string(),
+        };
+        serde_dynamo::to_item(item).map_err(StoreError::internal)
     }
 
     async fn memory_at(&self, user: &UserId, item: String) -> Result<Option<StoredMemory>, StoreError> {
@@ -340,7 +349,7 @@ impl Store {
                     .put(
                         Put::builder()
                             .table_name(&self.tables.memories)
-                            .set_item(Some(self.memory_item(user, &scope, &memory, &hash)))
+                            .set_item(Some(self.memory_item(user, &scope, &memory, &hash)?))
                             .condition_expression("#updated_at = :seen")
                             .expression_attribute_names("#updated_at", UPDATED_AT)
                             .expression_attribute_values(":seen", s(stored.memory.updated_at.to_string()))

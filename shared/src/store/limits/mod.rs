@@ -18,11 +18,12 @@ mod usage;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::Update;
+use serde::Deserialize;
 
 pub use self::chores::ChoreReport;
 pub(crate) use self::meter::meter_from_item;
 use super::hints::Hints;
-use super::item::{Item, Reader, n, s};
+use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
@@ -76,20 +77,40 @@ impl LimitCaches {
     }
 }
 
+/// The `settings` item as stored (the attributes quota decisions read), mapped by serde_dynamo.
+#[derive(Deserialize)]
+struct SettingsItem {
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    timezone_changed_at: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    start_at: Option<String>,
+    #[serde(default)]
+    end_at: Option<String>,
+}
+
 fn settings_from(item: Option<&Item>) -> Result<QuotaSettings, StoreError> {
     let Some(item) = item else { return Ok(QuotaSettings::default()) };
-    let read = Reader::new(item, "settings");
-    let timezone = match read.opt_string(TIMEZONE)? {
-        Some(name) => TimeZone::parse(name).map_err(|_| StoreError::corrupt("settings", TIMEZONE))?,
+    let stored: SettingsItem =
+        serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("settings", "attributes"))?;
+    let corrupt = |name| StoreError::corrupt("settings", name);
+    let at = |text: Option<String>, name| text.ok_or_else(|| corrupt(name))?.parse().map_err(|_| corrupt(name));
+    let timezone = match stored.timezone {
+        Some(name) => TimeZone::parse(&name).map_err(|_| corrupt(TIMEZONE))?,
         None => TimeZone::utc(),
     };
-    let subscription = match read.opt_string(PLAN)? {
+    let subscription = match stored.plan {
         Some(plan) => {
-            Some(Subscription { plan: plan.to_owned(), start_at: read.parse(START_AT)?, end_at: read.parse(END_AT)? })
+            Some(Subscription { plan, start_at: at(stored.start_at, START_AT)?, end_at: at(stored.end_at, END_AT)? })
         }
         None => None,
     };
-    Ok(QuotaSettings { timezone, timezone_changed_at: read.opt_parse(TIMEZONE_CHANGED_AT)?, subscription })
+    let timezone_changed_at =
+        stored.timezone_changed_at.map(|text| text.parse()).transpose().map_err(|_| corrupt(TIMEZONE_CHANGED_AT))?;
+    Ok(QuotaSettings { timezone, timezone_changed_at, subscription })
 }
 
 impl Store {

@@ -4,22 +4,32 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure};
+use serde::{Deserialize, Serialize};
 
 use super::Appended;
 use super::item::StoredMessage;
 use crate::domain::QuotaState;
 use crate::domain::Refusal;
 use crate::domain::{Idempotency, SessionId, Timestamp};
-use crate::store::item::{Item, Reader, n, s};
+use crate::store::item::{Item, n, s};
 use crate::store::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use crate::store::schema::messages::{SEQ, SESSION_ID};
 use crate::store::{Store, StoreError};
 
-const FINGERPRINT: &str = "fingerprint";
+/// An idempotency record as stored, mapped by serde_dynamo: which request (its body's
+/// fingerprint) stored which seqs.
+#[derive(Serialize, Deserialize)]
+struct IdempotencyRecord {
+    scope: String,
+    fingerprint: String,
+    first_seq: u64,
+    count: u64,
+    expires_at: i64,
+}
 
-const FIRST_SEQ: &str = "first_seq";
-
-const COUNT: &str = "count";
+fn record_of(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("idempotency", "attributes"))
+}
 
 /// Idempotency records answer retries for at least this long (TTL removes them some time after).
 const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
@@ -44,12 +54,7 @@ impl Store {
             .await
             .map_err(StoreError::from_sdk)?;
         let now = self.now().unix_seconds();
-        Ok(output
-            .item()
-            .filter(|item| {
-                Reader::new(item, "idempotency").number::<i64>(IDEMPOTENCY_EXPIRES_AT).is_ok_and(|at| at >= now)
-            })
-            .cloned())
+        Ok(output.item().filter(|item| record_of(item).is_ok_and(|record| record.expires_at >= now)).cloned())
     }
 
     pub(super) async fn replay(
@@ -59,15 +64,14 @@ impl Store {
         idempotency: Option<&Idempotency>,
         quota: QuotaState,
     ) -> Result<Appended, StoreError> {
-        let read = Reader::new(record, "idempotency");
-        let same_request = idempotency.is_some_and(|wanted| read.string(FINGERPRINT).ok() == Some(&wanted.fingerprint));
+        let record = record_of(record)?;
+        let same_request = idempotency.is_some_and(|wanted| record.fingerprint == wanted.fingerprint);
         if !same_request {
             return Err(StoreError::Refused(Refusal::Conflict(
                 "this idempotency key was already used with a different request body".to_owned(),
             )));
         }
-        let first: u64 = read.number(FIRST_SEQ)?;
-        let count: u64 = read.number(COUNT)?;
+        let (first, count) = (record.first_seq, record.count);
         let output = self
             .client
             .query()
@@ -100,13 +104,14 @@ impl Store {
         count: usize,
         now: Timestamp,
     ) -> Result<Put, StoreError> {
-        let record = Item::from([
-            (SCOPE.to_owned(), s(idempotency_scope(session_id, idempotency))),
-            (FINGERPRINT.to_owned(), s(&idempotency.fingerprint)),
-            (FIRST_SEQ.to_owned(), n(first_seq)),
-            (COUNT.to_owned(), n(count)),
-            (IDEMPOTENCY_EXPIRES_AT.to_owned(), n(now.plus(IDEMPOTENCY_WINDOW).unix_seconds())),
-        ]);
+        let record = IdempotencyRecord {
+            scope: idempotency_scope(session_id, idempotency),
+            fingerprint: idempotency.fingerprint.clone(),
+            first_seq,
+            count: count as u64,
+            expires_at: now.plus(IDEMPOTENCY_WINDOW).unix_seconds(),
+        };
+        let record: Item = serde_dynamo::to_item(record).map_err(StoreError::internal)?;
         Put::builder()
             .table_name(&self.tables.idempotency)
             .set_item(Some(record))
