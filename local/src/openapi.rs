@@ -23,7 +23,7 @@ pub fn document() -> Value {
     let mut api = aide::openapi::OpenApi::default();
     // Schemas from any earlier router on this thread are not this document's.
     let _ = shared::openapi::take_schemas();
-    let _ = annotated_routes().finish_api(&mut api);
+    let _ = shared::openapi::documenting(annotated_routes).finish_api(&mut api);
     let mut paths = match serde_json::to_value(&api.paths) {
         Ok(Value::Object(paths)) => {
             Value::Object(paths.get("paths").and_then(Value::as_object).cloned().unwrap_or(paths))

@@ -8,7 +8,7 @@
 //! their serde attributes), with two generators as serde has two directions: a request type's
 //! defaults make fields optional, a response type's fields are all there.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use aide::generate::GenContext;
 use aide::openapi::Operation;
@@ -25,6 +25,21 @@ use crate::http::{Json, PathParam, Query, SeqParam, UserIdParam};
 thread_local! {
     /// (requests, responses): the schemas the annotations referred to so far.
     static GENERATORS: RefCell<(SchemaGenerator, SchemaGenerator)> = RefCell::new(generators());
+    /// Whether the annotations are being written down: only while `documenting` builds the routers.
+    /// A Lambda builds the same routers to serve them and skips the schema work at init.
+    static DOCUMENTING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Builds routers with their annotations written into the operations (for the document).
+pub fn documenting<R>(build: impl FnOnce() -> R) -> R {
+    let before = DOCUMENTING.with(|flag| flag.replace(true));
+    let built = build();
+    DOCUMENTING.with(|flag| flag.set(before));
+    built
+}
+
+fn is_documenting() -> bool {
+    DOCUMENTING.with(Cell::get)
 }
 
 fn generators() -> (SchemaGenerator, SchemaGenerator) {
@@ -124,10 +139,16 @@ fn set_response(operation: &mut Value, status: u16, response: Value) {
 
 impl Describe for TransformOperation<'_> {
     fn about(self, operation_id: &str, summary: &str) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         self.id(operation_id).summary(summary)
     }
 
     fn body<T: JsonSchema>(self) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         let schema = request_schema::<T>();
         edit(self, |operation| {
             operation["requestBody"] = json!({
@@ -139,6 +160,9 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn query<T: JsonSchema>(self) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         let definition = take_request_definition(&request_schema::<T>());
         edit(self, |operation| {
             for (field, schema) in definition["properties"].as_object().into_iter().flatten() {
@@ -153,6 +177,9 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn idempotency_key(self) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         edit(self, |operation| {
             push_parameter(
                 operation,
@@ -169,16 +196,25 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn ok<T: JsonSchema>(self, status: u16, description: &str) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         let schema = response_schema::<T>();
         edit(self, |operation| set_response(operation, status, json_response(description, schema, request_id_header())))
     }
 
     fn ok_any<A: JsonSchema, B: JsonSchema>(self, status: u16, description: &str) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         let schema = json!({ "anyOf": [response_schema::<A>(), response_schema::<B>()] });
         edit(self, |operation| set_response(operation, status, json_response(description, schema, request_id_header())))
     }
 
     fn appended<T: JsonSchema>(self) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         let schema = response_schema::<T>();
         edit(self, |operation| {
             let mut headers = quota_headers();
@@ -208,6 +244,9 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn empty(self, status: u16, description: &str) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         let description = description.to_owned();
         edit(self, |operation| {
             set_response(operation, status, json!({ "description": description, "headers": request_id_header() }));
@@ -215,6 +254,9 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn errors(self, statuses: &[u16]) -> Self {
+        if !is_documenting() {
+            return self;
+        }
         edit(self, |operation| {
             for status in statuses {
                 set_response(operation, *status, error_response(*status));

@@ -87,8 +87,9 @@ impl Store {
             .await
             .map_err(StoreError::from_sdk)?;
         let messages = output
-            .items()
-            .iter()
+            .items
+            .unwrap_or_default()
+            .into_iter()
             .map(|item| StoredMessage::try_from(item).map(|stored| stored.message))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Appended { messages, replayed: true, quota })

@@ -97,14 +97,14 @@ pub(super) struct StoredMessage {
     pub deleted: bool,
 }
 
-impl TryFrom<&Item> for StoredMessage {
+impl TryFrom<Item> for StoredMessage {
     type Error = StoreError;
 
     /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt, not
     /// skipped.
-    fn try_from(item: &Item) -> Result<Self, StoreError> {
+    fn try_from(item: Item) -> Result<Self, StoreError> {
         let stored: MessageItem =
-            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("message", "attributes"))?;
+            serde_dynamo::from_item(item).map_err(|_| StoreError::corrupt("message", "attributes"))?;
         let corrupt = |name| StoreError::corrupt("message", name);
         let payload = stored
             .payload
@@ -203,15 +203,15 @@ mod tests {
             matches!(item.get("usage"), Some(AttributeValue::M(usage)) if usage.get("input_tokens") == Some(&AttributeValue::N("10".to_owned())))
         );
         assert!(!item.contains_key("edited_at") && !item.contains_key("deleted_at"), "absent, not NULL");
-        let stored = StoredMessage::try_from(&item).unwrap_or_else(|_| unreachable!());
+        let stored = StoredMessage::try_from(item.clone()).unwrap_or_else(|_| unreachable!());
         assert_eq!(stored.message, message);
         assert!(!stored.deleted);
 
         let mut broken = item.clone();
         broken.insert("seq".to_owned(), AttributeValue::N("0".to_owned()));
-        assert!(StoredMessage::try_from(&broken).is_err(), "a seq of 0 is corrupt, not skipped");
+        assert!(StoredMessage::try_from(broken).is_err(), "a seq of 0 is corrupt, not skipped");
         let mut deleted = item;
         deleted.insert("deleted_at".to_owned(), AttributeValue::S(now.to_string()));
-        assert!(StoredMessage::try_from(&deleted).is_ok_and(|stored| stored.deleted));
+        assert!(StoredMessage::try_from(deleted).is_ok_and(|stored| stored.deleted));
     }
 }

@@ -186,7 +186,7 @@ impl Store {
                 .send()
                 .await
                 .map_err(StoreError::from_sdk)?;
-            for item in output.items() {
+            for item in output.items.unwrap_or_default() {
                 found.push(StoredMessage::try_from(item)?.message);
                 if found.len() > wanted {
                     break;
@@ -223,7 +223,7 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        output.item().map(StoredMessage::try_from).transpose()
+        output.item.map(StoredMessage::try_from).transpose()
     }
 }
 
