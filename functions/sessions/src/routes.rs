@@ -1,4 +1,4 @@
-//! One small handler per endpoint: extract, call the store, respond.
+//! One small handler per endpoint: extract, call the service, respond.
 
 use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
@@ -78,7 +78,7 @@ async fn create(
     Json(body): Json<CreateSession>,
 ) -> Result<Response, ApiError> {
     let new = NewSession::try_from(body)?;
-    let session = state.store.create_session(&caller.user_id, new).await?;
+    let session = state.chat.create_session(&caller.user_id, new).await?;
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
@@ -89,8 +89,7 @@ async fn list(
     Query(query): Query<ListSessions>,
 ) -> Result<Response, ApiError> {
     let listing = SessionListing::try_from(query)?;
-    let page =
-        state.store.list_sessions(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
+    let page = state.chat.sessions(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
     Ok(Json(page).into_response())
 }
 
@@ -101,12 +100,9 @@ async fn read(
     PathParam(id): PathParam<SessionId>,
     Query(query): Query<GetSession>,
 ) -> Result<Response, ApiError> {
-    match query.messages_wanted()? {
-        None => Ok(Json(state.store.get_session(&caller.user_id, id).await?).into_response()),
-        Some(count) => {
-            let (session, messages) = state.store.session_with_latest(&caller.user_id, id, count).await?;
-            Ok(Json(SessionWithMessages { session, messages }).into_response())
-        }
+    match state.chat.session(&caller.user_id, id, query.messages_wanted()?).await? {
+        (session, None) => Ok(Json(session).into_response()),
+        (session, Some(messages)) => Ok(Json(SessionWithMessages { session, messages }).into_response()),
     }
 }
 
@@ -118,7 +114,7 @@ async fn update(
     Json(body): Json<UpdateSession>,
 ) -> Result<Response, ApiError> {
     let changes = SessionChanges::try_from(body)?;
-    let session = state.store.update_session(&caller.user_id, id, changes).await?;
+    let session = state.chat.update_session(&caller.user_id, id, changes).await?;
     Ok(Json(session).into_response())
 }
 
@@ -142,7 +138,7 @@ async fn unarchive(
 
 async fn set_archived(state: &AppState, caller: &Caller, id: SessionId, archived: bool) -> Result<Response, ApiError> {
     let changes = SessionChanges { archived: Some(archived), ..SessionChanges::default() };
-    let session = state.store.update_session(&caller.user_id, id, changes).await?;
+    let session = state.chat.update_session(&caller.user_id, id, changes).await?;
     Ok(Json(session).into_response())
 }
 
@@ -152,6 +148,6 @@ async fn remove(
     caller: Caller,
     PathParam(id): PathParam<SessionId>,
 ) -> Result<Response, ApiError> {
-    state.store.delete_session(&caller.user_id, id).await?;
+    state.chat.delete_session(&caller.user_id, id).await?;
     Ok(no_content())
 }

@@ -3,7 +3,7 @@
 
 use crate::domain::{Seq, SessionId};
 
-/// A change to a session's log, by ids only: never content.
+/// A change to a session or its log, by ids only: never content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChatEvent {
     MessagesAppended {
@@ -18,6 +18,13 @@ pub enum ChatEvent {
     MessagesHidden {
         session_id: SessionId,
         count: u64,
+    },
+    /// Title, status, metadata, settings or archive changed.
+    SessionUpdated {
+        session_id: SessionId,
+    },
+    SessionDeleted {
+        session_id: SessionId,
     },
 }
 
@@ -43,6 +50,12 @@ impl EventSink for LogEvents {
             }
             ChatEvent::MessagesHidden { session_id, count } => {
                 tracing::debug!(event = "messages.hidden", session = %session_id, count);
+            }
+            ChatEvent::SessionUpdated { session_id } => {
+                tracing::debug!(event = "session.updated", session = %session_id);
+            }
+            ChatEvent::SessionDeleted { session_id } => {
+                tracing::debug!(event = "session.deleted", session = %session_id);
             }
         }
     }

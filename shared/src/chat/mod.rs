@@ -5,8 +5,9 @@
 //! ports what changed. The ports are traits the service holds — the event sink now (realtime
 //! plugs in there), the model next — each with one real implementation.
 //!
-//! Plain CRUD with no rule beyond its types (sessions, memories, limits) goes from the routes to
-//! the store directly: a pass-through layer would only repeat the store's signatures.
+//! Sessions go through here too: their changes are events (realtime's `session.updated`). Plain
+//! CRUD with no rule beyond its types and nothing to tell anyone (memories, limits) goes from the
+//! routes to the store directly: a pass-through layer would only repeat the store's signatures.
 
 mod events;
 
@@ -14,8 +15,8 @@ use std::sync::Arc;
 
 pub use self::events::{ChatEvent, EventSink, LogEvents};
 use crate::domain::{
-    Content, Context, ContextSession, Idempotency, Message, NewMessage, PageLimit, Refusal, Role, Seq, SessionId,
-    UserId,
+    Content, Context, ContextSession, Cursor, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal,
+    Role, Seq, Session, SessionChanges, SessionFilter, SessionId, UserId,
 };
 use crate::store::{Appended, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
 
@@ -39,6 +40,53 @@ pub fn may_edit(message: &Message) -> Result<(), Refusal> {
 impl Chat {
     pub fn new(store: Store, events: Arc<dyn EventSink>) -> Self {
         Self { store, events }
+    }
+
+    pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, StoreError> {
+        self.store.create_session(user, new).await
+    }
+
+    pub async fn sessions(
+        &self,
+        user: &UserId,
+        filter: &SessionFilter,
+        limit: PageLimit,
+        cursor: Option<&Cursor>,
+    ) -> Result<Page<Session>, StoreError> {
+        self.store.list_sessions(user, filter, limit, cursor).await
+    }
+
+    /// The session, and its newest `latest` messages when asked (a chat screen's first load).
+    pub async fn session(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        latest: Option<PageLimit>,
+    ) -> Result<(Session, Option<Vec<Message>>), StoreError> {
+        match latest {
+            None => Ok((self.store.get_session(user, session_id).await?, None)),
+            Some(count) => {
+                let (session, messages) = self.store.session_with_latest(user, session_id, count).await?;
+                Ok((session, Some(messages)))
+            }
+        }
+    }
+
+    pub async fn update_session(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        changes: SessionChanges,
+    ) -> Result<Session, StoreError> {
+        let session = self.store.update_session(user, session_id, changes).await?;
+        self.events.publish(ChatEvent::SessionUpdated { session_id });
+        Ok(session)
+    }
+
+    pub async fn delete_session(&self, user: &UserId, session_id: SessionId) -> Result<(), StoreError> {
+        self.store.delete_session(user, session_id).await?;
+        self.events.publish(ChatEvent::SessionDeleted { session_id });
+        Ok(())
     }
 
     /// Appends messages (the quota, rate and reply rules are applied inside the append's
