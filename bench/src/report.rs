@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::cold_start::ColdStart;
 use crate::contention;
 use crate::langchain::LangChain;
-use crate::ops::OperationReport;
+use crate::ops::{Operation, OperationReport};
 use crate::plot::{Chart, Series};
 use crate::scaling::Point;
 use crate::stats::{Percentiles, USD_PER_MILLION_READ_UNITS, USD_PER_MILLION_WRITE_UNITS, usd_per_million};
@@ -132,8 +132,7 @@ impl Results {
                 met(scenario.rounds_correct == scenario.rounds && scenario.unavailable == 0 && p99 < 2000.0)
             );
         }
-        let find = |wanted: fn(&crate::ops::Operation) -> bool| self.operations.iter().find(|r| wanted(&r.operation));
-        use crate::ops::Operation;
+        let find = |wanted: fn(&Operation) -> bool| self.operations.iter().find(|r| wanted(&r.operation));
         for (name, found, limit) in [
             ("user message append ≤ 8 WRU, 1 round trip", find(|o| matches!(o, Operation::AppendUser)), 8.0),
             ("assistant message append ≤ 6 WRU, 1 round trip", find(|o| matches!(o, Operation::AppendAssistant)), 6.0),
