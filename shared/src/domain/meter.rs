@@ -224,3 +224,98 @@ pub struct QuotaState {
     pub remaining: i64,
     pub resets_at: Timestamp,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Content, MessageType, Usage};
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap_or_else(|_| unreachable!())
+    }
+
+    fn message(role: Role, usage: Option<Usage>) -> NewMessage {
+        NewMessage {
+            role,
+            message_type: MessageType::default(),
+            content: Content::parse("hi".to_owned()).unwrap_or_else(|_| unreachable!()),
+            payload: None,
+            reply_to: None,
+            usage,
+        }
+    }
+
+    fn limits(now: &str, quota: u64, rate: Option<u32>, messages: &[NewMessage]) -> AppendLimits {
+        AppendLimits::new(&QuotaSettings::default(), at(now), quota, rate, messages)
+    }
+
+    fn written(charge: Charge) -> MeterWrite {
+        match charge {
+            Charge::Write(write) => *write,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn user_messages_count_against_the_quota_and_the_rate_until_refused() {
+        let user = [message(Role::User, None)];
+        let mut meter = Meter::default();
+        for used in 0..3 {
+            let write = written(limits("2426-11-21T10:00:00.000000Z", 3, Some(10), &user).charge(&meter));
+            assert_eq!((write.before, write.next.version, write.used_after), (used, used + 1, used + 1));
+            meter = write.next;
+        }
+        assert!(matches!(
+            limits("2426-11-21T10:00:30.000000Z", 3, Some(10), &user).charge(&meter),
+            Charge::OverQuota { allowance: 3, used: 3 }
+        ));
+        // The next local day starts fresh without anyone resetting the meter.
+        let next_day = written(limits("2426-11-22T00:00:01.000000Z", 3, Some(10), &user).charge(&meter));
+        assert_eq!(next_day.used_after, 1);
+        // Two appends a minute: the third in the same minute is refused, the next minute is fresh.
+        let mut meter = Meter::default();
+        for _ in 0..2 {
+            meter = written(limits("2426-11-21T10:00:05.000000Z", 100, Some(2), &user).charge(&meter)).next;
+        }
+        assert!(matches!(
+            limits("2426-11-21T10:00:59.000000Z", 100, Some(2), &user).charge(&meter),
+            Charge::RateLimited
+        ));
+        assert!(matches!(limits("2426-11-21T10:01:00.000000Z", 100, Some(2), &user).charge(&meter), Charge::Write(_)));
+    }
+
+    #[test]
+    fn replies_are_free_unless_they_report_usage_and_never_rate_limited() {
+        let meter = Meter {
+            rate_minute: at("2426-11-21T10:00:00.000000Z").unix_seconds() / 60,
+            rate_count: 2,
+            ..Meter::default()
+        };
+        let plain = [message(Role::Assistant, None)];
+        assert!(matches!(
+            limits("2426-11-21T10:00:10.000000Z", 1, Some(2), &plain).charge(&meter),
+            Charge::Free { used: 0 }
+        ));
+        let usage = Usage { input_tokens: 10, output_tokens: 5, model: "m".to_owned() };
+        let reply = [message(Role::Assistant, Some(usage))];
+        let write = written(limits("2426-11-21T10:00:10.000000Z", 1, Some(2), &reply).charge(&meter));
+        assert_eq!(write.next.rate_count, 2, "a reply does not count against the rate");
+        assert_eq!(write.next.usage.messages, 1);
+        assert_eq!(write.next.usage.models["m"], ModelTokens { input_tokens: 10, output_tokens: 5, messages: 1 });
+    }
+
+    #[test]
+    fn the_first_metered_append_of_a_utc_day_closes_the_previous_one() {
+        let user = [message(Role::User, None)];
+        let first = written(limits("2426-11-21T23:59:00.000000Z", 10, None, &user).charge(&Meter::default()));
+        assert!(first.closed.is_none() && first.new_day);
+        let same_day = written(limits("2426-11-21T23:59:30.000000Z", 10, None, &user).charge(&first.next));
+        assert!(same_day.closed.is_none() && !same_day.new_day);
+        assert_eq!(same_day.next.usage.messages, 2);
+        let next = written(limits("2426-11-22T00:00:10.000000Z", 10, None, &user).charge(&same_day.next));
+        let (day, usage) = next.closed.clone().unwrap_or_else(|| unreachable!());
+        assert_eq!((day.as_str(), usage.messages), ("2426-11-21", 2));
+        assert!(next.new_day);
+        assert_eq!((next.next.usage_day.as_str(), next.next.usage.messages), ("2426-11-22", 1));
+    }
+}
