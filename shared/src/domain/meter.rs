@@ -74,6 +74,11 @@ impl Meter {
         if self.quota_day == day { self.quota_used } else { 0 }
     }
 
+    /// The meter once its finished day has moved out: the next version, holding no usage.
+    pub fn without_usage(&self) -> Self {
+        Self { version: self.version + 1, usage_day: String::new(), usage: DayUsage::default(), ..self.clone() }
+    }
+
     /// The usage of `day`, if the meter still holds it (it holds one day: the latest).
     pub fn usage_of(&self, day: &str) -> Option<&DayUsage> {
         (self.usage_day == day && !self.usage.is_empty()).then_some(&self.usage)

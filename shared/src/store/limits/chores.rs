@@ -4,20 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 
-use super::meter::{METER, meter_from_item};
+use super::meter::{COST_USD, FINALIZED_AT, Listing, METER, meter_from_item};
 use super::usage::day_cost;
 use super::{EXPIRED, SETTINGS, key, settings_from};
 use crate::domain::{DayUsage, Meter, Timestamp, UserId, utc_day};
-use crate::store::item::{Item, Reader, b, n, s};
+use crate::store::item::{Item, Reader, b, s};
 use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
 use crate::store::tx::cancellation_reasons;
 use crate::store::{Store, StoreError};
-
-const COST_USD: &str = "cost_usd";
-const FINALIZED_AT: &str = "finalized_at";
-const VERSION: &str = "version";
 
 /// How many days back the job looks for chores it has not done (a job that was down longer
 /// leaves older items as they are).
@@ -160,40 +156,9 @@ impl Store {
     /// Moves a quiet meter's finished day into its `u#<day>` item, stamped with its cost, and
     /// empties the meter's usage: one transaction, if no append changed the meter meanwhile.
     async fn close_meter(&self, user: &UserId, meter: &Meter, now: Timestamp) -> Result<bool, StoreError> {
-        let mut closed = self.closed_day(user, &meter.usage_day, &meter.usage)?;
-        let mut item = closed.item().clone();
-        item.remove(CHORE_DAY);
-        item.remove(CHORE_KEY);
-        item.insert(COST_USD.to_owned(), s(day_cost(&meter.usage, &self.limits.prices).to_string()));
-        item.insert(FINALIZED_AT.to_owned(), s(now.to_string()));
-        closed = Put::builder()
-            .table_name(closed.table_name())
-            .set_item(Some(item))
-            .set_condition_expression(closed.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(closed.expression_attribute_names().cloned())
-            .build()
-            .map_err(StoreError::internal)?;
-        let emptied = Update::builder()
-            .table_name(&self.tables.limits)
-            .set_key(Some(key(user, METER)))
-            .condition_expression("#version = :before")
-            .update_expression(
-                "SET #version = :next, #usage_day = :none, #usage = :empty REMOVE #chore_day, #chore_key",
-            )
-            .expression_attribute_names("#version", VERSION)
-            .expression_attribute_names("#usage_day", "usage_day")
-            .expression_attribute_names("#usage", "usage")
-            .expression_attribute_names("#chore_day", CHORE_DAY)
-            .expression_attribute_names("#chore_key", CHORE_KEY)
-            .expression_attribute_values(":before", n(meter.version))
-            .expression_attribute_values(":next", n(meter.version + 1))
-            .expression_attribute_values(":none", s(""))
-            .expression_attribute_values(
-                ":empty",
-                serde_dynamo::to_attribute_value(DayUsage::default()).map_err(StoreError::internal)?,
-            )
-            .build()
-            .map_err(StoreError::internal)?;
+        let cost = day_cost(&meter.usage, &self.limits.prices);
+        let closed = self.closed_day(user, &meter.usage_day, &meter.usage, Some((cost, now)))?;
+        let emptied = self.meter_update(user, meter.version, &meter.without_usage(), Listing::Off)?;
         let items = vec![
             TransactWriteItem::builder().put(closed).build(),
             TransactWriteItem::builder().update(emptied).build(),

@@ -10,6 +10,7 @@
 //! same transaction, where the job later stamps its cost.
 
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, Update};
+use rust_decimal::Decimal;
 
 use super::key;
 use crate::domain::{DayUsage, Meter, MeterWrite, Timestamp, UserId, utc_day};
@@ -19,6 +20,18 @@ use crate::store::{Store, StoreError};
 
 pub(super) const METER: &str = "meter";
 const VERSION: &str = "version";
+pub(super) const COST_USD: &str = "cost_usd";
+pub(super) const FINALIZED_AT: &str = "finalized_at";
+
+/// What a meter write does to the meter's entry in the job's `by_chore` index.
+pub(super) enum Listing {
+    /// Leaves it (and the index) alone.
+    Keep,
+    /// Lists the meter for the job on this day.
+    On(String),
+    /// Takes it out: the meter holds no finished day.
+    Off,
+}
 
 pub(super) fn chore_key(user: &UserId, item: &str) -> String {
     format!("{user}#{item}")
@@ -61,12 +74,31 @@ impl Store {
         Ok(meter)
     }
 
-    /// The transaction items of a meter write: the compare-and-set update, then the closed day.
+    /// The transaction items of an append's meter write: the compare-and-set update (listing the
+    /// meter for the job on the day's first write), then the finished day it closes.
     pub(crate) fn meter_items(&self, user: &UserId, write: &MeterWrite) -> Result<(Update, Option<Put>), StoreError> {
-        let counters = serde_dynamo::to_item::<_, Item>(&write.next).map_err(StoreError::internal)?;
+        // Listed for the job on the day after, so a day is closed even if the user goes quiet.
+        // Only the day's first write changes these keys: later ones leave the index alone.
+        let listing = if write.new_day { Listing::On(day_after(&write.next.usage_day)) } else { Listing::Keep };
+        let update = self.meter_update(user, write.before, &write.next, listing)?;
+        let closed = write.closed.as_ref().map(|(day, usage)| self.closed_day(user, day, usage, None)).transpose()?;
+        Ok((update, closed))
+    }
+
+    /// Sets the meter to `next` if it is still at version `before` (0: it does not exist yet);
+    /// a failed condition returns the meter as it is.
+    pub(super) fn meter_update(
+        &self,
+        user: &UserId,
+        before: u64,
+        next: &Meter,
+        listing: Listing,
+    ) -> Result<Update, StoreError> {
+        let counters = serde_dynamo::to_item::<_, Item>(next).map_err(StoreError::internal)?;
         let mut update = Update::builder()
             .table_name(&self.tables.limits)
             .set_key(Some(key(user, METER)))
+            .expression_attribute_names("#version", VERSION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let mut sets = Vec::with_capacity(counters.len() + 2);
         for (index, (name, value)) in counters.into_iter().enumerate() {
@@ -75,37 +107,52 @@ impl Store {
                 .expression_attribute_names(format!("#c{index}"), name)
                 .expression_attribute_values(format!(":c{index}"), value);
         }
-        if write.new_day {
-            // Listed for the job on the day after, so a day is closed even if the user goes quiet.
-            // Only the day's first write changes these keys: later ones leave the index alone.
-            sets.push("#chore_day = :chore_day, #chore_key = :chore_key".to_owned());
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !matches!(listing, Listing::Keep) {
             update = update
                 .expression_attribute_names("#chore_day", CHORE_DAY)
-                .expression_attribute_names("#chore_key", CHORE_KEY)
-                .expression_attribute_values(":chore_day", s(day_after(&write.next.usage_day)))
-                .expression_attribute_values(":chore_key", s(chore_key(user, METER)));
+                .expression_attribute_names("#chore_key", CHORE_KEY);
         }
-        update = if write.before == 0 {
+        match listing {
+            Listing::Keep => {}
+            Listing::On(day) => {
+                expression.push_str(", #chore_day = :chore_day, #chore_key = :chore_key");
+                update = update
+                    .expression_attribute_values(":chore_day", s(day))
+                    .expression_attribute_values(":chore_key", s(chore_key(user, METER)));
+            }
+            Listing::Off => expression.push_str(" REMOVE #chore_day, #chore_key"),
+        }
+        update = if before == 0 {
             update.condition_expression("attribute_not_exists(#version)")
         } else {
-            update.condition_expression("#version = :before").expression_attribute_values(":before", n(write.before))
+            update.condition_expression("#version = :before").expression_attribute_values(":before", n(before))
         };
-        let update = update
-            .expression_attribute_names("#version", VERSION)
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .build()
-            .map_err(StoreError::internal)?;
-        let closed = write.closed.as_ref().map(|(day, usage)| self.closed_day(user, day, usage)).transpose()?;
-        Ok((update, closed))
+        update.update_expression(expression).build().map_err(StoreError::internal)
     }
 
-    /// A finished UTC day as its own item, listed for the job to stamp its cost the day after.
-    pub(super) fn closed_day(&self, user: &UserId, day: &str, usage: &DayUsage) -> Result<Put, StoreError> {
+    /// A finished UTC day as its own item. Unstamped (an append closed it) it is listed for the
+    /// job to stamp its cost the day after; `stamped` with its cost it is final (the job closed it).
+    pub(super) fn closed_day(
+        &self,
+        user: &UserId,
+        day: &str,
+        usage: &DayUsage,
+        stamped: Option<(Decimal, Timestamp)>,
+    ) -> Result<Put, StoreError> {
         let name = format!("u#{day}");
         let mut item = serde_dynamo::to_item::<_, Item>(usage).map_err(StoreError::internal)?;
         item.extend(key(user, &name));
-        item.insert(CHORE_DAY.to_owned(), s(day_after(day)));
-        item.insert(CHORE_KEY.to_owned(), s(chore_key(user, &name)));
+        match stamped {
+            Some((cost, at)) => {
+                item.insert(COST_USD.to_owned(), s(cost.to_string()));
+                item.insert(FINALIZED_AT.to_owned(), s(at.to_string()));
+            }
+            None => {
+                item.insert(CHORE_DAY.to_owned(), s(day_after(day)));
+                item.insert(CHORE_KEY.to_owned(), s(chore_key(user, &name)));
+            }
+        }
         Put::builder()
             .table_name(&self.tables.limits)
             .set_item(Some(item))
