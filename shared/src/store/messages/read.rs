@@ -102,10 +102,20 @@ impl Store {
         let read = |lower: u64, consistency: Consistency| {
             self.live_messages(session_id, lower, query.before_seq, forward, wanted, consistency)
         };
-        let lower = query.after_seq.unwrap_or(0);
+        let asked = query.after_seq.unwrap_or(0);
         let (record, (mut data, mut has_more)) =
-            tokio::try_join!(self.session_record(user, session_id), read(lower, Consistency::Eventual))?;
-        let lower = lower.max(record.visible_after);
+            tokio::try_join!(self.session_record(user, session_id), read(asked, Consistency::Eventual))?;
+        // New-scene or reset hid the messages up to the watermark.
+        let lower = asked.max(record.visible_after);
+        if lower > asked {
+            if forward {
+                (data, has_more) = read(lower, Consistency::Eventual).await?;
+            } else {
+                let before = data.len();
+                data.retain(|message| message.seq.get() > lower);
+                has_more = has_more && data.len() == before;
+            }
+        }
         let page = PageCheck {
             lower,
             before_seq: query.before_seq,
@@ -117,14 +127,6 @@ impl Store {
         };
         if page.may_be_behind(&data, has_more) {
             (data, has_more) = read(lower, Consistency::Strong).await?;
-        } else if lower > query.after_seq.unwrap_or(0) {
-            if forward {
-                (data, has_more) = read(lower, Consistency::Eventual).await?;
-            } else {
-                let before = data.len();
-                data.retain(|message| message.seq.get() > lower);
-                has_more = has_more && data.len() == before;
-            }
         }
         Ok((record, data, has_more))
     }
