@@ -3,13 +3,8 @@
 //! behind its own HTTP server) on one DynamoDB Local. Repeated rounds; every round must keep the
 //! guarantees (all stored, gapless seqs; exactly the quota accepted) and answer no 503.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use local::token::dev_auth;
 use serde_json::{Value, json};
 use shared::AppState;
@@ -17,7 +12,7 @@ use shared::config::{Config, LimitsConfig, TableNames};
 use shared::domain::{RateLimits, SystemClock};
 
 use crate::BoxError;
-use crate::server::token;
+use crate::server::{Answer, Http, http_client, send, token};
 use crate::stats::Percentiles;
 
 /// Concurrent appends to one session per round.
@@ -45,19 +40,10 @@ pub struct Report {
     pub quota: Scenario,
 }
 
-struct Instance {
-    base: String,
-}
-
 struct Cluster {
-    instances: [Instance; 2],
-    http: Client<HttpConnector, Full<Bytes>>,
-}
-
-struct Answer {
-    status: u16,
-    body: Value,
-    latency: Duration,
+    /// The two instances' base URLs.
+    bases: [String; 2],
+    http: Http,
 }
 
 impl Cluster {
@@ -80,9 +66,8 @@ impl Cluster {
             let app = local::app(state);
             tokio::spawn(async move { axum::serve(listener, app).await });
         }
-        let [first, second]: [String; 2] = bases.try_into().map_err(|_| "two instances")?;
-        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
-        Ok(Self { instances: [Instance { base: first }, Instance { base: second }], http })
+        let bases: [String; 2] = bases.try_into().map_err(|_| "two instances")?;
+        Ok(Self { bases, http: http_client() })
     }
 
     async fn call(
@@ -93,20 +78,7 @@ impl Cluster {
         path: &str,
         body: Option<Value>,
     ) -> Result<Answer, BoxError> {
-        let bytes = body.map(|body| serde_json::to_vec(&body)).transpose()?.unwrap_or_default();
-        let request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.instances[instance % 2].base))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(bytes)))?;
-        let started = Instant::now();
-        let response = self.http.request(request).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let latency = started.elapsed();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
-        Ok(Answer { status, body, latency })
+        send(&self.http, &self.bases[instance % 2], token, method, path, body.as_ref(), None).await
     }
 
     async fn session(&self, token: &str) -> Result<String, BoxError> {

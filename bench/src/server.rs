@@ -49,7 +49,7 @@ pub struct Api {
     auditor: Auditor,
     base: String,
     log: Log,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Http,
 }
 
 /// Limits as deployed (the quota counted, every request rate-limited) but set so high that the
@@ -79,8 +79,7 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
-        Ok(Self { state, auditor: Auditor::new(plain), base, log, http })
+        Ok(Self { state, auditor: Auditor::new(plain), base, log, http: http_client() })
     }
 
     /// Forgets the requests served so far (warm-up traffic).
@@ -115,27 +114,55 @@ impl Api {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Called, BoxError> {
-        let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json");
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
+        let answer = send(&self.http, &self.base, token, method, path, body, idempotency_key).await?;
+        if !(200..300).contains(&answer.status) {
+            return Err(format!("{method} {path}: {} {}", answer.status, answer.body).into());
         }
-        let request = request.body(Full::new(Bytes::from(body)))?;
-        let started = Instant::now();
-        let response = self.http.request(request).await?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let latency = started.elapsed();
-        if !status.is_success() {
-            return Err(format!("{method} {path}: {status} {}", String::from_utf8_lossy(&bytes)).into());
-        }
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
-        Ok(Called { latency, body })
+        Ok(Called { latency: answer.latency, body: answer.body })
     }
+}
+
+/// The benchmark's HTTP/1.1 keep-alive client.
+pub type Http = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> Http {
+    Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http()
+}
+
+/// One answer, whatever its status.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub latency: Duration,
+}
+
+/// Sends one request as `token`'s user to the server at `base`.
+pub async fn send(
+    http: &Http,
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    idempotency_key: Option<&str>,
+) -> Result<Answer, BoxError> {
+    let body = body.map(serde_json::to_vec).transpose()?.unwrap_or_default();
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        request = request.header("idempotency-key", key);
+    }
+    let request = request.body(Full::new(Bytes::from(body)))?;
+    let started = Instant::now();
+    let response = http.request(request).await?;
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    let latency = started.elapsed();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+    Ok(Answer { status, body, latency })
 }
 
 pub struct Called {

@@ -21,8 +21,6 @@ pub fn annotated_routes() -> ApiRouter<AppState> {
 /// Builds the document.
 pub fn document() -> Value {
     let mut api = aide::openapi::OpenApi::default();
-    // Schemas from any earlier router on this thread are not this document's.
-    let _ = shared::openapi::take_schemas();
     let _ = shared::openapi::documenting(annotated_routes).finish_api(&mut api);
     let mut paths = match serde_json::to_value(&api.paths) {
         Ok(Value::Object(paths)) => {

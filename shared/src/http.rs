@@ -159,11 +159,8 @@ impl<S: Send + Sync> FromRequestParts<S> for UserIdParam {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid("user_id", "must be 1 to 128 characters"))?;
-        let raw = params.iter().find(|(key, _)| *key == "user_id").map(|(_, value)| value).unwrap_or_default();
-        UserId::parse(raw).map(Self).ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters"))
+        let text = path_param(parts, state, "user_id").await?;
+        UserId::parse(&text).map(Self).ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters"))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The composition root every function's `main` shares: telemetry, config, SDK client (warmed
-//! during init), then the Lambda runtime serving the function's routes.
+//! during init), then the Lambda runtime serving the function's routes (or, for the job, its
+//! event handler).
 
 use axum::Router;
 
@@ -7,12 +8,18 @@ use crate::config::{self, Config};
 use crate::state::AppState;
 use crate::{http, telemetry};
 
-pub async fn run(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
+/// Telemetry, config and the state, with the DynamoDB connection warmed unless switched off.
+pub async fn init() -> Result<AppState, lambda_http::Error> {
     telemetry::init();
     let config = Config::from_env()?;
     let state = AppState::from_env(&config).await?;
     if config::warm_up_from_env()? {
         state.store.warm_up().await;
     }
+    Ok(state)
+}
+
+pub async fn run(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
+    let state = init().await?;
     lambda_http::run(http::app(routes, state)).await
 }

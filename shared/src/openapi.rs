@@ -112,8 +112,12 @@ fn as_json(operation: &Operation) -> Value {
     serde_json::to_value(operation).unwrap_or_else(|_| json!({}))
 }
 
-/// Applies a change to the operation through its JSON form (aide's types mirror OpenAPI's).
+/// Applies a change to the operation through its JSON form (aide's types mirror OpenAPI's), if
+/// the routers are being documented; serving routers skip it (and the schemas it generates).
 fn edit(mut transform: TransformOperation<'_>, change: impl FnOnce(&mut Value)) -> TransformOperation<'_> {
+    if !is_documenting() {
+        return transform;
+    }
     let operation = transform.inner_mut();
     let mut value = as_json(operation);
     change(&mut value);
@@ -146,11 +150,8 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn body<T: JsonSchema>(self) -> Self {
-        if !is_documenting() {
-            return self;
-        }
-        let schema = request_schema::<T>();
         edit(self, |operation| {
+            let schema = request_schema::<T>();
             operation["requestBody"] = json!({
                 "required": false,
                 "description": "JSON; an empty body reads as `{}`.",
@@ -160,11 +161,8 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn query<T: JsonSchema>(self) -> Self {
-        if !is_documenting() {
-            return self;
-        }
-        let definition = take_request_definition(&request_schema::<T>());
         edit(self, |operation| {
+            let definition = take_request_definition(&request_schema::<T>());
             for (field, schema) in definition["properties"].as_object().into_iter().flatten() {
                 let mut parameter =
                     json!({ "name": field, "in": "query", "required": false, "schema": not_null(schema) });
@@ -177,9 +175,6 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn idempotency_key(self) -> Self {
-        if !is_documenting() {
-            return self;
-        }
         edit(self, |operation| {
             push_parameter(
                 operation,
@@ -196,27 +191,22 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn ok<T: JsonSchema>(self, status: u16, description: &str) -> Self {
-        if !is_documenting() {
-            return self;
-        }
-        let schema = response_schema::<T>();
-        edit(self, |operation| set_response(operation, status, json_response(description, schema, request_id_header())))
+        edit(self, |operation| {
+            let schema = response_schema::<T>();
+            set_response(operation, status, json_response(description, schema, request_id_header()));
+        })
     }
 
     fn ok_any<A: JsonSchema, B: JsonSchema>(self, status: u16, description: &str) -> Self {
-        if !is_documenting() {
-            return self;
-        }
-        let schema = json!({ "anyOf": [response_schema::<A>(), response_schema::<B>()] });
-        edit(self, |operation| set_response(operation, status, json_response(description, schema, request_id_header())))
+        edit(self, |operation| {
+            let schema = json!({ "anyOf": [response_schema::<A>(), response_schema::<B>()] });
+            set_response(operation, status, json_response(description, schema, request_id_header()));
+        })
     }
 
     fn appended<T: JsonSchema>(self) -> Self {
-        if !is_documenting() {
-            return self;
-        }
-        let schema = response_schema::<T>();
         edit(self, |operation| {
+            let schema = response_schema::<T>();
             let mut headers = quota_headers();
             headers.extend(request_id_header());
             let mut replay_headers = headers.clone();
@@ -244,19 +234,12 @@ impl Describe for TransformOperation<'_> {
     }
 
     fn empty(self, status: u16, description: &str) -> Self {
-        if !is_documenting() {
-            return self;
-        }
-        let description = description.to_owned();
         edit(self, |operation| {
             set_response(operation, status, json!({ "description": description, "headers": request_id_header() }));
         })
     }
 
     fn errors(self, statuses: &[u16]) -> Self {
-        if !is_documenting() {
-            return self;
-        }
         edit(self, |operation| {
             for status in statuses {
                 set_response(operation, *status, error_response(*status));

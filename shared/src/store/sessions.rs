@@ -132,12 +132,9 @@ struct SessionItem {
     activity_at: Option<String>,
 }
 
-fn json_text<T: Serialize>(value: &T) -> AttributeValue {
-    s(serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned()))
-}
-
-fn metadata_value(metadata: &Metadata) -> AttributeValue {
-    AttributeValue::M(metadata.pairs().iter().map(|(key, value)| (key.clone(), s(value))).collect())
+/// `settings` as stored: JSON text (written by create and by update alike).
+fn settings_text(settings: &Settings) -> String {
+    serde_json::to_string(settings).unwrap_or_else(|_| "{}".to_owned())
 }
 
 impl TryFrom<&Item> for SessionRecord {
@@ -211,7 +208,7 @@ impl Store {
             status: session.status.as_str().to_owned(),
             archived: false,
             metadata: session.metadata.pairs().clone(),
-            settings: serde_json::to_string(&session.settings).ok(),
+            settings: Some(settings_text(&session.settings)),
             message_count: 0,
             last_seq: 0,
             last_message: None,
@@ -357,10 +354,10 @@ impl Store {
             sets.push((STATUS, s(status.as_str())));
         }
         if let Some(metadata) = &changes.metadata {
-            sets.push((METADATA, metadata_value(metadata)));
+            sets.push((METADATA, serde_dynamo::to_attribute_value(metadata.pairs()).map_err(StoreError::internal)?));
         }
         if let Some(settings) = &changes.settings {
-            sets.push((SETTINGS, json_text(settings)));
+            sets.push((SETTINGS, s(settings_text(settings))));
         }
         if let Some(archived) = changes.archived {
             sets.push((ARCHIVED, b(archived)));

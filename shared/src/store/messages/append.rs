@@ -38,8 +38,7 @@ enum AppendMiss {
 
 impl Store {
     /// Appends messages as consecutive seqs, atomically with the session summary, the
-    /// idempotency record, the daily quota, the append rate limit and the usage roll-up.
-    /// All or nothing.
+    /// idempotency record and the meter (daily quota, append rate, usage). All or nothing.
     pub async fn append_messages(
         &self,
         user: &UserId,
@@ -77,8 +76,8 @@ impl Store {
                     let used_after = write.used_after;
                     (Some(write), used_after)
                 }
-                refused @ (Charge::OverQuota { .. } | Charge::RateLimited) if !meter_verified => {
-                    drop(refused);
+                // A refusal is only as good as the meter it read: check it against the stored one.
+                Charge::OverQuota { .. } | Charge::RateLimited if !meter_verified => {
                     meter = self.fresh_meter(user).await?;
                     meter_verified = true;
                     continue;
