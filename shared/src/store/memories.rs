@@ -13,18 +13,17 @@ use aws_sdk_dynamodb::types::{
     ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use futures::future::try_join_all;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::item::{Item, Reader, n, s};
 use super::schema::memories::{BY_ID, BY_RANK, ITEM, MEMORY_ID, RANK, USER_ID};
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError};
-use crate::domain::Refusal;
 use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
-    NewMemory, PageLimit, SessionId, Timestamp, UserId,
+    NewMemory, PageLimit, Refusal, SessionId, Timestamp, UserId,
 };
-use serde::{Deserialize, Serialize};
 
 /// At most this many memories per scope.
 pub const MAX_PER_SCOPE: u64 = 500;

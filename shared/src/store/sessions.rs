@@ -12,10 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::item::{Item, Reader, b, n, s};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::{Store, StoreError, update_failed};
-use crate::domain::Refusal;
 use crate::domain::{
-    Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Seq, Session, SessionChanges, SessionFilter, SessionId,
-    SessionStatus, Settings, Timestamp, Title, UserId,
+    Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session, SessionChanges, SessionFilter,
+    SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
 };
 
 /// How long a deleted session's item stays (invisible) before DynamoDB's TTL purges it.

@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
 use super::Appended;
 use super::item::{last_message_of, message_item, stored_messages};
-use crate::domain::Refusal;
-use crate::domain::{AppendLimits, Charge, Meter, MeterWrite};
-use crate::domain::{Idempotency, Message, NewMessage, SessionId, Timestamp, UserId};
+use crate::domain::{
+    AppendLimits, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, Refusal, SessionId, Timestamp, UserId,
+};
 use crate::store::item::Item;
 use crate::store::limits::{meter_from_item, retry_after_minute};
 use crate::store::schema::messages::SEQ;

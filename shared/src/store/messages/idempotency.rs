@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Appended;
 use super::item::StoredMessage;
-use crate::domain::QuotaState;
-use crate::domain::Refusal;
-use crate::domain::{Idempotency, SessionId, Timestamp};
+use crate::domain::{Idempotency, QuotaState, Refusal, SessionId, Timestamp};
 use crate::store::item::{Item, n, s};
 use crate::store::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use crate::store::schema::messages::{SEQ, SESSION_ID};

@@ -17,9 +17,7 @@ use self::item::StoredMessage;
 use super::hints::Hints;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
-use crate::domain::QuotaState;
-use crate::domain::Refusal;
-use crate::domain::{Message, PageLimit, SessionId, UserId};
+use crate::domain::{Message, PageLimit, QuotaState, Refusal, SessionId, UserId};
 
 /// The last `last_seq` this process saw for each session: the guess an append starts from.
 #[derive(Default)]
