@@ -93,6 +93,7 @@ async fn seed(state: &shared::AppState, user: &UserId, history: u64) -> Result<S
                     payload: None,
                     reply_to: None,
                     usage: None,
+                    reply: None,
                 })
             })
             .collect::<Result<Vec<_>, BoxError>>()?;

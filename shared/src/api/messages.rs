@@ -43,6 +43,7 @@ impl TryFrom<AppendMessage> for NewMessage {
             payload: body.payload.map(Payload::parse).transpose()?,
             reply_to: body.reply_to,
             usage: body.usage.map(Usage::validate).transpose()?,
+            reply: None,
         })
     }
 }

@@ -70,7 +70,7 @@ impl Context {
 mod tests {
     use super::*;
     use crate::domain::{
-        Content, Importance, MemoryContent, MemoryId, MemoryType, MessageId, MessageType, Role, Seq, Timestamp,
+        Content, Importance, MemoryContent, MemoryId, MemoryType, MessageId, MessageStatus, MessageType, Role, Seq, Timestamp,
     };
 
     fn at() -> Timestamp {
@@ -102,6 +102,13 @@ mod tests {
             usage: None,
             created_at: at(),
             edited_at: None,
+            status: MessageStatus::Complete,
+            stop_reason: None,
+            model: None,
+            variant: 1,
+            variant_count: 1,
+            is_regenerated: false,
+            error: None,
         }
     }
 

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{InputError, SessionId, Timestamp};
+use super::{InputError, SessionId, Timestamp, Usd};
 
 /// A message's position in its session: 1, 2, 3, ... with no gaps and never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
@@ -196,6 +196,71 @@ impl Usage {
     }
 }
 
+/// Where a message is in its life. Messages a caller appends are `complete`; a reply the server
+/// generates is `streaming` until it ends as one of the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    #[default]
+    Complete,
+    Streaming,
+    /// The model stopped at `max_tokens` (or the reply reached the content limit).
+    Incomplete,
+    Failed,
+    Cancelled,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Streaming => "streaming",
+            Self::Incomplete => "incomplete",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self != Self::Streaming
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "complete" => Ok(Self::Complete),
+            "streaming" => Ok(Self::Streaming),
+            "incomplete" => Ok(Self::Incomplete),
+            "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
+            _ => Err(InputError::invalid("status", "unknown message status")),
+        }
+    }
+}
+
+/// Why a generated reply failed, as its message keeps it (the same code the HTTP error has).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplyError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// A message's token usage: reported by the caller with an append, or counted by the provider
+/// for a generated reply (`estimated` when the stream ended before the provider said).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct MessageUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub model: String,
+    /// At the configured `MODEL_PRICES` when the message was stored; `"0"` for an unpriced model.
+    pub cost_usd: Usd,
+    pub estimated: bool,
+}
+
 /// A message to append, already validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewMessage {
@@ -205,6 +270,24 @@ pub struct NewMessage {
     pub payload: Option<Payload>,
     pub reply_to: Option<Seq>,
     pub usage: Option<Usage>,
+    /// `streaming` (with the model it streams from) only for the reply the server is about to
+    /// generate.
+    pub reply: Option<String>,
+}
+
+impl NewMessage {
+    /// The assistant message a generated reply starts as: empty, `streaming` from `model`.
+    pub fn reply_placeholder(model: &str, reply_to: Option<Seq>) -> Self {
+        Self {
+            role: Role::Assistant,
+            message_type: MessageType::default(),
+            content: Content(String::new()),
+            payload: None,
+            reply_to,
+            usage: None,
+            reply: Some(model.to_owned()),
+        }
+    }
 }
 
 impl NewMessage {
@@ -233,9 +316,21 @@ pub struct Message {
     pub content: Content,
     pub payload: Option<Payload>,
     pub reply_to: Option<Seq>,
-    pub usage: Option<Usage>,
+    pub usage: Option<MessageUsage>,
     pub created_at: Timestamp,
     pub edited_at: Option<Timestamp>,
+    pub status: MessageStatus,
+    /// The provider's reason for a generated reply's end (`stop`, `length`, `cancelled`, …).
+    pub stop_reason: Option<String>,
+    /// The model that generated this reply.
+    pub model: Option<String>,
+    /// Which generation of this seq this is (1, 2, … after each regenerate).
+    pub variant: u32,
+    /// How many generations this seq has had; earlier ones are listed by `…/variants`.
+    pub variant_count: u32,
+    pub is_regenerated: bool,
+    /// Why a `failed` reply failed.
+    pub error: Option<ReplyError>,
 }
 
 /// The first 120 characters of a message, as the session summary shows it.

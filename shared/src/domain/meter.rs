@@ -247,6 +247,7 @@ mod tests {
             payload: None,
             reply_to: None,
             usage,
+            reply: None,
         }
     }
 

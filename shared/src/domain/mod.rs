@@ -8,6 +8,7 @@ mod message;
 mod meter;
 mod page;
 mod refusal;
+mod reply;
 mod session;
 mod time;
 
@@ -21,10 +22,14 @@ pub use self::limits::{
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
 };
-pub use self::message::{Content, Message, MessageId, MessageType, NewMessage, Payload, Role, Seq, Usage, preview_of};
+pub use self::message::{
+    Content, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload, ReplyError, Role, Seq, Usage,
+    preview_of,
+};
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
 pub use self::page::{Cursor, Page, PageLimit};
 pub use self::refusal::Refusal;
+pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
 pub use self::session::{
     LastMessage, Metadata, NewSession, Session, SessionChanges, SessionFilter, SessionId, SessionStatus, Settings,
     Title, UserId,

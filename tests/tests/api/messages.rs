@@ -69,8 +69,14 @@ async fn append_returns_the_stored_message() {
     assert_eq!(body["content"], request["content"]);
     assert_eq!(body["type"], "tool_call");
     assert_eq!(body["payload"], request["payload"]);
-    assert_eq!(body["usage"], request["usage"]);
+    let mut usage = request["usage"].clone();
+    usage["cost_usd"] = json!("0");
+    usage["estimated"] = json!(false);
+    assert_eq!(body["usage"], usage, "reported usage, priced (no price configured for the model)");
     assert_eq!(body["edited_at"], Value::Null);
+    assert_eq!(body["status"], "complete");
+    assert_eq!((body["variant"].as_u64(), body["variant_count"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(body["is_regenerated"], false);
     assert!(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok());
     let fetched = app.get(&user, &format!("{}/2", messages_path(&session))).await.expect(200).body;
     assert_eq!(fetched, body, "what is read is what was written, byte for byte");

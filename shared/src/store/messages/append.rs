@@ -92,7 +92,7 @@ impl Store {
                 }
             };
             let now = self.now();
-            let stored = stored_messages(session_id, &messages, last_seq, now);
+            let stored = stored_messages(session_id, &messages, last_seq, now, &self.limits.prices);
             match self.try_append(user, session_id, &stored, last_seq, idempotency, write.as_deref(), now).await? {
                 Ok(()) => {
                     self.seq_hints.remember(session_id, last_seq + stored.len() as u64);

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Content, LastMessage, Message, MessageId, MessageType, NewMessage, Payload, Seq, SessionId, Timestamp, Usage,
-    preview_of,
+    Content, LastMessage, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage, Payload,
+    ReplyError, Seq, SessionId, Timestamp, Usd, preview_of,
 };
 use crate::store::StoreError;
 use crate::store::item::{Item, n, s};
@@ -55,13 +55,54 @@ struct MessageItem {
     edited_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deleted_at: Option<String>,
+    /// Absent: `complete` (every message appended by a caller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// Absent: 1 (never regenerated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    variant: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorItem>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct UsageItem {
-    input_tokens: u64,
-    output_tokens: u64,
-    model: String,
+pub(super) struct UsageItem {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+}
+
+impl From<&MessageUsage> for UsageItem {
+    fn from(usage: &MessageUsage) -> Self {
+        Self {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            model: usage.model.clone(),
+            cost_usd: Some(usage.cost_usd.to_string()),
+            estimated: usage.estimated,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct ErrorItem {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl From<&ReplyError> for ErrorItem {
+    fn from(error: &ReplyError) -> Self {
+        Self { code: error.code.clone(), message: error.message.clone(), retryable: error.retryable }
+    }
 }
 
 impl From<&Message> for MessageItem {
@@ -75,14 +116,15 @@ impl From<&Message> for MessageItem {
             content: message.content.as_str().to_owned(),
             payload: message.payload.as_ref().and_then(|payload| serde_json::to_string(payload.as_map()).ok()),
             reply_to: message.reply_to.map(Seq::get),
-            usage: message.usage.as_ref().map(|usage| UsageItem {
-                input_tokens: usage.input_tokens,
-                output_tokens: usage.output_tokens,
-                model: usage.model.clone(),
-            }),
+            usage: message.usage.as_ref().map(UsageItem::from),
             created_at: message.created_at.to_string(),
             edited_at: message.edited_at.map(|at| at.to_string()),
             deleted_at: None,
+            status: (message.status != MessageStatus::Complete).then(|| message.status.as_str().to_owned()),
+            stop_reason: message.stop_reason.clone(),
+            model: message.model.clone(),
+            variant: (message.variant > 1).then_some(message.variant),
+            error: message.error.as_ref().map(ErrorItem::from),
         }
     }
 }
@@ -113,6 +155,7 @@ impl TryFrom<Item> for StoredMessage {
                 _ => Err(corrupt(PAYLOAD)),
             })
             .transpose()?;
+        let variant = stored.variant.unwrap_or(1).max(1);
         let message = Message {
             id: MessageId::parse(&stored.id).ok_or_else(|| corrupt(ID))?,
             session_id: stored.session_id.parse().map_err(|_| corrupt(SESSION_ID))?,
@@ -122,13 +165,32 @@ impl TryFrom<Item> for StoredMessage {
             content: Content::parse(stored.content).map_err(|_| corrupt(CONTENT))?,
             payload,
             reply_to: stored.reply_to.map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO))).transpose()?,
-            usage: stored.usage.map(|usage| Usage {
-                input_tokens: usage.input_tokens,
-                output_tokens: usage.output_tokens,
-                model: usage.model,
-            }),
+            usage: stored
+                .usage
+                .map(|usage| {
+                    let cost = usage.cost_usd.as_deref().unwrap_or("0").parse().map_err(|_| corrupt("usage"))?;
+                    Ok::<_, StoreError>(MessageUsage {
+                        input_tokens: usage.input_tokens,
+                        output_tokens: usage.output_tokens,
+                        model: usage.model,
+                        cost_usd: Usd(cost),
+                        estimated: usage.estimated,
+                    })
+                })
+                .transpose()?,
             created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
             edited_at: stored.edited_at.map(|at| at.parse()).transpose().map_err(|_| corrupt(EDITED_AT))?,
+            status: stored.status.as_deref().map(str::parse).transpose().map_err(|_| corrupt("status"))?.unwrap_or_default(),
+            stop_reason: stored.stop_reason,
+            model: stored.model,
+            variant,
+            variant_count: variant,
+            is_regenerated: variant > 1,
+            error: stored.error.map(|error| ReplyError {
+                code: error.code,
+                message: error.message,
+                retryable: error.retryable,
+            }),
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
     }
@@ -143,11 +205,13 @@ pub(super) fn last_message_of(message: &Message) -> LastMessage {
     }
 }
 
+/// The messages an append stores: consecutive seqs after `last_seq`, reported usage priced.
 pub(super) fn stored_messages(
     session_id: SessionId,
     messages: &[NewMessage],
     last_seq: u64,
     now: Timestamp,
+    prices: &ModelPrices,
 ) -> Vec<Message> {
     messages
         .iter()
@@ -161,9 +225,22 @@ pub(super) fn stored_messages(
             content: new.content.clone(),
             payload: new.payload.clone(),
             reply_to: new.reply_to,
-            usage: new.usage.clone(),
+            usage: new.usage.as_ref().map(|usage| MessageUsage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                model: usage.model.clone(),
+                cost_usd: Usd(prices.cost(&usage.model, usage.input_tokens, usage.output_tokens)),
+                estimated: false,
+            }),
             created_at: now,
             edited_at: None,
+            status: if new.reply.is_some() { MessageStatus::Streaming } else { MessageStatus::Complete },
+            stop_reason: None,
+            model: new.reply.clone(),
+            variant: 1,
+            variant_count: 1,
+            is_regenerated: false,
+            error: None,
         })
         .collect()
 }
@@ -190,9 +267,22 @@ mod tests {
             content: Content::parse("hello 👩‍👩‍👧".to_owned()).unwrap_or_else(|_| unreachable!()),
             payload: Some(Payload::parse(payload).unwrap_or_else(|_| unreachable!())),
             reply_to: Some(Seq::after(5)),
-            usage: Some(Usage { input_tokens: 10, output_tokens: 3, model: "m".to_owned() }),
+            usage: Some(MessageUsage {
+                input_tokens: 10,
+                output_tokens: 3,
+                model: "m".to_owned(),
+                cost_usd: Usd("0.0012".parse().unwrap_or_default()),
+                estimated: true,
+            }),
             created_at: now,
             edited_at: None,
+            status: MessageStatus::Failed,
+            stop_reason: Some("length".to_owned()),
+            model: Some("m".to_owned()),
+            variant: 1,
+            variant_count: 1,
+            is_regenerated: false,
+            error: Some(ReplyError { code: "llm_error".to_owned(), message: "x".to_owned(), retryable: true }),
         };
         let item = message_item(&message).unwrap_or_else(|_| unreachable!());
         assert_eq!(item.get("seq"), Some(&AttributeValue::N("7".to_owned())));
