@@ -131,7 +131,8 @@ impl AppendLimits {
         }
     }
 
-    fn counts_quota(&self) -> bool {
+    /// Whether this append's `user` messages count against a daily allowance.
+    pub fn counts_quota(&self) -> bool {
         self.allowance.is_some() && self.usage.user_messages > 0
     }
 
@@ -176,7 +177,15 @@ impl AppendLimits {
             next.rate_minute = minute;
             next.rate_count = count + 1;
         }
-        let today = utc_day(self.now);
+        Charge::Write(Box::new(MeterWrite::adding(meter, next, self.now, &self.usage, &self.window.day)))
+    }
+}
+
+impl MeterWrite {
+    /// `next` (already counting what it counts) with `usage` added to the UTC day of `now`,
+    /// closing the day the meter held if that day is over.
+    fn adding(meter: &Meter, mut next: Meter, now: Timestamp, usage: &DayUsage, quota_day: &str) -> Self {
+        let today = utc_day(now);
         let mut closed = None;
         if meter.usage_day != today {
             if !meter.usage.is_empty() {
@@ -185,15 +194,35 @@ impl AppendLimits {
             next.usage_day = today;
             next.usage = DayUsage::default();
         }
-        next.usage.add(&self.usage);
-        let used_after = next.used(&self.window.day);
-        Charge::Write(Box::new(MeterWrite {
-            before: meter.version,
-            new_day: meter.usage_day != next.usage_day,
-            next,
-            closed,
-            used_after,
-        }))
+        next.usage.add(usage);
+        let used_after = next.used(quota_day);
+        Self { before: meter.version, new_day: meter.usage_day != next.usage_day, next, closed, used_after }
+    }
+
+    /// What finishing a generated reply does to the meter: its `usage` lands in today's usage,
+    /// and a reply that failed before any output gives back the quota unit its `user` message
+    /// took in the quota window `refund` (not once that window is over: it counts a past day).
+    pub fn settle(meter: &Meter, now: Timestamp, usage: &DayUsage, refund: Option<&str>) -> Option<Self> {
+        let refunds = refund.is_some_and(|day| meter.quota_day == day && meter.quota_used > 0);
+        if usage.is_empty() && !refunds {
+            return None;
+        }
+        let mut next = meter.clone();
+        next.version = meter.version + 1;
+        if refunds {
+            next.quota_used -= 1;
+        }
+        let quota_day = refund.unwrap_or(&meter.quota_day).to_owned();
+        Some(Self::adding(meter, next, now, usage, &quota_day))
+    }
+}
+
+impl DayUsage {
+    /// One generated reply's tokens.
+    pub fn of_reply(model: &str, input_tokens: u64, output_tokens: u64) -> Self {
+        let mut usage = Self { messages: 1, ..Self::default() };
+        usage.models.insert(model.to_owned(), ModelTokens { input_tokens, output_tokens, messages: 1 });
+        usage
     }
 }
 
@@ -323,5 +352,21 @@ mod tests {
         assert_eq!((day.as_str(), usage.messages), ("2426-11-21", 2));
         assert!(next.new_day);
         assert_eq!((next.next.usage_day.as_str(), next.next.usage.messages), ("2426-11-22", 1));
+    }
+
+    /// A finished reply adds its tokens; a reply that failed before output gives back its user
+    /// message's quota unit, but only within the window that counted it.
+    #[test]
+    fn settling_a_reply_adds_usage_and_refunds_within_the_window() {
+        let now: Timestamp = "2426-11-21T10:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
+        let meter = Meter { version: 4, quota_day: "2426-11-21".into(), quota_used: 3, ..Meter::default() };
+        let usage = DayUsage::of_reply("m", 100, 20);
+        let write = MeterWrite::settle(&meter, now, &usage, None).unwrap_or_else(|| unreachable!());
+        assert_eq!((write.before, write.next.version, write.next.quota_used), (4, 5, 3));
+        assert_eq!(write.next.usage.models["m"], ModelTokens { input_tokens: 100, output_tokens: 20, messages: 1 });
+        let refund = MeterWrite::settle(&meter, now, &DayUsage::default(), Some("2426-11-21"));
+        assert_eq!(refund.map(|write| (write.next.quota_used, write.used_after)), Some((2, 2)));
+        assert!(MeterWrite::settle(&meter, now, &DayUsage::default(), Some("2426-11-20")).is_none(), "a past window");
+        assert!(MeterWrite::settle(&meter, now, &DayUsage::default(), None).is_none(), "nothing to write");
     }
 }

@@ -449,6 +449,31 @@ impl Store {
             .map_err(StoreError::internal)
     }
 
+    /// Shows a generated reply's final text in the session summary, if the summary still shows
+    /// that reply (a later message or a delete has moved it on otherwise). The reply's own end is
+    /// already stored; a summary that misses this keeps the preview of the reply's start.
+    pub(super) async fn update_reply_preview(&self, user: &UserId, session_id: SessionId, last: &LastMessage) {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, session_id)))
+            .update_expression("SET #last_message = :last_message")
+            .condition_expression("#last_message.#seq = :seq AND attribute_not_exists(#deleted_at)")
+            .expression_attribute_names("#last_message", LAST_MESSAGE)
+            .expression_attribute_names("#seq", "seq")
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_values(":last_message", last_message_value(last))
+            .expression_attribute_values(":seq", n(last.seq))
+            .send()
+            .await;
+        if let Err(error) = result
+            && !error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception())
+        {
+            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "reply preview not updated");
+        }
+    }
+
     /// The session update of a read-modify-write: it commits only if the session is still at the
     /// revision it was read at. `rewrites`: message items change too (an edit or delete).
     pub(super) fn session_summary_update(

@@ -99,7 +99,13 @@ impl Store {
                     if let Some(write) = &write {
                         self.limit_caches.remember_meter(user, &write.next);
                     }
-                    return Ok(Appended { messages: stored, replayed: false, quota: limits.quota_state(used_after) });
+                    let counted_in = (write.is_some() && limits.counts_quota()).then(|| limits.window.day.clone());
+                    return Ok(Appended {
+                        messages: stored,
+                        replayed: false,
+                        quota: limits.quota_state(used_after),
+                        counted_in,
+                    });
                 }
                 Err(AppendMiss::Replay(record)) => {
                     let quota = limits.quota_state(meter.used(&limits.window.day));

@@ -178,10 +178,25 @@ impl Store {
         summary: SummaryChange,
         message_updates: Vec<Update>,
     ) -> Result<bool, StoreError> {
-        let session_update = self.session_summary_update(user, session_id, &summary, !message_updates.is_empty())?;
-        let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
-        items.extend(message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()));
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        let rewrites = !message_updates.is_empty();
+        let items = message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
+        self.commit_items_with_summary(user, session_id, summary, items, rewrites).await
+    }
+
+    /// Commits `items` with the session summary change, guarded by the session's revision;
+    /// `false`: the revision moved on (or another transaction held an item), retry.
+    pub(super) async fn commit_items_with_summary(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        summary: SummaryChange,
+        items: Vec<TransactWriteItem>,
+        rewrites: bool,
+    ) -> Result<bool, StoreError> {
+        let session_update = self.session_summary_update(user, session_id, &summary, rewrites)?;
+        let mut all = vec![TransactWriteItem::builder().update(session_update).build()];
+        all.extend(items);
+        match self.client.transact_write_items().set_transact_items(Some(all)).send().await {
             Ok(_) => Ok(true),
             Err(error) => {
                 let reasons = cancellation_reasons(error)?;

@@ -90,7 +90,7 @@ impl Store {
             .into_iter()
             .map(|item| StoredMessage::try_from(item).map(|stored| stored.message))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Appended { messages, replayed: true, quota })
+        Ok(Appended { messages, replayed: true, quota, counted_in: None })
     }
 
     /// The record of an append of `count` messages from `first_seq`, for its transaction: put if

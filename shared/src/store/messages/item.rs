@@ -28,6 +28,24 @@ pub(super) const EDITED_AT: &str = "edited_at";
 
 pub(super) const DELETED_AT: &str = "deleted_at";
 
+pub(super) const STATUS: &str = "status";
+
+pub(super) const VARIANT: &str = "variant";
+
+pub(super) const MODEL: &str = "model";
+
+pub(super) const STOP_REASON: &str = "stop_reason";
+
+pub(super) const USAGE: &str = "usage";
+
+pub(super) const ERROR: &str = "error";
+
+/// When a generated reply's last write landed (its checkpoints and its end).
+pub(super) const WRITTEN_AT: &str = "written_at";
+
+/// Set by the write that ends a generated reply: nothing changes the reply after it.
+pub(super) const FINISHED_AT: &str = "finished_at";
+
 pub(super) fn message_key(session: SessionId, seq: Seq) -> Item {
     Item::from([(SESSION_ID.to_owned(), s(session.to_string())), (SEQ.to_owned(), n(seq))])
 }
@@ -123,10 +141,18 @@ impl From<&Message> for MessageItem {
             status: (message.status != MessageStatus::Complete).then(|| message.status.as_str().to_owned()),
             stop_reason: message.stop_reason.clone(),
             model: message.model.clone(),
-            variant: (message.variant > 1).then_some(message.variant),
+            variant: (message.variant > 1 || message.model.is_some()).then_some(message.variant),
             error: message.error.as_ref().map(ErrorItem::from),
         }
     }
+}
+
+pub(super) fn usage_value(usage: &MessageUsage) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(UsageItem::from(usage)).map_err(StoreError::internal)
+}
+
+pub(super) fn error_value(error: &ReplyError) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(ErrorItem::from(error)).map_err(StoreError::internal)
 }
 
 pub(super) fn message_item(message: &Message) -> Result<Item, StoreError> {

@@ -12,7 +12,9 @@ mod edit;
 mod idempotency;
 mod item;
 mod read;
+mod reply;
 
+pub use self::reply::{Checkpoint, ReplyEnd};
 use self::item::StoredMessage;
 use super::hints::Hints;
 use super::sessions::SessionRecord;
@@ -45,6 +47,8 @@ pub struct Appended {
     pub replayed: bool,
     /// The caller's daily quota after this append.
     pub quota: QuotaState,
+    /// The quota window (`Window::day`) this append's `user` messages were counted in, if they were.
+    pub counted_in: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

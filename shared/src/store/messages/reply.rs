@@ -1,0 +1,414 @@
+//! Generated replies in the log: the assistant message a reply streams into, its checkpoints, its
+//! end (with the meter, in one transaction), cancel, regenerate, and the earlier variants.
+//!
+//! A reply's message is `streaming` from the append that starts it. Every write of the generator
+//! is conditioned on the message still being the generation it writes (`variant`), not ended
+//! (`finished_at` absent) and not deleted. Cancel is a conditional `status = cancelled` that the
+//! generator's next checkpoint runs into, so a cancel from any instance stops it; the generator's
+//! end then keeps `cancelled` and the text it had.
+//!
+//! Earlier variants move to items of their own — partition `<session_id>#<seq>`, sort key the
+//! variant number — in the regenerate's transaction: the log's partition never holds them, so
+//! pages and sync never see them.
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+
+use super::item::{
+    CONTENT, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, STATUS, STOP_REASON, StoredMessage, USAGE, VARIANT,
+    WRITTEN_AT, error_value, last_message_of, message_item, message_key, usage_value,
+};
+use super::visible;
+use crate::domain::{
+    Content, DayUsage, Message, MessageStatus, MessageUsage, MeterWrite, Refusal, ReplyError, Role, Seq, SessionId,
+    UserId,
+};
+use crate::store::item::{Item, n, s};
+use crate::store::limits::meter_from_item;
+use crate::store::schema::messages::{SEQ, SESSION_ID};
+use crate::store::sessions::SummaryChange;
+use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::store::{Store, StoreError, update_failed};
+
+const MAX_ATTEMPTS: u32 = 20;
+
+/// What a checkpoint found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checkpoint {
+    Saved,
+    /// The reply is no longer this generation's to write: cancelled, regenerated or deleted.
+    Stopped,
+}
+
+/// How a generated reply ended, as its last write stores it.
+#[derive(Clone, Debug)]
+pub struct ReplyEnd {
+    pub content: Content,
+    pub status: MessageStatus,
+    pub stop_reason: Option<String>,
+    pub usage: Option<MessageUsage>,
+    pub error: Option<ReplyError>,
+    /// The quota window the turn's `user` message was counted in, when its unit is given back
+    /// (the reply failed before any output).
+    pub refund: Option<String>,
+}
+
+fn variants_partition(session_id: SessionId, seq: Seq) -> String {
+    format!("{session_id}#{seq}")
+}
+
+/// The condition that a reply is still the generation `variant` writes: the variant attribute
+/// is absent on a first generation appended before replies were generated, hence the `OR`.
+fn generation_condition(variant: u32) -> &'static str {
+    if variant == 1 { "(attribute_not_exists(#variant) OR #variant = :variant)" } else { "#variant = :variant" }
+}
+
+impl Store {
+    /// Stores a streaming reply's text so far, if the reply is still this generation's.
+    pub async fn checkpoint_reply(
+        &self,
+        session_id: SessionId,
+        seq: Seq,
+        variant: u32,
+        content: &Content,
+    ) -> Result<Checkpoint, StoreError> {
+        let condition = format!(
+            "#status = :streaming AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
+            generation_condition(variant)
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(session_id, seq)))
+            .update_expression("SET #content = :content, #written_at = :now")
+            .condition_expression(condition)
+            .expression_attribute_names("#content", CONTENT)
+            .expression_attribute_names("#written_at", WRITTEN_AT)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#variant", VARIANT)
+            .expression_attribute_names("#finished_at", FINISHED_AT)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_values(":content", s(content.as_str()))
+            .expression_attribute_values(":now", s(self.now().to_string()))
+            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+            .expression_attribute_values(":variant", n(variant))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Checkpoint::Saved),
+            Err(error) => {
+                let mut stopped = false;
+                let error = update_failed(error, || {
+                    stopped = true;
+                    StoreError::NotFound("message")
+                });
+                if stopped { Ok(Checkpoint::Stopped) } else { Err(error) }
+            }
+        }
+    }
+
+    /// Ends a generated reply: its text, status, usage and error, and in the same transaction the
+    /// meter (the usage lands in `/v1/usage`; a refund gives the quota unit back). A reply that
+    /// was cancelled meanwhile stays `cancelled`. Returns the message as stored.
+    pub async fn finish_reply(&self, user: &UserId, reply: &Message, end: ReplyEnd) -> Result<Message, StoreError> {
+        let _turn = self.gates.enter(user).await;
+        let usage = match &end.usage {
+            Some(usage) => DayUsage::of_reply(&usage.model, usage.input_tokens, usage.output_tokens),
+            None => DayUsage::default(),
+        };
+        let (mut meter, _) = self.meter(user).await?;
+        let mut cancelled = false;
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut message = reply.clone();
+            message.content = end.content.clone();
+            message.status = if cancelled { MessageStatus::Cancelled } else { end.status };
+            message.stop_reason = if cancelled { Some("cancelled".to_owned()) } else { end.stop_reason.clone() };
+            message.usage = end.usage.clone();
+            message.error = if cancelled { None } else { end.error.clone() };
+            let write = MeterWrite::settle(&meter, self.now(), &usage, end.refund.as_deref());
+            let mut items = vec![TransactWriteItem::builder().update(self.reply_end_update(&message, cancelled)?).build()];
+            if let Some(write) = &write {
+                let (update, closed) = self.meter_items(user, write)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+                if let Some(closed) = closed {
+                    items.push(TransactWriteItem::builder().put(closed).build());
+                }
+            }
+            let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+                if let Some(write) = &write {
+                    self.limit_caches.remember_meter(user, &write.next);
+                }
+                if !message.content.as_str().is_empty() {
+                    self.update_reply_preview(user, message.session_id, &last_message_of(&message)).await;
+                }
+                return Ok(message);
+            };
+            let reasons = cancellation_reasons(error)?;
+            if reason_failed(reasons.first()) {
+                let current = reasons.first().and_then(CancellationReason::item).map(|item| StoredMessage::try_from(item.clone()));
+                match current.transpose()? {
+                    Some(stored)
+                        if stored.message.status == MessageStatus::Cancelled
+                            && stored.message.variant == reply.variant
+                            && !cancelled =>
+                    {
+                        cancelled = true;
+                        continue;
+                    }
+                    // Ended, regenerated or deleted meanwhile: nothing of this generation to store.
+                    _ => return Err(StoreError::Refused(Refusal::Conflict("the reply was replaced".to_owned()))),
+                }
+            }
+            if write.is_some() && reason_failed(reasons.get(1)) {
+                meter = match reasons.get(1).and_then(CancellationReason::item) {
+                    Some(item) => meter_from_item(item)?,
+                    None => Default::default(),
+                };
+                continue;
+            }
+            if write.is_some() && reason_failed(reasons.get(2)) {
+                meter = self.fresh_meter(user).await?;
+                continue;
+            }
+            if is_conflict(&reasons) {
+                backoff(attempt).await;
+                continue;
+            }
+            return Err(StoreError::internal("reply end cancelled unexpectedly"));
+        }
+        Err(StoreError::Unavailable("the reply's end could not be stored: retries exhausted".into()))
+    }
+
+    fn reply_end_update(&self, message: &Message, cancelled: bool) -> Result<Update, StoreError> {
+        let status = if cancelled { MessageStatus::Cancelled } else { MessageStatus::Streaming };
+        let mut update = Update::builder()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(message.session_id, message.seq)))
+            .condition_expression(format!(
+                "#status = :was AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
+                generation_condition(message.variant)
+            ))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .expression_attribute_names("#content", CONTENT)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#variant", VARIANT)
+            .expression_attribute_names("#finished_at", FINISHED_AT)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_names("#written_at", WRITTEN_AT)
+            .expression_attribute_values(":was", s(status.as_str()))
+            .expression_attribute_values(":variant", n(message.variant))
+            .expression_attribute_values(":content", s(message.content.as_str()))
+            .expression_attribute_values(":status", s(message.status.as_str()))
+            .expression_attribute_values(":now", s(self.now().to_string()));
+        let mut sets = vec!["#content = :content", "#status = :status", "#written_at = :now", "#finished_at = :now"];
+        if let Some(reason) = &message.stop_reason {
+            sets.push("#stop_reason = :stop_reason");
+            update = update
+                .expression_attribute_names("#stop_reason", STOP_REASON)
+                .expression_attribute_values(":stop_reason", s(reason));
+        }
+        if let Some(usage) = &message.usage {
+            sets.push("#usage = :usage");
+            update = update.expression_attribute_names("#usage", USAGE).expression_attribute_values(":usage", usage_value(usage)?);
+        }
+        if let Some(error) = &message.error {
+            sets.push("#error = :error");
+            update = update.expression_attribute_names("#error", ERROR).expression_attribute_values(":error", error_value(error)?);
+        }
+        update.update_expression(format!("SET {}", sets.join(", "))).build().map_err(StoreError::internal)
+    }
+
+    /// Stops a streaming reply: `cancelled`, with the text stored so far (the generator adds what
+    /// it had when it stops). A reply that has ended is returned as it is: cancel is idempotent.
+    pub async fn cancel_reply(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {
+        let (record, stored) = tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
+        let message = visible(&record, stored)?.message;
+        if message.model.is_none() {
+            return Err(StoreError::Refused(Refusal::Conflict("only a generated reply can be cancelled".to_owned())));
+        }
+        if message.status != MessageStatus::Streaming {
+            return Ok(message);
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(session_id, seq)))
+            .update_expression("SET #status = :cancelled, #stop_reason = :cancelled, #written_at = :now")
+            .condition_expression(format!(
+                "#status = :streaming AND {} AND attribute_not_exists(#finished_at)",
+                generation_condition(message.variant)
+            ))
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#stop_reason", STOP_REASON)
+            .expression_attribute_names("#written_at", WRITTEN_AT)
+            .expression_attribute_names("#variant", VARIANT)
+            .expression_attribute_names("#finished_at", FINISHED_AT)
+            .expression_attribute_values(":cancelled", s(MessageStatus::Cancelled.as_str()))
+            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+            .expression_attribute_values(":variant", n(message.variant))
+            .expression_attribute_values(":now", s(self.now().to_string()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.ok_or_else(|| StoreError::internal("cancel returned no item"))?;
+                Ok(StoredMessage::try_from(item)?.message)
+            }
+            Err(error) => {
+                let mut ended = false;
+                let error = update_failed(error, || {
+                    ended = true;
+                    StoreError::NotFound("message")
+                });
+                if !ended {
+                    return Err(error);
+                }
+                // It ended (or was replaced) meanwhile: answer it as it stands.
+                let stored = self.stored_message(session_id, seq).await?;
+                Ok(visible(&record, stored)?.message)
+            }
+        }
+    }
+
+    /// Starts a new generation of the latest message, an assistant reply that is not streaming:
+    /// its current text moves to a variant item, and the message becomes an empty `streaming`
+    /// reply from `model` at the same seq. One transaction with the session summary.
+    pub async fn regenerate_reply(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+        model: &str,
+    ) -> Result<Message, StoreError> {
+        let _turn = self.gates.enter(user).await;
+        for attempt in 0..MAX_ATTEMPTS {
+            let (record, stored) =
+                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            let old = visible(&record, stored)?.message;
+            let conflict = |text: &str| Err(StoreError::Refused(Refusal::Conflict(text.to_owned())));
+            if record.session.last_seq != seq.get() || old.role != Role::Assistant {
+                return conflict("only the latest message, an assistant reply, can be regenerated");
+            }
+            if old.status == MessageStatus::Streaming {
+                return conflict("the reply is still streaming: cancel it first");
+            }
+            let now = self.now();
+            let next = Message {
+                content: Content::parse(String::new())?,
+                usage: None,
+                edited_at: None,
+                status: MessageStatus::Streaming,
+                stop_reason: None,
+                model: Some(model.to_owned()),
+                variant: old.variant + 1,
+                variant_count: old.variant + 1,
+                is_regenerated: true,
+                error: None,
+                ..old.clone()
+            };
+            let mut archived = message_item(&old)?;
+            archived.insert(SESSION_ID.to_owned(), s(variants_partition(session_id, seq)));
+            archived.insert(SEQ.to_owned(), n(old.variant));
+            let archive = Put::builder()
+                .table_name(&self.tables.messages)
+                .set_item(Some(archived))
+                .condition_expression("attribute_not_exists(#seq)")
+                .expression_attribute_names("#seq", SEQ)
+                .build()
+                .map_err(StoreError::internal)?;
+            let restart = Update::builder()
+                .table_name(&self.tables.messages)
+                .set_key(Some(message_key(session_id, seq)))
+                .update_expression(
+                    "SET #content = :empty, #status = :streaming, #variant = :next, #model = :model, #written_at = :now \
+                     REMOVE #usage, #stop_reason, #error, #finished_at, #edited_at",
+                )
+                .condition_expression(format!(
+                    "{} AND (attribute_not_exists(#status) OR #status <> :streaming) AND attribute_not_exists(#deleted_at)",
+                    generation_condition(old.variant)
+                ))
+                .expression_attribute_names("#content", CONTENT)
+                .expression_attribute_names("#status", STATUS)
+                .expression_attribute_names("#variant", VARIANT)
+                .expression_attribute_names("#model", MODEL)
+                .expression_attribute_names("#written_at", WRITTEN_AT)
+                .expression_attribute_names("#usage", USAGE)
+                .expression_attribute_names("#stop_reason", STOP_REASON)
+                .expression_attribute_names("#error", ERROR)
+                .expression_attribute_names("#finished_at", FINISHED_AT)
+                .expression_attribute_names("#edited_at", EDITED_AT)
+                .expression_attribute_names("#deleted_at", DELETED_AT)
+                .expression_attribute_values(":empty", s(""))
+                .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+                .expression_attribute_values(":next", n(next.variant))
+                .expression_attribute_values(":variant", n(old.variant))
+                .expression_attribute_values(":model", s(model))
+                .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(StoreError::internal)?;
+            let mut summary = SummaryChange::new(&record, now);
+            summary.last_message = Some(Some(last_message_of(&next)));
+            let items = vec![
+                TransactWriteItem::builder().put(archive).build(),
+                TransactWriteItem::builder().update(restart).build(),
+            ];
+            if self.commit_items_with_summary(user, session_id, summary, items, true).await? {
+                return Ok(next);
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: regenerate retries exhausted".into()))
+    }
+
+    /// Every generation of a message, the first first; the current one last.
+    pub async fn reply_variants(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Vec<Message>, StoreError> {
+        let (record, stored) = tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
+        let current = visible(&record, stored)?.message;
+        let mut variants = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.messages)
+                .key_condition_expression("#sid = :sid")
+                .expression_attribute_names("#sid", SESSION_ID)
+                .expression_attribute_values(":sid", s(variants_partition(session_id, seq)))
+                .set_exclusive_start_key(start.take())
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for mut item in output.items.unwrap_or_default() {
+                let variant = item.get(SEQ).cloned();
+                item.insert(SESSION_ID.to_owned(), s(session_id.to_string()));
+                item.insert(SEQ.to_owned(), n(seq));
+                if let Some(AttributeValue::N(number)) = variant {
+                    item.insert(VARIANT.to_owned(), AttributeValue::N(number));
+                }
+                variants.push(StoredMessage::try_from(item)?.message);
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        let count = current.variant;
+        variants.push(current);
+        for variant in &mut variants {
+            variant.variant_count = count;
+        }
+        Ok(variants)
+    }
+
+    /// A message as stored right now (strongly consistent), for following a reply; `None` once
+    /// it is deleted.
+    pub async fn reply_state(&self, session_id: SessionId, seq: Seq) -> Result<Option<Message>, StoreError> {
+        Ok(self.stored_message(session_id, seq).await?.filter(|stored| !stored.deleted).map(|stored| stored.message))
+    }
+}
