@@ -57,7 +57,7 @@ impl Cluster {
             rate: RateLimits { append: 0, read: 0, other: 0 },
             ..LimitsConfig::default()
         };
-        let config = Config { tables, auth: dev_auth(), limits };
+        let config = Config { tables, auth: dev_auth(), limits, llm: None };
         let mut bases = Vec::new();
         for _ in 0..2 {
             let state = AppState::new(client.clone(), &config, std::sync::Arc::new(SystemClock))?;

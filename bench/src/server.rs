@@ -72,7 +72,7 @@ impl Api {
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await?;
-        let config = Config { tables, auth: dev_auth(), limits: limits() };
+        let config = Config { tables, auth: dev_auth(), limits: limits(), llm: None };
         let state = AppState::new(client, &config, Arc::new(SystemClock))?;
         let log = Log::default();
         let app = local::app(state.clone()).layer(middleware::from_fn_with_state(log.clone(), record));

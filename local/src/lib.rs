@@ -4,6 +4,7 @@
 pub mod drift;
 pub mod dynamodb_local;
 pub mod events;
+pub mod local_model;
 pub mod openapi;
 pub mod tables;
 pub mod template;

@@ -102,11 +102,91 @@ impl LimitsConfig {
     }
 }
 
+/// Which model provider answers replies.
+#[derive(Clone, Debug)]
+pub enum LlmProvider {
+    /// Any OpenAI-compatible Chat Completions endpoint (`LLM_BASE_URL`, e.g.
+    /// `https://api.openai.com/v1`; `LLM_API_KEY` if it wants one).
+    OpenAi { base_url: String, api_key: Option<SecretString> },
+    /// Amazon Bedrock ConverseStream, with the function's IAM role.
+    Bedrock,
+}
+
+/// The model behind `POST …/replies`. Absent (no `LLM_PROVIDER`, no `LLM_BASE_URL`): replies
+/// answer 503 and every other route works.
+#[derive(Clone, Debug)]
+pub struct LlmConfig {
+    pub provider: LlmProvider,
+    /// The model a reply uses unless the request names another (`LLM_MODEL`, required).
+    pub model: String,
+    /// The `model` values a request may name (`LLM_MODELS`, comma-separated; `LLM_MODEL` always).
+    pub models: Vec<String>,
+    /// How long the provider may take to start answering, and between two pieces of the answer
+    /// (`LLM_TIMEOUT_SECS`, default 25: under the HTTP API's 30 s integration limit).
+    pub timeout_secs: u64,
+    /// The model's context window in tokens (`LLM_CONTEXT_TOKENS`, default 8192).
+    pub context_tokens: u64,
+    /// A reply's `max_tokens` unless the request says (`LLM_MAX_TOKENS`, default 512).
+    pub max_tokens: u32,
+}
+
+impl LlmConfig {
+    /// An OpenAI-compatible endpoint serving `model`, with the documented defaults.
+    pub fn openai(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        let model = model.into();
+        Self {
+            provider: LlmProvider::OpenAi { base_url: base_url.into(), api_key: None },
+            models: vec![model.clone()],
+            model,
+            timeout_secs: 25,
+            context_tokens: 8192,
+            max_tokens: 512,
+        }
+    }
+
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        let provider = match (optional("LLM_PROVIDER").as_deref(), optional("LLM_BASE_URL")) {
+            (None | Some("none"), None) => return Ok(None),
+            (None | Some("openai"), Some(base_url)) => {
+                LlmProvider::OpenAi { base_url, api_key: optional("LLM_API_KEY").map(SecretString::from) }
+            }
+            (Some("openai"), None) => return Err(ConfigError::Missing("LLM_BASE_URL")),
+            (Some("bedrock"), _) => LlmProvider::Bedrock,
+            (Some(_), _) => {
+                return Err(ConfigError::Invalid { name: "LLM_PROVIDER", reason: "must be openai, bedrock or none" });
+            }
+        };
+        let model = required("LLM_MODEL")?;
+        let mut models: Vec<String> = optional("LLM_MODELS")
+            .map(|list| list.split(',').map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()).collect())
+            .unwrap_or_default();
+        if !models.contains(&model) {
+            models.insert(0, model.clone());
+        }
+        let config = Self {
+            provider,
+            model,
+            models,
+            timeout_secs: number("LLM_TIMEOUT_SECS", 25)?,
+            context_tokens: number("LLM_CONTEXT_TOKENS", 8192)?,
+            max_tokens: number("LLM_MAX_TOKENS", 512)?,
+        };
+        if config.timeout_secs == 0 || config.max_tokens == 0 || config.context_tokens <= u64::from(config.max_tokens) {
+            return Err(ConfigError::Invalid {
+                name: "LLM_CONTEXT_TOKENS",
+                reason: "timeout and max tokens must be positive, the context larger than max tokens",
+            });
+        }
+        Ok(Some(config))
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub tables: TableNames,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    pub llm: Option<LlmConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +212,7 @@ impl Config {
             },
             auth: AuthConfig::from_env()?,
             limits: LimitsConfig::from_env()?,
+            llm: LlmConfig::from_env()?,
         })
     }
 }

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::domain::{InputError, QuotaState, Refusal, SessionStatus, Timestamp};
+use crate::chat::{ReplyFailure, reply_error};
+use crate::domain::{InputError, QuotaState, Refusal, ReplyError, SessionStatus, Timestamp};
 use crate::store::StoreError;
 
 type Source = Box<dyn StdError + Send + Sync>;
@@ -48,6 +49,10 @@ pub struct ErrorBody {
     /// The used-up quota, for `daily_limit_exceeded`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<ExhaustedLimits>,
+    /// Whether the same request may succeed later, for the model's errors (`llm_*`,
+    /// `context_too_long`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -64,6 +69,14 @@ pub enum ErrorCode {
     RateLimit,
     Internal,
     ServiceUnavailable,
+    /// The model provider failed (unreachable, 5xx, a broken or malformed stream): 502.
+    LlmError,
+    /// The model provider is rate limiting: 503 with `Retry-After`.
+    LlmBusy,
+    /// The model provider did not answer in time: 504.
+    LlmTimeout,
+    /// The conversation does not fit the model's context window even trimmed: 422.
+    ContextTooLong,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -97,6 +110,11 @@ pub enum ApiError {
     Internal(#[source] Source),
     #[error("the database is unavailable; retry later")]
     ServiceUnavailable(#[source] Source),
+    /// A reply's model failed before any output (the turn is stored, the reply `failed`).
+    #[error("{}", .0.message)]
+    Model(ReplyError),
+    #[error("no model is configured for replies")]
+    NoModel,
 }
 
 impl ApiError {
@@ -118,7 +136,13 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::NoModel => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Model(error) => match error.code.as_str() {
+                "llm_busy" => StatusCode::SERVICE_UNAVAILABLE,
+                "llm_timeout" => StatusCode::GATEWAY_TIMEOUT,
+                "context_too_long" => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
@@ -134,7 +158,13 @@ impl ApiError {
             Self::DailyLimitExceeded { .. } => ErrorCode::DailyLimitExceeded,
             Self::RateLimit { .. } => ErrorCode::RateLimit,
             Self::Internal(_) => ErrorCode::Internal,
-            Self::ServiceUnavailable(_) => ErrorCode::ServiceUnavailable,
+            Self::ServiceUnavailable(_) | Self::NoModel => ErrorCode::ServiceUnavailable,
+            Self::Model(error) => match error.code.as_str() {
+                "llm_busy" => ErrorCode::LlmBusy,
+                "llm_timeout" => ErrorCode::LlmTimeout,
+                "context_too_long" => ErrorCode::ContextTooLong,
+                _ => ErrorCode::LlmError,
+            },
         }
     }
 
@@ -144,6 +174,7 @@ impl ApiError {
                 Some(*retry_after_secs)
             }
             Self::ServiceUnavailable(_) => Some(1),
+            Self::Model(error) => error.retry_after,
             _ => None,
         }
     }
@@ -157,6 +188,7 @@ impl ApiError {
             status: None,
             retry_after: None,
             limits: None,
+            retryable: None,
         };
         match self {
             Self::InvalidInput { field, .. } | Self::PayloadTooLarge { field: Some(field), .. } => {
@@ -167,6 +199,10 @@ impl ApiError {
             Self::DailyLimitExceeded { total, resets_at, retry_after_secs, .. } => {
                 body.retry_after = Some(*retry_after_secs);
                 body.limits = Some(ExhaustedLimits { remaining: 0, total: *total, resets_at: *resets_at });
+            }
+            Self::Model(error) => {
+                body.retryable = Some(error.retryable);
+                body.retry_after = error.retry_after;
             }
             _ => {}
         }
@@ -181,6 +217,7 @@ impl ApiError {
             Self::ServiceUnavailable(source) => {
                 tracing::warn!(error = %ErrorChain(source.as_ref()), "request failed: database unavailable");
             }
+            Self::Model(error) => tracing::warn!(code = %error.code, "request failed: the model failed"),
             _ => {}
         }
     }
@@ -240,6 +277,17 @@ impl From<Refusal> for ApiError {
             }
             Refusal::RateLimited { retry_after_secs } => Self::RateLimit { retry_after_secs },
             Refusal::Invalid(input) => input.into(),
+        }
+    }
+}
+
+impl From<ReplyFailure> for ApiError {
+    fn from(failure: ReplyFailure) -> Self {
+        match failure {
+            ReplyFailure::Store(error) => error.into(),
+            ReplyFailure::Model(error) => Self::Model(reply_error(&error)),
+            ReplyFailure::NoModel => Self::NoModel,
+            ReplyFailure::Invalid { field, message } => Self::invalid(field, message),
         }
     }
 }

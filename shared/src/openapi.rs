@@ -106,6 +106,9 @@ pub trait Describe: Sized {
     fn empty(self, status: u16, description: &str) -> Self;
     /// Error statuses this route adds to the ones every route has (400, 401, 404, 429, 500, 503).
     fn errors(self, statuses: &[u16]) -> Self;
+    /// The `status` response may also be Server-Sent Events (with `Accept: text/event-stream`),
+    /// each event's `data` one of `T`'s variants.
+    fn event_stream<T: JsonSchema>(self, status: u16, description: &str) -> Self;
 }
 
 fn as_json(operation: &Operation) -> Value {
@@ -246,6 +249,22 @@ impl Describe for TransformOperation<'_> {
             }
         })
     }
+
+    fn event_stream<T: JsonSchema>(self, status: u16, description: &str) -> Self {
+        edit(self, |operation| {
+            let schema = response_schema::<T>();
+            let key = status.to_string();
+            let response = &mut operation["responses"][key.as_str()];
+            if response.get("description").is_none() {
+                response["description"] = json!(description);
+                response["headers"] = Value::Object(request_id_header());
+            }
+            response["content"]["text/event-stream"] = json!({
+                "description": description,
+                "schema": { "type": "string", "description": "`id:`, `event:` and `data:` lines; `data` is JSON", "x-event-data": schema },
+            });
+        })
+    }
 }
 
 /// The error response of a status, with the `ErrorBody` every error has.
@@ -260,8 +279,13 @@ pub fn error_response(status: u16) -> Value {
         409 => "conflict or session_closed: the change clashes with the current state",
         413 => "payload_too_large: the body or a field is over its limit",
         429 => "rate_limit or daily_limit_exceeded: wait `Retry-After` seconds",
+        422 => "context_too_long: the conversation does not fit the model's context window, even trimmed",
         500 => "internal: a bug; the body is opaque and the cause is logged",
-        _ => "service_unavailable: DynamoDB is unreachable or throttling; retry after `Retry-After`",
+        502 => "llm_error: the model provider failed before any output (`retryable` says if a retry may help)",
+        504 => "llm_timeout: the model provider did not answer within `LLM_TIMEOUT_SECS`",
+        _ => {
+            "service_unavailable (DynamoDB unreachable or throttling; no model configured) or llm_busy (the model provider is rate limiting): retry after `Retry-After`"
+        }
     };
     let mut headers = request_id_header();
     if matches!(status, 429 | 503) {

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::chat::{Chat, LogEvents};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LlmConfig, LlmProvider};
 use crate::domain::{Clock, SystemClock};
+use crate::llm::{Model, OpenAi};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -27,10 +28,25 @@ impl AppState {
 
     pub fn new(client: aws_sdk_dynamodb::Client, config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock);
-        Ok(Self {
-            chat: Chat::new(store.clone(), Arc::new(LogEvents)),
-            store,
-            auth: Arc::new(Authenticator::new(&config.auth)?),
-        })
+        let mut chat = Chat::new(store.clone(), Arc::new(LogEvents));
+        if let Some(llm) = &config.llm {
+            chat = chat.with_model(model_of(llm)?, llm.clone());
+        }
+        Ok(Self { chat, store, auth: Arc::new(Authenticator::new(&config.auth)?) })
+    }
+}
+
+/// The model client the configuration names, built once at start.
+fn model_of(config: &LlmConfig) -> Result<Arc<dyn Model>, ConfigError> {
+    match &config.provider {
+        LlmProvider::OpenAi { base_url, api_key } => {
+            let client = OpenAi::new(base_url, api_key.clone(), std::time::Duration::from_secs(5)).map_err(|_| {
+                ConfigError::Invalid { name: "LLM_BASE_URL", reason: "cannot build an HTTP client for it" }
+            })?;
+            Ok(Arc::new(client))
+        }
+        LlmProvider::Bedrock => {
+            Err(ConfigError::Invalid { name: "LLM_PROVIDER", reason: "bedrock is not available in this build yet" })
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The messages Lambda: each session's ordered, idempotent, gapless log.
 
 mod routes;
+mod stream;
 
 pub use routes::{api, routes};

@@ -4,7 +4,7 @@ use aide::axum::ApiRouter;
 use aide::axum::routing::{get_with, post_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shared::api::memories::ContextQuery;
@@ -12,18 +12,24 @@ use shared::api::messages::{
     AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListMessages,
     MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
 };
+use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, TurnLimits, VariantList};
 use shared::auth::Caller;
-use shared::domain::{Content, Context, Message, SessionId};
+use shared::chat::{Progress, Turn};
+use shared::domain::{Content, Context, DedupeKey, Message, MessageStatus, QuotaState, SessionId};
 use shared::error::quota_headers;
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::openapi::Describe as _;
 use shared::store::{Appended, MessageQuery};
 use shared::{ApiError, AppState};
+use tokio::sync::watch;
+
+use crate::stream::{Start, reply_events};
 
 /// A batch of 20 messages at the content and payload limits, JSON-escaped, fits in this.
 const BODY_LIMIT: usize = 5 * 1024 * 1024;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
+const LAST_EVENT_ID: &str = "last-event-id";
 
 /// The messages routes, each with its annotation for the OpenAPI document.
 pub fn api() -> ApiRouter<AppState> {
@@ -91,6 +97,52 @@ pub fn api() -> ApiRouter<AppState> {
                     .body::<Reset>()
                     .ok::<ResetResult>(200, "How much was cleared")
                     .errors(&[409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/replies",
+            post_with(create_reply, |op| {
+                op.about("createReply", "Send a message and get the model's reply, as JSON or streamed (SSE)")
+                    .idempotency_key()
+                    .body::<CreateReply>()
+                    .appended::<ReplyTurn>()
+                    .event_stream::<ReplyEvent>(201, "With `Accept: text/event-stream`: the reply as it streams")
+                    .errors(&[409, 413, 422, 502, 504])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/regenerate",
+            post_with(regenerate, |op| {
+                op.about("regenerateReply", "A new variant of the latest assistant message, at the same seq")
+                    .body::<Regenerate>()
+                    .ok::<ReplyTurn>(201, "The new variant, ended")
+                    .event_stream::<ReplyEvent>(201, "With `Accept: text/event-stream`: the new variant as it streams")
+                    .errors(&[409, 413, 422, 502, 504])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/cancel",
+            post_with(cancel, |op| {
+                op.about("cancelReply", "Stop a streaming reply (a no-op once it has ended)")
+                    .ok::<Message>(200, "The reply as it stands: `cancelled` with its partial text, or as it ended")
+                    .errors(&[409])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/stream",
+            get_with(resume, |op| {
+                op.about(
+                    "streamReply",
+                    "Follow a reply (SSE): what is stored so far, then the rest; honours Last-Event-ID",
+                )
+                .event_stream::<ReplyEvent>(200, "The reply's events after `Last-Event-ID`")
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/variants",
+            get_with(variants, |op| {
+                op.about("listVariants", "Every generation of a message, the first first")
+                    .ok::<VariantList>(200, "The variants; the last is the message as it stands")
             }),
         )
         .api_route(
@@ -229,6 +281,145 @@ async fn reset(
 ) -> Result<Json<ResetResult>, ApiError> {
     let (deleted_messages_count, deleted_memories_count) = state.chat.reset(&caller.user_id, id).await?;
     Ok(Json(ResetResult { deleted_messages_count, deleted_memories_count }))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn create_reply(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    headers: HeaderMap,
+    Json(body): Json<CreateReply>,
+) -> Result<Response, ApiError> {
+    let (content, options) = body.parse()?;
+    let key = idempotency_key(&headers)?.map(|key| DedupeKey::parse("Idempotency-Key", key)).transpose()?;
+    let turn = state.chat.reply(&caller.user_id, id, content, options, key).await?;
+    respond_with_turn(turn, wants_events(&headers)).await
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn regenerate(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    SeqParam(seq): SeqParam,
+    headers: HeaderMap,
+    Json(body): Json<Regenerate>,
+) -> Result<Response, ApiError> {
+    let turn = state.chat.regenerate(&caller.user_id, id, seq, body.into()).await?;
+    respond_with_turn(turn, wants_events(&headers)).await
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    SeqParam(seq): SeqParam,
+) -> Result<Json<Message>, ApiError> {
+    Ok(Json(state.chat.cancel(&caller.user_id, id, seq).await?))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    SeqParam(seq): SeqParam,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let after_id = match headers.get(LAST_EVENT_ID) {
+        None => 0,
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| ApiError::invalid("Last-Event-ID", "must be an event id this stream sent"))?,
+    };
+    let (message, progress) = state.chat.follow(&caller.user_id, id, seq).await?;
+    let start = Start { user_message: None, assistant_message: message, after_id };
+    Ok(reply_events(start, progress).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn variants(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    SeqParam(seq): SeqParam,
+) -> Result<Json<VariantList>, ApiError> {
+    Ok(Json(VariantList { data: state.chat.variants(&caller.user_id, id, seq).await? }))
+}
+
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/event-stream"))
+}
+
+/// Answers a turn: a retry with its state as it stands (200); a new turn once the model has
+/// said something — a failure before any output is the error it was (the turn stays stored,
+/// the reply `failed`) — then as events, or as JSON when the reply has ended (201).
+async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiError> {
+    let Turn { user_message, assistant_message, quota, replayed, mut progress } = turn;
+    let mut response = if replayed && !events {
+        let limits = quota.map(TurnLimits::from);
+        (StatusCode::OK, Json(ReplyTurn { user_message, assistant_message, limits })).into_response()
+    } else {
+        if !replayed {
+            first_output(&mut progress).await?;
+        }
+        if events {
+            let start = Start { user_message, assistant_message, after_id: 0 };
+            let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
+            (status, reply_events(start, progress)).into_response()
+        } else {
+            let (ended, after) = ended(&mut progress).await?;
+            let limits = after.or(quota).map(TurnLimits::from);
+            (StatusCode::CREATED, Json(ReplyTurn { user_message, assistant_message: ended, limits })).into_response()
+        }
+    };
+    if replayed {
+        response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    if let Some(quota) = quota {
+        quota_headers(response.headers_mut(), quota);
+    }
+    Ok(response)
+}
+
+/// Waits for the reply's first text or its end; an end without any text is its error.
+async fn first_output(progress: &mut watch::Receiver<Progress>) -> Result<(), ApiError> {
+    loop {
+        match &*progress.borrow_and_update() {
+            Progress::Streaming(text) if !text.is_empty() => return Ok(()),
+            Progress::Ended(message, _) => {
+                return match &message.error {
+                    Some(error) if message.status == MessageStatus::Failed && message.content.as_str().is_empty() => {
+                        Err(ApiError::Model(error.clone()))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            Progress::Streaming(_) => {}
+        }
+        if progress.changed().await.is_err() {
+            return Err(ApiError::internal("the reply's generator stopped without an end"));
+        }
+    }
+}
+
+async fn ended(progress: &mut watch::Receiver<Progress>) -> Result<(Message, Option<QuotaState>), ApiError> {
+    loop {
+        if let Progress::Ended(message, quota) = &*progress.borrow_and_update() {
+            return Ok((message.as_ref().clone(), *quota));
+        }
+        if progress.changed().await.is_err() {
+            return Err(ApiError::internal("the reply's generator stopped without an end"));
+        }
+    }
 }
 
 /// What the chat app sends its model next: settings, top memories, recent messages, trimmed.

@@ -1,16 +1,29 @@
 //! The whole API on one base URL, against DynamoDB Local: `scripts/dev.sh` runs this.
-//! Creates any missing table from `template.yaml`, then serves every route on `PORT` (3000).
+//! Creates any missing table from `template.yaml`, starts the local model unless a provider is
+//! configured (`LLM_BASE_URL`, `LLM_PROVIDER`), then serves every route on `PORT` (3000).
 
 use std::error::Error;
 use std::net::SocketAddr;
 
-use shared::config::Config;
+use shared::config::{Config, LlmConfig};
 use shared::{AppState, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     telemetry::init();
-    let config = Config::from_env()?;
+    let mut config = Config::from_env()?;
+    // Without a provider of its own, a new user's first chat gets a real answer from the local
+    // model (set LLM_PROVIDER=none to serve without one).
+    let _model = match (&config.llm, std::env::var("LLM_PROVIDER").as_deref()) {
+        (None, Err(_)) => {
+            tracing::info!("starting the local model (SmolLM2-135M-Instruct on llama.cpp)");
+            let model = local::local_model::start(4)?;
+            tracing::info!(base_url = %model.base_url, "local model ready");
+            config.llm = Some(LlmConfig::openai(&model.base_url, local::local_model::MODEL_ALIAS));
+            Some(model)
+        }
+        _ => None,
+    };
     let sdk_config = aws_config_from_env().await;
     let created = local::tables::create_tables(&shared::store::client(&sdk_config), &config.tables).await?;
     for table in created {

@@ -4,4 +4,5 @@
 pub mod limits;
 pub mod memories;
 pub mod messages;
+pub mod replies;
 pub mod sessions;

@@ -10,14 +10,19 @@
 //! routes to the store directly: a pass-through layer would only repeat the store's signatures.
 
 mod events;
+mod reply;
 
 use std::sync::Arc;
 
 pub use self::events::{ChatEvent, EventSink, LogEvents};
+pub use self::reply::{CHECKPOINT_INTERVAL, Progress, ReplyFailure, ReplyOptions, Turn, reply_error};
+use self::reply::{LiveReplies, Replies};
+use crate::config::LlmConfig;
 use crate::domain::{
     Content, Context, ContextSession, Cursor, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal,
     Role, Seq, Session, SessionChanges, SessionFilter, SessionId, UserId,
 };
+use crate::llm::Model;
 use crate::store::{Appended, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
 
 /// The chat service; cheap to clone.
@@ -25,6 +30,8 @@ use crate::store::{Appended, MessageQuery, MessageSlice, RankedMemory, Store, St
 pub struct Chat {
     store: Store,
     events: Arc<dyn EventSink>,
+    /// The model replies come from; `None` when none is configured.
+    replies: Option<Arc<Replies>>,
 }
 
 /// Only the user's own words can be rewritten: an assistant's, system's or tool's message stays
@@ -39,7 +46,13 @@ pub fn may_edit(message: &Message) -> Result<(), Refusal> {
 
 impl Chat {
     pub fn new(store: Store, events: Arc<dyn EventSink>) -> Self {
-        Self { store, events }
+        Self { store, events, replies: None }
+    }
+
+    /// This service with replies from `model`, configured by `config`.
+    pub fn with_model(mut self, model: Arc<dyn Model>, config: LlmConfig) -> Self {
+        self.replies = Some(Arc::new(Replies { model, config, live: LiveReplies::default() }));
+        self
     }
 
     pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, StoreError> {
@@ -168,14 +181,25 @@ impl Chat {
     }
 
     /// The context a model answers from: the session's settings, its best memories (global and
-    /// its own), and its newest messages, fitted to `max_tokens`. Two parallel rounds: log and
-    /// global memories, then the session's memories at the epoch the log read returned.
+    /// its own), and its newest messages, fitted to `max_tokens`.
     pub async fn context(
         &self,
         user: &UserId,
         session_id: SessionId,
         recent: PageLimit,
         max_tokens: u64,
+    ) -> Result<Context, StoreError> {
+        let context = self.context_parts(user, session_id, recent).await?;
+        Ok(Context::fit(context.session, context.memories, context.messages, max_tokens))
+    }
+
+    /// The context's parts, untrimmed. Two parallel rounds: log and global memories, then the
+    /// session's memories at the epoch the log read returned.
+    async fn context_parts(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        recent: PageLimit,
     ) -> Result<Context, StoreError> {
         let ((session, epoch, messages), global) = tokio::try_join!(
             self.store.context_log(user, session_id, recent),
@@ -185,6 +209,6 @@ impl Chat {
         let mut memories: Vec<RankedMemory> = global.into_iter().chain(own).collect();
         memories.sort_by(|a, b| a.rank.cmp(&b.rank));
         let session = ContextSession { id: session.id, title: session.title, settings: session.settings };
-        Ok(Context::fit(session, memories.into_iter().map(|ranked| ranked.memory).collect(), messages, max_tokens))
+        Ok(Context::fit(session, memories.into_iter().map(|ranked| ranked.memory).collect(), messages, u64::MAX))
     }
 }

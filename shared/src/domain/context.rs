@@ -70,7 +70,8 @@ impl Context {
 mod tests {
     use super::*;
     use crate::domain::{
-        Content, Importance, MemoryContent, MemoryId, MemoryType, MessageId, MessageStatus, MessageType, Role, Seq, Timestamp,
+        Content, Importance, MemoryContent, MemoryId, MemoryType, MessageId, MessageStatus, MessageType, Role, Seq,
+        Timestamp,
     };
 
     fn at() -> Timestamp {

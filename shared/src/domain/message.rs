@@ -247,6 +247,9 @@ pub struct ReplyError {
     pub code: String,
     pub message: String,
     pub retryable: bool,
+    /// Seconds to wait before retrying, when the provider said (`llm_busy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// A message's token usage: reported by the caller with an append, or counted by the provider

@@ -20,6 +20,11 @@ impl PageLimit {
         }
     }
 
+    /// A limit fixed by the code itself (clamped to at least 1).
+    pub const fn fixed(value: u32) -> Self {
+        Self(if value == 0 { 1 } else { value })
+    }
+
     pub fn get(self) -> u32 {
         self.0
     }

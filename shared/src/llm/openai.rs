@@ -178,7 +178,8 @@ impl Reader {
 
     /// Takes one `data:` payload in; text pieces go to `pending`.
     fn read(&mut self, data: &str) -> Result<(), ModelError> {
-        let chunk: Chunk = serde_json::from_str(data).map_err(|_| ModelError::Malformed("a chunk is not JSON".into()))?;
+        let chunk: Chunk =
+            serde_json::from_str(data).map_err(|_| ModelError::Malformed("a chunk is not JSON".into()))?;
         if let Some(error) = chunk.error {
             let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("error event").to_owned();
             return Err(ModelError::Unavailable(message.chars().take(300).collect()));
@@ -192,7 +193,8 @@ impl Reader {
             }
         }
         if let Some(usage) = chunk.usage {
-            self.usage = Some(TokenCounts { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens });
+            self.usage =
+                Some(TokenCounts { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens });
         }
         Ok(())
     }

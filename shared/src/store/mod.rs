@@ -29,7 +29,7 @@ use crate::domain::{Clock, InputError, Refusal, Timestamp};
 
 pub use self::limits::ChoreReport;
 pub use self::memories::{MAX_PER_SCOPE, MemoryPage, RankedMemory};
-pub use self::messages::{Appended, Checkpoint, ReplyEnd, MessageOrder, MessageQuery, MessageSlice};
+pub use self::messages::{Appended, Checkpoint, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};
 
 type Source = Box<dyn StdError + Send + Sync>;
 

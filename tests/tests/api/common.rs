@@ -10,11 +10,33 @@ use http_body_util::BodyExt;
 use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{AuthConfig, Config, LimitsConfig, TableNames};
+use shared::config::{AuthConfig, Config, LimitsConfig, LlmConfig, TableNames};
 use shared::domain::{Clock, RateLimits, SystemClock};
 use tower::ServiceExt;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
+static LOCAL_MODEL: OnceLock<(String, Option<local::local_model::LocalModel>)> = OnceLock::new();
+
+/// The local model's base URL: `LLM_BASE_URL` when set, else a llama.cpp server started once
+/// per run (SmolLM2-135M-Instruct, 4 slots).
+pub fn local_model_url() -> &'static str {
+    &LOCAL_MODEL
+        .get_or_init(|| match std::env::var("LLM_BASE_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let model = local::local_model::start(4).expect("start the local model");
+                (model.base_url.clone(), Some(model))
+            }
+        })
+        .0
+}
+
+/// Replies from the local model, short ones by default.
+pub fn local_llm() -> LlmConfig {
+    let mut config = LlmConfig::openai(local_model_url(), local::local_model::MODEL_ALIAS);
+    config.max_tokens = 48;
+    config
+}
 
 pub fn endpoint() -> &'static str {
     ENDPOINT.get_or_init(|| local::dynamodb_local::endpoint_from_env_or_start().expect("start DynamoDB Local"))
@@ -92,10 +114,19 @@ impl TestApp {
     }
 
     async fn build(auth: AuthConfig, limits: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build_with(auth, limits, None, clock).await
+    }
+
+    /// An app whose replies come from `llm`.
+    pub async fn with_llm(llm: LlmConfig, limits: LimitsConfig) -> Self {
+        Self::build_with(dev_auth(), limits, Some(llm), Arc::new(SystemClock)).await
+    }
+
+    async fn build_with(auth: AuthConfig, limits: LimitsConfig, llm: Option<LlmConfig>, clock: Arc<dyn Clock>) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client(), &tables).await.expect("create tables");
-        Self::on_tables(Config { tables, auth, limits }, clock)
+        Self::on_tables(Config { tables, auth, limits, llm }, clock)
     }
 
     /// An app on a database of the test's own (for fault tests), with these limits.
@@ -103,7 +134,7 @@ impl TestApp {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await.expect("create tables");
-        Self::assemble(client, Config { tables, auth: dev_auth(), limits }, Arc::new(SystemClock))
+        Self::assemble(client, Config { tables, auth: dev_auth(), limits, llm: None }, Arc::new(SystemClock))
     }
 
     /// This app's configuration reaching DynamoDB through another endpoint (a dead port, a fault proxy).
@@ -144,6 +175,15 @@ impl TestApp {
         let request = TokenRequest { sub: &id, ttl_secs: 400 * 24 * 3600, issuer: None, audience: None, admin };
         let token = mint(DEV_JWT_SECRET.as_bytes(), &request).expect("sign");
         User { id, token }
+    }
+
+    /// Sends a request and reads the body as it is (for event streams).
+    pub async fn send_raw(&self, request: Request<Body>) -> (StatusCode, HeaderMap, String) {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        (status, headers, String::from_utf8(bytes.to_vec()).expect("UTF-8 body"))
     }
 
     pub async fn send(&self, request: Request<Body>) -> Resp {

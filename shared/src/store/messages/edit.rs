@@ -179,7 +179,8 @@ impl Store {
         message_updates: Vec<Update>,
     ) -> Result<bool, StoreError> {
         let rewrites = !message_updates.is_empty();
-        let items = message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
+        let items =
+            message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
         self.commit_items_with_summary(user, session_id, summary, items, rewrites).await
     }
 

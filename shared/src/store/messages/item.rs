@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Content, LastMessage, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage, Payload,
-    ReplyError, Seq, SessionId, Timestamp, Usd, preview_of,
+    Content, LastMessage, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage,
+    Payload, ReplyError, Seq, SessionId, Timestamp, Usd, preview_of,
 };
 use crate::store::StoreError;
 use crate::store::item::{Item, n, s};
@@ -115,11 +115,18 @@ pub(super) struct ErrorItem {
     pub code: String,
     pub message: String,
     pub retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl From<&ReplyError> for ErrorItem {
     fn from(error: &ReplyError) -> Self {
-        Self { code: error.code.clone(), message: error.message.clone(), retryable: error.retryable }
+        Self {
+            code: error.code.clone(),
+            message: error.message.clone(),
+            retryable: error.retryable,
+            retry_after: error.retry_after,
+        }
     }
 }
 
@@ -206,7 +213,13 @@ impl TryFrom<Item> for StoredMessage {
                 .transpose()?,
             created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
             edited_at: stored.edited_at.map(|at| at.parse()).transpose().map_err(|_| corrupt(EDITED_AT))?,
-            status: stored.status.as_deref().map(str::parse).transpose().map_err(|_| corrupt("status"))?.unwrap_or_default(),
+            status: stored
+                .status
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|_| corrupt("status"))?
+                .unwrap_or_default(),
             stop_reason: stored.stop_reason,
             model: stored.model,
             variant,
@@ -216,6 +229,7 @@ impl TryFrom<Item> for StoredMessage {
                 code: error.code,
                 message: error.message,
                 retryable: error.retryable,
+                retry_after: error.retry_after,
             }),
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
@@ -308,7 +322,12 @@ mod tests {
             variant: 1,
             variant_count: 1,
             is_regenerated: false,
-            error: Some(ReplyError { code: "llm_error".to_owned(), message: "x".to_owned(), retryable: true }),
+            error: Some(ReplyError {
+                code: "llm_error".to_owned(),
+                message: "x".to_owned(),
+                retryable: true,
+                retry_after: None,
+            }),
         };
         let item = message_item(&message).unwrap_or_else(|_| unreachable!());
         assert_eq!(item.get("seq"), Some(&AttributeValue::N("7".to_owned())));

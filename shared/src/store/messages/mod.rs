@@ -14,8 +14,8 @@ mod item;
 mod read;
 mod reply;
 
-pub use self::reply::{Checkpoint, ReplyEnd};
 use self::item::StoredMessage;
+pub use self::reply::{Checkpoint, ReplyEnd};
 use super::hints::Hints;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};

@@ -129,7 +129,8 @@ impl Store {
             message.usage = end.usage.clone();
             message.error = if cancelled { None } else { end.error.clone() };
             let write = MeterWrite::settle(&meter, self.now(), &usage, end.refund.as_deref());
-            let mut items = vec![TransactWriteItem::builder().update(self.reply_end_update(&message, cancelled)?).build()];
+            let mut items =
+                vec![TransactWriteItem::builder().update(self.reply_end_update(&message, cancelled)?).build()];
             if let Some(write) = &write {
                 let (update, closed) = self.meter_items(user, write)?;
                 items.push(TransactWriteItem::builder().update(update).build());
@@ -148,7 +149,10 @@ impl Store {
             };
             let reasons = cancellation_reasons(error)?;
             if reason_failed(reasons.first()) {
-                let current = reasons.first().and_then(CancellationReason::item).map(|item| StoredMessage::try_from(item.clone()));
+                let current = reasons
+                    .first()
+                    .and_then(CancellationReason::item)
+                    .map(|item| StoredMessage::try_from(item.clone()));
                 match current.transpose()? {
                     Some(stored)
                         if stored.message.status == MessageStatus::Cancelled
@@ -212,11 +216,15 @@ impl Store {
         }
         if let Some(usage) = &message.usage {
             sets.push("#usage = :usage");
-            update = update.expression_attribute_names("#usage", USAGE).expression_attribute_values(":usage", usage_value(usage)?);
+            update = update
+                .expression_attribute_names("#usage", USAGE)
+                .expression_attribute_values(":usage", usage_value(usage)?);
         }
         if let Some(error) = &message.error {
             sets.push("#error = :error");
-            update = update.expression_attribute_names("#error", ERROR).expression_attribute_values(":error", error_value(error)?);
+            update = update
+                .expression_attribute_names("#error", ERROR)
+                .expression_attribute_values(":error", error_value(error)?);
         }
         update.update_expression(format!("SET {}", sets.join(", "))).build().map_err(StoreError::internal)
     }
@@ -224,7 +232,8 @@ impl Store {
     /// Stops a streaming reply: `cancelled`, with the text stored so far (the generator adds what
     /// it had when it stops). A reply that has ended is returned as it is: cancel is idempotent.
     pub async fn cancel_reply(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {
-        let (record, stored) = tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
+        let (record, stored) =
+            tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
         let message = visible(&record, stored)?.message;
         if message.model.is_none() {
             return Err(StoreError::Refused(Refusal::Conflict("only a generated reply can be cancelled".to_owned())));
@@ -366,8 +375,14 @@ impl Store {
     }
 
     /// Every generation of a message, the first first; the current one last.
-    pub async fn reply_variants(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Vec<Message>, StoreError> {
-        let (record, stored) = tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
+    pub async fn reply_variants(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+    ) -> Result<Vec<Message>, StoreError> {
+        let (record, stored) =
+            tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
         let current = visible(&record, stored)?.message;
         let mut variants = Vec::new();
         let mut start: Option<Item> = None;

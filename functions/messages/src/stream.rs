@@ -1,0 +1,125 @@
+//! A reply as Server-Sent Events. Event ids count the reply's events: 1 is `reply.started`, the
+//! k-th `reply.delta` is k + 1, the closing `reply.completed` or `reply.failed` comes last. The
+//! deltas are the segments of the reply's text (`domain::segments`), a pure function of it, so a
+//! stream picked up again on any instance with `Last-Event-ID` continues exactly where it left off.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use futures::stream::{self, StreamExt};
+use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted, TurnLimits};
+use shared::chat::Progress;
+use shared::domain::{Message, MessageStatus, all_segments, segments};
+use tokio::sync::watch;
+
+/// Idle proxies close quiet connections; a comment line this often keeps them open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What a stream starts from.
+pub struct Start {
+    pub user_message: Option<Message>,
+    pub assistant_message: Message,
+    /// Events up to this id were received already (`Last-Event-ID`).
+    pub after_id: u64,
+}
+
+struct State {
+    progress: watch::Receiver<Progress>,
+    assistant: Message,
+    queued: VecDeque<Event>,
+    next_id: u64,
+    after_id: u64,
+    /// Segments of the text sent (or skipped as received) so far.
+    segments_done: usize,
+    ended: bool,
+}
+
+impl State {
+    fn push(&mut self, name: &str, data: impl serde::Serialize) {
+        let id = self.next_id;
+        self.next_id += 1;
+        if id <= self.after_id {
+            return;
+        }
+        let event = Event::default().id(id.to_string()).event(name);
+        let event = event.json_data(data).unwrap_or_else(|_| Event::default().comment("unserialisable event"));
+        self.queued.push_back(event);
+    }
+
+    fn push_segments(&mut self, parts: &[&str]) {
+        for part in parts.iter().skip(self.segments_done) {
+            let delta = ReplyDelta { seq: self.assistant.seq, text: (*part).to_owned() };
+            self.push("reply.delta", delta);
+        }
+        self.segments_done = self.segments_done.max(parts.len());
+    }
+
+    /// Turns the progress as it stands into the events not sent yet.
+    fn observe(&mut self, progress: &Progress) {
+        match progress {
+            Progress::Streaming(text) => {
+                let (complete, _) = segments(text);
+                self.push_segments(&complete);
+            }
+            Progress::Ended(message, quota) => {
+                self.push_segments(&all_segments(message.content.as_str()));
+                let assistant_message = message.as_ref().clone();
+                match (&message.status, &message.error) {
+                    (MessageStatus::Failed, Some(error)) => {
+                        let error = error.clone();
+                        self.push("reply.failed", ReplyFailed { assistant_message, error });
+                    }
+                    _ => {
+                        let limits = quota.map(TurnLimits::from);
+                        self.push("reply.completed", ReplyCompleted { assistant_message, limits });
+                    }
+                }
+                self.ended = true;
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queued.pop_front() {
+                return Some(event);
+            }
+            if self.ended {
+                return None;
+            }
+            let progress = self.progress.borrow_and_update().clone();
+            self.observe(&progress);
+            if self.queued.is_empty() && !self.ended && self.progress.changed().await.is_err() {
+                // The generator is gone without an end: nothing more will come.
+                let last = self.progress.borrow().clone();
+                self.observe(&last);
+                if !self.ended {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// The reply's events from `start` on, as its `progress` goes.
+pub fn reply_events(
+    start: Start,
+    progress: watch::Receiver<Progress>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let mut state = State {
+        progress,
+        assistant: start.assistant_message.clone(),
+        queued: VecDeque::new(),
+        next_id: 1,
+        after_id: start.after_id,
+        segments_done: 0,
+        ended: false,
+    };
+    let started = ReplyStarted { user_message: start.user_message, assistant_message: start.assistant_message };
+    state.push("reply.started", started);
+    let events = stream::unfold(state, |mut state| async move { state.next().await.map(|event| (event, state)) });
+    Sse::new(events.map(Ok)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}

@@ -1,0 +1,612 @@
+//! How a reply is produced: the turn is appended (the user's message and the reply's `streaming`
+//! message, one transaction with the quota), the context assembled, the model streamed, and the
+//! reply checkpointed while it streams and ended with its usage.
+//!
+//! The generation runs in a task of its own, so a caller that goes away does not stop it. Whoever
+//! wants to see it — the request that started it, a resumed stream, a retried request — holds a
+//! `watch` receiver of its progress: in the generating process from the registry of live replies,
+//! elsewhere from a poller that follows the stored checkpoints.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
+
+use super::Chat;
+use crate::config::LlmConfig;
+use crate::domain::{
+    Content, Context, DedupeKey, Idempotency, Message, MessageStatus, MessageUsage, NewMessage, PageLimit, QuotaState,
+    ReplyError, Role, Seq, SessionId, Usd, UserId, estimate_tokens,
+};
+use crate::llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
+use crate::store::{Checkpoint, ReplyEnd, StoreError};
+
+/// A checkpoint is written at most this often while a reply streams (and only when its text grew).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a follower in another process reads the stored reply.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Messages of the log a reply's context starts from (before trimming to the budget).
+const CONTEXT_MESSAGES: u32 = 50;
+/// The system prompt when the session's settings give none.
+const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+
+/// What a caller may choose about a reply; validated against the configuration by `Chat`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReplyOptions {
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+}
+
+/// Why a reply could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyFailure {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The model failed before any output; the turn is stored with the reply `failed`.
+    #[error(transparent)]
+    Model(ModelError),
+    #[error("no model is configured")]
+    NoModel,
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// Where a reply stands, as its followers see it.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// Streaming: the text so far.
+    Streaming(String),
+    /// Ended (complete, incomplete, failed or cancelled): the message as stored, and the quota
+    /// after the turn.
+    Ended(Box<Message>, Option<QuotaState>),
+}
+
+/// A turn as it starts (or as a retry finds it).
+pub struct Turn {
+    pub user_message: Option<Message>,
+    /// The reply's message as it started (`streaming`), or as it stands for a replay.
+    pub assistant_message: Message,
+    /// The daily quota after the turn (`None` for a regenerate, which counts no message).
+    pub quota: Option<QuotaState>,
+    pub replayed: bool,
+    pub progress: watch::Receiver<Progress>,
+}
+
+/// The replies this process is generating, by session and seq.
+#[derive(Default)]
+pub(super) struct LiveReplies(Mutex<HashMap<(SessionId, Seq), Live>>);
+
+#[derive(Clone)]
+struct Live {
+    variant: u32,
+    progress: watch::Receiver<Progress>,
+    cancel: Arc<Notify>,
+}
+
+impl LiveReplies {
+    fn get(&self, session_id: SessionId, seq: Seq) -> Option<Live> {
+        self.0.lock().ok()?.get(&(session_id, seq)).cloned()
+    }
+
+    fn insert(&self, session_id: SessionId, seq: Seq, live: Live) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert((session_id, seq), live);
+        }
+    }
+
+    fn remove(&self, session_id: SessionId, seq: Seq, variant: u32) {
+        if let Ok(mut map) = self.0.lock()
+            && map.get(&(session_id, seq)).is_some_and(|live| live.variant == variant)
+        {
+            map.remove(&(session_id, seq));
+        }
+    }
+}
+
+/// The model, its settings and the live replies: what `Chat` needs to produce replies.
+pub(super) struct Replies {
+    pub model: Arc<dyn Model>,
+    pub config: LlmConfig,
+    pub live: LiveReplies,
+}
+
+/// A reply's generation settings, resolved.
+struct Generation {
+    model: String,
+    max_tokens: u32,
+    temperature: Option<f32>,
+}
+
+impl Chat {
+    fn replies(&self) -> Result<&Replies, ReplyFailure> {
+        self.replies.as_deref().ok_or(ReplyFailure::NoModel)
+    }
+
+    fn generation(&self, options: &ReplyOptions) -> Result<Generation, ReplyFailure> {
+        let config = &self.replies()?.config;
+        let model = match &options.model {
+            None => config.model.clone(),
+            Some(name) if config.models.contains(name) => name.clone(),
+            Some(_) => {
+                return Err(ReplyFailure::Invalid {
+                    field: "model",
+                    message: format!("must be one of: {}", config.models.join(", ")),
+                });
+            }
+        };
+        let limit = config.max_tokens.max(4096).min((config.context_tokens / 2) as u32).max(1);
+        let max_tokens = match options.max_tokens {
+            None => config.max_tokens,
+            Some(tokens) if (1..=limit).contains(&tokens) => tokens,
+            Some(_) => {
+                return Err(ReplyFailure::Invalid { field: "max_tokens", message: format!("must be 1 to {limit}") });
+            }
+        };
+        if let Some(temperature) = options.temperature
+            && !(0.0..=2.0).contains(&temperature)
+        {
+            return Err(ReplyFailure::Invalid { field: "temperature", message: "must be 0 to 2".to_owned() });
+        }
+        Ok(Generation { model, max_tokens, temperature: options.temperature })
+    }
+
+    /// Appends the user's `content` (if any) and a reply to it, and starts generating the reply.
+    /// With a key, a retry never generates twice: it finds the turn as it stands.
+    pub async fn reply(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        content: Option<Content>,
+        options: ReplyOptions,
+        key: Option<DedupeKey>,
+    ) -> Result<Turn, ReplyFailure> {
+        let generation = self.generation(&options)?;
+        let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
+        messages.push(NewMessage::reply_placeholder(&generation.model, None));
+        let kind = format!("reply:{}:{}:{:?}", generation.model, generation.max_tokens, generation.temperature);
+        let idempotency = key.map(|key| Idempotency::new(key, &kind, &messages));
+        // The log and the memories are read while the turn is appended: the prompt is then built
+        // from both without another round trip.
+        let recent = PageLimit::fixed(CONTEXT_MESSAGES);
+        let (appended, log) = tokio::join!(
+            self.append(user, session_id, messages, idempotency.as_ref()),
+            self.context_parts(user, session_id, recent)
+        );
+        let appended = appended?;
+        let (assistant, user_message) = match appended.messages.as_slice() {
+            [user_message, assistant] => (assistant.clone(), Some(user_message.clone())),
+            [assistant] => (assistant.clone(), None),
+            _ => return Err(StoreError::internal("a reply turn holds one or two messages").into()),
+        };
+        if appended.replayed {
+            let progress = self.follow_message(&assistant).await?;
+            return Ok(Turn {
+                user_message,
+                assistant_message: assistant,
+                quota: Some(appended.quota),
+                replayed: true,
+                progress,
+            });
+        }
+        let context = match log {
+            Ok(context) => context,
+            Err(error) => {
+                let failure = ModelError::Unavailable("the conversation could not be read".to_owned());
+                self.fail_before_output(user, &assistant, appended.counted_in, &failure).await;
+                return Err(error.into());
+            }
+        };
+        let mut history = context.messages;
+        history.retain(|message| message.seq < assistant.seq);
+        if let Some(user_message) = &user_message
+            && !history.iter().any(|message| message.seq == user_message.seq)
+        {
+            history.push(user_message.clone());
+        }
+        let context = Context::fit(context.session, context.memories, history, self.context_budget(&generation)?);
+        let progress =
+            self.generate(user, assistant.clone(), generation, context, appended.counted_in, Some(appended.quota))?;
+        Ok(Turn { user_message, assistant_message: assistant, quota: Some(appended.quota), replayed: false, progress })
+    }
+
+    /// A new variant of the latest message, an assistant reply, generated from the log before it.
+    pub async fn regenerate(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+        options: ReplyOptions,
+    ) -> Result<Turn, ReplyFailure> {
+        let generation = self.generation(&options)?;
+        let recent = PageLimit::fixed(CONTEXT_MESSAGES);
+        let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
+        self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
+        let context = self.context_parts(user, session_id, recent).await?;
+        let mut history = context.messages;
+        history.retain(|message| message.seq < seq);
+        let context = Context::fit(context.session, context.memories, history, self.context_budget(&generation)?);
+        let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
+        Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
+    }
+
+    /// Follows a reply: its progress from the generating task when it runs here, else from the
+    /// stored checkpoints; an ended reply's progress is just its end.
+    pub async fn follow(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        seq: Seq,
+    ) -> Result<(Message, watch::Receiver<Progress>), ReplyFailure> {
+        let message = self.store.get_message(user, session_id, seq).await?;
+        let progress = self.follow_message(&message).await?;
+        Ok((message, progress))
+    }
+
+    async fn follow_message(&self, message: &Message) -> Result<watch::Receiver<Progress>, ReplyFailure> {
+        if message.status.is_final() {
+            return Ok(watch::channel(Progress::Ended(Box::new(message.clone()), None)).1);
+        }
+        if let Some(live) =
+            self.replies.as_deref().and_then(|replies| replies.live.get(message.session_id, message.seq))
+            && live.variant == message.variant
+        {
+            return Ok(live.progress);
+        }
+        let (sender, receiver) = watch::channel(Progress::Streaming(message.content.as_str().to_owned()));
+        let store = self.store.clone();
+        let (session_id, seq) = (message.session_id, message.seq);
+        let patience =
+            Duration::from_secs(self.replies.as_deref().map_or(25, |replies| replies.config.timeout_secs) + 30);
+        tokio::spawn(async move {
+            let mut changed_at = Instant::now();
+            let mut text = String::new();
+            while !sender.is_closed() {
+                tokio::time::sleep(POLL_INTERVAL).await;
+                let Ok(Some(message)) = store.reply_state(session_id, seq).await else { continue };
+                if message.status.is_final() || changed_at.elapsed() > patience {
+                    let _ = sender.send(Progress::Ended(Box::new(message), None));
+                    return;
+                }
+                if message.content.as_str() != text {
+                    text = message.content.as_str().to_owned();
+                    changed_at = Instant::now();
+                    let _ = sender.send(Progress::Streaming(text.clone()));
+                }
+            }
+        });
+        Ok(receiver)
+    }
+
+    /// Stops a streaming reply (a no-op for one that has ended). When this process generates it,
+    /// the answer waits for the generator's end, so it holds all the text there was.
+    pub async fn cancel(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, ReplyFailure> {
+        let message = self.store.cancel_reply(user, session_id, seq).await?;
+        let live = self.replies.as_deref().and_then(|replies| replies.live.get(session_id, seq));
+        if let Some(live) = live.filter(|live| live.variant == message.variant) {
+            live.cancel.notify_one();
+            let mut progress = live.progress;
+            let ended = tokio::time::timeout(Duration::from_secs(2), async {
+                loop {
+                    if let Progress::Ended(message, _) = &*progress.borrow_and_update() {
+                        return Some(message.as_ref().clone());
+                    }
+                    if progress.changed().await.is_err() {
+                        return None;
+                    }
+                }
+            });
+            if let Ok(Some(ended)) = ended.await {
+                return Ok(ended);
+            }
+        }
+        self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
+        Ok(message)
+    }
+
+    pub async fn variants(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Vec<Message>, ReplyFailure> {
+        Ok(self.store.reply_variants(user, session_id, seq).await?)
+    }
+
+    fn context_budget(&self, generation: &Generation) -> Result<u64, ReplyFailure> {
+        let config = &self.replies()?.config;
+        Ok(config.context_tokens.saturating_sub(u64::from(generation.max_tokens)))
+    }
+
+    /// Starts the generator task; the receiver sees its progress.
+    fn generate(
+        &self,
+        user: &UserId,
+        assistant: Message,
+        generation: Generation,
+        context: Context,
+        counted_in: Option<String>,
+        quota: Option<QuotaState>,
+    ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
+        let replies = self.replies.clone().ok_or(ReplyFailure::NoModel)?;
+        let (sender, receiver) = watch::channel(Progress::Streaming(String::new()));
+        let cancel = Arc::new(Notify::new());
+        let live = Live { variant: assistant.variant, progress: receiver.clone(), cancel: cancel.clone() };
+        replies.live.insert(assistant.session_id, assistant.seq, live);
+        let prompt = prompt_of(&context, &generation);
+        let prompt_tokens = context.token_estimate;
+        let generator = Generator {
+            chat: self.clone(),
+            user: user.clone(),
+            assistant,
+            timeout: Duration::from_secs(replies.config.timeout_secs),
+            counted_in,
+            quota,
+            prompt_tokens,
+            sender,
+            cancel,
+        };
+        tokio::spawn(generator.run(
+            replies.model.clone(),
+            prompt,
+            context.token_estimate > self.context_budget(&generation)?,
+        ));
+        Ok(receiver)
+    }
+
+    /// A reply that could not start (the context could not be read): stored `failed`, quota back.
+    async fn fail_before_output(
+        &self,
+        user: &UserId,
+        assistant: &Message,
+        counted_in: Option<String>,
+        error: &ModelError,
+    ) {
+        let end = ReplyEnd {
+            content: assistant.content.clone(),
+            status: MessageStatus::Failed,
+            stop_reason: Some("error".to_owned()),
+            usage: None,
+            error: Some(reply_error(error)),
+            refund: counted_in,
+        };
+        if let Err(error) = self.store.finish_reply(user, assistant, end).await {
+            tracing::error!(error = %error, "a failed reply could not be stored as failed");
+        }
+    }
+}
+
+impl NewMessage {
+    /// The user's message of a reply turn.
+    pub fn user(content: Content) -> Self {
+        Self {
+            role: Role::User,
+            message_type: Default::default(),
+            content,
+            payload: None,
+            reply_to: None,
+            usage: None,
+            reply: None,
+        }
+    }
+}
+
+/// The code, status and retry advice a model failure is reported with, on the message and in
+/// the HTTP error alike.
+pub fn reply_error(error: &ModelError) -> ReplyError {
+    let code = match error {
+        ModelError::Unavailable(_) | ModelError::Malformed(_) | ModelError::Rejected(_) => "llm_error",
+        ModelError::Busy { .. } => "llm_busy",
+        ModelError::Timeout => "llm_timeout",
+        ModelError::ContextTooLong => "context_too_long",
+    };
+    let retry_after = match error {
+        ModelError::Busy { retry_after } => Some(retry_after.map_or(1, |after| after.as_secs().max(1))),
+        _ => None,
+    };
+    ReplyError { code: code.to_owned(), message: error.to_string(), retryable: error.retryable(), retry_after }
+}
+
+/// The prompt: the system prompt (the session's `system_prompt` setting, or a default) with the
+/// memories as facts, then the log as conversation.
+fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
+    let settings = context.session.settings.as_map();
+    let mut system = settings
+        .get("system_prompt")
+        .and_then(|value| value.as_str())
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or(DEFAULT_SYSTEM_PROMPT)
+        .to_owned();
+    if !context.memories.is_empty() {
+        system.push_str("\n\nWhat you know about the user:");
+        for memory in &context.memories {
+            system.push_str("\n- ");
+            system.push_str(memory.content.as_str());
+        }
+    }
+    let mut messages = vec![PromptMessage { role: PromptRole::System, content: system }];
+    for message in &context.messages {
+        let role = match message.role {
+            Role::User => PromptRole::User,
+            Role::Assistant => PromptRole::Assistant,
+            Role::System | Role::Tool => PromptRole::System,
+        };
+        if message.content.as_str().trim().is_empty() {
+            continue;
+        }
+        messages.push(PromptMessage { role, content: message.content.as_str().to_owned() });
+    }
+    Prompt {
+        model: generation.model.clone(),
+        messages,
+        max_tokens: generation.max_tokens,
+        temperature: generation.temperature,
+    }
+}
+
+/// One reply's generation.
+struct Generator {
+    chat: Chat,
+    user: UserId,
+    assistant: Message,
+    timeout: Duration,
+    counted_in: Option<String>,
+    quota: Option<QuotaState>,
+    prompt_tokens: u64,
+    sender: watch::Sender<Progress>,
+    cancel: Arc<Notify>,
+}
+
+/// How the model's stream ended, as far as the generator saw it.
+enum Outcome {
+    Finished(ModelFinished),
+    Failed(ModelError),
+    Cancelled,
+    /// The reply reached the content limit.
+    Full,
+}
+
+impl Generator {
+    async fn run(self, model: Arc<dyn Model>, prompt: Prompt, too_long: bool) {
+        let mut text = String::new();
+        let outcome = if too_long {
+            Outcome::Failed(ModelError::ContextTooLong)
+        } else {
+            self.stream(model.as_ref(), prompt, &mut text).await
+        };
+        self.end(text, outcome).await;
+    }
+
+    async fn stream(&self, model: &dyn Model, prompt: Prompt, text: &mut String) -> Outcome {
+        let mut stream = tokio::select! {
+            started = tokio::time::timeout(self.timeout, model.stream(prompt)) => match started {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Outcome::Failed(error),
+                Err(_) => return Outcome::Failed(ModelError::Timeout),
+            },
+            () = self.cancel.notified() => return Outcome::Cancelled,
+        };
+        let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
+        let mut written = 0;
+        let mut last_write = Instant::now();
+        loop {
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.timeout, stream.next()) => next,
+                () = self.cancel.notified() => return Outcome::Cancelled,
+            };
+            let piece = match next {
+                Err(_) => return Outcome::Failed(ModelError::Timeout),
+                Ok(None) => return Outcome::Failed(ModelError::Unavailable("the stream ended early".into())),
+                Ok(Some(Err(error))) => return Outcome::Failed(error),
+                Ok(Some(Ok(ModelEvent::Finished(finished)))) => return Outcome::Finished(finished),
+                Ok(Some(Ok(ModelEvent::Text(piece)))) => piece,
+            };
+            if text.len() + piece.len() > Content::MAX_BYTES {
+                let room = Content::MAX_BYTES - text.len();
+                let cut = (0..=room).rev().find(|&index| piece.is_char_boundary(index)).unwrap_or(0);
+                text.push_str(&piece[..cut]);
+                return Outcome::Full;
+            }
+            text.push_str(&piece);
+            self.sender.send_replace(Progress::Streaming(text.clone()));
+            if last_write.elapsed() >= CHECKPOINT_INTERVAL && text.len() > written {
+                let Ok(content) = Content::parse(text.clone()) else { return Outcome::Full };
+                match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
+                    Ok(Checkpoint::Saved) => {
+                        written = text.len();
+                        last_write = Instant::now();
+                        self.chat.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
+                    }
+                    Ok(Checkpoint::Stopped) => return Outcome::Cancelled,
+                    // A checkpoint is an optimisation of what followers see: the end stores all.
+                    Err(error) => tracing::warn!(error = %error, "checkpoint failed"),
+                }
+            }
+        }
+    }
+
+    async fn end(self, text: String, outcome: Outcome) {
+        let assistant = &self.assistant;
+        let model = assistant.model.clone().unwrap_or_default();
+        let output_tokens = estimate_tokens(&text);
+        let estimate = |estimated: bool, input_tokens: u64, output_tokens: u64| {
+            let prices = &self.chat.store.limits_config().prices;
+            Some(MessageUsage {
+                input_tokens,
+                output_tokens,
+                model: model.clone(),
+                cost_usd: Usd(prices.cost(&model, input_tokens, output_tokens)),
+                estimated,
+            })
+        };
+        let (status, stop_reason, usage, error) = match &outcome {
+            Outcome::Finished(finished) => {
+                let status = if finished.stop == StopReason::MaxTokens {
+                    MessageStatus::Incomplete
+                } else {
+                    MessageStatus::Complete
+                };
+                let usage = match finished.usage {
+                    Some(counts) => estimate(false, counts.input_tokens, counts.output_tokens),
+                    None => estimate(true, self.prompt_tokens, output_tokens),
+                };
+                let reason =
+                    if finished.stop_detail.is_empty() { "stop".to_owned() } else { finished.stop_detail.clone() };
+                (status, Some(reason), usage, None)
+            }
+            Outcome::Full => (
+                MessageStatus::Incomplete,
+                Some("content_limit".to_owned()),
+                estimate(true, self.prompt_tokens, output_tokens),
+                None,
+            ),
+            Outcome::Cancelled => (
+                MessageStatus::Cancelled,
+                Some("cancelled".to_owned()),
+                estimate(true, self.prompt_tokens, output_tokens),
+                None,
+            ),
+            Outcome::Failed(failure) if text.is_empty() => {
+                (MessageStatus::Failed, Some("error".to_owned()), None, Some(reply_error(failure)))
+            }
+            Outcome::Failed(failure) => (
+                MessageStatus::Failed,
+                Some("error".to_owned()),
+                estimate(true, self.prompt_tokens, output_tokens),
+                Some(reply_error(failure)),
+            ),
+        };
+        let refund =
+            if matches!(outcome, Outcome::Failed(_)) && text.is_empty() { self.counted_in.clone() } else { None };
+        let mut quota = self.quota;
+        if let Some(quota) = quota.as_mut().filter(|quota| refund.is_some() && quota.limit >= 0) {
+            quota.remaining = (quota.remaining + 1).min(quota.limit);
+        }
+        let content = Content::parse(text).unwrap_or_else(|_| assistant.content.clone());
+        let end = ReplyEnd { content, status, stop_reason, usage, error, refund };
+        let ended = match self.chat.store.finish_reply(&self.user, assistant, end.clone()).await {
+            Ok(message) => message,
+            Err(failure) => {
+                tracing::error!(error = %failure, "the reply's end could not be stored");
+                let mut message = assistant.clone();
+                message.content = end.content;
+                message.status = MessageStatus::Failed;
+                message.error = Some(ReplyError {
+                    code: "internal".to_owned(),
+                    message: "the reply could not be stored".to_owned(),
+                    retryable: true,
+                    retry_after: None,
+                });
+                message
+            }
+        };
+        let (session_id, seq) = (assistant.session_id, assistant.seq);
+        tracing::info!(
+            status = ended.status.as_str(),
+            output_tokens = ended.usage.as_ref().map_or(0, |u| u.output_tokens),
+            "reply ended"
+        );
+        self.chat.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
+        self.sender.send_replace(Progress::Ended(Box::new(ended), quota));
+        if let Some(replies) = self.chat.replies.as_deref() {
+            replies.live.remove(session_id, seq, assistant.variant);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! An OpenAI-compatible endpoint that misbehaves on purpose, for the failures a real provider has
+//! and a healthy local model cannot be made to show. The requested `model` picks the script:
+//!
+//! - `fail-500`, `busy-429` (Retry-After: 7), `context-400` (llama.cpp's context error body),
+//!   `reject-400`: an error status before any output;
+//! - `hang`: accepts and never answers;
+//! - `cut-mid-stream`: two pieces, then the connection ends without a finish;
+//! - `error-event`: two pieces, then an `error` chunk;
+//! - `malformed`: a piece, then a chunk that is not JSON;
+//! - `no-usage`: pieces and a finish, no usage chunk, no `[DONE]`;
+//! - `quirky`: a `model` alias in the answer, a chunk with `choices: []`, an undocumented
+//!   `finish_reason`, usage in the last chunk;
+//! - `slow`: a piece every 50 ms for 30 s (for cancel), with usage at the end.
+//!
+//! It speaks the real wire format (SSE `data:` lines of chat.completion.chunk JSON), so the
+//! production client and parser run unchanged.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::stream::{self, StreamExt};
+use serde_json::{Value, json};
+
+pub const TEXT: [&str; 2] = ["Hello", " there"];
+
+fn chunk(delta: Value, finish: Option<&str>) -> String {
+    let body = json!({
+        "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "model": "alias-of-the-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    });
+    format!("data: {body}\n\n")
+}
+
+fn usage_chunk(input: u64, output: u64) -> String {
+    let body = json!({
+        "id": "chatcmpl-scripted", "object": "chat.completion.chunk", "model": "alias-of-the-model",
+        "choices": [], "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+    });
+    format!("data: {body}\n\n")
+}
+
+fn pieces() -> Vec<String> {
+    TEXT.iter().map(|text| chunk(json!({"content": text}), None)).collect()
+}
+
+fn events(parts: Vec<String>, gap: Duration) -> Response {
+    let body = stream::iter(parts).then(move |part| async move {
+        tokio::time::sleep(gap).await;
+        Ok::<_, Infallible>(Bytes::from(part))
+    });
+    ([(header::CONTENT_TYPE, "text/event-stream")], Body::from_stream(body)).into_response()
+}
+
+async fn completions(body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let gap = Duration::from_millis(5);
+    match request["model"].as_str().unwrap_or_default() {
+        "fail-500" => (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded").into_response(),
+        "busy-429" => (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")], "slow down").into_response(),
+        "context-400" => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": {"code": 400, "type": "exceed_context_size_error", "n_prompt_tokens": 9000, "n_ctx": 2048}})),
+        )
+            .into_response(),
+        "reject-400" => {
+            (StatusCode::BAD_REQUEST, axum::Json(json!({"error": {"message": "temperature is invalid"}}))).into_response()
+        }
+        "hang" => {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            StatusCode::OK.into_response()
+        }
+        "cut-mid-stream" => events(pieces(), gap),
+        "error-event" => {
+            let mut parts = pieces();
+            parts.push(format!("data: {}\n\n", json!({"error": {"message": "the model crashed"}})));
+            events(parts, gap)
+        }
+        "malformed" => events(vec![chunk(json!({"content": "Hello"}), None), "data: {not json\n\n".to_owned()], gap),
+        "no-usage" => {
+            let mut parts = pieces();
+            parts.push(chunk(json!({}), Some("stop")));
+            events(parts, gap)
+        }
+        "quirky" => {
+            let mut parts = vec![chunk(json!({"role": "assistant", "content": null}), None)];
+            parts.extend(pieces());
+            parts.push(chunk(json!({}), Some("eos_token")));
+            parts.push(usage_chunk(11, 2));
+            parts.push("data: [DONE]\n\n".to_owned());
+            events(parts, gap)
+        }
+        "slow" => {
+            let mut parts: Vec<String> = (0..600).map(|i| chunk(json!({"content": format!("w{i} ")}), None)).collect();
+            parts.push(chunk(json!({}), Some("stop")));
+            parts.push(usage_chunk(5, 600));
+            parts.push("data: [DONE]\n\n".to_owned());
+            events(parts, Duration::from_millis(50))
+        }
+        _ => (StatusCode::NOT_FOUND, "no such script").into_response(),
+    }
+}
+
+/// Serves the scripts on a free loopback port; returns the base URL (`…/v1`).
+pub async fn start() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = Router::new().route("/v1/chat/completions", post(completions));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/v1")
+}
+
+/// The scripts as the models a test app may name.
+pub const MODELS: [&str; 12] = [
+    "fail-500",
+    "busy-429",
+    "context-400",
+    "reject-400",
+    "hang",
+    "cut-mid-stream",
+    "error-event",
+    "malformed",
+    "no-usage",
+    "quirky",
+    "slow",
+    "none-such",
+];
