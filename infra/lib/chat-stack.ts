@@ -11,7 +11,17 @@ import { AttributeType, BillingMode, CfnTable, ProjectionType, Table } from "aws
 import { Rule, Schedule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
-import { Architecture, CfnFunction, Code, Function, LoggingFormat, Runtime } from "aws-cdk-lib/aws-lambda";
+import {
+  Architecture,
+  CfnFunction,
+  CfnUrl,
+  Code,
+  Function,
+  FunctionUrlAuthType,
+  InvokeMode,
+  LoggingFormat,
+  Runtime,
+} from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 
 export interface ChatStackProps extends StackProps {
@@ -34,6 +44,10 @@ interface FunctionSpec {
   timeout: Duration;
   grants: Grant[];
   routes: [HttpMethod, string][];
+  /** Generates replies: the LLM_* settings and the Bedrock grant. */
+  model?: boolean;
+  /** Served by a response-streaming function URL (its logical id: `<id>Url`). */
+  streamingUrl?: boolean;
 }
 
 /** The stack's parameters, as template.yaml declares them, and the environment variable each sets. */
@@ -49,6 +63,14 @@ const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
   ["RateLimitReadPerMin", "RATE_LIMIT_READ_PER_MIN", { type: "Number", default: 30, description: "Message reads per user per minute (0 disables)." }],
   ["RateLimitOtherPerMin", "RATE_LIMIT_OTHER_PER_MIN", { type: "Number", default: 60, description: "Other requests per user per minute (0 disables)." }],
   ["ModelPrices", "MODEL_PRICES", { type: "String", default: "", description: "USD per million input/output tokens, e.g. gpt-4o-mini=0.15/0.60,claude-3-5-haiku=0.80/4" }],
+  ["LlmProvider", "LLM_PROVIDER", { type: "String", allowedValues: ["none", "openai", "bedrock"], default: "none", description: "Where replies come from: an OpenAI-compatible endpoint (LlmBaseUrl), Amazon Bedrock (the function's role), or none (replies answer 503)." }],
+  ["LlmBaseUrl", "LLM_BASE_URL", { type: "String", default: "", description: "OpenAI-compatible base URL, e.g. https://api.openai.com/v1 (provider openai)." }],
+  ["LlmApiKey", "LLM_API_KEY", { type: "String", noEcho: true, default: "", description: "The OpenAI-compatible endpoint's API key (provider openai); empty if it needs none." }],
+  ["LlmModel", "LLM_MODEL", { type: "String", default: "", description: "The default model (a Bedrock model id for provider bedrock, e.g. anthropic.claude-3-5-haiku-20241022-v1:0)." }],
+  ["LlmModels", "LLM_MODELS", { type: "String", default: "", description: "Other models a request may name, comma-separated." }],
+  ["LlmTimeoutSecs", "LLM_TIMEOUT_SECS", { type: "Number", default: 25, description: "Seconds the model may take to start answering, and between two pieces of the answer." }],
+  ["LlmContextTokens", "LLM_CONTEXT_TOKENS", { type: "Number", default: 8192, description: "The model's context window in tokens." }],
+  ["LlmMaxTokens", "LLM_MAX_TOKENS", { type: "Number", default: 512, description: "A reply's max_tokens unless the request says." }],
   ["DeletionProtection", undefined, { type: "String", allowedValues: ["true", "false"], default: "true", description: "DynamoDB deletion protection on every table." }],
 ];
 
@@ -58,9 +80,13 @@ export class ChatStack extends Stack {
 
     const parameters: Record<string, CfnParameter> = {};
     const parameterEnvironment: Record<string, string> = {};
+    // The model's settings go to the functions that generate replies only.
+    const modelEnvironment: Record<string, string> = {};
     for (const [name, variable, options] of PARAMETERS) {
       parameters[name] = new CfnParameter(this, name, options);
-      if (variable) parameterEnvironment[variable] = parameters[name].valueAsString;
+      if (!variable) continue;
+      const target = variable.startsWith("LLM_") ? modelEnvironment : parameterEnvironment;
+      target[variable] = parameters[name].valueAsString;
     }
     const deletionProtection = parameters.DeletionProtection;
 
@@ -124,6 +150,13 @@ export class ChatStack extends Stack {
     const { GET, POST, PUT, PATCH, DELETE } = HttpMethod;
     const session = "/v1/sessions/{id}";
     const admin = "/v1/admin/users/{user_id}";
+    const messagesGrants: Grant[] = [
+      { table: sessions, actions: ddb("GetItem", "UpdateItem", "ConditionCheckItem") },
+      { table: messages, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query") },
+      { table: idempotency, actions: ddb("PutItem") },
+      { table: memories, actions: ddb("GetItem", "Query"), indexes: true },
+      { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem") },
+    ];
     const specs: FunctionSpec[] = [
       {
         id: "SessionsFunction",
@@ -144,17 +177,13 @@ export class ChatStack extends Stack {
           [POST, `${session}/unarchive`],
         ],
       },
+      // The HTTP API buffers responses and ends integrations at 30 s: replies here are answered
+      // whole within 29 s. The streaming function URL below serves the same routes streamed.
       {
         id: "MessagesFunction",
         binary: "messages",
-        timeout: Duration.seconds(15),
-        grants: [
-          { table: sessions, actions: ddb("GetItem", "UpdateItem", "ConditionCheckItem") },
-          { table: messages, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query") },
-          { table: idempotency, actions: ddb("PutItem") },
-          { table: memories, actions: ddb("GetItem", "Query"), indexes: true },
-          { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem") },
-        ],
+        timeout: Duration.seconds(29),
+        grants: messagesGrants,
         routes: [
           [POST, `${session}/messages`],
           [GET, `${session}/messages`],
@@ -166,7 +195,22 @@ export class ChatStack extends Stack {
           [POST, `${session}/new-scene`],
           [POST, `${session}/reset`],
           [GET, `${session}/context`],
+          [POST, `${session}/replies`],
+          [POST, `${session}/messages/{seq}/regenerate`],
+          [POST, `${session}/messages/{seq}/cancel`],
+          [GET, `${session}/messages/{seq}/stream`],
+          [GET, `${session}/messages/{seq}/variants`],
         ],
+        model: true,
+      },
+      {
+        id: "ReplyStreamFunction",
+        binary: "messages-stream",
+        timeout: Duration.seconds(300),
+        grants: messagesGrants,
+        routes: [],
+        model: true,
+        streamingUrl: true,
       },
       {
         id: "MemoriesFunction",
@@ -225,13 +269,30 @@ export class ChatStack extends Stack {
         memorySize: 256,
         timeout: spec.timeout,
         loggingFormat: LoggingFormat.JSON,
-        environment,
+        environment: spec.model ? { ...environment, ...modelEnvironment } : environment,
       });
       (fn.node.defaultChild as CfnFunction).overrideLogicalId(spec.id);
       for (const grant of spec.grants) {
         const resources = [grant.table.tableArn];
         if (grant.indexes) resources.push(`${grant.table.tableArn}/index/*`);
         fn.addToRolePolicy(new PolicyStatement({ actions: grant.actions, resources }));
+      }
+      if (spec.model) {
+        const model = parameters.LlmModel.valueAsString;
+        fn.addToRolePolicy(
+          new PolicyStatement({
+            actions: ["bedrock:InvokeModelWithResponseStream"],
+            resources: [`arn:${Aws.PARTITION}:bedrock:${Aws.REGION}::foundation-model/${model}`],
+          }),
+        );
+      }
+      if (spec.streamingUrl) {
+        const url = fn.addFunctionUrl({ authType: FunctionUrlAuthType.NONE, invokeMode: InvokeMode.RESPONSE_STREAM });
+        (url.node.defaultChild as CfnUrl).overrideLogicalId(`${spec.id}Url`);
+        new CfnOutput(this, "ReplyStreamUrl", {
+          description: "Base URL of the streaming function URL (every messages route; replies stream as SSE).",
+          value: url.url,
+        });
       }
       if (spec.routes.length > 0) {
         const integration = new HttpLambdaIntegration(`${spec.id}Integration`, fn);

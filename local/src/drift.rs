@@ -37,6 +37,9 @@ pub fn sam_shape(template: &str) -> Result<Shape, DriftError> {
             properties["Policies"].as_array().into_iter().flatten().flat_map(|policy| statements(&policy["Statement"]));
         insert(&mut shape, "permissions", id, sorted(permissions.collect()));
         insert(&mut shape, "functions", id, function_settings(&properties));
+        if let Some(url) = properties.get("FunctionUrlConfig").filter(|url| !url.is_null()) {
+            insert(&mut shape, "function_urls", id, url_settings(url));
+        }
         for event in properties["Events"].as_object().into_iter().flat_map(Map::values) {
             let event_properties = &event["Properties"];
             match event["Type"].as_str() {
@@ -67,6 +70,14 @@ pub fn cloudformation_shape(template: &str) -> Result<Shape, DriftError> {
         let properties = &resource["Properties"];
         function_of_role.insert(text(&properties.pointer("/Role/Fn::GetAtt/0").cloned().unwrap_or_default()), id);
         insert(&mut shape, "functions", id, function_settings(properties));
+    }
+    for (id, url) in of_type(resources, "AWS::Lambda::Url") {
+        let properties = &url["Properties"];
+        let function = text(&properties.pointer("/TargetFunctionArn/Fn::GetAtt/0").cloned().unwrap_or_default());
+        if function.is_empty() {
+            return Err(DriftError::Shape(format!("function URL {id} names no function")));
+        }
+        insert(&mut shape, "function_urls", &function, url_settings(properties));
     }
     let mut permissions: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for (id, policy) in of_type(resources, "AWS::IAM::Policy") {
@@ -175,6 +186,12 @@ fn normalized_table(properties: &Value) -> Value {
         }
     }
     table
+}
+
+/// A function URL's auth and invoke mode (`BUFFERED` when unsaid).
+fn url_settings(properties: &Value) -> Value {
+    let mode = properties.get("InvokeMode").cloned().unwrap_or_else(|| Value::from("BUFFERED"));
+    serde_json::json!({ "AuthType": properties["AuthType"], "InvokeMode": mode })
 }
 
 fn function_settings(properties: &Value) -> Value {

@@ -23,3 +23,10 @@ pub async fn run(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
     let state = init().await?;
     lambda_http::run(http::app(routes, state)).await
 }
+
+/// The same routes in a function URL's response-streaming mode (`InvokeMode: RESPONSE_STREAM`):
+/// bodies — replies' Server-Sent Events — reach the caller as they are written.
+pub async fn run_streaming(routes: Router<AppState>) -> Result<(), lambda_http::Error> {
+    let state = init().await?;
+    lambda_http::run_with_streaming_response(http::app(routes, state)).await
+}

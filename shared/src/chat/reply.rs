@@ -125,6 +125,15 @@ impl Chat {
         self.replies.as_deref().ok_or(ReplyFailure::NoModel)
     }
 
+    /// Without a model a reply is 503 — but another user's (or no) session is still 404 first.
+    async fn require_model(&self, user: &UserId, session_id: SessionId) -> Result<(), ReplyFailure> {
+        if self.replies.is_none() {
+            self.store.get_session(user, session_id).await?;
+            return Err(ReplyFailure::NoModel);
+        }
+        Ok(())
+    }
+
     fn generation(&self, options: &ReplyOptions) -> Result<Generation, ReplyFailure> {
         let config = &self.replies()?.config;
         let model = match &options.model {
@@ -163,6 +172,7 @@ impl Chat {
         options: ReplyOptions,
         key: Option<DedupeKey>,
     ) -> Result<Turn, ReplyFailure> {
+        self.require_model(user, session_id).await?;
         let generation = self.generation(&options)?;
         let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
         messages.push(NewMessage::reply_placeholder(&generation.model, None));
@@ -220,6 +230,7 @@ impl Chat {
         seq: Seq,
         options: ReplyOptions,
     ) -> Result<Turn, ReplyFailure> {
+        self.require_model(user, session_id).await?;
         let generation = self.generation(&options)?;
         let recent = PageLimit::fixed(CONTEXT_MESSAGES);
         let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
