@@ -34,6 +34,8 @@ source scripts/local-env.sh
 # Quotas and rate limits off: the run is about the contract, and limits have their own tests.
 export DAILY_MESSAGE_QUOTA=100000000 RATE_LIMIT_APPEND_PER_MIN=0 RATE_LIMIT_READ_PER_MIN=0 RATE_LIMIT_OTHER_PER_MIN=0
 export RUST_LOG=warn
+# The dev server starts the local model; replies stay short so every example answers quickly.
+export LLM_MAX_TOKENS=8
 
 cargo build -q --locked -p local --bin dev-server --bin mint-token
 PORT="$api_port" "$ROOT/target/debug/dev-server" >"$work/server.log" 2>&1 &

@@ -70,7 +70,7 @@ const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
   ["LlmModels", "LLM_MODELS", { type: "String", default: "", description: "Other models a request may name, comma-separated." }],
   ["LlmTimeoutSecs", "LLM_TIMEOUT_SECS", { type: "Number", default: 25, description: "Seconds the model may take to start answering, and between two pieces of the answer." }],
   ["LlmContextTokens", "LLM_CONTEXT_TOKENS", { type: "Number", default: 8192, description: "The model's context window in tokens." }],
-  ["LlmMaxTokens", "LLM_MAX_TOKENS", { type: "Number", default: 512, description: "A reply's max_tokens unless the request says." }],
+  ["LlmMaxTokens", "LLM_MAX_TOKENS", { type: "Number", default: 1024, description: "A reply's max_tokens, and the most a request may ask for." }],
   ["DeletionProtection", undefined, { type: "String", allowedValues: ["true", "false"], default: "true", description: "DynamoDB deletion protection on every table." }],
 ];
 

@@ -126,7 +126,7 @@ pub struct LlmConfig {
     pub timeout_secs: u64,
     /// The model's context window in tokens (`LLM_CONTEXT_TOKENS`, default 8192).
     pub context_tokens: u64,
-    /// A reply's `max_tokens` unless the request says (`LLM_MAX_TOKENS`, default 512).
+    /// A reply's `max_tokens`, and the most a request may ask for (`LLM_MAX_TOKENS`, default 1024).
     pub max_tokens: u32,
 }
 
@@ -140,8 +140,22 @@ impl LlmConfig {
             model,
             timeout_secs: 25,
             context_tokens: 8192,
-            max_tokens: 512,
+            max_tokens: 1024,
         }
+    }
+
+    /// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS` and `LLM_MAX_TOKENS` where set, over `self`.
+    pub fn tuned_from_env(mut self) -> Result<Self, ConfigError> {
+        self.timeout_secs = number("LLM_TIMEOUT_SECS", self.timeout_secs)?;
+        self.context_tokens = number("LLM_CONTEXT_TOKENS", self.context_tokens)?;
+        self.max_tokens = number("LLM_MAX_TOKENS", self.max_tokens)?;
+        if self.timeout_secs == 0 || self.max_tokens == 0 || self.context_tokens <= u64::from(self.max_tokens) {
+            return Err(ConfigError::Invalid {
+                name: "LLM_CONTEXT_TOKENS",
+                reason: "timeout and max tokens must be positive, the context larger than max tokens",
+            });
+        }
+        Ok(self)
     }
 
     pub fn from_env() -> Result<Option<Self>, ConfigError> {
@@ -163,20 +177,7 @@ impl LlmConfig {
         if !models.contains(&model) {
             models.insert(0, model.clone());
         }
-        let config = Self {
-            provider,
-            model,
-            models,
-            timeout_secs: number("LLM_TIMEOUT_SECS", 25)?,
-            context_tokens: number("LLM_CONTEXT_TOKENS", 8192)?,
-            max_tokens: number("LLM_MAX_TOKENS", 512)?,
-        };
-        if config.timeout_secs == 0 || config.max_tokens == 0 || config.context_tokens <= u64::from(config.max_tokens) {
-            return Err(ConfigError::Invalid {
-                name: "LLM_CONTEXT_TOKENS",
-                reason: "timeout and max tokens must be positive, the context larger than max tokens",
-            });
-        }
+        let config = Self { provider, models, ..Self::openai("", model) }.tuned_from_env()?;
         Ok(Some(config))
     }
 }

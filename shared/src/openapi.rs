@@ -259,10 +259,16 @@ impl Describe for TransformOperation<'_> {
                 response["description"] = json!(description);
                 response["headers"] = Value::Object(request_id_header());
             }
-            response["content"]["text/event-stream"] = json!({
-                "description": description,
-                "schema": { "type": "string", "description": "`id:`, `event:` and `data:` lines; `data` is JSON", "x-event-data": schema },
-            });
+            // Each event as OpenAPI 3.2 describes Server-Sent Events: `data` is JSON text.
+            response["content"]["text/event-stream"] = json!({ "schema": {
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": { "type": "string", "pattern": "^[0-9]+$", "description": "1, 2, 3, … within the reply" },
+                    "event": { "type": "string", "enum": ["reply.started", "reply.delta", "reply.completed", "reply.failed"] },
+                    "data": { "type": "string", "contentMediaType": "application/json", "contentSchema": schema },
+                },
+            }});
         })
     }
 }

@@ -19,7 +19,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
             tracing::info!("starting the local model (SmolLM2-135M-Instruct on llama.cpp)");
             let model = local::local_model::start(4)?;
             tracing::info!(base_url = %model.base_url, "local model ready");
-            config.llm = Some(LlmConfig::openai(&model.base_url, local::local_model::MODEL_ALIAS));
+            // Each of the server's slots has 2048 tokens of context.
+            let mut llm = LlmConfig::openai(&model.base_url, local::local_model::MODEL_ALIAS);
+            llm.context_tokens = 2048;
+            llm.max_tokens = 512;
+            config.llm = Some(llm.tuned_from_env()?);
             Some(model)
         }
         _ => None,

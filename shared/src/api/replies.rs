@@ -14,6 +14,7 @@ pub struct CreateReply {
     pub content: Option<String>,
     /// One of `LLM_MODELS`; `LLM_MODEL` by default.
     pub model: Option<String>,
+    /// At most `LLM_MAX_TOKENS` (the default).
     #[schemars(range(min = 1, max = 4096))]
     pub max_tokens: Option<u32>,
     #[schemars(range(min = 0.0, max = 2.0))]

@@ -146,7 +146,7 @@ impl Chat {
                 });
             }
         };
-        let limit = config.max_tokens.max(4096).min((config.context_tokens / 2) as u32).max(1);
+        let limit = config.max_tokens;
         let max_tokens = match options.max_tokens {
             None => config.max_tokens,
             Some(tokens) if (1..=limit).contains(&tokens) => tokens,
