@@ -108,7 +108,8 @@ pub enum LlmProvider {
     /// Any OpenAI-compatible Chat Completions endpoint (`LLM_BASE_URL`, e.g.
     /// `https://api.openai.com/v1`; `LLM_API_KEY` if it wants one).
     OpenAi { base_url: String, api_key: Option<SecretString> },
-    /// Amazon Bedrock ConverseStream, with the function's IAM role.
+    /// Amazon Bedrock ConverseStream, with the function's IAM role (and
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` when set, as the AWS SDKs read it).
     Bedrock,
 }
 

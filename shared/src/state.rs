@@ -6,7 +6,7 @@ use crate::auth::Authenticator;
 use crate::chat::{Chat, LogEvents};
 use crate::config::{Config, ConfigError, LlmConfig, LlmProvider};
 use crate::domain::{Clock, SystemClock};
-use crate::llm::{Model, OpenAi};
+use crate::llm::{Bedrock, Model, OpenAi};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -23,21 +23,41 @@ impl AppState {
     pub async fn from_env(config: &Config) -> Result<Self, ConfigError> {
         let sdk_config = aws_config::load_from_env().await;
         let client = crate::store::client(&sdk_config);
-        Self::new(client, config, Arc::new(SystemClock))
+        Self::with_aws(client, config, Arc::new(SystemClock), &sdk_config)
     }
 
+    /// State whose AWS model provider (Bedrock), if configured, uses `sdk_config`.
+    pub fn with_aws(
+        client: aws_sdk_dynamodb::Client,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        sdk_config: &aws_config::SdkConfig,
+    ) -> Result<Self, ConfigError> {
+        Self::build(client, config, clock, Some(sdk_config))
+    }
+
+    /// State without AWS configuration beyond the DynamoDB client: a Bedrock provider is refused.
     pub fn new(client: aws_sdk_dynamodb::Client, config: &Config, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        Self::build(client, config, clock, None)
+    }
+
+    fn build(
+        client: aws_sdk_dynamodb::Client,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+        sdk_config: Option<&aws_config::SdkConfig>,
+    ) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock);
         let mut chat = Chat::new(store.clone(), Arc::new(LogEvents));
         if let Some(llm) = &config.llm {
-            chat = chat.with_model(model_of(llm)?, llm.clone());
+            chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
         }
         Ok(Self { chat, store, auth: Arc::new(Authenticator::new(&config.auth)?) })
     }
 }
 
 /// The model client the configuration names, built once at start.
-fn model_of(config: &LlmConfig) -> Result<Arc<dyn Model>, ConfigError> {
+fn model_of(config: &LlmConfig, sdk_config: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Model>, ConfigError> {
     match &config.provider {
         LlmProvider::OpenAi { base_url, api_key } => {
             let client = OpenAi::new(base_url, api_key.clone(), std::time::Duration::from_secs(5)).map_err(|_| {
@@ -45,8 +65,9 @@ fn model_of(config: &LlmConfig) -> Result<Arc<dyn Model>, ConfigError> {
             })?;
             Ok(Arc::new(client))
         }
-        LlmProvider::Bedrock => {
-            Err(ConfigError::Invalid { name: "LLM_PROVIDER", reason: "bedrock is not available in this build yet" })
-        }
+        LlmProvider::Bedrock => match sdk_config {
+            Some(sdk_config) => Ok(Arc::new(Bedrock::new(sdk_config))),
+            None => Err(ConfigError::Invalid { name: "LLM_PROVIDER", reason: "bedrock needs the AWS configuration" }),
+        },
     }
 }

@@ -4,6 +4,7 @@
 //! one `Finished`; everything it can go wrong with is a `ModelError` the API maps to a status.
 //! Timeouts, checkpoints and cancellation belong to the caller (`chat::reply`), not to a provider.
 
+mod bedrock;
 mod openai;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+pub use self::bedrock::Bedrock;
 pub use self::openai::OpenAi;
 
 /// Who said a prompt line.

@@ -61,6 +61,8 @@ pub struct TestApp {
     pub router: Router,
     pub state: AppState,
     pub config: Config,
+    /// The AWS configuration model providers on AWS (Bedrock) use; `None`: not needed.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,17 +136,40 @@ impl TestApp {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await.expect("create tables");
-        Self::assemble(client, Config { tables, auth: dev_auth(), limits, llm: None }, Arc::new(SystemClock))
+        Self::assemble(client, Config { tables, auth: dev_auth(), limits, llm: None }, Arc::new(SystemClock), None)
+    }
+
+    /// An app whose replies come from Bedrock at `endpoint` (a test endpoint speaking its wire
+    /// format), through the real SDK with dummy credentials.
+    pub async fn with_bedrock(endpoint: &str, llm: LlmConfig, limits: LimitsConfig) -> Self {
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let tables = TableNames::with_prefix(&prefix);
+        local::tables::create_tables(&client(), &tables).await.expect("create tables");
+        let aws = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("local", "local", None, None, "local"),
+            ))
+            .endpoint_url(endpoint)
+            .build();
+        let config = Config { tables, auth: dev_auth(), limits, llm: Some(llm) };
+        Self::assemble(client(), config, Arc::new(SystemClock), Some(aws))
     }
 
     /// This app's configuration reaching DynamoDB through another endpoint (a dead port, a fault proxy).
     pub fn through(&self, endpoint: &str) -> Self {
-        Self::assemble(local::dynamodb_local::client(endpoint), self.config.clone(), Arc::new(SystemClock))
+        Self::assemble(
+            local::dynamodb_local::client(endpoint),
+            self.config.clone(),
+            Arc::new(SystemClock),
+            self.aws.clone(),
+        )
     }
 
     /// Another "Lambda container" on the same tables: a fresh store with cold caches.
     pub fn sibling(&self) -> Self {
-        Self::on_tables(self.config.clone(), Arc::new(SystemClock))
+        Self::assemble(client(), self.config.clone(), Arc::new(SystemClock), self.aws.clone())
     }
 
     /// Another container on the same tables and clock.
@@ -153,12 +178,16 @@ impl TestApp {
     }
 
     fn on_tables(config: Config, clock: Arc<dyn Clock>) -> Self {
-        Self::assemble(client(), config, clock)
+        Self::assemble(client(), config, clock, None)
     }
 
-    fn assemble(client: Client, config: Config, clock: Arc<dyn Clock>) -> Self {
-        let state = AppState::new(client, &config, clock).expect("valid config");
-        Self { router: local::app(state.clone()), state, config }
+    fn assemble(client: Client, config: Config, clock: Arc<dyn Clock>, aws: Option<aws_config::SdkConfig>) -> Self {
+        let state = match &aws {
+            Some(aws) => AppState::with_aws(client, &config, clock, aws),
+            None => AppState::new(client, &config, clock),
+        }
+        .expect("valid config");
+        Self { router: local::app(state.clone()), state, config, aws }
     }
 
     pub fn user(&self) -> User {

@@ -13,6 +13,7 @@ mod messages;
 mod openapi;
 mod replies;
 mod schema;
+mod scripted_bedrock;
 mod scripted_model;
 mod security;
 mod sessions;

@@ -367,3 +367,60 @@ async fn without_a_model_replies_are_503_and_nothing_is_stored() {
     let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
     assert_eq!(log["last_seq"], 0);
 }
+
+async fn bedrock_app(limits: LimitsConfig) -> (TestApp, crate::scripted_bedrock::Seen) {
+    let (endpoint, seen) = crate::scripted_bedrock::start().await;
+    let mut llm = LlmConfig::openai("", "claude-ok");
+    llm.provider = shared::config::LlmProvider::Bedrock;
+    llm.models = crate::scripted_bedrock::MODELS.iter().map(|name| (*name).to_owned()).collect();
+    llm.timeout_secs = 5;
+    (TestApp::with_bedrock(&endpoint, llm, limits).await, seen)
+}
+
+/// Bedrock's ConverseStream through the real SDK (signed, decoded from event-stream frames):
+/// text, stop reason and usage mapped; a greeting-first log still makes a valid conversation.
+#[tokio::test]
+async fn bedrock_replies_stream_through_the_sdk_with_usage_and_stop_reason() {
+    let (app, seen) = bedrock_app(quota(5)).await;
+    let user = app.user();
+    let session = app.session(&user, "bedrock").await;
+    app.append(&user, &session, "assistant", "Welcome back!").await;
+    let (status, events) = stream(&app, &user, &replies_path(&session), Some(json!({"content": "Hi"})), &[]).await;
+    assert_eq!(status, 201);
+    assert_eq!(deltas(&events), crate::scripted_bedrock::TEXT.concat());
+    let reply = &events.last().unwrap().data["assistant_message"];
+    assert_eq!((reply["status"].as_str(), reply["stop_reason"].as_str()), (Some("complete"), Some("end_turn")));
+    assert_eq!(
+        (reply["usage"]["input_tokens"].as_u64(), reply["usage"]["output_tokens"].as_u64()),
+        (Some(12), Some(4))
+    );
+    assert_eq!(reply["usage"]["estimated"], false);
+    let (request, signed) = seen.0.lock().unwrap()[0].clone();
+    assert!(signed, "SigV4-signed by the SDK");
+    let messages = request["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "user", "a conversation starts with the user: {request}");
+    assert!(request["system"].to_string().contains("Welcome back!"), "the greeting is told in the system prompt");
+    assert_eq!(request["inferenceConfig"]["maxTokens"], 1024);
+
+    let max =
+        app.post(&user, &replies_path(&session), json!({"content": "More", "model": "claude-max"})).await.expect(201);
+    assert_eq!(max.body["assistant_message"]["status"], "incomplete");
+    assert_eq!(max.body["assistant_message"]["stop_reason"], "max_tokens");
+}
+
+#[tokio::test]
+async fn bedrock_failures_map_like_every_provider() {
+    let (app, _) = bedrock_app(quota(5)).await;
+    let busy = failed_before_output(&app, "claude-throttled", 503, "llm_busy").await;
+    assert!(busy.header("retry-after").is_some());
+    failed_before_output(&app, "claude-too-long", 422, "context_too_long").await;
+    let user = app.user();
+    let session = app.session(&user, "broken").await;
+    let body = json!({"content": "Hi", "model": "claude-stream-error"});
+    let (status, events) = stream(&app, &user, &replies_path(&session), Some(body), &[]).await;
+    assert_eq!(status, 201);
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "reply.failed");
+    assert_eq!(last.data["error"]["code"], "llm_error");
+    assert_eq!(last.data["assistant_message"]["content"], crate::scripted_bedrock::TEXT[0]);
+}

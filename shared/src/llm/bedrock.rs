@@ -1,0 +1,195 @@
+//! Amazon Bedrock's ConverseStream through `aws-sdk-bedrockruntime`, with the function's IAM role
+//! (`bedrock:InvokeModelWithResponseStream` on the configured model). The SDK decodes the AWS
+//! event-stream frames; this maps its events and errors onto the model port.
+
+use std::time::Duration;
+
+use aws_sdk_bedrockruntime::Client;
+use aws_sdk_bedrockruntime::config::retry::RetryConfig;
+use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_bedrockruntime::types::{
+    ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message,
+    StopReason as BedrockStop, SystemContentBlock,
+};
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt};
+
+use super::{Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason, TokenCounts};
+
+pub struct Bedrock {
+    client: Client,
+}
+
+impl Bedrock {
+    /// A client from the function's AWS configuration (region, role credentials, and
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` if set). One SDK retry: a reply the caller waits for
+    /// should fail fast and say it is `retryable` rather than back off for long.
+    pub fn new(sdk_config: &aws_config::SdkConfig) -> Self {
+        let config = aws_sdk_bedrockruntime::config::Builder::from(sdk_config)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .build();
+        Self { client: Client::from_conf(config) }
+    }
+
+    async fn start(&self, prompt: Prompt) -> Result<ModelStream, ModelError> {
+        let (system, messages) = conversation(&prompt)?;
+        let inference = InferenceConfiguration::builder()
+            .max_tokens(i32::try_from(prompt.max_tokens).unwrap_or(i32::MAX))
+            .set_temperature(prompt.temperature)
+            .build();
+        let output = self
+            .client
+            .converse_stream()
+            .model_id(&prompt.model)
+            .set_system(Some(system))
+            .set_messages(Some(messages))
+            .inference_config(inference)
+            .send()
+            .await
+            .map_err(|error| classify(&error))?;
+        let reader = Reader { events: output.stream, stop: None, usage: None, ended: false };
+        Ok(stream::unfold(reader, |mut reader| async move { reader.next().await.map(|item| (item, reader)) }).boxed())
+    }
+}
+
+impl Model for Bedrock {
+    fn stream(&self, prompt: Prompt) -> BoxFuture<'_, Result<ModelStream, ModelError>> {
+        Box::pin(self.start(prompt))
+    }
+}
+
+/// The prompt as Converse wants it: system blocks apart, and a conversation that starts with the
+/// user and alternates (consecutive lines of one role are joined; an opening line of the
+/// assistant's — a character's greeting — is told in the system prompt instead).
+fn conversation(prompt: &Prompt) -> Result<(Vec<SystemContentBlock>, Vec<Message>), ModelError> {
+    let mut system = Vec::new();
+    let mut turns: Vec<(ConversationRole, String)> = Vec::new();
+    for line in &prompt.messages {
+        let role = match line.role {
+            PromptRole::System => {
+                system.push(SystemContentBlock::Text(line.content.clone()));
+                continue;
+            }
+            PromptRole::User => ConversationRole::User,
+            PromptRole::Assistant if turns.is_empty() => {
+                system.push(SystemContentBlock::Text(format!("You opened the conversation with: {}", line.content)));
+                continue;
+            }
+            PromptRole::Assistant => ConversationRole::Assistant,
+        };
+        match turns.last_mut() {
+            Some((last, text)) if *last == role => {
+                text.push_str("\n\n");
+                text.push_str(&line.content);
+            }
+            _ => turns.push((role, line.content.clone())),
+        }
+    }
+    let messages = turns
+        .into_iter()
+        .map(|(role, text)| {
+            Message::builder()
+                .role(role)
+                .content(ContentBlock::Text(text))
+                .build()
+                .map_err(|error| ModelError::Malformed(error.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((system, messages))
+}
+
+/// What an error from Bedrock means for the reply, by its code.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    error: &SdkError<E, R>,
+) -> ModelError {
+    let Some(service) = error.as_service_error() else {
+        tracing::warn!(error = %aws_sdk_bedrockruntime::error::DisplayErrorContext(error), "Bedrock call failed");
+        return match error {
+            SdkError::TimeoutError(_) => ModelError::Timeout,
+            _ => ModelError::Unavailable("cannot reach Bedrock".to_owned()),
+        };
+    };
+    let message = service.message().unwrap_or_default().chars().take(300).collect::<String>();
+    match service.code().unwrap_or_default() {
+        "ThrottlingException" | "throttlingException" | "ServiceQuotaExceededException" => {
+            ModelError::Busy { retry_after: Some(Duration::from_secs(1)) }
+        }
+        "ModelTimeoutException" => ModelError::Timeout,
+        "ValidationException" | "validationException" => {
+            let lower = message.to_ascii_lowercase();
+            if ["too long", "context", "too many tokens"].iter().any(|marker| lower.contains(marker)) {
+                ModelError::ContextTooLong
+            } else {
+                ModelError::Rejected(message)
+            }
+        }
+        "AccessDeniedException" | "ResourceNotFoundException" => ModelError::Rejected(message),
+        code => ModelError::Unavailable(if code.is_empty() { message } else { code.to_owned() }),
+    }
+}
+
+fn stop_reason(stop: &BedrockStop) -> StopReason {
+    match stop {
+        BedrockStop::EndTurn | BedrockStop::StopSequence => StopReason::EndTurn,
+        BedrockStop::MaxTokens | BedrockStop::ModelContextWindowExceeded => StopReason::MaxTokens,
+        BedrockStop::ContentFiltered | BedrockStop::GuardrailIntervened => StopReason::ContentFilter,
+        _ => StopReason::Other,
+    }
+}
+
+struct Reader {
+    events: aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
+        ConverseStreamOutput,
+        aws_sdk_bedrockruntime::types::error::ConverseStreamOutputError,
+    >,
+    stop: Option<BedrockStop>,
+    usage: Option<TokenCounts>,
+    ended: bool,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<Result<ModelEvent, ModelError>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            match self.events.recv().await {
+                Ok(Some(ConverseStreamOutput::ContentBlockDelta(event))) => {
+                    if let Some(ContentBlockDelta::Text(text)) = event.delta()
+                        && !text.is_empty()
+                    {
+                        return Some(Ok(ModelEvent::Text(text.clone())));
+                    }
+                }
+                Ok(Some(ConverseStreamOutput::MessageStop(event))) => self.stop = Some(event.stop_reason().clone()),
+                Ok(Some(ConverseStreamOutput::Metadata(event))) => {
+                    self.usage = event.usage().map(|usage| TokenCounts {
+                        input_tokens: u64::try_from(usage.input_tokens()).unwrap_or(0),
+                        output_tokens: u64::try_from(usage.output_tokens()).unwrap_or(0),
+                    });
+                }
+                Ok(Some(_)) => {}
+                // The stream is over: complete if the model said why it stopped (usage may be
+                // missing: the caller estimates it), broken off otherwise.
+                Ok(None) => {
+                    self.ended = true;
+                    return Some(match self.stop.take() {
+                        Some(stop) => Ok(ModelEvent::Finished(ModelFinished {
+                            stop: stop_reason(&stop),
+                            stop_detail: stop.as_str().to_owned(),
+                            usage: self.usage,
+                        })),
+                        None => Err(ModelError::Unavailable("the stream ended before the answer did".to_owned())),
+                    });
+                }
+                Err(error) => {
+                    self.ended = true;
+                    return Some(Err(match classify(&error) {
+                        ModelError::Rejected(message) => ModelError::Unavailable(message),
+                        other => other,
+                    }));
+                }
+            }
+        }
+    }
+}
