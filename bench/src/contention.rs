@@ -54,7 +54,7 @@ impl Cluster {
         local::tables::create_tables(&client, &tables).await?;
         let limits = LimitsConfig {
             daily_quota: QUOTA,
-            rate: RateLimits { append: 0, read: 0, other: 0 },
+            rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
             ..LimitsConfig::default()
         };
         let config = Config { tables, auth: dev_auth(), limits, llm: None };

@@ -58,7 +58,7 @@ fn limits() -> LimitsConfig {
     let unreachable = 1_000_000_000;
     LimitsConfig {
         daily_quota: u64::from(unreachable),
-        rate: RateLimits { append: unreachable, read: unreachable, other: unreachable },
+        rate: RateLimits { append: unreachable, read: unreachable, other: unreachable, regenerate: unreachable },
         ..LimitsConfig::default()
     }
 }

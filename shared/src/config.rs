@@ -76,7 +76,11 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { daily_quota: 50, rate: RateLimits { append: 10, read: 30, other: 60 }, prices: ModelPrices::default() }
+        Self {
+            daily_quota: 50,
+            rate: RateLimits { append: 10, read: 30, other: 60, regenerate: 5 },
+            prices: ModelPrices::default(),
+        }
     }
 }
 
@@ -89,6 +93,7 @@ impl LimitsConfig {
                 append: number("RATE_LIMIT_APPEND_PER_MIN", defaults.rate.append)?,
                 read: number("RATE_LIMIT_READ_PER_MIN", defaults.rate.read)?,
                 other: number("RATE_LIMIT_OTHER_PER_MIN", defaults.rate.other)?,
+                regenerate: number("RATE_LIMIT_REGENERATE_PER_MIN", defaults.rate.regenerate)?,
             },
             prices: optional("MODEL_PRICES")
                 .map(|text| text.parse())

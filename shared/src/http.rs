@@ -221,12 +221,17 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// `POST .../messages` (and its batch) is an append; `GET .../messages...` a read; the rest other.
+/// `POST .../messages` (and its batch) and `POST .../replies` are appends; regenerate has its own
+/// limit; `GET .../messages...` is a read; the rest (cancel among them) other.
 pub fn rate_class(method: &Method, route: &str) -> RateClass {
     let on_messages = route.starts_with("/v1/sessions/{id}/messages");
-    match *method {
-        Method::POST if on_messages && route != "/v1/sessions/{id}/messages/{seq}" => RateClass::Append,
-        Method::GET if on_messages => RateClass::Read,
+    match (method, route) {
+        (
+            &Method::POST,
+            "/v1/sessions/{id}/messages" | "/v1/sessions/{id}/messages/batch" | "/v1/sessions/{id}/replies",
+        ) => RateClass::Append,
+        (&Method::POST, "/v1/sessions/{id}/messages/{seq}/regenerate") => RateClass::Regenerate,
+        (&Method::GET, _) if on_messages => RateClass::Read,
         _ => RateClass::Other,
     }
 }

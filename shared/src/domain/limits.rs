@@ -203,8 +203,11 @@ impl LimitsView {
 /// Which per-minute rate limit a request counts against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RateClass {
+    /// Appends and reply turns, counted inside their own transaction (the meter).
     Append,
     Read,
+    /// Regenerating a reply: a model call with no message of the user's to count.
+    Regenerate,
     Other,
 }
 
@@ -213,6 +216,7 @@ impl RateClass {
         match self {
             Self::Append => "append",
             Self::Read => "read",
+            Self::Regenerate => "regenerate",
             Self::Other => "other",
         }
     }
@@ -224,6 +228,7 @@ pub struct RateLimits {
     pub append: u32,
     pub read: u32,
     pub other: u32,
+    pub regenerate: u32,
 }
 
 impl RateLimits {
@@ -231,6 +236,7 @@ impl RateLimits {
         let limit = match class {
             RateClass::Append => self.append,
             RateClass::Read => self.read,
+            RateClass::Regenerate => self.regenerate,
             RateClass::Other => self.other,
         };
         (limit > 0).then_some(limit)

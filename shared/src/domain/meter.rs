@@ -95,6 +95,8 @@ pub struct AppendLimits {
     pub rate_limit: Option<u32>,
     /// What this append adds to the day's usage.
     pub usage: DayUsage,
+    /// Whether it counts against the append rate: it carries a `user` message or starts a reply.
+    pub rated: bool,
     pub now: Timestamp,
 }
 
@@ -127,6 +129,7 @@ impl AppendLimits {
             allowance: settings.allowance(now, daily_quota),
             rate_limit,
             usage,
+            rated: messages.iter().any(|message| message.role == Role::User || message.reply.is_some()),
             now,
         }
     }
@@ -157,14 +160,14 @@ impl AppendLimits {
             return Charge::OverQuota { allowance, used };
         }
         let minute = self.now.unix_seconds().div_euclid(60);
-        let rated = self.usage.user_messages > 0 && self.rate_limit.is_some();
+        let rated = self.rated && self.rate_limit.is_some();
         let count = if meter.rate_minute == minute { meter.rate_count } else { 0 };
         if let Some(limit) = self.rate_limit.filter(|_| rated)
             && count >= limit
         {
             return Charge::RateLimited;
         }
-        if self.usage.is_empty() {
+        if self.usage.is_empty() && !rated {
             return Charge::Free { used };
         }
         let mut next = meter.clone();

@@ -50,7 +50,7 @@ pub fn client() -> Client {
 pub fn unlimited() -> LimitsConfig {
     LimitsConfig {
         daily_quota: 1_000_000,
-        rate: RateLimits { append: 0, read: 0, other: 0 },
+        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
         ..LimitsConfig::default()
     }
 }
@@ -122,6 +122,11 @@ impl TestApp {
     /// An app whose replies come from `llm`.
     pub async fn with_llm(llm: LlmConfig, limits: LimitsConfig) -> Self {
         Self::build_with(dev_auth(), limits, Some(llm), Arc::new(SystemClock)).await
+    }
+
+    /// An app whose replies come from `llm`, on a clock the test controls.
+    pub async fn with_llm_and_clock(llm: LlmConfig, limits: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build_with(dev_auth(), limits, Some(llm), clock).await
     }
 
     async fn build_with(auth: AuthConfig, limits: LimitsConfig, llm: Option<LlmConfig>, clock: Arc<dyn Clock>) -> Self {

@@ -42,7 +42,7 @@ async fn database_stopped_mid_load_loses_nothing_and_the_app_recovers() {
     let mut database = local::dynamodb_local::OnDisk::start(data_dir.clone(), port).unwrap();
     let limits = LimitsConfig {
         daily_quota: 10_000,
-        rate: RateLimits { append: 0, read: 0, other: 0 },
+        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
         ..LimitsConfig::default()
     };
     let app = Arc::new(TestApp::on_database(local::dynamodb_local::client(&database.endpoint()), limits).await);

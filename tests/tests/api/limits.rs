@@ -18,7 +18,11 @@ fn at(text: &str) -> Timestamp {
 }
 
 fn quota_only(daily_quota: u64) -> LimitsConfig {
-    LimitsConfig { daily_quota, rate: RateLimits { append: 0, read: 0, other: 0 }, ..LimitsConfig::default() }
+    LimitsConfig {
+        daily_quota,
+        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
+        ..LimitsConfig::default()
+    }
 }
 
 /// An app whose clock stands at `now`. The tests' dates lie 400 years ahead (the calendar repeats
@@ -320,7 +324,7 @@ async fn usage_and_cost_are_exact_sums() {
 async fn rate_limits_answer_429_with_retry_after() {
     let limits = LimitsConfig {
         daily_quota: 1000,
-        rate: RateLimits { append: 3, read: 2, other: 4 },
+        rate: RateLimits { append: 3, read: 2, other: 4, regenerate: 1 },
         ..LimitsConfig::default()
     };
     let (app, clock) = app_at(limits, "2426-11-21T10:00:15.000000Z").await;

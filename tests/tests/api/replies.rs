@@ -2,13 +2,14 @@
 //! and stored; resume, cancel, regenerate, idempotency; and each provider failure, injected by a
 //! scripted endpoint that speaks the real wire format.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request};
 use serde_json::{Value, json};
 use shared::config::{LimitsConfig, LlmConfig};
-use shared::domain::RateLimits;
+use shared::domain::{ManualClock, RateLimits};
 
 use crate::common::{Resp, TestApp, User, local_llm, unlimited};
 use crate::scripted_model;
@@ -77,16 +78,24 @@ fn replies_path(session: &str) -> String {
     format!("/v1/sessions/{session}/replies")
 }
 
-async fn scripted_app(limits: LimitsConfig) -> TestApp {
+async fn scripted_llm() -> LlmConfig {
     let url = scripted_model::start().await;
     let mut llm = LlmConfig::openai(url, "quirky");
     llm.models = scripted_model::MODELS.iter().map(|name| (*name).to_owned()).collect();
     llm.timeout_secs = 1;
-    TestApp::with_llm(llm, limits).await
+    llm
+}
+
+async fn scripted_app(limits: LimitsConfig) -> TestApp {
+    TestApp::with_llm(scripted_llm().await, limits).await
 }
 
 fn quota(daily: u64) -> LimitsConfig {
-    LimitsConfig { daily_quota: daily, rate: RateLimits { append: 0, read: 0, other: 0 }, ..LimitsConfig::default() }
+    LimitsConfig {
+        daily_quota: daily,
+        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
+        ..LimitsConfig::default()
+    }
 }
 
 /// The first chat of a new user: the local model answers, and the turn is stored as it was sent.
@@ -423,4 +432,29 @@ async fn bedrock_failures_map_like_every_provider() {
     assert_eq!(last.event, "reply.failed");
     assert_eq!(last.data["error"]["code"], "llm_error");
     assert_eq!(last.data["assistant_message"]["content"], crate::scripted_bedrock::TEXT[0]);
+}
+
+/// A reply turn counts against the append rate (with or without content); regenerate has its
+/// own, smaller limit. On a fixed clock, so no minute boundary splits the count.
+#[tokio::test]
+async fn replies_count_against_the_append_rate_and_regenerate_against_its_own() {
+    let limits = LimitsConfig {
+        daily_quota: 100,
+        rate: RateLimits { append: 2, read: 0, other: 0, regenerate: 1 },
+        ..LimitsConfig::default()
+    };
+    let clock = Arc::new(ManualClock::new("2426-11-21T10:00:05.000000Z".parse().unwrap()));
+    let app = TestApp::with_llm_and_clock(scripted_llm().await, limits, clock.clone()).await;
+    let user = app.user();
+    let session = app.session(&user, "rates").await;
+    app.post(&user, &replies_path(&session), json!({"content": "one"})).await.expect(201);
+    app.post(&user, &replies_path(&session), json!({})).await.expect(201);
+    let third = app.post(&user, &replies_path(&session), json!({"content": "three"})).await;
+    assert!(third.expect_error(429, "rate_limit").header("retry-after").is_some());
+    let regenerate = format!("/v1/sessions/{session}/messages/3/regenerate");
+    app.post(&user, &regenerate, json!({})).await.expect(201);
+    app.post(&user, &regenerate, json!({})).await.expect_error(429, "rate_limit");
+    clock.advance(Duration::from_secs(60));
+    app.post(&user, &regenerate, json!({})).await.expect(201);
+    app.post(&user, &replies_path(&session), json!({"content": "next minute"})).await.expect(201);
 }

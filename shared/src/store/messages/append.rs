@@ -58,7 +58,7 @@ impl Store {
             }
         };
         // The meter matters when the append is metered, or for the quota headers of a limited user.
-        let metered = !limits.usage.is_empty() || limits.allowance.is_some();
+        let metered = !limits.usage.is_empty() || limits.allowance.is_some() || limits.rated;
         let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };
         let ((mut last_seq, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
         for attempt in 0..MAX_ATTEMPTS {
