@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use axum::body::Body;
 use serde_json::json;
 
-use crate::common::{TestApp, User};
+use crate::common::{TestApp, User, local_llm, unlimited};
 
 fn event_files() -> Vec<PathBuf> {
     let root = local::dynamodb_local::workspace_root().join("events");
@@ -50,7 +50,8 @@ async fn every_sample_event_gets_the_status_in_its_name() {
     let files = event_files();
     assert!(files.len() >= 54, "one event per route and outcome");
     for file in files {
-        let app = TestApp::new().await;
+        // Replies come from the local model, as in the dev server.
+        let app = TestApp::with_llm(local_llm(), unlimited()).await;
         let (session, memory) = seed(&app).await;
         let text = local::events::read(&file, &session, &memory).unwrap();
         let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
