@@ -12,6 +12,7 @@ cd "$ROOT"
 
 LANGCHAIN_VENV="$ROOT/.local/langchain-community-0.4.2"
 FUNCTIONS=(sessions messages memories limits)
+BINARIES=(sessions messages messages-stream memories limits)
 
 ensure_java
 ensure_dynamodb_local
@@ -29,7 +30,7 @@ fi
 
 ensure_cargo_lambda
 bins=()
-for function in "${FUNCTIONS[@]}"; do bins+=(--bin "$function"); done
+for binary in "${BINARIES[@]}"; do bins+=(--bin "$binary"); done
 log "arm64 Lambda artifacts (cargo lambda build --release --arm64)"
 cargo lambda build --release --arm64 "${bins[@]}"
 cargo lambda build --release --arm64 --output-format zip "${bins[@]}"

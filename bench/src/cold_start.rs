@@ -26,9 +26,10 @@ pub struct Function {
     pub event: &'static str,
 }
 
-pub const FUNCTIONS: [Function; 4] = [
+pub const FUNCTIONS: [Function; 5] = [
     Function { name: "sessions", event: "events/sessions/list-200.json" },
     Function { name: "messages", event: "events/messages/list-200.json" },
+    Function { name: "messages-stream", event: "events/messages/list-200.json" },
     Function { name: "memories", event: "events/memories/list-200.json" },
     Function { name: "limits", event: "events/limits/get-200.json" },
 ];
@@ -128,6 +129,11 @@ async fn start_once(
             ("MEMORIES_TABLE", tables.memories.as_str()),
             ("LIMITS_TABLE", tables.limits.as_str()),
             ("JWT_SECRET", local::token::DEV_JWT_SECRET),
+            // A model provider configured, as deployed: the messages functions build its client
+            // at init (the others ignore these).
+            ("LLM_PROVIDER", "openai"),
+            ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("LLM_MODEL", "bench-model"),
             // Rate limits as deployed (one counter write per request) but out of reach of the runs.
             ("RATE_LIMIT_READ_PER_MIN", "1000000000"),
             ("RATE_LIMIT_APPEND_PER_MIN", "1000000000"),
@@ -231,7 +237,9 @@ async fn next(State(runtime): State<Arc<Runtime>>) -> (HeaderMap, String) {
 }
 
 async fn response(State(runtime): State<Arc<Runtime>>, body: Bytes) -> StatusCode {
-    let status = serde_json::from_slice::<Value>(&body)
+    // A streamed response (`messages-stream`) opens with its JSON prelude, then 8 NUL bytes.
+    let prelude = body.windows(8).position(|window| window == [0u8; 8]).map_or(&body[..], |end| &body[..end]);
+    let status = serde_json::from_slice::<Value>(prelude)
         .ok()
         .and_then(|answer| answer.get("statusCode").and_then(Value::as_u64))
         .and_then(|status| u16::try_from(status).ok());

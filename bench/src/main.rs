@@ -14,6 +14,7 @@ mod langchain;
 mod meter;
 mod ops;
 mod plot;
+mod replies;
 mod report;
 mod scaling;
 mod server;
@@ -31,7 +32,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
-    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--command TEXT]";
+    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--command TEXT]";
 
 struct Args {
     out: PathBuf,
@@ -47,6 +48,7 @@ struct Args {
     langchain_samples: usize,
     langchain_budget_secs: u64,
     contention_rounds: usize,
+    replies: usize,
     command: String,
 }
 
@@ -66,6 +68,7 @@ impl Args {
             langchain_samples: 50,
             langchain_budget_secs: 900,
             contention_rounds: 20,
+            replies: 20,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -85,6 +88,7 @@ impl Args {
             langchain_samples: 5,
             langchain_budget_secs: 120,
             contention_rounds: 1,
+            replies: 1,
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -112,6 +116,7 @@ impl Args {
                 "--langchain-samples" => args.langchain_samples = value.parse()?,
                 "--langchain-budget-secs" => args.langchain_budget_secs = value.parse()?,
                 "--contention-rounds" => args.contention_rounds = value.parse()?,
+                "--replies" => args.replies = value.parse()?,
                 "--command" => args.command = value.clone(),
                 _ => return Err(USAGE.into()),
             }
@@ -138,6 +143,8 @@ async fn main() -> Result<(), BoxError> {
     let scaling = scaling::run(&api, &args.histories, args.ops).await?;
     eprintln!("contention: {} rounds per scenario", args.contention_rounds);
     let contention = contention::run(&endpoint, args.contention_rounds).await?;
+    eprintln!("replies: {} turns against the local model", args.replies);
+    let replies = replies::run(&endpoint, args.replies.max(1)).await?;
 
     eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
     let demo = UserId::parse("demo-user").ok_or("user id")?;
@@ -177,6 +184,7 @@ async fn main() -> Result<(), BoxError> {
         cold_starts,
         artifacts,
         contention,
+        replies,
     };
     write(&args, &results)
 }

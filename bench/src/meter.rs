@@ -66,6 +66,53 @@ tokio::task_local! {
     static CURRENT: Arc<Mutex<Usage>>;
 }
 
+/// Every call of the process, whichever task made it: what a generated reply writes from its own
+/// task (checkpoints, its end) is outside any request's `measure`.
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    pub calls: u64,
+    pub write_units: f64,
+    pub transaction_write_units: f64,
+    pub transaction_items: Vec<Written>,
+    /// `UpdateItem` calls on the messages table (a streaming reply's checkpoints).
+    pub message_updates: u64,
+    /// When each call was in flight.
+    pub spans: Vec<(Instant, Instant)>,
+}
+
+/// Round trips one after another: the most calls among `spans` that did not overlap (calls in
+/// parallel count once), i.e. the longest chain of calls each waiting for the one before.
+pub fn sequential_round_trips(spans: &[(Instant, Instant)]) -> u64 {
+    let mut by_end = spans.to_vec();
+    by_end.sort_by_key(|&(_, end)| end);
+    let mut count = 0;
+    let mut free_at: Option<Instant> = None;
+    for (start, end) in by_end {
+        if free_at.is_none_or(|at| start >= at) {
+            count += 1;
+            free_at = Some(end);
+        }
+    }
+    count
+}
+
+static TOTALS: Mutex<Totals> = Mutex::new(Totals {
+    calls: 0,
+    write_units: 0.0,
+    transaction_write_units: 0.0,
+    transaction_items: Vec::new(),
+    message_updates: 0,
+    spans: Vec::new(),
+});
+
+pub fn totals() -> Totals {
+    TOTALS.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+fn with_totals(update: impl FnOnce(&mut Totals)) {
+    update(&mut TOTALS.lock().unwrap_or_else(PoisonError::into_inner));
+}
+
 /// Runs `future`, returning its output and the DynamoDB usage of the calls it made.
 pub async fn measure<F: Future>(future: F) -> (F::Output, Usage) {
     let usage = Arc::new(Mutex::new(Usage::default()));
@@ -89,6 +136,7 @@ struct Units {
 #[derive(Clone, Debug)]
 struct InFlight {
     writes: bool,
+    started: Instant,
 }
 
 /// The items of a `TransactWriteItems` call, carried from its request to its response.
@@ -125,6 +173,11 @@ impl Intercept for CapacityMeter {
         if body.contains_key("TransactItems") {
             cfg.interceptor_state().store_put(Transaction(billing::transaction_items(&body)));
         }
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let table = body.get("TableName").and_then(Value::as_str).unwrap_or_default();
+        if target.ends_with(".UpdateItem") && table.ends_with("messages") {
+            with_totals(|totals| totals.message_updates += 1);
+        }
         body.insert("ReturnConsumedCapacity".into(), Value::from("TOTAL"));
         let bytes = serde_json::to_vec(&body)?;
         if request.headers().contains_key("content-length") {
@@ -144,8 +197,9 @@ impl Intercept for CapacityMeter {
         let operation = target.rsplit('.').next().unwrap_or_default();
         let writes =
             matches!(operation, "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem");
-        cfg.interceptor_state().store_put(InFlight { writes });
+        cfg.interceptor_state().store_put(InFlight { writes, started: Instant::now() });
         with_current(|usage| usage.call_started(Instant::now()));
+        with_totals(|totals| totals.calls += 1);
         Ok(())
     }
 
@@ -157,6 +211,7 @@ impl Intercept for CapacityMeter {
     ) -> Result<(), BoxError> {
         let now = Instant::now();
         let writes = cfg.load::<InFlight>().is_some_and(|call| call.writes);
+        let started = cfg.load::<InFlight>().map_or(now, |call| call.started);
         let committed = context.response().is_some_and(|response| response.status().is_success());
         let transaction = cfg.load::<Transaction>().filter(|_| committed).map(|items| items.0.clone());
         let consumed = context
@@ -165,6 +220,14 @@ impl Intercept for CapacityMeter {
             .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
             .map_or(0.0, |body| capacity_units(&body));
         let units = if writes { Units { read: 0.0, write: consumed } } else { Units { read: consumed, write: 0.0 } };
+        with_totals(|totals| {
+            totals.spans.push((started, now));
+            totals.write_units += units.write;
+            if let Some(items) = &transaction {
+                totals.transaction_write_units += units.write;
+                totals.transaction_items.extend(items.iter().cloned());
+            }
+        });
         with_current(|usage| usage.call_finished(now, units, transaction));
         Ok(())
     }
@@ -197,6 +260,16 @@ mod tests {
         assert!((capacity_units(&single) - 0.5).abs() < f64::EPSILON);
         assert!((capacity_units(&transaction) - 6.0).abs() < f64::EPSILON);
         assert!(capacity_units(&serde_json::json!({})).abs() < f64::EPSILON);
+    }
+
+    /// Two calls in parallel, then one after them: two round trips one after another.
+    #[test]
+    fn parallel_calls_are_one_round_trip() {
+        let at = Instant::now();
+        let ms = |n| at + Duration::from_millis(n);
+        assert_eq!(sequential_round_trips(&[(ms(0), ms(3)), (ms(1), ms(4)), (ms(5), ms(6))]), 2);
+        assert_eq!(sequential_round_trips(&[(ms(0), ms(1)), (ms(2), ms(3)), (ms(4), ms(5))]), 3);
+        assert_eq!(sequential_round_trips(&[]), 0);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub struct Results {
     pub cold_starts: Vec<ColdStart>,
     pub artifacts: Vec<Artifact>,
     pub contention: contention::Report,
+    pub replies: crate::replies::Report,
 }
 
 fn ms(value: f64) -> String {
@@ -380,6 +381,7 @@ impl Results {
         self.scaling(&mut out, plot);
         self.versus_langchain(&mut out);
         self.contention(&mut out);
+        crate::replies::markdown(&self.replies, &mut out);
         self.cold_starts(&mut out);
         out
     }

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{Config, LimitsConfig, TableNames};
+use shared::config::{Config, LimitsConfig, LlmConfig, TableNames};
 use shared::domain::{RateLimits, SystemClock};
 
 use crate::BoxError;
@@ -66,13 +66,18 @@ fn limits() -> LimitsConfig {
 impl Api {
     /// Creates a fresh set of tables on `endpoint` and serves the API on a free local port.
     pub async fn start(endpoint: &str) -> Result<Self, BoxError> {
+        Self::start_with(endpoint, None).await
+    }
+
+    /// The same, with replies from `llm`.
+    pub async fn start_with(endpoint: &str, llm: Option<LlmConfig>) -> Result<Self, BoxError> {
         let plain = local::dynamodb_local::client(endpoint);
         let client =
             aws_sdk_dynamodb::Client::from_conf(plain.config().to_builder().interceptor(CapacityMeter).build());
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await?;
-        let config = Config { tables, auth: dev_auth(), limits: limits(), llm: None };
+        let config = Config { tables, auth: dev_auth(), limits: limits(), llm };
         let state = AppState::new(client, &config, Arc::new(SystemClock))?;
         let log = Log::default();
         let app = local::app(state.clone()).layer(middleware::from_fn_with_state(log.clone(), record));
@@ -98,6 +103,17 @@ impl Api {
             request.earlier_rule_write_units = single + transactions.earlier_rule;
         }
         Ok(served)
+    }
+
+    /// Write units as AWS bills them for `single` units of single-item writes and these
+    /// transaction items.
+    pub async fn billed_write_units(&self, single: f64, items: &[crate::billing::Written]) -> Result<f64, BoxError> {
+        Ok(single + self.auditor.write_units(items).await?.units)
+    }
+
+    /// The base URL the API serves on.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// Sends one request as `token`'s user; a status other than 2xx is an error.

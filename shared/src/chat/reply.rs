@@ -23,8 +23,16 @@ use crate::domain::{
 use crate::llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
 use crate::store::{Checkpoint, ReplyEnd, StoreError};
 
-/// A checkpoint is written at most this often while a reply streams (and only when its text grew).
+/// The first checkpoint of a streaming reply is written this long after it starts (if its text
+/// grew); each later one waits half of this longer than the one before: at 1 s, 2.5 s, 4.5 s,
+/// 7 s, 10 s … A short reply is stored about a second behind; a long one writes a bounded number
+/// of checkpoints (about √(2·seconds)), a few seconds apart.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long after the last write the next checkpoint is due, `written` checkpoints in.
+fn checkpoint_due(written: u32) -> Duration {
+    CHECKPOINT_INTERVAL + CHECKPOINT_INTERVAL * written / 2
+}
 /// How often a follower in another process reads the stored reply.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Messages of the log a reply's context starts from (before trimming to the budget).
@@ -496,6 +504,7 @@ impl Generator {
         };
         let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
         let mut written = 0;
+        let mut checkpoints = 0;
         let mut last_write = Instant::now();
         loop {
             let next = tokio::select! {
@@ -517,11 +526,12 @@ impl Generator {
             }
             text.push_str(&piece);
             self.sender.send_replace(Progress::Streaming(text.clone()));
-            if last_write.elapsed() >= CHECKPOINT_INTERVAL && text.len() > written {
+            if last_write.elapsed() >= checkpoint_due(checkpoints) && text.len() > written {
                 let Ok(content) = Content::parse(text.clone()) else { return Outcome::Full };
                 match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
                     Ok(Checkpoint::Saved) => {
                         written = text.len();
+                        checkpoints += 1;
                         last_write = Instant::now();
                         self.chat.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
                     }
