@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::chat::{ReplyFailure, reply_error};
+use crate::chat::ReplyFailure;
 use crate::domain::{InputError, QuotaState, Refusal, ReplyError, SessionStatus, Timestamp};
 use crate::store::StoreError;
 
@@ -285,7 +285,7 @@ impl From<ReplyFailure> for ApiError {
     fn from(failure: ReplyFailure) -> Self {
         match failure {
             ReplyFailure::Store(error) => error.into(),
-            ReplyFailure::Model(error) => Self::Model(reply_error(&error)),
+            ReplyFailure::Failed(error) => Self::Model(error),
             ReplyFailure::NoModel => Self::NoModel,
             ReplyFailure::Invalid { field, message } => Self::invalid(field, message),
         }

@@ -15,13 +15,12 @@ use shared::api::messages::{
 use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, TurnLimits, VariantList};
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
-use shared::domain::{Content, Context, DedupeKey, Message, MessageStatus, QuotaState, SessionId};
+use shared::domain::{Content, Context, DedupeKey, Message, SessionId};
 use shared::error::quota_headers;
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::openapi::Describe as _;
 use shared::store::{Appended, MessageQuery};
 use shared::{ApiError, AppState};
-use tokio::sync::watch;
 
 use crate::stream::{Start, reply_events};
 
@@ -369,14 +368,14 @@ async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiErro
         (StatusCode::OK, Json(ReplyTurn { user_message, assistant_message, limits })).into_response()
     } else {
         if !replayed {
-            first_output(&mut progress).await?;
+            Progress::first_output(&mut progress).await?;
         }
         if events {
             let start = Start { user_message, assistant_message, after_id: 0 };
             let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
             (status, reply_events(start, progress)).into_response()
         } else {
-            let (ended, after) = ended(&mut progress).await?;
+            let (ended, after) = Progress::end(&mut progress).await?;
             let limits = after.or(quota).map(TurnLimits::from);
             (StatusCode::CREATED, Json(ReplyTurn { user_message, assistant_message: ended, limits })).into_response()
         }
@@ -388,38 +387,6 @@ async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiErro
         quota_headers(response.headers_mut(), quota);
     }
     Ok(response)
-}
-
-/// Waits for the reply's first text or its end; an end without any text is its error.
-async fn first_output(progress: &mut watch::Receiver<Progress>) -> Result<(), ApiError> {
-    loop {
-        match &*progress.borrow_and_update() {
-            Progress::Streaming(text) if !text.is_empty() => return Ok(()),
-            Progress::Ended(message, _) => {
-                return match &message.error {
-                    Some(error) if message.status == MessageStatus::Failed && message.content.as_str().is_empty() => {
-                        Err(ApiError::Model(error.clone()))
-                    }
-                    _ => Ok(()),
-                };
-            }
-            Progress::Streaming(_) => {}
-        }
-        if progress.changed().await.is_err() {
-            return Err(ApiError::internal("the reply's generator stopped without an end"));
-        }
-    }
-}
-
-async fn ended(progress: &mut watch::Receiver<Progress>) -> Result<(Message, Option<QuotaState>), ApiError> {
-    loop {
-        if let Progress::Ended(message, quota) = &*progress.borrow_and_update() {
-            return Ok((message.as_ref().clone(), *quota));
-        }
-        if progress.changed().await.is_err() {
-            return Err(ApiError::internal("the reply's generator stopped without an end"));
-        }
-    }
 }
 
 /// What the chat app sends its model next: settings, top memories, recent messages, trimmed.

@@ -15,7 +15,7 @@ mod reply;
 use std::sync::Arc;
 
 pub use self::events::{ChatEvent, EventSink, LogEvents};
-pub use self::reply::{CHECKPOINT_INTERVAL, Progress, ReplyFailure, ReplyOptions, Turn, reply_error};
+pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use self::reply::{LiveReplies, Replies};
 use crate::config::LlmConfig;
 use crate::domain::{

@@ -54,8 +54,8 @@ pub enum ReplyFailure {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The model failed before any output; the turn is stored with the reply `failed`.
-    #[error(transparent)]
-    Model(ModelError),
+    #[error("{}", .0.message)]
+    Failed(ReplyError),
     #[error("no model is configured")]
     NoModel,
     #[error("{field}: {message}")]
@@ -70,6 +70,42 @@ pub enum Progress {
     /// Ended (complete, incomplete, failed or cancelled): the message as stored, and the quota
     /// after the turn.
     Ended(Box<Message>, Option<QuotaState>),
+}
+
+impl Progress {
+    /// Waits for the reply's first text or its end: a reply that ended without any text failed
+    /// before output, and that is its error.
+    pub async fn first_output(progress: &mut watch::Receiver<Progress>) -> Result<(), ReplyFailure> {
+        loop {
+            match &*progress.borrow_and_update() {
+                Progress::Streaming(text) if !text.is_empty() => return Ok(()),
+                Progress::Ended(message, _) => {
+                    return match &message.error {
+                        Some(error) if message.status == MessageStatus::Failed && message.content.as_str().is_empty() => {
+                            Err(ReplyFailure::Failed(error.clone()))
+                        }
+                        _ => Ok(()),
+                    };
+                }
+                Progress::Streaming(_) => {}
+            }
+            if progress.changed().await.is_err() {
+                return Err(StoreError::internal("the reply's generator stopped without an end").into());
+            }
+        }
+    }
+
+    /// Waits for the reply's end: the message as stored and the quota after the turn.
+    pub async fn end(progress: &mut watch::Receiver<Progress>) -> Result<(Message, Option<QuotaState>), ReplyFailure> {
+        loop {
+            if let Progress::Ended(message, quota) = &*progress.borrow_and_update() {
+                return Ok((message.as_ref().clone(), *quota));
+            }
+            if progress.changed().await.is_err() {
+                return Err(StoreError::internal("the reply's generator stopped without an end").into());
+            }
+        }
+    }
 }
 
 /// A turn as it starts (or as a retry finds it).
@@ -307,17 +343,7 @@ impl Chat {
         if let Some(live) = live.filter(|live| live.variant == message.variant) {
             live.cancel.notify_one();
             let mut progress = live.progress;
-            let ended = tokio::time::timeout(Duration::from_secs(2), async {
-                loop {
-                    if let Progress::Ended(message, _) = &*progress.borrow_and_update() {
-                        return Some(message.as_ref().clone());
-                    }
-                    if progress.changed().await.is_err() {
-                        return None;
-                    }
-                }
-            });
-            if let Ok(Some(ended)) = ended.await {
+            if let Ok(Ok((ended, _))) = tokio::time::timeout(Duration::from_secs(2), Progress::end(&mut progress)).await {
                 return Ok(ended);
             }
         }
