@@ -15,8 +15,8 @@ mod reply;
 use std::sync::Arc;
 
 pub use self::events::{ChatEvent, EventSink, LogEvents};
-pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use self::reply::{LiveReplies, Replies};
+pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::config::LlmConfig;
 use crate::domain::{
     Content, Context, ContextSession, Cursor, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal,

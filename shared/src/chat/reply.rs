@@ -24,15 +24,19 @@ use crate::llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMes
 use crate::store::{Checkpoint, ReplyEnd, StoreError};
 
 /// The first checkpoint of a streaming reply is written this long after it starts (if its text
-/// grew); each later one waits half of this longer than the one before: at 1 s, 2.5 s, 4.5 s,
-/// 7 s, 10 s … A short reply is stored about a second behind; a long one writes a bounded number
-/// of checkpoints (about √(2·seconds)), a few seconds apart.
+/// grew); each later one waits this much longer than the one before: at 1 s, 3 s, 6 s, 10 s,
+/// 15 s … A short reply is stored a second in; a long one writes a bounded number of checkpoints
+/// (about √(2·seconds)), the text a few seconds behind at most in a minute-long reply.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long after the last write the next checkpoint is due, `written` checkpoints in.
 fn checkpoint_due(written: u32) -> Duration {
-    CHECKPOINT_INTERVAL + CHECKPOINT_INTERVAL * written / 2
+    CHECKPOINT_INTERVAL * (written + 1)
 }
+
+/// A cancel from another instance is seen within this: when no checkpoint has been written for
+/// this long, the generator reads the reply's status (half a read unit, eventually consistent).
+pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
 /// How often a follower in another process reads the stored reply.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Messages of the log a reply's context starts from (before trimming to the budget).
@@ -81,7 +85,9 @@ impl Progress {
                 Progress::Streaming(text) if !text.is_empty() => return Ok(()),
                 Progress::Ended(message, _) => {
                     return match &message.error {
-                        Some(error) if message.status == MessageStatus::Failed && message.content.as_str().is_empty() => {
+                        Some(error)
+                            if message.status == MessageStatus::Failed && message.content.as_str().is_empty() =>
+                        {
                             Err(ReplyFailure::Failed(error.clone()))
                         }
                         _ => Ok(()),
@@ -343,7 +349,8 @@ impl Chat {
         if let Some(live) = live.filter(|live| live.variant == message.variant) {
             live.cancel.notify_one();
             let mut progress = live.progress;
-            if let Ok(Ok((ended, _))) = tokio::time::timeout(Duration::from_secs(2), Progress::end(&mut progress)).await {
+            if let Ok(Ok((ended, _))) = tokio::time::timeout(Duration::from_secs(2), Progress::end(&mut progress)).await
+            {
                 return Ok(ended);
             }
         }
@@ -532,11 +539,25 @@ impl Generator {
         let mut written = 0;
         let mut checkpoints = 0;
         let mut last_write = Instant::now();
+        let mut last_contact = Instant::now();
+        let mut deadline = tokio::time::Instant::now() + self.timeout;
+        let mut cancel_check = tokio::time::interval(CANCEL_CHECK);
+        cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout(self.timeout, stream.next()) => next,
+                next = tokio::time::timeout_at(deadline, stream.next()) => next,
                 () = self.cancel.notified() => return Outcome::Cancelled,
+                _ = cancel_check.tick() => {
+                    if last_contact.elapsed() >= CANCEL_CHECK {
+                        last_contact = Instant::now();
+                        if let Ok(false) = self.chat.store.reply_generating(session_id, seq, variant).await {
+                            return Outcome::Cancelled;
+                        }
+                    }
+                    continue;
+                }
             };
+            deadline = tokio::time::Instant::now() + self.timeout;
             let piece = match next {
                 Err(_) => return Outcome::Failed(ModelError::Timeout),
                 Ok(None) => return Outcome::Failed(ModelError::Unavailable("the stream ended early".into())),
@@ -558,6 +579,7 @@ impl Generator {
                     Ok(Checkpoint::Saved) => {
                         written = text.len();
                         checkpoints += 1;
+                        last_contact = Instant::now();
                         last_write = Instant::now();
                         self.chat.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
                     }

@@ -7,8 +7,9 @@
 //! Every boundary inside a prefix of the text is a boundary of the whole text, so the segments of
 //! a checkpoint are the first segments of the finished reply; only the last one may still grow.
 
-/// The most characters one streamed segment holds.
-pub const SEGMENT_MAX_CHARS: usize = 12;
+/// The most characters one streamed segment holds: small, so a delta waits for little more than
+/// the token that completes it.
+pub const SEGMENT_MAX_CHARS: usize = 4;
 
 /// The byte offsets where `text`'s segments end, but the last segment's (which ends at the end).
 fn boundaries(text: &str) -> Vec<usize> {
@@ -54,10 +55,10 @@ mod tests {
 
     #[test]
     fn words_with_their_spaces_and_long_runs_in_pieces() {
-        assert_eq!(all_segments("Ah, welcome  to\nmy"), vec!["Ah, ", "welcome  ", "to\n", "my"]);
-        assert_eq!(segments("Ah, welc"), (vec!["Ah, "], "welc"));
-        let cjk = "你好世界你好世界你好世界你好";
-        assert_eq!(all_segments(cjk), vec!["你好世界你好世界你好世界", "你好"]);
+        assert_eq!(all_segments("Ah, welcome  to\nmy"), vec!["Ah, ", "welc", "ome ", " ", "to\n", "my"]);
+        assert_eq!(segments("Ah, we"), (vec!["Ah, "], "we"));
+        let cjk = "你好世界你好世界你好";
+        assert_eq!(all_segments(cjk), vec!["你好世界", "你好世界", "你好"]);
         assert!(all_segments("").is_empty());
     }
 

@@ -421,6 +421,37 @@ impl Store {
         Ok(variants)
     }
 
+    /// Whether the reply is still generation `variant`'s to write: streaming, not ended, not
+    /// deleted. Eventually consistent (half a read unit): a cancel is seen a moment later at worst.
+    pub async fn reply_generating(&self, session_id: SessionId, seq: Seq, variant: u32) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(session_id, seq)))
+            .projection_expression("#status, #variant, #finished_at, #deleted_at")
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#variant", VARIANT)
+            .expression_attribute_names("#finished_at", FINISHED_AT)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let Some(item) = output.item else { return Ok(false) };
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(value)) => Some(value.as_str()),
+            _ => None,
+        };
+        let stored_variant = match item.get(VARIANT) {
+            Some(AttributeValue::N(number)) => number.parse().unwrap_or(0),
+            _ => 1,
+        };
+        Ok(text(STATUS) == Some(MessageStatus::Streaming.as_str())
+            && stored_variant == variant
+            && !item.contains_key(FINISHED_AT)
+            && !item.contains_key(DELETED_AT))
+    }
+
     /// A message as stored right now (strongly consistent), for following a reply; `None` once
     /// it is deleted.
     pub async fn reply_state(&self, session_id: SessionId, seq: Seq) -> Result<Option<Message>, StoreError> {
