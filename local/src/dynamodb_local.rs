@@ -50,62 +50,6 @@ pub fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     shared::store::client(&config)
 }
 
-/// A DynamoDB Local the caller stops and restarts: data on disk in `data_dir`, a fixed port.
-/// For fault tests; killed when dropped.
-#[derive(Debug)]
-pub struct OnDisk {
-    child: Child,
-    data_dir: PathBuf,
-    pub port: u16,
-}
-
-impl OnDisk {
-    pub fn start(data_dir: PathBuf, port: u16) -> Result<Self, LaunchError> {
-        let dir = installed()?;
-        std::fs::create_dir_all(&data_dir)?;
-        let child = spawn_quiet(
-            Command::new("java")
-                .args(JAR)
-                .arg("-dbPath")
-                .arg(&data_dir)
-                .args(FLAGS)
-                .arg(port.to_string())
-                .current_dir(&dir),
-        )?;
-        wait_for_port(port)?;
-        Ok(Self { child, data_dir, port })
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the process with SIGTERM, as `systemctl stop` or a container stop would, and waits
-    /// for it. (Under SIGKILL DynamoDB Local can lose writes it already acknowledged: its own
-    /// durability, which real DynamoDB does not share.)
-    pub fn stop(&mut self) {
-        let stopped = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        if !stopped.is_ok_and(|status| status.success()) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same port and data.
-    pub fn restart(&mut self) -> Result<(), LaunchError> {
-        self.stop();
-        *self = Self::start(self.data_dir.clone(), self.port)?;
-        Ok(())
-    }
-}
-
-impl Drop for OnDisk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// How DynamoDB Local is run (from its directory): the jar, then the storage option, then these
 /// flags and the port.
 const JAR: [&str; 3] = ["-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar"];
