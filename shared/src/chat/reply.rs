@@ -483,7 +483,16 @@ fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
         if message.content.as_str().trim().is_empty() {
             continue;
         }
-        messages.push(PromptMessage { role, content: message.content.as_str().to_owned() });
+        // Consecutive lines of one role are one turn: servers refuse two assistant turns in a row
+        // at the end (llama.cpp), and some any repeated role.
+        let joins = messages.len() > 1;
+        match messages.last_mut() {
+            Some(last) if joins && last.role == role => {
+                last.content.push_str("\n\n");
+                last.content.push_str(message.content.as_str());
+            }
+            _ => messages.push(PromptMessage { role, content: message.content.as_str().to_owned() }),
+        }
     }
     Prompt {
         model: generation.model.clone(),

@@ -458,3 +458,19 @@ async fn replies_count_against_the_append_rate_and_regenerate_against_its_own() 
     app.post(&user, &regenerate, json!({})).await.expect(201);
     app.post(&user, &replies_path(&session), json!({"content": "next minute"})).await.expect(201);
 }
+
+/// Replies to the log as it stands, twice: the log then ends in several assistant messages in a
+/// row, which the prompt joins into one turn (llama.cpp refuses two assistant turns at the end).
+#[tokio::test]
+async fn replies_without_content_answer_a_log_that_ends_with_the_assistant() {
+    let app = TestApp::with_llm(local_llm(), unlimited()).await;
+    let user = app.user();
+    let session = app.session(&user, "greeting first").await;
+    app.append(&user, &session, "assistant", "Welcome back! What shall we talk about?").await;
+    for expected_seq in [2, 3] {
+        let turn = app.post(&user, &replies_path(&session), json!({"max_tokens": 16})).await.expect(201).body;
+        assert_eq!(turn["user_message"], Value::Null);
+        assert_eq!(turn["assistant_message"]["seq"], expected_seq);
+        assert_ne!(turn["assistant_message"]["status"], "failed", "{turn}");
+    }
+}
