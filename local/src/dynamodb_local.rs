@@ -70,17 +70,21 @@ fn installed() -> Result<PathBuf, LaunchError> {
     let root = workspace_root();
     let dir = root.join(".dynamodb-local");
     if !dir.join("DynamoDBLocal.jar").exists() {
-        let status = Command::new("bash")
-            .arg("-c")
-            .arg("source scripts/lib.sh && ensure_java && ensure_dynamodb_local")
-            .current_dir(&root)
-            .status()
-            .map_err(|error| LaunchError::Fetch(error.to_string()))?;
-        if !status.success() {
-            return Err(LaunchError::Fetch(format!("scripts/lib.sh exited with {status}")));
-        }
+        install("ensure_java && ensure_dynamodb_local").map_err(LaunchError::Fetch)?;
     }
     Ok(dir)
+}
+
+/// Runs installers of `scripts/lib.sh` (its `ensure_*` functions) from the workspace root: the
+/// tests and benchmarks install what they start the way the two commands do.
+pub fn install(steps: &str) -> Result<(), String> {
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source scripts/lib.sh && {steps}"))
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|error| error.to_string())?;
+    if status.success() { Ok(()) } else { Err(format!("scripts/lib.sh exited with {status}")) }
 }
 
 fn wait_for_port(port: u16) -> Result<(), LaunchError> {

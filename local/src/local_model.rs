@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use crate::dynamodb_local::workspace_root;
+use crate::dynamodb_local::{install, workspace_root};
 
 /// The name the local server answers to (its `model_alias`), and so the `LLM_MODEL` locally.
 pub const MODEL_ALIAS: &str = "smollm2-135m-instruct";
@@ -43,15 +43,7 @@ pub fn start(slots: u32) -> Result<LocalModel, LaunchError> {
     let python = root.join(".local/llm/bin/python");
     let model = root.join(".local/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !python.exists() || !model.exists() {
-        let status = Command::new("bash")
-            .arg("-c")
-            .arg("source scripts/lib.sh && ensure_local_model")
-            .current_dir(&root)
-            .status()
-            .map_err(|error| LaunchError::Install(error.to_string()))?;
-        if !status.success() {
-            return Err(LaunchError::Install(format!("scripts/lib.sh exited with {status}")));
-        }
+        install("ensure_local_model").map_err(LaunchError::Install)?;
     }
     let ctx = (2048 * slots).to_string();
     let mut child = Command::new(python)
