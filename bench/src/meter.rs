@@ -220,15 +220,17 @@ impl Intercept for CapacityMeter {
             .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
             .map_or(0.0, |body| capacity_units(&body));
         let units = if writes { Units { read: 0.0, write: consumed } } else { Units { read: consumed, write: 0.0 } };
+        let totals_items = transaction.clone();
+        with_current(|usage| usage.call_finished(now, units, transaction));
+        // After the request's own accounting: this bookkeeping is the benchmark's, not the handler's.
         with_totals(|totals| {
             totals.spans.push((started, now));
             totals.write_units += units.write;
-            if let Some(items) = &transaction {
+            if let Some(items) = totals_items {
                 totals.transaction_write_units += units.write;
-                totals.transaction_items.extend(items.iter().cloned());
+                totals.transaction_items.extend(items);
             }
         });
-        with_current(|usage| usage.call_finished(now, units, transaction));
         Ok(())
     }
 }
