@@ -101,16 +101,18 @@ impl StoreError {
     }
 }
 
+/// Whether an `UpdateItem` failed only because its condition did not hold.
+pub(crate) fn condition_failed(error: &SdkError<UpdateItemError, HttpResponse>) -> bool {
+    error.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception)
+}
+
 /// An `UpdateItem` failure: a failed condition means `on_condition()`, anything else is
 /// classified as usual.
 pub(crate) fn update_failed(
     error: SdkError<UpdateItemError, HttpResponse>,
     on_condition: impl FnOnce() -> StoreError,
 ) -> StoreError {
-    match error.as_service_error() {
-        Some(service) if service.is_conditional_check_failed_exception() => on_condition(),
-        _ => StoreError::from_sdk(error),
-    }
+    if condition_failed(&error) { on_condition() } else { StoreError::from_sdk(error) }
 }
 
 /// Builds the DynamoDB client with bounded timeouts, so an unreachable database is a quick 503.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::item::{Item, Reader, b, n, s};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
-use super::{Store, StoreError, update_failed};
+use super::{Store, StoreError, condition_failed, update_failed};
 use crate::domain::{
     Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session, SessionChanges, SessionFilter,
     SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
@@ -468,7 +468,7 @@ impl Store {
             .send()
             .await;
         if let Err(error) = result
-            && !error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception())
+            && !condition_failed(&error)
         {
             tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "reply preview not updated");
         }

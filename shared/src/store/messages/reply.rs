@@ -30,7 +30,7 @@ use crate::store::limits::meter_from_item;
 use crate::store::schema::messages::{SEQ, SESSION_ID};
 use crate::store::sessions::SummaryChange;
 use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
-use crate::store::{Store, StoreError, update_failed};
+use crate::store::{Store, StoreError, condition_failed};
 
 const MAX_ATTEMPTS: u32 = 20;
 
@@ -99,14 +99,8 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(Checkpoint::Saved),
-            Err(error) => {
-                let mut stopped = false;
-                let error = update_failed(error, || {
-                    stopped = true;
-                    StoreError::NotFound("message")
-                });
-                if stopped { Ok(Checkpoint::Stopped) } else { Err(error) }
-            }
+            Err(error) if condition_failed(&error) => Ok(Checkpoint::Stopped),
+            Err(error) => Err(StoreError::from_sdk(error)),
         }
     }
 
@@ -268,19 +262,12 @@ impl Store {
                 let item = output.attributes.ok_or_else(|| StoreError::internal("cancel returned no item"))?;
                 Ok(StoredMessage::try_from(item)?.message)
             }
-            Err(error) => {
-                let mut ended = false;
-                let error = update_failed(error, || {
-                    ended = true;
-                    StoreError::NotFound("message")
-                });
-                if !ended {
-                    return Err(error);
-                }
-                // It ended (or was replaced) meanwhile: answer it as it stands.
+            // It ended (or was replaced) meanwhile: answer it as it stands.
+            Err(error) if condition_failed(&error) => {
                 let stored = self.stored_message(session_id, seq).await?;
                 Ok(visible(&record, stored)?.message)
             }
+            Err(error) => Err(StoreError::from_sdk(error)),
         }
     }
 
