@@ -251,7 +251,7 @@ impl Chat {
                 progress,
             });
         }
-        let context = match log {
+        let mut context = match log {
             Ok(context) => context,
             Err(error) => {
                 let failure = ModelError::Unavailable("the conversation could not be read".to_owned());
@@ -259,14 +259,12 @@ impl Chat {
                 return Err(error.into());
             }
         };
-        let mut history = context.messages;
-        history.retain(|message| message.seq < assistant.seq);
+        // The log was read beside the append: it may not hold the user's message yet.
         if let Some(user_message) = &user_message
-            && !history.iter().any(|message| message.seq == user_message.seq)
+            && !context.messages.iter().any(|message| message.seq == user_message.seq)
         {
-            history.push(user_message.clone());
+            context.messages.push(user_message.clone());
         }
-        let context = Context::fit(context.session, context.memories, history, self.context_budget(&generation)?);
         let progress =
             self.generate(user, assistant.clone(), generation, context, appended.counted_in, Some(appended.quota))?;
         Ok(Turn { user_message, assistant_message: assistant, quota: Some(appended.quota), replayed: false, progress })
@@ -286,9 +284,6 @@ impl Chat {
         let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
         self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
         let context = self.context_parts(user, session_id, recent).await?;
-        let mut history = context.messages;
-        history.retain(|message| message.seq < seq);
-        let context = Context::fit(context.session, context.memories, history, self.context_budget(&generation)?);
         let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
         Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
     }
@@ -367,7 +362,8 @@ impl Chat {
         Ok(config.context_tokens.saturating_sub(u64::from(generation.max_tokens)))
     }
 
-    /// Starts the generator task; the receiver sees its progress.
+    /// Starts the generator task on `context` (untrimmed: the log before the reply is fitted to
+    /// the budget here); the receiver sees its progress.
     fn generate(
         &self,
         user: &UserId,
@@ -382,6 +378,11 @@ impl Chat {
         let cancel = Arc::new(Notify::new());
         let live = Live { variant: assistant.variant, progress: receiver.clone(), cancel: cancel.clone() };
         replies.live.insert(assistant.session_id, assistant.seq, live);
+        let budget = self.context_budget(&generation)?;
+        let mut history = context.messages;
+        history.retain(|message| message.seq < assistant.seq);
+        let context = Context::fit(context.session, context.memories, history, budget);
+        let too_long = context.token_estimate > budget;
         let prompt = prompt_of(&context, &generation);
         let prompt_tokens = context.token_estimate;
         let generator = Generator {
@@ -395,11 +396,7 @@ impl Chat {
             sender,
             cancel,
         };
-        tokio::spawn(generator.run(
-            replies.model.clone(),
-            prompt,
-            context.token_estimate > self.context_budget(&generation)?,
-        ));
+        tokio::spawn(generator.run(replies.model.clone(), prompt, too_long));
         Ok(receiver)
     }
 
