@@ -4,7 +4,7 @@
 # creates the tables from template.yaml, and stops DynamoDB Local again on Ctrl-C.
 #
 # Environment: PORT (3000), DYNAMODB_PORT (8000), JWT_SECRET (a dev secret by default),
-# JWT_PUBLIC_KEY, JWT_ISSUER, JWT_AUDIENCE, RUST_LOG, and AWS_ENDPOINT_URL_DYNAMODB to use a
+# JWT_PUBLIC_KEY or JWT_JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, RUST_LOG, and AWS_ENDPOINT_URL_DYNAMODB to use a
 # DynamoDB you started yourself.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"

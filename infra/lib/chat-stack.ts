@@ -52,8 +52,9 @@ interface FunctionSpec {
 
 /** The stack's parameters, as template.yaml declares them, and the environment variable each sets. */
 const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
-  ["JwtSecret", "JWT_SECRET", { type: "String", noEcho: true, default: "", description: "HS256 shared secret (at least 32 bytes). Leave empty when JwtPublicKey is set." }],
-  ["JwtPublicKey", "JWT_PUBLIC_KEY", { type: "String", default: "", description: "RS256 public key in PEM form (newlines as \\n). Leave empty when JwtSecret is set." }],
+  ["JwtSecret", "JWT_SECRET", { type: "String", noEcho: true, default: "", description: "HS256 shared secret (at least 32 bytes). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
+  ["JwtPublicKey", "JWT_PUBLIC_KEY", { type: "String", default: "", description: "RSA, EC or Ed25519 public key in PEM form (newlines as \\n). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
+  ["JwtJwksUrl", "JWT_JWKS_URL", { type: "String", default: "", description: "The identity provider's JWKS URL (Cognito, Auth0, Clerk, Supabase, Keycloak, Firebase). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
   ["JwtIssuer", "JWT_ISSUER", { type: "String", default: "", description: "Required `iss` claim; empty to skip the check." }],
   ["JwtAudience", "JWT_AUDIENCE", { type: "String", default: "", description: "Required `aud` claim; empty to skip the check." }],
   ["TelegramBotToken", "TELEGRAM_BOT_TOKEN", { type: "String", noEcho: true, default: "", description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it." }],

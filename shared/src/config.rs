@@ -29,15 +29,20 @@ impl TableNames {
     }
 }
 
-/// How bearer tokens are verified. Exactly one key kind is configured, so no token can pick its own.
+/// How bearer tokens are verified. Exactly one key source is configured, and each key verifies
+/// only the algorithms made for it, so no token can pick its own.
 /// Secrets are `secrecy` types: redacted in `Debug`, zeroed when dropped, read only through
 /// `expose_secret()` where a key is built.
 #[derive(Clone, Debug)]
 pub enum JwtKey {
-    /// HS256 with a shared secret.
+    /// HS256 with a shared secret (`JWT_SECRET`).
     Hs256Secret(SecretSlice<u8>),
-    /// RS256 with a PEM-encoded public key.
-    Rs256PublicKeyPem(String),
+    /// A PEM-encoded public key (`JWT_PUBLIC_KEY`): RSA (RS256/384/512, PS256/384/512),
+    /// EC (ES256, ES384) or Ed25519 (EdDSA).
+    PublicKeyPem(String),
+    /// The identity provider's JSON Web Key Set (`JWT_JWKS_URL`): fetched at start, cached, and
+    /// fetched again for a token whose `kid` it does not know (at most once a minute).
+    JwksUrl(String),
 }
 
 impl JwtKey {
@@ -226,14 +231,15 @@ impl Config {
 
 impl AuthConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let key = match (optional("JWT_SECRET"), optional("JWT_PUBLIC_KEY")) {
-            (Some(secret), None) => JwtKey::hs256(secret.into_bytes()),
-            (None, Some(pem)) => JwtKey::Rs256PublicKeyPem(pem.replace("\\n", "\n")),
-            (None, None) => return Err(ConfigError::Missing("JWT_SECRET or JWT_PUBLIC_KEY")),
-            (Some(_), Some(_)) => {
+        let key = match (optional("JWT_SECRET"), optional("JWT_PUBLIC_KEY"), optional("JWT_JWKS_URL")) {
+            (Some(secret), None, None) => JwtKey::hs256(secret.into_bytes()),
+            (None, Some(pem), None) => JwtKey::PublicKeyPem(pem.replace("\\n", "\n")),
+            (None, None, Some(url)) => JwtKey::JwksUrl(url.trim().to_owned()),
+            (None, None, None) => return Err(ConfigError::Missing("JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL")),
+            _ => {
                 return Err(ConfigError::Invalid {
                     name: "JWT_SECRET",
-                    reason: "set JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256), not both",
+                    reason: "set one of JWT_SECRET (HS256), JWT_PUBLIC_KEY (PEM) or JWT_JWKS_URL (JWKS)",
                 });
             }
         };
@@ -254,8 +260,15 @@ impl AuthConfig {
             JwtKey::Hs256Secret(secret) if secret.expose_secret().len() < MIN_SECRET_BYTES => {
                 Err(ConfigError::Invalid { name: "JWT_SECRET", reason: "must be at least 32 bytes" })
             }
-            JwtKey::Rs256PublicKeyPem(pem) if !pem.trim_start().starts_with("-----BEGIN") => {
+            JwtKey::PublicKeyPem(pem) if !pem.trim_start().starts_with("-----BEGIN") => {
                 Err(ConfigError::Invalid { name: "JWT_PUBLIC_KEY", reason: "must be a PEM public key" })
+            }
+            JwtKey::PublicKeyPem(pem) if pem.contains("PRIVATE KEY-----") => Err(ConfigError::Invalid {
+                name: "JWT_PUBLIC_KEY",
+                reason: "is a private key: configure its public half (openssl pkey -pubout)",
+            }),
+            JwtKey::JwksUrl(url) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                Err(ConfigError::Invalid { name: "JWT_JWKS_URL", reason: "must be an http(s) URL" })
             }
             _ => Ok(()),
         }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::auth::AuthFailure;
 use crate::chat::ReplyFailure;
 use crate::domain::{InputError, QuotaState, Refusal, ReplyError, SessionStatus, Timestamp};
 use crate::store::StoreError;
@@ -90,8 +91,11 @@ pub struct ExhaustedLimits {
 pub enum ApiError {
     #[error("{message}")]
     InvalidInput { field: String, message: String },
-    #[error("missing or invalid credentials")]
-    Unauthorized,
+    #[error("{0}")]
+    Unauthorized(AuthFailure),
+    /// The identity provider's keys (JWKS) cannot be fetched, so no token can be checked.
+    #[error("the identity provider's keys cannot be fetched; retry later")]
+    AuthUnavailable,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0} not found")]
@@ -129,14 +133,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::SessionClosed(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::ServiceUnavailable(_) | Self::NoModel => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ServiceUnavailable(_) | Self::NoModel | Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Model(error) => match error.code.as_str() {
                 "llm_busy" => StatusCode::SERVICE_UNAVAILABLE,
                 "llm_timeout" => StatusCode::GATEWAY_TIMEOUT,
@@ -149,7 +153,7 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::InvalidInput { .. } => ErrorCode::InvalidInput,
-            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::Unauthorized(_) => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
@@ -158,7 +162,7 @@ impl ApiError {
             Self::DailyLimitExceeded { .. } => ErrorCode::DailyLimitExceeded,
             Self::RateLimit { .. } => ErrorCode::RateLimit,
             Self::Internal(_) => ErrorCode::Internal,
-            Self::ServiceUnavailable(_) | Self::NoModel => ErrorCode::ServiceUnavailable,
+            Self::ServiceUnavailable(_) | Self::NoModel | Self::AuthUnavailable => ErrorCode::ServiceUnavailable,
             Self::Model(error) => match error.code.as_str() {
                 "llm_busy" => ErrorCode::LlmBusy,
                 "llm_timeout" => ErrorCode::LlmTimeout,
@@ -174,6 +178,7 @@ impl ApiError {
                 Some(*retry_after_secs)
             }
             Self::ServiceUnavailable(_) => Some(1),
+            Self::AuthUnavailable => Some(5),
             Self::Model(error) => error.retry_after,
             _ => None,
         }
@@ -218,6 +223,7 @@ impl ApiError {
                 tracing::warn!(error = %ErrorChain(source.as_ref()), "request failed: database unavailable");
             }
             Self::Model(error) => tracing::warn!(code = %error.code, "request failed: the model failed"),
+            Self::AuthUnavailable => tracing::warn!("request failed: the JWKS is unavailable"),
             _ => {}
         }
     }
@@ -229,6 +235,11 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after_secs() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Self::Unauthorized(failure) = &self
+            && let Ok(challenge) = HeaderValue::from_str(&failure.challenge())
+        {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         // An append refused for its quota still tells the caller where it stands.
         if let Self::DailyLimitExceeded { quota, .. } = &self {
@@ -244,6 +255,12 @@ pub fn quota_headers(headers: &mut HeaderMap, quota: QuotaState) {
     headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
     headers.insert("x-ratelimit-reset", HeaderValue::from(quota.resets_at.unix_seconds()));
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(failure: AuthFailure) -> Self {
+        Self::Unauthorized(failure)
+    }
 }
 
 impl From<InputError> for ApiError {

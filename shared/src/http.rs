@@ -160,7 +160,9 @@ impl<S: Send + Sync> FromRequestParts<S> for UserIdParam {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let text = path_param(parts, state, "user_id").await?;
-        UserId::parse(&text).map(Self).ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters"))
+        UserId::parse(&text)
+            .map(Self)
+            .ok_or_else(|| ApiError::invalid("user_id", "must be 1 to 128 characters, not blank or space-padded"))
     }
 }
 
@@ -199,7 +201,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let caller = state.auth.authenticate(header, state.store.now())?;
+        let caller = state.auth.authenticate(header, state.store.now()).await?;
         let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
         let class = rate_class(&parts.method, route);
         if class != RateClass::Append {

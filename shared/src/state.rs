@@ -23,7 +23,9 @@ impl AppState {
     pub async fn from_env(config: &Config) -> Result<Self, ConfigError> {
         let sdk_config = aws_config::load_from_env().await;
         let client = crate::store::client(&sdk_config);
-        Self::with_aws(client, config, Arc::new(SystemClock), &sdk_config)
+        let state = Self::with_aws(client, config, Arc::new(SystemClock), &sdk_config)?;
+        state.auth.prefetch(state.store.now()).await;
+        Ok(state)
     }
 
     /// State whose AWS model provider (Bedrock), if configured, uses `sdk_config`.

@@ -18,7 +18,10 @@ impl UserId {
     pub const MAX_LEN: usize = 128;
 
     pub fn parse(text: &str) -> Option<Self> {
-        let ok = !text.is_empty() && text.len() <= Self::MAX_LEN && !text.chars().any(char::is_control);
+        let ok = !text.trim().is_empty()
+            && text.trim() == text
+            && text.len() <= Self::MAX_LEN
+            && !text.chars().any(char::is_control);
         ok.then(|| Self(text.to_owned()))
     }
 

@@ -110,6 +110,11 @@ impl TestApp {
         Self::build(auth, unlimited(), Arc::new(SystemClock)).await
     }
 
+    /// An app verifying tokens with `auth`, on a clock the test controls.
+    pub async fn with_auth_and_clock(auth: AuthConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(auth, unlimited(), clock).await
+    }
+
     /// An app with quotas and rate limits switched on, on a clock the test controls.
     pub async fn with_limits(limits: LimitsConfig, clock: Arc<dyn Clock>) -> Self {
         Self::build(dev_auth(), limits, clock).await

@@ -7,6 +7,7 @@ mod common;
 mod errors;
 mod events;
 mod faults;
+mod jwks;
 mod limits;
 mod memories;
 mod messages;

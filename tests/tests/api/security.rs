@@ -103,8 +103,7 @@ async fn every_route_rejects_every_bad_credential_before_touching_dynamodb() {
     assert!(requests >= 11 * 29, "{requests} requests");
 
     // Algorithm confusion against an RS256 server: HS256 "signed" with its public key.
-    let auth =
-        AuthConfig { key: JwtKey::Rs256PublicKeyPem(RS_PUBLIC.into()), issuer: None, audience: None, telegram: None };
+    let auth = AuthConfig { key: JwtKey::PublicKeyPem(RS_PUBLIC.into()), issuer: None, audience: None, telegram: None };
     let app = TestApp::with_auth(auth).await;
     let confused = hs256(&claims(json!({})), RS_PUBLIC.as_bytes());
     assert_every_route_rejects(&app, Some(&format!("Bearer {confused}")), "HS256 signed with the RS256 public key")
