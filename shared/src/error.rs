@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::chat::ReplyFailure;
-use crate::domain::{InputError, QuotaState, Refusal, ReplyError, SessionStatus, Timestamp};
+use crate::domain::{InputError, QuotaState, RateClass, Refusal, ReplyError, SessionStatus, Timestamp};
 use crate::store::StoreError;
 
 type Source = Box<dyn StdError + Send + Sync>;
@@ -108,8 +108,8 @@ pub enum ApiError {
     PayloadTooLarge { field: Option<String>, message: String },
     #[error("the daily message limit is used up")]
     DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
-    #[error("too many requests; retry after {retry_after_secs} s")]
-    RateLimit { retry_after_secs: u64 },
+    #[error("too many {} requests: {limit} a minute; retry after {retry_after_secs} s", .class.as_str())]
+    RateLimit { retry_after_secs: u64, class: RateClass, limit: u32 },
     #[error("internal error")]
     Internal(#[source] Source),
     #[error("the database is unavailable; retry later")]
@@ -174,7 +174,7 @@ impl ApiError {
 
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::DailyLimitExceeded { retry_after_secs, .. } | Self::RateLimit { retry_after_secs } => {
+            Self::DailyLimitExceeded { retry_after_secs, .. } | Self::RateLimit { retry_after_secs, .. } => {
                 Some(*retry_after_secs)
             }
             Self::ServiceUnavailable(_) => Some(1),
@@ -200,10 +200,18 @@ impl ApiError {
                 body.field = Some(field.clone());
             }
             Self::SessionClosed(status) => body.status = Some(*status),
-            Self::RateLimit { retry_after_secs } => body.retry_after = Some(*retry_after_secs),
-            Self::DailyLimitExceeded { total, resets_at, retry_after_secs, .. } => {
+            Self::RateLimit { retry_after_secs, .. } => body.retry_after = Some(*retry_after_secs),
+            Self::DailyLimitExceeded { total, resets_at, retry_after_secs, quota } => {
                 body.retry_after = Some(*retry_after_secs);
-                body.limits = Some(ExhaustedLimits { remaining: 0, total: *total, resets_at: *resets_at });
+                // A batch with more user messages than are left is refused whole; what is left stays.
+                let remaining = quota.remaining.max(0) as u64;
+                if remaining > 0 {
+                    body.message = format!(
+                        "the request has more user messages than the {remaining} left of today's quota; \
+                         nothing was stored"
+                    );
+                }
+                body.limits = Some(ExhaustedLimits { remaining, total: *total, resets_at: *resets_at });
             }
             Self::Model(error) => {
                 body.retryable = Some(error.retryable);
@@ -245,16 +253,38 @@ impl IntoResponse for ApiError {
         if let Self::DailyLimitExceeded { quota, .. } = &self {
             quota_headers(response.headers_mut(), *quota);
         }
+        if let Self::RateLimit { retry_after_secs, class, limit } = &self {
+            rate_headers(response.headers_mut(), *class, *limit, *retry_after_secs);
+        }
         response
     }
 }
 
-/// The daily quota after a request: `X-RateLimit-Limit`, `-Remaining`, `-Reset` (Unix seconds);
-/// -1 is unlimited. Set on every message append, refused or not.
+/// The daily quota after a request: `X-Quota-Limit`, `-Remaining`, `-Reset` (Unix seconds), and
+/// the same under the seed's names `X-RateLimit-*`; -1 is unlimited. Set on every message append,
+/// refused or not. (The per-minute rate limit has the IETF fields instead: [`rate_headers`].)
 pub fn quota_headers(headers: &mut HeaderMap, quota: QuotaState) {
-    headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(quota.resets_at.unix_seconds()));
+    for (prefix_limit, prefix_remaining, prefix_reset) in [
+        ("x-quota-limit", "x-quota-remaining", "x-quota-reset"),
+        ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"),
+    ] {
+        headers.insert(prefix_limit, HeaderValue::from(quota.limit));
+        headers.insert(prefix_remaining, HeaderValue::from(quota.remaining));
+        headers.insert(prefix_reset, HeaderValue::from(quota.resets_at.unix_seconds()));
+    }
+}
+
+/// A per-minute rate limit, as draft-ietf-httpapi-ratelimit-headers names it: the policy
+/// (`RateLimit-Policy: "append";q=10;w=60`) and where the caller stands (`RateLimit:
+/// "append";r=0;t=45`: none left, the window resets in 45 s).
+pub fn rate_headers(headers: &mut HeaderMap, class: RateClass, limit: u32, reset_secs: u64) {
+    let name = class.as_str();
+    if let Ok(policy) = HeaderValue::from_str(&format!("\"{name}\";q={limit};w=60")) {
+        headers.insert("ratelimit-policy", policy);
+    }
+    if let Ok(state) = HeaderValue::from_str(&format!("\"{name}\";r=0;t={reset_secs}")) {
+        headers.insert("ratelimit", state);
+    }
 }
 
 impl From<AuthFailure> for ApiError {
@@ -292,7 +322,9 @@ impl From<Refusal> for ApiError {
             Refusal::DailyLimitExceeded { total, resets_at, retry_after_secs, quota } => {
                 Self::DailyLimitExceeded { total, resets_at, retry_after_secs, quota }
             }
-            Refusal::RateLimited { retry_after_secs } => Self::RateLimit { retry_after_secs },
+            Refusal::RateLimited { retry_after_secs, class, limit } => {
+                Self::RateLimit { retry_after_secs, class, limit }
+            }
             Refusal::Invalid(input) => input.into(),
         }
     }

@@ -234,7 +234,7 @@ async fn edit(
     SeqParam(seq): SeqParam,
     Json(body): Json<EditMessage>,
 ) -> Result<Json<Message>, ApiError> {
-    let content = Content::parse(body.content)?;
+    let content = Content::written(body.content)?;
     Ok(Json(state.chat.edit(&caller.user_id, id, seq, content).await?))
 }
 

@@ -23,6 +23,7 @@ pub const MAX_KEEP: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct AppendMessage {
     pub role: Role,
+    /// Not blank (only whitespace) unless `payload` is given.
     pub content: String,
     #[serde(rename = "type")]
     pub message_type: Option<String>,
@@ -39,7 +40,12 @@ impl TryFrom<AppendMessage> for NewMessage {
         Ok(Self {
             role: body.role,
             message_type: body.message_type.as_deref().map(MessageType::parse).transpose()?.unwrap_or_default(),
-            content: Content::parse(body.content)?,
+            // Blank text is only a message when its payload carries it (a sticker, a card).
+            content: if body.payload.is_some() {
+                Content::parse(body.content)?
+            } else {
+                Content::written(body.content)?
+            },
             payload: body.payload.map(Payload::parse).transpose()?,
             reply_to: body.reply_to,
             usage: body.usage.map(Usage::validate).transpose()?,
@@ -154,6 +160,7 @@ impl TryFrom<ListMessages> for MessageQuery {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
+    /// Not blank (only whitespace).
     pub content: String,
 }
 

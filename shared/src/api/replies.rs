@@ -23,7 +23,7 @@ pub struct CreateReply {
 
 impl CreateReply {
     pub fn parse(self) -> Result<(Option<Content>, ReplyOptions), InputError> {
-        let content = self.content.map(Content::parse).transpose()?;
+        let content = self.content.map(Content::written).transpose()?;
         Ok((content, ReplyOptions { model: self.model, max_tokens: self.max_tokens, temperature: self.temperature }))
     }
 }

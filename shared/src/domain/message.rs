@@ -155,6 +155,15 @@ impl Content {
         Ok(Self(text))
     }
 
+    /// Text a caller writes: also not blank (only whitespace), which says nothing and would still
+    /// spend the quota.
+    pub fn written(text: String) -> Result<Self, InputError> {
+        if text.trim().is_empty() {
+            return Err(InputError::invalid("content", "must not be empty or only whitespace"));
+        }
+        Self::parse(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -336,8 +345,10 @@ pub struct Message {
     pub error: Option<ReplyError>,
 }
 
-/// The first 120 characters of a message, as the session summary shows it.
+/// The first 120 user-perceived characters (grapheme clusters) of a message, as the session
+/// summary shows it: a cut never splits a family emoji, a flag or a letter from its accent.
 pub fn preview_of(content: &str) -> String {
-    const PREVIEW_CHARS: usize = 120;
-    content.chars().take(PREVIEW_CHARS).collect()
+    use unicode_segmentation::UnicodeSegmentation as _;
+    const PREVIEW_GRAPHEMES: usize = 120;
+    content.graphemes(true).take(PREVIEW_GRAPHEMES).collect()
 }

@@ -2,7 +2,7 @@
 //! some of them atomically inside its conditional writes (a closed session, a used-up quota) and
 //! reports them with these, beside its own storage errors.
 
-use super::{InputError, QuotaState, SessionStatus, Timestamp};
+use super::{InputError, QuotaState, RateClass, SessionStatus, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -14,8 +14,9 @@ pub enum Refusal {
     Forbidden(String),
     #[error("the daily message quota is used up")]
     DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
+    /// Over the per-minute limit of `class`, which allows `limit` requests a minute.
     #[error("too many requests")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited { retry_after_secs: u64, class: RateClass, limit: u32 },
     #[error(transparent)]
     Invalid(#[from] InputError),
 }

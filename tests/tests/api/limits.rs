@@ -338,10 +338,15 @@ async fn rate_limits_answer_429_with_retry_after() {
     let limited = say(&app, &user, &session, "user").await.expect_error(429, "rate_limit");
     assert_eq!(limited.body["retry_after"], 45);
     assert_eq!(limited.header("retry-after"), Some("45"));
+    // The IETF fields say which limit it is; the quota's headers say nothing here.
+    assert_eq!(limited.header("ratelimit-policy"), Some("\"append\";q=3;w=60"));
+    assert_eq!(limited.header("ratelimit"), Some("\"append\";r=0;t=45"));
+    assert!(limited.body["message"].as_str().unwrap().contains("append"), "{}", limited.body);
     let path = format!("/v1/sessions/{session}/messages");
     app.get(&user, &path).await.expect(200);
     app.get(&user, &format!("{path}/1")).await.expect(200);
-    app.get(&user, &path).await.expect_error(429, "rate_limit");
+    let read_limited = app.get(&user, &path).await.expect_error(429, "rate_limit");
+    assert_eq!(read_limited.header("ratelimit-policy"), Some("\"read\";q=2;w=60"));
     for _ in 0..3 {
         app.get(&user, "/v1/limits").await.expect(200);
     }
@@ -354,6 +359,50 @@ async fn rate_limits_answer_429_with_retry_after() {
     app.get(&user, &path).await.expect(200);
     app.get(&user, "/v1/sessions").await.expect(200);
     assert_eq!(app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body["message_count"], 5);
+}
+
+#[tokio::test]
+async fn a_batch_over_the_quota_says_what_is_left_and_stores_nothing() {
+    let (app, _clock) = app_at(quota_only(3), "2426-11-21T10:00:00.000000Z").await;
+    let user = app.user();
+    let session = app.session(&user, "s").await;
+    let four: Vec<_> = (0..4).map(|i| json!({"role": "user", "content": format!("m{i}")})).collect();
+    let refused = app.post(&user, &format!("/v1/sessions/{session}/messages/batch"), json!({"messages": four})).await;
+    let refused = refused.expect_error(429, "daily_limit_exceeded");
+    assert_eq!(refused.body["limits"]["remaining"], 3, "{}", refused.body);
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("3"));
+    assert_eq!(refused.header("x-quota-remaining"), Some("3"));
+    assert!(refused.body["message"].as_str().unwrap().contains("3 left"), "{}", refused.body);
+    assert_eq!(app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body["message_count"], 0);
+    // Exhausted: remaining 0 in body and headers alike.
+    for _ in 0..3 {
+        say(&app, &user, &session, "user").await.expect(201);
+    }
+    let exhausted = say(&app, &user, &session, "user").await.expect_error(429, "daily_limit_exceeded");
+    assert_eq!(exhausted.body["limits"]["remaining"], 0);
+    assert_eq!(exhausted.header("x-quota-remaining"), Some("0"));
+    assert_eq!(exhausted.header("x-quota-limit"), Some("3"));
+    assert!(exhausted.header("ratelimit").is_none(), "a quota refusal is not a rate refusal");
+}
+
+#[tokio::test]
+async fn server_written_messages_never_spend_the_append_rate() {
+    let limits = LimitsConfig {
+        daily_quota: 1000,
+        rate: RateLimits { append: 2, read: 0, other: 0, regenerate: 0 },
+        ..LimitsConfig::default()
+    };
+    let (app, _clock) = app_at(limits, "2426-11-21T10:00:00.000000Z").await;
+    let user = app.user();
+    let session = app.session(&user, "s").await;
+    say(&app, &user, &session, "user").await.expect(201);
+    say(&app, &user, &session, "user").await.expect(201);
+    for role in ["assistant", "tool", "assistant"] {
+        say(&app, &user, &session, role).await.expect(201);
+    }
+    let batch = json!({"messages": [{"role": "assistant", "content": "a"}, {"role": "tool", "content": "t"}]});
+    app.post(&user, &format!("/v1/sessions/{session}/messages/batch"), batch).await.expect(201);
+    say(&app, &user, &session, "user").await.expect_error(429, "rate_limit");
 }
 
 #[tokio::test]

@@ -107,6 +107,9 @@ async fn append_validates_its_input() {
         ),
         (json!({"role": "user", "content": "x", "dedupe_key": "k".repeat(129)}), "dedupe_key"),
         (json!({"role": "user", "content": "x", "seq": 7}), "seq"),
+        (json!({"role": "user", "content": ""}), "content"),
+        (json!({"role": "user", "content": "   "}), "content"),
+        (json!({"role": "assistant", "content": "\n\t "}), "content"),
     ] {
         let response = app.post(&user, &path, body.clone()).await.expect_error(400, "invalid_input");
         let reported = response.body["field"].as_str().unwrap();
@@ -117,6 +120,13 @@ async fn append_validates_its_input() {
     app.append(&user, &session, "user", "first").await;
     let reply = app.post(&user, &path, json!({"role": "assistant", "content": "re", "reply_to": 1})).await.expect(201);
     assert_eq!(reply.body["reply_to"], 1);
+    // Blank text is a message only when a payload carries it; an edit to blank is refused.
+    let sticker = json!({"role": "user", "content": "", "type": "sticker", "payload": {"id": "cat"}});
+    app.post(&user, &path, sticker).await.expect(201);
+    let edit =
+        app.patch(&user, &format!("{path}/1"), json!({"content": "  "})).await.expect_error(400, "invalid_input");
+    assert_eq!(edit.body["field"], "content");
+    assert_eq!(app.get(&user, &format!("{path}/1")).await.expect(200).body["content"], "first");
 }
 
 #[tokio::test]
@@ -239,6 +249,29 @@ async fn idempotency_key_replays_and_conflicts() {
         .body(axum::body::Body::from(json!({"role": "user", "content": "x", "dedupe_key": "b"}).to_string()))
         .unwrap();
     app.send(request).await.expect_error(400, "invalid_input");
+}
+
+#[tokio::test]
+async fn a_retry_never_hands_back_a_message_deleted_since() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "keys").await;
+    let path = messages_path(&session);
+    let secret = json!({"role": "user", "content": "my secret", "dedupe_key": "k-delete"});
+    app.post(&user, &path, secret.clone()).await.expect(201);
+    app.delete(&user, &format!("{path}/1")).await.expect(204);
+    let retry = app.post(&user, &path, secret.clone()).await.expect_error(409, "conflict");
+    assert!(!retry.body.to_string().contains("my secret"), "{}", retry.body);
+    assert!(retry.body["message"].as_str().unwrap().contains("deleted"), "{}", retry.body);
+
+    // Cleared by a reset or a new scene: the same.
+    let cleared = json!({"role": "user", "content": "cleared text", "dedupe_key": "k-reset"});
+    app.post(&user, &path, cleared.clone()).await.expect(201);
+    app.post(&user, &format!("/v1/sessions/{session}/reset"), json!({})).await.expect(200);
+    let retry = app.post(&user, &path, cleared).await.expect_error(409, "conflict");
+    assert!(!retry.body.to_string().contains("cleared text"), "{}", retry.body);
+    let summary = assert_summary_agrees(&app, &user, &session).await;
+    assert_eq!(summary["last_seq"], 2, "no retry stored anything again");
 }
 
 #[tokio::test]
@@ -512,4 +545,21 @@ async fn another_users_messages_are_404_and_untouched() {
     assert_eq!(log["data"][0]["content"], "secret");
     assert_eq!(log["data"][0]["edited_at"], Value::Null);
     assert_summary_agrees(&app, &alice, &session).await;
+}
+
+#[tokio::test]
+async fn the_preview_never_cuts_a_grapheme() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "emoji").await;
+    let family = "👩\u{200d}👩\u{200d}👧\u{200d}👦";
+    let content = format!("{}{family}{}", "a".repeat(119), "b".repeat(10));
+    app.append(&user, &session, "user", &content).await;
+    let summary = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    let preview = summary["last_message"]["preview"].as_str().unwrap();
+    assert_eq!(preview, format!("{}{family}", "a".repeat(119)), "120 graphemes, the family whole");
+    let flags = "🇺🇦🇯🇵".repeat(70);
+    app.append(&user, &session, "user", &flags).await;
+    let summary = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    assert_eq!(summary["last_message"]["preview"].as_str().unwrap(), "🇺🇦🇯🇵".repeat(60));
 }

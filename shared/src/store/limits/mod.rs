@@ -201,7 +201,7 @@ impl Store {
             .await;
         result.map(|_| ()).map_err(|error| {
             update_failed(error, || {
-                StoreError::Refused(Refusal::RateLimited { retry_after_secs: retry_after_minute(now) })
+                StoreError::Refused(Refusal::RateLimited { retry_after_secs: retry_after_minute(now), class, limit })
             })
         })
     }

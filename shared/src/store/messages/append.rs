@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 use super::Appended;
 use super::item::{last_message_of, message_item, stored_messages};
 use crate::domain::{
-    AppendLimits, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, Refusal, SessionId, Timestamp, UserId,
+    AppendLimits, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, RateClass, Refusal, SessionId,
+    Timestamp, UserId,
 };
 use crate::store::item::Item;
 use crate::store::limits::{meter_from_item, retry_after_minute};
@@ -88,6 +89,8 @@ impl Store {
                 Charge::RateLimited => {
                     return Err(StoreError::Refused(Refusal::RateLimited {
                         retry_after_secs: retry_after_minute(limits.now),
+                        class: RateClass::Append,
+                        limit: limits.rate_limit.unwrap_or_default(),
                     }));
                 }
             };
@@ -109,7 +112,7 @@ impl Store {
                 }
                 Err(AppendMiss::Replay(record)) => {
                     let quota = limits.quota_state(meter.used(&limits.window.day));
-                    return self.replay(session_id, &record, idempotency, quota).await;
+                    return self.replay(user, session_id, &record, idempotency, quota).await;
                 }
                 Err(AppendMiss::Stale { last_seq: actual_seq, meter: actual_meter }) => {
                     if let Some(actual) = actual_seq {
@@ -154,7 +157,7 @@ impl Store {
         };
         let (_, record) = tokio::try_join!(self.session_record(user, session_id), record)?;
         if let Some(record) = record {
-            return self.replay(session_id, &record, idempotency, quota).await;
+            return self.replay(user, session_id, &record, idempotency, quota).await;
         }
         Err(StoreError::Refused(Refusal::DailyLimitExceeded {
             total: allowance,

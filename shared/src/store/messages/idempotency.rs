@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Appended;
 use super::item::StoredMessage;
-use crate::domain::{Idempotency, QuotaState, Refusal, SessionId, Timestamp};
+use crate::domain::{Idempotency, QuotaState, Refusal, SessionId, Timestamp, UserId};
 use crate::store::item::{Item, n, s};
 use crate::store::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use crate::store::schema::messages::{SEQ, SESSION_ID};
@@ -55,8 +55,12 @@ impl Store {
         Ok(output.item().filter(|item| record_of(item).is_ok_and(|record| record.expires_at >= now)).cloned())
     }
 
+    /// What a retried request stored, answered again — unless a message of it has since been
+    /// deleted or cleared (delete, forget-recent, new scene, reset): then 409, and the text the
+    /// caller removed is not handed back.
     pub(super) async fn replay(
         &self,
+        user: &UserId,
         session_id: SessionId,
         record: &Item,
         idempotency: Option<&Idempotency>,
@@ -70,7 +74,7 @@ impl Store {
             )));
         }
         let (first, count) = (record.first_seq, record.count);
-        let output = self
+        let query = self
             .client
             .query()
             .table_name(&self.tables.messages)
@@ -81,15 +85,21 @@ impl Store {
             .expression_attribute_values(":first", n(first))
             .expression_attribute_values(":last", n(first + count.saturating_sub(1)))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        let messages = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| StoredMessage::try_from(item).map(|stored| stored.message))
-            .collect::<Result<Vec<_>, _>>()?;
+            .send();
+        let (output, session) = tokio::try_join!(
+            async { query.await.map_err(StoreError::from_sdk) },
+            self.session_record(user, session_id)
+        )?;
+        let stored =
+            output.items.unwrap_or_default().into_iter().map(StoredMessage::try_from).collect::<Result<Vec<_>, _>>()?;
+        let removed = stored.len() as u64 != count
+            || stored.iter().any(|stored| stored.deleted || stored.message.seq.get() <= session.visible_after);
+        if removed {
+            return Err(StoreError::Refused(Refusal::Conflict(
+                "this request was already stored, and its message has since been deleted".to_owned(),
+            )));
+        }
+        let messages = stored.into_iter().map(|stored| stored.message).collect();
         Ok(Appended { messages, replayed: true, quota, counted_in: None })
     }
 
