@@ -11,6 +11,8 @@ export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
 export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
 export MEMORIES_TABLE="${MEMORIES_TABLE:-chat-memories}"
 export LIMITS_TABLE="${LIMITS_TABLE:-chat-limits}"
+# Any origin may call the local server (a web app on another port); list origins to narrow it.
+export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
 if [ -z "${JWT_PUBLIC_KEY:-}${JWT_JWKS_URL:-}" ]; then
     export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
 fi

@@ -57,13 +57,13 @@ impl Cluster {
             rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
             ..LimitsConfig::default()
         };
-        let config = Config { tables, auth: dev_auth(), limits, llm: None };
+        let config = Config { tables, auth: dev_auth(), limits, llm: None, cors: shared::config::CorsOrigins::None };
         let mut bases = Vec::new();
         for _ in 0..2 {
             let state = AppState::new(client.clone(), &config, std::sync::Arc::new(SystemClock))?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             bases.push(format!("http://{}", listener.local_addr()?));
-            let app = local::app(state);
+            let app = local::app(state, &shared::config::CorsOrigins::None);
             tokio::spawn(async move { axum::serve(listener, app).await });
         }
         let bases: [String; 2] = bases.try_into().map_err(|_| "two instances")?;

@@ -77,10 +77,12 @@ impl Api {
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await?;
-        let config = Config { tables, auth: dev_auth(), limits: limits(), llm };
+        let config =
+            Config { tables, auth: dev_auth(), limits: limits(), llm, cors: shared::config::CorsOrigins::None };
         let state = AppState::new(client, &config, Arc::new(SystemClock))?;
         let log = Log::default();
-        let app = local::app(state.clone()).layer(middleware::from_fn_with_state(log.clone(), record));
+        let app = local::app(state.clone(), &shared::config::CorsOrigins::None)
+            .layer(middleware::from_fn_with_state(log.clone(), record));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { Aws, CfnOutput, CfnParameter, CfnParameterProps, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
-import { CfnApi, HttpApi, HttpMethod } from "aws-cdk-lib/aws-apigatewayv2";
+import { CfnApi, CorsHttpMethod, HttpApi, HttpMethod } from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import { AttributeType, BillingMode, CfnTable, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
 import { Rule, Schedule } from "aws-cdk-lib/aws-events";
@@ -18,6 +18,7 @@ import {
   Code,
   Function,
   FunctionUrlAuthType,
+  HttpMethod as UrlMethod,
   InvokeMode,
   LoggingFormat,
   Runtime,
@@ -55,6 +56,7 @@ const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
   ["JwtSecret", "JWT_SECRET", { type: "String", noEcho: true, default: "", description: "HS256 shared secret (at least 32 bytes). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
   ["JwtPublicKey", "JWT_PUBLIC_KEY", { type: "String", default: "", description: "RSA, EC or Ed25519 public key in PEM form (newlines as \\n). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
   ["JwtJwksUrl", "JWT_JWKS_URL", { type: "String", default: "", description: "The identity provider's JWKS URL (Cognito, Auth0, Clerk, Supabase, Keycloak, Firebase). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
+  ["CorsAllowedOrigins", undefined, { type: "CommaDelimitedList", default: "*", description: "Browser origins that may call the API (https://app.example.com,https://t.me), or * for any. Set your web app's origins in production." }],
   ["JwtIssuer", "JWT_ISSUER", { type: "String", default: "", description: "Required `iss` claim; empty to skip the check." }],
   ["JwtAudience", "JWT_AUDIENCE", { type: "String", default: "", description: "Required `aud` claim; empty to skip the check." }],
   ["TelegramBotToken", "TELEGRAM_BOT_TOKEN", { type: "String", noEcho: true, default: "", description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it." }],
@@ -75,6 +77,17 @@ const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
   ["LlmMaxTokens", "LLM_MAX_TOKENS", { type: "Number", default: 1024, description: "A reply's max_tokens, and the most a request may ask for." }],
   ["DeletionProtection", undefined, { type: "String", allowedValues: ["true", "false"], default: "true", description: "DynamoDB deletion protection on every table." }],
 ];
+
+/** CORS as the API answers it (the same lists as shared/src/http.rs and template.yaml). */
+const CORS = {
+  methods: ["GET", "POST", "PUT", "PATCH", "DELETE"] as const,
+  allowHeaders: ["authorization", "content-type", "idempotency-key", "last-event-id"],
+  exposeHeaders: [
+    "x-request-id", "x-quota-limit", "x-quota-remaining", "x-quota-reset", "x-ratelimit-limit", "x-ratelimit-remaining",
+    "x-ratelimit-reset", "ratelimit", "ratelimit-policy", "idempotent-replayed", "retry-after", "www-authenticate",
+  ],
+  maxAge: Duration.seconds(3600),
+};
 
 export class ChatStack extends Stack {
   constructor(scope: Construct, id: string, props: ChatStackProps) {
@@ -137,7 +150,17 @@ export class ChatStack extends Stack {
       projectionType: ProjectionType.KEYS_ONLY,
     });
 
-    const api = new HttpApi(this, "ChatApi");
+    const origins = parameters.CorsAllowedOrigins.valueAsList;
+    const api = new HttpApi(this, "ChatApi", {
+      corsPreflight: {
+        allowOrigins: origins,
+        allowMethods: CORS.methods.map((method) => CorsHttpMethod[method]),
+        allowHeaders: CORS.allowHeaders,
+        exposeHeaders: CORS.exposeHeaders,
+        maxAge: CORS.maxAge,
+        allowCredentials: false,
+      },
+    });
     (api.node.defaultChild as CfnApi).overrideLogicalId("ChatApi");
 
     const environment = {
@@ -289,7 +312,18 @@ export class ChatStack extends Stack {
         );
       }
       if (spec.streamingUrl) {
-        const url = fn.addFunctionUrl({ authType: FunctionUrlAuthType.NONE, invokeMode: InvokeMode.RESPONSE_STREAM });
+        const url = fn.addFunctionUrl({
+          authType: FunctionUrlAuthType.NONE,
+          invokeMode: InvokeMode.RESPONSE_STREAM,
+          cors: {
+            allowedOrigins: origins,
+            allowedMethods: CORS.methods.map((method) => UrlMethod[method]),
+            allowedHeaders: CORS.allowHeaders,
+            exposedHeaders: CORS.exposeHeaders,
+            maxAge: CORS.maxAge,
+            allowCredentials: false,
+          },
+        });
         (url.node.defaultChild as CfnUrl).overrideLogicalId(`${spec.id}Url`);
         new CfnOutput(this, "ReplyStreamUrl", {
           description: "Base URL of the streaming function URL (every messages route; replies stream as SSE).",

@@ -31,6 +31,9 @@ pub fn sam_shape(template: &str) -> Result<Shape, DriftError> {
     let resources = object(&template, "Resources")?;
     let globals = template.pointer("/Globals/Function").cloned().unwrap_or(Value::Null);
     let mut shape = base_shape(&template, resources);
+    for (id, api) in of_type(resources, "AWS::Serverless::HttpApi") {
+        insert(&mut shape, "cors", id, cors_settings(&api["Properties"]["CorsConfiguration"]));
+    }
     for (id, resource) in of_type(resources, "AWS::Serverless::Function") {
         let properties = merged(&globals, &resource["Properties"]);
         let permissions =
@@ -70,6 +73,9 @@ pub fn cloudformation_shape(template: &str) -> Result<Shape, DriftError> {
         let properties = &resource["Properties"];
         function_of_role.insert(text(&properties.pointer("/Role/Fn::GetAtt/0").cloned().unwrap_or_default()), id);
         insert(&mut shape, "functions", id, function_settings(properties));
+    }
+    for (id, api) in of_type(resources, "AWS::ApiGatewayV2::Api") {
+        insert(&mut shape, "cors", id, cors_settings(&api["Properties"]["CorsConfiguration"]));
     }
     for (id, url) in of_type(resources, "AWS::Lambda::Url") {
         let properties = &url["Properties"];
@@ -188,10 +194,27 @@ fn normalized_table(properties: &Value) -> Value {
     table
 }
 
-/// A function URL's auth and invoke mode (`BUFFERED` when unsaid).
+/// A function URL's auth, invoke mode (`BUFFERED` when unsaid) and CORS.
 fn url_settings(properties: &Value) -> Value {
     let mode = properties.get("InvokeMode").cloned().unwrap_or_else(|| Value::from("BUFFERED"));
-    serde_json::json!({ "AuthType": properties["AuthType"], "InvokeMode": mode })
+    serde_json::json!({ "AuthType": properties["AuthType"], "InvokeMode": mode, "Cors": cors_settings(&properties["Cors"]) })
+}
+
+/// A CORS configuration with its lists in one order and header names in lower case.
+fn cors_settings(cors: &Value) -> Value {
+    let Some(cors) = cors.as_object() else { return Value::Null };
+    let normalized = cors.iter().map(|(key, value)| {
+        let value = match value.as_array() {
+            Some(items) => {
+                let mut items: Vec<String> = items.iter().map(|item| text(item).to_ascii_lowercase()).collect();
+                items.sort();
+                Value::from(items)
+            }
+            None => value.clone(),
+        };
+        (key.clone(), value)
+    });
+    Value::Object(normalized.collect())
 }
 
 fn function_settings(properties: &Value) -> Value {

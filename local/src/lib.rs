@@ -14,16 +14,17 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use shared::AppState;
+use shared::config::CorsOrigins;
 
 /// Every function's routes on one router: what `scripts/dev.sh` serves and the tests call.
 /// The same `routes()` run one per Lambda in AWS, so local and deployed routes are identical.
 /// Locally the API also serves its own description: `/openapi.json` and a `/docs` page.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: AppState, cors: &CorsOrigins) -> Router {
     let routes = sessions::routes()
         .merge(messages::routes())
         .merge(memories::routes())
         .merge(limits::routes())
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/docs", get(|| async { Html(openapi::docs_page(&openapi::document())) }));
-    shared::http::app(routes, state)
+    shared::http::cors(shared::http::app(routes, state), cors)
 }

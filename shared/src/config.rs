@@ -199,9 +199,55 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub llm: Option<LlmConfig>,
+    /// Browser origins the local server answers CORS for (in AWS the HTTP API and the function
+    /// URL answer it, from the stack's `CorsAllowedOrigins`).
+    pub cors: CorsOrigins,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Which browser origins may call the API (`CORS_ALLOWED_ORIGINS`: comma-separated origins such
+/// as `https://app.example.com`, or `*` for any, meant for development; unset: none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    #[default]
+    None,
+    Any,
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let origins: Vec<&str> = text.split(',').map(str::trim).filter(|origin| !origin.is_empty()).collect();
+        if origins.is_empty() {
+            return Ok(Self::None);
+        }
+        if origins == ["*"] {
+            return Ok(Self::Any);
+        }
+        let invalid = ConfigError::Invalid {
+            name: "CORS_ALLOWED_ORIGINS",
+            reason: "must be * or origins like https://app.example.com (scheme and host, no path), comma-separated",
+        };
+        let mut list = Vec::with_capacity(origins.len());
+        for origin in origins {
+            let (scheme, host) = origin.split_once("://").ok_or_else(|| invalid.clone())?;
+            let valid = matches!(scheme, "http" | "https")
+                && !host.is_empty()
+                && !host.contains(['/', '?', '#', '*', ' '])
+                && origin.is_ascii();
+            if !valid {
+                return Err(invalid);
+            }
+            list.push(origin.to_ascii_lowercase());
+        }
+        Ok(Self::List(list))
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        optional("CORS_ALLOWED_ORIGINS").map_or(Ok(Self::None), |text| Self::parse(&text))
+    }
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
     Missing(&'static str),
@@ -225,6 +271,7 @@ impl Config {
             auth: AuthConfig::from_env()?,
             limits: LimitsConfig::from_env()?,
             llm: LlmConfig::from_env()?,
+            cors: CorsOrigins::from_env()?,
         })
     }
 }

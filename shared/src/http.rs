@@ -8,15 +8,17 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::Instrument as _;
 
 use crate::auth::{Admin, Caller};
+use crate::config::CorsOrigins;
 use crate::domain::{InputError, RateClass, Seq, UserId};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
@@ -28,6 +30,62 @@ pub fn app(routes: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(route_not_found)
         .layer(middleware::from_fn(request_context))
         .with_state(state)
+}
+
+/// The request headers the API reads: what a preflight may ask to send.
+pub const CORS_ALLOW_HEADERS: &[&str] = &["authorization", "content-type", "idempotency-key", "last-event-id"];
+/// The response headers the API sets that a browser script may read.
+pub const CORS_EXPOSE_HEADERS: &[&str] = &[
+    "x-request-id",
+    "x-quota-limit",
+    "x-quota-remaining",
+    "x-quota-reset",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "ratelimit",
+    "ratelimit-policy",
+    "idempotent-replayed",
+    "retry-after",
+    "www-authenticate",
+];
+pub const CORS_ALLOW_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+/// How long a browser may cache a preflight's answer.
+pub const CORS_MAX_AGE_SECS: u64 = 3600;
+
+/// CORS for the allowed origins, as the HTTP API's `CorsConfiguration` answers it in AWS (the
+/// same lists: `template.yaml` and `infra/` are checked against these constants). Credentials
+/// mode is not allowed: the API reads `Authorization`, never cookies, and a request with an
+/// `Authorization` header needs no `credentials: "include"`. A preflight is `204`.
+pub fn cors(routes: Router, origins: &CorsOrigins) -> Router {
+    let allow_origin = match origins {
+        CorsOrigins::None => return routes,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+        }
+    };
+    let names = |names: &[&str]| {
+        names.iter().filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()).collect::<Vec<_>>()
+    };
+    let methods: Vec<Method> = CORS_ALLOW_METHODS.iter().filter_map(|method| method.parse().ok()).collect();
+    let layer = CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods(methods)
+        .allow_headers(names(CORS_ALLOW_HEADERS))
+        .expose_headers(names(CORS_EXPOSE_HEADERS))
+        .max_age(std::time::Duration::from_secs(CORS_MAX_AGE_SECS));
+    routes.layer(layer).layer(middleware::from_fn(preflight_no_content))
+}
+
+/// tower-http answers a preflight `200` with an empty body; API Gateway answers `204`.
+async fn preflight_no_content(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if preflight && response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 async fn route_not_found() -> ApiError {

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "serving the chat API");
-    axum::serve(listener, local::app(state))
+    axum::serve(listener, local::app(state, &config.cors))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

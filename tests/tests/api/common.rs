@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{AuthConfig, Config, LimitsConfig, LlmConfig, TableNames};
+use shared::config::{AuthConfig, Config, CorsOrigins, LimitsConfig, LlmConfig, TableNames};
 use shared::domain::{Clock, RateLimits, SystemClock};
 use tower::ServiceExt;
 
@@ -110,6 +110,17 @@ impl TestApp {
         Self::build(auth, unlimited(), Arc::new(SystemClock)).await
     }
 
+    /// An app answering CORS for `origins`, as `CORS_ALLOWED_ORIGINS` configures the local server.
+    pub async fn with_cors(origins: CorsOrigins) -> Self {
+        let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let tables = TableNames::with_prefix(&prefix);
+        local::tables::create_tables(&client(), &tables).await.expect("create tables");
+        Self::on_tables(
+            Config { tables, auth: dev_auth(), limits: unlimited(), llm: None, cors: origins },
+            Arc::new(SystemClock),
+        )
+    }
+
     /// An app verifying tokens with `auth`, on a clock the test controls.
     pub async fn with_auth_and_clock(auth: AuthConfig, clock: Arc<dyn Clock>) -> Self {
         Self::build(auth, unlimited(), clock).await
@@ -138,7 +149,7 @@ impl TestApp {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client(), &tables).await.expect("create tables");
-        Self::on_tables(Config { tables, auth, limits, llm }, clock)
+        Self::on_tables(Config { tables, auth, limits, llm, cors: CorsOrigins::None }, clock)
     }
 
     /// An app on a database of the test's own (for fault tests), with these limits.
@@ -146,7 +157,12 @@ impl TestApp {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await.expect("create tables");
-        Self::assemble(client, Config { tables, auth: dev_auth(), limits, llm: None }, Arc::new(SystemClock), None)
+        Self::assemble(
+            client,
+            Config { tables, auth: dev_auth(), limits, llm: None, cors: CorsOrigins::None },
+            Arc::new(SystemClock),
+            None,
+        )
     }
 
     /// An app whose replies come from Bedrock at `endpoint` (a test endpoint speaking its wire
@@ -163,7 +179,7 @@ impl TestApp {
             ))
             .endpoint_url(endpoint)
             .build();
-        let config = Config { tables, auth: dev_auth(), limits, llm: Some(llm) };
+        let config = Config { tables, auth: dev_auth(), limits, llm: Some(llm), cors: CorsOrigins::None };
         Self::assemble(client(), config, Arc::new(SystemClock), Some(aws))
     }
 
@@ -197,7 +213,7 @@ impl TestApp {
             None => AppState::new(client, &config, clock),
         }
         .expect("valid config");
-        Self { router: local::app(state.clone()), state, config, aws }
+        Self { router: local::app(state.clone(), &config.cors), state, config, aws }
     }
 
     pub fn user(&self) -> User {

@@ -4,6 +4,7 @@
 
 mod auth;
 mod common;
+mod cors;
 mod errors;
 mod events;
 mod faults;
