@@ -64,6 +64,8 @@ pub enum ErrorCode {
     Forbidden,
     NotFound,
     Conflict,
+    /// The path exists, not with this method (`Allow` lists those it has): 405.
+    MethodNotAllowed,
     SessionClosed,
     PayloadTooLarge,
     DailyLimitExceeded,
@@ -102,6 +104,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("this path does not take this method; the Allow header lists those it takes")]
+    MethodNotAllowed,
     #[error("the session is {}: it accepts no changes to its messages", .0.as_str())]
     SessionClosed(SessionStatus),
     #[error("{message}")]
@@ -137,6 +141,7 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::SessionClosed(_) => StatusCode::CONFLICT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,6 +162,7 @@ impl ApiError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::DailyLimitExceeded { .. } => ErrorCode::DailyLimitExceeded,

@@ -27,7 +27,7 @@ use crate::state::AppState;
 pub fn app(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(route_not_found)
-        .method_not_allowed_fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_context))
         .with_state(state)
 }
@@ -92,6 +92,11 @@ async fn route_not_found() -> ApiError {
     ApiError::NotFound("route")
 }
 
+/// A known path with another method: 405, and axum's `Allow` header lists the methods it has.
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
 /// Gives each request an id (API Gateway's when there is one), a span, a log line and an
 /// `x-request-id` header. Logs ids and timings only, never bodies.
 async fn request_context(request: Request, next: Next) -> Response {
@@ -148,18 +153,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// Every body is a JSON object: serde would also take a struct as an array of its fields in
+/// declaration order (`["title", null]`), which no client means and no schema documents.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(ApiError::invalid("body", "the body must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let field = field_name(error.path());
         let inner = error.into_inner();
-        let message = match inner.classify() {
+        match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                format!("the body is not valid JSON: {inner}")
+                ApiError::invalid("body", format!("the body is not valid JSON: {inner}"))
             }
-            _ => strip_position(&inner.to_string()),
-        };
-        ApiError::invalid(field, message)
+            _ => ApiError::invalid(field, public_message(&inner.to_string())),
+        }
     })?;
     deserializer.end().map_err(|_| ApiError::invalid("body", "trailing characters after the JSON value"))?;
     Ok(value)
@@ -183,15 +193,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
 fn field_name(path: &serde_path_to_error::Path) -> String {
     let text = path.to_string();
-    if text == "." || text.is_empty() { "body".to_owned() } else { text }
+    if text == "." || text == "?" || text.is_empty() { "body".to_owned() } else { text }
 }
 
-/// serde_json appends "at line 1 column 9" to type errors; the field name says more.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
+/// A serde message as a client may read it: without serde_json's "at line 1 column 9" (the
+/// field name says more) and without Rust type names ("struct CreateSession" is "an object").
+fn public_message(message: &str) -> String {
+    let message = match message.rfind(" at line ") {
+        Some(index) => &message[..index],
+        None => message,
+    };
+    let mut words: Vec<&str> = message.split(' ').collect();
+    let mut index = 0;
+    while index + 1 < words.len() {
+        if words[index] == "struct" || words[index] == "enum" {
+            let kind = if words[index] == "struct" { "an object" } else { "one of the documented values" };
+            words.splice(index..index + 2, [kind]);
+            // "… with 3 elements": how serde counts a struct's fields; meaningless to a client.
+            if words.get(index + 1) == Some(&"with") && words.get(index + 3).is_some_and(|w| w.starts_with("element")) {
+                words.drain(index + 1..index + 4);
+            }
+        }
+        index += 1;
     }
+    words.join(" ")
 }
 
 /// The `{id}` path segment parsed as `T` (400 `invalid_input` naming the field when it does not parse).

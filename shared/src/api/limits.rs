@@ -32,6 +32,7 @@ impl PutSubscription {
 
 /// `GET /v1/usage?from=YYYY-MM-DD&to=YYYY-MM-DD` (UTC dates, inclusive; default: the last 30 days)
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     pub from: Option<String>,
     pub to: Option<String>,

@@ -66,6 +66,7 @@ impl TryFrom<UpdateMemory> for MemoryChanges {
 
 /// `GET /v1/memories?session_id=&include_global=&memory_type=&min_importance=&limit=&cursor=`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListMemories {
     pub session_id: Option<SessionId>,
     pub include_global: Option<bool>,
@@ -109,6 +110,7 @@ impl TryFrom<ListMemories> for MemoryListing {
 
 /// `DELETE /v1/memories?session_id=`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteMemories {
     pub session_id: Option<SessionId>,
 }
@@ -141,6 +143,7 @@ pub struct MemoriesDeleted {
 
 /// `GET /v1/sessions/{id}/context?recent=8&max_tokens=2000`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ContextQuery {
     #[schemars(range(min = 1, max = 100))]
     pub recent: Option<u32>,

@@ -125,6 +125,7 @@ fn in_batch(index: usize, error: InputError) -> InputError {
 
 /// `GET /v1/sessions/{id}/messages?after_seq=&before_seq=&limit=&order=asc|desc`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListMessages {
     pub after_seq: Option<u64>,
     pub before_seq: Option<u64>,

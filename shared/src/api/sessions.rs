@@ -66,6 +66,7 @@ impl TryFrom<UpdateSession> for SessionChanges {
 
 /// `GET /v1/sessions?limit=&cursor=&status=&archived=&q=`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ListSessions {
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
@@ -104,6 +105,7 @@ impl TryFrom<ListSessions> for SessionListing {
 
 /// `GET /v1/sessions/{id}?include=messages&messages_limit=N`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetSession {
     pub include: Option<String>,
     #[schemars(range(min = 1, max = 200))]

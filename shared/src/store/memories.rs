@@ -22,7 +22,7 @@ use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError};
 use crate::domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
-    NewMemory, PageLimit, Refusal, SessionId, Timestamp, UserId,
+    NewMemory, PageLimit, Refusal, SessionId, SessionStatus, Timestamp, UserId,
 };
 
 /// At most this many memories per scope.
@@ -168,7 +168,17 @@ impl Store {
     /// (`false`: nothing was written).
     pub async fn add_memory(&self, user: &UserId, new: NewMemory) -> Result<(Memory, bool), StoreError> {
         for _ in 0..3 {
-            let scope = self.scope_key(user, new.scope).await?;
+            let scope = match new.scope {
+                MemoryScope::Global => ScopeKey::global(),
+                MemoryScope::Session(id) => {
+                    // A session that refuses message changes takes no new memories either.
+                    let record = self.session_record(user, id).await?;
+                    if record.session.status != SessionStatus::Open {
+                        return Err(StoreError::Refused(Refusal::SessionClosed(record.session.status)));
+                    }
+                    ScopeKey::session(id, record.memory_epoch)
+                }
+            };
             let now = self.now();
             let memory = Memory {
                 id: MemoryId::generate(),

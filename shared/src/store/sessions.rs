@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, Update,
 };
@@ -340,11 +341,11 @@ impl Store {
             .update_item()
             .table_name(&self.tables.sessions)
             .set_key(Some(session_key(user, id)))
-            .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at)")
             .expression_attribute_names("#sk", SESSION_ID)
             .expression_attribute_names("#deleted_at", DELETED_AT)
-            .return_values(ReturnValue::AllNew);
-        let mut sets = vec![(UPDATED_AT, s(&now)), (ACTIVITY_AT, s(&now))];
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut sets = Vec::new();
         if let Some(title) = &changes.title {
             sets.push((TITLE, s(title.as_str())));
             sets.push((TITLE_FOLDED, s(title.folded())));
@@ -362,20 +363,51 @@ impl Store {
             sets.push((ARCHIVED, b(archived)));
             sets.push((LIST_PK, s(list_pk(user, archived))));
         }
-        let mut assignments = Vec::with_capacity(sets.len());
+        // A change that changes nothing writes nothing: `updated_at` stays and the session keeps
+        // its place in the list. The condition asks for at least one attribute to differ.
+        let mut assignments = Vec::with_capacity(sets.len() + 2);
+        let mut differences = Vec::with_capacity(sets.len());
         for (index, (name, value)) in sets.into_iter().enumerate() {
             assignments.push(format!("#a{index} = :v{index}"));
+            if name != LIST_PK {
+                differences.push(format!("attribute_not_exists(#a{index}) OR #a{index} <> :v{index}"));
+            }
             update = update
                 .expression_attribute_names(format!("#a{index}"), name)
                 .expression_attribute_values(format!(":v{index}"), value);
         }
-        let output = update
+        if differences.is_empty() {
+            return Ok(self.session_record(user, id).await?.session);
+        }
+        for (name, placeholder) in [(UPDATED_AT, "#updated_at"), (ACTIVITY_AT, "#activity_at")] {
+            assignments.push(format!("{placeholder} = :now"));
+            update = update.expression_attribute_names(placeholder, name);
+        }
+        let result = update
+            .expression_attribute_values(":now", s(&now))
+            .condition_expression(format!(
+                "attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND ({})",
+                differences.join(" OR ")
+            ))
             .update_expression(format!("SET {}", assignments.join(", ")))
             .send()
-            .await
-            .map_err(|error| update_failed(error, || StoreError::NotFound("session")))?;
-        let item = output.attributes().ok_or_else(|| StoreError::corrupt("session", "attributes"))?;
-        Ok(SessionRecord::try_from(item)?.session)
+            .await;
+        let item = match result {
+            Ok(output) => output.attributes.ok_or_else(|| StoreError::corrupt("session", "attributes"))?,
+            Err(error) if condition_failed(&error) => {
+                // Either no such live session, or nothing to change: the old item says which.
+                let old = match error.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    _ => None,
+                };
+                match old {
+                    Some(item) if !item.contains_key(DELETED_AT) => item,
+                    _ => return Err(StoreError::NotFound("session")),
+                }
+            }
+            Err(error) => return Err(StoreError::from_sdk(error)),
+        };
+        Ok(SessionRecord::try_from(&item)?.session)
     }
 
     /// Soft delete: the session (and with it every message) disappears from reads at once; the
@@ -595,10 +627,11 @@ impl Store {
         session_id: SessionId,
         epoch: u64,
     ) -> Result<ConditionCheck, StoreError> {
+        // Open, too: a session that refuses message changes (locked, closed) takes no new memories.
         let condition = if epoch == 0 {
-            "attribute_not_exists(#deleted_at) AND attribute_exists(#epoch) AND #epoch = :epoch"
+            "attribute_not_exists(#deleted_at) AND attribute_exists(#epoch) AND #epoch = :epoch AND #status = :open"
         } else {
-            "attribute_not_exists(#deleted_at) AND #epoch = :epoch"
+            "attribute_not_exists(#deleted_at) AND #epoch = :epoch AND #status = :open"
         };
         ConditionCheck::builder()
             .table_name(&self.tables.sessions)
@@ -606,7 +639,9 @@ impl Store {
             .condition_expression(condition)
             .expression_attribute_names("#deleted_at", DELETED_AT)
             .expression_attribute_names("#epoch", MEMORY_EPOCH)
+            .expression_attribute_names("#status", STATUS)
             .expression_attribute_values(":epoch", n(epoch))
+            .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
             .build()
             .map_err(StoreError::internal)
     }

@@ -297,6 +297,14 @@ impl TestApp {
         self.post(user, &format!("/v1/sessions/{session}/messages"), body).await.expect(201).body
     }
 
+    pub async fn raw_owned(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Resp {
+        let mut builder = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        self.send(builder.body(Body::from(body.to_vec())).expect("request")).await
+    }
+
     pub async fn raw(&self, method: &str, path: &str, token: Option<&str>, body: &'static [u8]) -> Resp {
         let mut builder = Request::builder().method(method).uri(path).header("content-type", "application/json");
         if let Some(token) = token {

@@ -16,6 +16,49 @@ async fn malformed_bodies_are_400_with_a_request_id() {
     }
     let nested = Box::leak(format!("{}{}", "[".repeat(1000), "]".repeat(1000)).into_bytes().into_boxed_slice());
     app.raw("POST", "/v1/sessions", token, nested).await.expect_error(400, "invalid_input");
+    // Only an object is a body: serde would take a struct as an array of its fields.
+    for body in [&br#"["t",null,null]"#[..], b"[]", br#"  ["t"]"#, b"42", b"null", b"true"] {
+        let response = app.raw("POST", "/v1/sessions", token, body).await.expect_error(400, "invalid_input");
+        assert_eq!(response.body["field"], "body");
+        assert_eq!(response.body["message"], "the body must be a JSON object");
+    }
+    assert_eq!(app.get(&user, "/v1/sessions").await.expect(200).body["data"].as_array().unwrap().len(), 0);
+    // Malformed JSON names the body, not "?"; nested type errors name no Rust type.
+    let response = app.raw("POST", "/v1/sessions", token, b"{\"title\": ").await.expect_error(400, "invalid_input");
+    assert_eq!(response.body["field"], "body");
+    let session = app.session(&user, "typed").await;
+    let response = app
+        .raw_owned(
+            "POST",
+            &format!("/v1/sessions/{session}/messages"),
+            token,
+            br#"{"role":"user","content":"x","usage":[1]}"#,
+        )
+        .await
+        .expect_error(400, "invalid_input");
+    let message = response.body["message"].as_str().unwrap();
+    assert_eq!(response.body["field"], "usage");
+    assert!(!message.contains("struct") && !message.contains("Usage") && !message.contains("element"), "{message}");
+    assert!(message.contains("an object"), "{message}");
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_are_400_like_unknown_body_fields() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "q").await;
+    for path in [
+        "/v1/sessions?limt=5".to_owned(),
+        format!("/v1/sessions/{session}?includes=messages"),
+        format!("/v1/sessions/{session}/messages?after=3"),
+        format!("/v1/sessions/{session}/context?recnt=2"),
+        "/v1/memories?sesion_id=x".to_owned(),
+        "/v1/usage?form=2026-01-01".to_owned(),
+    ] {
+        let response = app.get(&user, &path).await.expect_error(400, "invalid_input");
+        assert!(response.body["message"].as_str().unwrap().contains("unknown field"), "{path}: {}", response.body);
+    }
+    app.get(&user, "/v1/sessions?limit=5").await.expect(200);
 }
 
 #[tokio::test]
@@ -48,12 +91,18 @@ async fn oversize_body_is_413() {
 }
 
 #[tokio::test]
-async fn unknown_routes_and_methods_are_json_404() {
+async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
     let app = TestApp::new().await;
     let user = app.user();
     app.get(&user, "/v1/nothing-here").await.expect_error(404, "not_found");
-    app.call(Method::PUT, "/v1/sessions", Some(&user.token), Some(json!({}))).await.expect_error(404, "not_found");
     app.call(Method::GET, "/", None, None).await.expect_error(404, "not_found");
+    let wrong = app.call(Method::PUT, "/v1/sessions", Some(&user.token), Some(json!({}))).await;
+    let wrong = wrong.expect_error(405, "method_not_allowed");
+    let allow = wrong.header("allow").unwrap();
+    assert!(allow.contains("GET") && allow.contains("POST") && !allow.contains("PUT"), "{allow}");
+    let path = "/v1/sessions/00000000-0000-4000-8000-000000000001/messages";
+    let wrong = app.call(Method::DELETE, path, Some(&user.token), None).await.expect_error(405, "method_not_allowed");
+    assert!(wrong.header("allow").unwrap().contains("POST"));
 }
 
 #[tokio::test]

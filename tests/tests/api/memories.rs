@@ -390,3 +390,36 @@ async fn context_ranks_and_keeps_the_recent_turns() {
     assert_eq!(seqs, [8, 10]);
     assert_eq!(scene["memories"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_locked_or_closed_session_takes_no_new_memories() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    for status in ["locked", "closed"] {
+        let session = app.session(&user, status).await;
+        remember(&app, &user, json!({"content": "likes tea", "memory_type": "preference", "session_id": session}))
+            .await;
+        app.patch(&user, &format!("/v1/sessions/{session}"), json!({"status": status})).await.expect(200);
+        let refused = app
+            .post(
+                &user,
+                "/v1/memories",
+                json!({"content": "likes coffee", "memory_type": "preference", "session_id": session}),
+            )
+            .await;
+        let refused = refused.expect_error(409, "session_closed");
+        assert_eq!(refused.body["status"], status);
+        let listed = app.get(&user, &format!("/v1/memories?session_id={session}")).await.expect(200).body;
+        assert_eq!(listed["data"].as_array().unwrap().len(), 1, "nothing was added");
+        // Reopened, it takes them again; user-wide memories were never affected.
+        app.patch(&user, &format!("/v1/sessions/{session}"), json!({"status": "open"})).await.expect(200);
+        app.post(
+            &user,
+            "/v1/memories",
+            json!({"content": "likes coffee", "memory_type": "preference", "session_id": session}),
+        )
+        .await
+        .expect(201);
+    }
+    app.post(&user, "/v1/memories", json!({"content": "global fact", "memory_type": "fact"})).await.expect(201);
+}

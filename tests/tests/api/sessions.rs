@@ -343,3 +343,37 @@ impl TestApp {
             .expect_error(404, "not_found");
     }
 }
+
+#[tokio::test]
+async fn a_change_that_changes_nothing_writes_nothing() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let first = app.session(&user, "first").await;
+    let second = app.session(&user, "second").await;
+    let before = app.get(&user, &format!("/v1/sessions/{first}")).await.expect(200).body;
+    let order = |body: &serde_json::Value| -> Vec<String> {
+        body["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+    };
+    for change in [json!({"title": "first"}), json!({"status": "open"}), json!({"title": "first", "status": "open"})] {
+        let after = app.patch(&user, &format!("/v1/sessions/{first}"), change.clone()).await.expect(200).body;
+        assert_eq!(after["updated_at"], before["updated_at"], "{change}");
+        assert_eq!(after, before, "{change}");
+        assert_eq!(order(&app.get(&user, "/v1/sessions").await.expect(200).body), [second.clone(), first.clone()]);
+    }
+    // Re-archiving an archived session, or unarchiving an active one: no write either.
+    app.post(&user, &format!("/v1/sessions/{second}/archive"), json!({})).await.expect(200);
+    let archived = app.get(&user, &format!("/v1/sessions/{second}")).await.expect(200).body;
+    let again = app.post(&user, &format!("/v1/sessions/{second}/archive"), json!({})).await.expect(200).body;
+    assert_eq!(again["updated_at"], archived["updated_at"]);
+    let unarchived = app.post(&user, &format!("/v1/sessions/{first}/unarchive"), json!({})).await.expect(200).body;
+    assert_eq!(unarchived["updated_at"], before["updated_at"]);
+    // A real change still moves the session up; a deleted session is 404 even for a no-op.
+    let renamed =
+        app.patch(&user, &format!("/v1/sessions/{first}"), json!({"title": "renamed"})).await.expect(200).body;
+    assert_ne!(renamed["updated_at"], before["updated_at"]);
+    app.delete(&user, &format!("/v1/sessions/{first}")).await.expect(204);
+    app.patch(&user, &format!("/v1/sessions/{first}"), json!({"title": "renamed"}))
+        .await
+        .expect_error(404, "not_found");
+    app.patch(&user, &format!("/v1/sessions/{first}"), json!({"status": "open"})).await.expect_error(404, "not_found");
+}
