@@ -129,9 +129,9 @@ export class ChatStack extends Stack {
       sortKey: { name: "activity_at", type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
-    const messages = table("MessagesTable", "session_id", ["seq", AttributeType.NUMBER]);
+    const messages = table("MessagesTable", "session_id", ["seq", AttributeType.NUMBER], "expires_at");
     const idempotency = table("IdempotencyTable", "scope", undefined, "expires_at");
-    const memories = table("MemoriesTable", "user_id", ["item", AttributeType.STRING]);
+    const memories = table("MemoriesTable", "user_id", ["item", AttributeType.STRING], "expires_at");
     for (const [indexName, sortKey] of [
       ["by_rank", "rank"],
       ["by_id", "memory_id"],

@@ -77,6 +77,9 @@ pub struct LimitsConfig {
     pub rate: RateLimits,
     /// USD per million tokens per model (`MODEL_PRICES`, default none).
     pub prices: ModelPrices,
+    /// Days a deleted or hidden item (message, session, a left memory epoch) stays stored before
+    /// DynamoDB's TTL removes it (`RETENTION_DAYS`, default 30).
+    pub retention_days: u64,
 }
 
 impl Default for LimitsConfig {
@@ -85,6 +88,7 @@ impl Default for LimitsConfig {
             daily_quota: 50,
             rate: RateLimits { append: 10, read: 30, other: 60, regenerate: 5 },
             prices: ModelPrices::default(),
+            retention_days: 30,
         }
     }
 }
@@ -108,6 +112,7 @@ impl LimitsConfig {
                     reason: "must look like model=0.15/0.60,other=3/15",
                 })?
                 .unwrap_or_default(),
+            retention_days: number("RETENTION_DAYS", defaults.retention_days)?,
         })
     }
 }

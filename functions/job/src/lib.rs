@@ -1,6 +1,7 @@
 //! The hourly job: its own function (its own timeout and role) on EventBridge's schedule. It does
-//! the chores the limits table lists for each day (`Store::run_chores`) within the time the
-//! invocation has, and leaves the rest to the next run.
+//! the chores the limits table lists for each day (`Store::run_chores`: subscriptions, usage days,
+//! meters, and the retention sweeps of sessions whose messages or memories were hidden) within
+//! the time the invocation has, and leaves the rest to the next run.
 
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value,
         subscriptions_expired = report.subscriptions_expired,
         usage_days_finalized = report.usage_days_finalized,
         meters_closed = report.meters_closed,
+        sessions_swept = report.sessions_swept,
+        messages_expired = report.messages_expired,
+        memories_expired = report.memories_expired,
         finished = report.finished,
         "hourly job done"
     );

@@ -476,6 +476,7 @@ impl Store {
     /// keeping the count exact, so a retry after a failure finishes the job.
     pub async fn delete_scope(&self, user: &UserId, scope: MemoryScope) -> Result<u64, StoreError> {
         if let MemoryScope::Session(session_id) = scope {
+            self.list_sweep(user, session_id).await?;
             return self.next_memory_epoch(user, session_id).await;
         }
         let scope = ScopeKey::global();

@@ -1,11 +1,13 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
+mod bulk;
 mod gate;
 mod hints;
 mod item;
 mod limits;
 mod memories;
 mod messages;
+mod retention;
 pub mod schema;
 mod sessions;
 mod tx;

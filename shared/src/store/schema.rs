@@ -62,6 +62,8 @@ pub(crate) mod sessions {
 pub(crate) mod messages {
     pub const SESSION_ID: &str = "session_id";
     pub const SEQ: &str = "seq";
+    /// Set once a message is deleted or hidden: TTL removes it after the retention period.
+    pub const EXPIRES_AT: &str = "expires_at";
 }
 
 pub(crate) mod memories {
@@ -73,6 +75,8 @@ pub(crate) mod memories {
     pub const RANK: &str = "rank";
     pub const BY_ID: &str = "by_id";
     pub const MEMORY_ID: &str = "memory_id";
+    /// Set on a session's memories of a left epoch (reset, deleting them, deleting the session).
+    pub const EXPIRES_AT: &str = "expires_at";
 }
 
 pub(crate) mod limits {
@@ -113,7 +117,7 @@ pub const MESSAGES: TableLayout = TableLayout {
     sort_key: Some((messages::SEQ, KeyType::N)),
     indexes: &[],
     local_indexes: &[],
-    ttl_attribute: None,
+    ttl_attribute: Some(messages::EXPIRES_AT),
 };
 
 pub const IDEMPOTENCY: TableLayout = TableLayout {
@@ -144,7 +148,7 @@ pub const MEMORIES: TableLayout = TableLayout {
             projection: Projection::All,
         },
     ],
-    ttl_attribute: None,
+    ttl_attribute: Some(memories::EXPIRES_AT),
 };
 
 pub const LIMITS: TableLayout = TableLayout {

@@ -2,7 +2,6 @@
 //! `by_activity` index (partition `<user>#active|archived`, sorted by `activity_at`), never a scan.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -19,7 +18,6 @@ use crate::domain::{
 };
 
 /// How long a deleted session's item stays (invisible) before DynamoDB's TTL purges it.
-const DELETED_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Items read per index page when a filter may discard some of them.
 const FILTERED_PAGE: i32 = 100;
 
@@ -411,10 +409,12 @@ impl Store {
     }
 
     /// Soft delete: the session (and with it every message) disappears from reads at once; the
-    /// item itself is purged by TTL after the retention period.
+    /// item is purged by TTL after the retention period, its messages and memories after the
+    /// hourly job's sweep has stamped them.
     pub async fn delete_session(&self, user: &UserId, id: SessionId) -> Result<(), StoreError> {
+        self.list_sweep(user, id).await?;
         let now = self.now();
-        let expires_at = now.plus(DELETED_RETENTION).unix_seconds();
+        let expires_at = self.expires_at(now);
         self.client
             .update_item()
             .table_name(&self.tables.sessions)

@@ -14,6 +14,7 @@ mod memories;
 mod messages;
 mod openapi;
 mod replies;
+mod retention;
 mod schema;
 mod scripted_bedrock;
 mod scripted_model;

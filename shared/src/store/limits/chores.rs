@@ -9,9 +9,10 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use super::meter::{COST_USD, FINALIZED_AT, Listing, METER, meter_from_item};
 use super::usage::day_cost;
 use super::{EXPIRED, SETTINGS, key, settings_from};
-use crate::domain::{DayUsage, Meter, Timestamp, UserId, utc_day};
+use crate::domain::{DayUsage, Meter, SessionId, Timestamp, UserId, utc_day};
 use crate::store::item::{Item, Reader, b, s};
 use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
+use crate::store::retention::SWEEP_PREFIX;
 use crate::store::tx::cancellation_reasons;
 use crate::store::{Store, StoreError};
 
@@ -27,6 +28,10 @@ pub struct ChoreReport {
     pub usage_days_finalized: u64,
     /// Meters whose finished day the job moved out because no append did.
     pub meters_closed: u64,
+    /// Sessions whose invisible items the job stamped for TTL (retention), and how many items.
+    pub sessions_swept: u64,
+    pub messages_expired: u64,
+    pub memories_expired: u64,
     /// False when the run stopped for time; the next run carries on.
     pub finished: bool,
 }
@@ -61,7 +66,7 @@ impl Store {
                     .await
                     .map_err(StoreError::from_sdk)?;
                 for entry in output.items() {
-                    self.do_chore(entry, &day, &today, now, &mut report).await?;
+                    self.do_chore(entry, &day, &today, now, started + budget, &mut report).await?;
                 }
                 match output.last_evaluated_key {
                     Some(key) => start_key = Some(key),
@@ -83,6 +88,7 @@ impl Store {
         day: &str,
         today: &str,
         now: Timestamp,
+        deadline: Instant,
         report: &mut ChoreReport,
     ) -> Result<(), StoreError> {
         let read = Reader::new(entry, "chore");
@@ -128,6 +134,21 @@ impl Store {
                 report.usage_days_finalized += 1;
             }
             return Ok(());
+        } else if let Some(session) = name.strip_prefix(SWEEP_PREFIX) {
+            let session_id: SessionId = session.parse().map_err(|_| StoreError::corrupt("chore", ITEM))?;
+            let swept = self.sweep_session(&user, session_id, now, deadline).await?;
+            report.messages_expired += swept.messages;
+            report.memories_expired += swept.memories;
+            if !swept.complete {
+                return Ok(()); // out of time: the next run carries on
+            }
+            self.close_chore(item_key, day, "#swept_at = :now")
+                .expression_attribute_names("#swept_at", "swept_at")
+                .expression_attribute_values(":now", s(now.to_string()))
+                .send()
+                .await
+                .map(|_| &mut report.sessions_swept)
+                .map_err(aws_sdk_dynamodb::Error::from)
         } else if name.starts_with("u#") {
             let usage: DayUsage =
                 serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("usage", "day"))?;
@@ -190,4 +211,36 @@ impl Store {
             .expression_attribute_names("#chore_key", CHORE_KEY)
             .expression_attribute_values(":day", s(day))
     }
+}
+
+/// Lists `item` (created if need be) among the chores of `now`'s day: the next run does it.
+/// `expires_at`: when TTL may remove the item itself.
+pub(in crate::store) async fn list_chore(
+    store: &Store,
+    user: &UserId,
+    item: &str,
+    now: Timestamp,
+    expires_at: Option<i64>,
+) -> Result<(), StoreError> {
+    let mut update = store
+        .client
+        .update_item()
+        .table_name(&store.tables.limits)
+        .set_key(Some(key(user, item)))
+        .expression_attribute_names("#chore_day", CHORE_DAY)
+        .expression_attribute_names("#chore_key", CHORE_KEY)
+        .expression_attribute_values(":day", s(utc_day(now)))
+        .expression_attribute_values(":chore_key", s(super::meter::chore_key(user, item)));
+    update = match expires_at {
+        Some(at) => update
+            .update_expression("SET #chore_day = :day, #chore_key = :chore_key, #expires_at = :expires_at")
+            .expression_attribute_names("#expires_at", crate::store::schema::limits::EXPIRES_AT)
+            .expression_attribute_values(":expires_at", crate::store::item::n(at)),
+        None => update.update_expression("SET #chore_day = :day, #chore_key = :chore_key"),
+    };
+    update
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(StoreError::from_sdk)
 }

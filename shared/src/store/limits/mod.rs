@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::types::Update;
 use serde::Deserialize;
 
 pub use self::chores::ChoreReport;
+pub(in crate::store) use self::chores::list_chore;
 pub(crate) use self::meter::meter_from_item;
 use super::hints::Hints;
 use super::item::{Item, n, s};

@@ -7,8 +7,8 @@ use super::item::{CONTENT, DELETED_AT, EDITED_AT, last_message_of, message_key};
 use super::read::Consistency;
 use super::visible;
 use crate::domain::{Content, Message, Refusal, Seq, SessionId, Timestamp, UserId};
-use crate::store::item::s;
-use crate::store::schema::messages::SEQ;
+use crate::store::item::{n, s};
+use crate::store::schema::messages::{self, SEQ};
 use crate::store::sessions::SummaryChange;
 use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::store::{Store, StoreError};
@@ -117,6 +117,7 @@ impl Store {
     /// Hides every live message but the newest `keep`; returns how many were hidden.
     pub async fn new_scene(&self, user: &UserId, session_id: SessionId, keep: usize) -> Result<u64, StoreError> {
         let _turn = self.gates.enter(user).await;
+        self.list_sweep(user, session_id).await?;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let record = self.writable_session(user, session_id).await?;
             let live = record.session.message_count;
@@ -152,6 +153,7 @@ impl Store {
     /// Hides every message of the session and moves its memories to a fresh epoch, in one
     /// conditional write. Returns how many messages were live and the epoch the memories left.
     pub async fn reset_session(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
+        self.list_sweep(user, session_id).await?;
         let old = self.clear_log(user, session_id).await?;
         Ok((old.session.message_count, old.memory_epoch))
     }
@@ -161,10 +163,12 @@ impl Store {
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(session_id, seq)))
             .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
-            .update_expression("SET #deleted_at = :now")
+            .update_expression("SET #deleted_at = :now, #expires_at = :expires_at")
             .expression_attribute_names("#seq", SEQ)
             .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_names("#expires_at", messages::EXPIRES_AT)
             .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":expires_at", n(self.expires_at(now)))
             .build()
             .map_err(StoreError::internal)
     }

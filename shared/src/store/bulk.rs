@@ -1,0 +1,116 @@
+//! Work over many items: every key a query finds, stamping a TTL on them, deleting them in
+//! batches. Used by the hourly job's sweeps (retention) and by erasure, both bounded by a deadline
+//! and both resumable: what one pass leaves, the next finds again.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use futures::StreamExt as _;
+
+use super::item::{Item, n};
+use super::tx::backoff;
+use super::{Store, StoreError};
+
+/// Writes in flight at once while stamping.
+const CONCURRENT_WRITES: usize = 16;
+/// BatchWriteItem's limit.
+const BATCH: usize = 25;
+
+/// Items a bounded pass found, and whether it saw them all.
+pub(super) struct Found {
+    pub items: Vec<Item>,
+    pub complete: bool,
+}
+
+impl Store {
+    /// Every item `query` returns, page after page, until `deadline` passes.
+    pub(super) async fn query_all(&self, query: QueryFluentBuilder, deadline: Instant) -> Result<Found, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            if Instant::now() > deadline {
+                return Ok(Found { items, complete: false });
+            }
+            let output =
+                query.clone().set_exclusive_start_key(start.take()).send().await.map_err(StoreError::from_sdk)?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(Found { items, complete: true }),
+            }
+        }
+    }
+
+    /// Sets `expires_at` on each item (by `keys`), if it still exists: an update never brings back
+    /// an item deleted meanwhile. Returns how many it stamped.
+    pub(super) async fn stamp_expiry(
+        &self,
+        table: &str,
+        key_attribute: &str,
+        keys: Vec<Item>,
+        expires_at: i64,
+    ) -> Result<u64, StoreError> {
+        let writes = keys.into_iter().map(|key| {
+            self.client
+                .update_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .update_expression("SET #expires_at = :expires_at")
+                .condition_expression("attribute_exists(#key)")
+                .expression_attribute_names("#expires_at", "expires_at")
+                .expression_attribute_names("#key", key_attribute)
+                .expression_attribute_values(":expires_at", n(expires_at))
+                .send()
+        });
+        let mut results = futures::stream::iter(writes).buffer_unordered(CONCURRENT_WRITES);
+        let mut stamped = 0;
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => stamped += 1,
+                Err(error) if super::condition_failed(&error) => {}
+                Err(error) => return Err(StoreError::from_sdk(error)),
+            }
+        }
+        Ok(stamped)
+    }
+
+    /// Deletes the items with these keys, 25 to a batch, retrying what DynamoDB leaves
+    /// unprocessed. Returns how many it deleted.
+    pub(super) async fn delete_keys(&self, table: &str, keys: Vec<Item>) -> Result<u64, StoreError> {
+        let count = keys.len() as u64;
+        let mut requests: Vec<WriteRequest> = keys
+            .into_iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder().set_key(Some(key)).build().map_err(StoreError::internal)?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            let batch: Vec<WriteRequest> = requests.drain(..requests.len().min(BATCH)).collect();
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(table, batch)
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            let unprocessed = output.unprocessed_items.and_then(|mut left| left.remove(table)).unwrap_or_default();
+            if !unprocessed.is_empty() {
+                if attempt > 20 {
+                    return Err(StoreError::Unavailable("deletes throttled: retries exhausted".into()));
+                }
+                backoff(attempt).await;
+                attempt += 1;
+                requests.extend(unprocessed);
+            }
+        }
+        Ok(count)
+    }
+}
+
+/// A deadline `budget` from now.
+pub(crate) fn deadline_after(budget: Duration) -> Instant {
+    Instant::now() + budget
+}
