@@ -94,6 +94,7 @@ EVENTS = {
         ("append-201", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-201", {"role": "user", "content": "Hi! Where should we start?", "usage": {"input_tokens": 12, "output_tokens": 0, "model": "gpt-4o-mini"}}, headers={"idempotency-key": "event-append-201"})),
         ("append-400", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-400", {"role": "narrator", "content": "?"})),
         ("append-404", event("POST", f"{S}/{{id}}/messages", f"{O}/messages", "append-404", {"role": "user", "content": "hello?"})),
+        ("append-blank-400", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-blank-400", {"role": "user", "content": "   "})),
         ("append-413", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-413", {"role": "user", "content": "x" * 33000})),
         ("batch-201", event("POST", f"{S}/{{id}}/messages/batch", f"{D}/messages/batch", "batch-201", {"messages": [{"role": "user", "content": "Tell me a joke"}, {"role": "assistant", "content": "Why did the lambda go cold? It lost its connection.", "reply_to": 4}]})),
         ("list-200", event("GET", f"{S}/{{id}}/messages", f"{D}/messages", "list-200", query="after_seq=0&limit=50")),
@@ -142,6 +143,10 @@ EVENTS = {
         ("admin-subscription-403", event("PUT", A_SUB, "/v1/admin/users/demo-user/subscription", "admin-subscription-403", {"plan": "pro", "start_at": "2026-11-01T00:00:00Z", "end_at": "2099-12-01T00:00:00Z"})),
         ("admin-subscription-404", event("DELETE", A_SUB, "/v1/admin/users/nobody/subscription", "admin-subscription-404", tok=token("demo-admin", role="admin"))),
         ("admin-limits-200", event("GET", "/v1/admin/users/{user_id}/limits", "/v1/admin/users/demo-user/limits", "admin-limits-200", tok=token("demo-admin", role="admin"))),
+        ("export-200", event("GET", "/v1/me/export", "/v1/me/export", "export-200")),
+        ("export-400", event("GET", "/v1/me/export", "/v1/me/export", "export-400", query="cursor=not-a-cursor")),
+        # Last: it erases the demo user.
+        ("erase-200", event("DELETE", "/v1/me", "/v1/me", "erase-200")),
     ],
 }
 

@@ -57,6 +57,7 @@ const PARAMETERS: [string, string | undefined, CfnParameterProps][] = [
   ["JwtPublicKey", "JWT_PUBLIC_KEY", { type: "String", default: "", description: "RSA, EC or Ed25519 public key in PEM form (newlines as \\n). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
   ["JwtJwksUrl", "JWT_JWKS_URL", { type: "String", default: "", description: "The identity provider's JWKS URL (Cognito, Auth0, Clerk, Supabase, Keycloak, Firebase). Set exactly one of JwtSecret, JwtPublicKey, JwtJwksUrl." }],
   ["CorsAllowedOrigins", undefined, { type: "CommaDelimitedList", default: "*", description: "Browser origins that may call the API (https://app.example.com,https://t.me), or * for any. Set your web app's origins in production." }],
+  ["RetentionDays", "RETENTION_DAYS", { type: "Number", default: 30, description: "Days a deleted or hidden message, session or memory stays stored before DynamoDB's TTL removes it." }],
   ["JwtIssuer", "JWT_ISSUER", { type: "String", default: "", description: "Required `iss` claim; empty to skip the check." }],
   ["JwtAudience", "JWT_AUDIENCE", { type: "String", default: "", description: "Required `aud` claim; empty to skip the check." }],
   ["TelegramBotToken", "TELEGRAM_BOT_TOKEN", { type: "String", noEcho: true, default: "", description: "Bot token whose Mini App may sign users in with `Authorization: tma <initData>`; empty disables it." }],
@@ -263,7 +264,14 @@ export class ChatStack extends Stack {
         id: "LimitsFunction",
         binary: "limits",
         timeout: Duration.seconds(15),
-        grants: [{ table: limits, actions: ddb("GetItem", "UpdateItem", "Query") }],
+        // Erasure (DELETE /v1/me) deletes the caller's items in every table; export reads them.
+        grants: [
+          { table: limits, actions: ddb("GetItem", "UpdateItem", "Query", "BatchWriteItem") },
+          { table: sessions, actions: ddb("GetItem", "Query", "BatchWriteItem") },
+          { table: messages, actions: ddb("Query", "BatchWriteItem") },
+          { table: memories, actions: ddb("Query", "BatchWriteItem") },
+          { table: idempotency, actions: ddb("BatchWriteItem") },
+        ],
         routes: [
           [GET, "/v1/limits"],
           [PATCH, "/v1/limits/profile"],
@@ -271,6 +279,8 @@ export class ChatStack extends Stack {
           [PUT, `${admin}/subscription`],
           [DELETE, `${admin}/subscription`],
           [GET, `${admin}/limits`],
+          [DELETE, "/v1/me"],
+          [GET, "/v1/me/export"],
         ],
       },
       {
@@ -279,7 +289,13 @@ export class ChatStack extends Stack {
         id: "JobFunction",
         binary: "job",
         timeout: Duration.seconds(300),
-        grants: [{ table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query"), indexes: true }],
+        grants: [
+          { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query"), indexes: true },
+          // Retention sweeps: read the session, stamp its hidden messages and left memories.
+          { table: sessions, actions: ddb("GetItem") },
+          { table: messages, actions: ddb("Query", "UpdateItem") },
+          { table: memories, actions: ddb("Query", "UpdateItem") },
+        ],
         routes: [],
       },
     ];

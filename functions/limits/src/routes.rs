@@ -1,11 +1,15 @@
 //! One small handler per endpoint: extract, call the store, respond.
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{get_with, patch_with, put_with};
+use std::time::Duration;
+
+use aide::axum::routing::{delete_with, get_with, patch_with, put_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::api::limits::{PutSubscription, UpdateProfile, UsageQuery};
+use shared::api::me::{ErasureResult, Export, ExportQuery};
 use shared::auth::{Admin, Caller};
 use shared::domain::TimeZone;
 use shared::domain::{LimitsView, UsageReport};
@@ -65,7 +69,45 @@ pub fn api() -> ApiRouter<AppState> {
                     .errors(&[403])
             }),
         )
+        .api_route(
+            "/v1/me",
+            delete_with(erase, |op| {
+                op.about("eraseMe", "Erase every item of the caller, in every table")
+                    .ok::<ErasureResult>(200, "Everything of the caller is erased")
+                    .ok::<ErasureResult>(202, "Part erased, time ran out: call again to go on")
+            }),
+        )
+        .api_route(
+            "/v1/me/export",
+            get_with(export, |op| {
+                op.about("exportMe", "The caller's data as JSON, page by page")
+                    .query::<ExportQuery>()
+                    .ok::<Export>(200, "One page of the export")
+            }),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// How long one erasure call works before it answers 202 (the function has 15 s).
+const ERASURE_BUDGET: Duration = Duration::from_secs(8);
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn erase(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let erasure = state.store.erase_user(&caller.user_id, ERASURE_BUDGET).await?;
+    tracing::info!(complete = erasure.complete, messages = erasure.messages, "erasure pass done");
+    let status = if erasure.complete { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(ErasureResult::from(erasure))).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let page = state.store.export_page(&caller.user_id, query.cursor()?.as_ref()).await?;
+    let export = Export::new(caller.user_id.to_string(), state.store.now(), page);
+    Ok(Json(export).into_response())
 }
 
 pub fn routes() -> Router<AppState> {

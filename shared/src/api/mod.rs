@@ -2,6 +2,7 @@
 //! Every write body rejects unknown fields.
 
 pub mod limits;
+pub mod me;
 pub mod memories;
 pub mod messages;
 pub mod replies;

@@ -2,7 +2,7 @@
 //! batches. Used by the hourly job's sweeps (retention) and by erasure, both bounded by a deadline
 //! and both resumable: what one pass leaves, the next finds again.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
@@ -24,12 +24,13 @@ pub(super) struct Found {
 }
 
 impl Store {
-    /// Every item `query` returns, page after page, until `deadline` passes.
+    /// Every item `query` returns, page after page, until `deadline` passes (the first page is
+    /// always read, so a pass makes progress however short its budget).
     pub(super) async fn query_all(&self, query: QueryFluentBuilder, deadline: Instant) -> Result<Found, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
         loop {
-            if Instant::now() > deadline {
+            if start.is_some() && Instant::now() > deadline {
                 return Ok(Found { items, complete: false });
             }
             let output =
@@ -108,9 +109,4 @@ impl Store {
         }
         Ok(count)
     }
-}
-
-/// A deadline `budget` from now.
-pub(crate) fn deadline_after(budget: Duration) -> Instant {
-    Instant::now() + budget
 }

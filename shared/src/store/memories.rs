@@ -42,7 +42,7 @@ const QUERY_PAGE: i32 = 100;
 #[derive(Clone, Debug)]
 pub(crate) struct ScopeKey {
     scope: MemoryScope,
-    key: String,
+    pub(super) key: String,
     /// The session's epoch, which a write checks is still current.
     epoch: Option<u64>,
 }
@@ -90,9 +90,9 @@ fn key(user: &UserId, item: String) -> Item {
 }
 
 /// A stored memory with what the store needs to change it.
-struct StoredMemory {
-    memory: Memory,
-    scope_key: String,
+pub(super) struct StoredMemory {
+    pub(super) memory: Memory,
+    pub(super) scope_key: String,
     hash: String,
     rank: String,
 }

@@ -1,6 +1,8 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
 mod bulk;
+mod erasure;
+mod export;
 mod gate;
 mod hints;
 mod item;
@@ -29,6 +31,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use crate::config::{LimitsConfig, TableNames};
 use crate::domain::{Clock, InputError, Refusal, Timestamp};
 
+pub use self::erasure::Erasure;
+pub use self::export::ExportPage;
 pub use self::limits::ChoreReport;
 pub use self::memories::{MAX_PER_SCOPE, MemoryPage, RankedMemory};
 pub use self::messages::{Appended, Checkpoint, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};

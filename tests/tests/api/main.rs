@@ -10,6 +10,7 @@ mod events;
 mod faults;
 mod jwks;
 mod limits;
+mod me;
 mod memories;
 mod messages;
 mod openapi;

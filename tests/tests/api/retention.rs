@@ -46,8 +46,10 @@ async fn message_expiry(app: &TestApp, session: &str) -> Vec<(u64, Option<i64>)>
 }
 
 fn in_days(days: u64) -> i64 {
-    (std::time::SystemTime::now() + Duration::from_secs(days * 86_400)).duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-        as i64
+    (std::time::SystemTime::now() + Duration::from_secs(days * 86_400))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[track_caller]
@@ -70,13 +72,20 @@ async fn run_job(app: &TestApp) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_deleted_message_expires_in_the_write_that_deletes_it() {
-    let app = TestApp::with_limits(LimitsConfig { retention_days: 7, ..unlimited() }, std::sync::Arc::new(shared::domain::SystemClock)).await;
+    let app = TestApp::with_limits(
+        LimitsConfig { retention_days: 7, ..unlimited() },
+        std::sync::Arc::new(shared::domain::SystemClock),
+    )
+    .await;
     let user = app.user();
     let session = chat(&app, &user, 4).await;
     app.delete(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(204);
     app.post(&user, &format!("/v1/sessions/{session}/forget-recent"), json!({"count": 1})).await.expect(200);
     let stored = message_expiry(&app, &session).await;
-    assert_eq!(stored.iter().map(|(seq, at)| (*seq, at.is_some())).collect::<Vec<_>>(), [(1, false), (2, true), (3, false), (4, true)]);
+    assert_eq!(
+        stored.iter().map(|(seq, at)| (*seq, at.is_some())).collect::<Vec<_>>(),
+        [(1, false), (2, true), (3, false), (4, true)]
+    );
     about(stored[1].1, in_days(7));
     about(stored[3].1, in_days(7));
 }
@@ -110,7 +119,9 @@ async fn the_job_stamps_what_new_scene_reset_and_delete_hid_and_nothing_else() {
     assert_eq!(report["messages_expired"], 3 + 3 + 2, "{report}");
     assert_eq!(report["finished"], true);
 
-    let stamped = |stored: Vec<(u64, Option<i64>)>| stored.iter().filter(|(_, at)| at.is_some()).map(|(seq, _)| *seq).collect::<Vec<_>>();
+    let stamped = |stored: Vec<(u64, Option<i64>)>| {
+        stored.iter().filter(|(_, at)| at.is_some()).map(|(seq, _)| *seq).collect::<Vec<_>>()
+    };
     assert_eq!(stamped(message_expiry(&app, &scene).await), [1, 2, 3], "the scene's kept two stay");
     assert_eq!(stamped(message_expiry(&app, &reset).await), [1, 2, 3], "the message after the reset stays");
     assert_eq!(stamped(message_expiry(&app, &deleted).await), [1, 2]);
@@ -129,7 +140,11 @@ async fn the_job_stamps_what_new_scene_reset_and_delete_hid_and_nothing_else() {
     let stamped_memory_items = memories.iter().filter(|item| expires_at(item).is_some()).count();
     assert_eq!(report["memories_expired"], stamped_memory_items as u64, "{report}");
     assert_eq!(stamped_memory_items, 6, "two memories, their markers and counters");
-    let session_item = all_items(&app.config.tables.sessions).await.into_iter().find(|item| text(item, "session_id") == deleted).unwrap();
+    let session_item = all_items(&app.config.tables.sessions)
+        .await
+        .into_iter()
+        .find(|item| text(item, "session_id") == deleted)
+        .unwrap();
     about(expires_at(&session_item), in_days(30));
 
     // What the API shows is unchanged, and a second run has nothing left to do.

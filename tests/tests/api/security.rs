@@ -185,6 +185,13 @@ async fn another_users_ids_are_404_on_every_route_and_change_nothing() {
     ] {
         app.call(method, &path, Some(&stranger.token), body).await.expect_error(404, "not_found");
     }
+    // The caller-wide routes: a stranger's export holds nothing of the owner, their erasure
+    // erases nothing of the owner.
+    let export = app.get(&stranger, "/v1/me/export").await.expect(200).body;
+    assert!(!export.to_string().contains("owner's"), "{export}");
+    assert!(export["next_cursor"].is_null());
+    let erased = app.delete(&stranger, "/v1/me").await.expect(200).body;
+    assert_eq!(erased["erased"]["sessions"], 0);
     assert_eq!(snapshot(&app, &owner, &session, &memory).await, before, "a stranger changed the owner's data");
 }
 

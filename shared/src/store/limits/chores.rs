@@ -11,8 +11,8 @@ use super::usage::day_cost;
 use super::{EXPIRED, SETTINGS, key, settings_from};
 use crate::domain::{DayUsage, Meter, SessionId, Timestamp, UserId, utc_day};
 use crate::store::item::{Item, Reader, b, s};
-use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
 use crate::store::retention::SWEEP_PREFIX;
+use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
 use crate::store::tx::cancellation_reasons;
 use crate::store::{Store, StoreError};
 
@@ -238,9 +238,5 @@ pub(in crate::store) async fn list_chore(
             .expression_attribute_values(":expires_at", crate::store::item::n(at)),
         None => update.update_expression("SET #chore_day = :day, #chore_key = :chore_key"),
     };
-    update
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(StoreError::from_sdk)
+    update.send().await.map(|_| ()).map_err(StoreError::from_sdk)
 }

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
 use super::Appended;
-use super::item::{last_message_of, message_item, stored_messages};
+use super::item::{DEDUPE_KEY, last_message_of, message_item, stored_messages};
 use crate::domain::{
     AppendLimits, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, RateClass, Refusal, SessionId,
     Timestamp, UserId,
 };
-use crate::store::item::Item;
+use crate::store::item::{Item, s};
 use crate::store::limits::{meter_from_item, retry_after_minute};
 use crate::store::schema::messages::SEQ;
 use crate::store::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
@@ -184,10 +184,15 @@ impl Store {
         let session_update =
             self.session_append_update(user, session_id, expected_last, &last_message_of(last), stored.len(), now)?;
         let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
-        for message in stored {
+        for (index, message) in stored.iter().enumerate() {
+            let mut item = message_item(message)?;
+            // The append's key, on its first message: erasure finds the idempotency record by it.
+            if let (0, Some(idempotency)) = (index, idempotency) {
+                item.insert(DEDUPE_KEY.to_owned(), s(idempotency.key.as_str()));
+            }
             let put = Put::builder()
                 .table_name(&self.tables.messages)
-                .set_item(Some(message_item(message)?))
+                .set_item(Some(item))
                 .condition_expression("attribute_not_exists(#seq)")
                 .expression_attribute_names("#seq", SEQ)
                 .build()

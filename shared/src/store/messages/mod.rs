@@ -10,7 +10,7 @@
 mod append;
 mod edit;
 mod idempotency;
-mod item;
+pub(super) mod item;
 mod read;
 mod reply;
 
