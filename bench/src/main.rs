@@ -11,6 +11,7 @@ mod billing;
 mod cold_start;
 mod contention;
 mod langchain;
+mod lifecycle;
 mod meter;
 mod ops;
 mod plot;
@@ -49,6 +50,8 @@ struct Args {
     langchain_budget_secs: u64,
     contention_rounds: usize,
     replies: usize,
+    /// The lifecycle phase: sessions × messages of one user, and tokens verified per algorithm.
+    lifecycle: (usize, usize, usize),
     command: String,
 }
 
@@ -69,6 +72,7 @@ impl Args {
             langchain_budget_secs: 900,
             contention_rounds: 20,
             replies: 20,
+            lifecycle: (20, 100, 2000),
             command: "scripts/bench.sh".into(),
         }
     }
@@ -89,6 +93,7 @@ impl Args {
             langchain_budget_secs: 120,
             contention_rounds: 1,
             replies: 1,
+            lifecycle: (2, 5, 20),
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -145,6 +150,9 @@ async fn main() -> Result<(), BoxError> {
     let contention = contention::run(&endpoint, args.contention_rounds).await?;
     eprintln!("replies: {} turns against the local model", args.replies);
     let replies = replies::run(&endpoint, args.replies.max(1)).await?;
+    let (sessions, messages, tokens) = args.lifecycle;
+    eprintln!("lifecycle: {sessions} sessions × {messages} messages; {tokens} tokens per algorithm");
+    let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
 
     eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
     let demo = UserId::parse("demo-user").ok_or("user id")?;
@@ -185,6 +193,7 @@ async fn main() -> Result<(), BoxError> {
         artifacts,
         contention,
         replies,
+        lifecycle,
     };
     write(&args, &results)
 }

@@ -47,6 +47,7 @@ pub struct Results {
     pub artifacts: Vec<Artifact>,
     pub contention: contention::Report,
     pub replies: crate::replies::Report,
+    pub lifecycle: crate::lifecycle::Report,
 }
 
 fn ms(value: f64) -> String {
@@ -382,6 +383,7 @@ impl Results {
         self.versus_langchain(&mut out);
         self.contention(&mut out);
         crate::replies::markdown(&self.replies, &mut out);
+        crate::lifecycle::markdown(&self.lifecycle, &mut out);
         self.cold_starts(&mut out);
         out
     }

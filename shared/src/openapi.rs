@@ -277,14 +277,18 @@ impl Describe for TransformOperation<'_> {
 pub fn error_response(status: u16) -> Value {
     let description = match status {
         400 => "invalid_input: a parameter or body field is malformed (`field` names it)",
-        401 => "unauthorized: missing, malformed, expired or wrongly signed credentials",
+        401 => {
+            "unauthorized: missing, malformed, expired or wrongly signed credentials; `message` and `WWW-Authenticate` say why"
+        }
         403 => {
             "forbidden: the caller may not do this (an admin route without an admin token, checked before the body; editing a message that is not a `user` message); `message` says which"
         }
         404 => "not_found: no such resource for this caller (another user's ids look the same)",
         409 => "conflict or session_closed: the change clashes with the current state",
         413 => "payload_too_large: the body or a field is over its limit",
-        429 => "rate_limit or daily_limit_exceeded: wait `Retry-After` seconds",
+        429 => {
+            "rate_limit (with `RateLimit-Policy` and `RateLimit` naming the per-minute limit) or daily_limit_exceeded (with `X-Quota-*`): wait `Retry-After` seconds"
+        }
         422 => "context_too_long: the conversation does not fit the model's context window, even trimmed",
         500 => "internal: a bug; the body is opaque and the cause is logged",
         502 => "llm_error: the model provider failed before any output (`retryable` says if a retry may help)",
@@ -294,6 +298,23 @@ pub fn error_response(status: u16) -> Value {
         }
     };
     let mut headers = request_id_header();
+    if status == 401 {
+        headers.insert(
+            "WWW-Authenticate".into(),
+            json!({ "required": true, "description": "The RFC 6750 challenge: Bearer realm=\"chat-api\"[, error=\"invalid_token\", error_description=\"…\"]", "schema": { "type": "string" } }),
+        );
+    }
+    if status == 429 {
+        for (name, description) in [
+            ("RateLimit-Policy", "On rate_limit: the limit, e.g. \"append\";q=10;w=60"),
+            ("RateLimit", "On rate_limit: where the caller stands, e.g. \"append\";r=0;t=45"),
+        ] {
+            headers.insert(
+                name.into(),
+                json!({ "required": false, "description": description, "schema": { "type": "string" } }),
+            );
+        }
+    }
     if matches!(status, 429 | 503) {
         headers.insert(
             "Retry-After".into(),
@@ -321,9 +342,15 @@ fn request_id_header() -> Map<String, Value> {
 fn quota_headers() -> Map<String, Value> {
     let integer = |description: &str| json!({ "required": true, "description": description, "schema": { "type": "string", "pattern": "^-?[0-9]+$" } });
     Map::from_iter([
-        ("X-RateLimit-Limit".to_owned(), integer("Messages allowed today (-1: unlimited)")),
-        ("X-RateLimit-Remaining".to_owned(), integer("Messages left today (-1: unlimited)")),
-        ("X-RateLimit-Reset".to_owned(), integer("When the quota resets, Unix seconds")),
+        ("X-Quota-Limit".to_owned(), integer("User messages allowed today (-1: unlimited)")),
+        ("X-Quota-Remaining".to_owned(), integer("User messages left today (-1: unlimited)")),
+        ("X-Quota-Reset".to_owned(), integer("When the daily quota resets, Unix seconds")),
+        ("X-RateLimit-Limit".to_owned(), integer("The daily quota's limit, as X-Quota-Limit (the seed's name)")),
+        (
+            "X-RateLimit-Remaining".to_owned(),
+            integer("The daily quota's remainder, as X-Quota-Remaining (the seed's name)"),
+        ),
+        ("X-RateLimit-Reset".to_owned(), integer("The daily quota's reset, as X-Quota-Reset (the seed's name)")),
     ])
 }
 
