@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 use futures::StreamExt as _;
 
-use super::item::{Item, n};
+use super::item::{Item, Reader, n, s};
+use super::messages::item::VARIANT;
+use super::schema::messages;
 use super::tx::backoff;
 use super::{Store, StoreError};
 
@@ -41,6 +43,38 @@ impl Store {
                 None => return Ok(Found { items, complete: true }),
             }
         }
+    }
+
+    /// The keys of a regenerated reply's earlier variants, if `message` (a message item with
+    /// its `variant`) has any: they live in a partition of their own, `<session_id>#<seq>`.
+    /// `unstamped`: only those without an `expires_at` yet.
+    pub(super) async fn variant_keys(
+        &self,
+        message: &Item,
+        unstamped: bool,
+        deadline: Instant,
+    ) -> Result<Option<Found>, StoreError> {
+        let read = Reader::new(message, "message");
+        if read.opt_number::<u32>(VARIANT)?.is_none_or(|variant| variant <= 1) {
+            return Ok(None);
+        }
+        let partition = format!("{}#{}", read.string(messages::SESSION_ID)?, read.number::<u64>(messages::SEQ)?);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.messages)
+            .key_condition_expression("#sid = :sid")
+            .projection_expression("#sid, #seq")
+            .expression_attribute_names("#sid", messages::SESSION_ID)
+            .expression_attribute_names("#seq", messages::SEQ)
+            .expression_attribute_values(":sid", s(partition))
+            .consistent_read(true);
+        if unstamped {
+            query = query
+                .filter_expression("attribute_not_exists(#expires_at)")
+                .expression_attribute_names("#expires_at", messages::EXPIRES_AT);
+        }
+        self.query_all(query, deadline).await.map(Some)
     }
 
     /// Sets `expires_at` on each item (by `keys`), if it still exists: an update never brings back

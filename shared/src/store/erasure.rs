@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::item::{Item, Reader, s};
-use super::messages::item::DEDUPE_KEY;
+use super::messages::item::{DEDUPE_KEY, VARIANT};
 use super::schema::{idempotency, limits, memories, messages, sessions};
 use super::{Store, StoreError};
 use crate::domain::UserId;
@@ -80,7 +80,8 @@ impl Store {
             .query()
             .table_name(&self.tables.messages)
             .key_condition_expression("#sid = :sid")
-            .projection_expression("#sid, #seq, variant, #dedupe_key")
+            .projection_expression("#sid, #seq, #variant, #dedupe_key")
+            .expression_attribute_names("#variant", VARIANT)
             .expression_attribute_names("#sid", messages::SESSION_ID)
             .expression_attribute_names("#seq", messages::SEQ)
             .expression_attribute_names("#dedupe_key", DEDUPE_KEY)
@@ -94,21 +95,10 @@ impl Store {
             if let Some(key) = read.opt_string(DEDUPE_KEY)? {
                 records.push(Item::from([(idempotency::SCOPE.to_owned(), s(format!("{session_id}#{key}")))]));
             }
-            if read.opt_number::<u32>("variant")?.is_some_and(|variant| variant > 1) {
-                let seq: u64 = read.number(messages::SEQ)?;
-                let variants = self
-                    .client
-                    .query()
-                    .table_name(&self.tables.messages)
-                    .key_condition_expression("#sid = :sid")
-                    .projection_expression("#sid, #seq")
-                    .expression_attribute_names("#sid", messages::SESSION_ID)
-                    .expression_attribute_names("#seq", messages::SEQ)
-                    .expression_attribute_values(":sid", s(format!("{session_id}#{seq}")))
-                    .consistent_read(true);
-                let variants = self.query_all(variants, deadline).await?;
+            if let Some(variants) = self.variant_keys(&item, false, deadline).await? {
+                let variants_complete = variants.complete;
                 erased.messages += self.delete_keys(&self.tables.messages, variants.items).await?;
-                if !variants.complete {
+                if !variants_complete {
                     // The message stays, so the next pass finds its variants again.
                     complete = false;
                     continue;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::item::{Item, Reader, s};
 use super::limits::list_chore;
+use super::messages::item::VARIANT;
 use super::schema::{memories, messages};
 use super::sessions::{DELETED_AT, MEMORY_EPOCH, VISIBLE_AFTER, session_key};
 use super::{Store, StoreError};
@@ -76,7 +77,8 @@ impl Store {
             .table_name(&self.tables.messages)
             .key_condition_expression("#sid = :sid AND #seq <= :through")
             .filter_expression("attribute_not_exists(#expires_at)")
-            .projection_expression("#sid, #seq, variant")
+            .projection_expression("#sid, #seq, #variant")
+            .expression_attribute_names("#variant", VARIANT)
             .expression_attribute_names("#sid", messages::SESSION_ID)
             .expression_attribute_names("#seq", messages::SEQ)
             .expression_attribute_names("#expires_at", messages::EXPIRES_AT)
@@ -86,26 +88,11 @@ impl Store {
         let mut complete = found.complete;
         let mut keys = Vec::with_capacity(found.items.len());
         for item in found.items {
-            let read = Reader::new(&item, "message");
-            // A regenerated reply keeps its earlier variants in a partition of their own.
-            if read.opt_number::<u32>("variant")?.is_some_and(|variant| variant > 1) {
-                let seq: u64 = read.number(messages::SEQ)?;
-                let variants = self
-                    .client
-                    .query()
-                    .table_name(&self.tables.messages)
-                    .key_condition_expression("#sid = :sid")
-                    .filter_expression("attribute_not_exists(#expires_at)")
-                    .projection_expression("#sid, #seq")
-                    .expression_attribute_names("#sid", messages::SESSION_ID)
-                    .expression_attribute_names("#seq", messages::SEQ)
-                    .expression_attribute_names("#expires_at", messages::EXPIRES_AT)
-                    .expression_attribute_values(":sid", s(format!("{sid}#{seq}")));
-                let variants = self.query_all(variants, deadline).await?;
+            if let Some(variants) = self.variant_keys(&item, true, deadline).await? {
                 complete &= variants.complete;
                 keys.extend(variants.items);
             }
-            keys.push(item.into_iter().filter(|(name, _)| name != "variant").collect::<Item>());
+            keys.push(item.into_iter().filter(|(name, _)| name != VARIANT).collect::<Item>());
         }
         let messages_stamped = self.stamp_expiry(&self.tables.messages, messages::SEQ, keys, expires_at).await?;
 

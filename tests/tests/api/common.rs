@@ -46,6 +46,23 @@ pub fn client() -> Client {
     local::dynamodb_local::client(endpoint())
 }
 
+/// A stored item, as a test reads it straight from a table.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// Every item of a table (a test's own tables are small).
+pub async fn scan(table: &str) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.expect("scan");
+        items.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(key) => start = Some(key),
+            None => return items,
+        }
+    }
+}
+
 /// Quota and rate limits out of the way, for tests about something else.
 pub fn unlimited() -> LimitsConfig {
     LimitsConfig {

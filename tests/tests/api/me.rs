@@ -1,28 +1,11 @@
 //! The caller's data as a whole: `GET /v1/me/export` pages through it, `DELETE /v1/me` erases
 //! every item of it — and nothing of anyone else.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, User, client};
-
-type Item = HashMap<String, AttributeValue>;
-
-async fn scan(table: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
-        items.extend(page.items.unwrap_or_default());
-        match page.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => return items,
-        }
-    }
-}
+use crate::common::{Item, TestApp, User, scan};
 
 fn text(item: &Item, name: &str) -> String {
     item.get(name).and_then(|value| value.as_s().ok()).cloned().unwrap_or_default()

@@ -1,29 +1,12 @@
 //! Retention: whatever the API stops showing gets an `expires_at`, so DynamoDB's TTL removes it
 //! after `RETENTION_DAYS` — in the removing write itself, or by the hourly job's sweep.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use shared::config::LimitsConfig;
 
-use crate::common::{TestApp, User, client, unlimited};
-
-type Item = HashMap<String, AttributeValue>;
-
-async fn all_items(table: &str) -> Vec<Item> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let page = client().scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
-        items.extend(page.items.unwrap_or_default());
-        match page.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => return items,
-        }
-    }
-}
+use crate::common::{Item, TestApp, User, scan, unlimited};
 
 fn text<'a>(item: &'a Item, name: &str) -> &'a str {
     item.get(name).and_then(|value| value.as_s().ok()).map(String::as_str).unwrap_or_default()
@@ -35,7 +18,7 @@ fn expires_at(item: &Item) -> Option<i64> {
 
 /// The session's messages as stored: seq → expires_at.
 async fn message_expiry(app: &TestApp, session: &str) -> Vec<(u64, Option<i64>)> {
-    let mut found: Vec<(u64, Option<i64>)> = all_items(&app.config.tables.messages)
+    let mut found: Vec<(u64, Option<i64>)> = scan(&app.config.tables.messages)
         .await
         .iter()
         .filter(|item| text(item, "session_id") == session)
@@ -129,7 +112,7 @@ async fn the_job_stamps_what_new_scene_reset_and_delete_hid_and_nothing_else() {
     about(message_expiry(&app, &scene).await[0].1, in_days(30));
 
     // Memories: the reset's old epoch and the deleted session's (memory, dedupe marker, counter).
-    let memories = all_items(&app.config.tables.memories).await;
+    let memories = scan(&app.config.tables.memories).await;
     let memory = |content: &str| memories.iter().find(|item| text(item, "content") == content).unwrap();
     for gone in ["old epoch", "of a deleted session"] {
         about(expires_at(memory(gone)), in_days(30));
@@ -140,11 +123,8 @@ async fn the_job_stamps_what_new_scene_reset_and_delete_hid_and_nothing_else() {
     let stamped_memory_items = memories.iter().filter(|item| expires_at(item).is_some()).count();
     assert_eq!(report["memories_expired"], stamped_memory_items as u64, "{report}");
     assert_eq!(stamped_memory_items, 6, "two memories, their markers and counters");
-    let session_item = all_items(&app.config.tables.sessions)
-        .await
-        .into_iter()
-        .find(|item| text(item, "session_id") == deleted)
-        .unwrap();
+    let session_item =
+        scan(&app.config.tables.sessions).await.into_iter().find(|item| text(item, "session_id") == deleted).unwrap();
     about(expires_at(&session_item), in_days(30));
 
     // What the API shows is unchanged, and a second run has nothing left to do.

@@ -30,7 +30,7 @@ pub(super) const DELETED_AT: &str = "deleted_at";
 
 pub(super) const STATUS: &str = "status";
 
-pub(super) const VARIANT: &str = "variant";
+pub(crate) const VARIANT: &str = "variant";
 /// On the first message of an append made with an idempotency key: that key.
 pub(crate) const DEDUPE_KEY: &str = "dedupe_key";
 
