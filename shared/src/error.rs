@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::chat::ReplyFailure;
-use crate::domain::{InputError, QuotaState, RateClass, Refusal, ReplyError, SessionStatus, Timestamp};
+use crate::domain::{InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp};
 use crate::store::StoreError;
 
 type Source = Box<dyn StdError + Send + Sync>;
@@ -260,7 +260,8 @@ impl IntoResponse for ApiError {
             quota_headers(response.headers_mut(), *quota);
         }
         if let Self::RateLimit { retry_after_secs, class, limit } = &self {
-            rate_headers(response.headers_mut(), *class, *limit, *retry_after_secs);
+            let state = RateState { class: *class, limit: *limit, remaining: 0, reset_secs: *retry_after_secs };
+            rate_headers(response.headers_mut(), state);
         }
         response
     }
@@ -281,15 +282,15 @@ pub fn quota_headers(headers: &mut HeaderMap, quota: QuotaState) {
 }
 
 /// A per-minute rate limit, as draft-ietf-httpapi-ratelimit-headers names it: the policy
-/// (`RateLimit-Policy: "append";q=10;w=60`) and where the caller stands (`RateLimit:
-/// "append";r=0;t=45`: none left, the window resets in 45 s).
-pub fn rate_headers(headers: &mut HeaderMap, class: RateClass, limit: u32, reset_secs: u64) {
-    let name = class.as_str();
-    if let Ok(policy) = HeaderValue::from_str(&format!("\"{name}\";q={limit};w=60")) {
+/// (`RateLimit-Policy: "read";q=30;w=60`) and where the caller stands (`RateLimit:
+/// "read";r=12;t=45`: 12 left, the window resets in 45 s). On every rate-counted response.
+pub fn rate_headers(headers: &mut HeaderMap, state: RateState) {
+    let name = state.class.as_str();
+    if let Ok(policy) = HeaderValue::from_str(&format!("\"{name}\";q={};w=60", state.limit)) {
         headers.insert("ratelimit-policy", policy);
     }
-    if let Ok(state) = HeaderValue::from_str(&format!("\"{name}\";r=0;t={reset_secs}")) {
-        headers.insert("ratelimit", state);
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{name}\";r={};t={}", state.remaining, state.reset_secs)) {
+        headers.insert("ratelimit", value);
     }
 }
 

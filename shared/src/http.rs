@@ -1,6 +1,7 @@
 //! The HTTP edge every function shares: extractors that turn bad input into `ApiError`,
 //! the request-id middleware, the JSON 404 fallback, and the assembly of a router into an app.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use axum::Router;
@@ -19,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::auth::{Admin, Caller};
 use crate::config::CorsOrigins;
-use crate::domain::{InputError, RateClass, Seq, UserId};
+use crate::domain::{InputError, RateClass, RateState, Seq, UserId};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
 
@@ -97,8 +98,19 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Gives each request an id (API Gateway's when there is one), a span, a log line and an
-/// `x-request-id` header. Logs ids and timings only, never bodies.
+tokio::task_local! {
+    /// Where the caller stands in the request's rate limit, once it has been counted.
+    static RATE: Cell<Option<RateState>>;
+}
+
+/// Notes the request's rate-limit state: the response carries it as `RateLimit` headers.
+pub fn note_rate(state: RateState) {
+    let _ = RATE.try_with(|rate| rate.set(Some(state)));
+}
+
+/// Gives each request an id (API Gateway's when there is one), a span, a log line, an
+/// `x-request-id` header, and the rate-limit headers of the limit it counted against. Logs ids
+/// and timings only, never bodies.
 async fn request_context(request: Request, next: Next) -> Response {
     let request_id = request_id_of(&request);
     let span = tracing::info_span!(
@@ -108,7 +120,16 @@ async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
     );
     let started = Instant::now();
-    let mut response = with_request_id(request_id.clone(), next.run(request)).instrument(span.clone()).await;
+    let run = RATE.scope(Cell::new(None), async move {
+        let response = next.run(request).await;
+        (response, RATE.with(Cell::get))
+    });
+    let (mut response, rate) = with_request_id(request_id.clone(), run).instrument(span.clone()).await;
+    if let Some(rate) = rate
+        && !response.headers().contains_key("ratelimit")
+    {
+        crate::error::rate_headers(response.headers_mut(), rate);
+    }
     let status = response.status().as_u16();
     tracing::info!(parent: &span, status, elapsed_us = started.elapsed().as_micros() as u64, "request done");
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -287,8 +308,10 @@ impl FromRequestParts<AppState> for Caller {
         let caller = state.auth.authenticate(header, state.store.now()).await?;
         let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
         let class = rate_class(&parts.method, route);
-        if class != RateClass::Append {
-            state.store.hit_rate_limit(&caller.user_id, class).await?;
+        if class != RateClass::Append
+            && let Some(rate) = state.store.hit_rate_limit(&caller.user_id, class).await?
+        {
+            note_rate(rate);
         }
         Ok(caller)
     }

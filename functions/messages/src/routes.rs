@@ -16,7 +16,7 @@ use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, TurnL
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
 use shared::domain::{Content, Context, DedupeKey, Message, SessionId};
-use shared::error::quota_headers;
+use shared::error::{quota_headers, rate_headers};
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::openapi::Describe as _;
 use shared::store::{Appended, MessageQuery};
@@ -175,6 +175,9 @@ fn appended<T: Serialize>(appended: &Appended, body: T) -> Response {
         response.headers_mut().insert(REPLAYED, HeaderValue::from_static("true"));
     }
     quota_headers(response.headers_mut(), appended.quota);
+    if let Some(rate) = appended.rate {
+        rate_headers(response.headers_mut(), rate);
+    }
     response
 }
 

@@ -222,6 +222,18 @@ impl RateClass {
     }
 }
 
+/// Where a caller stands in a per-minute rate limit after a request (the `RateLimit` and
+/// `RateLimit-Policy` headers say it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateState {
+    pub class: RateClass,
+    /// Requests allowed per minute.
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window resets.
+    pub reset_secs: u64,
+}
+
 /// Requests per user per minute; 0 disables a class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {

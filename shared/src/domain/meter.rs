@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NewMessage, QuotaSettings, Role, Timestamp, Window, utc_day};
+use super::{NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Window, utc_day};
 
 /// Tokens and messages of one model in one UTC day.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +149,15 @@ impl AppendLimits {
                 resets_at: self.window.resets_at,
             },
         }
+    }
+
+    /// Where the caller stands in the append rate after this append wrote `written` (`None`: the
+    /// append is not rated, or the rate is unlimited).
+    pub fn rate_state(&self, written: Option<&Meter>) -> Option<RateState> {
+        let limit = self.rate_limit.filter(|_| self.rated)?;
+        let count = written.map_or(0, |meter| meter.rate_count);
+        let reset_secs = (60 - self.now.unix_seconds().rem_euclid(60)).max(1) as u64;
+        Some(RateState { class: RateClass::Append, limit, remaining: limit.saturating_sub(count), reset_secs })
     }
 
     /// What this append does to the meter, given the meter as it stands.

@@ -16,8 +16,8 @@ pub use self::context::{Context, ContextSession, estimate_tokens};
 pub use self::idempotency::{DedupeKey, Idempotency};
 pub use self::limits::{
     DailyUsage, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError, QuotaSettings,
-    RateClass, RateLimits, Subscription, SubscriptionStatus, SubscriptionView, TIMEZONE_CHANGE_INTERVAL, TimeZone,
-    UsageReport, UsageTotals, Usd, Window, utc_day,
+    RateClass, RateLimits, RateState, Subscription, SubscriptionStatus, SubscriptionView, TIMEZONE_CHANGE_INTERVAL,
+    TimeZone, UsageReport, UsageTotals, Usd, Window, utc_day,
 };
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,

@@ -330,8 +330,11 @@ async fn rate_limits_answer_429_with_retry_after() {
     let (app, clock) = app_at(limits, "2426-11-21T10:00:15.000000Z").await;
     let user = app.user();
     let session = app.session(&user, "s").await; // other: 1
-    for _ in 0..3 {
-        say(&app, &user, &session, "user").await.expect(201);
+    // Every rate-counted success says where the caller stands, by name.
+    for left in (0..3).rev() {
+        let said = say(&app, &user, &session, "user").await.expect(201);
+        assert_eq!(said.header("ratelimit-policy"), Some("\"append\";q=3;w=60"));
+        assert_eq!(said.header("ratelimit"), Some(format!("\"append\";r={left};t=45").as_str()));
     }
     // The model's reply to those messages is never refused for the rate: it does not count.
     say(&app, &user, &session, "assistant").await.expect(201);
@@ -347,8 +350,10 @@ async fn rate_limits_answer_429_with_retry_after() {
     app.get(&user, &format!("{path}/1")).await.expect(200);
     let read_limited = app.get(&user, &path).await.expect_error(429, "rate_limit");
     assert_eq!(read_limited.header("ratelimit-policy"), Some("\"read\";q=2;w=60"));
-    for _ in 0..3 {
-        app.get(&user, "/v1/limits").await.expect(200);
+    for left in [2, 1, 0] {
+        let read = app.get(&user, "/v1/limits").await.expect(200);
+        assert_eq!(read.header("ratelimit-policy"), Some("\"other\";q=4;w=60"));
+        assert_eq!(read.header("ratelimit"), Some(format!("\"other\";r={left};t=45").as_str()));
     }
     app.get(&user, "/v1/sessions").await.expect_error(429, "rate_limit");
     // Each user has their own budget; a new minute restores it.

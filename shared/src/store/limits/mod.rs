@@ -17,7 +17,7 @@ mod usage;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::Update;
+use aws_sdk_dynamodb::types::{ReturnValue, Update};
 use serde::Deserialize;
 
 pub use self::chores::ChoreReport;
@@ -28,7 +28,7 @@ use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
-    AppendLimits, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, Refusal, Subscription,
+    AppendLimits, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal, Subscription,
     TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp, UserId, Window, utc_day,
 };
 
@@ -184,9 +184,10 @@ impl Store {
     }
 
     /// Counts a read or other request against its per-minute limit: one conditional write, or 429.
-    /// (Appends are counted on the meter, inside their own transaction.)
-    pub async fn hit_rate_limit(&self, user: &UserId, class: RateClass) -> Result<(), StoreError> {
-        let Some(limit) = self.limits.rate.limit(class) else { return Ok(()) };
+    /// Returns where the caller stands after it (`None`: the class is unlimited). (Appends are
+    /// counted on the meter, inside their own transaction.)
+    pub async fn hit_rate_limit(&self, user: &UserId, class: RateClass) -> Result<Option<RateState>, StoreError> {
+        let Some(limit) = self.limits.rate.limit(class) else { return Ok(None) };
         let now = self.now();
         let update = self.rate_update(user, class, limit, now)?;
         let result = self
@@ -198,13 +199,22 @@ impl Store {
             .set_condition_expression(update.condition_expression().map(str::to_owned))
             .set_expression_attribute_names(update.expression_attribute_names().cloned())
             .set_expression_attribute_values(update.expression_attribute_values().cloned())
+            .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        result.map(|_| ()).map_err(|error| {
+        let reset_secs = retry_after_minute(now);
+        let output = result.map_err(|error| {
             update_failed(error, || {
-                StoreError::Refused(Refusal::RateLimited { retry_after_secs: retry_after_minute(now), class, limit })
+                StoreError::Refused(Refusal::RateLimited { retry_after_secs: reset_secs, class, limit })
             })
-        })
+        })?;
+        let count: u32 = output
+            .attributes()
+            .and_then(|attributes| attributes.get(COUNT))
+            .and_then(|count| count.as_n().ok())
+            .and_then(|count| count.parse().ok())
+            .unwrap_or(limit);
+        Ok(Some(RateState { class, limit, remaining: limit.saturating_sub(count), reset_secs }))
     }
 
     /// `GET /v1/limits`: the caller's quota window, use and subscription, read fresh.

@@ -108,6 +108,7 @@ impl Store {
                         replayed: false,
                         quota: limits.quota_state(used_after),
                         counted_in,
+                        rate: limits.rate_state(write.as_deref().map(|write| &write.next)),
                     });
                 }
                 Err(AppendMiss::Replay(record)) => {

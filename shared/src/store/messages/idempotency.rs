@@ -100,7 +100,7 @@ impl Store {
             )));
         }
         let messages = stored.into_iter().map(|stored| stored.message).collect();
-        Ok(Appended { messages, replayed: true, quota, counted_in: None })
+        Ok(Appended { messages, replayed: true, quota, counted_in: None, rate: None })
     }
 
     /// The record of an append of `count` messages from `first_seq`, for its transaction: put if

@@ -19,7 +19,7 @@ pub use self::reply::{Checkpoint, ReplyEnd};
 use super::hints::Hints;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
-use crate::domain::{Message, PageLimit, QuotaState, Refusal, SessionId, UserId};
+use crate::domain::{Message, PageLimit, QuotaState, RateState, Refusal, SessionId, UserId};
 
 /// The last `last_seq` this process saw for each session: the guess an append starts from.
 #[derive(Default)]
@@ -49,6 +49,8 @@ pub struct Appended {
     pub quota: QuotaState,
     /// The quota window (`Window::day`) this append's `user` messages were counted in, if they were.
     pub counted_in: Option<String>,
+    /// Where the caller stands in the append rate, if this append counted against it.
+    pub rate: Option<RateState>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
