@@ -156,7 +156,7 @@ impl AppendLimits {
     pub fn rate_state(&self, written: Option<&Meter>) -> Option<RateState> {
         let limit = self.rate_limit.filter(|_| self.rated)?;
         let count = written.map_or(0, |meter| meter.rate_count);
-        let reset_secs = (60 - self.now.unix_seconds().rem_euclid(60)).max(1) as u64;
+        let reset_secs = self.now.seconds_to_next_minute();
         Some(RateState { class: RateClass::Append, limit, remaining: limit.saturating_sub(count), reset_secs })
     }
 

@@ -46,6 +46,11 @@ impl Timestamp {
     pub fn plus(self, duration: Duration) -> Self {
         Self::from_datetime(self.0 + duration)
     }
+
+    /// Seconds until the next minute starts (at least 1): when a per-minute window resets.
+    pub fn seconds_to_next_minute(self) -> u64 {
+        (60 - self.unix_seconds().rem_euclid(60)).max(1) as u64
+    }
 }
 
 impl fmt::Display for Timestamp {

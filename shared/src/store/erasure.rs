@@ -49,9 +49,9 @@ impl Store {
                 return Ok(erased);
             }
         }
-        for (table, sort_key, count) in [
-            (&self.tables.memories, memories::ITEM, &mut erased.memories),
-            (&self.tables.limits, limits::ITEM, &mut erased.limits),
+        for (table, partition_key, sort_key, count) in [
+            (&self.tables.memories, memories::USER_ID, memories::ITEM, &mut erased.memories),
+            (&self.tables.limits, limits::USER_ID, limits::ITEM, &mut erased.limits),
         ] {
             let query = self
                 .client
@@ -59,7 +59,7 @@ impl Store {
                 .table_name(table)
                 .key_condition_expression("#user = :user")
                 .projection_expression("#user, #item")
-                .expression_attribute_names("#user", memories::USER_ID)
+                .expression_attribute_names("#user", partition_key)
                 .expression_attribute_names("#item", sort_key)
                 .expression_attribute_values(":user", s(user.as_str()))
                 .consistent_read(true);

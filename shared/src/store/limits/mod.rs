@@ -202,7 +202,7 @@ impl Store {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        let reset_secs = retry_after_minute(now);
+        let reset_secs = now.seconds_to_next_minute();
         let output = result.map_err(|error| {
             update_failed(error, || {
                 StoreError::Refused(Refusal::RateLimited { retry_after_secs: reset_secs, class, limit })
@@ -304,9 +304,4 @@ impl Store {
             .map_err(|error| update_failed(error, || StoreError::NotFound("subscription")))?;
         self.limits_view(user).await
     }
-}
-
-/// Seconds until the next minute starts.
-pub(crate) fn retry_after_minute(now: Timestamp) -> u64 {
-    (60 - now.unix_seconds().rem_euclid(60)).max(1) as u64
 }

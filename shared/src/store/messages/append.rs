@@ -12,7 +12,7 @@ use crate::domain::{
     Timestamp, UserId,
 };
 use crate::store::item::{Item, s};
-use crate::store::limits::{meter_from_item, retry_after_minute};
+use crate::store::limits::meter_from_item;
 use crate::store::schema::messages::SEQ;
 use crate::store::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
 use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
@@ -88,7 +88,7 @@ impl Store {
                 }
                 Charge::RateLimited => {
                     return Err(StoreError::Refused(Refusal::RateLimited {
-                        retry_after_secs: retry_after_minute(limits.now),
+                        retry_after_secs: limits.now.seconds_to_next_minute(),
                         class: RateClass::Append,
                         limit: limits.rate_limit.unwrap_or_default(),
                     }));
