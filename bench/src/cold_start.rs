@@ -128,6 +128,7 @@ async fn start_once(
             ("IDEMPOTENCY_TABLE", tables.idempotency.as_str()),
             ("MEMORIES_TABLE", tables.memories.as_str()),
             ("LIMITS_TABLE", tables.limits.as_str()),
+            ("CHARACTERS_TABLE", tables.characters.as_str()),
             ("JWT_SECRET", local::token::DEV_JWT_SECRET),
             // A model provider configured, as deployed: the messages functions build its client
             // at init (the others ignore these).

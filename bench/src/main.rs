@@ -156,7 +156,7 @@ async fn main() -> Result<(), BoxError> {
 
     eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
     let demo = UserId::parse("demo-user").ok_or("user id")?;
-    let session = api.state.store.create_session(&demo, Default::default()).await?.id.to_string();
+    let session = api.state.store.create_session(&demo, Default::default(), None).await?.id.to_string();
     let cold_starts = cold_start::run(&cold_start::Settings {
         binaries: &args.binaries,
         endpoint: &endpoint,

@@ -81,7 +81,7 @@ pub async fn run(api: &Api, histories: &[u64], ops: usize) -> Result<Vec<Point>,
 
 /// A new session of `history` alternating ~300-byte messages, written 20 to a transaction.
 async fn seed(state: &shared::AppState, user: &UserId, history: u64) -> Result<SessionId, BoxError> {
-    let session = state.store.create_session(user, Default::default()).await?.id;
+    let session = state.store.create_session(user, Default::default(), None).await?.id;
     let mut seeded = 0;
     while seeded < history {
         let batch = (seeded..(seeded + 20).min(history))

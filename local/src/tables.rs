@@ -30,6 +30,7 @@ pub fn table_name<'a>(names: &'a TableNames, logical_id: &str) -> Option<&'a str
         id if id == schema::IDEMPOTENCY.logical_id => Some(&names.idempotency),
         id if id == schema::MEMORIES.logical_id => Some(&names.memories),
         id if id == schema::LIMITS.logical_id => Some(&names.limits),
+        id if id == schema::CHARACTERS.logical_id => Some(&names.characters),
         _ => None,
     }
 }

@@ -14,6 +14,8 @@ pub struct TableNames {
     pub idempotency: String,
     pub memories: String,
     pub limits: String,
+    /// The character catalog.
+    pub characters: String,
 }
 
 impl TableNames {
@@ -25,6 +27,7 @@ impl TableNames {
             idempotency: format!("{prefix}idempotency"),
             memories: format!("{prefix}memories"),
             limits: format!("{prefix}limits"),
+            characters: format!("{prefix}characters"),
         }
     }
 }
@@ -272,6 +275,7 @@ impl Config {
                 idempotency: required("IDEMPOTENCY_TABLE")?,
                 memories: required("MEMORIES_TABLE")?,
                 limits: required("LIMITS_TABLE")?,
+                characters: required("CHARACTERS_TABLE")?,
             },
             auth: AuthConfig::from_env()?,
             limits: LimitsConfig::from_env()?,

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::chat::ReplyFailure;
-use crate::domain::{InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp};
+use crate::domain::{Gate, InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp};
 use crate::store::StoreError;
 
 type Source = Box<dyn StdError + Send + Sync>;
@@ -80,6 +80,13 @@ pub enum ErrorCode {
     LlmTimeout,
     /// The conversation does not fit the model's context window even trimmed: 422.
     ContextTooLong,
+    /// No such character, or it was deactivated: 404.
+    CharacterNotFound,
+    /// The character is for subscribers, and the caller has no active subscription: 403.
+    PremiumRequired,
+    /// The character is rated nsfw, and the caller has not confirmed being an adult
+    /// (`POST /v1/me/confirm-adult`): 403.
+    AdultConfirmationRequired,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -123,6 +130,18 @@ pub enum ApiError {
     Model(ReplyError),
     #[error("no model is configured for replies")]
     NoModel,
+    #[error("{}", gate_message(*.0))]
+    Gate(Gate),
+}
+
+fn gate_message(gate: Gate) -> &'static str {
+    match gate {
+        Gate::NotFound => "character not found (unknown or no longer active)",
+        Gate::PremiumRequired => "this character needs an active subscription",
+        Gate::AdultConfirmationRequired => {
+            "this character is for adults: confirm your age with POST /v1/me/confirm-adult first"
+        }
+    }
 }
 
 impl ApiError {
@@ -141,6 +160,8 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::SessionClosed(_) => StatusCode::CONFLICT,
+            Self::Gate(Gate::NotFound) => StatusCode::NOT_FOUND,
+            Self::Gate(_) => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -162,6 +183,9 @@ impl ApiError {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Gate(Gate::NotFound) => ErrorCode::CharacterNotFound,
+            Self::Gate(Gate::PremiumRequired) => ErrorCode::PremiumRequired,
+            Self::Gate(Gate::AdultConfirmationRequired) => ErrorCode::AdultConfirmationRequired,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -332,6 +356,7 @@ impl From<Refusal> for ApiError {
             Refusal::RateLimited { retry_after_secs, class, limit } => {
                 Self::RateLimit { retry_after_secs, class, limit }
             }
+            Refusal::Gate(gate) => Self::Gate(gate),
             Refusal::Invalid(input) => input.into(),
         }
     }

@@ -20,7 +20,7 @@ use tracing::Instrument as _;
 
 use crate::auth::{Admin, Caller};
 use crate::config::CorsOrigins;
-use crate::domain::{InputError, RateClass, RateState, Seq, UserId};
+use crate::domain::{InputError, Label, RateClass, RateState, Seq, UserId};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
 
@@ -270,6 +270,18 @@ impl<S: Send + Sync> FromRequestParts<S> for UserIdParam {
     }
 }
 
+/// The `{category}` path segment of a tag listing.
+pub struct CategoryParam(pub Label);
+
+impl<S: Send + Sync> FromRequestParts<S> for CategoryParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let text = path_param(parts, state, "category").await?;
+        Ok(Self(Label::parse("category", &text)?))
+    }
+}
+
 /// The `{seq}` path segment as a seq (400 `invalid_input` when it is not a positive integer).
 pub struct SeqParam(pub Seq);
 
@@ -309,6 +321,7 @@ impl FromRequestParts<AppState> for Caller {
         let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
         let class = rate_class(&parts.method, route);
         if class != RateClass::Append
+            && !served_from_memory(&parts.method, route)
             && let Some(rate) = state.store.hit_rate_limit(&caller.user_id, class).await?
         {
             note_rate(rate);
@@ -327,6 +340,14 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Self(caller))
     }
+}
+
+/// Catalog reads are answered from the instance's snapshot: counting them against a rate limit
+/// would cost a database write for a read that costs none.
+fn served_from_memory(method: &Method, route: &str) -> bool {
+    method == Method::GET
+        && (route == "/v1/tags" || route.starts_with("/v1/tags/") || route.starts_with("/v1/characters"))
+        && !route.ends_with("/session")
 }
 
 /// `POST .../messages` (and its batch) and `POST .../replies` are appends; regenerate has its own

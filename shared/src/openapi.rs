@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::{Admin, Caller};
 use crate::error::ApiError;
-use crate::http::{Json, PathParam, Query, SeqParam, UserIdParam};
+use crate::http::{CategoryParam, Json, PathParam, Query, SeqParam, UserIdParam};
 
 thread_local! {
     /// (requests, responses): the schemas the annotations referred to so far.
@@ -393,6 +393,7 @@ impl<T> OperationInput for Query<T> {}
 impl<T> OperationInput for PathParam<T> {}
 impl OperationInput for SeqParam {}
 impl OperationInput for UserIdParam {}
+impl OperationInput for CategoryParam {}
 impl OperationInput for Caller {}
 impl OperationInput for Admin {}
 impl OperationOutput for ApiError {

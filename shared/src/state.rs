@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
+use crate::catalog::Catalog;
 use crate::chat::{Chat, LogEvents};
 use crate::config::{Config, ConfigError, LlmConfig, LlmProvider};
 use crate::domain::{Clock, SystemClock};
@@ -14,6 +15,8 @@ pub struct AppState {
     pub store: Store,
     /// The service layer over the store (the chat's rules and outbound ports).
     pub chat: Chat,
+    /// The character catalog, served from this instance's snapshot.
+    pub catalog: Catalog,
     pub auth: Arc<Authenticator>,
 }
 
@@ -50,11 +53,12 @@ impl AppState {
         sdk_config: Option<&aws_config::SdkConfig>,
     ) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock);
-        let mut chat = Chat::new(store.clone(), Arc::new(LogEvents));
+        let catalog = Catalog::new(store.clone());
+        let mut chat = Chat::new(store.clone(), catalog.clone(), Arc::new(LogEvents));
         if let Some(llm) = &config.llm {
             chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
         }
-        Ok(Self { chat, store, auth: Arc::new(Authenticator::new(&config.auth)?) })
+        Ok(Self { chat, catalog, store, auth: Arc::new(Authenticator::new(&config.auth)?) })
     }
 }
 

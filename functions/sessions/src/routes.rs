@@ -1,7 +1,7 @@
 //! One small handler per endpoint: extract, call the service, respond.
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{get_with, post_with};
+use aide::axum::routing::{get_with, patch_with, post_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -9,10 +9,13 @@ use axum::response::{IntoResponse, Response};
 use shared::api::sessions::{
     CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
 };
-use shared::auth::Caller;
-use shared::domain::{NewSession, SessionChanges, SessionId};
+use shared::api::characters::{
+    CharacterPage, CharacterView, CreateCharacter, ListCharacters, SearchCharacters, TagList, UpdateCharacter,
+};
+use shared::auth::{Admin, Caller};
+use shared::domain::{CharacterId, NewSession, SessionChanges, SessionId};
 use shared::domain::{Page, Session};
-use shared::http::{Json, PathParam, Query, no_content};
+use shared::http::{CategoryParam, Json, PathParam, Query, no_content};
 use shared::openapi::Describe as _;
 use shared::{ApiError, AppState};
 
@@ -64,7 +67,79 @@ pub fn api() -> ApiRouter<AppState> {
                 op.about("unarchiveSession", "Unarchive a session").ok::<Session>(200, "The session")
             }),
         )
+        .merge(characters())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// The character catalog: reads from the instance's snapshot, admin writes.
+fn characters() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/characters",
+            get_with(list_characters, |op| {
+                op.about("listCharacters", "List active characters, filtered and sorted")
+                    .query::<ListCharacters>()
+                    .ok::<CharacterPage>(200, "One page of characters")
+            }),
+        )
+        .api_route(
+            "/v1/characters/search",
+            get_with(search_characters, |op| {
+                op.about("searchCharacters", "Search names, descriptions and tags (case- and accent-insensitive)")
+                    .query::<SearchCharacters>()
+                    .ok::<CharacterPage>(200, "Matches, best first")
+            }),
+        )
+        .api_route(
+            "/v1/characters/{id}",
+            get_with(get_character, |op| {
+                op.about("getCharacter", "A character (inactive ones too, for their existing chats)")
+                    .ok::<CharacterView>(200, "The character")
+            }),
+        )
+        .api_route(
+            "/v1/characters/{id}/session",
+            get_with(character_session, |op| {
+                op.about("getCharacterSession", "The caller's chat with a character, opened on first use")
+                    .ok::<Session>(200, "The chat (a new one starts with the character's greeting as seq 1)")
+                    .errors(&[403])
+            }),
+        )
+        .api_route(
+            "/v1/tags",
+            get_with(tags, |op| {
+                op.about("listTags", "Tags of active characters, most used first").ok::<TagList>(200, "The tags")
+            }),
+        )
+        .api_route(
+            "/v1/tags/{category}",
+            get_with(category_tags, |op| {
+                op.about("listCategoryTags", "One category's tags, most used first").ok::<TagList>(200, "The tags")
+            }),
+        )
+        .api_route(
+            "/v1/admin/characters",
+            post_with(create_character, |op| {
+                op.about("createCharacter", "Add a character (admin)")
+                    .body::<CreateCharacter>()
+                    .ok::<CharacterView>(201, "The new character")
+                    .errors(&[403, 409, 413])
+            }),
+        )
+        .api_route(
+            "/v1/admin/characters/{id}",
+            patch_with(update_character, |op| {
+                op.about("updateCharacter", "Change a character (admin)")
+                    .body::<UpdateCharacter>()
+                    .ok::<CharacterView>(200, "The character")
+                    .errors(&[403, 409, 413])
+            })
+            .delete_with(deactivate_character, |op| {
+                op.about("deactivateCharacter", "Deactivate a character: its chats stay readable (admin)")
+                    .ok::<CharacterView>(200, "The deactivated character")
+                    .errors(&[403, 409])
+            }),
+        )
 }
 
 pub fn routes() -> Router<AppState> {
@@ -150,4 +225,83 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     state.chat.delete_session(&caller.user_id, id).await?;
     Ok(no_content())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn list_characters(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListCharacters>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.catalog.list(query, caller.is_admin).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn search_characters(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<SearchCharacters>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.catalog.search(query, caller.is_admin).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, character = %id))]
+async fn get_character(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<CharacterId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.catalog.view(&id, caller.is_admin).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, character = %id))]
+async fn character_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<CharacterId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.chat.character_chat(&caller.user_id, &id).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn tags(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    Ok(Json(state.catalog.tags(None).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn category_tags(
+    State(state): State<AppState>,
+    caller: Caller,
+    CategoryParam(category): CategoryParam,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.catalog.tags(Some(&category)).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
+async fn create_character(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Json(body): Json<CreateCharacter>,
+) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.catalog.admin_create(body).await?)).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(admin = %admin.user_id, character = %id))]
+async fn update_character(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    PathParam(id): PathParam<CharacterId>,
+    Json(body): Json<UpdateCharacter>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.catalog.admin_update(&id, body).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(admin = %admin.user_id, character = %id))]
+async fn deactivate_character(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    PathParam(id): PathParam<CharacterId>,
+) -> Result<Response, ApiError> {
+    let deactivate = UpdateCharacter { is_active: Some(false), ..UpdateCharacter::default() };
+    Ok(Json(state.catalog.admin_update(&id, deactivate).await?).into_response())
 }

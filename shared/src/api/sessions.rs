@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Cursor, InputError, Message, Metadata, NewSession, PageLimit, Session, SessionChanges, SessionFilter,
+    CharacterId, Cursor, InputError, Message, Metadata, NewSession, PageLimit, Session, SessionChanges, SessionFilter,
     SessionStatus, Settings, Title,
 };
 
@@ -19,7 +19,13 @@ pub struct CreateSession {
     #[schemars(length(min = 1, max = Title::MAX_CHARS))]
     pub title: Option<String>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// `relationship_type` (neutral, friend, partner, colleague, mentor) and `mood_preference`
+    /// (neutral, sweet, sarcastic, formal, playful) shape a character chat's prompt; other keys
+    /// are free.
     pub settings: Option<JsonObject>,
+    /// A chat with this character: it starts with the character's greeting as seq 1, and is titled
+    /// with the character's name unless a title is given.
+    pub character_id: Option<CharacterId>,
 }
 
 impl TryFrom<CreateSession> for NewSession {
@@ -27,9 +33,11 @@ impl TryFrom<CreateSession> for NewSession {
 
     fn try_from(body: CreateSession) -> Result<Self, InputError> {
         Ok(Self {
-            title: body.title.as_deref().map(Title::parse).transpose()?.unwrap_or_default(),
+            title: body.title.as_deref().map(Title::parse).transpose()?,
             metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_default(),
             settings: body.settings.map(Settings::parse).transpose()?.unwrap_or_default(),
+            character_id: body.character_id,
+            greeting: None,
         })
     }
 }
@@ -75,6 +83,8 @@ pub struct ListSessions {
     pub archived: Option<bool>,
     #[schemars(length(max = Title::MAX_CHARS))]
     pub q: Option<String>,
+    /// Only chats with this character.
+    pub character_id: Option<CharacterId>,
 }
 
 /// A validated session listing request.
@@ -96,7 +106,12 @@ impl TryFrom<ListSessions> for SessionListing {
             Some(text) => Some(text.to_lowercase()),
         };
         Ok(Self {
-            filter: SessionFilter { archived: query.archived.unwrap_or(false), status: query.status, title_contains },
+            filter: SessionFilter {
+                archived: query.archived.unwrap_or(false),
+                status: query.status,
+                title_contains,
+                character_id: query.character_id,
+            },
             limit: PageLimit::new("limit", query.limit, 20, 100)?,
             cursor: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(Cursor::parse).transpose()?,
         })

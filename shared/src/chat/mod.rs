@@ -17,18 +17,23 @@ use std::sync::Arc;
 pub use self::events::{ChatEvent, EventSink, LogEvents};
 use self::reply::{LiveReplies, Replies};
 pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
+use crate::catalog::Catalog;
 use crate::config::LlmConfig;
 use crate::domain::{
-    Content, Context, ContextSession, Cursor, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal,
-    Role, Seq, Session, SessionChanges, SessionFilter, SessionId, UserId,
+    Character, CharacterId, Content, Gate, Context, ContextSession, Cursor, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal,
+    Role, Seq, Session, SessionChanges, SessionFilter, SessionId, Title, UserId,
 };
 use crate::llm::Model;
-use crate::store::{Appended, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
+use crate::store::hints::Hints;
+use crate::store::{Appended, ChatClaim, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
 
 /// The chat service; cheap to clone.
 #[derive(Clone)]
 pub struct Chat {
     store: Store,
+    catalog: Catalog,
+    /// The character of each session seen (a session's character never changes).
+    session_characters: Arc<Hints<SessionId, Option<CharacterId>>>,
     events: Arc<dyn EventSink>,
     /// The model replies come from; `None` when none is configured.
     replies: Option<Arc<Replies>>,
@@ -44,9 +49,17 @@ pub fn may_edit(message: &Message) -> Result<(), Refusal> {
     }
 }
 
+/// A new chat with `character`: titled with its name unless titled, starting with its greeting.
+fn dress(new: &mut NewSession, character: &Character) {
+    if new.title.is_none() {
+        new.title = Title::parse(&character.name).ok();
+    }
+    new.greeting = Content::parse(character.greeting.clone()).ok().filter(|greeting| !greeting.as_str().trim().is_empty());
+}
+
 impl Chat {
-    pub fn new(store: Store, events: Arc<dyn EventSink>) -> Self {
-        Self { store, events, replies: None }
+    pub fn new(store: Store, catalog: Catalog, events: Arc<dyn EventSink>) -> Self {
+        Self { store, catalog, session_characters: Arc::default(), events, replies: None }
     }
 
     /// This service with replies from `model`, configured by `config`.
@@ -55,8 +68,71 @@ impl Chat {
         self
     }
 
-    pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, StoreError> {
-        self.store.create_session(user, new).await
+    /// Creates a session; with a character, behind its gates, starting with its greeting, and
+    /// recorded as the caller's chat with it when there is none yet.
+    pub async fn create_session(&self, user: &UserId, mut new: NewSession) -> Result<Session, StoreError> {
+        let Some(character_id) = new.character_id.clone() else {
+            return self.store.create_session(user, new, None).await;
+        };
+        let character = self.admitted_character(user, &character_id).await?;
+        dress(&mut new, &character);
+        let session = self.store.create_session(user, new, None).await?;
+        let claim = ChatClaim { character_id, replaces: None };
+        self.store.claim_character_chat(user, &claim, session.id).await?;
+        Ok(session)
+    }
+
+    /// The caller's chat with a character: the one recorded, or a new one (behind the gates,
+    /// starting with the greeting) when there is none or it was deleted. Two first calls at once
+    /// open one chat. A chat with a character deactivated since stays readable.
+    pub async fn character_chat(&self, user: &UserId, character_id: &CharacterId) -> Result<Session, StoreError> {
+        for _ in 0..3 {
+            let recorded = self.store.character_chat(user, character_id).await?;
+            if let Some(session_id) = recorded {
+                match self.store.get_session(user, session_id).await {
+                    Err(StoreError::NotFound(_)) => {}
+                    result => return result,
+                }
+            }
+            let character = self.admitted_character(user, character_id).await?;
+            let mut new = NewSession { character_id: Some(character_id.clone()), ..NewSession::default() };
+            dress(&mut new, &character);
+            let claim = ChatClaim { character_id: character_id.clone(), replaces: recorded };
+            match self.store.create_session(user, new, Some(&claim)).await {
+                Err(StoreError::Refused(Refusal::Conflict(_))) => continue, // another request opened it
+                result => return result,
+            }
+        }
+        Err(StoreError::Unavailable("the chat kept changing while it was opened; retry".into()))
+    }
+
+    /// The character if the caller may chat with it now (see `Character::admits`). A refusal is
+    /// checked against fresh entitlements first, so a subscription or confirmation made a moment
+    /// ago counts.
+    async fn admitted_character(&self, user: &UserId, id: &CharacterId) -> Result<Arc<Character>, StoreError> {
+        let character = self.catalog.character(id).await?.ok_or(Refusal::Gate(Gate::NotFound))?;
+        if character.admits(self.store.entitlements(user, false).await?).is_err() {
+            character.admits(self.store.entitlements(user, true).await?).map_err(Refusal::Gate)?;
+        }
+        Ok(character)
+    }
+
+    /// The session's character, if any (remembered: it never changes).
+    async fn session_character(&self, user: &UserId, session_id: SessionId) -> Result<Option<CharacterId>, StoreError> {
+        if let Some(known) = self.session_characters.get(&session_id) {
+            return Ok(known);
+        }
+        let character = self.store.get_session(user, session_id).await?.character_id;
+        self.session_characters.insert(session_id, character.clone());
+        Ok(character)
+    }
+
+    /// The gates of a message to a session: its character must still admit the caller.
+    async fn admit(&self, user: &UserId, session_id: SessionId) -> Result<Option<Arc<Character>>, StoreError> {
+        match self.session_character(user, session_id).await? {
+            Some(character) => self.admitted_character(user, &character).await.map(Some),
+            None => Ok(None),
+        }
     }
 
     pub async fn sessions(
@@ -111,6 +187,7 @@ impl Chat {
         messages: Vec<NewMessage>,
         idempotency: Option<&Idempotency>,
     ) -> Result<Appended, StoreError> {
+        self.admit(user, session_id).await?;
         let appended = self.store.append_messages(user, session_id, messages, idempotency).await?;
         tracing::info!(count = appended.messages.len(), replayed = appended.replayed, "appended");
         if !appended.replayed {

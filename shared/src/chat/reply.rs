@@ -280,6 +280,7 @@ impl Chat {
     ) -> Result<Turn, ReplyFailure> {
         self.require_model(user, session_id).await?;
         let generation = self.generation(&options)?;
+        self.admit(user, session_id).await?;
         let recent = PageLimit::fixed(CONTEXT_MESSAGES);
         let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
         self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });

@@ -122,11 +122,14 @@ pub struct QuotaSettings {
     pub timezone: TimeZone,
     pub timezone_changed_at: Option<Timestamp>,
     pub subscription: Option<Subscription>,
+    /// When the user confirmed being an adult (`POST /v1/me/confirm-adult`); it opens `nsfw`
+    /// characters. Kept here because every append's gate reads it with the subscription.
+    pub adult_confirmed_at: Option<Timestamp>,
 }
 
 impl Default for QuotaSettings {
     fn default() -> Self {
-        Self { timezone: TimeZone::utc(), timezone_changed_at: None, subscription: None }
+        Self { timezone: TimeZone::utc(), timezone_changed_at: None, subscription: None, adult_confirmed_at: None }
     }
 }
 
@@ -136,6 +139,14 @@ pub const TIMEZONE_CHANGE_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 impl QuotaSettings {
     pub fn has_active_subscription(&self, now: Timestamp) -> bool {
         self.subscription.as_ref().is_some_and(|s| s.status(now) == SubscriptionStatus::Active)
+    }
+
+    /// What the character gates ask, at `now`.
+    pub fn entitlements(&self, now: Timestamp) -> super::Entitlements {
+        super::Entitlements {
+            active_subscription: self.has_active_subscription(now),
+            adult_confirmed: self.adult_confirmed_at.is_some(),
+        }
     }
 
     /// The daily allowance of `user` messages: `None` is unlimited.

@@ -302,6 +302,32 @@ impl NewMessage {
     }
 }
 
+impl Message {
+    /// A character's greeting: the first message of a chat with it.
+    pub fn greeting(session_id: SessionId, content: Content, now: Timestamp) -> Self {
+        Self {
+            id: MessageId::generate(),
+            session_id,
+            seq: Seq::FIRST,
+            role: Role::Assistant,
+            message_type: MessageType::default(),
+            content,
+            payload: None,
+            reply_to: None,
+            usage: None,
+            created_at: now,
+            edited_at: None,
+            status: MessageStatus::Complete,
+            stop_reason: None,
+            model: None,
+            variant: 1,
+            variant_count: 1,
+            is_regenerated: false,
+            error: None,
+        }
+    }
+}
+
 impl NewMessage {
     /// A message may only reply to an earlier one: checked where the batch's first seq is known
     /// (`last_seq` + 1), inside the append.

@@ -1,5 +1,6 @@
 //! Newtypes and rules. Nothing here knows about HTTP or DynamoDB: a value of these types is valid.
 
+mod character;
 mod context;
 mod idempotency;
 mod limits;
@@ -12,6 +13,10 @@ mod reply;
 mod session;
 mod time;
 
+pub use self::character::{
+    AccessType, CatalogFilter, CatalogIndex, CatalogPage, CatalogSort, Character, CharacterId, ContentRating,
+    Entitlements, Gate, Label, ModelSettings, Popularity, Tag, TagCount, fold,
+};
 pub use self::context::{Context, ContextSession, estimate_tokens};
 pub use self::idempotency::{DedupeKey, Idempotency};
 pub use self::limits::{
@@ -31,7 +36,7 @@ pub use self::page::{Cursor, Page, PageLimit};
 pub use self::refusal::Refusal;
 pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
 pub use self::session::{
-    LastMessage, Metadata, NewSession, Session, SessionChanges, SessionFilter, SessionId, SessionStatus, Settings,
+    LastMessage, MOOD_PREFERENCES, Metadata, NewSession, RELATIONSHIP_TYPES, Session, SessionChanges, SessionFilter, SessionId, SessionStatus, Settings,
     Title, UserId,
 };
 pub use self::time::{Clock, SystemClock, Timestamp, TimestampParseError};

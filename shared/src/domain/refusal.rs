@@ -2,7 +2,7 @@
 //! some of them atomically inside its conditional writes (a closed session, a used-up quota) and
 //! reports them with these, beside its own storage errors.
 
-use super::{InputError, QuotaState, RateClass, SessionStatus, Timestamp};
+use super::{Gate, InputError, QuotaState, RateClass, SessionStatus, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -17,6 +17,9 @@ pub enum Refusal {
     /// Over the per-minute limit of `class`, which allows `limit` requests a minute.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64, class: RateClass, limit: u32 },
+    /// A character gate: unknown or inactive, premium, adults only.
+    #[error("{0:?}")]
+    Gate(Gate),
     #[error(transparent)]
     Invalid(#[from] InputError),
 }

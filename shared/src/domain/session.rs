@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{InputError, Role, Seq, Timestamp};
+use super::{CharacterId, Content, InputError, Role, Seq, Timestamp};
 
 /// The authenticated user a request acts for (a JWT `sub`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -183,14 +183,38 @@ pub struct Settings(serde_json::Map<String, serde_json::Value>);
 impl Settings {
     pub const MAX_BYTES: usize = 4 * 1024;
 
+    /// Settings the chat's prompt reads have fixed values: `relationship_type` is one of
+    /// `RELATIONSHIP_TYPES` and `mood_preference` one of `MOOD_PREFERENCES`; other keys are free.
     pub fn parse(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, InputError> {
+        for (key, allowed) in [("relationship_type", RELATIONSHIP_TYPES), ("mood_preference", MOOD_PREFERENCES)] {
+            match object.get(key) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::String(value)) if allowed.contains(&value.as_str()) => {}
+                Some(_) => {
+                    return Err(InputError::invalid(
+                        format!("settings.{key}"),
+                        format!("must be one of {}", allowed.join(", ")),
+                    ));
+                }
+            }
+        }
         super::json_object_within("settings", object, Self::MAX_BYTES).map(Self)
+    }
+
+    /// A setting's text, if it is a non-blank string.
+    pub fn text(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.as_str()).filter(|text| !text.trim().is_empty())
     }
 
     pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
         &self.0
     }
 }
+
+/// How the character relates to the user (`settings.relationship_type`).
+pub const RELATIONSHIP_TYPES: &[&str] = &["neutral", "friend", "partner", "colleague", "mentor"];
+/// The tone the user prefers (`settings.mood_preference`).
+pub const MOOD_PREFERENCES: &[&str] = &["neutral", "sweet", "sarcastic", "formal", "playful"];
 
 /// The newest live message, as the session list shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -205,6 +229,8 @@ pub struct LastMessage {
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Session {
     pub id: SessionId,
+    /// The character the chat is with, if any.
+    pub character_id: Option<CharacterId>,
     pub title: Title,
     pub status: SessionStatus,
     pub archived: bool,
@@ -220,9 +246,13 @@ pub struct Session {
 /// What a caller may set when creating a session.
 #[derive(Clone, Debug, Default)]
 pub struct NewSession {
-    pub title: Title,
+    /// `None`: the character's name for a character chat, else "New chat".
+    pub title: Option<Title>,
     pub metadata: Metadata,
     pub settings: Settings,
+    pub character_id: Option<CharacterId>,
+    /// The character's first message, stored as seq 1 with the session.
+    pub greeting: Option<Content>,
 }
 
 /// A partial update; `None` leaves the field as it is.
@@ -252,4 +282,5 @@ pub struct SessionFilter {
     pub status: Option<SessionStatus>,
     /// Case-folded text the title must contain.
     pub title_contains: Option<String>,
+    pub character_id: Option<CharacterId>,
 }

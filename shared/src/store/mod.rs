@@ -1,10 +1,11 @@
 //! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
 
 mod bulk;
+mod characters;
 mod erasure;
 mod export;
 mod gate;
-mod hints;
+pub(crate) mod hints;
 mod item;
 mod limits;
 mod memories;
@@ -31,10 +32,12 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use crate::config::{LimitsConfig, TableNames};
 use crate::domain::{Clock, InputError, Refusal, Timestamp};
 
+pub use self::characters::CatalogRead;
 pub use self::erasure::Erasure;
 pub use self::export::ExportPage;
 pub use self::limits::ChoreReport;
 pub use self::memories::{MAX_PER_SCOPE, MemoryPage, RankedMemory};
+pub use self::sessions::ChatClaim;
 pub use self::messages::{Appended, Checkpoint, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};
 
 type Source = Box<dyn StdError + Send + Sync>;

@@ -91,6 +91,11 @@ pub(crate) mod limits {
     pub const EXPIRES_AT: &str = "expires_at";
 }
 
+pub(crate) mod characters {
+    /// A character's id; `#catalog` is the catalog's version item, bumped by every admin write.
+    pub const CHARACTER_ID: &str = "character_id";
+}
+
 pub(crate) mod idempotency {
     /// `<session_id>#<idempotency key>`.
     pub const SCOPE: &str = "scope";
@@ -165,5 +170,14 @@ pub const LIMITS: TableLayout = TableLayout {
     ttl_attribute: Some(limits::EXPIRES_AT),
 };
 
+pub const CHARACTERS: TableLayout = TableLayout {
+    logical_id: "CharactersTable",
+    partition_key: (characters::CHARACTER_ID, KeyType::S),
+    sort_key: None,
+    indexes: &[],
+    local_indexes: &[],
+    ttl_attribute: None,
+};
+
 /// Every table the code uses.
-pub const TABLES: [TableLayout; 5] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES, LIMITS];
+pub const TABLES: [TableLayout; 6] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES, LIMITS, CHARACTERS];

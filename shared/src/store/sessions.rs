@@ -5,15 +5,17 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, Update,
+    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
 use super::item::{Item, Reader, b, n, s};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
+use super::messages::last_message_of;
+use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError, condition_failed, update_failed};
 use crate::domain::{
-    Cursor, LastMessage, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session, SessionChanges, SessionFilter,
+    CharacterId, Cursor, LastMessage, Message, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session, SessionChanges, SessionFilter,
     SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
 };
 
@@ -41,6 +43,7 @@ pub(super) const UPDATED_AT: &str = "updated_at";
 pub(super) const DELETED_AT: &str = "deleted_at";
 /// Bumped by reset (and by deleting a session's memories): older session memories vanish at once.
 pub(super) const MEMORY_EPOCH: &str = "memory_epoch";
+pub(super) const CHARACTER_ID: &str = "character_id";
 
 /// A live session item: the API view plus the bookkeeping the message log needs.
 #[derive(Clone, Debug)]
@@ -112,6 +115,8 @@ struct SessionItem {
     metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     settings: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    character_id: Option<String>,
     message_count: u64,
     last_seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +157,12 @@ impl TryFrom<&Item> for SessionRecord {
         };
         let session = Session {
             id: stored.session_id.parse().map_err(|_| corrupt(SESSION_ID))?,
+            character_id: stored
+                .character_id
+                .as_deref()
+                .map(CharacterId::parse)
+                .transpose()
+                .map_err(|_| corrupt(CHARACTER_ID))?,
             title: Title::parse(&stored.title).map_err(|_| corrupt(TITLE))?,
             status: stored.status.parse().map_err(|_| corrupt(STATUS))?,
             archived: stored.archived,
@@ -173,6 +184,22 @@ impl TryFrom<&Item> for SessionRecord {
     }
 }
 
+/// Which chat a new session becomes the caller's chat with a character in place of.
+pub struct ChatClaim {
+    pub character_id: CharacterId,
+    /// The recorded chat it replaces (deleted since), or `None` when there is none.
+    pub replaces: Option<SessionId>,
+}
+
+/// The caller's chat with a character is recorded in the caller's limits partition
+/// (`chat#<character_id>`), beside their other per-user items.
+fn chat_key(user: &UserId, character: &CharacterId) -> Item {
+    Item::from([
+        (super::schema::limits::USER_ID.to_owned(), s(user.as_str())),
+        (super::schema::limits::ITEM.to_owned(), s(format!("chat#{character}"))),
+    ])
+}
+
 /// Where a listing stopped: the last returned session's index key.
 #[derive(Serialize, Deserialize)]
 struct ListPosition {
@@ -183,18 +210,31 @@ struct ListPosition {
 }
 
 impl Store {
-    pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, StoreError> {
+    /// Creates a session, with its greeting as seq 1 when it has one, and (for `claim`) as the
+    /// caller's chat with the character — all in one write. A claim that lost to another request
+    /// is `StoreError::Refused(Conflict)`; the caller reads the winner.
+    pub async fn create_session(
+        &self,
+        user: &UserId,
+        new: NewSession,
+        claim: Option<&ChatClaim>,
+    ) -> Result<Session, StoreError> {
         let now = self.now();
+        let id = SessionId::generate();
+        let greeting = new.greeting.map(|content| Message::greeting(id, content, now));
+        let last_message = greeting.as_ref().map(last_message_of);
+        let count = u64::from(greeting.is_some());
         let session = Session {
-            id: SessionId::generate(),
-            title: new.title,
+            id,
+            character_id: new.character_id,
+            title: new.title.unwrap_or_default(),
             status: SessionStatus::Open,
             archived: false,
             metadata: new.metadata,
             settings: new.settings,
-            message_count: 0,
-            last_seq: 0,
-            last_message: None,
+            message_count: count,
+            last_seq: count,
+            last_message: last_message.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -207,9 +247,10 @@ impl Store {
             archived: false,
             metadata: session.metadata.pairs().clone(),
             settings: Some(settings_text(&session.settings)),
-            message_count: 0,
-            last_seq: 0,
-            last_message: None,
+            character_id: session.character_id.as_ref().map(ToString::to_string),
+            message_count: count,
+            last_seq: count,
+            last_message: last_message.as_ref().map(LastMessageItem::from),
             visible_after: 0,
             rev: 0,
             memory_epoch: 0,
@@ -220,17 +261,90 @@ impl Store {
             activity_at: Some(now.to_string()),
         };
         let item: Item = serde_dynamo::to_item(item).map_err(StoreError::internal)?;
-        self.client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.sessions)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#sk)")
             .expression_attribute_names("#sk", SESSION_ID)
+            .build()
+            .map_err(StoreError::internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        if let Some(greeting) = &greeting {
+            items.push(TransactWriteItem::builder().put(self.new_message_put(greeting)?).build());
+        }
+        if let Some(claim) = claim {
+            items.push(TransactWriteItem::builder().put(self.chat_claim_put(user, claim, session.id)?).build());
+        }
+        let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        if let Err(error) = result {
+            let reasons = cancellation_reasons(error)?;
+            let lost = claim.is_some() && reason_failed(reasons.last());
+            return Err(if lost {
+                Refusal::Conflict("another request opened this chat first".to_owned()).into()
+            } else {
+                StoreError::Unavailable("the session write was cancelled; retry".into())
+            });
+        }
+        self.seq_hints.remember(session.id, count);
+        Ok(session)
+    }
+
+    /// The session recorded as the caller's chat with `character`, if any (it may since have
+    /// been deleted).
+    pub async fn character_chat(&self, user: &UserId, character: &CharacterId) -> Result<Option<SessionId>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.limits)
+            .set_key(Some(chat_key(user, character)))
+            .consistent_read(true)
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        self.seq_hints.remember(session.id, 0);
-        Ok(session)
+        output.item().map(|item| Reader::new(item, "character chat").parse(SESSION_ID)).transpose()
+    }
+
+    /// Records a session as the caller's chat with a character if there is none yet; `false`
+    /// when there is.
+    pub async fn claim_character_chat(
+        &self,
+        user: &UserId,
+        claim: &ChatClaim,
+        session: SessionId,
+    ) -> Result<bool, StoreError> {
+        let put = self.chat_claim_put(user, claim, session)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(put.table_name())
+            .set_item(Some(put.item().clone()))
+            .set_condition_expression(put.condition_expression().map(str::to_owned))
+            .set_expression_attribute_names(put.expression_attribute_names().cloned())
+            .set_expression_attribute_values(put.expression_attribute_values().cloned())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(error) => Err(StoreError::from_sdk(error)),
+        }
+    }
+
+    /// The chat record's write: only over no record, or over the one `claim` replaces.
+    fn chat_claim_put(&self, user: &UserId, claim: &ChatClaim, session: SessionId) -> Result<Put, StoreError> {
+        let mut item = chat_key(user, &claim.character_id);
+        item.insert(SESSION_ID.to_owned(), s(session.to_string()));
+        let put = Put::builder().table_name(&self.tables.limits).set_item(Some(item));
+        let put = match claim.replaces {
+            None => put
+                .condition_expression("attribute_not_exists(#item)")
+                .expression_attribute_names("#item", super::schema::limits::ITEM),
+            Some(old) => put
+                .condition_expression("#session_id = :old")
+                .expression_attribute_names("#session_id", SESSION_ID)
+                .expression_attribute_values(":old", s(old.to_string())),
+        };
+        put.build().map_err(StoreError::internal)
     }
 
     pub async fn get_session(&self, user: &UserId, id: SessionId) -> Result<Session, StoreError> {
@@ -291,6 +405,12 @@ impl Store {
                 query = query
                     .expression_attribute_names("#status", STATUS)
                     .expression_attribute_values(":status", s(status.as_str()));
+            }
+            if let Some(character) = &filter.character_id {
+                conditions.push("#character_id = :character_id");
+                query = query
+                    .expression_attribute_names("#character_id", CHARACTER_ID)
+                    .expression_attribute_values(":character_id", s(character.as_str()));
             }
             if let Some(text) = &filter.title_contains {
                 conditions.push("contains(#title_folded, :q)");

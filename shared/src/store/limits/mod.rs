@@ -28,7 +28,7 @@ use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
-    AppendLimits, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal, Subscription,
+    AppendLimits, Entitlements, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal, Subscription,
     TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp, UserId, Window, utc_day,
 };
 
@@ -39,6 +39,7 @@ const PLAN: &str = "plan";
 const START_AT: &str = "start_at";
 const END_AT: &str = "end_at";
 const EXPIRED: &str = "expired";
+pub(super) const ADULT_CONFIRMED_AT: &str = "adult_confirmed_at";
 const COUNT: &str = "n";
 
 /// How long a function instance trusts cached quota settings (time zone, subscription).
@@ -91,6 +92,8 @@ struct SettingsItem {
     start_at: Option<String>,
     #[serde(default)]
     end_at: Option<String>,
+    #[serde(default)]
+    adult_confirmed_at: Option<String>,
 }
 
 fn settings_from(item: Option<&Item>) -> Result<QuotaSettings, StoreError> {
@@ -111,7 +114,9 @@ fn settings_from(item: Option<&Item>) -> Result<QuotaSettings, StoreError> {
     };
     let timezone_changed_at =
         stored.timezone_changed_at.map(|text| text.parse()).transpose().map_err(|_| corrupt(TIMEZONE_CHANGED_AT))?;
-    Ok(QuotaSettings { timezone, timezone_changed_at, subscription })
+    let adult_confirmed_at =
+        stored.adult_confirmed_at.map(|text| text.parse()).transpose().map_err(|_| corrupt(ADULT_CONFIRMED_AT))?;
+    Ok(QuotaSettings { timezone, timezone_changed_at, subscription, adult_confirmed_at })
 }
 
 impl Store {
@@ -134,6 +139,14 @@ impl Store {
             }
             None => self.fresh_settings(user).await,
         }
+    }
+
+    /// What the character gates ask of the caller. `fresh`: read from the table (a gate about to
+    /// refuse asks again, so a subscription or confirmation made a moment ago on another instance
+    /// counts at once).
+    pub async fn entitlements(&self, user: &UserId, fresh: bool) -> Result<Entitlements, StoreError> {
+        let settings = if fresh { self.fresh_settings(user).await? } else { self.quota_settings(user).await? };
+        Ok(settings.entitlements(self.now()))
     }
 
     async fn fresh_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {

@@ -38,6 +38,22 @@ enum AppendMiss {
 }
 
 impl Store {
+    /// The write of a new message item: it never overwrites a seq.
+    fn message_put(&self, item: Item) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.tables.messages)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#seq)")
+            .expression_attribute_names("#seq", SEQ)
+            .build()
+            .map_err(StoreError::internal)
+    }
+
+    /// The write of a new message, for another module's transaction (a chat's greeting).
+    pub(in crate::store) fn new_message_put(&self, message: &Message) -> Result<Put, StoreError> {
+        self.message_put(message_item(message)?)
+    }
+
     /// Appends messages as consecutive seqs, atomically with the session summary, the
     /// idempotency record and the meter (daily quota, append rate, usage). All or nothing.
     pub async fn append_messages(
@@ -191,14 +207,7 @@ impl Store {
             if let (0, Some(idempotency)) = (index, idempotency) {
                 item.insert(DEDUPE_KEY.to_owned(), s(idempotency.key.as_str()));
             }
-            let put = Put::builder()
-                .table_name(&self.tables.messages)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(#seq)")
-                .expression_attribute_names("#seq", SEQ)
-                .build()
-                .map_err(StoreError::internal)?;
-            items.push(TransactWriteItem::builder().put(put).build());
+            items.push(TransactWriteItem::builder().put(self.message_put(item)?).build());
         }
         if let Some(idempotency) = idempotency {
             let put = self.idempotency_put(session_id, idempotency, expected_last + 1, stored.len(), now)?;

@@ -238,7 +238,7 @@ impl TryFrom<Item> for StoredMessage {
     }
 }
 
-pub(super) fn last_message_of(message: &Message) -> LastMessage {
+pub(in crate::store) fn last_message_of(message: &Message) -> LastMessage {
     LastMessage {
         seq: message.seq,
         role: message.role,

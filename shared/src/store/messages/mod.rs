@@ -15,6 +15,7 @@ mod read;
 mod reply;
 
 use self::item::StoredMessage;
+pub(in crate::store) use self::item::last_message_of;
 pub use self::reply::{Checkpoint, ReplyEnd};
 use super::hints::Hints;
 use super::sessions::SessionRecord;

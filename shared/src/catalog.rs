@@ -1,0 +1,234 @@
+//! The character catalog as an instance serves it: an in-memory snapshot, so listing, search and
+//! lookups cost no database call. A snapshot older than `MAX_AGE` is checked against the catalog's
+//! version item (one read) in the background while requests keep using it, and the table is read
+//! again only when the version moved. An admin write in this instance drops the snapshot at once.
+//!
+//! An instance that only needs a few characters (the messages function, for its gates and
+//! prompts) looks them up one by one instead (`character`), each cached for `MAX_AGE`; it never
+//! reads the whole catalog unless something asked for the snapshot.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::api::characters::{
+    CharacterPage, CharacterView, CreateCharacter, ListCharacters, Paging, SearchCharacters, TagList, UpdateCharacter,
+};
+use crate::domain::{CatalogIndex, CatalogPage, Character, CharacterId, Gate, Label, Refusal, Timestamp};
+use crate::store::{Store, StoreError};
+
+/// How stale a snapshot (or a cached character) may be before it is checked again.
+pub const MAX_AGE: Duration = Duration::from_secs(5 * 60);
+/// Characters one instance caches by id before it starts over.
+const CHARACTER_CACHE: usize = 10_000;
+
+/// One read of the catalog.
+pub struct Snapshot {
+    pub index: CatalogIndex,
+    pub version: u64,
+    /// When the version was last confirmed.
+    checked_at: Timestamp,
+}
+
+#[derive(Default)]
+struct State {
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+    /// Characters looked up by id when there is no snapshot: the character (or its absence) and
+    /// when it was read.
+    by_id: RwLock<std::collections::HashMap<CharacterId, (Option<Arc<Character>>, Timestamp)>>,
+    /// One load at a time; requests without a snapshot wait for it.
+    loading: tokio::sync::Mutex<()>,
+    /// A background check is running.
+    checking: AtomicBool,
+}
+
+/// The catalog service; cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Store,
+    state: Arc<State>,
+}
+
+fn stale(at: Timestamp, now: Timestamp) -> bool {
+    now.unix_seconds() - at.unix_seconds() >= MAX_AGE.as_secs() as i64
+}
+
+impl Catalog {
+    pub fn new(store: Store) -> Self {
+        Self { store, state: Arc::default() }
+    }
+
+    fn current(&self) -> Option<Arc<Snapshot>> {
+        self.state.snapshot.read().ok().and_then(|snapshot| snapshot.clone())
+    }
+
+    /// The snapshot: loaded on first use; a stale one is served while a background check
+    /// renews it.
+    pub async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        if let Some(snapshot) = self.current() {
+            if stale(snapshot.checked_at, self.store.now()) {
+                self.check_in_background(snapshot.clone());
+            }
+            return Ok(snapshot);
+        }
+        let _loading = self.state.loading.lock().await;
+        if let Some(snapshot) = self.current() {
+            return Ok(snapshot);
+        }
+        let read = self.store.read_catalog().await?;
+        Ok(self.install(read.characters, read.version))
+    }
+
+    fn install(&self, characters: Vec<Character>, version: u64) -> Arc<Snapshot> {
+        let now = self.store.now();
+        let characters = characters.into_iter().map(Arc::new).collect();
+        let snapshot = Arc::new(Snapshot { index: CatalogIndex::build(characters, now), version, checked_at: now });
+        if let Ok(mut slot) = self.state.snapshot.write() {
+            *slot = Some(snapshot.clone());
+        }
+        snapshot
+    }
+
+    fn check_in_background(&self, snapshot: Arc<Snapshot>) {
+        if self.state.checking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = catalog.check(&snapshot).await {
+                tracing::warn!(error = %error, "catalog check failed; serving the snapshot as it is");
+            }
+            catalog.state.checking.store(false, Ordering::Release);
+        });
+    }
+
+    /// Renews `snapshot`: the same characters when the version has not moved, else a fresh read.
+    async fn check(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let version = self.store.catalog_version().await?;
+        if version == snapshot.version {
+            let renewed = Snapshot {
+                index: CatalogIndex::build(snapshot.index.characters().cloned().collect(), self.store.now()),
+                version,
+                checked_at: self.store.now(),
+            };
+            if let Ok(mut slot) = self.state.snapshot.write() {
+                *slot = Some(Arc::new(renewed));
+            }
+            return Ok(());
+        }
+        let read = self.store.read_catalog().await?;
+        self.install(read.characters, read.version);
+        Ok(())
+    }
+
+    /// One character, active or not: from the snapshot when this instance has one, else looked
+    /// up by id and cached for `MAX_AGE`.
+    pub async fn character(&self, id: &CharacterId) -> Result<Option<Arc<Character>>, StoreError> {
+        if self.current().is_some() {
+            return Ok(self.snapshot().await?.index.get(id).cloned());
+        }
+        let now = self.store.now();
+        let cached = self.state.by_id.read().ok().and_then(|cache| cache.get(id).cloned());
+        if let Some((character, at)) = cached
+            && !stale(at, now)
+        {
+            return Ok(character);
+        }
+        let character = self.store.get_character(id).await?.map(Arc::new);
+        if let Ok(mut cache) = self.state.by_id.write() {
+            if cache.len() >= CHARACTER_CACHE {
+                cache.clear();
+            }
+            cache.insert(id.clone(), (character.clone(), now));
+        }
+        Ok(character)
+    }
+
+    /// Forgets everything read: the next read sees the catalog as it now is.
+    pub fn invalidate(&self) {
+        if let Ok(mut slot) = self.state.snapshot.write() {
+            *slot = None;
+        }
+        if let Ok(mut cache) = self.state.by_id.write() {
+            cache.clear();
+        }
+    }
+
+    /// Adds a character (admin) and drops what this instance had read.
+    pub async fn create(&self, character: &Character) -> Result<(), StoreError> {
+        self.store.create_character(character).await?;
+        self.invalidate();
+        Ok(())
+    }
+
+    /// Replaces a character read at `read_at` (admin) and drops what this instance had read.
+    pub async fn replace(&self, character: &Character, read_at: Timestamp) -> Result<(), StoreError> {
+        self.store.replace_character(character, read_at).await?;
+        self.invalidate();
+        Ok(())
+    }
+}
+
+/// The catalog's reads and admin writes as the routes ask for them.
+impl Catalog {
+    pub async fn list(
+        &self,
+        query: ListCharacters,
+        admin: bool,
+    ) -> Result<CharacterPage, StoreError> {
+        let (filter, sort, paging) = query.parse()?;
+        let snapshot = self.snapshot().await?;
+        let page = snapshot.index.list(&filter, sort, paging.offset, paging.limit);
+        Ok(self.page(page, paging, admin))
+    }
+
+    pub async fn search(&self, query: SearchCharacters, admin: bool) -> Result<CharacterPage, StoreError> {
+        let (text, paging) = query.parse()?;
+        let snapshot = self.snapshot().await?;
+        let page = snapshot.index.search(&text, paging.offset, paging.limit);
+        Ok(self.page(page, paging, admin))
+    }
+
+    fn page(&self, page: CatalogPage<&Character>, paging: Paging, admin: bool) -> CharacterPage {
+        let now = self.store.now();
+        CharacterPage {
+            data: page.data.into_iter().map(|character| CharacterView::new(character, admin, now)).collect(),
+            total: page.total,
+            limit: paging.limit,
+            offset: paging.offset,
+        }
+    }
+
+    /// A character by id, inactive ones included (their chats still show them); 404
+    /// `character_not_found` for an unknown id.
+    pub async fn view(&self, id: &CharacterId, admin: bool) -> Result<CharacterView, StoreError> {
+        let snapshot = self.snapshot().await?;
+        let character = snapshot.index.get(id).ok_or(Refusal::Gate(Gate::NotFound))?;
+        Ok(CharacterView::new(character, admin, self.store.now()))
+    }
+
+    pub async fn tags(&self, category: Option<&Label>) -> Result<TagList, StoreError> {
+        Ok(TagList { data: self.snapshot().await?.index.tags(category) })
+    }
+
+    /// `POST /v1/admin/characters`.
+    pub async fn admin_create(&self, body: CreateCharacter) -> Result<CharacterView, StoreError> {
+        let now = self.store.now();
+        let character = body.into_character(now)?;
+        self.create(&character).await?;
+        Ok(CharacterView::new(&character, true, now))
+    }
+
+    /// `PATCH /v1/admin/characters/{id}` (and `DELETE`, which deactivates): read fresh, change,
+    /// write back on the condition that nothing else wrote in between. A change that changes
+    /// nothing writes nothing.
+    pub async fn admin_update(&self, id: &CharacterId, body: UpdateCharacter) -> Result<CharacterView, StoreError> {
+        let mut character = self.store.get_character(id).await?.ok_or(Refusal::Gate(Gate::NotFound))?;
+        let read_at = character.updated_at;
+        if body.apply(&mut character)? {
+            character.updated_at = self.store.now().max(read_at.plus(Duration::from_micros(1)));
+            self.replace(&character, read_at).await?;
+        }
+        Ok(CharacterView::new(&character, true, self.store.now()))
+    }
+}

@@ -1,0 +1,487 @@
+//! Characters: the catalog of AI personas (an ops bot's "agents" are the same resource) a chat is
+//! opened with, and the rules of the catalog's listing and search. A listing is a pure function of
+//! a snapshot of the catalog (`CatalogIndex`), so it costs no database call.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+use super::{InputError, Timestamp};
+
+/// A character's id: a slug (`support-bot`, `luna`) chosen by the admin, or a generated UUID.
+/// Lowercase ASCII letters, digits, `-` and `_`, 1–64 characters, starting with a letter or digit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct CharacterId(String);
+
+impl CharacterId {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InputError> {
+        let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let ok = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && text.chars().all(valid_char)
+            && text.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InputError::invalid(
+                "character_id",
+                "must be 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for CharacterId {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for CharacterId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|error| serde::de::Error::custom(error.to_string()))
+    }
+}
+
+impl fmt::Display for CharacterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who may chat with a character: everyone, or subscribers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessType {
+    #[default]
+    Free,
+    Premium,
+}
+
+impl AccessType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Free => "free",
+            Self::Premium => "premium",
+        }
+    }
+}
+
+impl FromStr for AccessType {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "free" => Ok(Self::Free),
+            "premium" => Ok(Self::Premium),
+            _ => Err(InputError::invalid("access_type", "must be free or premium")),
+        }
+    }
+}
+
+/// Whether a character is for everyone (`sfw`) or for adults who confirmed their age (`nsfw`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentRating {
+    #[default]
+    Sfw,
+    Nsfw,
+}
+
+impl ContentRating {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sfw => "sfw",
+            Self::Nsfw => "nsfw",
+        }
+    }
+}
+
+impl FromStr for ContentRating {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "sfw" => Ok(Self::Sfw),
+            "nsfw" => Ok(Self::Nsfw),
+            _ => Err(InputError::invalid("rating", "must be sfw or nsfw")),
+        }
+    }
+}
+
+/// A short lowercase label — a genre, a tag's name or category: 1–32 characters in any script,
+/// trimmed and lowercased, no control characters and no `,` (lists of them are comma-separated).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Label(String);
+
+impl Label {
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(field: &str, text: &str) -> Result<Self, InputError> {
+        let label = text.trim().to_lowercase();
+        let chars = label.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS || label.chars().any(|c| c.is_control() || c == ',') {
+            return Err(InputError::invalid(field, "must be 1 to 32 characters, without ',' or control characters"));
+        }
+        Ok(Self(label))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A tag on a character, in a category (`personality`/`shy`, `theme`/`fantasy`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+pub struct Tag {
+    pub category: Label,
+    pub name: Label,
+}
+
+/// The model settings a character replies with; absent ones fall back to the deployment's.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct ModelSettings {
+    pub model: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+/// A character as stored and as admins see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Character {
+    pub id: CharacterId,
+    pub name: String,
+    pub description: String,
+    pub description_long: String,
+    pub avatar_url: Option<String>,
+    /// The first assistant message of a new chat with the character.
+    pub greeting: String,
+    pub access_type: AccessType,
+    pub genre: Option<Label>,
+    pub content_rating: ContentRating,
+    pub tags: Vec<Tag>,
+    pub system_prompt: String,
+    pub model: ModelSettings,
+    pub is_active: bool,
+    /// Messages users sent in chats with the character (aggregated daily by the job).
+    pub messages_count: u64,
+    /// Recent activity, decayed: see `popularity_at`.
+    pub popularity: Popularity,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Why a caller may not open or continue a chat with a character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Unknown or deactivated.
+    NotFound,
+    PremiumRequired,
+    AdultConfirmationRequired,
+}
+
+/// What a caller is entitled to, as the gates ask it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entitlements {
+    pub active_subscription: bool,
+    pub adult_confirmed: bool,
+}
+
+impl Character {
+    /// Whether `entitlements` open a chat with this character (on create, append and reply alike).
+    pub fn admits(&self, entitlements: Entitlements) -> Result<(), Gate> {
+        if !self.is_active {
+            return Err(Gate::NotFound);
+        }
+        if self.access_type == AccessType::Premium && !entitlements.active_subscription {
+            return Err(Gate::PremiumRequired);
+        }
+        if self.content_rating == ContentRating::Nsfw && !entitlements.adult_confirmed {
+            return Err(Gate::AdultConfirmationRequired);
+        }
+        Ok(())
+    }
+}
+
+/// A character's popularity as an ever-growing sum that is never read back to be written:
+/// each day's messages add `messages × 2^(days since EPOCH / HALF_LIFE)` (a DynamoDB `ADD`), and
+/// the score shown at `now` is that sum scaled back by `2^(days since EPOCH at now / HALF_LIFE)`.
+/// The result is the message count with each day's messages halving in weight every week.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Popularity(pub f64);
+
+impl Popularity {
+    /// 2026-01-01T00:00:00Z.
+    const EPOCH_UNIX: i64 = 1_767_225_600;
+    const HALF_LIFE_DAYS: f64 = 7.0;
+
+    fn scale(at: Timestamp) -> f64 {
+        let days = (at.unix_seconds() - Self::EPOCH_UNIX) as f64 / 86_400.0;
+        (days / Self::HALF_LIFE_DAYS).exp2()
+    }
+
+    /// What `messages` sent on the day starting at `day_start` add to the sum.
+    pub fn increment(messages: u64, day_start: Timestamp) -> f64 {
+        messages as f64 * Self::scale(day_start)
+    }
+
+    /// The decayed score at `now`, rounded to two decimals.
+    pub fn score_at(self, now: Timestamp) -> f64 {
+        (self.0 / Self::scale(now) * 100.0).round() / 100.0
+    }
+}
+
+/// Text folded for search: compatibility-decomposed, combining marks removed, lowercased, so that
+/// `Café`, `CAFE` and `café` match alike, as do `Ёж` and `еж`; scripts without case (CJK) match
+/// as written.
+pub fn fold(text: &str) -> String {
+    text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+}
+
+/// How a listing is ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogSort {
+    /// Highest popularity first.
+    #[default]
+    Popular,
+    /// Newest first.
+    New,
+    /// Popularity damped by age (`score / (1 + age in days / 30)`): good new characters rise.
+    Recommended,
+}
+
+/// Which characters a listing returns. Every given filter must hold; `tags` must all be on the
+/// character (matched by name, in any category).
+#[derive(Clone, Debug, Default)]
+pub struct CatalogFilter {
+    pub genre: Option<Label>,
+    pub rating: Option<ContentRating>,
+    pub access_type: Option<AccessType>,
+    pub tags: Vec<Label>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug)]
+pub struct CatalogPage<T> {
+    pub data: Vec<T>,
+    pub total: usize,
+}
+
+/// A character prepared for listing: its search text folded once, when the snapshot is built.
+struct Entry {
+    character: Arc<Character>,
+    /// Folded name.
+    name: String,
+    /// Folded name, descriptions and tag names, separated by newlines.
+    haystack: String,
+    popularity: f64,
+}
+
+/// A tag with the number of active characters carrying it.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct TagCount {
+    pub category: Label,
+    pub name: Label,
+    pub usage_count: u64,
+}
+
+/// The active catalog, indexed for listing and search: built once per snapshot, read by every
+/// request without a database call. Inactive characters are kept for lookups by id only.
+pub struct CatalogIndex {
+    entries: Vec<Entry>,
+    by_id: BTreeMap<CharacterId, usize>,
+    /// Active entries in each order.
+    popular: Vec<usize>,
+    new: Vec<usize>,
+    recommended: Vec<usize>,
+    /// Tags of active characters, most used first.
+    tags: Vec<TagCount>,
+}
+
+impl CatalogIndex {
+    pub fn build(characters: Vec<Arc<Character>>, now: Timestamp) -> Self {
+        let entries: Vec<Entry> = characters
+            .into_iter()
+            .map(|character| {
+                let mut haystack = fold(&character.name);
+                for text in [&character.description, &character.description_long] {
+                    haystack.push('\n');
+                    haystack.push_str(&fold(text));
+                }
+                for tag in &character.tags {
+                    haystack.push('\n');
+                    haystack.push_str(&fold(tag.name.as_str()));
+                }
+                Entry {
+                    name: fold(&character.name),
+                    popularity: character.popularity.score_at(now),
+                    haystack,
+                    character,
+                }
+            })
+            .collect();
+        let by_id = entries.iter().enumerate().map(|(at, entry)| (entry.character.id.clone(), at)).collect();
+        let active: Vec<usize> = (0..entries.len()).filter(|&at| entries[at].character.is_active).collect();
+        let by = |key: &dyn Fn(&Entry) -> f64| {
+            let mut order = active.clone();
+            order.sort_by(|&a, &b| {
+                let (a, b) = (&entries[a], &entries[b]);
+                key(b).partial_cmp(&key(a)).unwrap_or(Ordering::Equal).then_with(|| a.character.id.cmp(&b.character.id))
+            });
+            order
+        };
+        let popular = by(&|entry| entry.popularity);
+        let new = by(&|entry| entry.character.created_at.unix_seconds() as f64);
+        let recommended = by(&|entry| {
+            let age_days = (now.unix_seconds() - entry.character.created_at.unix_seconds()).max(0) as f64 / 86_400.0;
+            (entry.popularity + 1.0) / (1.0 + age_days / 30.0)
+        });
+        let mut counts: BTreeMap<&Tag, u64> = BTreeMap::new();
+        for &at in &active {
+            for tag in &entries[at].character.tags {
+                *counts.entry(tag).or_default() += 1;
+            }
+        }
+        let mut tags: Vec<TagCount> = counts
+            .into_iter()
+            .map(|(tag, usage_count)| TagCount { category: tag.category.clone(), name: tag.name.clone(), usage_count })
+            .collect();
+        tags.sort_by(|a, b| b.usage_count.cmp(&a.usage_count).then_with(|| (&a.category, &a.name).cmp(&(&b.category, &b.name))));
+        Self { entries, by_id, popular, new, recommended, tags }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The character with this id, active or not.
+    pub fn get(&self, id: &CharacterId) -> Option<&Arc<Character>> {
+        self.by_id.get(id).map(|&at| &self.entries[at].character)
+    }
+
+    /// Every character, active or not.
+    pub fn characters(&self) -> impl Iterator<Item = &Arc<Character>> {
+        self.entries.iter().map(|entry| &entry.character)
+    }
+
+    /// The active characters the filter admits, in `sort` order, `limit` from `offset`.
+    pub fn list(&self, filter: &CatalogFilter, sort: CatalogSort, offset: usize, limit: usize) -> CatalogPage<&Character> {
+        let order = match sort {
+            CatalogSort::Popular => &self.popular,
+            CatalogSort::New => &self.new,
+            CatalogSort::Recommended => &self.recommended,
+        };
+        let matching =
+            order.iter().map(|&at| self.entries[at].character.as_ref()).filter(|character| admitted(character, filter));
+        page(matching, offset, limit)
+    }
+
+    /// Active characters whose name, descriptions or tags contain `query` (folded): names that
+    /// start with it first, then other name matches, then the rest; popularity within each.
+    pub fn search(&self, query: &str, offset: usize, limit: usize) -> CatalogPage<&Character> {
+        let needle = fold(query.trim());
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let mut hits: Vec<(u8, usize)> = self
+            .popular
+            .iter()
+            .enumerate()
+            .filter_map(|(rank, &at)| {
+                let entry = &self.entries[at];
+                let tier = if entry.name.starts_with(&needle) {
+                    0
+                } else if finder.find(entry.name.as_bytes()).is_some() {
+                    1
+                } else if finder.find(entry.haystack.as_bytes()).is_some() {
+                    2
+                } else {
+                    return None;
+                };
+                Some((tier, rank))
+            })
+            .collect();
+        hits.sort_unstable();
+        let matching = hits.into_iter().map(|(_, rank)| self.entries[self.popular[rank]].character.as_ref());
+        page(matching, offset, limit)
+    }
+
+    /// Tags of active characters, most used first; only `category`'s when given.
+    pub fn tags(&self, category: Option<&Label>) -> Vec<TagCount> {
+        self.tags.iter().filter(|tag| category.is_none_or(|category| &tag.category == category)).cloned().collect()
+    }
+}
+
+fn admitted(character: &Character, filter: &CatalogFilter) -> bool {
+    filter.genre.as_ref().is_none_or(|genre| character.genre.as_ref() == Some(genre))
+        && filter.rating.is_none_or(|rating| character.content_rating == rating)
+        && filter.access_type.is_none_or(|access| character.access_type == access)
+        && filter.tags.iter().all(|wanted| character.tags.iter().any(|tag| &tag.name == wanted))
+}
+
+fn page<'a>(matching: impl Iterator<Item = &'a Character>, offset: usize, limit: usize) -> CatalogPage<&'a Character> {
+    let mut total = 0;
+    let mut data = Vec::with_capacity(limit);
+    for character in matching {
+        if total >= offset && data.len() < limit {
+            data.push(character);
+        }
+        total += 1;
+    }
+    CatalogPage { data, total }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_case_accents_and_scripts() {
+        assert_eq!(fold("Café CRÈME"), "cafe creme");
+        assert_eq!(fold("Ёжик"), "ежик");
+        assert_eq!(fold("Ｌｕｎａ"), "luna");
+        assert_eq!(fold("月の魔女"), "月の魔女");
+    }
+
+    #[test]
+    fn ids_are_slugs() {
+        assert!(CharacterId::parse("support-bot_2").is_ok());
+        for bad in ["", "-x", "Luna", "a b", "é", &"x".repeat(65)] {
+            assert!(CharacterId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn popularity_halves_each_week() {
+        let day = |days: i64| Timestamp::from_unix_seconds(Popularity::EPOCH_UNIX + days * 86_400).unwrap_or_else(|| unreachable!());
+        let sum = Popularity(Popularity::increment(100, day(100)));
+        assert_eq!(sum.score_at(day(100)), 100.0);
+        assert_eq!(sum.score_at(day(107)), 50.0);
+        assert_eq!(sum.score_at(day(121)), 12.5);
+    }
+}
