@@ -109,6 +109,8 @@ pub trait Describe: Sized {
     /// The `status` response may also be Server-Sent Events (with `Accept: text/event-stream`),
     /// each event's `data` one of `T`'s variants.
     fn event_stream<T: JsonSchema>(self, status: u16, description: &str) -> Self;
+    /// Marks the operation deprecated in favour of `successor`, which the description names.
+    fn deprecated(self, successor: &str) -> Self;
 }
 
 fn as_json(operation: &Operation) -> Value {
@@ -247,6 +249,16 @@ impl Describe for TransformOperation<'_> {
             for status in statuses {
                 set_response(operation, *status, error_response(*status));
             }
+        })
+    }
+
+    fn deprecated(self, successor: &str) -> Self {
+        edit(self, |operation| {
+            operation["deprecated"] = json!(true);
+            operation["description"] = json!(format!(
+                "Deprecated: use {successor}. Answers until the next major version, with `Deprecation: true` \
+                 and a `Link` to its successor."
+            ));
         })
     }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::config::TelegramConfig;
-use crate::domain::{Timestamp, UserId};
+use crate::domain::{TelegramAccount, Timestamp, UserId};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -23,10 +23,16 @@ const FUTURE_LEEWAY_SECS: i64 = 30;
 #[derive(Deserialize)]
 struct TelegramUser {
     id: i64,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    language_code: Option<String>,
 }
 
-/// The user the init data signs in, or `None` when it does not verify.
-pub fn verify(init_data: &str, config: &TelegramConfig, now: Timestamp) -> Option<UserId> {
+/// The user the init data signs in, with their account, or `None` when it does not verify.
+pub fn verify(init_data: &str, config: &TelegramConfig, now: Timestamp) -> Option<(UserId, TelegramAccount)> {
     let mut fields: Vec<(String, String)> = form_urlencoded::parse(init_data.as_bytes()).into_owned().collect();
     let hash_at = fields.iter().position(|(key, _)| key == "hash")?;
     let hash = hex_decode(&fields.remove(hash_at).1)?;
@@ -49,7 +55,15 @@ pub fn verify(init_data: &str, config: &TelegramConfig, now: Timestamp) -> Optio
         return None;
     }
     let user: TelegramUser = serde_json::from_str(field("user")?).ok()?;
-    UserId::parse(&format!("{NAMESPACE}{}", user.id))
+    let id = UserId::parse(&format!("{NAMESPACE}{}", user.id))?;
+    let short = |text: Option<String>| text.filter(|text| text.chars().count() <= 256);
+    let account = TelegramAccount {
+        id: user.id,
+        username: short(user.username),
+        first_name: short(user.first_name),
+        language_code: short(user.language_code),
+    };
+    Some((id, account))
 }
 
 fn hex_decode(text: &str) -> Option<Vec<u8>> {

@@ -3,15 +3,15 @@
 use aide::axum::ApiRouter;
 use std::time::Duration;
 
-use aide::axum::routing::{delete_with, get_with, patch_with, put_with};
+use aide::axum::routing::{get_with, patch_with, post_with, put_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::api::limits::{PutSubscription, UpdateProfile, UsageQuery};
-use shared::api::me::{ErasureResult, Export, ExportQuery};
+use shared::api::me::{ConfirmAdult, ErasureResult, Export, ExportQuery, UpdateMe};
 use shared::auth::{Admin, Caller};
-use shared::domain::TimeZone;
+use shared::domain::{Profile, ProfileChanges, TimeZone};
 use shared::domain::{LimitsView, UsageReport};
 use shared::http::{Json, Query, UserIdParam};
 use shared::openapi::Describe as _;
@@ -37,6 +37,7 @@ pub fn api() -> ApiRouter<AppState> {
                     .body::<UpdateProfile>()
                     .ok::<LimitsView>(200, "Limits under the new time zone")
                     .errors(&[409, 413])
+                    .deprecated("PATCH /v1/me {time_zone}")
             }),
         )
         .api_route(
@@ -71,10 +72,28 @@ pub fn api() -> ApiRouter<AppState> {
         )
         .api_route(
             "/v1/me",
-            delete_with(erase, |op| {
+            get_with(me, |op| {
+                op.about("getMe", "The caller's profile (created on first use)").ok::<Profile>(200, "The profile")
+            })
+            .patch_with(update_me, |op| {
+                op.about("updateMe", "Set display name, gender, language or time zone")
+                    .body::<UpdateMe>()
+                    .ok::<Profile>(200, "The profile")
+                    .errors(&[409, 413])
+            })
+            .delete_with(erase, |op| {
                 op.about("eraseMe", "Erase every item of the caller, in every table")
                     .ok::<ErasureResult>(200, "Everything of the caller is erased")
                     .ok::<ErasureResult>(202, "Part erased, time ran out: call again to go on")
+            }),
+        )
+        .api_route(
+            "/v1/me/confirm-adult",
+            post_with(confirm_adult, |op| {
+                op.about("confirmAdult", "Confirm being 18 or older: opens nsfw characters")
+                    .body::<ConfirmAdult>()
+                    .ok::<Profile>(200, "The profile")
+                    .errors(&[413])
             }),
         )
         .api_route(
@@ -126,7 +145,36 @@ async fn update_profile(
     Json(body): Json<UpdateProfile>,
 ) -> Result<Response, ApiError> {
     let timezone = TimeZone::parse(&body.timezone)?;
-    Ok(Json(state.store.set_timezone(&caller.user_id, timezone).await?).into_response())
+    let mut response = Json(state.store.set_timezone(&caller.user_id, timezone).await?).into_response();
+    let headers = response.headers_mut();
+    headers.insert("deprecation", HeaderValue::from_static("true"));
+    headers.insert(header::LINK, HeaderValue::from_static("</v1/me>; rel=\"successor-version\""));
+    Ok(response)
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    Ok(Json(state.store.profile(&caller.user_id, caller.telegram.as_ref()).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<UpdateMe>,
+) -> Result<Response, ApiError> {
+    let changes = ProfileChanges::try_from(body)?;
+    Ok(Json(state.store.change_profile(&caller.user_id, &changes, caller.telegram.as_ref()).await?).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id))]
+async fn confirm_adult(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<ConfirmAdult>,
+) -> Result<Response, ApiError> {
+    body.check()?;
+    Ok(Json(state.store.confirm_adult(&caller.user_id, caller.telegram.as_ref()).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

@@ -1,9 +1,68 @@
-//! The caller's own data as a whole: export (`GET /v1/me/export`) and erasure (`DELETE /v1/me`).
+//! The caller: the profile (`GET`/`PATCH /v1/me`, `POST /v1/me/confirm-adult`), and their data as
+//! a whole: export (`GET /v1/me/export`) and erasure (`DELETE /v1/me`).
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::domain::{Cursor, InputError, LimitsView, Memory, Message, Session, Timestamp, UsageReport};
+use crate::domain::{
+    Cursor, DisplayName, Gender, InputError, Language, LimitsView, Memory, Message, ProfileChanges, Session,
+    TimeZone, Timestamp, UsageReport,
+};
+
+/// `PATCH /v1/me`: fields present are set, `null` clears one (not `time_zone`).
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<String>", length(min = 1, max = 64))]
+    pub display_name: Option<Option<String>>,
+    /// One of female, male, non_binary, other.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<Gender>")]
+    pub gender: Option<Option<Gender>>,
+    /// A BCP 47 tag (`en`, `ru`, `pt-BR`): the language characters answer in.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schemars(with = "Option<String>", length(min = 2, max = 35))]
+    pub language: Option<Option<String>>,
+    /// An IANA time zone: the daily quota's midnight. Changes once per 24 hours.
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+}
+
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::deserialize(deserializer).map(Some)
+}
+
+impl TryFrom<UpdateMe> for ProfileChanges {
+    type Error = InputError;
+
+    fn try_from(body: UpdateMe) -> Result<Self, InputError> {
+        let changes = Self {
+            display_name: body.display_name.map(|name| name.as_deref().map(DisplayName::parse).transpose()).transpose()?,
+            gender: body.gender,
+            language: body.language.map(|tag| tag.as_deref().map(Language::parse).transpose()).transpose()?,
+            time_zone: body.time_zone.as_deref().map(TimeZone::parse).transpose()?,
+        };
+        if changes.is_empty() {
+            return Err(InputError::invalid("body", "set at least one of display_name, gender, language, time_zone"));
+        }
+        Ok(changes)
+    }
+}
+
+/// `POST /v1/me/confirm-adult`
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmAdult {
+    /// Must be `true`: the caller confirms being 18 or older.
+    pub confirmed: bool,
+}
+
+impl ConfirmAdult {
+    pub fn check(&self) -> Result<(), InputError> {
+        if self.confirmed { Ok(()) } else { Err(InputError::invalid("confirmed", "must be true")) }
+    }
+}
 use crate::store::{Erasure, ExportPage};
 
 /// `GET /v1/me/export?cursor=`

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{AuthConfig, ConfigError, TelegramConfig};
-use crate::domain::{Timestamp, UserId};
+use crate::domain::{TelegramAccount, Timestamp, UserId};
 use crate::error::ApiError;
 use crate::telegram;
 use keys::{KeyError, Keys};
@@ -25,6 +25,8 @@ use keys::{KeyError, Keys};
 pub struct Caller {
     pub user_id: UserId,
     pub is_admin: bool,
+    /// The Telegram account, when signed in with Telegram init data.
+    pub telegram: Option<TelegramAccount>,
 }
 
 /// A caller with the admin role. Admin routes take it before their path and body, so everyone else
@@ -176,8 +178,8 @@ impl Authenticator {
         match scheme {
             Scheme::Tma => {
                 let telegram = self.telegram.as_ref().ok_or(AuthFailure::TelegramOff)?;
-                let user_id = telegram::verify(credentials, telegram, now).ok_or(AuthFailure::Telegram)?;
-                Ok(Caller { user_id, is_admin: false })
+                let (user_id, account) = telegram::verify(credentials, telegram, now).ok_or(AuthFailure::Telegram)?;
+                Ok(Caller { user_id, is_admin: false, telegram: Some(account) })
             }
             Scheme::Bearer => self.bearer(credentials, now).await,
         }
@@ -211,6 +213,6 @@ impl Authenticator {
             return Err(AuthFailure::Subject.into());
         }
         let user_id = UserId::parse(&claims.sub).ok_or(AuthFailure::Subject)?;
-        Ok(Caller { is_admin: claims.is_admin(), user_id })
+        Ok(Caller { is_admin: claims.is_admin(), user_id, telegram: None })
     }
 }

@@ -354,7 +354,7 @@ impl CatalogIndex {
             order
         };
         let popular = by(&|entry| entry.popularity);
-        let new = by(&|entry| entry.character.created_at.unix_seconds() as f64);
+        let new = by(&|entry| entry.character.created_at.datetime().unix_timestamp_nanos() as f64);
         let recommended = by(&|entry| {
             let age_days = (now.unix_seconds() - entry.character.created_at.unix_seconds()).max(0) as f64 / 86_400.0;
             (entry.popularity + 1.0) / (1.0 + age_days / 30.0)

@@ -8,6 +8,7 @@ mod memory;
 mod message;
 mod meter;
 mod page;
+mod profile;
 mod refusal;
 mod reply;
 mod session;
@@ -33,6 +34,7 @@ pub use self::message::{
 };
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
 pub use self::page::{Cursor, Page, PageLimit};
+pub use self::profile::{DisplayName, Gender, Language, Profile, ProfileChanges, TelegramAccount};
 pub use self::refusal::Refusal;
 pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
 pub use self::session::{

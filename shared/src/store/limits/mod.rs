@@ -13,6 +13,7 @@
 
 mod chores;
 mod meter;
+mod profile;
 mod usage;
 
 use std::time::{Duration, Instant};
@@ -64,6 +65,10 @@ impl LimitCaches {
 
     fn remember_settings(&self, user: &UserId, settings: &QuotaSettings) {
         self.settings.insert(user.clone(), (settings.clone(), Instant::now()));
+    }
+
+    fn forget_settings(&self, user: &UserId) {
+        self.settings.remove(user);
     }
 
     fn meter(&self, user: &UserId) -> Option<Meter> {
