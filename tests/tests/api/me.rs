@@ -149,3 +149,53 @@ async fn erasure_in_short_passes_resumes_until_complete() {
     assert_eq!(total as usize, mine);
     assert_eq!(items_of(&app, &user, &sessions).await, 0);
 }
+
+#[tokio::test]
+async fn the_profile_is_created_on_first_use_and_patched_field_by_field() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let me = app.get(&user, "/v1/me").await.expect(200).body;
+    assert_eq!(me["id"], user.id.as_str());
+    assert_eq!((me["display_name"].clone(), me["language"].clone()), (Value::Null, Value::Null));
+    assert_eq!((me["time_zone"].clone(), me["is_adult_confirmed"].clone()), (json!("UTC"), json!(false)));
+    assert_eq!(me["telegram"], Value::Null);
+
+    let changed = app
+        .patch(&user, "/v1/me", json!({"display_name": "  Ana  ", "gender": "non_binary", "language": "pt-br"}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(changed["display_name"], "Ana");
+    assert_eq!(changed["gender"], "non_binary");
+    assert_eq!(changed["language"], "pt-BR", "canonical case");
+    assert_eq!(changed["created_at"], me["created_at"]);
+    let cleared = app.patch(&user, "/v1/me", json!({"gender": null})).await.expect(200).body;
+    assert_eq!((cleared["gender"].clone(), cleared["display_name"].clone()), (Value::Null, json!("Ana")));
+
+    let zoned = app.patch(&user, "/v1/me", json!({"time_zone": "Europe/Lisbon"})).await.expect(200).body;
+    assert_eq!(zoned["time_zone"], "Europe/Lisbon");
+    assert_eq!(app.get(&user, "/v1/limits").await.expect(200).body["timezone"], "Europe/Lisbon");
+    app.patch(&user, "/v1/me", json!({"time_zone": "Asia/Tokyo", "display_name": "Bea"}))
+        .await
+        .expect_error(409, "conflict");
+    assert_eq!(app.get(&user, "/v1/me").await.expect(200).body["display_name"], "Ana", "nothing of a refused change");
+
+    for bad in [
+        json!({}),
+        json!({"gender": "robot"}),
+        json!({"language": "english"}),
+        json!({"language": "en_US"}),
+        json!({"display_name": ""}),
+        json!({"time_zone": "Mars/Olympus"}),
+        json!({"nickname": "x"}),
+    ] {
+        app.patch(&user, "/v1/me", bad).await.expect_error(400, "invalid_input");
+    }
+
+    // The old time-zone route still answers, marked deprecated.
+    let other = app.user();
+    let old = app.patch(&other, "/v1/limits/profile", json!({"timezone": "Asia/Tokyo"})).await.expect(200);
+    assert_eq!(old.header("deprecation"), Some("true"));
+    assert_eq!(old.header("link"), Some("</v1/me>; rel=\"successor-version\""));
+    assert_eq!(app.get(&other, "/v1/me").await.expect(200).body["time_zone"], "Asia/Tokyo");
+}

@@ -117,3 +117,16 @@ async fn without_a_bot_token_tma_is_refused() {
     let init = init_data(&user_fields(42, now() - 60), BOT_TOKEN);
     call_tma(&app, Method::GET, "/v1/sessions", &init).await.expect_error(401, "unauthorized");
 }
+
+#[tokio::test]
+async fn a_telegram_sign_in_fills_the_profile_on_first_use() {
+    let app = telegram_app().await;
+    let init = init_data(&user_fields(77, now() - 60), BOT_TOKEN);
+    let me = call_tma(&app, Method::GET, "/v1/me", &init).await.expect(200).body;
+    assert_eq!(me["id"], "tg:77");
+    assert_eq!(me["telegram"], json!({"id": 77, "username": "ana", "first_name": "Ana", "language_code": "pt"}));
+    assert_eq!(me["language"], "pt", "the sign-in's language until the user picks one");
+    assert_eq!(me["is_adult_confirmed"], false);
+    let again = call_tma(&app, Method::GET, "/v1/me", &init).await.expect(200).body;
+    assert_eq!(again["created_at"], me["created_at"], "created once");
+}
