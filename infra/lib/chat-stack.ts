@@ -143,6 +143,7 @@ export class ChatStack extends Stack {
         projectionType: ProjectionType.ALL,
       });
     }
+    const characters = table("CharactersTable", "character_id");
     const limits = table("LimitsTable", "user_id", ["item", AttributeType.STRING], "expires_at");
     limits.addGlobalSecondaryIndex({
       indexName: "by_chore",
@@ -170,6 +171,7 @@ export class ChatStack extends Stack {
       IDEMPOTENCY_TABLE: idempotency.tableName,
       MEMORIES_TABLE: memories.tableName,
       LIMITS_TABLE: limits.tableName,
+      CHARACTERS_TABLE: characters.tableName,
       ...parameterEnvironment,
     };
 
@@ -182,6 +184,7 @@ export class ChatStack extends Stack {
       { table: idempotency, actions: ddb("PutItem") },
       { table: memories, actions: ddb("GetItem", "Query"), indexes: true },
       { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem") },
+      { table: characters, actions: ddb("GetItem") },
     ];
     const specs: FunctionSpec[] = [
       {
@@ -190,11 +193,23 @@ export class ChatStack extends Stack {
         timeout: Duration.seconds(15),
         grants: [
           { table: sessions, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query"), indexes: true },
-          { table: messages, actions: ddb("Query") },
-          { table: limits, actions: ddb("UpdateItem") },
+          // A character chat starts with its greeting, and is recorded in the limits partition.
+          { table: messages, actions: ddb("Query", "PutItem") },
+          { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem") },
+          // The catalog snapshot (Scan), lookups, and admin writes with the version bump.
+          { table: characters, actions: ddb("GetItem", "PutItem", "UpdateItem", "Scan") },
         ],
         routes: [
           [POST, "/v1/sessions"],
+          [GET, "/v1/characters"],
+          [GET, "/v1/characters/search"],
+          [GET, "/v1/characters/{id}"],
+          [GET, "/v1/characters/{id}/session"],
+          [GET, "/v1/tags"],
+          [GET, "/v1/tags/{category}"],
+          [POST, "/v1/admin/characters"],
+          [PATCH, "/v1/admin/characters/{id}"],
+          [DELETE, "/v1/admin/characters/{id}"],
           [GET, "/v1/sessions"],
           [GET, session],
           [PATCH, session],
@@ -279,6 +294,9 @@ export class ChatStack extends Stack {
           [PUT, `${admin}/subscription`],
           [DELETE, `${admin}/subscription`],
           [GET, `${admin}/limits`],
+          [GET, "/v1/me"],
+          [PATCH, "/v1/me"],
+          [POST, "/v1/me/confirm-adult"],
           [DELETE, "/v1/me"],
           [GET, "/v1/me/export"],
         ],

@@ -7,6 +7,7 @@
 //! prompts) looks them up one by one instead (`character`), each cached for `MAX_AGE`; it never
 //! reads the whole catalog unless something asked for the snapshot.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -30,12 +31,15 @@ pub struct Snapshot {
     checked_at: Timestamp,
 }
 
+/// A character looked up by id (or its absence), and when it was read.
+type Lookup = (Option<Arc<Character>>, Timestamp);
+
 #[derive(Default)]
 struct State {
     snapshot: RwLock<Option<Arc<Snapshot>>>,
     /// Characters looked up by id when there is no snapshot: the character (or its absence) and
     /// when it was read.
-    by_id: RwLock<std::collections::HashMap<CharacterId, (Option<Arc<Character>>, Timestamp)>>,
+    by_id: RwLock<HashMap<CharacterId, Lookup>>,
     /// One load at a time; requests without a snapshot wait for it.
     loading: tokio::sync::Mutex<()>,
     /// A background check is running.
@@ -171,11 +175,7 @@ impl Catalog {
 
 /// The catalog's reads and admin writes as the routes ask for them.
 impl Catalog {
-    pub async fn list(
-        &self,
-        query: ListCharacters,
-        admin: bool,
-    ) -> Result<CharacterPage, StoreError> {
+    pub async fn list(&self, query: ListCharacters, admin: bool) -> Result<CharacterPage, StoreError> {
         let (filter, sort, paging) = query.parse()?;
         let snapshot = self.snapshot().await?;
         let page = snapshot.index.list(&filter, sort, paging.offset, paging.limit);

@@ -11,7 +11,9 @@ use serde::Serialize;
 
 use crate::auth::AuthFailure;
 use crate::chat::ReplyFailure;
-use crate::domain::{Gate, InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp};
+use crate::domain::{
+    Gate, InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp,
+};
 use crate::store::StoreError;
 
 type Source = Box<dyn StdError + Send + Sync>;

@@ -6,11 +6,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shared::api::sessions::{
-    CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
-};
 use shared::api::characters::{
     CharacterPage, CharacterView, CreateCharacter, ListCharacters, SearchCharacters, TagList, UpdateCharacter,
+};
+use shared::api::sessions::{
+    CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
 };
 use shared::auth::{Admin, Caller};
 use shared::domain::{CharacterId, NewSession, SessionChanges, SessionId};

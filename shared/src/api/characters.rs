@@ -282,7 +282,12 @@ fn tags(inputs: Vec<TagInput>) -> Result<Vec<Tag>, InputError> {
     }
     let mut tags = inputs
         .into_iter()
-        .map(|tag| Ok(Tag { category: Label::parse("tags.category", &tag.category)?, name: Label::parse("tags.name", &tag.name)? }))
+        .map(|tag| {
+            Ok(Tag {
+                category: Label::parse("tags.category", &tag.category)?,
+                name: Label::parse("tags.name", &tag.name)?,
+            })
+        })
         .collect::<Result<Vec<_>, InputError>>()?;
     tags.sort();
     tags.dedup();

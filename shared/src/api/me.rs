@@ -5,8 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::{
-    Cursor, DisplayName, Gender, InputError, Language, LimitsView, Memory, Message, ProfileChanges, Session,
-    TimeZone, Timestamp, UsageReport,
+    Cursor, DisplayName, Gender, InputError, Language, LimitsView, Memory, Message, ProfileChanges, Session, TimeZone,
+    Timestamp, UsageReport,
 };
 
 /// `PATCH /v1/me`: fields present are set, `null` clears one (not `time_zone`).
@@ -38,7 +38,10 @@ impl TryFrom<UpdateMe> for ProfileChanges {
 
     fn try_from(body: UpdateMe) -> Result<Self, InputError> {
         let changes = Self {
-            display_name: body.display_name.map(|name| name.as_deref().map(DisplayName::parse).transpose()).transpose()?,
+            display_name: body
+                .display_name
+                .map(|name| name.as_deref().map(DisplayName::parse).transpose())
+                .transpose()?,
             gender: body.gender,
             language: body.language.map(|tag| tag.as_deref().map(Language::parse).transpose()).transpose()?,
             time_zone: body.time_zone.as_deref().map(TimeZone::parse).transpose()?,

@@ -20,8 +20,8 @@ pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
 use crate::config::LlmConfig;
 use crate::domain::{
-    Character, CharacterId, Content, Gate, Context, ContextSession, Cursor, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal,
-    Role, Seq, Session, SessionChanges, SessionFilter, SessionId, Title, UserId,
+    Character, CharacterId, Content, Context, ContextSession, Cursor, Gate, Idempotency, Message, NewMessage,
+    NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges, SessionFilter, SessionId, Title, UserId,
 };
 use crate::llm::Model;
 use crate::store::hints::Hints;
@@ -54,7 +54,8 @@ fn dress(new: &mut NewSession, character: &Character) {
     if new.title.is_none() {
         new.title = Title::parse(&character.name).ok();
     }
-    new.greeting = Content::parse(character.greeting.clone()).ok().filter(|greeting| !greeting.as_str().trim().is_empty());
+    new.greeting =
+        Content::parse(character.greeting.clone()).ok().filter(|greeting| !greeting.as_str().trim().is_empty());
 }
 
 impl Chat {
@@ -72,11 +73,14 @@ impl Chat {
     /// recorded as the caller's chat with it when there is none yet.
     pub async fn create_session(&self, user: &UserId, mut new: NewSession) -> Result<Session, StoreError> {
         let Some(character_id) = new.character_id.clone() else {
-            return self.store.create_session(user, new, None).await;
+            let session = self.store.create_session(user, new, None).await?;
+            self.session_characters.insert(session.id, None);
+            return Ok(session);
         };
         let character = self.admitted_character(user, &character_id).await?;
         dress(&mut new, &character);
         let session = self.store.create_session(user, new, None).await?;
+        self.session_characters.insert(session.id, session.character_id.clone());
         let claim = ChatClaim { character_id, replaces: None };
         self.store.claim_character_chat(user, &claim, session.id).await?;
         Ok(session)
@@ -100,7 +104,11 @@ impl Chat {
             let claim = ChatClaim { character_id: character_id.clone(), replaces: recorded };
             match self.store.create_session(user, new, Some(&claim)).await {
                 Err(StoreError::Refused(Refusal::Conflict(_))) => continue, // another request opened it
-                result => return result,
+                Ok(session) => {
+                    self.session_characters.insert(session.id, session.character_id.clone());
+                    return Ok(session);
+                }
+                Err(error) => return Err(error),
             }
         }
         Err(StoreError::Unavailable("the chat kept changing while it was opened; retry".into()))

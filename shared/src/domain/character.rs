@@ -369,7 +369,9 @@ impl CatalogIndex {
             .into_iter()
             .map(|(tag, usage_count)| TagCount { category: tag.category.clone(), name: tag.name.clone(), usage_count })
             .collect();
-        tags.sort_by(|a, b| b.usage_count.cmp(&a.usage_count).then_with(|| (&a.category, &a.name).cmp(&(&b.category, &b.name))));
+        tags.sort_by(|a, b| {
+            b.usage_count.cmp(&a.usage_count).then_with(|| (&a.category, &a.name).cmp(&(&b.category, &b.name)))
+        });
         Self { entries, by_id, popular, new, recommended, tags }
     }
 
@@ -392,7 +394,13 @@ impl CatalogIndex {
     }
 
     /// The active characters the filter admits, in `sort` order, `limit` from `offset`.
-    pub fn list(&self, filter: &CatalogFilter, sort: CatalogSort, offset: usize, limit: usize) -> CatalogPage<&Character> {
+    pub fn list(
+        &self,
+        filter: &CatalogFilter,
+        sort: CatalogSort,
+        offset: usize,
+        limit: usize,
+    ) -> CatalogPage<&Character> {
         let order = match sort {
             CatalogSort::Popular => &self.popular,
             CatalogSort::New => &self.new,
@@ -478,7 +486,9 @@ mod tests {
 
     #[test]
     fn popularity_halves_each_week() {
-        let day = |days: i64| Timestamp::from_unix_seconds(Popularity::EPOCH_UNIX + days * 86_400).unwrap_or_else(|| unreachable!());
+        let day = |days: i64| {
+            Timestamp::from_unix_seconds(Popularity::EPOCH_UNIX + days * 86_400).unwrap_or_else(|| unreachable!())
+        };
         let sum = Popularity(Popularity::increment(100, day(100)));
         assert_eq!(sum.score_at(day(100)), 100.0);
         assert_eq!(sum.score_at(day(107)), 50.0);

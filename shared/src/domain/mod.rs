@@ -38,8 +38,8 @@ pub use self::profile::{DisplayName, Gender, Language, Profile, ProfileChanges, 
 pub use self::refusal::Refusal;
 pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
 pub use self::session::{
-    LastMessage, MOOD_PREFERENCES, Metadata, NewSession, RELATIONSHIP_TYPES, Session, SessionChanges, SessionFilter, SessionId, SessionStatus, Settings,
-    Title, UserId,
+    LastMessage, MOOD_PREFERENCES, Metadata, NewSession, RELATIONSHIP_TYPES, Session, SessionChanges, SessionFilter,
+    SessionId, SessionStatus, Settings, Title, UserId,
 };
 pub use self::time::{Clock, SystemClock, Timestamp, TimestampParseError};
 

@@ -16,8 +16,6 @@ use crate::domain::{
 
 const VERSION_ID: &str = "#catalog";
 const VERSION: &str = "version";
-const MESSAGES_COUNT: &str = "messages_count";
-const POPULARITY: &str = "popularity";
 const UPDATED_AT: &str = "updated_at";
 /// Parallel scan segments when the whole catalog is read.
 const SCAN_SEGMENTS: i32 = 4;
@@ -112,7 +110,12 @@ impl TryFrom<&Item> for Character {
             avatar_url: stored.avatar_url,
             greeting: stored.greeting,
             access_type: stored.access_type,
-            genre: stored.genre.as_deref().map(|genre| Label::parse("", genre)).transpose().map_err(|_| corrupt("genre"))?,
+            genre: stored
+                .genre
+                .as_deref()
+                .map(|genre| Label::parse("", genre))
+                .transpose()
+                .map_err(|_| corrupt("genre"))?,
             content_rating: stored.content_rating,
             tags: stored
                 .tags
@@ -232,7 +235,10 @@ impl Store {
         self.write_character(put, raced).await
     }
 
-    fn character_put(&self, character: &Character) -> Result<aws_sdk_dynamodb::types::builders::PutBuilder, StoreError> {
+    fn character_put(
+        &self,
+        character: &Character,
+    ) -> Result<aws_sdk_dynamodb::types::builders::PutBuilder, StoreError> {
         let item: Item = serde_dynamo::to_item(CharacterItem::from(character)).map_err(StoreError::internal)?;
         Ok(Put::builder()
             .table_name(&self.tables.characters)
@@ -276,34 +282,5 @@ impl Store {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(StoreError::internal)
-    }
-
-    /// Adds a finished day's message counts to the characters' counters and the version bump,
-    /// as transaction items for the job (which writes them with the day's own stamp).
-    pub(crate) fn character_count_items(
-        &self,
-        counts: &[(String, u64)],
-        day_start: Timestamp,
-    ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let mut items = Vec::with_capacity(counts.len() + 1);
-        for (id, messages) in counts {
-            let update = Update::builder()
-                .table_name(&self.tables.characters)
-                .set_key(Some(character_key(id)))
-                .update_expression("ADD #count :count, #popularity :popularity")
-                .condition_expression("attribute_exists(#id)")
-                .expression_attribute_names("#id", CHARACTER_ID)
-                .expression_attribute_names("#count", MESSAGES_COUNT)
-                .expression_attribute_names("#popularity", POPULARITY)
-                .expression_attribute_values(":count", n(messages))
-                .expression_attribute_values(":popularity", n(Popularity::increment(*messages, day_start)))
-                .build()
-                .map_err(StoreError::internal)?;
-            items.push(TransactWriteItem::builder().update(update).build());
-        }
-        if !items.is_empty() {
-            items.push(TransactWriteItem::builder().update(self.version_bump()?).build());
-        }
-        Ok(items)
     }
 }

@@ -10,13 +10,13 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::item::{Item, Reader, b, n, s};
-use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::messages::last_message_of;
+use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError, condition_failed, update_failed};
 use crate::domain::{
-    CharacterId, Cursor, LastMessage, Message, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session, SessionChanges, SessionFilter,
-    SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
+    CharacterId, Cursor, LastMessage, Message, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session,
+    SessionChanges, SessionFilter, SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
 };
 
 /// How long a deleted session's item stays (invisible) before DynamoDB's TTL purges it.
@@ -291,7 +291,11 @@ impl Store {
 
     /// The session recorded as the caller's chat with `character`, if any (it may since have
     /// been deleted).
-    pub async fn character_chat(&self, user: &UserId, character: &CharacterId) -> Result<Option<SessionId>, StoreError> {
+    pub async fn character_chat(
+        &self,
+        user: &UserId,
+        character: &CharacterId,
+    ) -> Result<Option<SessionId>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -325,7 +329,9 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
             Err(error) => Err(StoreError::from_sdk(error)),
         }
     }

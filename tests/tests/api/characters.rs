@@ -54,8 +54,22 @@ async fn the_catalog_lists_filters_and_pages_active_characters() {
     assert_eq!(all["total"], 5, "the inactive one is not listed: {all}");
     assert_eq!((all["limit"].as_u64(), all["offset"].as_u64()), (Some(20), Some(0)));
     let first = &all["data"][0];
-    for field in ["id", "name", "description", "description_long", "avatar_url", "greeting", "access_type", "genre",
-        "content_rating", "tags", "popularity_score", "messages_count", "is_active", "created_at"] {
+    for field in [
+        "id",
+        "name",
+        "description",
+        "description_long",
+        "avatar_url",
+        "greeting",
+        "access_type",
+        "genre",
+        "content_rating",
+        "tags",
+        "popularity_score",
+        "messages_count",
+        "is_active",
+        "created_at",
+    ] {
         assert!(first.get(field).is_some(), "{field} missing: {first}");
     }
     assert!(first.get("system_prompt").is_none() && first.get("model").is_none(), "admin fields leak: {first}");
@@ -154,7 +168,11 @@ async fn admins_write_characters_and_everyone_else_is_refused() {
     }
 
     let changed = app
-        .patch(&admin, "/v1/admin/characters/kai", json!({"genre": null, "description": "Explorer", "access_type": "premium"}))
+        .patch(
+            &admin,
+            "/v1/admin/characters/kai",
+            json!({"genre": null, "description": "Explorer", "access_type": "premium"}),
+        )
         .await
         .expect(200)
         .body;
@@ -162,7 +180,9 @@ async fn admins_write_characters_and_everyone_else_is_refused() {
     assert_eq!(changed["access_type"], "premium");
     assert_ne!(changed["updated_at"], created["updated_at"]);
     app.patch(&user, "/v1/admin/characters/kai", json!({"name": "Mine"})).await.expect_error(403, "forbidden");
-    app.patch(&admin, "/v1/admin/characters/ghost", json!({"name": "G"})).await.expect_error(404, "character_not_found");
+    app.patch(&admin, "/v1/admin/characters/ghost", json!({"name": "G"}))
+        .await
+        .expect_error(404, "character_not_found");
 
     let gone = app.delete(&admin, "/v1/admin/characters/kai").await.expect(200).body;
     assert_eq!(gone["is_active"], false);
@@ -240,7 +260,8 @@ async fn a_character_chat_is_opened_once_with_the_greeting_as_seq_1() {
     app.delete(&user, &format!("/v1/sessions/{id}")).await.expect(204);
     let fresh = app.get(&user, "/v1/characters/luna/session").await.expect(200).body;
     assert_ne!(fresh["id"], id.as_str());
-    let extra = app.post(&user, "/v1/sessions", json!({"character_id": "masha", "title": "Tea"})).await.expect(201).body;
+    let extra =
+        app.post(&user, "/v1/sessions", json!({"character_id": "masha", "title": "Tea"})).await.expect(201).body;
     assert_eq!((extra["title"].clone(), extra["last_seq"].clone()), (json!("Tea"), json!(0)), "masha has no greeting");
     let with_masha = app.get(&user, "/v1/characters/masha/session").await.expect(200).body;
     assert_eq!(with_masha["id"], extra["id"], "the first chat with a character becomes the chat");
@@ -258,9 +279,12 @@ async fn chat_settings_take_only_the_documented_relationships_and_moods() {
     let user = app.user();
     let session = app.session(&user, "s").await;
     let path = format!("/v1/sessions/{session}");
-    let ok = app.patch(&user, &path, json!({"settings": {"relationship_type": "mentor", "mood_preference": "playful"}}));
+    let ok =
+        app.patch(&user, &path, json!({"settings": {"relationship_type": "mentor", "mood_preference": "playful"}}));
     assert_eq!(ok.await.expect(200).body["settings"]["relationship_type"], "mentor");
-    for bad in [json!({"relationship_type": "enemy"}), json!({"mood_preference": "angry"}), json!({"mood_preference": 3})] {
+    for bad in
+        [json!({"relationship_type": "enemy"}), json!({"mood_preference": "angry"}), json!({"mood_preference": 3})]
+    {
         let refused = app.patch(&user, &path, json!({"settings": bad})).await.expect_error(400, "invalid_input");
         assert!(refused.body["field"].as_str().unwrap().starts_with("settings."), "{}", refused.body);
     }

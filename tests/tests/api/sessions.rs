@@ -43,12 +43,13 @@ async fn create_keeps_title_metadata_and_settings() {
     let request = json!({
         "title": "  Лиссабон 🌊 trip  ",
         "metadata": {"character": "guide", "lang": "pt"},
-        "settings": {"relationship_type": "friend", "mood_preference": {"level": 3, "tags": ["calm"]}},
+        "settings": {"relationship_type": "friend", "mood_preference": "playful", "style": {"level": 3, "tags": ["calm"]}},
     });
     let created = app.post(&user, "/v1/sessions", request).await.expect(201).body;
     assert_eq!(created["title"], "Лиссабон 🌊 trip");
     assert_eq!(created["metadata"], json!({"character": "guide", "lang": "pt"}));
-    assert_eq!(created["settings"]["mood_preference"]["tags"][0], "calm");
+    assert_eq!(created["settings"]["style"]["tags"][0], "calm");
+    assert_eq!(created["settings"]["mood_preference"], "playful");
     let id = created["id"].as_str().unwrap();
     let fetched = app.get(&user, &format!("/v1/sessions/{id}")).await.expect(200).body;
     assert_eq!(fetched, created);

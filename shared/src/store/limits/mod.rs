@@ -29,8 +29,8 @@ use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
-    AppendLimits, Entitlements, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal, Subscription,
-    TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp, UserId, Window, utc_day,
+    AppendLimits, Entitlements, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal,
+    Subscription, TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp, UserId, Window, utc_day,
 };
 
 const SETTINGS: &str = "settings";

@@ -1,7 +1,7 @@
 //! The user's profile, kept on the `settings` item beside the quota settings it shares a reader
 //! with (the time zone, and the adult confirmation every gated append reads with the subscription).
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::ReturnValue;
 use serde::Deserialize;
 
 use super::{ADULT_CONFIRMED_AT, SETTINGS, TIMEZONE, TIMEZONE_CHANGED_AT, key, settings_from};
@@ -39,7 +39,12 @@ fn profile_from(user: &UserId, item: &Item) -> Result<Profile, StoreError> {
     let settings = settings_from(Some(item))?;
     Ok(Profile {
         id: user.to_string(),
-        display_name: stored.display_name.as_deref().map(DisplayName::parse).transpose().map_err(|_| corrupt(DISPLAY_NAME))?,
+        display_name: stored
+            .display_name
+            .as_deref()
+            .map(DisplayName::parse)
+            .transpose()
+            .map_err(|_| corrupt(DISPLAY_NAME))?,
         gender: stored.gender.as_deref().map(str::parse::<Gender>).transpose().map_err(|_| corrupt(GENDER))?,
         language: stored.language.as_deref().map(Language::parse).transpose().map_err(|_| corrupt(LANGUAGE))?,
         time_zone: settings.timezone.name().to_owned(),
@@ -98,7 +103,10 @@ impl Store {
         let fields = [
             (DISPLAY_NAME, changes.display_name.as_ref().map(|name| name.as_ref().map(|name| s(name.as_str())))),
             (GENDER, changes.gender.map(|gender| gender.map(|gender| s(gender.as_str())))),
-            (LANGUAGE, changes.language.as_ref().map(|language| language.as_ref().map(|language| s(language.as_str())))),
+            (
+                LANGUAGE,
+                changes.language.as_ref().map(|language| language.as_ref().map(|language| s(language.as_str()))),
+            ),
         ];
         for (name, value) in fields {
             match value {
@@ -113,7 +121,9 @@ impl Store {
         }
         if let Some(account) = telegram {
             let value = serde_dynamo::to_attribute_value(account).map_err(StoreError::internal)?;
-            update = update.expression_attribute_names("#telegram", TELEGRAM).expression_attribute_values(":telegram", value);
+            update = update
+                .expression_attribute_names("#telegram", TELEGRAM)
+                .expression_attribute_values(":telegram", value);
             sets.push("#telegram = :telegram".to_owned());
             if changes.language.is_none()
                 && let Some(language) = account.language_code.as_deref().and_then(|code| Language::parse(code).ok())
@@ -157,7 +167,11 @@ impl Store {
     }
 
     /// Records that the user confirmed being an adult (once; later confirmations keep the first time).
-    pub async fn confirm_adult(&self, user: &UserId, telegram: Option<&TelegramAccount>) -> Result<Profile, StoreError> {
+    pub async fn confirm_adult(
+        &self,
+        user: &UserId,
+        telegram: Option<&TelegramAccount>,
+    ) -> Result<Profile, StoreError> {
         self.client
             .update_item()
             .table_name(&self.tables.limits)
