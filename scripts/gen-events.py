@@ -74,6 +74,21 @@ M = "/v1/memories"
 A_SUB = "/v1/admin/users/{user_id}/subscription"
 EVENTS = {
     "sessions": [
+        # Characters: the seed has `luna` (fantasy, tag theme/magic, a greeting).
+        ("character-create-201", event("POST", "/v1/admin/characters", "/v1/admin/characters", "character-create-201", {"id": "kai", "name": "Kai", "description": "An explorer", "greeting": "Ready for an adventure?", "genre": "adventure", "tags": [{"category": "theme", "name": "travel"}], "system_prompt": "You are Kai, a cheerful explorer."}, tok=token("demo-admin", role="admin"))),
+        ("character-create-403", event("POST", "/v1/admin/characters", "/v1/admin/characters", "character-create-403", {"name": "Mine"})),
+        ("character-create-400", event("POST", "/v1/admin/characters", "/v1/admin/characters", "character-create-400", {"name": "X", "content_rating": "pg13"}, tok=token("demo-admin", role="admin"))),
+        ("characters-list-200", event("GET", "/v1/characters", "/v1/characters", "characters-list-200", query="genre=fantasy&sort=popular&limit=20")),
+        ("characters-list-400", event("GET", "/v1/characters", "/v1/characters", "characters-list-400", query="rating=pg")),
+        ("characters-search-200", event("GET", "/v1/characters/search", "/v1/characters/search", "characters-search-200", query="q=LUNA")),
+        ("character-get-200", event("GET", "/v1/characters/{id}", "/v1/characters/luna", "character-get-200")),
+        ("character-get-404", event("GET", "/v1/characters/{id}", "/v1/characters/nobody", "character-get-404")),
+        ("character-session-200", event("GET", "/v1/characters/{id}/session", "/v1/characters/luna/session", "character-session-200")),
+        ("tags-200", event("GET", "/v1/tags", "/v1/tags", "tags-200")),
+        ("tags-category-200", event("GET", "/v1/tags/{category}", "/v1/tags/theme", "tags-category-200")),
+        ("character-update-200", event("PATCH", "/v1/admin/characters/{id}", "/v1/admin/characters/luna", "character-update-200", {"access_type": "premium"}, tok=token("demo-admin", role="admin"))),
+        ("character-deactivate-200", event("DELETE", "/v1/admin/characters/{id}", "/v1/admin/characters/luna", "character-deactivate-200", tok=token("demo-admin", role="admin"))),
+        ("create-character-404", event("POST", S, S, "create-character-404", {"character_id": "nobody"})),
         ("create-201", event("POST", S, S, "create-201", {"title": "Trip to Lisbon", "metadata": {"character": "guide"}, "settings": {"relationship_type": "friend"}})),
         ("create-400", event("POST", S, S, "create-400", {"title": ""})),
         ("create-401", event("POST", S, S, "create-401", {"title": "x"}, auth=False)),
@@ -143,6 +158,11 @@ EVENTS = {
         ("admin-subscription-403", event("PUT", A_SUB, "/v1/admin/users/demo-user/subscription", "admin-subscription-403", {"plan": "pro", "start_at": "2026-11-01T00:00:00Z", "end_at": "2099-12-01T00:00:00Z"})),
         ("admin-subscription-404", event("DELETE", A_SUB, "/v1/admin/users/nobody/subscription", "admin-subscription-404", tok=token("demo-admin", role="admin"))),
         ("admin-limits-200", event("GET", "/v1/admin/users/{user_id}/limits", "/v1/admin/users/demo-user/limits", "admin-limits-200", tok=token("demo-admin", role="admin"))),
+        ("me-200", event("GET", "/v1/me", "/v1/me", "me-200")),
+        ("me-update-200", event("PATCH", "/v1/me", "/v1/me", "me-update-200", {"display_name": "Ana", "gender": "female", "language": "pt-BR"})),
+        ("me-update-400", event("PATCH", "/v1/me", "/v1/me", "me-update-400", {"language": "english"})),
+        ("confirm-adult-200", event("POST", "/v1/me/confirm-adult", "/v1/me/confirm-adult", "confirm-adult-200", {"confirmed": True})),
+        ("confirm-adult-400", event("POST", "/v1/me/confirm-adult", "/v1/me/confirm-adult", "confirm-adult-400", {"confirmed": False})),
         ("export-200", event("GET", "/v1/me/export", "/v1/me/export", "export-200")),
         ("export-400", event("GET", "/v1/me/export", "/v1/me/export", "export-400", query="cursor=not-a-cursor")),
         # Last: it erases the demo user.

@@ -26,7 +26,8 @@ fn expected_status(path: &std::path::Path) -> u16 {
     stem.rsplit('-').next().unwrap().parse().unwrap_or_else(|_| panic!("{stem}: name must end in -<status>"))
 }
 
-/// Seeds the demo user's session (user, assistant, user, assistant) and a global memory.
+/// Seeds the demo user's session (user, assistant, user, assistant), a global memory and the
+/// character `luna`.
 async fn seed(app: &TestApp) -> (String, String) {
     let token = local::token::mint(
         local::token::DEV_JWT_SECRET.as_bytes(),
@@ -40,6 +41,10 @@ async fn seed(app: &TestApp) -> (String, String) {
         {"role": "user", "content": "three"}, {"role": "assistant", "content": "four"},
     ]});
     app.post(&demo, &format!("/v1/sessions/{session}/messages/batch"), batch).await.expect(201);
+    let admin = app.admin();
+    let luna = json!({"id": "luna", "name": "Luna", "description": "A moon witch", "greeting": "Hello, traveller.",
+                      "genre": "fantasy", "tags": [{"category": "theme", "name": "magic"}]});
+    app.post(&admin, "/v1/admin/characters", luna).await.expect(201);
     let memory = json!({"content": "Has a cat named Miso", "memory_type": "fact"});
     let memory = app.post(&demo, "/v1/memories", memory).await.expect(201).body;
     (session, memory["id"].as_str().unwrap().to_owned())
