@@ -79,13 +79,17 @@ impl Catalog {
         if let Some(snapshot) = self.current() {
             return Ok(snapshot);
         }
-        let read = self.store.read_catalog().await?;
-        Ok(self.install(read.characters, read.version))
+        self.read_and_install().await
     }
 
-    fn install(&self, characters: Vec<Character>, version: u64) -> Arc<Snapshot> {
+    async fn read_and_install(&self) -> Result<Arc<Snapshot>, StoreError> {
+        let read = self.store.read_catalog().await?;
+        Ok(self.install(read.characters.into_iter().map(Arc::new).collect(), read.version))
+    }
+
+    /// Indexes `characters` as of now, confirmed at `version`, as the snapshot requests read.
+    fn install(&self, characters: Vec<Arc<Character>>, version: u64) -> Arc<Snapshot> {
         let now = self.store.now();
-        let characters = characters.into_iter().map(Arc::new).collect();
         let snapshot = Arc::new(Snapshot { index: CatalogIndex::build(characters, now), version, checked_at: now });
         if let Ok(mut slot) = self.state.snapshot.write() {
             *slot = Some(snapshot.clone());
@@ -110,18 +114,11 @@ impl Catalog {
     async fn check(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let version = self.store.catalog_version().await?;
         if version == snapshot.version {
-            let renewed = Snapshot {
-                index: CatalogIndex::build(snapshot.index.characters().cloned().collect(), self.store.now()),
-                version,
-                checked_at: self.store.now(),
-            };
-            if let Ok(mut slot) = self.state.snapshot.write() {
-                *slot = Some(Arc::new(renewed));
-            }
-            return Ok(());
+            // Re-indexed as of now: `recommended` weighs the characters' ages.
+            self.install(snapshot.index.characters().cloned().collect(), version);
+        } else {
+            self.read_and_install().await?;
         }
-        let read = self.store.read_catalog().await?;
-        self.install(read.characters, read.version);
         Ok(())
     }
 

@@ -173,8 +173,8 @@ async fn confirm_adult(
     caller: Caller,
     Json(body): Json<ConfirmAdult>,
 ) -> Result<Response, ApiError> {
-    body.check()?;
-    Ok(Json(state.store.confirm_adult(&caller.user_id, caller.telegram.as_ref()).await?).into_response())
+    let changes = ProfileChanges::try_from(body)?;
+    Ok(Json(state.store.change_profile(&caller.user_id, &changes, caller.telegram.as_ref()).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]

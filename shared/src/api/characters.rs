@@ -2,7 +2,9 @@
 //! admin bodies with their rules.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+use super::nullable;
 
 use crate::domain::{
     AccessType, CatalogFilter, CatalogSort, Character, CharacterId, ContentRating, InputError, Label, ModelSettings,
@@ -244,11 +246,6 @@ pub struct UpdateCharacter {
     #[schemars(with = "Option<ModelInput>")]
     pub model: Option<Option<ModelInput>>,
     pub is_active: Option<bool>,
-}
-
-/// A present field, `null` included: `Some(None)` for null, `None` (by `default`) when absent.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::deserialize(deserializer).map(Some)
 }
 
 fn text(field: &str, value: &str, min: usize, max: usize, multiline: bool) -> Result<String, InputError> {

@@ -2,7 +2,9 @@
 //! a whole: export (`GET /v1/me/export`) and erasure (`DELETE /v1/me`).
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
+
+use super::nullable;
 
 use crate::domain::{
     Cursor, DisplayName, Gender, InputError, Language, LimitsView, Memory, Message, ProfileChanges, Session, TimeZone,
@@ -29,10 +31,6 @@ pub struct UpdateMe {
     pub time_zone: Option<String>,
 }
 
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::deserialize(deserializer).map(Some)
-}
-
 impl TryFrom<UpdateMe> for ProfileChanges {
     type Error = InputError;
 
@@ -45,6 +43,7 @@ impl TryFrom<UpdateMe> for ProfileChanges {
             gender: body.gender,
             language: body.language.map(|tag| tag.as_deref().map(Language::parse).transpose()).transpose()?,
             time_zone: body.time_zone.as_deref().map(TimeZone::parse).transpose()?,
+            confirm_adult: false,
         };
         if changes.is_empty() {
             return Err(InputError::invalid("body", "set at least one of display_name, gender, language, time_zone"));
@@ -61,9 +60,14 @@ pub struct ConfirmAdult {
     pub confirmed: bool,
 }
 
-impl ConfirmAdult {
-    pub fn check(&self) -> Result<(), InputError> {
-        if self.confirmed { Ok(()) } else { Err(InputError::invalid("confirmed", "must be true")) }
+impl TryFrom<ConfirmAdult> for ProfileChanges {
+    type Error = InputError;
+
+    fn try_from(body: ConfirmAdult) -> Result<Self, InputError> {
+        if !body.confirmed {
+            return Err(InputError::invalid("confirmed", "must be true"));
+        }
+        Ok(Self { confirm_adult: true, ..Self::default() })
     }
 }
 use crate::store::{Erasure, ExportPage};

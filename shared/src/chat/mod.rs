@@ -136,11 +136,11 @@ impl Chat {
     }
 
     /// The gates of a message to a session: its character must still admit the caller.
-    async fn admit(&self, user: &UserId, session_id: SessionId) -> Result<Option<Arc<Character>>, StoreError> {
-        match self.session_character(user, session_id).await? {
-            Some(character) => self.admitted_character(user, &character).await.map(Some),
-            None => Ok(None),
+    async fn admit(&self, user: &UserId, session_id: SessionId) -> Result<(), StoreError> {
+        if let Some(character) = self.session_character(user, session_id).await? {
+            self.admitted_character(user, &character).await?;
         }
+        Ok(())
     }
 
     pub async fn sessions(

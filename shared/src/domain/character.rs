@@ -161,7 +161,7 @@ pub struct Tag {
 }
 
 /// The model settings a character replies with; absent ones fall back to the deployment's.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelSettings {
     pub model: Option<String>,
     pub temperature: Option<f32>,

@@ -144,11 +144,17 @@ pub struct ProfileChanges {
     pub gender: Option<Option<Gender>>,
     pub language: Option<Option<Language>>,
     pub time_zone: Option<super::TimeZone>,
+    /// `POST /v1/me/confirm-adult`.
+    pub confirm_adult: bool,
 }
 
 impl ProfileChanges {
     pub fn is_empty(&self) -> bool {
-        self.display_name.is_none() && self.gender.is_none() && self.language.is_none() && self.time_zone.is_none()
+        self.display_name.is_none()
+            && self.gender.is_none()
+            && self.language.is_none()
+            && self.time_zone.is_none()
+            && !self.confirm_adult
     }
 }
 

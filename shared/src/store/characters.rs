@@ -26,16 +26,6 @@ struct TagItem {
     name: String,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct ModelItem {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_tokens: Option<u32>,
-}
-
 /// The character item as stored, mapped by serde_dynamo.
 #[derive(Serialize, Deserialize)]
 struct CharacterItem {
@@ -52,7 +42,7 @@ struct CharacterItem {
     content_rating: ContentRating,
     tags: Vec<TagItem>,
     system_prompt: String,
-    model: ModelItem,
+    model: ModelSettings,
     is_active: bool,
     #[serde(default)]
     messages_count: u64,
@@ -80,11 +70,7 @@ impl From<&Character> for CharacterItem {
                 .map(|tag| TagItem { category: tag.category.as_str().to_owned(), name: tag.name.as_str().to_owned() })
                 .collect(),
             system_prompt: character.system_prompt.clone(),
-            model: ModelItem {
-                model: character.model.model.clone(),
-                temperature: character.model.temperature,
-                max_tokens: character.model.max_tokens,
-            },
+            model: character.model.clone(),
             is_active: character.is_active,
             messages_count: character.messages_count,
             popularity: character.popularity.0,
@@ -123,11 +109,7 @@ impl TryFrom<&Item> for Character {
                 .map(|tag| Ok(Tag { category: label(&tag.category)?, name: label(&tag.name)? }))
                 .collect::<Result<_, StoreError>>()?,
             system_prompt: stored.system_prompt,
-            model: ModelSettings {
-                model: stored.model.model,
-                temperature: stored.model.temperature,
-                max_tokens: stored.model.max_tokens,
-            },
+            model: stored.model,
             is_active: stored.is_active,
             messages_count: stored.messages_count,
             popularity: Popularity(stored.popularity),

@@ -29,8 +29,8 @@ use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
-    AppendLimits, Entitlements, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal,
-    Subscription, TIMEZONE_CHANGE_INTERVAL, TimeZone, Timestamp, UserId, Window, utc_day,
+    AppendLimits, Entitlements, LimitsView, Meter, NewMessage, ProfileChanges, QuotaSettings, RateClass, RateState,
+    Refusal, Subscription, TimeZone, Timestamp, UserId, Window, utc_day,
 };
 
 const SETTINGS: &str = "settings";
@@ -155,6 +155,13 @@ impl Store {
     }
 
     async fn fresh_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {
+        let settings = settings_from(self.settings_item(user).await?.as_ref())?;
+        self.limit_caches.remember_settings(user, &settings);
+        Ok(settings)
+    }
+
+    /// The `settings` item (quota settings and profile), read strongly consistent.
+    async fn settings_item(&self, user: &UserId) -> Result<Option<Item>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -164,9 +171,7 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        let settings = settings_from(output.item())?;
-        self.limit_caches.remember_settings(user, &settings);
-        Ok(settings)
+        Ok(output.item)
     }
 
     /// Works out what limits and bills an append; reads the settings only when this instance has none.
@@ -243,36 +248,11 @@ impl Store {
         Ok(LimitsView::new(&settings, meter.used(&window.day), now, self.limits.daily_quota))
     }
 
-    /// Sets the caller's time zone: at most one change per 24 hours.
+    /// Sets the caller's time zone: at most one change per 24 hours (the profile's rule: see
+    /// `change_profile`).
     pub async fn set_timezone(&self, user: &UserId, timezone: TimeZone) -> Result<LimitsView, StoreError> {
-        let now = self.now();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.limits)
-            .set_key(Some(key(user, SETTINGS)))
-            .update_expression("SET #timezone = :timezone, #changed_at = :now")
-            .condition_expression(
-                "attribute_not_exists(#changed_at) OR #changed_at <= :cutoff OR #timezone = :timezone",
-            )
-            .expression_attribute_names("#timezone", TIMEZONE)
-            .expression_attribute_names("#changed_at", TIMEZONE_CHANGED_AT)
-            .expression_attribute_values(":timezone", s(timezone.name()))
-            .expression_attribute_values(":now", s(now.to_string()))
-            .expression_attribute_values(
-                ":cutoff",
-                s(Timestamp::from_datetime(now.datetime() - TIMEZONE_CHANGE_INTERVAL).to_string()),
-            )
-            .send()
-            .await;
-        result.map_err(|error| {
-            update_failed(error, || {
-                StoreError::Refused(Refusal::Conflict(
-                    "the time zone can change once per 24 hours, so that changing it cannot open extra quota windows"
-                        .to_owned(),
-                ))
-            })
-        })?;
+        let changes = ProfileChanges { time_zone: Some(timezone), ..ProfileChanges::default() };
+        self.change_profile(user, &changes, None).await?;
         self.limits_view(user).await
     }
 

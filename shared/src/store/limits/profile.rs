@@ -63,26 +63,19 @@ impl Store {
     /// The caller's profile, created on first use: `created_at` is set once, and a Telegram
     /// sign-in fills `telegram` (and `language` from its `language_code`) when they are unset.
     pub async fn profile(&self, user: &UserId, telegram: Option<&TelegramAccount>) -> Result<Profile, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.limits)
-            .set_key(Some(key(user, SETTINGS)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        let complete = output.item().is_some_and(|item| {
+        let item = self.settings_item(user).await?;
+        let complete = item.as_ref().is_some_and(|item| {
             item.contains_key(PROFILE_CREATED_AT) && (telegram.is_none() || item.contains_key(TELEGRAM))
         });
-        match output.item() {
-            Some(item) if complete => profile_from(user, item),
+        match item {
+            Some(item) if complete => profile_from(user, &item),
             _ => self.change_profile(user, &ProfileChanges::default(), telegram).await,
         }
     }
 
     /// Applies `changes` (and fills what a first use fills) in one conditional write. A time zone
     /// change is refused with 409 within 24 hours of the last one, and then nothing is written.
+    /// An adult confirmation keeps the time of the first.
     pub async fn change_profile(
         &self,
         user: &UserId,
@@ -134,6 +127,10 @@ impl Store {
                 sets.push("#language = if_not_exists(#language, :signin_language)".to_owned());
             }
         }
+        if changes.confirm_adult {
+            update = update.expression_attribute_names("#adult", ADULT_CONFIRMED_AT);
+            sets.push("#adult = if_not_exists(#adult, :now)".to_owned());
+        }
         if let Some(zone) = &changes.time_zone {
             update = update
                 .expression_attribute_names("#timezone", TIMEZONE)
@@ -164,26 +161,5 @@ impl Store {
         self.limit_caches.forget_settings(user);
         let item = output.attributes().ok_or_else(|| StoreError::corrupt("profile", "attributes"))?;
         profile_from(user, item)
-    }
-
-    /// Records that the user confirmed being an adult (once; later confirmations keep the first time).
-    pub async fn confirm_adult(
-        &self,
-        user: &UserId,
-        telegram: Option<&TelegramAccount>,
-    ) -> Result<Profile, StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.tables.limits)
-            .set_key(Some(key(user, SETTINGS)))
-            .update_expression("SET #adult = if_not_exists(#adult, :now), #created = if_not_exists(#created, :now)")
-            .expression_attribute_names("#adult", ADULT_CONFIRMED_AT)
-            .expression_attribute_names("#created", PROFILE_CREATED_AT)
-            .expression_attribute_values(":now", s(self.now().to_string()))
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        self.limit_caches.forget_settings(user);
-        self.profile(user, telegram).await
     }
 }
