@@ -147,6 +147,9 @@ pub struct LlmConfig {
     pub context_tokens: u64,
     /// A reply's `max_tokens`, and the most a request may ask for (`LLM_MAX_TOKENS`, default 1024).
     pub max_tokens: u32,
+    /// The newest messages a reply's context starts from, before trimming to the window
+    /// (`LLM_CONTEXT_MESSAGES`, 1 to 100, default 8).
+    pub context_messages: u32,
 }
 
 impl LlmConfig {
@@ -160,14 +163,20 @@ impl LlmConfig {
             timeout_secs: 25,
             context_tokens: 8192,
             max_tokens: 1024,
+            context_messages: 8,
         }
     }
 
-    /// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS` and `LLM_MAX_TOKENS` where set, over `self`.
+    /// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS` and `LLM_CONTEXT_MESSAGES` where
+    /// set, over `self`.
     pub fn tuned_from_env(mut self) -> Result<Self, ConfigError> {
         self.timeout_secs = number("LLM_TIMEOUT_SECS", self.timeout_secs)?;
         self.context_tokens = number("LLM_CONTEXT_TOKENS", self.context_tokens)?;
         self.max_tokens = number("LLM_MAX_TOKENS", self.max_tokens)?;
+        self.context_messages = number("LLM_CONTEXT_MESSAGES", self.context_messages)?;
+        if !(1..=100).contains(&self.context_messages) {
+            return Err(ConfigError::Invalid { name: "LLM_CONTEXT_MESSAGES", reason: "must be 1 to 100" });
+        }
         if self.timeout_secs == 0 || self.max_tokens == 0 || self.context_tokens <= u64::from(self.max_tokens) {
             return Err(ConfigError::Invalid {
                 name: "LLM_CONTEXT_TOKENS",

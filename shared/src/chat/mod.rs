@@ -20,8 +20,9 @@ pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
 use crate::config::LlmConfig;
 use crate::domain::{
-    Character, CharacterId, Content, Context, ContextSession, Cursor, Gate, Idempotency, Message, NewMessage,
-    NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges, SessionFilter, SessionId, Title, UserId,
+    Character, CharacterId, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor, Gate, Idempotency,
+    Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges, SessionFilter,
+    SessionId, SystemPrompt, Title, UserId,
 };
 use crate::llm::Model;
 use crate::store::hints::Hints;
@@ -135,12 +136,13 @@ impl Chat {
         Ok(character)
     }
 
-    /// The gates of a message to a session: its character must still admit the caller.
-    async fn admit(&self, user: &UserId, session_id: SessionId) -> Result<(), StoreError> {
-        if let Some(character) = self.session_character(user, session_id).await? {
-            self.admitted_character(user, &character).await?;
+    /// The gates of a message to a session: its character, if it has one, must still admit the
+    /// caller.
+    async fn admit(&self, user: &UserId, session_id: SessionId) -> Result<Option<Arc<Character>>, StoreError> {
+        match self.session_character(user, session_id).await? {
+            Some(character) => Ok(Some(self.admitted_character(user, &character).await?)),
+            None => Ok(None),
         }
-        Ok(())
     }
 
     pub async fn sessions(
@@ -265,8 +267,9 @@ impl Chat {
         Ok((messages, memories))
     }
 
-    /// The context a model answers from: the session's settings, its best memories (global and
-    /// its own), and its newest messages, fitted to `max_tokens`.
+    /// The context a model answers from — the system prompt, the profile, the best memories
+    /// (global and the session's own), the settings and the newest messages — fitted to
+    /// `max_tokens`.
     pub async fn context(
         &self,
         user: &UserId,
@@ -274,26 +277,48 @@ impl Chat {
         recent: PageLimit,
         max_tokens: u64,
     ) -> Result<Context, StoreError> {
-        let context = self.context_parts(user, session_id, recent).await?;
-        Ok(Context::fit(context.session, context.memories, context.messages, max_tokens))
+        Ok(self.context_parts(user, session_id, recent).await?.fit(max_tokens))
     }
 
-    /// The context's parts, untrimmed. Two parallel rounds: log and global memories, then the
-    /// session's memories at the epoch the log read returned.
+    /// The context's parts, untrimmed. Two parallel rounds: the log, the global memories and the
+    /// profile; then the session's memories at the epoch the log read returned, and its character
+    /// (from the catalog's cache when warm).
     async fn context_parts(
         &self,
         user: &UserId,
         session_id: SessionId,
         recent: PageLimit,
-    ) -> Result<Context, StoreError> {
-        let ((session, epoch, messages), global) = tokio::try_join!(
+    ) -> Result<ContextParts, StoreError> {
+        let ((session, epoch, messages), global, profile) = tokio::try_join!(
             self.store.context_log(user, session_id, recent),
             self.store.context_memories(user, None),
+            self.store.stored_profile(user),
         )?;
-        let own = self.store.context_memories(user, Some((session_id, epoch))).await?;
+        let character = async {
+            match &session.character_id {
+                Some(id) => self.catalog.character(id).await,
+                None => Ok(None),
+            }
+        };
+        let (own, character) =
+            tokio::try_join!(self.store.context_memories(user, Some((session_id, epoch))), character)?;
         let mut memories: Vec<RankedMemory> = global.into_iter().chain(own).collect();
         memories.sort_by(|a, b| a.rank.cmp(&b.rank));
-        let session = ContextSession { id: session.id, title: session.title, settings: session.settings };
-        Ok(Context::fit(session, memories.into_iter().map(|ranked| ranked.memory).collect(), messages, u64::MAX))
+        let system_prompt = SystemPrompt::choose(
+            character.as_deref().map(|character| character.system_prompt.as_str()),
+            &session.settings,
+        );
+        Ok(ContextParts {
+            session: ContextSession {
+                id: session.id,
+                title: session.title,
+                settings: session.settings,
+                character_id: session.character_id,
+            },
+            system_prompt,
+            profile: profile.as_ref().map(ContextProfile::of),
+            memories: memories.into_iter().map(|ranked| ranked.memory).collect(),
+            messages,
+        })
     }
 }

@@ -17,8 +17,8 @@ use tokio::sync::{Notify, watch};
 use super::Chat;
 use crate::config::LlmConfig;
 use crate::domain::{
-    Content, Context, DedupeKey, Idempotency, Message, MessageStatus, MessageUsage, NewMessage, PageLimit, QuotaState,
-    ReplyError, Role, Seq, SessionId, Usd, UserId, estimate_tokens,
+    Content, Context, ContextParts, DedupeKey, Idempotency, Message, MessageStatus, MessageUsage, ModelSettings,
+    NewMessage, PageLimit, QuotaState, ReplyError, Role, Seq, SessionId, Usd, UserId, estimate_tokens,
 };
 use crate::llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
 use crate::store::{Checkpoint, ReplyEnd, StoreError};
@@ -39,10 +39,6 @@ fn checkpoint_due(written: u32) -> Duration {
 pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
 /// How often a follower in another process reads the stored reply.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-/// Messages of the log a reply's context starts from (before trimming to the budget).
-const CONTEXT_MESSAGES: u32 = 50;
-/// The system prompt when the session's settings give none.
-const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
 
 /// What a caller may choose about a reply; validated against the configuration by `Chat`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -184,10 +180,17 @@ impl Chat {
         Ok(())
     }
 
-    fn generation(&self, options: &ReplyOptions) -> Result<Generation, ReplyFailure> {
+    /// The request's choices, else the character's model settings (a model this deployment
+    /// serves; `max_tokens` capped at `LLM_MAX_TOKENS`), else the configuration's.
+    fn generation(
+        &self,
+        options: &ReplyOptions,
+        preferred: Option<&ModelSettings>,
+    ) -> Result<Generation, ReplyFailure> {
         let config = &self.replies()?.config;
+        let preferred = preferred.cloned().unwrap_or_default();
         let model = match &options.model {
-            None => config.model.clone(),
+            None => preferred.model.filter(|name| config.models.contains(name)).unwrap_or_else(|| config.model.clone()),
             Some(name) if config.models.contains(name) => name.clone(),
             Some(_) => {
                 return Err(ReplyFailure::Invalid {
@@ -198,7 +201,7 @@ impl Chat {
         };
         let limit = config.max_tokens;
         let max_tokens = match options.max_tokens {
-            None => config.max_tokens,
+            None => preferred.max_tokens.map_or(config.max_tokens, |tokens| tokens.clamp(1, limit)),
             Some(tokens) if (1..=limit).contains(&tokens) => tokens,
             Some(_) => {
                 return Err(ReplyFailure::Invalid { field: "max_tokens", message: format!("must be 1 to {limit}") });
@@ -209,7 +212,8 @@ impl Chat {
         {
             return Err(ReplyFailure::Invalid { field: "temperature", message: "must be 0 to 2".to_owned() });
         }
-        Ok(Generation { model, max_tokens, temperature: options.temperature })
+        let temperature = options.temperature.or(preferred.temperature);
+        Ok(Generation { model, max_tokens, temperature })
     }
 
     /// Appends the user's `content` (if any) and a reply to it, and starts generating the reply.
@@ -223,14 +227,15 @@ impl Chat {
         key: Option<DedupeKey>,
     ) -> Result<Turn, ReplyFailure> {
         self.require_model(user, session_id).await?;
-        let generation = self.generation(&options)?;
+        let character = self.admit(user, session_id).await?;
+        let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
         let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
         messages.push(NewMessage::reply_placeholder(&generation.model, None));
         let kind = format!("reply:{}:{}:{:?}", generation.model, generation.max_tokens, generation.temperature);
         let idempotency = key.map(|key| Idempotency::new(key, &kind, &messages));
         // The log and the memories are read while the turn is appended: the prompt is then built
         // from both without another round trip.
-        let recent = PageLimit::fixed(CONTEXT_MESSAGES);
+        let recent = PageLimit::fixed(self.replies()?.config.context_messages);
         let (appended, log) = tokio::join!(
             self.append(user, session_id, messages, idempotency.as_ref()),
             self.context_parts(user, session_id, recent)
@@ -252,7 +257,7 @@ impl Chat {
             });
         }
         let mut context = match log {
-            Ok(context) => context,
+            Ok(parts) => parts,
             Err(error) => {
                 let failure = ModelError::Unavailable("the conversation could not be read".to_owned());
                 self.fail_before_output(user, &assistant, appended.counted_in, &failure).await;
@@ -279,9 +284,9 @@ impl Chat {
         options: ReplyOptions,
     ) -> Result<Turn, ReplyFailure> {
         self.require_model(user, session_id).await?;
-        let generation = self.generation(&options)?;
-        self.admit(user, session_id).await?;
-        let recent = PageLimit::fixed(CONTEXT_MESSAGES);
+        let character = self.admit(user, session_id).await?;
+        let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        let recent = PageLimit::fixed(self.replies()?.config.context_messages);
         let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
         self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
         let context = self.context_parts(user, session_id, recent).await?;
@@ -370,7 +375,7 @@ impl Chat {
         user: &UserId,
         assistant: Message,
         generation: Generation,
-        context: Context,
+        context: ContextParts,
         counted_in: Option<String>,
         quota: Option<QuotaState>,
     ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
@@ -380,9 +385,9 @@ impl Chat {
         let live = Live { variant: assistant.variant, progress: receiver.clone(), cancel: cancel.clone() };
         replies.live.insert(assistant.session_id, assistant.seq, live);
         let budget = self.context_budget(&generation)?;
-        let mut history = context.messages;
-        history.retain(|message| message.seq < assistant.seq);
-        let context = Context::fit(context.session, context.memories, history, budget);
+        let mut context = context;
+        context.messages.retain(|message| message.seq < assistant.seq);
+        let context = context.fit(budget);
         let too_long = context.token_estimate > budget;
         let prompt = prompt_of(&context, &generation);
         let prompt_tokens = context.token_estimate;
@@ -454,24 +459,10 @@ pub fn reply_error(error: &ModelError) -> ReplyError {
     ReplyError { code: code.to_owned(), message: error.to_string(), retryable: error.retryable(), retry_after }
 }
 
-/// The prompt: the system prompt (the session's `system_prompt` setting, or a default) with the
-/// memories as facts, then the log as conversation.
+/// The prompt: the context's first four parts as the system message, then its messages as the
+/// conversation.
 fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
-    let settings = context.session.settings.as_map();
-    let mut system = settings
-        .get("system_prompt")
-        .and_then(|value| value.as_str())
-        .filter(|text| !text.trim().is_empty())
-        .unwrap_or(DEFAULT_SYSTEM_PROMPT)
-        .to_owned();
-    if !context.memories.is_empty() {
-        system.push_str("\n\nWhat you know about the user:");
-        for memory in &context.memories {
-            system.push_str("\n- ");
-            system.push_str(memory.content.as_str());
-        }
-    }
-    let mut messages = vec![PromptMessage { role: PromptRole::System, content: system }];
+    let mut messages = vec![PromptMessage { role: PromptRole::System, content: context.instructions().to_owned() }];
     for message in &context.messages {
         let role = match message.role {
             Role::User => PromptRole::User,

@@ -1,68 +1,283 @@
-//! What a chat app sends its model for the next turn, trimmed to a token budget.
+//! What a model reads for the next turn: five parts, in this order —
 //!
-//! Tokens are estimated deterministically as `ceil(UTF-8 bytes / 4)` of each text: the session
-//! title and settings (as JSON), each memory's content and each message's content.
-//! Over budget, the lowest-ranked memory and the oldest message are dropped in turn (memory
-//! first); the newest message is never dropped, so the result can exceed a tiny budget.
+//! 1. the **system prompt**: the character's, else the session's `system_prompt` setting, else a
+//!    default;
+//! 2. the user's **profile**: name, gender and language, with "answer in the user's language";
+//! 3. the long-term **memories**, best first (importance, then newest);
+//! 4. the session's **settings**: the relationship and the mood;
+//! 5. the newest **messages**, oldest first —
+//!
+//! trimmed to a token budget. The first four are the system message, the last the conversation.
+//!
+//! Tokens are estimated deterministically as `ceil(UTF-8 bytes / 4)` of each part's text as the
+//! model receives it (each message's content on its own). Over budget, the least important memory
+//! and the oldest message are dropped in turn (a memory first), then the settings, then the
+//! profile. The system prompt and the newest message are never dropped, so a tiny budget can be
+//! exceeded.
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Memory, Message, SessionId, Settings, Title};
+use super::{CharacterId, DisplayName, Gender, Language, Memory, Message, Profile, SessionId, Settings, Title};
 
 /// `ceil(bytes / 4)`: a stable, model-agnostic estimate.
 pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
 }
 
+/// The system prompt when neither a character nor the session's settings give one.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant.";
+
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ContextSession {
     pub id: SessionId,
     pub title: Title,
     pub settings: Settings,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub character_id: Option<CharacterId>,
+}
+
+/// Where the system prompt comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptSource {
+    /// The session's character (its text is shown to admins only, so not here).
+    Character,
+    /// The session's `system_prompt` setting.
+    Session,
+    Default,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemPrompt {
+    pub source: PromptSource,
+    pub text: String,
+}
+
+impl SystemPrompt {
+    /// The character's prompt, else the session's setting, else the default.
+    pub fn choose(character: Option<&str>, settings: &Settings) -> Self {
+        let present = |text: &&str| !text.trim().is_empty();
+        match (character.filter(present), settings.text("system_prompt")) {
+            (Some(text), _) => Self { source: PromptSource::Character, text: text.to_owned() },
+            (None, Some(text)) => Self { source: PromptSource::Session, text: text.to_owned() },
+            (None, None) => Self { source: PromptSource::Default, text: DEFAULT_SYSTEM_PROMPT.to_owned() },
+        }
+    }
+}
+
+/// The system prompt as the context endpoint shows it.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct SystemPromptView {
+    pub source: PromptSource,
+    /// Absent for a character's prompt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Who the user is, as the model is told.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+pub struct ContextProfile {
+    pub display_name: Option<DisplayName>,
+    pub gender: Option<Gender>,
+    pub language: Option<Language>,
+}
+
+impl ContextProfile {
+    /// The stored profile; a Telegram account fills a missing name and language.
+    pub fn of(profile: &Profile) -> Self {
+        let telegram = profile.telegram.as_ref();
+        let display_name = profile.display_name.clone().or_else(|| {
+            telegram.and_then(|account| account.first_name.as_deref()).and_then(|name| DisplayName::parse(name).ok())
+        });
+        let language = profile.language.clone().or_else(|| {
+            telegram.and_then(|account| account.language_code.as_deref()).and_then(|code| Language::parse(code).ok())
+        });
+        Self { display_name, gender: profile.gender, language }
+    }
+
+    fn text(&self) -> Option<String> {
+        let mut lines = Vec::new();
+        if let Some(name) = &self.display_name {
+            lines.push(format!("- Name: {}", name.as_str()));
+        }
+        if let Some(gender) = self.gender {
+            lines.push(format!("- Gender: {}", gender.as_str().replace('_', "-")));
+        }
+        if let Some(language) = &self.language {
+            lines.push(format!("- Language: {}. Answer in the user's language.", language.as_str()));
+        }
+        (!lines.is_empty()).then(|| format!("About the user:\n{}", lines.join("\n")))
+    }
+}
+
+/// The session's settings the model is told: the relationship and the mood.
+fn settings_text(settings: &Settings) -> Option<String> {
+    let mut lines = Vec::new();
+    if let Some(relationship) = settings.text("relationship_type") {
+        lines.push(format!("Your relationship with the user: {relationship}."));
+    }
+    if let Some(mood) = settings.text("mood_preference") {
+        lines.push(format!("The mood the user prefers: {mood}."));
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+fn memories_text(memories: &[Memory]) -> Option<String> {
+    (!memories.is_empty()).then(|| {
+        let mut text = "What you know about the user:".to_owned();
+        for memory in memories {
+            text.push_str("\n- ");
+            text.push_str(memory.content.as_str());
+        }
+        text
+    })
+}
+
+fn message_tokens(messages: &[Message]) -> u64 {
+    messages.iter().map(|message| estimate_tokens(message.content.as_str())).sum()
+}
+
+/// The five parts, untrimmed.
+#[derive(Clone, Debug)]
+pub struct ContextParts {
+    pub session: ContextSession,
+    pub system_prompt: SystemPrompt,
+    pub profile: Option<ContextProfile>,
+    /// Best first.
+    pub memories: Vec<Memory>,
+    /// Oldest first.
+    pub messages: Vec<Message>,
+}
+
+/// A part of the context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartName {
+    SystemPrompt,
+    Profile,
+    Memories,
+    Settings,
+    Messages,
+}
+
+/// What a part holds in the fitted context.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct ContextPart {
+    pub part: PartName,
+    /// Whether any of it reaches the model.
+    pub included: bool,
+    /// Its estimated tokens as included (0 when left out).
+    pub tokens: u64,
+    /// Memories and messages: how many are included; the other parts: 1 or 0.
+    pub items: usize,
+    /// How many the budget left out (memories and messages; 1 for a dropped profile or settings).
+    pub dropped: usize,
 }
 
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Context {
     pub session: ContextSession,
+    /// The five parts in the order the model reads them.
+    pub parts: Vec<ContextPart>,
+    pub system_prompt: SystemPromptView,
+    /// Absent when the user has none, or the budget left it out.
+    pub profile: Option<ContextProfile>,
     /// Highest-ranked first (importance, then newest).
     pub memories: Vec<Memory>,
     /// Chronological (oldest first).
     pub messages: Vec<Message>,
     pub token_estimate: u64,
     pub truncated: bool,
+    /// The system message: the first four parts' texts as included, one paragraph each.
+    #[serde(skip)]
+    instructions: String,
 }
 
 impl Context {
-    /// Assembles and trims. `memories` come best-ranked first, `messages` oldest first.
-    pub fn fit(
-        session: ContextSession,
-        mut memories: Vec<Memory>,
-        mut messages: Vec<Message>,
-        max_tokens: u64,
-    ) -> Self {
-        let settings = serde_json::to_string(session.settings.as_map()).unwrap_or_default();
-        let fixed = estimate_tokens(session.title.as_str()) + estimate_tokens(&settings);
-        let memory_tokens = |m: &Memory| estimate_tokens(m.content.as_str());
-        let message_tokens = |m: &Message| estimate_tokens(m.content.as_str());
+    /// The system message the model receives before the messages.
+    pub fn instructions(&self) -> &str {
+        &self.instructions
+    }
+}
+
+impl ContextParts {
+    /// Trims the parts to `max_tokens`, as the module says.
+    pub fn fit(self, max_tokens: u64) -> Context {
+        let Self { session, system_prompt, profile, mut memories, mut messages } = self;
+        let (memories_total, messages_total) = (memories.len(), messages.len());
+        let mut profile_text = profile.as_ref().and_then(ContextProfile::text);
+        let mut settings = settings_text(&session.settings);
+        let (had_profile, had_settings) = (profile_text.is_some(), settings.is_some());
+        let system_tokens = estimate_tokens(&system_prompt.text);
+        let optional = |text: &Option<String>| text.as_deref().map_or(0, estimate_tokens);
+        let mut memory_tokens = optional(&memories_text(&memories));
         let mut total =
-            fixed + memories.iter().map(memory_tokens).sum::<u64>() + messages.iter().map(message_tokens).sum::<u64>();
-        let mut truncated = false;
+            system_tokens + optional(&profile_text) + memory_tokens + optional(&settings) + message_tokens(&messages);
         let mut memory_turn = true;
         while total > max_tokens {
-            let can_drop_memory = !memories.is_empty();
             let can_drop_message = messages.len() > 1;
-            let dropped = match (memory_turn, can_drop_memory, can_drop_message) {
-                (true, true, _) | (false, true, false) => memories.pop().map(|m| memory_tokens(&m)),
-                (false, _, true) | (true, false, true) => Some(message_tokens(&messages.remove(0))),
-                _ => None,
-            };
-            let Some(tokens) = dropped else { break };
-            total -= tokens;
-            truncated = true;
+            if !memories.is_empty() && (memory_turn || !can_drop_message) {
+                memories.pop();
+                let tokens = optional(&memories_text(&memories));
+                total -= memory_tokens - tokens;
+                memory_tokens = tokens;
+            } else if can_drop_message {
+                total -= estimate_tokens(messages.remove(0).content.as_str());
+            } else if settings.is_some() {
+                total -= optional(&settings.take());
+            } else if profile_text.is_some() {
+                total -= optional(&profile_text.take());
+            } else {
+                break;
+            }
             memory_turn = !memory_turn;
         }
-        Self { session, memories, messages, token_estimate: total, truncated }
+        let instructions =
+            [Some(system_prompt.text.clone()), profile_text.clone(), memories_text(&memories), settings.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("\n\n");
+        let part = |part, text: &Option<String>, had: bool| ContextPart {
+            part,
+            included: text.is_some(),
+            tokens: optional(text),
+            items: usize::from(text.is_some()),
+            dropped: usize::from(had && text.is_none()),
+        };
+        let parts = vec![
+            ContextPart { part: PartName::SystemPrompt, included: true, tokens: system_tokens, items: 1, dropped: 0 },
+            part(PartName::Profile, &profile_text, had_profile),
+            ContextPart {
+                part: PartName::Memories,
+                included: !memories.is_empty(),
+                tokens: memory_tokens,
+                items: memories.len(),
+                dropped: memories_total - memories.len(),
+            },
+            part(PartName::Settings, &settings, had_settings),
+            ContextPart {
+                part: PartName::Messages,
+                included: !messages.is_empty(),
+                tokens: message_tokens(&messages),
+                items: messages.len(),
+                dropped: messages_total - messages.len(),
+            },
+        ];
+        let truncated = parts.iter().any(|part| part.dropped > 0);
+        let shown = (system_prompt.source != PromptSource::Character).then_some(system_prompt.text);
+        Context {
+            session,
+            parts,
+            system_prompt: SystemPromptView { source: system_prompt.source, text: shown },
+            profile: profile.filter(|_| profile_text.is_some()),
+            memories,
+            messages,
+            token_estimate: total,
+            truncated,
+            instructions,
+        }
     }
 }
 
@@ -113,12 +328,39 @@ mod tests {
         }
     }
 
-    fn session() -> ContextSession {
+    fn session(settings: serde_json::Value) -> ContextSession {
+        let settings = match settings {
+            serde_json::Value::Object(map) => Settings::parse(map).unwrap_or_default(),
+            _ => Settings::default(),
+        };
         ContextSession {
             id: SessionId::generate(),
-            title: Title::parse("abcd").unwrap_or_default(),
-            settings: Settings::default(),
+            title: Title::parse("t").unwrap_or_default(),
+            settings,
+            character_id: None,
         }
+    }
+
+    fn parts(memories: Vec<Memory>, messages: Vec<Message>) -> ContextParts {
+        ContextParts {
+            session: session(serde_json::json!({})),
+            system_prompt: SystemPrompt { source: PromptSource::Session, text: "abcd".to_owned() },
+            profile: None,
+            memories,
+            messages,
+        }
+    }
+
+    fn anna() -> ContextProfile {
+        ContextProfile {
+            display_name: DisplayName::parse("Anna").ok(),
+            gender: Some(Gender::NonBinary),
+            language: Language::parse("ru").ok(),
+        }
+    }
+
+    fn tokens(context: &Context) -> Vec<(PartName, bool, u64, usize, usize)> {
+        context.parts.iter().map(|part| (part.part, part.included, part.tokens, part.items, part.dropped)).collect()
     }
 
     #[test]
@@ -131,40 +373,90 @@ mod tests {
 
     #[test]
     fn keeps_everything_that_fits() {
-        // title 1 + settings "{}" 1 + 2 memories of 2 + 2 messages of 2 = 10
-        let context = Context::fit(
-            session(),
-            vec![memory("12345678"), memory("abcdefgh")],
-            vec![message(1, "12345678"), message(2, "abcdefgh")],
-            10,
-        );
+        // prompt 1 + "What you know about the user:\n- 12345678\n- abcdefgh" (51 bytes) 13 + messages 2 + 2
+        let context =
+            parts(vec![memory("12345678"), memory("abcdefgh")], vec![message(1, "12345678"), message(2, "abcdefgh")])
+                .fit(18);
         assert_eq!((context.memories.len(), context.messages.len()), (2, 2));
-        assert_eq!(context.token_estimate, 10);
+        assert_eq!(context.token_estimate, 18);
         assert!(!context.truncated);
+        assert_eq!(
+            tokens(&context),
+            [
+                (PartName::SystemPrompt, true, 1, 1, 0),
+                (PartName::Profile, false, 0, 0, 0),
+                (PartName::Memories, true, 13, 2, 0),
+                (PartName::Settings, false, 0, 0, 0),
+                (PartName::Messages, true, 4, 2, 0),
+            ]
+        );
+        assert_eq!(context.instructions(), "abcd\n\nWhat you know about the user:\n- 12345678\n- abcdefgh");
     }
 
     #[test]
     fn drops_lowest_memory_then_oldest_message_in_turn() {
         let memories = vec![memory("best----"), memory("middle--"), memory("worst---")];
         let messages = vec![message(1, "oldest--"), message(2, "middle--"), message(3, "newest--")];
-        // 2 fixed + 6 memory + 6 message = 14; budget 9 drops worst memory, oldest message, middle memory.
-        let context = Context::fit(session(), memories, messages, 9);
+        // 1 + 16 (62 bytes) + 6 = 23; budget 15 drops worst (→ 13), oldest message, middle (→ 10).
+        let context = parts(memories, messages).fit(15);
         let kept: Vec<_> = context.memories.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(kept, ["best----"]);
         let seqs: Vec<_> = context.messages.iter().map(|m| m.seq.get()).collect();
         assert_eq!(seqs, [2, 3]);
-        assert_eq!(context.token_estimate, 8);
+        assert_eq!(context.token_estimate, 15);
         assert!(context.truncated);
+        assert_eq!(context.parts[2].dropped, 2);
+        assert_eq!(context.parts[4].dropped, 1);
     }
 
     #[test]
-    fn never_drops_the_newest_message() {
-        let context =
-            Context::fit(session(), vec![memory("m")], vec![message(1, "a"), message(2, &"x".repeat(400))], 5);
+    fn the_five_parts_in_order() {
+        let mut parts = parts(vec![memory("likes tea")], vec![message(1, "hi")]);
+        parts.session = session(serde_json::json!({"relationship_type": "friend", "mood_preference": "playful"}));
+        parts.profile = Some(anna());
+        let context = parts.fit(u64::MAX);
+        assert_eq!(
+            context.instructions(),
+            "abcd\n\nAbout the user:\n- Name: Anna\n- Gender: non-binary\n- Language: ru. Answer in the user's language.\n\n\
+             What you know about the user:\n- likes tea\n\n\
+             Your relationship with the user: friend.\nThe mood the user prefers: playful."
+        );
+        let names: Vec<_> = context.parts.iter().filter(|part| part.included).map(|part| part.part).collect();
+        assert_eq!(
+            names,
+            [PartName::SystemPrompt, PartName::Profile, PartName::Memories, PartName::Settings, PartName::Messages]
+        );
+        assert_eq!(context.token_estimate, context.parts.iter().map(|part| part.tokens).sum::<u64>());
+    }
+
+    #[test]
+    fn never_drops_the_system_prompt_or_the_newest_message() {
+        let mut parts = parts(vec![memory("m")], vec![message(1, "a"), message(2, &"x".repeat(400))]);
+        parts.session = session(serde_json::json!({"relationship_type": "friend"}));
+        parts.profile = Some(anna());
+        let context = parts.fit(5);
         assert!(context.memories.is_empty());
         assert_eq!(context.messages.len(), 1);
         assert_eq!(context.messages[0].seq.get(), 2);
-        assert_eq!(context.token_estimate, 102);
-        assert!(context.truncated);
+        assert!(context.profile.is_none());
+        assert_eq!(context.token_estimate, 1 + 100);
+        assert_eq!(context.instructions(), "abcd");
+        let dropped: Vec<_> = context.parts.iter().map(|part| part.dropped).collect();
+        assert_eq!(dropped, [0, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn a_character_prompt_wins_and_stays_hidden() {
+        let settings = session(serde_json::json!({"system_prompt": "be terse"})).settings;
+        let own = SystemPrompt::choose(None, &settings);
+        assert_eq!((own.source, own.text.as_str()), (PromptSource::Session, "be terse"));
+        let plain = SystemPrompt::choose(Some("  "), &Settings::default());
+        assert_eq!((plain.source, plain.text.as_str()), (PromptSource::Default, DEFAULT_SYSTEM_PROMPT));
+        let mut parts = parts(Vec::new(), vec![message(1, "hi")]);
+        parts.system_prompt = SystemPrompt::choose(Some("You are Luna."), &settings);
+        let context = parts.fit(100);
+        assert_eq!(context.system_prompt.source, PromptSource::Character);
+        assert_eq!(context.system_prompt.text, None);
+        assert_eq!(context.instructions(), "You are Luna.");
     }
 }

@@ -18,7 +18,10 @@ pub use self::character::{
     AccessType, CatalogFilter, CatalogIndex, CatalogPage, CatalogSort, Character, CharacterId, ContentRating,
     Entitlements, Gate, Label, ModelSettings, Popularity, Tag, TagCount, fold,
 };
-pub use self::context::{Context, ContextSession, estimate_tokens};
+pub use self::context::{
+    Context, ContextPart, ContextParts, ContextProfile, ContextSession, DEFAULT_SYSTEM_PROMPT, PartName, PromptSource,
+    SystemPrompt, estimate_tokens,
+};
 pub use self::idempotency::{DedupeKey, Idempotency};
 pub use self::limits::{
     DailyUsage, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError, QuotaSettings,

@@ -337,3 +337,81 @@ async fn gates_hold_on_create_append_and_reply_and_close_when_a_subscription_end
         instance.get(&user, "/v1/characters/luna/session").await.expect(200);
     }
 }
+
+/// The context and the reply read five parts in order — the character's system prompt, the
+/// profile, the memories, the chat's settings, the newest messages — and trim the least
+/// important memory and the oldest message first, the system prompt never. The reply uses the
+/// character's model settings. (The `echo` script answers with the prompt it was sent.)
+#[tokio::test]
+async fn the_context_and_the_reply_read_five_parts_in_order() {
+    let app = TestApp::with_llm(crate::replies::scripted_llm().await, crate::common::unlimited()).await;
+    let (admin, user) = (app.admin(), app.user());
+    let character = json!({
+        "id": "nyx", "name": "Nyx", "greeting": "Good evening.", "system_prompt": "You are Nyx, a night owl.",
+        "model": {"model": "echo", "temperature": 0.25, "max_tokens": 77},
+    });
+    create(&app, &admin, character).await;
+    app.patch(&user, "/v1/me", json!({"display_name": "Anna", "gender": "female", "language": "ru"})).await.expect(200);
+    for (content, importance) in [("owns a cat", 2), ("likes tea", 9)] {
+        let memory = json!({"content": content, "memory_type": "fact", "importance": importance});
+        app.post(&user, "/v1/memories", memory).await.expect(201);
+    }
+    let chat = app.get(&user, "/v1/characters/nyx/session").await.expect(200).body;
+    let id = chat["id"].as_str().unwrap().to_owned();
+    let settings = json!({"settings": {"relationship_type": "friend", "mood_preference": "playful"}});
+    app.patch(&user, &format!("/v1/sessions/{id}"), settings).await.expect(200);
+
+    let context = app.get(&user, &format!("/v1/sessions/{id}/context")).await.expect(200).body;
+    let names: Vec<_> = context["parts"].as_array().unwrap().iter().map(|part| part["part"].clone()).collect();
+    assert_eq!(
+        names,
+        [json!("system_prompt"), json!("profile"), json!("memories"), json!("settings"), json!("messages")]
+    );
+    assert!(context["parts"].as_array().unwrap().iter().all(|part| part["included"] == true), "{context}");
+    let sum: u64 = context["parts"].as_array().unwrap().iter().map(|part| part["tokens"].as_u64().unwrap()).sum();
+    assert_eq!(context["token_estimate"].as_u64(), Some(sum));
+    // "You are Nyx, a night owl." is 25 bytes: 7 tokens; its text is for admins only.
+    assert_eq!(context["parts"][0]["tokens"], 7);
+    assert_eq!(context["system_prompt"], json!({"source": "character"}));
+    assert_eq!(context["profile"], json!({"display_name": "Anna", "gender": "female", "language": "ru"}));
+    assert_eq!(context["session"]["character_id"], "nyx");
+
+    let turn = app.post(&user, &format!("/v1/sessions/{id}/replies"), json!({"content": "hello"})).await.expect(201);
+    let reply = &turn.body["assistant_message"];
+    assert_eq!(reply["model"], "echo", "the character's model");
+    let asked: Value = serde_json::from_str(reply["content"].as_str().unwrap()).unwrap();
+    assert_eq!((asked["max_tokens"].clone(), asked["temperature"].clone()), (json!(77), json!(0.25)));
+    let system = "You are Nyx, a night owl.\n\n\
+                  About the user:\n- Name: Anna\n- Gender: female\n- Language: ru. Answer in the user's language.\n\n\
+                  What you know about the user:\n- likes tea\n- owns a cat\n\n\
+                  Your relationship with the user: friend.\nThe mood the user prefers: playful.";
+    assert_eq!(
+        asked["messages"],
+        json!([
+            {"role": "system", "content": system},
+            {"role": "assistant", "content": "Good evening."},
+            {"role": "user", "content": "hello"},
+        ])
+    );
+    // A request's own settings win over the character's.
+    let own = json!({"content": "again", "max_tokens": 5, "temperature": 1.5});
+    let turn = app.post(&user, &format!("/v1/sessions/{id}/replies"), own).await.expect(201);
+    let asked: Value = serde_json::from_str(turn.body["assistant_message"]["content"].as_str().unwrap()).unwrap();
+    assert_eq!((asked["max_tokens"].clone(), asked["temperature"].clone()), (json!(5), json!(1.5)));
+
+    // One token under the whole: the least important memory goes first.
+    let whole = app.get(&user, &format!("/v1/sessions/{id}/context?recent=2")).await.expect(200).body;
+    let budget = whole["token_estimate"].as_u64().unwrap() - 1;
+    let tight = app.get(&user, &format!("/v1/sessions/{id}/context?recent=2&max_tokens={budget}")).await;
+    let tight = tight.expect(200).body;
+    assert_eq!(tight["memories"].as_array().unwrap().len(), 1);
+    assert_eq!(tight["memories"][0]["content"], "likes tea");
+    assert_eq!((tight["parts"][2]["items"].clone(), tight["parts"][2]["dropped"].clone()), (json!(1), json!(1)));
+    assert_eq!(tight["truncated"], true);
+    // A budget of 1: everything but the system prompt and the newest message goes.
+    let tiny = app.get(&user, &format!("/v1/sessions/{id}/context?max_tokens=1")).await.expect(200).body;
+    let included: Vec<_> = tiny["parts"].as_array().unwrap().iter().map(|part| part["included"].clone()).collect();
+    assert_eq!(included, [json!(true), json!(false), json!(false), json!(false), json!(true)]);
+    assert_eq!(tiny["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(tiny["profile"], Value::Null);
+}

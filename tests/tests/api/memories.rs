@@ -355,7 +355,7 @@ async fn context_ranks_and_keeps_the_recent_turns() {
 
     let before = app.state.store.dynamodb_calls();
     let context = app.get(&user, &format!("/v1/sessions/{session}/context?recent=4")).await.expect(200).body;
-    assert!(app.state.store.dynamodb_calls() - before <= 4, "two rounds: 3 parallel reads, then 1");
+    assert!(app.state.store.dynamodb_calls() - before <= 5, "two rounds: 4 parallel reads (with the profile), then 1");
     assert_eq!(
         context["session"],
         json!({"id": session, "title": "Luna", "settings": {"relationship_type": "friend"}})
@@ -364,17 +364,22 @@ async fn context_ranks_and_keeps_the_recent_turns() {
     let seqs: Vec<_> = context["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [6, 7, 8, 10]);
     assert_eq!(context["truncated"], false);
-    // title 1 + settings {"relationship_type":"friend"} 8 + memories 4+3+2 + messages 2+2+2+2 (ceil(bytes/4))
-    assert_eq!(context["token_estimate"], 1 + 8 + 4 + 3 + 2 + 8);
+    // ceil(bytes/4) of each part as the model reads it: the default prompt (28 bytes) 7, no
+    // profile, "What you know about the user:\n- global-9-newer\n- session-9\n- global-4" (69) 18,
+    // "Your relationship with the user: friend." (40) 10, and the messages 2+2+2+2.
+    assert_eq!(context["token_estimate"], 7 + 18 + 10 + 8);
+    let tokens: Vec<_> = context["parts"].as_array().unwrap().iter().map(|part| part["tokens"].clone()).collect();
+    assert_eq!(tokens, [json!(7), json!(0), json!(18), json!(10), json!(8)]);
+    assert_eq!(context["system_prompt"], json!({"source": "default", "text": "You are a helpful assistant."}));
 
     let tight =
-        app.get(&user, &format!("/v1/sessions/{session}/context?recent=4&max_tokens=20")).await.expect(200).body;
+        app.get(&user, &format!("/v1/sessions/{session}/context?recent=4&max_tokens=36")).await.expect(200).body;
     assert_eq!(tight["truncated"], true);
-    // 26 tokens > 20: drop global-4 (2), then turn 6 (2), then session-9 (3) → 19.
+    // 43 tokens > 36: drop global-4 (memories 18 → 15), then turn 6 (2), then session-9 (15 → 12) → 35.
     assert_eq!(contents(&json!({"data": tight["memories"]})), ["global-9-newer"]);
     let seqs: Vec<_> = tight["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, [7, 8, 10]);
-    assert_eq!(tight["token_estimate"], 19);
+    assert_eq!(tight["token_estimate"], 35);
 
     let tiny = app.get(&user, &format!("/v1/sessions/{session}/context?max_tokens=1")).await.expect(200).body;
     assert_eq!(tiny["memories"], json!([]));

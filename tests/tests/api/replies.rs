@@ -78,7 +78,7 @@ fn replies_path(session: &str) -> String {
     format!("/v1/sessions/{session}/replies")
 }
 
-async fn scripted_llm() -> LlmConfig {
+pub(crate) async fn scripted_llm() -> LlmConfig {
     let url = scripted_model::start().await;
     let mut llm = LlmConfig::openai(url, "quirky");
     llm.models = scripted_model::MODELS.iter().map(|name| (*name).to_owned()).collect();

@@ -10,7 +10,9 @@
 //! - `no-usage`: pieces and a finish, no usage chunk, no `[DONE]`;
 //! - `quirky`: a `model` alias in the answer, a chunk with `choices: []`, an undocumented
 //!   `finish_reason`, usage in the last chunk;
-//! - `slow`: a piece every 50 ms for 30 s (for cancel), with usage at the end.
+//! - `slow`: a piece every 50 ms for 30 s (for cancel), with usage at the end;
+//! - `echo`: answers with what it was asked — the request's `messages`, `max_tokens` and
+//!   `temperature` as one JSON text — so a test can see the prompt a reply was built from.
 //!
 //! It speaks the real wire format (SSE `data:` lines of chat.completion.chunk JSON), so the
 //! production client and parser run unchanged.
@@ -101,6 +103,18 @@ async fn completions(body: Bytes) -> Response {
             parts.push("data: [DONE]\n\n".to_owned());
             events(parts, Duration::from_millis(50))
         }
+        "echo" => {
+            let asked = json!({
+                "messages": request["messages"], "max_tokens": request["max_tokens"], "temperature": request["temperature"],
+            });
+            let parts = vec![
+                chunk(json!({"content": asked.to_string()}), None),
+                chunk(json!({}), Some("stop")),
+                usage_chunk(1, 1),
+                "data: [DONE]\n\n".to_owned(),
+            ];
+            events(parts, gap)
+        }
         _ => (StatusCode::NOT_FOUND, "no such script").into_response(),
     }
 }
@@ -115,7 +129,7 @@ pub async fn start() -> String {
 }
 
 /// The scripts as the models a test app may name.
-pub const MODELS: [&str; 12] = [
+pub const MODELS: [&str; 13] = [
     "fail-500",
     "busy-429",
     "context-400",
@@ -127,5 +141,6 @@ pub const MODELS: [&str; 12] = [
     "no-usage",
     "quirky",
     "slow",
+    "echo",
     "none-such",
 ];

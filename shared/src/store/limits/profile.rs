@@ -73,6 +73,14 @@ impl Store {
         }
     }
 
+    /// The caller's profile if it exists, without creating it (what a model's context reads).
+    pub async fn stored_profile(&self, user: &UserId) -> Result<Option<Profile>, StoreError> {
+        match self.settings_item(user).await? {
+            Some(item) if item.contains_key(PROFILE_CREATED_AT) => profile_from(user, &item).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Applies `changes` (and fills what a first use fills) in one conditional write. A time zone
     /// change is refused with 409 within 24 hours of the last one, and then nothing is written.
     /// An adult confirmation keeps the time of the first.
