@@ -98,7 +98,7 @@ async fn seed(state: &shared::AppState, user: &UserId, history: u64) -> Result<S
             })
             .collect::<Result<Vec<_>, BoxError>>()?;
         seeded += batch.len() as u64;
-        state.store.append_messages(user, session, batch, None).await?;
+        state.store.append_messages(user, session, batch, None, None).await?;
     }
     Ok(session)
 }

@@ -313,6 +313,8 @@ export class ChatStack extends Stack {
           { table: sessions, actions: ddb("GetItem") },
           { table: messages, actions: ddb("Query", "UpdateItem") },
           { table: memories, actions: ddb("Query", "UpdateItem") },
+          // Each finished day's messages are added to its characters' counters.
+          { table: characters, actions: ddb("GetItem", "UpdateItem") },
         ],
         routes: [],
       },

@@ -197,8 +197,9 @@ impl Chat {
         messages: Vec<NewMessage>,
         idempotency: Option<&Idempotency>,
     ) -> Result<Appended, StoreError> {
-        self.admit(user, session_id).await?;
-        let appended = self.store.append_messages(user, session_id, messages, idempotency).await?;
+        let character = self.admit(user, session_id).await?;
+        let character = character.as_ref().map(|character| &character.id);
+        let appended = self.store.append_messages(user, session_id, messages, idempotency, character).await?;
         tracing::info!(count = appended.messages.len(), replayed = appended.replayed, "appended");
         if !appended.replayed {
             self.events.publish(ChatEvent::MessagesAppended {

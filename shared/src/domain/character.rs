@@ -225,31 +225,45 @@ impl Character {
     }
 }
 
-/// A character's popularity as an ever-growing sum that is never read back to be written:
-/// each day's messages add `messages × 2^(days since EPOCH / HALF_LIFE)` (a DynamoDB `ADD`), and
-/// the score shown at `now` is that sum scaled back by `2^(days since EPOCH at now / HALF_LIFE)`.
-/// The result is the message count with each day's messages halving in weight every week.
+/// A character's popularity: its `user` messages, each day's weighing half as much every week.
+/// Stored as the score at the start of the latest day counted (`day`); shown decayed to `now`.
+/// (A sum that only grows, scaled by `2^(days / 7)`, would need no read before a write, but it
+/// outgrows a DynamoDB number, at most 10^125, within eight years.)
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Popularity(pub f64);
+pub struct Popularity {
+    pub score: f64,
+    /// The start of the latest day counted; `None` before the first.
+    pub day: Option<Timestamp>,
+}
 
 impl Popularity {
-    /// 2026-01-01T00:00:00Z.
-    const EPOCH_UNIX: i64 = 1_767_225_600;
     const HALF_LIFE_DAYS: f64 = 7.0;
 
-    fn scale(at: Timestamp) -> f64 {
-        let days = (at.unix_seconds() - Self::EPOCH_UNIX) as f64 / 86_400.0;
-        (days / Self::HALF_LIFE_DAYS).exp2()
+    /// How much a weight at `from` has left at `to` (1 when `to` is not later).
+    fn decay(from: Timestamp, to: Timestamp) -> f64 {
+        let days = (to.unix_seconds() - from.unix_seconds()).max(0) as f64 / 86_400.0;
+        (-days / Self::HALF_LIFE_DAYS).exp2()
     }
 
-    /// What `messages` sent on the day starting at `day_start` add to the sum.
-    pub fn increment(messages: u64, day_start: Timestamp) -> f64 {
-        messages as f64 * Self::scale(day_start)
+    /// This popularity with `messages` sent on the day starting at `day_start` added (days may
+    /// come in any order: the score stays at the latest).
+    pub fn adding(self, messages: u64, day_start: Timestamp) -> Self {
+        let messages = messages as f64;
+        match self.day {
+            Some(day) if day >= day_start => {
+                Self { score: self.score + messages * Self::decay(day_start, day), day: Some(day) }
+            }
+            Some(day) => Self { score: self.score * Self::decay(day, day_start) + messages, day: Some(day_start) },
+            None => Self { score: messages, day: Some(day_start) },
+        }
     }
 
     /// The decayed score at `now`, rounded to two decimals.
     pub fn score_at(self, now: Timestamp) -> f64 {
-        (self.0 / Self::scale(now) * 100.0).round() / 100.0
+        match self.day {
+            Some(day) => (self.score * Self::decay(day, now) * 100.0).round() / 100.0,
+            None => 0.0,
+        }
     }
 }
 
@@ -486,12 +500,20 @@ mod tests {
 
     #[test]
     fn popularity_halves_each_week() {
-        let day = |days: i64| {
-            Timestamp::from_unix_seconds(Popularity::EPOCH_UNIX + days * 86_400).unwrap_or_else(|| unreachable!())
-        };
-        let sum = Popularity(Popularity::increment(100, day(100)));
-        assert_eq!(sum.score_at(day(100)), 100.0);
-        assert_eq!(sum.score_at(day(107)), 50.0);
-        assert_eq!(sum.score_at(day(121)), 12.5);
+        let day =
+            |days: i64| Timestamp::from_unix_seconds(1_767_225_600 + days * 86_400).unwrap_or_else(|| unreachable!());
+        let first = Popularity::default().adding(100, day(100));
+        assert_eq!(Popularity::default().score_at(day(100)), 0.0);
+        assert_eq!(first.score_at(day(100)), 100.0);
+        assert_eq!(first.score_at(day(107)), 50.0);
+        assert_eq!(first.score_at(day(121)), 12.5);
+        // A later day decays what came before; an earlier one arriving late adds its decayed weight.
+        let later = first.adding(50, day(107));
+        assert_eq!((later.score_at(day(107)), later.day), (100.0, Some(day(107))));
+        let late = later.adding(100, day(100));
+        assert_eq!((late.score_at(day(107)), late.day), (150.0, Some(day(107))));
+        // Centuries on, it stays a number.
+        let far = Popularity::default().adding(1, day(0)).adding(1, day(365 * 400));
+        assert_eq!(far.score_at(day(365 * 400)), 1.0);
     }
 }

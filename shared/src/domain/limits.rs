@@ -76,6 +76,11 @@ pub fn utc_day(at: Timestamp) -> String {
     Window::containing(at, &TimeZone::utc()).day
 }
 
+/// The instant a UTC day (`YYYY-MM-DD`) starts; `None` for anything else.
+pub fn utc_day_start(day: &str) -> Option<Timestamp> {
+    format!("{day}T00:00:00.000000Z").parse().ok().filter(|start| utc_day(*start) == day)
+}
+
 /// A paid plan granted by an admin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subscription {
@@ -407,6 +412,15 @@ mod tests {
         let la = Window::containing(now, &TimeZone::parse("America/Los_Angeles").unwrap_or_else(|_| unreachable!()));
         assert_eq!((la.day.as_str(), la.resets_at.to_string()), ("2026-11-21", "2026-11-22T08:00:00.000000Z".into()));
         assert!(TimeZone::parse("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn a_utc_day_starts_at_midnight() {
+        let start = utc_day_start("2026-11-21").map(|at| at.to_string());
+        assert_eq!(start.as_deref(), Some("2026-11-21T00:00:00.000000Z"));
+        for bad in ["2026-11-31", "2026-1-21", "2026-11-21T00:00:00Z", ""] {
+            assert_eq!(utc_day_start(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Window, utc_day};
+use super::{CharacterId, NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Window, utc_day};
+
+/// The most characters one user's day counts messages for (a transaction of the job adds them to
+/// the characters with the day's other writes, and a transaction holds at most 100 items).
+const MAX_DAY_CHARACTERS: usize = 90;
 
 /// Tokens and messages of one model in one UTC day.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,8 +20,9 @@ pub struct ModelTokens {
     pub messages: u64,
 }
 
-/// What one UTC day used: the metered messages (`user` messages and replies reporting usage)
-/// and tokens per model.
+/// What one UTC day used: the metered messages (`user` messages and replies reporting usage),
+/// tokens per model, and the `user` messages sent to each character (the job adds them to the
+/// characters' counters once the day is over).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayUsage {
     #[serde(default)]
@@ -26,6 +31,10 @@ pub struct DayUsage {
     pub user_messages: u64,
     #[serde(default)]
     pub models: BTreeMap<String, ModelTokens>,
+    /// Character id → `user` messages sent in chats with it; at most `MAX_DAY_CHARACTERS`
+    /// characters (messages to more in one day are not counted for them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub characters: BTreeMap<String, u64>,
 }
 
 impl DayUsage {
@@ -37,6 +46,11 @@ impl DayUsage {
             entry.input_tokens += tokens.input_tokens;
             entry.output_tokens += tokens.output_tokens;
             entry.messages += tokens.messages;
+        }
+        for (character, messages) in &other.characters {
+            if self.characters.len() < MAX_DAY_CHARACTERS || self.characters.contains_key(character) {
+                *self.characters.entry(character.clone()).or_default() += messages;
+            }
         }
     }
 
@@ -107,6 +121,7 @@ impl AppendLimits {
         daily_quota: u64,
         rate_limit: Option<u32>,
         messages: &[NewMessage],
+        character: Option<&CharacterId>,
     ) -> Self {
         let mut usage = DayUsage::default();
         for message in messages {
@@ -123,6 +138,9 @@ impl AppendLimits {
             if user || message.usage.is_some() {
                 usage.messages += 1;
             }
+        }
+        if let Some(character) = character.filter(|_| usage.user_messages > 0) {
+            usage.characters.insert(character.to_string(), usage.user_messages);
         }
         Self {
             window: Window::containing(now, &settings.timezone),
@@ -293,7 +311,7 @@ mod tests {
     }
 
     fn limits(now: &str, quota: u64, rate: Option<u32>, messages: &[NewMessage]) -> AppendLimits {
-        AppendLimits::new(&QuotaSettings::default(), at(now), quota, rate, messages)
+        AppendLimits::new(&QuotaSettings::default(), at(now), quota, rate, messages, None)
     }
 
     fn written(charge: Charge) -> MeterWrite {

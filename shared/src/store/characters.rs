@@ -3,6 +3,8 @@
 //! catalog in memory (`catalog`): they read the version item to learn whether their snapshot is
 //! current, and scan the table only when it is not.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,9 @@ use crate::domain::{
 const VERSION_ID: &str = "#catalog";
 const VERSION: &str = "version";
 const UPDATED_AT: &str = "updated_at";
+const MESSAGES_COUNT: &str = "messages_count";
+const POPULARITY: &str = "popularity";
+const POPULARITY_DAY: &str = "popularity_day";
 /// Parallel scan segments when the whole catalog is read.
 const SCAN_SEGMENTS: i32 = 4;
 
@@ -48,6 +53,8 @@ struct CharacterItem {
     messages_count: u64,
     #[serde(default)]
     popularity: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    popularity_day: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -73,7 +80,8 @@ impl From<&Character> for CharacterItem {
             model: character.model.clone(),
             is_active: character.is_active,
             messages_count: character.messages_count,
-            popularity: character.popularity.0,
+            popularity: character.popularity.score,
+            popularity_day: character.popularity.day.map(|day| day.to_string()),
             created_at: character.created_at.to_string(),
             updated_at: character.updated_at.to_string(),
         }
@@ -112,7 +120,15 @@ impl TryFrom<&Item> for Character {
             model: stored.model,
             is_active: stored.is_active,
             messages_count: stored.messages_count,
-            popularity: Popularity(stored.popularity),
+            popularity: Popularity {
+                score: stored.popularity,
+                day: stored
+                    .popularity_day
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|_| corrupt(POPULARITY_DAY))?,
+            },
             created_at: stored.created_at.parse().map_err(|_| corrupt("created_at"))?,
             updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
         })
@@ -201,44 +217,59 @@ impl Store {
 
     /// Adds a character; 409 when its id is taken.
     pub async fn create_character(&self, character: &Character) -> Result<(), StoreError> {
-        let put = self.character_put(character)?.condition_expression("attribute_not_exists(#id)");
+        let put = self.character_put(character)?;
         let taken = || Refusal::Conflict(format!("a character with the id {} exists", character.id));
-        self.write_character(put, taken).await
+        self.write_character(TransactWriteItem::builder().put(put).build(), taken).await
     }
 
     /// Replaces a character read at `read_at` (its `updated_at`); 409 when another write came first.
+    /// Its counters are left as stored: the job adds to them without touching `updated_at`.
     pub async fn replace_character(&self, character: &Character, read_at: Timestamp) -> Result<(), StoreError> {
-        let put = self
-            .character_put(character)?
-            .condition_expression("attribute_exists(#id) AND #updated_at = :read_at")
-            .expression_attribute_names("#updated_at", UPDATED_AT)
+        let mut item: Item = serde_dynamo::to_item(CharacterItem::from(character)).map_err(StoreError::internal)?;
+        for counter in [CHARACTER_ID, MESSAGES_COUNT, POPULARITY, POPULARITY_DAY] {
+            item.remove(counter);
+        }
+        let mut update = Update::builder()
+            .table_name(&self.tables.characters)
+            .set_key(Some(character_key(character.id.as_str())))
+            .condition_expression("attribute_exists(#id) AND #read_at = :read_at")
+            .expression_attribute_names("#id", CHARACTER_ID)
+            .expression_attribute_names("#read_at", UPDATED_AT)
             .expression_attribute_values(":read_at", s(read_at.to_string()));
+        let mut sets = Vec::with_capacity(item.len());
+        for (index, (name, value)) in item.into_iter().enumerate() {
+            sets.push(format!("#a{index} = :a{index}"));
+            update = update
+                .expression_attribute_names(format!("#a{index}"), name)
+                .expression_attribute_values(format!(":a{index}"), value);
+        }
+        let update =
+            update.update_expression(format!("SET {}", sets.join(", "))).build().map_err(StoreError::internal)?;
         let raced = || Refusal::Conflict("the character changed while this change was made; retry".to_owned());
-        self.write_character(put, raced).await
+        self.write_character(TransactWriteItem::builder().update(update).build(), raced).await
     }
 
-    fn character_put(
-        &self,
-        character: &Character,
-    ) -> Result<aws_sdk_dynamodb::types::builders::PutBuilder, StoreError> {
+    fn character_put(&self, character: &Character) -> Result<Put, StoreError> {
         let item: Item = serde_dynamo::to_item(CharacterItem::from(character)).map_err(StoreError::internal)?;
-        Ok(Put::builder()
+        Put::builder()
             .table_name(&self.tables.characters)
             .set_item(Some(item))
-            .expression_attribute_names("#id", CHARACTER_ID))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", CHARACTER_ID)
+            .build()
+            .map_err(StoreError::internal)
     }
 
     /// Writes a character and bumps the catalog's version, in one transaction.
     async fn write_character(
         &self,
-        put: aws_sdk_dynamodb::types::builders::PutBuilder,
+        write: TransactWriteItem,
         on_condition: impl FnOnce() -> Refusal,
     ) -> Result<(), StoreError> {
-        let put = put.build().map_err(StoreError::internal)?;
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(write)
             .transact_items(TransactWriteItem::builder().update(self.version_bump()?).build())
             .send()
             .await;
@@ -253,6 +284,55 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The transaction items that add a finished day's `user` messages (character id → count) to
+    /// the characters' counters — `messages_count`, and `popularity` (`Popularity::adding`) — and
+    /// bump the catalog's version so every snapshot sees them. Each sets the counters from the
+    /// character as read now, if they are still as read (only the job writes them; a cancelled
+    /// transaction reads again). A character that does not exist is left out (characters are
+    /// deactivated, never deleted); nothing when there are none.
+    pub(in crate::store) async fn count_items(
+        &self,
+        day_start: Timestamp,
+        counts: &BTreeMap<String, u64>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let reads = counts.iter().map(|(id, messages)| async move {
+            let Ok(id) = CharacterId::parse(id) else { return Ok(None) };
+            Ok::<_, StoreError>(self.get_character(&id).await?.map(|character| (character, *messages)))
+        });
+        let characters: Vec<_> = futures::future::try_join_all(reads).await?.into_iter().flatten().collect();
+        if characters.len() < counts.len() {
+            tracing::warn!(
+                missing = counts.len() - characters.len(),
+                "a usage day counts messages for unknown characters"
+            );
+        }
+        if characters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut items = Vec::with_capacity(characters.len() + 1);
+        for (character, messages) in characters {
+            let popularity = character.popularity.adding(messages, day_start);
+            let day = popularity.day.map(|day| day.to_string()).unwrap_or_default();
+            let update = Update::builder()
+                .table_name(&self.tables.characters)
+                .set_key(Some(character_key(character.id.as_str())))
+                .update_expression("SET #count = :count, #popularity = :popularity, #day = :day")
+                .condition_expression("#count = :before")
+                .expression_attribute_names("#count", MESSAGES_COUNT)
+                .expression_attribute_names("#popularity", POPULARITY)
+                .expression_attribute_names("#day", POPULARITY_DAY)
+                .expression_attribute_values(":before", n(character.messages_count))
+                .expression_attribute_values(":count", n(character.messages_count + messages))
+                .expression_attribute_values(":popularity", n(popularity.score))
+                .expression_attribute_values(":day", s(day))
+                .build()
+                .map_err(StoreError::internal)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        items.push(TransactWriteItem::builder().update(self.version_bump()?).build());
+        Ok(items)
     }
 
     fn version_bump(&self) -> Result<Update, StoreError> {

@@ -110,6 +110,23 @@ impl StoreError {
     }
 }
 
+impl Store {
+    /// Sends an `Update` built for a transaction as a write of its own.
+    pub(crate) fn update_item(
+        &self,
+        update: aws_sdk_dynamodb::types::Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+    }
+}
+
 /// Whether an `UpdateItem` failed only because its condition did not hold.
 pub(crate) fn condition_failed(error: &SdkError<UpdateItemError, HttpResponse>) -> bool {
     error.as_service_error().is_some_and(UpdateItemError::is_conditional_check_failed_exception)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::http::Method;
 use serde_json::{Value, json};
 use shared::config::LimitsConfig;
-use shared::domain::{ManualClock, Timestamp};
+use shared::domain::{Clock, ManualClock, Popularity, Timestamp, utc_day_start};
 
 use crate::common::{TestApp, User};
 
@@ -336,6 +336,80 @@ async fn gates_hold_on_create_append_and_reply_and_close_when_a_subscription_end
         assert_eq!(instance.get(&user, &luna_messages).await.expect(200).body["data"].as_array().unwrap().len(), 1);
         instance.get(&user, "/v1/characters/luna/session").await.expect(200);
     }
+}
+
+/// `messages_count` and `popularity_score` grow off the append path: an append counts the
+/// `user` messages it carries per character on the user's meter (no character item is written),
+/// and the hourly job adds each finished day to the characters, once, in the transaction that
+/// finishes the day. Admin edits keep the counters.
+#[tokio::test]
+async fn the_job_counts_each_finished_days_messages_into_the_characters_once() {
+    let clock = clock_at("2426-12-01T10:00:00.000000Z");
+    let app = TestApp::with_limits(LimitsConfig::default(), clock.clone()).await;
+    let (admin, anna, boris) = (app.admin(), app.user(), app.user());
+    create(&app, &admin, json!({"id": "luna", "name": "Luna", "greeting": "Hello, traveller."})).await;
+    create(&app, &admin, json!({"id": "kai", "name": "Kai"})).await;
+    let chat = |user: User, id: &'static str| {
+        let app = app.clone();
+        async move {
+            let session = app.get(&user, &format!("/v1/characters/{id}/session")).await.expect(200).body;
+            session["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (anna_luna, boris_luna, boris_kai) =
+        (chat(anna.clone(), "luna").await, chat(boris.clone(), "luna").await, chat(boris.clone(), "kai").await);
+    app.append(&anna, &anna_luna, "user", "hi Luna").await;
+    app.append(&anna, &anna_luna, "assistant", "not a user message: not counted").await;
+    let batch = json!({"messages": [{"role": "user", "content": "one"}, {"role": "user", "content": "two"}]});
+    app.post(&anna, &format!("/v1/sessions/{anna_luna}/messages/batch"), batch).await.expect(201);
+    app.append(&boris, &boris_luna, "user", "hello").await;
+    app.append(&boris, &boris_kai, "user", "hey Kai").await;
+    let plain = app.session(&anna, "no character").await;
+    app.append(&anna, &plain, "user", "counted for no character").await;
+
+    let counters = |id: &'static str| {
+        // A fresh instance: its catalog snapshot is read now.
+        let instance = app.sibling_with_clock(clock.clone());
+        let user = anna.clone();
+        async move {
+            let character = instance.get(&user, &format!("/v1/characters/{id}")).await.expect(200).body;
+            (character["messages_count"].as_u64().unwrap(), character["popularity_score"].as_f64().unwrap())
+        }
+    };
+    let report = app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(report.usage_days_finalized, 0, "the day is not over: {report:?}");
+    assert_eq!(counters("luna").await, (0, 0.0));
+
+    // The next day: Anna's first append moves the 1st out of her meter; Boris stays quiet, so the
+    // job closes his meter itself. Both days count, each in its own transaction.
+    clock.advance(Duration::from_secs(24 * 3600));
+    app.append(&anna, &anna_luna, "user", "good morning").await;
+    let report = app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((report.usage_days_finalized, report.meters_closed), (2, 1), "{report:?}");
+    let day_start = utc_day_start("2426-12-01").unwrap();
+    let score = |messages| Popularity::default().adding(messages, day_start).score_at(clock.now());
+    let (luna_count, luna_score) = counters("luna").await;
+    assert_eq!(luna_count, 4, "Anna's three and Boris's one");
+    assert!((luna_score - score(4)).abs() < 0.011 && luna_score > 3.0, "{luna_score} vs {}", score(4));
+    assert_eq!(counters("kai").await.0, 1);
+    let popular = app.sibling_with_clock(clock.clone()).get(&anna, "/v1/characters?sort=popular").await.expect(200);
+    assert_eq!(ids(&popular.body), ["luna", "kai"]);
+
+    // A second run counts nothing twice; an admin edit keeps the counters.
+    let again = app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(again.usage_days_finalized, 0, "{again:?}");
+    app.patch(&admin, "/v1/admin/characters/luna", json!({"name": "Luna II"})).await.expect(200);
+    assert_eq!(counters("luna").await.0, 4);
+
+    // The 2nd is counted once it is over.
+    clock.advance(Duration::from_secs(24 * 3600));
+    app.state.store.run_chores(Duration::from_secs(30)).await.unwrap();
+    let (luna_count, luna_score) = counters("luna").await;
+    let second = utc_day_start("2426-12-02").unwrap();
+    let expected = Popularity::default().adding(4, day_start).adding(1, second).score_at(clock.now());
+    assert_eq!(luna_count, 5);
+    assert!((luna_score - expected).abs() < 0.011, "{luna_score} vs {expected}");
+    assert_eq!(counters("kai").await.0, 1);
 }
 
 /// The context and the reply read five parts in order — the character's system prompt, the

@@ -4,21 +4,24 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
 use super::meter::{COST_USD, FINALIZED_AT, Listing, METER, meter_from_item};
 use super::usage::day_cost;
 use super::{EXPIRED, SETTINGS, key, settings_from};
-use crate::domain::{DayUsage, Meter, SessionId, Timestamp, UserId, utc_day};
+use crate::domain::{DayUsage, Meter, SessionId, Timestamp, UserId, utc_day, utc_day_start};
 use crate::store::item::{Item, Reader, b, s};
 use crate::store::retention::SWEEP_PREFIX;
 use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
-use crate::store::tx::cancellation_reasons;
+use crate::store::tx::{backoff, cancellation_reasons, reason_failed};
 use crate::store::{Store, StoreError};
 
 /// How many days back the job looks for chores it has not done (a job that was down longer
 /// leaves older items as they are).
 const LOOKBACK_DAYS: u64 = 14;
+/// How often the job tries to finish a day whose character counters another run keeps changing.
+const COUNT_ATTEMPTS: u32 = 5;
 
 /// What a run of the hourly job did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -114,8 +117,10 @@ impl Store {
                     let update = self
                         .close_chore(item_key, day, "#expired = :yes")
                         .expression_attribute_names("#expired", EXPIRED)
-                        .expression_attribute_values(":yes", b(true));
-                    update
+                        .expression_attribute_values(":yes", b(true))
+                        .build()
+                        .map_err(StoreError::internal)?;
+                    self.update_item(update)
                         .send()
                         .await
                         .map(|_| &mut report.subscriptions_expired)
@@ -142,24 +147,34 @@ impl Store {
             if !swept.complete {
                 return Ok(()); // out of time: the next run carries on
             }
-            self.close_chore(item_key, day, "#swept_at = :now")
+            let update = self
+                .close_chore(item_key, day, "#swept_at = :now")
                 .expression_attribute_names("#swept_at", "swept_at")
                 .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(StoreError::internal)?;
+            self.update_item(update)
                 .send()
                 .await
                 .map(|_| &mut report.sessions_swept)
                 .map_err(aws_sdk_dynamodb::Error::from)
-        } else if name.starts_with("u#") {
+        } else if let Some(usage_day) = name.strip_prefix("u#") {
             let usage: DayUsage =
                 serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("usage", "day"))?;
             let cost = day_cost(&usage, &self.limits.prices);
-            let update = self
+            let stamp = self
                 .close_chore(item_key, day, "#cost = :cost, #finalized_at = :now")
                 .expression_attribute_names("#cost", COST_USD)
                 .expression_attribute_names("#finalized_at", FINALIZED_AT)
                 .expression_attribute_values(":cost", s(cost.to_string()))
-                .expression_attribute_values(":now", s(now.to_string()));
-            update.send().await.map(|_| &mut report.usage_days_finalized).map_err(aws_sdk_dynamodb::Error::from)
+                .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(StoreError::internal)?;
+            let stamp = TransactWriteItem::builder().update(stamp).build();
+            if self.finish_day(vec![stamp], usage_day, &usage).await? {
+                report.usage_days_finalized += 1;
+            }
+            return Ok(());
         } else {
             return Ok(());
         };
@@ -180,29 +195,42 @@ impl Store {
         let cost = day_cost(&meter.usage, &self.limits.prices);
         let closed = self.closed_day(user, &meter.usage_day, &meter.usage, Some((cost, now)))?;
         let emptied = self.meter_update(user, meter.version, &meter.without_usage(), Listing::Off)?;
-        let items = vec![
+        let writes = vec![
             TransactWriteItem::builder().put(closed).build(),
             TransactWriteItem::builder().update(emptied).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                // An append rolled the day over first (or another run closed it): nothing to do.
-                cancellation_reasons(error)?;
-                Ok(false)
+        self.finish_day(writes, &meter.usage_day, &meter.usage).await
+    }
+
+    /// Commits the writes that finish a user's `day` together with what the day adds to its
+    /// characters' counters (`Store::count_items`): one transaction, so a day is counted exactly
+    /// once. `false`: the writes' own conditions failed (another run, or an append, came first).
+    /// A counter that changed since it was read (another run counting another day) is read again.
+    async fn finish_day(
+        &self,
+        writes: Vec<TransactWriteItem>,
+        day: &str,
+        usage: &DayUsage,
+    ) -> Result<bool, StoreError> {
+        let day_start = utc_day_start(day).ok_or_else(|| StoreError::corrupt("usage", "day"))?;
+        for attempt in 0..COUNT_ATTEMPTS {
+            let mut items = writes.clone();
+            items.extend(self.count_items(day_start, &usage.characters).await?);
+            let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+                return Ok(true);
+            };
+            let reasons = cancellation_reasons(error)?;
+            if reasons.iter().take(writes.len()).any(|reason| reason_failed(Some(reason))) {
+                return Ok(false);
             }
+            backoff(attempt).await;
         }
+        Err(StoreError::Unavailable("finishing a usage day kept conflicting; the next run retries".into()))
     }
 
     /// Applies `set` to an item and takes it out of the day's chores, if it is still due that day.
-    fn close_chore(
-        &self,
-        item_key: Item,
-        day: &str,
-        set: &str,
-    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
-        self.client
-            .update_item()
+    fn close_chore(&self, item_key: Item, day: &str, set: &str) -> UpdateBuilder {
+        Update::builder()
             .table_name(&self.tables.limits)
             .set_key(Some(item_key))
             .update_expression(format!("SET {set} REMOVE #chore_day, #chore_key"))

@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, Update};
 use rust_decimal::Decimal;
 
 use super::key;
-use crate::domain::{DayUsage, Meter, MeterWrite, Timestamp, UserId, utc_day};
+use crate::domain::{DayUsage, Meter, MeterWrite, Timestamp, UserId, utc_day, utc_day_start};
 use crate::store::item::{Item, n, s};
 use crate::store::schema::limits::{CHORE_DAY, CHORE_KEY, ITEM};
 use crate::store::{Store, StoreError};
@@ -39,9 +39,9 @@ pub(super) fn chore_key(user: &UserId, item: &str) -> String {
 
 /// The day after a UTC day: when the job may finish what belongs to it.
 pub(super) fn day_after(day: &str) -> String {
-    match format!("{day}T00:00:00Z").parse::<Timestamp>() {
-        Ok(start) => utc_day(start.plus(std::time::Duration::from_secs(24 * 3600))),
-        Err(_) => day.to_owned(),
+    match utc_day_start(day) {
+        Some(start) => utc_day(start.plus(std::time::Duration::from_secs(24 * 3600))),
+        None => day.to_owned(),
     }
 }
 
@@ -160,5 +160,17 @@ impl Store {
             .expression_attribute_names("#item", ITEM)
             .build()
             .map_err(StoreError::internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day_after;
+
+    #[test]
+    fn the_day_after_crosses_months_and_years() {
+        assert_eq!(day_after("2026-11-30"), "2026-12-01");
+        assert_eq!(day_after("2026-12-31"), "2027-01-01");
+        assert_eq!(day_after("2028-02-28"), "2028-02-29");
     }
 }

@@ -29,8 +29,8 @@ use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use crate::domain::{
-    AppendLimits, Entitlements, LimitsView, Meter, NewMessage, ProfileChanges, QuotaSettings, RateClass, RateState,
-    Refusal, Subscription, TimeZone, Timestamp, UserId, Window, utc_day,
+    AppendLimits, CharacterId, Entitlements, LimitsView, Meter, NewMessage, ProfileChanges, QuotaSettings, RateClass,
+    RateState, Refusal, Subscription, TimeZone, Timestamp, UserId, Window, utc_day,
 };
 
 const SETTINGS: &str = "settings";
@@ -174,11 +174,13 @@ impl Store {
         Ok(output.item)
     }
 
-    /// Works out what limits and bills an append; reads the settings only when this instance has none.
+    /// Works out what limits and bills an append (to a chat with `character`, if any); reads the
+    /// settings only when this instance has none.
     pub(crate) async fn append_limits(
         &self,
         user: &UserId,
         messages: &[NewMessage],
+        character: Option<&CharacterId>,
     ) -> Result<AppendLimits, StoreError> {
         let settings = self.quota_settings(user).await?;
         Ok(AppendLimits::new(
@@ -187,6 +189,7 @@ impl Store {
             self.limits.daily_quota,
             self.limits.rate.limit(RateClass::Append),
             messages,
+            character,
         ))
     }
 
@@ -213,18 +216,7 @@ impl Store {
         let Some(limit) = self.limits.rate.limit(class) else { return Ok(None) };
         let now = self.now();
         let update = self.rate_update(user, class, limit, now)?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(update.table_name())
-            .set_key(Some(update.key().clone()))
-            .update_expression(update.update_expression())
-            .set_condition_expression(update.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(update.expression_attribute_names().cloned())
-            .set_expression_attribute_values(update.expression_attribute_values().cloned())
-            .return_values(ReturnValue::UpdatedNew)
-            .send()
-            .await;
+        let result = self.update_item(update).return_values(ReturnValue::UpdatedNew).send().await;
         let reset_secs = now.seconds_to_next_minute();
         let output = result.map_err(|error| {
             update_failed(error, || {

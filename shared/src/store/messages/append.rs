@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 use super::Appended;
 use super::item::{DEDUPE_KEY, last_message_of, message_item, stored_messages};
 use crate::domain::{
-    AppendLimits, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, RateClass, Refusal, SessionId,
-    Timestamp, UserId,
+    AppendLimits, CharacterId, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, RateClass, Refusal,
+    SessionId, Timestamp, UserId,
 };
 use crate::store::item::{Item, s};
 use crate::store::limits::meter_from_item;
@@ -55,17 +55,19 @@ impl Store {
     }
 
     /// Appends messages as consecutive seqs, atomically with the session summary, the
-    /// idempotency record and the meter (daily quota, append rate, usage). All or nothing.
+    /// idempotency record and the meter (daily quota, append rate, usage; `character`: the
+    /// session's, whose messages the day counts). All or nothing.
     pub async fn append_messages(
         &self,
         user: &UserId,
         session_id: SessionId,
         messages: Vec<NewMessage>,
         idempotency: Option<&Idempotency>,
+        character: Option<&CharacterId>,
     ) -> Result<Appended, StoreError> {
         let _turn = self.gates.enter(user).await;
         let started = Instant::now();
-        let limits = self.append_limits(user, &messages).await?;
+        let limits = self.append_limits(user, &messages, character).await?;
         // What this instance does not know yet it reads in one parallel round.
         let seq_hint = self.seq_hints.get(session_id);
         let session = async {
