@@ -8,6 +8,7 @@
 //! and memory of each function binary.
 
 mod billing;
+mod catalog;
 mod cold_start;
 mod contention;
 mod langchain;
@@ -33,7 +34,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
-    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--command TEXT]";
+    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] \
+    [--characters N] [--catalog-requests N] [--command TEXT]";
 
 struct Args {
     out: PathBuf,
@@ -52,6 +54,9 @@ struct Args {
     replies: usize,
     /// The lifecycle phase: sessions × messages of one user, and tokens verified per algorithm.
     lifecycle: (usize, usize, usize),
+    /// The catalog phase: characters, and requests per kind of read.
+    characters: usize,
+    catalog_requests: usize,
     command: String,
 }
 
@@ -73,6 +78,8 @@ impl Args {
             contention_rounds: 20,
             replies: 20,
             lifecycle: (20, 100, 2000),
+            characters: 10_000,
+            catalog_requests: 500,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -94,6 +101,8 @@ impl Args {
             contention_rounds: 1,
             replies: 1,
             lifecycle: (2, 5, 20),
+            characters: 60,
+            catalog_requests: 5,
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -122,6 +131,8 @@ impl Args {
                 "--langchain-budget-secs" => args.langchain_budget_secs = value.parse()?,
                 "--contention-rounds" => args.contention_rounds = value.parse()?,
                 "--replies" => args.replies = value.parse()?,
+                "--characters" => args.characters = value.parse()?,
+                "--catalog-requests" => args.catalog_requests = value.parse()?,
                 "--command" => args.command = value.clone(),
                 _ => return Err(USAGE.into()),
             }
@@ -153,6 +164,8 @@ async fn main() -> Result<(), BoxError> {
     let (sessions, messages, tokens) = args.lifecycle;
     eprintln!("lifecycle: {sessions} sessions × {messages} messages; {tokens} tokens per algorithm");
     let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
+    eprintln!("catalog: {} characters, {} requests per read", args.characters, args.catalog_requests);
+    let catalog = catalog::run(&api, args.characters, args.catalog_requests.max(1)).await?;
 
     eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
     let demo = UserId::parse("demo-user").ok_or("user id")?;
@@ -194,6 +207,7 @@ async fn main() -> Result<(), BoxError> {
         contention,
         replies,
         lifecycle,
+        catalog,
     };
     write(&args, &results)
 }

@@ -48,6 +48,7 @@ pub struct Results {
     pub contention: contention::Report,
     pub replies: crate::replies::Report,
     pub lifecycle: crate::lifecycle::Report,
+    pub catalog: crate::catalog::Report,
 }
 
 fn ms(value: f64) -> String {
@@ -159,6 +160,17 @@ impl Results {
                 server.read_units,
                 server.write_units,
                 met(server.read_units <= 5.0 && server.write_units <= 1.0)
+            );
+        }
+        if let Some((worst, p99)) = self.catalog.worst_p99() {
+            let calls = self.catalog.calls();
+            let _ = writeln!(
+                out,
+                "| {} characters: list and search p99 < {} ms warm, 0 DynamoDB calls | worst handler p99 {} ms ({worst}), {calls} calls | {} |",
+                self.catalog.characters,
+                crate::catalog::TARGET_P99_MS,
+                ms(p99),
+                met(p99 < crate::catalog::TARGET_P99_MS && calls == 0)
             );
         }
         let warm = self.cold_starts.iter().filter(|start| start.warm_up);
@@ -384,6 +396,7 @@ impl Results {
         self.contention(&mut out);
         crate::replies::markdown(&self.replies, &mut out);
         crate::lifecycle::markdown(&self.lifecycle, &mut out);
+        crate::catalog::markdown(&self.catalog, &mut out);
         self.cold_starts(&mut out);
         out
     }

@@ -199,8 +199,17 @@ async fn record(State(log): State<Log>, request: Request, next: Next) -> Respons
 
 /// A dev token for `user` (HS256, the local secret), valid for an hour.
 pub fn token(user: &str) -> Result<String, BoxError> {
+    minted(user, false)
+}
+
+/// The same for an admin.
+pub fn admin_token(user: &str) -> Result<String, BoxError> {
+    minted(user, true)
+}
+
+fn minted(user: &str, admin: bool) -> Result<String, BoxError> {
     Ok(mint(
         DEV_JWT_SECRET.as_bytes(),
-        &TokenRequest { sub: user, ttl_secs: 3600, issuer: None, audience: None, admin: false },
+        &TokenRequest { sub: user, ttl_secs: 3600, issuer: None, audience: None, admin },
     )?)
 }
