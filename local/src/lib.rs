@@ -9,22 +9,32 @@ pub mod openapi;
 pub mod tables;
 pub mod template;
 pub mod token;
+pub mod ws;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use shared::AppState;
 use shared::config::CorsOrigins;
+use shared::realtime::LocalHub;
 
 /// Every function's routes on one router: what `scripts/dev.sh` serves and the tests call.
 /// The same `routes()` run one per Lambda in AWS, so local and deployed routes are identical.
 /// Locally the API also serves its own description: `/openapi.json` and a `/docs` page.
 pub fn app(state: AppState, cors: &CorsOrigins) -> Router {
+    app_with_hub(state, cors, Arc::default())
+}
+
+/// The same, with the chat socket's connections in `hub` (`/v1/ws`, see `ws`).
+pub fn app_with_hub(state: AppState, cors: &CorsOrigins, hub: Arc<LocalHub>) -> Router {
     let routes = sessions::routes()
         .merge(messages::routes())
         .merge(memories::routes())
         .merge(limits::routes())
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/docs", get(|| async { Html(openapi::docs_page(&openapi::document())) }));
-    shared::http::cors(shared::http::app(routes, state), cors)
+    let socket = ws::router(state.clone(), hub);
+    shared::http::cors(shared::http::app(routes, state).merge(socket), cors)
 }

@@ -12,6 +12,7 @@ pub mod http;
 pub mod lambda;
 pub mod llm;
 pub mod openapi;
+pub mod realtime;
 pub mod state;
 pub mod store;
 pub mod telegram;

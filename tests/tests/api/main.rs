@@ -15,6 +15,7 @@ mod me;
 mod memories;
 mod messages;
 mod openapi;
+mod realtime;
 mod replies;
 mod retention;
 mod schema;

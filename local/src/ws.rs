@@ -1,0 +1,92 @@
+//! The dev server's chat socket, `ws://127.0.0.1:3000/v1/ws?session_id=…`: the realtime
+//! protocol (`shared::realtime`) over axum's WebSocket, with the in-process hub standing in for
+//! API Gateway's `@connections`. A connect is checked before the upgrade: a bad credential is a
+//! plain `401`, another user's or a deleted session `404`, with the API's JSON error body.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+use shared::AppState;
+use shared::domain::{ServerEvent, SessionId, UserId};
+use shared::realtime::{Connect, Connections, LocalHub, PROTOCOL, Realtime};
+
+#[derive(Clone)]
+struct Socket {
+    realtime: Realtime,
+    hub: Arc<LocalHub>,
+}
+
+/// The socket route, on its own state.
+pub fn router(state: AppState, hub: Arc<LocalHub>) -> Router {
+    let realtime = Realtime::new(state, hub.clone());
+    Router::new().route("/v1/ws", get(connect)).with_state(Socket { realtime, hub })
+}
+
+async fn connect(
+    State(socket): State<Socket>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let protocols: Vec<String> = headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|protocol| protocol.trim().to_owned())
+        .filter(|protocol| !protocol.is_empty())
+        .collect();
+    let connect = Connect {
+        session_id: query.get("session_id").cloned(),
+        token: query.get("token").cloned(),
+        init_data: query.get("initData").cloned(),
+        protocols,
+    };
+    match socket.realtime.authorize(&connect).await {
+        Err(error) => error.into_response(),
+        Ok((user, session)) => {
+            let offered = connect.protocols.iter().any(|protocol| protocol == PROTOCOL);
+            let upgrade = if offered { upgrade.protocols([PROTOCOL]) } else { upgrade };
+            upgrade.on_upgrade(move |ws| serve(socket, ws, user, session))
+        }
+    }
+}
+
+/// One open socket: frames in go to the service, the hub's frames for it go out.
+async fn serve(socket: Socket, ws: WebSocket, user: UserId, session: SessionId) {
+    let (peer, mut outbox) = socket.hub.register(user, session);
+    let (mut sink, mut incoming) = ws.split();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = outbox.recv().await {
+            if sink.send(Message::Text(frame.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    while let Some(Ok(message)) = incoming.next().await {
+        match message {
+            Message::Text(text) => socket.realtime.on_frame(&peer, text.as_str()).await,
+            Message::Binary(_) => {
+                let error = ServerEvent::Error {
+                    code: "invalid_event".to_owned(),
+                    message: "frames are JSON text, not binary".to_owned(),
+                };
+                let _ = socket.hub.post(&peer.id, error.frame()).await;
+            }
+            Message::Close(_) => break,
+            // axum answers pings itself.
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    socket.hub.remove(&peer.id).await;
+    let _ = writer.await;
+}

@@ -1,0 +1,272 @@
+//! Realtime delivery over a chat socket, for any transport: the dev server's WebSocket route
+//! locally, API Gateway's WebSocket API on AWS. The transport checks a connect with
+//! [`Realtime::authorize`] before it upgrades, registers the connection, hands each text frame to
+//! [`Realtime::on_frame`] and delivers what its [`Connections`] are asked to post.
+//!
+//! What a frame does: `ping` → `pong`; `typing` is relayed to the user's other connections of
+//! the session (never stored); `send_message` does exactly what `POST …/replies` does and streams
+//! the reply to every connection of the session (`message.typing` true, `message.delta`s,
+//! `message.complete`, `message.typing` false); refusals arrive as `error` events with the HTTP
+//! codes. A frame that is not understood is answered with an `error` event and the socket stays
+//! open. (`sync` and the `message.new`/`updated`/`deleted` events come with the change feed.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine as _;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+
+use crate::AppState;
+use crate::chat::{Progress, ReplyOptions, Turn};
+use crate::domain::{
+    ClientEvent, Content, DedupeKey, MessageStatus, ServerEvent, SessionId, UserId, all_segments, segments,
+};
+use crate::error::ApiError;
+
+/// The subprotocol the server speaks; a client that offers subprotocols offers this one.
+pub const PROTOCOL: &str = "chat.v1";
+/// Frames a slow connection may have waiting before it is dropped (locally).
+const OUTBOX: usize = 256;
+
+/// A connection whose credential and session were checked at connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: String,
+    pub user: UserId,
+    pub session: SessionId,
+}
+
+/// The connection no longer exists (closed, or too slow to keep up): forget it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gone;
+
+/// The outbound port: each session's connections, and delivery to one of them. Locally an
+/// in-process hub ([`LocalHub`]); on AWS the connections table and the `@connections` API.
+pub trait Connections: Send + Sync {
+    fn peers(&self, session: SessionId) -> BoxFuture<'_, Vec<Peer>>;
+    fn post(&self, connection: &str, frame: String) -> BoxFuture<'_, Result<(), Gone>>;
+    fn remove(&self, connection: &str) -> BoxFuture<'_, ()>;
+}
+
+/// The dev server's connections: in memory, each with a bounded outbox its socket task drains.
+#[derive(Default)]
+pub struct LocalHub {
+    connections: Mutex<HashMap<String, (Peer, mpsc::Sender<String>)>>,
+}
+
+impl LocalHub {
+    /// Registers a checked connection; its socket task sends what arrives in the receiver.
+    pub fn register(&self, user: UserId, session: SessionId) -> (Peer, mpsc::Receiver<String>) {
+        let (sender, receiver) = mpsc::channel(OUTBOX);
+        let peer = Peer { id: uuid::Uuid::new_v4().simple().to_string(), user, session };
+        self.lock().insert(peer.id.clone(), (peer.clone(), sender));
+        (peer, receiver)
+    }
+
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Peer, mpsc::Sender<String>)>> {
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Connections for LocalHub {
+    fn peers(&self, session: SessionId) -> BoxFuture<'_, Vec<Peer>> {
+        let peers =
+            self.lock().values().filter(|(peer, _)| peer.session == session).map(|(peer, _)| peer.clone()).collect();
+        Box::pin(async move { peers })
+    }
+
+    fn post(&self, connection: &str, frame: String) -> BoxFuture<'_, Result<(), Gone>> {
+        let sent = match self.lock().get(connection) {
+            Some((_, sender)) => sender.try_send(frame).map_err(|_| Gone),
+            None => Err(Gone),
+        };
+        Box::pin(async move { sent })
+    }
+
+    fn remove(&self, connection: &str) -> BoxFuture<'_, ()> {
+        self.lock().remove(connection);
+        Box::pin(async {})
+    }
+}
+
+/// How a connect names its session and credential: `?session_id=…&token=…` or `&initData=…`, or
+/// a `Sec-WebSocket-Protocol` entry `bearer.<jwt>` or `tma.<init data, base64url>` next to
+/// `chat.v1` (browsers cannot set headers on a socket; a subprotocol keeps the credential out of
+/// URLs and so out of access logs).
+#[derive(Clone, Debug, Default)]
+pub struct Connect {
+    pub session_id: Option<String>,
+    pub token: Option<String>,
+    pub init_data: Option<String>,
+    /// The offered subprotocols, in order.
+    pub protocols: Vec<String>,
+}
+
+impl Connect {
+    /// The `Authorization` value the credential stands for.
+    fn authorization(&self) -> Result<String, ApiError> {
+        for protocol in &self.protocols {
+            if let Some(token) = protocol.strip_prefix("bearer.") {
+                return Ok(format!("Bearer {token}"));
+            }
+            if let Some(encoded) = protocol.strip_prefix("tma.") {
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(encoded.trim_end_matches('='))
+                    .map_err(|_| ApiError::invalid("Sec-WebSocket-Protocol", "tma.<init data> must be base64url"))?;
+                let init_data = String::from_utf8(bytes)
+                    .map_err(|_| ApiError::invalid("Sec-WebSocket-Protocol", "tma.<init data> must be UTF-8"))?;
+                return Ok(format!("tma {init_data}"));
+            }
+        }
+        match (&self.token, &self.init_data) {
+            (Some(token), _) => Ok(format!("Bearer {token}")),
+            (None, Some(init_data)) => Ok(format!("tma {init_data}")),
+            // No credential: the authenticator's own 401.
+            (None, None) => Ok(String::new()),
+        }
+    }
+}
+
+/// The realtime service; cheap to clone.
+#[derive(Clone)]
+pub struct Realtime {
+    state: AppState,
+    connections: Arc<dyn Connections>,
+}
+
+impl Realtime {
+    pub fn new(state: AppState, connections: Arc<dyn Connections>) -> Self {
+        Self { state, connections }
+    }
+
+    /// Checks a connect before the upgrade: a valid credential (401 otherwise) for a live session
+    /// of that user (404 otherwise, another user's included). Nothing is stored.
+    pub async fn authorize(&self, connect: &Connect) -> Result<(UserId, SessionId), ApiError> {
+        let session = connect.session_id.as_deref().ok_or_else(|| ApiError::invalid("session_id", "is required"))?;
+        let session: SessionId = session.parse().map_err(|_| ApiError::invalid("session_id", "is not a session id"))?;
+        let authorization = connect.authorization()?;
+        let header = (!authorization.is_empty()).then_some(authorization.as_str());
+        let caller = self.state.auth.authenticate(header, self.state.store.now()).await?;
+        self.state.chat.session(&caller.user_id, session, None).await?;
+        Ok((caller.user_id, session))
+    }
+
+    /// Answers one text frame from `peer`.
+    pub async fn on_frame(&self, peer: &Peer, frame: &str) {
+        match ClientEvent::parse(frame) {
+            Err(error) => self.send(&peer.id, &ServerEvent::invalid(error)).await,
+            Ok(ClientEvent::Ping) => self.send(&peer.id, &ServerEvent::Pong {}).await,
+            Ok(ClientEvent::Typing { is_typing }) => {
+                let event = ServerEvent::MessageTyping { session_id: peer.session, is_typing };
+                for other in self.connections.peers(peer.session).await {
+                    if other.id != peer.id && other.user == peer.user {
+                        self.send(&other.id, &event).await;
+                    }
+                }
+            }
+            Ok(ClientEvent::SendMessage { content, idempotency_key }) => {
+                if let Err(error) = self.send_message(peer, content, idempotency_key).await {
+                    self.send(&peer.id, &error_event(&error)).await;
+                }
+            }
+            Ok(ClientEvent::Sync { .. }) => {
+                let error = ServerEvent::Error {
+                    code: "unsupported_event".to_owned(),
+                    message: "sync arrives with the change feed; until then reload the messages".to_owned(),
+                };
+                self.send(&peer.id, &error).await;
+            }
+        }
+    }
+
+    /// Starts the reply (its refusals come back to the caller's connection) and streams it to
+    /// every connection of the session in the background.
+    async fn send_message(&self, peer: &Peer, content: String, key: Option<String>) -> Result<(), ApiError> {
+        let content = Content::parse(content).map_err(ApiError::from)?;
+        let key = key.map(|key| DedupeKey::parse("idempotency_key", &key)).transpose()?;
+        let turn = self.state.chat.reply(&peer.user, peer.session, Some(content), ReplyOptions::default(), key).await?;
+        tokio::spawn(self.clone().stream(peer.session, turn));
+        Ok(())
+    }
+
+    /// Posts a reply's progress to the session's connections: typing, the deltas (the segments
+    /// of its text, so they join to the stored content), its end, typing again.
+    async fn stream(self, session_id: SessionId, turn: Turn) {
+        let Turn { assistant_message, mut progress, .. } = turn;
+        let seq = assistant_message.seq;
+        self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: true }).await;
+        let mut sent = 0;
+        loop {
+            let current = progress.borrow_and_update().clone();
+            match current {
+                Progress::Streaming(text) => {
+                    let (complete, _) = segments(&text);
+                    sent = self.deltas(session_id, seq, &complete, sent).await;
+                }
+                Progress::Ended(message, _) => {
+                    self.deltas(session_id, seq, &all_segments(message.content.as_str()), sent).await;
+                    let end = match (&message.status, &message.error) {
+                        (MessageStatus::Failed, Some(error)) => {
+                            ServerEvent::Error { code: error.code.clone(), message: error.message.clone() }
+                        }
+                        _ => ServerEvent::MessageComplete {
+                            session_id,
+                            seq,
+                            message_id: message.id.to_string(),
+                            tokens_used: message.usage.as_ref().map_or(0, |usage| usage.output_tokens),
+                        },
+                    };
+                    self.broadcast(session_id, &end).await;
+                    break;
+                }
+            }
+            if !changed(&mut progress).await {
+                break;
+            }
+        }
+        self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: false }).await;
+    }
+
+    /// Posts the segments after the first `sent`; returns how many are sent now.
+    async fn deltas(&self, session_id: SessionId, seq: crate::domain::Seq, parts: &[&str], sent: usize) -> usize {
+        for part in parts.iter().skip(sent) {
+            let event = ServerEvent::MessageDelta { session_id, seq, text: (*part).to_owned() };
+            self.broadcast(session_id, &event).await;
+        }
+        sent.max(parts.len())
+    }
+
+    async fn broadcast(&self, session: SessionId, event: &ServerEvent) {
+        for peer in self.connections.peers(session).await {
+            self.send(&peer.id, event).await;
+        }
+    }
+
+    /// Posts one event; a connection that is gone is forgotten.
+    async fn send(&self, connection: &str, event: &ServerEvent) {
+        if self.connections.post(connection, event.frame()).await == Err(Gone) {
+            self.connections.remove(connection).await;
+        }
+    }
+}
+
+/// Waits for the next progress; `false` when the generator is gone.
+async fn changed(progress: &mut watch::Receiver<Progress>) -> bool {
+    progress.changed().await.is_ok()
+}
+
+/// An `error` event with the code and message the HTTP answer would carry.
+fn error_event(error: &ApiError) -> ServerEvent {
+    let code = serde_json::to_value(error.code()).ok().and_then(|code| code.as_str().map(str::to_owned));
+    ServerEvent::Error { code: code.unwrap_or_else(|| "internal".to_owned()), message: error.to_string() }
+}

@@ -1,0 +1,220 @@
+//! The chat socket (`/v1/ws`) with a real WebSocket client over TCP: connects checked before the
+//! upgrade, frames answered (bad ones too, the socket staying open), typing relayed to the
+//! user's other devices, and a reply requested over the socket streamed from the local model to
+//! every device of the session; quota exhaustion arrives as an `error` event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use shared::config::{CorsOrigins, LimitsConfig};
+use shared::domain::RateLimits;
+use shared::realtime::LocalHub;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::common::{TestApp, User, local_llm};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The app on a real port, as `scripts/dev.sh` serves it; the socket's base URL and its hub.
+async fn serve(app: &TestApp) -> (String, Arc<LocalHub>) {
+    let hub = Arc::new(LocalHub::default());
+    let router = local::app_with_hub(app.state.clone(), &CorsOrigins::None, hub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (format!("ws://{address}/v1/ws"), hub)
+}
+
+async fn open(base: &str, session: &str, user: &User) -> Socket {
+    let (socket, _) =
+        tokio_tungstenite::connect_async(format!("{base}?session_id={session}&token={}", user.token)).await.unwrap();
+    socket
+}
+
+/// The HTTP status a refused connect was answered with.
+async fn refused(url: String) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("not an HTTP refusal: {other}"),
+        Ok(_) => panic!("the connect was accepted"),
+    }
+}
+
+async fn send(socket: &mut Socket, frame: Value) {
+    socket.send(Message::Text(frame.to_string().into())).await.unwrap();
+}
+
+/// The next event (text frames only), within 60 s.
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.next()).await.expect("an event in time");
+        if let Some(Ok(Message::Text(text))) = frame {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+        assert!(matches!(frame, Some(Ok(_))), "the socket closed: {frame:?}");
+    }
+}
+
+/// Events up to and including the first that `last` accepts.
+async fn until(socket: &mut Socket, last: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let event = next(socket).await;
+        let done = last(&event);
+        events.push(event);
+        if done {
+            return events;
+        }
+    }
+}
+
+fn typing_stopped(event: &Value) -> bool {
+    event["event"] == "message.typing" && event["data"]["is_typing"] == false
+}
+
+#[tokio::test]
+async fn a_connect_is_checked_before_the_upgrade_and_nothing_is_stored() {
+    let app = TestApp::new().await;
+    let (base, hub) = serve(&app).await;
+    let (alice, bob) = (app.user(), app.user());
+    let session = app.session(&alice, "mine").await;
+    let gone = app.session(&alice, "deleted").await;
+    app.delete(&alice, &format!("/v1/sessions/{gone}")).await.expect(204);
+
+    assert_eq!(refused(format!("{base}?session_id={session}")).await, 401, "no credential");
+    assert_eq!(refused(format!("{base}?session_id={session}&token=not-a-jwt")).await, 401);
+    assert_eq!(refused(format!("{base}?session_id={session}&initData=user%3D1%26hash%3Dx")).await, 401);
+    assert_eq!(refused(format!("{base}?token={}", alice.token)).await, 400, "no session");
+    assert_eq!(refused(format!("{base}?session_id={session}&token={}", bob.token)).await, 404, "another user's");
+    assert_eq!(refused(format!("{base}?session_id={gone}&token={}", alice.token)).await, 404, "deleted");
+    assert_eq!(hub.len(), 0, "no refused connect is registered");
+
+    // The credential as a subprotocol entry, next to the protocol the server answers with.
+    let mut request = format!("{base}?session_id={session}").into_client_request().unwrap();
+    let offered = format!("chat.v1, bearer.{}", alice.token);
+    request.headers_mut().insert("sec-websocket-protocol", offered.parse().unwrap());
+    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers().get("sec-websocket-protocol").unwrap(), "chat.v1");
+    send(&mut socket, json!({"event": "ping"})).await;
+    assert_eq!(next(&mut socket).await, json!({"event": "pong", "data": {}}));
+    assert_eq!(hub.len(), 1);
+    socket.close(None).await.unwrap();
+    for _ in 0..100 {
+        if hub.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(hub.len(), 0, "a closed socket is forgotten");
+    let log = app.get(&alice, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
+    assert_eq!(log["data"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_event_and_the_socket_stays_open() {
+    let app = TestApp::new().await;
+    let (base, _) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "frames").await;
+    let mut socket = open(&base, &session, &user).await;
+    for (frame, code) in [
+        ("not json".to_owned(), "invalid_event"),
+        (json!({"event": "shout", "data": {}}).to_string(), "invalid_event"),
+        (json!({"event": "typing", "data": {"is_typing": "yes"}}).to_string(), "invalid_event"),
+        (json!({"event": "send_message", "data": {"content": 5}}).to_string(), "invalid_event"),
+        // This app has no model: the same answer as `POST …/replies`.
+        (json!({"event": "send_message", "data": {"content": "hi"}}).to_string(), "service_unavailable"),
+        (json!({"event": "sync", "data": {"after_rev": 0}}).to_string(), "unsupported_event"),
+    ] {
+        socket.send(Message::Text(frame.clone().into())).await.unwrap();
+        let event = next(&mut socket).await;
+        assert_eq!((event["event"].as_str(), event["data"]["code"].as_str()), (Some("error"), Some(code)), "{frame}");
+        assert!(!event["data"]["message"].as_str().unwrap().is_empty());
+    }
+    socket.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    assert_eq!(next(&mut socket).await["data"]["code"], "invalid_event");
+    send(&mut socket, json!({"event": "ping", "data": {}})).await;
+    assert_eq!(next(&mut socket).await["event"], "pong", "still open");
+}
+
+#[tokio::test]
+async fn typing_reaches_the_users_other_devices_and_not_the_sender() {
+    let app = TestApp::new().await;
+    let (base, _) = serve(&app).await;
+    let (user, other) = (app.user(), app.user());
+    let session = app.session(&user, "typing").await;
+    let elsewhere = app.session(&other, "another chat").await;
+    let (mut phone, mut laptop) = (open(&base, &session, &user).await, open(&base, &session, &user).await);
+    let mut stranger = open(&base, &elsewhere, &other).await;
+
+    send(&mut phone, json!({"event": "typing", "data": {"is_typing": true}})).await;
+    let seen = next(&mut laptop).await;
+    assert_eq!(seen, json!({"event": "message.typing", "data": {"session_id": session, "is_typing": true}}));
+    for socket in [&mut phone, &mut stranger] {
+        send(socket, json!({"event": "ping"})).await;
+        assert_eq!(next(socket).await["event"], "pong", "the sender and other sessions hear nothing");
+    }
+}
+
+fn quota(daily: u64) -> LimitsConfig {
+    LimitsConfig {
+        daily_quota: daily,
+        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
+        ..LimitsConfig::default()
+    }
+}
+
+/// A reply requested over one device's socket streams from the local model to both devices:
+/// typing, the deltas (joining to exactly what is stored), complete, typing again. Once the quota
+/// is used up the next request is an `error` event and nothing is stored.
+#[tokio::test]
+async fn a_reply_over_the_socket_streams_to_every_device_until_the_quota_is_used_up() {
+    let app = TestApp::with_llm(local_llm(), quota(1)).await;
+    let (base, _) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "socket chat").await;
+    let (mut phone, mut laptop) = (open(&base, &session, &user).await, open(&base, &session, &user).await);
+
+    send(&mut phone, json!({"event": "send_message", "data": {"content": "Say hello in one short sentence."}})).await;
+    let stored = loop {
+        let message = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await;
+        if message.status == 200 && message.body["status"] != "streaming" {
+            break message.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for socket in [&mut phone, &mut laptop] {
+        let events = until(socket, typing_stopped).await;
+        let names: Vec<&str> = events.iter().map(|event| event["event"].as_str().unwrap()).collect();
+        assert_eq!(names.first(), Some(&"message.typing"), "{names:?}");
+        assert_eq!(events[0]["data"]["is_typing"], true);
+        assert_eq!(&names[names.len() - 2..], ["message.complete", "message.typing"], "{names:?}");
+        assert!(names[1..names.len() - 2].iter().all(|name| *name == "message.delta"), "{names:?}");
+        let text: String = events
+            .iter()
+            .filter(|event| event["event"] == "message.delta")
+            .map(|event| event["data"]["text"].as_str().unwrap())
+            .collect();
+        assert!(!text.trim().is_empty(), "a real answer");
+        assert_eq!(text, stored["content"].as_str().unwrap(), "the deltas join to what is stored");
+        let complete = &events[events.len() - 2]["data"];
+        assert_eq!((complete["seq"].as_u64(), complete["message_id"].as_str()), (Some(2), stored["id"].as_str()));
+        assert_eq!(complete["tokens_used"], stored["usage"]["output_tokens"]);
+    }
+
+    send(&mut laptop, json!({"event": "send_message", "data": {"content": "And again?"}})).await;
+    let refusal = next(&mut laptop).await;
+    assert_eq!(
+        (refusal["event"].as_str(), refusal["data"]["code"].as_str()),
+        (Some("error"), Some("daily_limit_exceeded"))
+    );
+    let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
+    assert_eq!(log["data"].as_array().unwrap().len(), 2, "nothing stored by the refused request");
+    send(&mut phone, json!({"event": "ping"})).await;
+    assert_eq!(next(&mut phone).await["event"], "pong", "the refusal went to the device that asked");
+}
