@@ -20,6 +20,7 @@ mod replies;
 mod report;
 mod scaling;
 mod server;
+mod sockets;
 mod stats;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] \
-    [--characters N] [--catalog-requests N] [--command TEXT]";
+    [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--command TEXT]";
 
 struct Args {
     out: PathBuf,
@@ -57,6 +58,9 @@ struct Args {
     /// The catalog phase: characters, and requests per kind of read.
     characters: usize,
     catalog_requests: usize,
+    /// The socket phase: connections held, and typing relays timed.
+    sockets: usize,
+    socket_relays: usize,
     command: String,
 }
 
@@ -80,6 +84,8 @@ impl Args {
             lifecycle: (20, 100, 2000),
             characters: 10_000,
             catalog_requests: 500,
+            sockets: 1_000,
+            socket_relays: 1_000,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -103,6 +109,8 @@ impl Args {
             lifecycle: (2, 5, 20),
             characters: 60,
             catalog_requests: 5,
+            sockets: 20,
+            socket_relays: 16,
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -133,6 +141,8 @@ impl Args {
                 "--replies" => args.replies = value.parse()?,
                 "--characters" => args.characters = value.parse()?,
                 "--catalog-requests" => args.catalog_requests = value.parse()?,
+                "--sockets" => args.sockets = value.parse()?,
+                "--socket-relays" => args.socket_relays = value.parse()?,
                 "--command" => args.command = value.clone(),
                 _ => return Err(USAGE.into()),
             }
@@ -166,6 +176,8 @@ async fn main() -> Result<(), BoxError> {
     let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
     eprintln!("catalog: {} characters, {} requests per read", args.characters, args.catalog_requests);
     let catalog = catalog::run(&api, args.characters, args.catalog_requests.max(1)).await?;
+    eprintln!("sockets: {} connections, {} typing relays", args.sockets, args.socket_relays);
+    let sockets = sockets::run(&args.binaries, &endpoint, &api, args.sockets, args.socket_relays.max(1)).await?;
 
     eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
     let demo = UserId::parse("demo-user").ok_or("user id")?;
@@ -208,6 +220,7 @@ async fn main() -> Result<(), BoxError> {
         replies,
         lifecycle,
         catalog,
+        sockets,
     };
     write(&args, &results)
 }

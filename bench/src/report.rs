@@ -49,6 +49,7 @@ pub struct Results {
     pub replies: crate::replies::Report,
     pub lifecycle: crate::lifecycle::Report,
     pub catalog: crate::catalog::Report,
+    pub sockets: crate::sockets::Report,
 }
 
 fn ms(value: f64) -> String {
@@ -173,6 +174,15 @@ impl Results {
                 met(p99 < crate::catalog::TARGET_P99_MS && calls == 0)
             );
         }
+        let _ = writeln!(
+            out,
+            "| the local chat socket holds ≥ {} connections under {} MB | {} connections, server RSS {:.1} MiB | {} |",
+            crate::sockets::TARGET_CONNECTIONS,
+            crate::sockets::TARGET_RSS_MB,
+            self.sockets.connections,
+            self.sockets.rss_mb(),
+            met(self.sockets.meets_target())
+        );
         let warm = self.cold_starts.iter().filter(|start| start.warm_up);
         if let Some(slowest) = warm.clone().max_by(|a, b| a.first_answer.at(50.0).total_cmp(&b.first_answer.at(50.0))) {
             let value = slowest.first_answer.at(50.0);
@@ -397,6 +407,7 @@ impl Results {
         crate::replies::markdown(&self.replies, &mut out);
         crate::lifecycle::markdown(&self.lifecycle, &mut out);
         crate::catalog::markdown(&self.catalog, &mut out);
+        crate::sockets::markdown(&self.sockets, &mut out);
         self.cold_starts(&mut out);
         out
     }

@@ -15,8 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use shared::AppState;
-use shared::domain::{ServerEvent, SessionId, UserId};
+use shared::domain::{MAX_FRAME_BYTES, ServerEvent, SessionId, UserId};
 use shared::realtime::{Connect, Connections, LocalHub, PROTOCOL, Realtime};
+
+/// Bytes read from a socket at a time (tungstenite's default, 128 KiB, is kept per connection).
+const READ_BUFFER: usize = 4 * 1024;
 
 #[derive(Clone)]
 struct Socket {
@@ -54,6 +57,12 @@ async fn connect(
         Err(error) => error.into_response(),
         Ok((user, session)) => {
             let offered = connect.protocols.iter().any(|protocol| protocol == PROTOCOL);
+            // Small buffers: a chat frame is small, and an idle connection should cost little.
+            let upgrade = upgrade
+                .read_buffer_size(READ_BUFFER)
+                .write_buffer_size(0)
+                .max_message_size(MAX_FRAME_BYTES)
+                .max_frame_size(MAX_FRAME_BYTES);
             let upgrade = if offered { upgrade.protocols([PROTOCOL]) } else { upgrade };
             upgrade.on_upgrade(move |ws| serve(socket, ws, user, session))
         }
