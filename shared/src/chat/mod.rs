@@ -198,7 +198,19 @@ impl Chat {
         idempotency: Option<&Idempotency>,
     ) -> Result<Appended, StoreError> {
         let character = self.admit(user, session_id).await?;
-        let character = character.as_ref().map(|character| &character.id);
+        self.append_admitted(user, session_id, messages, idempotency, character.as_ref().map(|character| &character.id))
+            .await
+    }
+
+    /// Appends to a session whose gates were checked (its character, if any, is `character`).
+    async fn append_admitted(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        messages: Vec<NewMessage>,
+        idempotency: Option<&Idempotency>,
+        character: Option<&CharacterId>,
+    ) -> Result<Appended, StoreError> {
         let appended = self.store.append_messages(user, session_id, messages, idempotency, character).await?;
         tracing::info!(count = appended.messages.len(), replayed = appended.replayed, "appended");
         if !appended.replayed {

@@ -237,7 +237,13 @@ impl Chat {
         // from both without another round trip.
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
         let (appended, log) = tokio::join!(
-            self.append(user, session_id, messages, idempotency.as_ref()),
+            self.append_admitted(
+                user,
+                session_id,
+                messages,
+                idempotency.as_ref(),
+                character.as_ref().map(|character| &character.id)
+            ),
             self.context_parts(user, session_id, recent)
         );
         let appended = appended?;

@@ -125,6 +125,20 @@ impl Store {
             .set_expression_attribute_names(update.expression_attribute_names)
             .set_expression_attribute_values(update.expression_attribute_values)
     }
+
+    /// Sends a `Put` built for a transaction as a write of its own.
+    pub(crate) fn put_item(
+        &self,
+        put: aws_sdk_dynamodb::types::Put,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(put.table_name)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+    }
 }
 
 /// Whether an `UpdateItem` failed only because its condition did not hold.

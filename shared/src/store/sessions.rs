@@ -316,17 +316,7 @@ impl Store {
         claim: &ChatClaim,
         session: SessionId,
     ) -> Result<bool, StoreError> {
-        let put = self.chat_claim_put(user, claim, session)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(put.table_name())
-            .set_item(Some(put.item().clone()))
-            .set_condition_expression(put.condition_expression().map(str::to_owned))
-            .set_expression_attribute_names(put.expression_attribute_names().cloned())
-            .set_expression_attribute_values(put.expression_attribute_values().cloned())
-            .send()
-            .await;
+        let result = self.put_item(self.chat_claim_put(user, claim, session)?).send().await;
         match result {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
