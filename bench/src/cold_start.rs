@@ -18,6 +18,7 @@ use shared::config::TableNames;
 use tokio::sync::mpsc;
 
 use crate::BoxError;
+use crate::server::local_env;
 use crate::stats::Percentiles;
 
 /// A function binary and the sample event (from `events/`) it answers.
@@ -111,6 +112,7 @@ async fn start_once(
     let mut child = tokio::process::Command::new(binary)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(local_env(settings.endpoint, tables))
         .envs([
             ("AWS_LAMBDA_RUNTIME_API", address.to_string().as_str()),
             ("AWS_LAMBDA_FUNCTION_NAME", "bench"),
@@ -118,18 +120,6 @@ async fn start_once(
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
             ("AWS_LAMBDA_LOG_GROUP_NAME", "bench"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "local"),
-            ("AWS_SECRET_ACCESS_KEY", "local"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_ENDPOINT_URL_DYNAMODB", settings.endpoint),
-            ("SESSIONS_TABLE", tables.sessions.as_str()),
-            ("MESSAGES_TABLE", tables.messages.as_str()),
-            ("IDEMPOTENCY_TABLE", tables.idempotency.as_str()),
-            ("MEMORIES_TABLE", tables.memories.as_str()),
-            ("LIMITS_TABLE", tables.limits.as_str()),
-            ("CHARACTERS_TABLE", tables.characters.as_str()),
-            ("JWT_SECRET", local::token::DEV_JWT_SECRET),
             // A model provider configured, as deployed: the messages functions build its client
             // at init (the others ignore these).
             ("LLM_PROVIDER", "openai"),

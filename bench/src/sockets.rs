@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::BoxError;
-use crate::server::{Api, token};
+use crate::server::{Api, local_env, token};
 use crate::stats::Percentiles;
 
 /// Chats whose two devices relay `typing` to each other.
@@ -47,23 +47,8 @@ pub async fn run(
     let mut child = tokio::process::Command::new(binaries.join("dev-server"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs([
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "local"),
-            ("AWS_SECRET_ACCESS_KEY", "local"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_ENDPOINT_URL_DYNAMODB", endpoint),
-            ("SESSIONS_TABLE", tables.sessions.as_str()),
-            ("MESSAGES_TABLE", tables.messages.as_str()),
-            ("IDEMPOTENCY_TABLE", tables.idempotency.as_str()),
-            ("MEMORIES_TABLE", tables.memories.as_str()),
-            ("LIMITS_TABLE", tables.limits.as_str()),
-            ("CHARACTERS_TABLE", tables.characters.as_str()),
-            ("JWT_SECRET", local::token::DEV_JWT_SECRET),
-            ("LLM_PROVIDER", "none"),
-            ("PORT", port.to_string().as_str()),
-            ("RUST_LOG", "warn"),
-        ])
+        .envs(local_env(endpoint, tables))
+        .envs([("LLM_PROVIDER", "none"), ("PORT", port.to_string().as_str()), ("RUST_LOG", "warn")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

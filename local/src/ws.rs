@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use shared::AppState;
-use shared::domain::{MAX_FRAME_BYTES, ServerEvent, SessionId, UserId};
+use shared::domain::{MAX_FRAME_BYTES, ProtocolError, ServerEvent, SessionId, UserId};
 use shared::realtime::{Connect, Connections, LocalHub, PROTOCOL, Realtime};
 
 /// Bytes read from a socket at a time (tungstenite's default, 128 KiB, is kept per connection).
@@ -85,11 +85,8 @@ async fn serve(socket: Socket, ws: WebSocket, user: UserId, session: SessionId) 
         match message {
             Message::Text(text) => socket.realtime.on_frame(&peer, text.as_str()).await,
             Message::Binary(_) => {
-                let error = ServerEvent::Error {
-                    code: "invalid_event".to_owned(),
-                    message: "frames are JSON text, not binary".to_owned(),
-                };
-                let _ = socket.hub.post(&peer.id, error.frame()).await;
+                let error = ProtocolError { message: "frames are JSON text, not binary".to_owned() };
+                let _ = socket.hub.post(&peer.id, ServerEvent::invalid(error).frame()).await;
             }
             Message::Close(_) => break,
             // axum answers pings itself.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::chat::{Progress, ReplyOptions, Turn};
@@ -230,7 +230,8 @@ impl Realtime {
                     break;
                 }
             }
-            if !changed(&mut progress).await {
+            // The generator is gone: nothing more comes.
+            if progress.changed().await.is_err() {
                 break;
             }
         }
@@ -258,11 +259,6 @@ impl Realtime {
             self.connections.remove(connection).await;
         }
     }
-}
-
-/// Waits for the next progress; `false` when the generator is gone.
-async fn changed(progress: &mut watch::Receiver<Progress>) -> bool {
-    progress.changed().await.is_ok()
 }
 
 /// An `error` event with the code and message the HTTP answer would carry.

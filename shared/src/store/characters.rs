@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
-use super::item::{Item, Reader, n, s};
+use super::item::{Item, Reader, n, s, set_all};
 use super::schema::characters::CHARACTER_ID;
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError};
@@ -229,20 +229,14 @@ impl Store {
         for counter in [CHARACTER_ID, MESSAGES_COUNT, POPULARITY, POPULARITY_DAY] {
             item.remove(counter);
         }
-        let mut update = Update::builder()
+        let update = Update::builder()
             .table_name(&self.tables.characters)
             .set_key(Some(character_key(character.id.as_str())))
             .condition_expression("attribute_exists(#id) AND #read_at = :read_at")
             .expression_attribute_names("#id", CHARACTER_ID)
             .expression_attribute_names("#read_at", UPDATED_AT)
             .expression_attribute_values(":read_at", s(read_at.to_string()));
-        let mut sets = Vec::with_capacity(item.len());
-        for (index, (name, value)) in item.into_iter().enumerate() {
-            sets.push(format!("#a{index} = :a{index}"));
-            update = update
-                .expression_attribute_names(format!("#a{index}"), name)
-                .expression_attribute_values(format!(":a{index}"), value);
-        }
+        let (update, sets) = set_all(update, item);
         let update =
             update.update_expression(format!("SET {}", sets.join(", "))).build().map_err(StoreError::internal)?;
         let raced = || Refusal::Conflict("the character changed while this change was made; retry".to_owned());

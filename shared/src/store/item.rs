@@ -5,6 +5,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 
 use super::StoreError;
 
@@ -20,6 +21,19 @@ pub(crate) fn n(value: impl Display) -> AttributeValue {
 
 pub(crate) fn b(value: bool) -> AttributeValue {
     AttributeValue::Bool(value)
+}
+
+/// `update` setting every attribute of `item` (placeholders `#a<i>` / `:a<i>`), and the SET
+/// clauses it needs, for the caller to join with its own.
+pub(crate) fn set_all(mut update: UpdateBuilder, item: Item) -> (UpdateBuilder, Vec<String>) {
+    let mut sets = Vec::with_capacity(item.len() + 2);
+    for (index, (name, value)) in item.into_iter().enumerate() {
+        sets.push(format!("#a{index} = :a{index}"));
+        update = update
+            .expression_attribute_names(format!("#a{index}"), name)
+            .expression_attribute_values(format!(":a{index}"), value);
+    }
+    (update, sets)
 }
 
 /// Reads typed attributes out of an item; a missing or mistyped attribute is a corrupt item.

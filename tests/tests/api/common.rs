@@ -31,6 +31,15 @@ pub fn local_model_url() -> &'static str {
         .0
 }
 
+/// A daily quota of `daily` user messages, with no per-minute limits.
+pub fn quota(daily: u64) -> LimitsConfig {
+    LimitsConfig {
+        daily_quota: daily,
+        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
+        ..LimitsConfig::default()
+    }
+}
+
 /// Replies from the local model, short ones by default.
 pub fn local_llm() -> LlmConfig {
     let mut config = LlmConfig::openai(local_model_url(), local::local_model::MODEL_ALIAS);

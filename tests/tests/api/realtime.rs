@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use shared::config::{CorsOrigins, LimitsConfig};
-use shared::domain::RateLimits;
+use shared::config::CorsOrigins;
 use shared::realtime::LocalHub;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::common::{TestApp, User, local_llm};
+use crate::common::{TestApp, User, local_llm, quota};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -158,14 +157,6 @@ async fn typing_reaches_the_users_other_devices_and_not_the_sender() {
     for socket in [&mut phone, &mut stranger] {
         send(socket, json!({"event": "ping"})).await;
         assert_eq!(next(socket).await["event"], "pong", "the sender and other sessions hear nothing");
-    }
-}
-
-fn quota(daily: u64) -> LimitsConfig {
-    LimitsConfig {
-        daily_quota: daily,
-        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
-        ..LimitsConfig::default()
     }
 }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use shared::config::{LimitsConfig, LlmConfig};
 use shared::domain::{ManualClock, RateLimits};
 
-use crate::common::{Resp, TestApp, User, local_llm, unlimited};
+use crate::common::{Resp, TestApp, User, local_llm, quota, unlimited};
 use crate::scripted_model;
 
 /// One Server-Sent Event.
@@ -88,14 +88,6 @@ pub(crate) async fn scripted_llm() -> LlmConfig {
 
 async fn scripted_app(limits: LimitsConfig) -> TestApp {
     TestApp::with_llm(scripted_llm().await, limits).await
-}
-
-fn quota(daily: u64) -> LimitsConfig {
-    LimitsConfig {
-        daily_quota: daily,
-        rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
-        ..LimitsConfig::default()
-    }
 }
 
 /// The first chat of a new user: the local model answers, and the turn is stored as it was sent.

@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 
 use super::key;
 use crate::domain::{DayUsage, Meter, MeterWrite, Timestamp, UserId, utc_day, utc_day_start};
-use crate::store::item::{Item, n, s};
+use crate::store::item::{Item, n, s, set_all};
 use crate::store::schema::limits::{CHORE_DAY, CHORE_KEY, ITEM};
 use crate::store::{Store, StoreError};
 
@@ -95,18 +95,12 @@ impl Store {
         listing: Listing,
     ) -> Result<Update, StoreError> {
         let counters = serde_dynamo::to_item::<_, Item>(next).map_err(StoreError::internal)?;
-        let mut update = Update::builder()
+        let update = Update::builder()
             .table_name(&self.tables.limits)
             .set_key(Some(key(user, METER)))
             .expression_attribute_names("#version", VERSION)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        let mut sets = Vec::with_capacity(counters.len() + 2);
-        for (index, (name, value)) in counters.into_iter().enumerate() {
-            sets.push(format!("#c{index} = :c{index}"));
-            update = update
-                .expression_attribute_names(format!("#c{index}"), name)
-                .expression_attribute_values(format!(":c{index}"), value);
-        }
+        let (mut update, sets) = set_all(update, counters);
         let mut expression = format!("SET {}", sets.join(", "));
         if !matches!(listing, Listing::Keep) {
             update = update
