@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { Aws, CfnOutput, CfnParameter, CfnParameterProps, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
 import { CfnApi, CorsHttpMethod, HttpApi, HttpMethod } from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
-import { AttributeType, BillingMode, CfnTable, ProjectionType, Table } from "aws-cdk-lib/aws-dynamodb";
+import { AttributeType, BillingMode, CfnTable, ProjectionType, StreamViewType, Table } from "aws-cdk-lib/aws-dynamodb";
 import { Rule, Schedule } from "aws-cdk-lib/aws-events";
 import { LambdaFunction } from "aws-cdk-lib/aws-events-targets";
 import { PolicyStatement } from "aws-cdk-lib/aws-iam";
@@ -106,8 +106,15 @@ export class ChatStack extends Stack {
     }
     const deletionProtection = parameters.DeletionProtection;
 
-    const table = (logicalId: string, partitionKey: string, sortKey?: [string, AttributeType], ttl?: string) => {
+    const table = (
+      logicalId: string,
+      partitionKey: string,
+      sortKey?: [string, AttributeType],
+      ttl?: string,
+      stream?: StreamViewType,
+    ) => {
       const created = new Table(this, logicalId, {
+        stream,
         partitionKey: { name: partitionKey, type: AttributeType.STRING },
         sortKey: sortKey && { name: sortKey[0], type: sortKey[1] },
         billingMode: BillingMode.PAY_PER_REQUEST,
@@ -123,14 +130,21 @@ export class ChatStack extends Stack {
       return created;
     };
 
-    const sessions = table("SessionsTable", "user_id", ["session_id", AttributeType.STRING], "expires_at");
+    // The realtime fan-out reads the sessions' and messages' streams.
+    const changes = StreamViewType.NEW_AND_OLD_IMAGES;
+    const sessions = table("SessionsTable", "user_id", ["session_id", AttributeType.STRING], "expires_at", changes);
     sessions.addGlobalSecondaryIndex({
       indexName: "by_activity",
       partitionKey: { name: "list_pk", type: AttributeType.STRING },
       sortKey: { name: "activity_at", type: AttributeType.STRING },
       projectionType: ProjectionType.ALL,
     });
-    const messages = table("MessagesTable", "session_id", ["seq", AttributeType.NUMBER], "expires_at");
+    const messages = table("MessagesTable", "session_id", ["seq", AttributeType.NUMBER], "expires_at", changes);
+    messages.addLocalSecondaryIndex({
+      indexName: "by_rev",
+      sortKey: { name: "rev", type: AttributeType.NUMBER },
+      projectionType: ProjectionType.KEYS_ONLY,
+    });
     const idempotency = table("IdempotencyTable", "scope", undefined, "expires_at");
     const memories = table("MemoriesTable", "user_id", ["item", AttributeType.STRING], "expires_at");
     for (const [indexName, sortKey] of [
@@ -180,7 +194,7 @@ export class ChatStack extends Stack {
     const admin = "/v1/admin/users/{user_id}";
     const messagesGrants: Grant[] = [
       { table: sessions, actions: ddb("GetItem", "UpdateItem", "ConditionCheckItem") },
-      { table: messages, actions: ddb("GetItem", "PutItem", "UpdateItem", "Query") },
+      { table: messages, actions: ddb("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "Query"), indexes: true },
       { table: idempotency, actions: ddb("PutItem") },
       { table: memories, actions: ddb("GetItem", "Query"), indexes: true },
       { table: limits, actions: ddb("GetItem", "PutItem", "UpdateItem") },
@@ -229,6 +243,7 @@ export class ChatStack extends Stack {
           [POST, `${session}/messages`],
           [GET, `${session}/messages`],
           [POST, `${session}/messages/batch`],
+          [GET, `${session}/changes`],
           [GET, `${session}/messages/{seq}`],
           [PATCH, `${session}/messages/{seq}`],
           [DELETE, `${session}/messages/{seq}`],

@@ -41,13 +41,17 @@ pub fn endpoint_from_env_or_start() -> Result<String, LaunchError> {
 /// A client for a local endpoint, with dummy credentials, so it never looks for real AWS; built by
 /// the same `shared::store::client` as in Lambda (same timeouts and retries).
 pub fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let config = aws_config::SdkConfig::builder()
+    shared::store::client(&sdk_config(endpoint))
+}
+
+/// The SDK configuration for a local endpoint (DynamoDB Local and its streams).
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new("local", "local", None, None, "local")))
         .endpoint_url(endpoint)
-        .build();
-    shared::store::client(&config)
+        .build()
 }
 
 /// How DynamoDB Local is run (from its directory): the jar, then the storage option, then these

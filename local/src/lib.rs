@@ -6,6 +6,7 @@ pub mod dynamodb_local;
 pub mod events;
 pub mod local_model;
 pub mod openapi;
+pub mod streams;
 pub mod tables;
 pub mod template;
 pub mod token;

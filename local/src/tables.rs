@@ -3,7 +3,8 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, PutRequest, ScalarAttributeType, StreamSpecification, StreamViewType, TableDescription,
+    TimeToLiveSpecification, WriteRequest,
 };
 use shared::config::TableNames;
 use shared::store::schema;
@@ -41,13 +42,88 @@ pub async fn create_tables(client: &Client, names: &TableNames) -> Result<Vec<St
     for definition in template::tables()? {
         let name = table_name(names, &definition.logical_id)
             .ok_or_else(|| TableError::UnknownTable(definition.logical_id.clone()))?;
-        if client.describe_table().table_name(name).send().await.is_ok() {
-            continue;
+        match client.describe_table().table_name(name).send().await {
+            Ok(described) => {
+                if let Some(table) = described.table {
+                    upgrade_table(client, name, &definition, &table).await?;
+                }
+                continue;
+            }
+            Err(_) => {
+                create_table(client, name, &definition).await?;
+                created.push(name.to_owned());
+            }
         }
-        create_table(client, name, &definition).await?;
-        created.push(name.to_owned());
     }
     Ok(created)
+}
+
+/// Brings a table an older checkout created up to the template: a missing stream is switched
+/// on; a missing local index can only come with the table, so the table is rebuilt with its items
+/// (local data is small; this is the dev server's persistent data, never AWS's).
+async fn upgrade_table(
+    client: &Client,
+    name: &str,
+    definition: &TableDefinition,
+    table: &TableDescription,
+) -> Result<(), TableError> {
+    let dynamo = |error: String| TableError::Dynamo(name.to_owned(), error);
+    let has_index =
+        |wanted: &str| table.local_secondary_indexes().iter().any(|index| index.index_name() == Some(wanted));
+    if definition.local_secondary_indexes.iter().any(|index| !has_index(&index.index_name)) {
+        let mut items = Vec::new();
+        let mut pages = client.scan().table_name(name).into_paginator().items().send();
+        while let Some(item) = pages.next().await {
+            items.push(
+                item.map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?,
+            );
+        }
+        client
+            .delete_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;
+        create_table(client, name, definition).await?;
+        for chunk in items.chunks(25) {
+            let writes = chunk
+                .iter()
+                .map(|item| {
+                    let put = PutRequest::builder().set_item(Some(item.clone())).build();
+                    put.map(|put| WriteRequest::builder().put_request(put).build())
+                        .map_err(|error| dynamo(error.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            client
+                .batch_write_item()
+                .request_items(name, writes)
+                .send()
+                .await
+                .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;
+        }
+        tracing::info!(table = name, items = items.len(), "rebuilt with the template's local indexes");
+        return Ok(());
+    }
+    if let Some(stream) = &definition.stream_specification
+        && table.stream_specification().is_none_or(|spec| !spec.stream_enabled())
+    {
+        client
+            .update_table()
+            .table_name(name)
+            .stream_specification(stream_specification(stream).map_err(dynamo)?)
+            .send()
+            .await
+            .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;
+    }
+    Ok(())
+}
+
+fn stream_specification(stream: &template::StreamSpecification) -> Result<StreamSpecification, String> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::from(stream.stream_view_type.as_str()))
+        .build()
+        .map_err(|error| error.to_string())
 }
 
 async fn create_table(client: &Client, name: &str, definition: &TableDefinition) -> Result<(), TableError> {
@@ -98,6 +174,9 @@ async fn create_table(client: &Client, name: &str, definition: &TableDefinition)
         .set_key_schema(Some(key_schema(&definition.key_schema).map_err(invalid)?))
         .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
         .set_local_secondary_indexes((!local_indexes.is_empty()).then_some(local_indexes))
+        .set_stream_specification(
+            definition.stream_specification.as_ref().map(stream_specification).transpose().map_err(invalid)?,
+        )
         .send()
         .await
         .map_err(|error| dynamo(format!("{}", aws_sdk_dynamodb::error::DisplayErrorContext(error))))?;

@@ -80,6 +80,13 @@ pub struct TableDefinition {
     #[serde(default)]
     pub local_secondary_indexes: Vec<IndexDefinition>,
     pub time_to_live_specification: Option<TimeToLive>,
+    pub stream_specification: Option<StreamSpecification>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamSpecification {
+    pub stream_view_type: String,
 }
 
 /// A route API Gateway sends to a function.

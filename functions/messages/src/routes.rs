@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use shared::api::memories::ContextQuery;
 use shared::api::messages::{
-    AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListMessages,
-    MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
+    AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListChanges,
+    ListMessages, MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
 };
 use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, TurnLimits, VariantList};
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
-use shared::domain::{Content, Context, DedupeKey, Message, SessionId};
+use shared::domain::{Changes, Content, Context, DedupeKey, Message, SessionId};
 use shared::error::{quota_headers, rate_headers};
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::openapi::Describe as _;
@@ -46,6 +46,14 @@ pub fn api() -> ApiRouter<AppState> {
                 op.about("listMessages", "Read the log: incremental sync with after_seq, paging")
                     .query::<ListMessages>()
                     .ok::<MessageList>(200, "Messages in seq order")
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/changes",
+            get_with(changes, |op| {
+                op.about("listChanges", "The change feed: what changed in the log after a revision")
+                    .query::<ListChanges>()
+                    .ok::<Changes>(200, "Changes in rev order; deleted messages as tombstones")
             }),
         )
         .api_route(
@@ -217,6 +225,17 @@ async fn list(
 ) -> Result<Json<MessageList>, ApiError> {
     let slice = state.chat.list(&caller.user_id, id, MessageQuery::try_from(query)?).await?;
     Ok(Json(MessageList { data: slice.data, has_more: slice.has_more, last_seq: slice.last_seq }))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn changes(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    Query(query): Query<ListChanges>,
+) -> Result<Json<Changes>, ApiError> {
+    let limit = query.limit()?;
+    Ok(Json(state.chat.changes(&caller.user_id, id, query.after_rev.unwrap_or(0), limit).await?))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]

@@ -5,7 +5,10 @@
 use std::error::Error;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use shared::config::{Config, LlmConfig};
+use shared::realtime::{LocalHub, Realtime};
 use shared::{AppState, telemetry};
 
 #[tokio::main]
@@ -34,11 +37,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tracing::info!(table, "created table from template.yaml");
     }
     let state = AppState::from_env(&config).await?;
+    // The chat socket's connections, and the stream reader that fans the tables' changes out to
+    // them: the same fan-out code the `fanout` function runs on AWS.
+    let hub = Arc::new(LocalHub::default());
+    let _followers =
+        local::streams::follow(&sdk_config, &config.tables, Realtime::new(state.clone(), hub.clone())).await?;
     let port: u16 = std::env::var("PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "serving the chat API");
-    axum::serve(listener, local::app(state, &config.cors))
+    axum::serve(listener, local::app_with_hub(state, &config.cors, hub))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

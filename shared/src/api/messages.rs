@@ -157,6 +157,22 @@ impl TryFrom<ListMessages> for MessageQuery {
     }
 }
 
+/// `GET /v1/sessions/{id}/changes?after_rev=&limit=`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListChanges {
+    /// The revision the client holds (0, or absent: from the start).
+    pub after_rev: Option<u64>,
+    #[schemars(range(min = 1, max = 200))]
+    pub limit: Option<u32>,
+}
+
+impl ListChanges {
+    pub fn limit(&self) -> Result<PageLimit, InputError> {
+        PageLimit::new("limit", self.limit, 100, 200)
+    }
+}
+
 /// `PATCH /v1/sessions/{id}/messages/{seq}`
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

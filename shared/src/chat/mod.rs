@@ -20,9 +20,9 @@ pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
 use crate::config::LlmConfig;
 use crate::domain::{
-    Character, CharacterId, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor, Gate, Idempotency,
-    Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges, SessionFilter,
-    SessionId, SystemPrompt, Title, UserId,
+    Changes, Character, CharacterId, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor, Gate,
+    Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,
+    SessionFilter, SessionId, SystemPrompt, Title, UserId,
 };
 use crate::llm::Model;
 use crate::store::hints::Hints;
@@ -229,6 +229,17 @@ impl Chat {
         query: MessageQuery,
     ) -> Result<MessageSlice, StoreError> {
         self.store.list_messages(user, session_id, query).await
+    }
+
+    /// What changed in the session's log after `after_rev`: the change feed.
+    pub async fn changes(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        after_rev: u64,
+        limit: PageLimit,
+    ) -> Result<Changes, StoreError> {
+        self.store.changes(user, session_id, after_rev, limit).await
     }
 
     pub async fn message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {

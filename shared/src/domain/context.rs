@@ -325,6 +325,7 @@ mod tests {
             variant_count: 1,
             is_regenerated: false,
             error: None,
+            rev: seq,
         }
     }
 

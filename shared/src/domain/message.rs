@@ -304,7 +304,7 @@ impl NewMessage {
 
 impl Message {
     /// A character's greeting: the first message of a chat with it.
-    pub fn greeting(session_id: SessionId, content: Content, now: Timestamp) -> Self {
+    pub fn greeting(session_id: SessionId, content: Content, now: Timestamp, rev: u64) -> Self {
         Self {
             id: MessageId::generate(),
             session_id,
@@ -324,6 +324,7 @@ impl Message {
             variant_count: 1,
             is_regenerated: false,
             error: None,
+            rev,
         }
     }
 }
@@ -369,6 +370,47 @@ pub struct Message {
     pub is_regenerated: bool,
     /// Why a `failed` reply failed.
     pub error: Option<ReplyError>,
+    /// The session revision of this message's latest change (its append, edit or end); a
+    /// streaming reply's checkpoints leave it.
+    pub rev: u64,
+}
+
+/// One change of a session's log, as the change feed returns it.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    /// A message was appended or changed (an edit, a reply's end or cancel, a new variant): the
+    /// message as it is now.
+    Message { rev: u64, message: Box<Message> },
+    /// A message was deleted (delete, forget-recent): a tombstone.
+    Deleted { rev: u64, seq: Seq },
+    /// New-scene or reset hid every message with `seq <= through_seq`.
+    Cleared { rev: u64, through_seq: u64 },
+    /// Only over the socket: a message whose change does not fit in one frame; read it with
+    /// `GET /v1/sessions/{session_id}/messages/{seq}`.
+    TooLarge { rev: u64, seq: Seq },
+}
+
+impl Change {
+    pub fn rev(&self) -> u64 {
+        match self {
+            Self::Message { rev, .. }
+            | Self::Deleted { rev, .. }
+            | Self::Cleared { rev, .. }
+            | Self::TooLarge { rev, .. } => *rev,
+        }
+    }
+}
+
+/// A page of the change feed: the changes after `after_rev`, in `rev` order; a page never splits
+/// the changes of one revision.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct Changes {
+    pub data: Vec<Change>,
+    pub has_more: bool,
+    /// The `after_rev` of the next call: the last revision this page covers (the session's
+    /// revision when nothing is left).
+    pub next_after_rev: u64,
 }
 
 /// The first 120 user-perceived characters (grapheme clusters) of a message, as the session

@@ -33,8 +33,8 @@ pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
 };
 pub use self::message::{
-    Content, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload, ReplyError, Role, Seq,
-    Usage, preview_of,
+    Change, Changes, Content, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,
+    ReplyError, Role, Seq, Usage, preview_of,
 };
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
 pub use self::page::{Cursor, Page, PageLimit};

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Message, Seq, Session, SessionId};
+use super::{Change, Changes, Message, Seq, Session, SessionId};
 
 /// The largest frame API Gateway's WebSocket API delivers (32 KB); a larger one is replaced by a
 /// reference the client fetches.
@@ -81,11 +81,25 @@ pub enum Hidden {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", content = "data")]
 pub enum ServerEvent {
+    /// `message` is absent when it does not fit in a frame: read it with `GET …/messages/{seq}`.
     #[serde(rename = "message.new")]
-    MessageNew { session_id: SessionId, seq: Seq, rev: u64, message: Box<Message> },
-    /// An edit, a status change, a streaming reply's checkpoint, a new variant.
+    MessageNew {
+        session_id: SessionId,
+        seq: Seq,
+        rev: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<Box<Message>>,
+    },
+    /// An edit, a status change, a streaming reply's checkpoint (at the revision the reply is
+    /// at: checkpoints are not changes of the feed), a new variant.
     #[serde(rename = "message.updated")]
-    MessageUpdated { session_id: SessionId, seq: Seq, rev: u64, message: Box<Message> },
+    MessageUpdated {
+        session_id: SessionId,
+        seq: Seq,
+        rev: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<Box<Message>>,
+    },
     #[serde(rename = "message.deleted")]
     MessageDeleted {
         session_id: SessionId,
@@ -107,6 +121,9 @@ pub enum ServerEvent {
     /// The same codes as HTTP (`daily_limit_exceeded`, `rate_limit`, `invalid_event`, …).
     #[serde(rename = "error")]
     Error { code: String, message: String },
+    /// The answer to `sync`: a page of the change feed (`GET …/changes`), cut to fit a frame.
+    #[serde(rename = "changes")]
+    Changes { session_id: SessionId, data: Vec<Change>, has_more: bool, next_after_rev: u64 },
     #[serde(rename = "pong")]
     Pong {},
 }
@@ -117,6 +134,66 @@ impl ServerEvent {
         serde_json::to_string(self).unwrap_or_else(|_| {
             r#"{"event":"error","data":{"code":"internal","message":"unencodable event"}}"#.to_owned()
         })
+    }
+
+    /// The event as it fits in one frame: a message too large for one goes without its body
+    /// (the client reads it by seq).
+    pub fn fitted(self) -> Self {
+        if self.frame().len() <= MAX_FRAME_BYTES {
+            return self;
+        }
+        match self {
+            Self::MessageNew { session_id, seq, rev, .. } => Self::MessageNew { session_id, seq, rev, message: None },
+            Self::MessageUpdated { session_id, seq, rev, .. } => {
+                Self::MessageUpdated { session_id, seq, rev, message: None }
+            }
+            other => other,
+        }
+    }
+
+    /// A page of the change feed as `changes` events, each within a frame. A message too large
+    /// for any frame becomes `too_large`; a frame that ends inside one revision's changes names
+    /// the revision before as where to resume, so a client that stops there misses nothing.
+    pub fn changes(session_id: SessionId, after_rev: u64, page: Changes) -> Vec<Self> {
+        // Room for the envelope, the session id and the page fields.
+        const ROOM: usize = MAX_FRAME_BYTES - 256;
+        let size = |change: &Change| serde_json::to_string(change).map_or(usize::MAX, |text| text.len() + 1);
+        let mut frames: Vec<Vec<Change>> = vec![Vec::new()];
+        let mut used = 0;
+        for change in page.data {
+            let change = match change {
+                Change::Message { rev, message } if size(&Change::Message { rev, message: message.clone() }) > ROOM => {
+                    Change::TooLarge { rev, seq: message.seq }
+                }
+                other => other,
+            };
+            let bytes = size(&change);
+            if used + bytes > ROOM && frames.last().is_some_and(|frame| !frame.is_empty()) {
+                frames.push(Vec::new());
+                used = 0;
+            }
+            used += bytes;
+            if let Some(frame) = frames.last_mut() {
+                frame.push(change);
+            }
+        }
+        let count = frames.len();
+        let mut resume = after_rev;
+        let mut events = Vec::with_capacity(count);
+        for index in 0..count {
+            let last = index + 1 == count;
+            let next_after_rev = if last {
+                page.next_after_rev
+            } else {
+                let end = frames[index].last().map_or(resume, Change::rev);
+                let next_starts_same = frames[index + 1].first().is_some_and(|change| change.rev() == end);
+                if next_starts_same { end.saturating_sub(1).max(resume) } else { end }
+            };
+            resume = next_after_rev;
+            let data = std::mem::take(&mut frames[index]);
+            events.push(Self::Changes { session_id, data, has_more: !last || page.has_more, next_after_rev });
+        }
+        events
     }
 
     /// An `error` event for a frame that was not understood.
@@ -171,5 +248,54 @@ mod tests {
         assert_eq!(pong, serde_json::json!({"event": "pong", "data": {}}));
         let error = ServerEvent::invalid(ProtocolError { message: "x".to_owned() });
         assert!(error.frame().contains(r#""code":"invalid_event""#));
+    }
+
+    fn message(session_id: SessionId, seq: u64, rev: u64, bytes: usize) -> Box<Message> {
+        let content = super::super::Content::parse("x".repeat(bytes)).unwrap_or_else(|_| unreachable!());
+        let now = "2026-12-03T00:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
+        let mut message = Message::greeting(session_id, content, now, rev);
+        message.seq = Seq::new(seq).unwrap_or(Seq::FIRST);
+        Box::new(message)
+    }
+
+    #[test]
+    fn every_frame_fits_and_large_messages_become_references() {
+        let session_id = SessionId::generate();
+        let big = ServerEvent::MessageNew {
+            session_id,
+            seq: Seq::FIRST,
+            rev: 3,
+            message: Some(message(session_id, 1, 3, 32 * 1024)),
+        };
+        let fitted = big.fitted();
+        assert!(fitted.frame().len() <= MAX_FRAME_BYTES);
+        assert!(matches!(fitted, ServerEvent::MessageNew { message: None, rev: 3, .. }));
+        let small = ServerEvent::MessageNew {
+            session_id,
+            seq: Seq::FIRST,
+            rev: 3,
+            message: Some(message(session_id, 1, 3, 10)),
+        };
+        assert_eq!(small.clone().fitted(), small);
+
+        // Three 12 KB messages at revisions 5, 6, 6 and one too large for any frame at 7.
+        let data = vec![
+            Change::Message { rev: 5, message: message(session_id, 1, 5, 12_000) },
+            Change::Message { rev: 6, message: message(session_id, 2, 6, 12_000) },
+            Change::Message { rev: 6, message: message(session_id, 3, 6, 12_000) },
+            Change::Message { rev: 7, message: message(session_id, 4, 7, 32 * 1024) },
+        ];
+        let events = ServerEvent::changes(session_id, 4, Changes { data, has_more: false, next_after_rev: 7 });
+        let mut resumes = Vec::new();
+        let mut kinds = Vec::new();
+        for event in &events {
+            assert!(event.frame().len() <= MAX_FRAME_BYTES);
+            let ServerEvent::Changes { data, has_more, next_after_rev, .. } = event else { unreachable!() };
+            resumes.push((*next_after_rev, *has_more));
+            kinds.extend(data.iter().map(|change| (change.rev(), matches!(change, Change::TooLarge { .. }))));
+        }
+        assert_eq!(kinds, [(5, false), (6, false), (6, false), (7, true)], "all of them, in order");
+        // Frames: [5, 6] [6, 7]: the first ends inside revision 6, so it resumes after 5.
+        assert_eq!(resumes, [(5, true), (7, false)]);
     }
 }

@@ -239,6 +239,10 @@ pub struct Session {
     pub message_count: u64,
     pub last_seq: u64,
     pub last_message: Option<LastMessage>,
+    /// The session's revision: raised by every change to its log (an append, an edit, a delete,
+    /// a reply's end, new-scene, reset). `GET …/changes?after_rev=` and the socket's `sync` return
+    /// what changed after a revision a client holds.
+    pub rev: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
 use futures::StreamExt as _;
 
 use super::item::{Item, Reader, n, s};
@@ -18,6 +18,8 @@ use super::{Store, StoreError};
 const CONCURRENT_WRITES: usize = 16;
 /// BatchWriteItem's limit.
 const BATCH: usize = 25;
+/// BatchGetItem's limit.
+const GET_BATCH: usize = 100;
 
 /// Items a bounded pass found, and whether it saw them all.
 pub(super) struct Found {
@@ -26,6 +28,43 @@ pub(super) struct Found {
 }
 
 impl Store {
+    /// The items with these keys that exist, read strongly consistent, in no particular order.
+    pub(super) async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(GET_BATCH) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(StoreError::internal)?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                if let Some(mut found) = output.responses {
+                    items.extend(found.remove(table).unwrap_or_default());
+                }
+                // Keys DynamoDB did not get to (throttling, the 16 MB cap) are asked for again.
+                pending = output.unprocessed_keys.and_then(|mut left| left.remove(table));
+                if pending.is_some() {
+                    if attempt >= 20 {
+                        return Err(StoreError::Unavailable("the table keeps deferring reads".into()));
+                    }
+                    backoff(attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        Ok(items)
+    }
+
     /// Every item `query` returns, page after page, until `deadline` passes (the first page is
     /// always read, so a pass makes progress however short its budget).
     pub(super) async fn query_all(&self, query: QueryFluentBuilder, deadline: Instant) -> Result<Found, StoreError> {

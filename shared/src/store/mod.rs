@@ -13,6 +13,7 @@ mod messages;
 mod retention;
 pub mod schema;
 mod sessions;
+pub mod stream;
 mod tx;
 
 use std::error::Error as StdError;

@@ -62,6 +62,9 @@ pub(crate) mod sessions {
 pub(crate) mod messages {
     pub const SESSION_ID: &str = "session_id";
     pub const SEQ: &str = "seq";
+    /// The change feed's index: a session's messages by the revision of their latest change.
+    pub const BY_REV: &str = "by_rev";
+    pub const REV: &str = "rev";
     /// Set once a message is deleted or hidden: TTL removes it after the retention period.
     pub const EXPIRES_AT: &str = "expires_at";
 }
@@ -121,7 +124,14 @@ pub const MESSAGES: TableLayout = TableLayout {
     partition_key: (messages::SESSION_ID, KeyType::S),
     sort_key: Some((messages::SEQ, KeyType::N)),
     indexes: &[],
-    local_indexes: &[],
+    // Local, so the feed reads it strongly consistent; keys only, so a streaming reply's
+    // checkpoints (which leave `rev`) cost it nothing.
+    local_indexes: &[IndexLayout {
+        name: messages::BY_REV,
+        partition_key: (messages::SESSION_ID, KeyType::S),
+        sort_key: (messages::REV, KeyType::N),
+        projection: Projection::KeysOnly,
+    }],
     ttl_attribute: Some(messages::EXPIRES_AT),
 };
 

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use super::item::{Item, Reader, b, n, s};
-use super::messages::last_message_of;
+use super::messages::{LogHead, last_message_of};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError, condition_failed, update_failed};
@@ -34,6 +34,8 @@ pub(super) const LAST_SEQ: &str = "last_seq";
 pub(super) const LAST_MESSAGE: &str = "last_message";
 /// Messages with `seq <= visible_after` were cleared by new-scene or reset.
 pub(super) const VISIBLE_AFTER: &str = "visible_after";
+/// The revision at which `visible_after` last moved: the change feed's range tombstone.
+pub(super) const HIDDEN_REV: &str = "hidden_rev";
 /// Bumped by every change to the message summary; guards read-modify-write updates.
 pub(super) const REV: &str = "rev";
 /// When a message was last edited or deleted: pages read soon after are read strongly consistent.
@@ -49,8 +51,9 @@ pub(super) const CHARACTER_ID: &str = "character_id";
 #[derive(Clone, Debug)]
 pub(crate) struct SessionRecord {
     pub session: Session,
-    pub rev: u64,
     pub visible_after: u64,
+    /// The revision at which new-scene or reset last moved `visible_after` (0: never).
+    pub hidden_rev: u64,
     pub memory_epoch: u64,
     pub rewritten_at: Option<Timestamp>,
 }
@@ -122,6 +125,8 @@ struct SessionItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     last_message: Option<LastMessageItem>,
     visible_after: u64,
+    #[serde(default)]
+    hidden_rev: u64,
     rev: u64,
     #[serde(default)]
     memory_epoch: u64,
@@ -171,13 +176,14 @@ impl TryFrom<&Item> for SessionRecord {
             message_count: stored.message_count,
             last_seq: stored.last_seq,
             last_message: stored.last_message.map(LastMessage::try_from).transpose()?,
+            rev: stored.rev,
             created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
             updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
         };
         Ok(Self {
             session,
-            rev: stored.rev,
             visible_after: stored.visible_after,
+            hidden_rev: stored.hidden_rev,
             memory_epoch: stored.memory_epoch,
             rewritten_at: stored.rewritten_at.map(|at| at.parse()).transpose().map_err(|_| corrupt(REWRITTEN_AT))?,
         })
@@ -221,9 +227,10 @@ impl Store {
     ) -> Result<Session, StoreError> {
         let now = self.now();
         let id = SessionId::generate();
-        let greeting = new.greeting.map(|content| Message::greeting(id, content, now));
+        // The greeting is the log's first change.
+        let count = u64::from(new.greeting.is_some());
+        let greeting = new.greeting.map(|content| Message::greeting(id, content, now, count));
         let last_message = greeting.as_ref().map(last_message_of);
-        let count = u64::from(greeting.is_some());
         let session = Session {
             id,
             character_id: new.character_id,
@@ -235,6 +242,7 @@ impl Store {
             message_count: count,
             last_seq: count,
             last_message: last_message.clone(),
+            rev: count,
             created_at: now,
             updated_at: now,
         };
@@ -252,7 +260,8 @@ impl Store {
             last_seq: count,
             last_message: last_message.as_ref().map(LastMessageItem::from),
             visible_after: 0,
-            rev: 0,
+            hidden_rev: 0,
+            rev: count,
             memory_epoch: 0,
             created_at: now.to_string(),
             updated_at: now.to_string(),
@@ -285,7 +294,7 @@ impl Store {
                 StoreError::Unavailable("the session write was cancelled; retry".into())
             });
         }
-        self.seq_hints.remember(session.id, count);
+        self.seq_hints.remember(session.id, LogHead { last_seq: count, rev: session.rev });
         Ok(session)
     }
 
@@ -360,7 +369,7 @@ impl Store {
             .map_err(StoreError::from_sdk)?;
         let item = output.item().filter(|item| !item.contains_key(DELETED_AT));
         let record = SessionRecord::try_from(item.ok_or(StoreError::NotFound("session"))?)?;
-        self.seq_hints.remember(id, record.session.last_seq);
+        self.seq_hints.remember(id, LogHead::of(&record));
         Ok(record)
     }
 
@@ -556,12 +565,13 @@ impl Store {
 /// item: every write to it is built here.
 impl Store {
     /// The session update of an append of `added` messages ending with `last`: it commits only on
-    /// top of `expected_last`, for this user's live, open session.
+    /// top of `expected` (the seq and the revision), for this user's live, open session, and moves
+    /// the revision to `expected.rev + 1`.
     pub(super) fn session_append_update(
         &self,
         user: &UserId,
         session_id: SessionId,
-        expected_last: u64,
+        expected: LogHead,
         last: &LastMessage,
         added: usize,
         now: Timestamp,
@@ -570,11 +580,12 @@ impl Store {
             .table_name(&self.tables.sessions)
             .set_key(Some(session_key(user, session_id)))
             .condition_expression(
-                "attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #status = :open AND #last_seq = :expected",
+                "attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #status = :open \
+                 AND #last_seq = :expected AND #rev = :rev",
             )
             .update_expression(
                 "SET #last_seq = :new_last, #count = #count + :added, #last_message = :last_message, \
-                 #updated_at = :now, #activity_at = :now, #rev = #rev + :one",
+                 #updated_at = :now, #activity_at = :now, #rev = :next_rev",
             )
             .expression_attribute_names("#sk", SESSION_ID)
             .expression_attribute_names("#deleted_at", DELETED_AT)
@@ -586,40 +597,46 @@ impl Store {
             .expression_attribute_names("#activity_at", ACTIVITY_AT)
             .expression_attribute_names("#rev", REV)
             .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
-            .expression_attribute_values(":expected", n(expected_last))
+            .expression_attribute_values(":expected", n(expected.last_seq))
+            .expression_attribute_values(":rev", n(expected.rev))
+            .expression_attribute_values(":next_rev", n(expected.rev + 1))
             .expression_attribute_values(":new_last", n(last.seq))
             .expression_attribute_values(":added", n(added))
             .expression_attribute_values(":last_message", last_message_value(last))
             .expression_attribute_values(":now", s(now.to_string()))
-            .expression_attribute_values(":one", n(1))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(StoreError::internal)
     }
 
-    /// Shows a generated reply's final text in the session summary, if the summary still shows
-    /// that reply (a later message or a delete has moved it on otherwise). The reply's own end is
-    /// already stored; a summary that misses this keeps the preview of the reply's start.
-    pub(super) async fn update_reply_preview(&self, user: &UserId, session_id: SessionId, last: &LastMessage) {
-        let result = self
-            .client
-            .update_item()
+    /// The session update of a change to one message that leaves the summary's counts (a
+    /// reply's end, a cancel): it commits at `expected.rev + 1`, on top of `expected`, and shows
+    /// `last` as the summary's latest message when given.
+    pub(super) fn session_rev_update(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        expected: LogHead,
+        last: Option<&LastMessage>,
+    ) -> Result<Update, StoreError> {
+        let mut update = Update::builder()
             .table_name(&self.tables.sessions)
             .set_key(Some(session_key(user, session_id)))
-            .update_expression("SET #last_message = :last_message")
-            .condition_expression("#last_message.#seq = :seq AND attribute_not_exists(#deleted_at)")
-            .expression_attribute_names("#last_message", LAST_MESSAGE)
-            .expression_attribute_names("#seq", "seq")
+            .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #rev = :rev")
+            .expression_attribute_names("#sk", SESSION_ID)
             .expression_attribute_names("#deleted_at", DELETED_AT)
-            .expression_attribute_values(":last_message", last_message_value(last))
-            .expression_attribute_values(":seq", n(last.seq))
-            .send()
-            .await;
-        if let Err(error) = result
-            && !condition_failed(&error)
-        {
-            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "reply preview not updated");
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_values(":rev", n(expected.rev))
+            .expression_attribute_values(":next_rev", n(expected.rev + 1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut expression = "SET #rev = :next_rev".to_owned();
+        if let Some(last) = last {
+            expression.push_str(", #last_message = :last_message");
+            update = update
+                .expression_attribute_names("#last_message", LAST_MESSAGE)
+                .expression_attribute_values(":last_message", last_message_value(last));
         }
+        update.update_expression(expression).build().map_err(StoreError::internal)
     }
 
     /// The session update of a read-modify-write: it commits only if the session is still at the
@@ -642,7 +659,7 @@ impl Store {
             .expression_attribute_names("#updated_at", UPDATED_AT)
             .expression_attribute_names("#activity_at", ACTIVITY_AT)
             .expression_attribute_values(":rev", n(summary.rev))
-            .expression_attribute_values(":next_rev", n(summary.rev + 1))
+            .expression_attribute_values(":next_rev", n(summary.next_rev()))
             .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
             .expression_attribute_values(":removed", n(summary.removed))
             .expression_attribute_values(":now", s(summary.now.to_string()));
@@ -669,8 +686,10 @@ impl Store {
         }
         if let Some(watermark) = summary.visible_after {
             sets.push("#visible_after = :visible_after");
+            sets.push("#hidden_rev = :next_rev");
             update = update
                 .expression_attribute_names("#visible_after", VISIBLE_AFTER)
+                .expression_attribute_names("#hidden_rev", HIDDEN_REV)
                 .expression_attribute_values(":visible_after", n(watermark));
         }
         let mut expression = format!("SET {}", sets.join(", "));
@@ -692,7 +711,8 @@ impl Store {
             .condition_expression("attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND #status = :open")
             .update_expression(
                 "SET #visible_after = #last_seq, #count = :zero, #updated_at = :now, #activity_at = :now, \
-                 #rev = #rev + :one, #epoch = if_not_exists(#epoch, :zero) + :one REMOVE #last_message",
+                 #rev = #rev + :one, #hidden_rev = #rev + :one, #epoch = if_not_exists(#epoch, :zero) + :one \
+                 REMOVE #last_message",
             )
             .expression_attribute_names("#sk", SESSION_ID)
             .expression_attribute_names("#deleted_at", DELETED_AT)
@@ -704,6 +724,7 @@ impl Store {
             .expression_attribute_names("#activity_at", ACTIVITY_AT)
             .expression_attribute_names("#rev", REV)
             .expression_attribute_names("#epoch", MEMORY_EPOCH)
+            .expression_attribute_names("#hidden_rev", HIDDEN_REV)
             .expression_attribute_names("#last_message", LAST_MESSAGE)
             .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
             .expression_attribute_values(":zero", n(0))
@@ -785,7 +806,10 @@ impl Store {
 
 /// How a read-modify-write changes the session summary.
 pub(super) struct SummaryChange {
+    /// The revision the session was read at; the change commits at the next one.
     pub rev: u64,
+    /// The session's `last_seq` (a read-modify-write never appends).
+    pub last_seq: u64,
     pub now: Timestamp,
     pub removed: u64,
     /// `Some(None)` clears `last_message`; `None` leaves it.
@@ -795,6 +819,18 @@ pub(super) struct SummaryChange {
 
 impl SummaryChange {
     pub(super) fn new(record: &SessionRecord, now: Timestamp) -> Self {
-        Self { rev: record.rev, now, removed: 0, last_message: None, visible_after: None }
+        Self {
+            rev: record.session.rev,
+            last_seq: record.session.last_seq,
+            now,
+            removed: 0,
+            last_message: None,
+            visible_after: None,
+        }
+    }
+
+    /// The revision this change commits at.
+    pub(super) fn next_rev(&self) -> u64 {
+        self.rev + 1
     }
 }

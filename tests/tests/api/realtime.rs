@@ -7,26 +7,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use local::streams::Followers;
 use serde_json::{Value, json};
 use shared::config::CorsOrigins;
-use shared::realtime::LocalHub;
+use shared::realtime::{LocalHub, Realtime};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::common::{TestApp, User, local_llm, quota};
+use crate::common::{TestApp, User, endpoint, local_llm, quota};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// The app on a real port, as `scripts/dev.sh` serves it; the socket's base URL and its hub.
-async fn serve(app: &TestApp) -> (String, Arc<LocalHub>) {
+/// The app on a real port as `scripts/dev.sh` serves it, the tables' streams followed: the
+/// socket's base URL, its hub, and the stream readers (they stop when dropped).
+async fn serve(app: &TestApp) -> (String, Arc<LocalHub>, Followers) {
     let hub = Arc::new(LocalHub::default());
     let router = local::app_with_hub(app.state.clone(), &CorsOrigins::None, hub.clone());
+    let sdk = local::dynamodb_local::sdk_config(endpoint());
+    let followers =
+        local::streams::follow(&sdk, &app.config.tables, Realtime::new(app.state.clone(), hub.clone())).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (format!("ws://{address}/v1/ws"), hub)
+    (format!("ws://{address}/v1/ws"), hub, followers)
 }
 
 async fn open(base: &str, session: &str, user: &User) -> Socket {
@@ -72,6 +77,32 @@ async fn until(socket: &mut Socket, last: impl Fn(&Value) -> bool) -> Vec<Value>
     }
 }
 
+/// The events the stream fan-out sends: changes of the log and of the session.
+fn is_change(event: &Value) -> bool {
+    ["message.new", "message.updated", "message.deleted", "session.updated"].contains(&event["event"].as_str().unwrap())
+}
+
+/// The next event that is not a change from the stream fan-out.
+async fn next_direct(socket: &mut Socket) -> Value {
+    loop {
+        let event = next(socket).await;
+        if !is_change(&event) {
+            return event;
+        }
+    }
+}
+
+/// The next change the fan-out sends, as `(event, rev)`.
+async fn next_change(socket: &mut Socket) -> (String, u64, Value) {
+    loop {
+        let event = next(socket).await;
+        if is_change(&event) {
+            let rev = event["data"]["rev"].as_u64().unwrap();
+            return (event["event"].as_str().unwrap().to_owned(), rev, event["data"].clone());
+        }
+    }
+}
+
 fn typing_stopped(event: &Value) -> bool {
     event["event"] == "message.typing" && event["data"]["is_typing"] == false
 }
@@ -79,7 +110,7 @@ fn typing_stopped(event: &Value) -> bool {
 #[tokio::test]
 async fn a_connect_is_checked_before_the_upgrade_and_nothing_is_stored() {
     let app = TestApp::new().await;
-    let (base, hub) = serve(&app).await;
+    let (base, hub, _followers) = serve(&app).await;
     let (alice, bob) = (app.user(), app.user());
     let session = app.session(&alice, "mine").await;
     let gone = app.session(&alice, "deleted").await;
@@ -117,7 +148,7 @@ async fn a_connect_is_checked_before_the_upgrade_and_nothing_is_stored() {
 #[tokio::test]
 async fn bad_frames_get_an_error_event_and_the_socket_stays_open() {
     let app = TestApp::new().await;
-    let (base, _) = serve(&app).await;
+    let (base, _, _followers) = serve(&app).await;
     let user = app.user();
     let session = app.session(&user, "frames").await;
     let mut socket = open(&base, &session, &user).await;
@@ -128,7 +159,6 @@ async fn bad_frames_get_an_error_event_and_the_socket_stays_open() {
         (json!({"event": "send_message", "data": {"content": 5}}).to_string(), "invalid_event"),
         // This app has no model: the same answer as `POST …/replies`.
         (json!({"event": "send_message", "data": {"content": "hi"}}).to_string(), "service_unavailable"),
-        (json!({"event": "sync", "data": {"after_rev": 0}}).to_string(), "unsupported_event"),
     ] {
         socket.send(Message::Text(frame.clone().into())).await.unwrap();
         let event = next(&mut socket).await;
@@ -139,12 +169,20 @@ async fn bad_frames_get_an_error_event_and_the_socket_stays_open() {
     assert_eq!(next(&mut socket).await["data"]["code"], "invalid_event");
     send(&mut socket, json!({"event": "ping", "data": {}})).await;
     assert_eq!(next(&mut socket).await["event"], "pong", "still open");
+    send(&mut socket, json!({"event": "sync", "data": {"after_rev": 0}})).await;
+    let page = next_direct(&mut socket).await;
+    assert_eq!(
+        page,
+        json!({"event": "changes", "data": {
+            "session_id": session, "data": [], "has_more": false, "next_after_rev": 0
+        }})
+    );
 }
 
 #[tokio::test]
 async fn typing_reaches_the_users_other_devices_and_not_the_sender() {
     let app = TestApp::new().await;
-    let (base, _) = serve(&app).await;
+    let (base, _, _followers) = serve(&app).await;
     let (user, other) = (app.user(), app.user());
     let session = app.session(&user, "typing").await;
     let elsewhere = app.session(&other, "another chat").await;
@@ -166,7 +204,7 @@ async fn typing_reaches_the_users_other_devices_and_not_the_sender() {
 #[tokio::test]
 async fn a_reply_over_the_socket_streams_to_every_device_until_the_quota_is_used_up() {
     let app = TestApp::with_llm(local_llm(), quota(1)).await;
-    let (base, _) = serve(&app).await;
+    let (base, _, _followers) = serve(&app).await;
     let user = app.user();
     let session = app.session(&user, "socket chat").await;
     let (mut phone, mut laptop) = (open(&base, &session, &user).await, open(&base, &session, &user).await);
@@ -180,7 +218,7 @@ async fn a_reply_over_the_socket_streams_to_every_device_until_the_quota_is_used
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     for socket in [&mut phone, &mut laptop] {
-        let events = until(socket, typing_stopped).await;
+        let events: Vec<Value> = until(socket, typing_stopped).await.into_iter().filter(|e| !is_change(e)).collect();
         let names: Vec<&str> = events.iter().map(|event| event["event"].as_str().unwrap()).collect();
         assert_eq!(names.first(), Some(&"message.typing"), "{names:?}");
         assert_eq!(events[0]["data"]["is_typing"], true);
@@ -199,7 +237,7 @@ async fn a_reply_over_the_socket_streams_to_every_device_until_the_quota_is_used
     }
 
     send(&mut laptop, json!({"event": "send_message", "data": {"content": "And again?"}})).await;
-    let refusal = next(&mut laptop).await;
+    let refusal = next_direct(&mut laptop).await;
     assert_eq!(
         (refusal["event"].as_str(), refusal["data"]["code"].as_str()),
         (Some("error"), Some("daily_limit_exceeded"))
@@ -207,5 +245,92 @@ async fn a_reply_over_the_socket_streams_to_every_device_until_the_quota_is_used
     let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
     assert_eq!(log["data"].as_array().unwrap().len(), 2, "nothing stored by the refused request");
     send(&mut phone, json!({"event": "ping"})).await;
-    assert_eq!(next(&mut phone).await["event"], "pong", "the refusal went to the device that asked");
+    assert_eq!(next_direct(&mut phone).await["event"], "pong", "the refusal went to the device that asked");
+}
+
+/// What one device does reaches the other through the tables' streams: each message as it is
+/// stored, its edit, its delete, a new scene (one range), a rename — in revision order.
+#[tokio::test]
+async fn two_devices_see_each_others_changes_in_revision_order() {
+    let app = TestApp::new().await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "two devices").await;
+    let path = format!("/v1/sessions/{session}");
+    let (mut phone, mut laptop) = (open(&base, &session, &user).await, open(&base, &session, &user).await);
+    let first = app.append(&user, &session, "user", "from the phone").await;
+    app.append(&user, &session, "assistant", "an answer").await;
+    app.patch(&user, &format!("{path}/messages/1"), json!({"content": "from the phone, edited"})).await.expect(200);
+    app.delete(&user, &format!("{path}/messages/2")).await.expect(204);
+    app.append(&user, &session, "user", "three").await;
+    app.post(&user, &format!("{path}/new-scene"), json!({"messages_to_keep": 0})).await.expect(200);
+    app.patch(&user, &path, json!({"title": "Renamed"})).await.expect(200);
+    for socket in [&mut phone, &mut laptop] {
+        let mut seen = Vec::new();
+        for _ in 0..7 {
+            seen.push(next_change(socket).await);
+        }
+        let summary: Vec<(&str, u64)> = seen.iter().map(|(name, rev, _)| (name.as_str(), *rev)).collect();
+        assert_eq!(
+            summary,
+            [
+                ("message.new", 1),
+                ("message.new", 2),
+                ("message.updated", 3),
+                ("message.deleted", 4),
+                ("message.new", 5),
+                ("message.deleted", 6),
+                ("session.updated", 6)
+            ]
+        );
+        assert_eq!(seen[0].2["message"]["id"], first["id"], "the message as stored");
+        assert_eq!(seen[2].2["message"]["content"], "from the phone, edited");
+        assert_eq!(seen[3].2["seqs"], json!([2]));
+        assert_eq!(seen[5].2["through_seq"], 3, "new-scene hides a range, in one event");
+        assert_eq!(seen[6].2["session"]["title"], "Renamed");
+    }
+}
+
+/// A device that drops and reconnects with its last `rev` gets exactly what it missed, once:
+/// `sync` answers with the change feed, the same as `GET …/changes`.
+#[tokio::test]
+async fn a_device_that_reconnects_gets_exactly_the_changes_it_missed() {
+    let app = TestApp::new().await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "reconnect").await;
+    let path = format!("/v1/sessions/{session}");
+    let mut laptop = open(&base, &session, &user).await;
+    app.append(&user, &session, "user", "seen live").await;
+    let (_, last_rev, _) = next_change(&mut laptop).await;
+    assert_eq!(last_rev, 1);
+    laptop.close(None).await.unwrap();
+    drop(laptop);
+
+    app.append(&user, &session, "user", "missed one").await;
+    app.append(&user, &session, "assistant", "missed two").await;
+    app.patch(&user, &format!("{path}/messages/1"), json!({"content": "seen live, edited"})).await.expect(200);
+    app.post(&user, &format!("{path}/forget-recent"), json!({"count": 1})).await.expect(200);
+
+    let mut laptop = open(&base, &session, &user).await;
+    send(&mut laptop, json!({"event": "sync", "data": {"after_rev": last_rev}})).await;
+    let page = next_direct(&mut laptop).await;
+    assert_eq!(page["event"], "changes");
+    let changes: Vec<(String, u64, u64)> = page["data"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| {
+            let seq = change["message"]["seq"].as_u64().or(change["seq"].as_u64()).unwrap();
+            (change["type"].as_str().unwrap().to_owned(), change["rev"].as_u64().unwrap(), seq)
+        })
+        .collect();
+    let expected = [("message", 2, 2), ("message", 4, 1), ("deleted", 5, 3)];
+    let expected: Vec<(String, u64, u64)> = expected.iter().map(|(k, r, s)| (k.to_string(), *r, *s)).collect();
+    assert_eq!(changes, expected, "the missed changes, each once, in rev order");
+    assert_eq!((page["data"]["has_more"].as_bool(), page["data"]["next_after_rev"].as_u64()), (Some(false), Some(5)));
+    let feed = app.get(&user, &format!("{path}/changes?after_rev={last_rev}")).await.expect(200).body;
+    assert_eq!(feed["data"], page["data"]["data"], "the socket and HTTP serve the same feed");
+    send(&mut laptop, json!({"event": "sync", "data": {"after_rev": 5}})).await;
+    assert_eq!(next_direct(&mut laptop).await["data"]["data"], json!([]), "nothing twice");
 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
-use super::Appended;
 use super::item::{DEDUPE_KEY, last_message_of, message_item, stored_messages};
+use super::{Appended, LogHead};
 use crate::domain::{
     AppendLimits, CharacterId, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, RateClass, Refusal,
     SessionId, Timestamp, UserId,
@@ -28,9 +28,9 @@ const ATTEMPT_BUDGET: Duration = Duration::from_secs(10);
 
 /// Why an append attempt did not commit.
 enum AppendMiss {
-    /// A guess was stale: retry on top of the session's `last_seq` and the meter, where the
-    /// cancelled transaction told them (`None`: that guess was right).
-    Stale { last_seq: Option<u64>, meter: Option<Meter> },
+    /// A guess was stale: retry on top of the session's head and the meter, where the cancelled
+    /// transaction told them (`None`: that guess was right).
+    Stale { head: Option<LogHead>, meter: Option<Meter> },
     /// Another transaction held an item: retry the same guesses.
     Conflict,
     /// The key was used before: this is the stored record.
@@ -69,23 +69,23 @@ impl Store {
         let started = Instant::now();
         let limits = self.append_limits(user, &messages, character).await?;
         // What this instance does not know yet it reads in one parallel round.
-        let seq_hint = self.seq_hints.get(session_id);
+        let hint = self.seq_hints.get(session_id);
         let session = async {
-            match seq_hint {
-                Some(last_seq) => Ok((last_seq, false)),
-                None => Ok((self.session_record(user, session_id).await?.session.last_seq, true)),
+            match hint {
+                Some(head) => Ok((head, false)),
+                None => Ok((LogHead::of(&self.session_record(user, session_id).await?), true)),
             }
         };
         // The meter matters when the append is metered, or for the quota headers of a limited user.
         let metered = !limits.usage.is_empty() || limits.allowance.is_some() || limits.rated;
         let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };
-        let ((mut last_seq, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
+        let ((mut head, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
         for attempt in 0..MAX_ATTEMPTS {
-            if let Err(error) = NewMessage::check_reply_to(&messages, last_seq) {
+            if let Err(error) = NewMessage::check_reply_to(&messages, head.last_seq) {
                 if verified {
                     return Err(error.into());
                 }
-                last_seq = self.session_record(user, session_id).await?.session.last_seq;
+                head = LogHead::of(&self.session_record(user, session_id).await?);
                 verified = true;
                 continue;
             }
@@ -113,10 +113,11 @@ impl Store {
                 }
             };
             let now = self.now();
-            let stored = stored_messages(session_id, &messages, last_seq, now, &self.limits.prices);
-            match self.try_append(user, session_id, &stored, last_seq, idempotency, write.as_deref(), now).await? {
+            let stored = stored_messages(session_id, &messages, head.last_seq, head.rev + 1, now, &self.limits.prices);
+            match self.try_append(user, session_id, &stored, head, idempotency, write.as_deref(), now).await? {
                 Ok(()) => {
-                    self.seq_hints.remember(session_id, last_seq + stored.len() as u64);
+                    let next = LogHead { last_seq: head.last_seq + stored.len() as u64, rev: head.rev + 1 };
+                    self.seq_hints.remember(session_id, next);
                     if let Some(write) = &write {
                         self.limit_caches.remember_meter(user, &write.next);
                     }
@@ -133,10 +134,10 @@ impl Store {
                     let quota = limits.quota_state(meter.used(&limits.window.day));
                     return self.replay(user, session_id, &record, idempotency, quota).await;
                 }
-                Err(AppendMiss::Stale { last_seq: actual_seq, meter: actual_meter }) => {
-                    if let Some(actual) = actual_seq {
+                Err(AppendMiss::Stale { head: actual_head, meter: actual_meter }) => {
+                    if let Some(actual) = actual_head {
                         self.seq_hints.remember(session_id, actual);
-                        last_seq = actual;
+                        head = actual;
                         verified = true;
                     }
                     if let Some(actual) = actual_meter {
@@ -192,7 +193,7 @@ impl Store {
         user: &UserId,
         session_id: SessionId,
         stored: &[Message],
-        expected_last: u64,
+        expected: LogHead,
         idempotency: Option<&Idempotency>,
         meter: Option<&MeterWrite>,
         now: Timestamp,
@@ -201,7 +202,7 @@ impl Store {
             StoreError::Refused(Refusal::Invalid(crate::domain::InputError::invalid("messages", "must not be empty")))
         })?;
         let session_update =
-            self.session_append_update(user, session_id, expected_last, &last_message_of(last), stored.len(), now)?;
+            self.session_append_update(user, session_id, expected, &last_message_of(last), stored.len(), now)?;
         let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
         for (index, message) in stored.iter().enumerate() {
             let mut item = message_item(message)?;
@@ -212,7 +213,7 @@ impl Store {
             items.push(TransactWriteItem::builder().put(self.message_put(item)?).build());
         }
         if let Some(idempotency) = idempotency {
-            let put = self.idempotency_put(session_id, idempotency, expected_last + 1, stored.len(), now)?;
+            let put = self.idempotency_put(session_id, idempotency, expected.last_seq + 1, stored.len(), now)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         let meter_at = items.len();
@@ -233,7 +234,7 @@ impl Store {
         let failed_item = |reason: Option<&CancellationReason>| {
             reason.filter(|r| reason_failed(Some(r))).and_then(CancellationReason::item).cloned()
         };
-        let mut stale_seq = None;
+        let mut stale_head = None;
         if reason_failed(session_reason) {
             let Some(item) = session_reason.and_then(CancellationReason::item) else {
                 return Err(StoreError::NotFound("session"));
@@ -248,7 +249,7 @@ impl Store {
             if !record.session.status.accepts_messages() {
                 return Err(StoreError::Refused(Refusal::SessionClosed(record.session.status)));
             }
-            stale_seq = Some(record.session.last_seq);
+            stale_head = Some(LogHead::of(&record));
         }
         if let Some(record) = failed_item(idempotency_reason) {
             return Ok(Err(AppendMiss::Replay(record)));
@@ -269,8 +270,8 @@ impl Store {
                 stale_meter = Some(self.fresh_meter(user).await?);
             }
         }
-        if stale_seq.is_some() || stale_meter.is_some() {
-            return Ok(Err(AppendMiss::Stale { last_seq: stale_seq, meter: stale_meter }));
+        if stale_head.is_some() || stale_meter.is_some() {
+            return Ok(Err(AppendMiss::Stale { head: stale_head, meter: stale_meter }));
         }
         if is_conflict(&reasons) {
             return Ok(Err(AppendMiss::Conflict));

@@ -3,7 +3,8 @@
 
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
-use super::item::{CONTENT, DELETED_AT, EDITED_AT, last_message_of, message_key};
+use super::LogHead;
+use super::item::{CONTENT, DELETED_AT, EDITED_AT, REV, last_message_of, message_key};
 use super::read::Consistency;
 use super::visible;
 use crate::domain::{Content, Message, Refusal, Seq, SessionId, Timestamp, UserId};
@@ -34,9 +35,10 @@ impl Store {
             let mut message = visible(&record, stored)?.message;
             permit(&message)?;
             let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
             message.content = content.clone();
             message.edited_at = Some(now);
-            let mut summary = SummaryChange::new(&record, now);
+            message.rev = summary.next_rev();
             if record.session.last_message.as_ref().is_some_and(|last| last.seq == seq) {
                 summary.last_message = Some(Some(last_message_of(&message)));
             }
@@ -44,11 +46,13 @@ impl Store {
                 .table_name(&self.tables.messages)
                 .set_key(Some(message_key(session_id, seq)))
                 .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
-                .update_expression("SET #content = :content, #edited_at = :now")
+                .update_expression("SET #content = :content, #edited_at = :now, #rev = :rev")
                 .expression_attribute_names("#seq", SEQ)
                 .expression_attribute_names("#deleted_at", DELETED_AT)
                 .expression_attribute_names("#content", CONTENT)
                 .expression_attribute_names("#edited_at", EDITED_AT)
+                .expression_attribute_names("#rev", REV)
+                .expression_attribute_values(":rev", n(message.rev))
                 .expression_attribute_values(":content", s(content.as_str()))
                 .expression_attribute_values(":now", s(now.to_string()))
                 .build()
@@ -77,7 +81,7 @@ impl Store {
                     .await?;
                 summary.last_message = Some(previous.first().map(last_message_of));
             }
-            let delete = self.soft_delete(session_id, seq, now)?;
+            let delete = self.soft_delete(session_id, seq, summary.next_rev(), now)?;
             if self.commit_with_summary(user, session_id, summary, vec![delete]).await? {
                 return Ok(());
             }
@@ -104,7 +108,7 @@ impl Store {
             summary.last_message = Some(newest.get(count).map(last_message_of));
             let deletes = doomed
                 .iter()
-                .map(|message| self.soft_delete(session_id, message.seq, now))
+                .map(|message| self.soft_delete(session_id, message.seq, summary.next_rev(), now))
                 .collect::<Result<_, _>>()?;
             if self.commit_with_summary(user, session_id, summary, deletes).await? {
                 return Ok(doomed.len() as u64);
@@ -158,13 +162,16 @@ impl Store {
         Ok((old.session.message_count, old.memory_epoch))
     }
 
-    fn soft_delete(&self, session_id: SessionId, seq: Seq, now: Timestamp) -> Result<Update, StoreError> {
+    /// A message's delete at revision `rev`: the feed shows it as a tombstone.
+    fn soft_delete(&self, session_id: SessionId, seq: Seq, rev: u64, now: Timestamp) -> Result<Update, StoreError> {
         Update::builder()
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(session_id, seq)))
             .condition_expression("attribute_exists(#seq) AND attribute_not_exists(#deleted_at)")
-            .update_expression("SET #deleted_at = :now, #expires_at = :expires_at")
+            .update_expression("SET #deleted_at = :now, #expires_at = :expires_at, #rev = :rev")
             .expression_attribute_names("#seq", SEQ)
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_values(":rev", n(rev))
             .expression_attribute_names("#deleted_at", DELETED_AT)
             .expression_attribute_names("#expires_at", messages::EXPIRES_AT)
             .expression_attribute_values(":now", s(now.to_string()))
@@ -202,7 +209,10 @@ impl Store {
         let mut all = vec![TransactWriteItem::builder().update(session_update).build()];
         all.extend(items);
         match self.client.transact_write_items().set_transact_items(Some(all)).send().await {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.seq_hints.remember(session_id, LogHead { last_seq: summary.last_seq, rev: summary.next_rev() });
+                Ok(true)
+            }
             Err(error) => {
                 let reasons = cancellation_reasons(error)?;
                 if reasons.iter().any(|reason| reason_failed(Some(reason))) || is_conflict(&reasons) {

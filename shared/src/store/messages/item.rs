@@ -8,7 +8,10 @@ use crate::domain::{
 };
 use crate::store::StoreError;
 use crate::store::item::{Item, n, s};
-use crate::store::schema::messages::{SEQ, SESSION_ID};
+use crate::store::schema::{
+    self,
+    messages::{SEQ, SESSION_ID},
+};
 
 const ID: &str = "id";
 
@@ -41,6 +44,10 @@ pub(super) const STOP_REASON: &str = "stop_reason";
 pub(super) const USAGE: &str = "usage";
 
 pub(super) const ERROR: &str = "error";
+
+/// The session revision of the message's latest change: the sort key of the `by_rev` index the
+/// change feed reads.
+pub(crate) const REV: &str = schema::messages::REV;
 
 /// When a generated reply's last write landed (its checkpoints and its end).
 pub(super) const WRITTEN_AT: &str = "written_at";
@@ -87,6 +94,9 @@ struct MessageItem {
     variant: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<ErrorItem>,
+    /// Absent only on items written before the change feed.
+    #[serde(default)]
+    rev: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -152,6 +162,7 @@ impl From<&Message> for MessageItem {
             model: message.model.clone(),
             variant: (message.variant > 1 || message.model.is_some()).then_some(message.variant),
             error: message.error.as_ref().map(ErrorItem::from),
+            rev: message.rev,
         }
     }
 }
@@ -169,7 +180,7 @@ pub(super) fn message_item(message: &Message) -> Result<Item, StoreError> {
 }
 
 /// A stored message and whether it was deleted.
-pub(super) struct StoredMessage {
+pub(in crate::store) struct StoredMessage {
     pub message: Message,
     pub deleted: bool,
 }
@@ -233,6 +244,7 @@ impl TryFrom<Item> for StoredMessage {
                 retryable: error.retryable,
                 retry_after: error.retry_after,
             }),
+            rev: stored.rev,
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
     }
@@ -247,11 +259,13 @@ pub(in crate::store) fn last_message_of(message: &Message) -> LastMessage {
     }
 }
 
-/// The messages an append stores: consecutive seqs after `last_seq`, reported usage priced.
+/// The messages an append stores: consecutive seqs after `last_seq`, reported usage priced, all
+/// at the session revision `rev`.
 pub(super) fn stored_messages(
     session_id: SessionId,
     messages: &[NewMessage],
     last_seq: u64,
+    rev: u64,
     now: Timestamp,
     prices: &ModelPrices,
 ) -> Vec<Message> {
@@ -283,6 +297,7 @@ pub(super) fn stored_messages(
             variant_count: 1,
             is_regenerated: false,
             error: None,
+            rev,
         })
         .collect()
 }
@@ -330,6 +345,7 @@ mod tests {
                 retryable: true,
                 retry_after: None,
             }),
+            rev: 9,
         };
         let item = message_item(&message).unwrap_or_else(|_| unreachable!());
         assert_eq!(item.get("seq"), Some(&AttributeValue::N("7".to_owned())));

@@ -8,6 +8,7 @@
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the retry uses it.
 
 mod append;
+mod changes;
 mod edit;
 mod idempotency;
 pub(super) mod item;
@@ -18,25 +19,42 @@ use self::item::StoredMessage;
 pub(in crate::store) use self::item::last_message_of;
 pub use self::reply::{Checkpoint, ReplyEnd};
 use super::hints::Hints;
+use super::item::Item;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
 use crate::domain::{Message, PageLimit, QuotaState, RateState, Refusal, SessionId, UserId};
 
-/// The last `last_seq` this process saw for each session: the guess an append starts from.
+/// Where a session's log stands: its newest seq and its revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogHead {
+    pub last_seq: u64,
+    pub rev: u64,
+}
+
+impl LogHead {
+    pub(crate) fn of(record: &SessionRecord) -> Self {
+        Self { last_seq: record.session.last_seq, rev: record.session.rev }
+    }
+}
+
+/// The last head this process saw for each session: the guess an append starts from.
 #[derive(Default)]
-pub(crate) struct SeqHints(Hints<SessionId, u64>);
+pub(crate) struct SeqHints(Hints<SessionId, LogHead>);
 
 impl SeqHints {
-    /// `last_seq` never goes down, so an older answer arriving late cannot lower the guess.
-    pub(crate) fn remember(&self, session: SessionId, last_seq: u64) {
-        self.0.update(session, |known| known.map_or(last_seq, |known| (*known).max(last_seq)));
+    /// The revision never goes down, so an older answer arriving late cannot lower the guess.
+    pub(crate) fn remember(&self, session: SessionId, head: LogHead) {
+        self.0.update(session, |known| match known {
+            Some(known) if known.rev > head.rev => *known,
+            _ => head,
+        });
     }
 
     pub(crate) fn forget(&self, session: SessionId) {
         self.0.remove(&session);
     }
 
-    fn get(&self, session: SessionId) -> Option<u64> {
+    fn get(&self, session: SessionId) -> Option<LogHead> {
         self.0.get(&session)
     }
 }
@@ -85,6 +103,27 @@ fn visible(record: &SessionRecord, stored: Option<StoredMessage>) -> Result<Stor
 }
 
 impl Store {
+    /// Where the session's log stands, as this process last saw it (a read when it has not).
+    async fn log_head(&self, user: &UserId, session_id: SessionId) -> Result<LogHead, StoreError> {
+        match self.seq_hints.get(session_id) {
+            Some(head) => Ok(head),
+            None => Ok(LogHead::of(&self.session_record(user, session_id).await?)),
+        }
+    }
+
+    /// The head a cancelled transaction's session item shows (`ALL_OLD`): the fresh guess, or
+    /// `NotFound` for a session that is gone.
+    fn head_from_cancellation(&self, session_id: SessionId, old: Option<&Item>) -> Result<LogHead, StoreError> {
+        let record = old
+            .filter(|old| !old.contains_key(super::sessions::DELETED_AT))
+            .map(SessionRecord::try_from)
+            .transpose()?
+            .ok_or(StoreError::NotFound("session"))?;
+        let head = LogHead::of(&record);
+        self.seq_hints.remember(session_id, head);
+        Ok(head)
+    }
+
     /// The session, if it exists, belongs to `user`, and accepts changes to its messages.
     async fn writable_session(&self, user: &UserId, session_id: SessionId) -> Result<SessionRecord, StoreError> {
         let record = self.session_record(user, session_id).await?;

@@ -246,7 +246,8 @@ mod tests {
             reply: None,
         };
         let now: Timestamp = "2026-12-01T00:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
-        let mut messages = stored_messages(SessionId::generate(), &vec![new; seqs.len()], 0, now, &Default::default());
+        let mut messages =
+            stored_messages(SessionId::generate(), &vec![new; seqs.len()], 0, 1, now, &Default::default());
         for (message, seq) in messages.iter_mut().zip(seqs) {
             message.seq = Seq::after(seq - 1);
         }

@@ -12,15 +12,14 @@
 //! pages and sync never see them.
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 use super::item::{
-    CONTENT, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, STATUS, STOP_REASON, StoredMessage, USAGE, VARIANT,
+    CONTENT, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, REV, STATUS, STOP_REASON, StoredMessage, USAGE, VARIANT,
     WRITTEN_AT, error_value, last_message_of, message_item, message_key, usage_value,
 };
-use super::visible;
+use super::{LogHead, visible};
 use crate::domain::{
     Content, DayUsage, Message, MessageStatus, MessageUsage, MeterWrite, Refusal, ReplyError, Role, Seq, SessionId,
     UserId,
@@ -113,10 +112,11 @@ impl Store {
             Some(usage) => DayUsage::of_reply(&usage.model, usage.input_tokens, usage.output_tokens),
             None => DayUsage::default(),
         };
-        let (mut meter, _) = self.meter(user).await?;
+        let ((mut meter, _), mut head) = tokio::try_join!(self.meter(user), self.log_head(user, reply.session_id))?;
         let mut cancelled = false;
         for attempt in 0..MAX_ATTEMPTS {
             let mut message = reply.clone();
+            message.rev = head.rev + 1;
             message.content = end.content.clone();
             message.status = if cancelled { MessageStatus::Cancelled } else { end.status };
             message.stop_reason = if cancelled { Some("cancelled".to_owned()) } else { end.stop_reason.clone() };
@@ -132,13 +132,18 @@ impl Store {
                     items.push(TransactWriteItem::builder().put(closed).build());
                 }
             }
+            // The end is a change of the log: the session moves to the message's revision, and its
+            // summary shows the final text while the reply is still its latest message.
+            let preview = (head.last_seq == message.seq.get() && !message.content.as_str().is_empty())
+                .then(|| last_message_of(&message));
+            let session_at = items.len();
+            let session_update = self.session_rev_update(user, message.session_id, head, preview.as_ref())?;
+            items.push(TransactWriteItem::builder().update(session_update).build());
             let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
                 if let Some(write) = &write {
                     self.limit_caches.remember_meter(user, &write.next);
                 }
-                if !message.content.as_str().is_empty() {
-                    self.update_reply_preview(user, message.session_id, &last_message_of(&message)).await;
-                }
+                self.seq_hints.remember(message.session_id, LogHead { rev: message.rev, ..head });
                 return Ok(message);
             };
             let reasons = cancellation_reasons(error)?;
@@ -160,15 +165,24 @@ impl Store {
                     _ => return Err(StoreError::Refused(Refusal::Conflict("the reply was replaced".to_owned()))),
                 }
             }
-            if write.is_some() && reason_failed(reasons.get(1)) {
+            let mut stale = false;
+            if reason_failed(reasons.get(session_at)) {
+                let old = reasons.get(session_at).and_then(CancellationReason::item);
+                head = self.head_from_cancellation(reply.session_id, old)?;
+                stale = true;
+            }
+            if write.is_some() && reason_failed(reasons.get(1)) && session_at > 1 {
                 meter = match reasons.get(1).and_then(CancellationReason::item) {
                     Some(item) => meter_from_item(item)?,
                     None => Default::default(),
                 };
                 continue;
             }
-            if write.is_some() && reason_failed(reasons.get(2)) {
+            if write.is_some() && session_at > 2 && reason_failed(reasons.get(2)) {
                 meter = self.fresh_meter(user).await?;
+                continue;
+            }
+            if stale {
                 continue;
             }
             if is_conflict(&reasons) {
@@ -200,8 +214,16 @@ impl Store {
             .expression_attribute_values(":variant", n(message.variant))
             .expression_attribute_values(":content", s(message.content.as_str()))
             .expression_attribute_values(":status", s(message.status.as_str()))
-            .expression_attribute_values(":now", s(self.now().to_string()));
-        let mut sets = vec!["#content = :content", "#status = :status", "#written_at = :now", "#finished_at = :now"];
+            .expression_attribute_values(":now", s(self.now().to_string()))
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_values(":rev", n(message.rev));
+        let mut sets = vec![
+            "#content = :content",
+            "#status = :status",
+            "#written_at = :now",
+            "#finished_at = :now",
+            "#rev = :rev",
+        ];
         if let Some(reason) = &message.stop_reason {
             sets.push("#stop_reason = :stop_reason");
             update = update
@@ -235,40 +257,60 @@ impl Store {
         if message.status != MessageStatus::Streaming {
             return Ok(message);
         }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.messages)
-            .set_key(Some(message_key(session_id, seq)))
-            .update_expression("SET #status = :cancelled, #stop_reason = :cancelled, #written_at = :now")
-            .condition_expression(format!(
-                "#status = :streaming AND {} AND attribute_not_exists(#finished_at)",
-                generation_condition(message.variant)
-            ))
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#stop_reason", STOP_REASON)
-            .expression_attribute_names("#written_at", WRITTEN_AT)
-            .expression_attribute_names("#variant", VARIANT)
-            .expression_attribute_names("#finished_at", FINISHED_AT)
-            .expression_attribute_values(":cancelled", s(MessageStatus::Cancelled.as_str()))
-            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
-            .expression_attribute_values(":variant", n(message.variant))
-            .expression_attribute_values(":now", s(self.now().to_string()))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                let item = output.attributes.ok_or_else(|| StoreError::internal("cancel returned no item"))?;
-                Ok(StoredMessage::try_from(item)?.message)
-            }
-            // It ended (or was replaced) meanwhile: answer it as it stands.
-            Err(error) if condition_failed(&error) => {
+        let mut head = LogHead::of(&record);
+        for attempt in 0..MAX_ATTEMPTS {
+            let cancel = Update::builder()
+                .table_name(&self.tables.messages)
+                .set_key(Some(message_key(session_id, seq)))
+                .update_expression(
+                    "SET #status = :cancelled, #stop_reason = :cancelled, #written_at = :now, #rev = :rev",
+                )
+                .condition_expression(format!(
+                    "#status = :streaming AND {} AND attribute_not_exists(#finished_at)",
+                    generation_condition(message.variant)
+                ))
+                .expression_attribute_names("#status", STATUS)
+                .expression_attribute_names("#stop_reason", STOP_REASON)
+                .expression_attribute_names("#written_at", WRITTEN_AT)
+                .expression_attribute_names("#variant", VARIANT)
+                .expression_attribute_names("#finished_at", FINISHED_AT)
+                .expression_attribute_names("#rev", REV)
+                .expression_attribute_values(":cancelled", s(MessageStatus::Cancelled.as_str()))
+                .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+                .expression_attribute_values(":variant", n(message.variant))
+                .expression_attribute_values(":now", s(self.now().to_string()))
+                .expression_attribute_values(":rev", n(head.rev + 1))
+                .build()
+                .map_err(StoreError::internal)?;
+            let items = vec![
+                TransactWriteItem::builder().update(cancel).build(),
+                TransactWriteItem::builder().update(self.session_rev_update(user, session_id, head, None)?).build(),
+            ];
+            let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+                self.seq_hints.remember(session_id, LogHead { rev: head.rev + 1, ..head });
+                return Ok(Message {
+                    status: MessageStatus::Cancelled,
+                    stop_reason: Some("cancelled".to_owned()),
+                    rev: head.rev + 1,
+                    ..message
+                });
+            };
+            let reasons = cancellation_reasons(error)?;
+            if reason_failed(reasons.first()) {
+                // It ended (or was replaced) meanwhile: answer it as it stands.
                 let stored = self.stored_message(session_id, seq).await?;
-                Ok(visible(&record, stored)?.message)
+                return Ok(visible(&record, stored)?.message);
             }
-            Err(error) => Err(StoreError::from_sdk(error)),
+            if reason_failed(reasons.get(1)) {
+                head = self.head_from_cancellation(session_id, reasons.get(1).and_then(CancellationReason::item))?;
+                continue;
+            }
+            if !is_conflict(&reasons) {
+                return Err(StoreError::internal("cancel cancelled unexpectedly"));
+            }
+            backoff(attempt).await;
         }
+        Err(StoreError::Unavailable("the session is too busy: cancel retries exhausted".into()))
     }
 
     /// Starts a new generation of the latest message, an assistant reply that is not streaming:
@@ -294,6 +336,7 @@ impl Store {
                 return conflict("the reply is still streaming: cancel it first");
             }
             let now = self.now();
+            let mut summary = SummaryChange::new(&record, now);
             let next = Message {
                 content: Content::parse(String::new())?,
                 usage: None,
@@ -305,9 +348,12 @@ impl Store {
                 variant_count: old.variant + 1,
                 is_regenerated: true,
                 error: None,
+                rev: summary.next_rev(),
                 ..old.clone()
             };
             let mut archived = message_item(&old)?;
+            // Earlier variants are not in the change feed: the current generation's change is.
+            archived.remove(REV);
             archived.insert(SESSION_ID.to_owned(), s(variants_partition(session_id, seq)));
             archived.insert(SEQ.to_owned(), n(old.variant));
             let archive = Put::builder()
@@ -321,8 +367,8 @@ impl Store {
                 .table_name(&self.tables.messages)
                 .set_key(Some(message_key(session_id, seq)))
                 .update_expression(
-                    "SET #content = :empty, #status = :streaming, #variant = :next, #model = :model, #written_at = :now \
-                     REMOVE #usage, #stop_reason, #error, #finished_at, #edited_at",
+                    "SET #content = :empty, #status = :streaming, #variant = :next, #model = :model, #written_at = :now, \
+                     #rev = :rev REMOVE #usage, #stop_reason, #error, #finished_at, #edited_at",
                 )
                 .condition_expression(format!(
                     "{} AND (attribute_not_exists(#status) OR #status <> :streaming) AND attribute_not_exists(#deleted_at)",
@@ -339,6 +385,8 @@ impl Store {
                 .expression_attribute_names("#finished_at", FINISHED_AT)
                 .expression_attribute_names("#edited_at", EDITED_AT)
                 .expression_attribute_names("#deleted_at", DELETED_AT)
+                .expression_attribute_names("#rev", REV)
+                .expression_attribute_values(":rev", n(next.rev))
                 .expression_attribute_values(":empty", s(""))
                 .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
                 .expression_attribute_values(":next", n(next.variant))
@@ -347,7 +395,6 @@ impl Store {
                 .expression_attribute_values(":now", s(now.to_string()))
                 .build()
                 .map_err(StoreError::internal)?;
-            let mut summary = SummaryChange::new(&record, now);
             summary.last_message = Some(Some(last_message_of(&next)));
             let items = vec![
                 TransactWriteItem::builder().put(archive).build(),

@@ -8,7 +8,13 @@
 //! the reply to every connection of the session (`message.typing` true, `message.delta`s,
 //! `message.complete`, `message.typing` false); refusals arrive as `error` events with the HTTP
 //! codes. A frame that is not understood is answered with an `error` event and the socket stays
-//! open. (`sync` and the `message.new`/`updated`/`deleted` events come with the change feed.)
+//! open. `sync {after_rev}` answers with the change feed as `changes` events. The
+//! `message.new`/`updated`/`deleted` and `session.updated` events come from the tables' streams,
+//! through [`fanout`].
+
+mod fanout;
+
+pub use self::fanout::{Record, Source};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::AppState;
 use crate::chat::{Progress, ReplyOptions, Turn};
 use crate::domain::{
-    ClientEvent, Content, DedupeKey, MessageStatus, ServerEvent, SessionId, UserId, all_segments, segments,
+    ClientEvent, Content, DedupeKey, MessageStatus, PageLimit, ServerEvent, SessionId, UserId, all_segments, segments,
 };
 use crate::error::ApiError;
 
@@ -28,6 +34,8 @@ use crate::error::ApiError;
 pub const PROTOCOL: &str = "chat.v1";
 /// Frames a slow connection may have waiting before it is dropped (locally).
 const OUTBOX: usize = 256;
+/// Pages of the change feed one `sync` sends (100 changes each).
+const SYNC_PAGES: usize = 10;
 
 /// A connection whose credential and session were checked at connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,14 +187,31 @@ impl Realtime {
                     self.send(&peer.id, &error_event(&error)).await;
                 }
             }
-            Ok(ClientEvent::Sync { .. }) => {
-                let error = ServerEvent::Error {
-                    code: "unsupported_event".to_owned(),
-                    message: "sync arrives with the change feed; until then reload the messages".to_owned(),
-                };
-                self.send(&peer.id, &error).await;
+            Ok(ClientEvent::Sync { after_rev }) => {
+                if let Err(error) = self.sync(peer, after_rev).await {
+                    self.send(&peer.id, &error_event(&error)).await;
+                }
             }
         }
+    }
+
+    /// Sends the changes after `after_rev` as `changes` events: up to `SYNC_PAGES` pages of the
+    /// feed; a client that gets `has_more` at the end asks again from `next_after_rev`.
+    async fn sync(&self, peer: &Peer, after_rev: u64) -> Result<(), ApiError> {
+        let mut after = after_rev;
+        for _ in 0..SYNC_PAGES {
+            let page = self.state.chat.changes(&peer.user, peer.session, after, PageLimit::fixed(100)).await?;
+            let more = page.has_more;
+            let next = page.next_after_rev;
+            for event in ServerEvent::changes(peer.session, after, page) {
+                self.send(&peer.id, &event).await;
+            }
+            if !more || next <= after {
+                break;
+            }
+            after = next;
+        }
+        Ok(())
     }
 
     /// Starts the reply (its refusals come back to the caller's connection) and streams it to
@@ -247,17 +272,25 @@ impl Realtime {
         sent.max(parts.len())
     }
 
-    async fn broadcast(&self, session: SessionId, event: &ServerEvent) {
-        for peer in self.connections.peers(session).await {
-            self.send(&peer.id, event).await;
-        }
+    /// Posts an event to every connection of the session at once; returns how many took it.
+    async fn broadcast(&self, session: SessionId, event: &ServerEvent) -> usize {
+        let frame = event.frame();
+        let peers = self.connections.peers(session).await;
+        let sent = futures::future::join_all(peers.iter().map(|peer| self.post(&peer.id, frame.clone()))).await;
+        sent.into_iter().filter(|delivered| *delivered).count()
     }
 
     /// Posts one event; a connection that is gone is forgotten.
     async fn send(&self, connection: &str, event: &ServerEvent) {
-        if self.connections.post(connection, event.frame()).await == Err(Gone) {
+        self.post(connection, event.frame()).await;
+    }
+
+    async fn post(&self, connection: &str, frame: String) -> bool {
+        if self.connections.post(connection, frame).await == Err(Gone) {
             self.connections.remove(connection).await;
+            return false;
         }
+        true
     }
 }
 

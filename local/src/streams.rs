@@ -1,0 +1,243 @@
+//! The dev server's stream reader: follows the messages and sessions tables' streams in DynamoDB
+//! Local (through `aws-sdk-dynamodbstreams`, the same API AWS serves) and hands each batch of
+//! records to the realtime fan-out — the code the `fanout` function runs on AWS.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodbstreams::Client;
+use aws_sdk_dynamodbstreams::types::{Record as StreamRecord, ShardIteratorType};
+use shared::config::TableNames;
+use shared::realtime::{Realtime, Record, Source};
+use shared::store::stream::Image;
+use tokio::task::JoinHandle;
+
+/// How long a reader waits after a round that found nothing.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often the shards are listed again (a shard closes and children open every few hours).
+const RESHARD_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+#[error("following the {table} stream: {reason}")]
+pub struct StreamError {
+    table: String,
+    reason: String,
+}
+
+/// The running readers; dropping it stops them.
+pub struct Followers(Vec<JoinHandle<()>>);
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Starts reading both streams from now on; returns once both readers stand at the streams'
+/// ends, so every change after this call is delivered.
+pub async fn follow(
+    sdk_config: &aws_config::SdkConfig,
+    tables: &TableNames,
+    realtime: Realtime,
+) -> Result<Followers, StreamError> {
+    let dynamo = shared::store::client(sdk_config);
+    let streams = Client::new(sdk_config);
+    let mut tasks = Vec::new();
+    for (table, source) in [(&tables.messages, Source::Messages), (&tables.sessions, Source::Sessions)] {
+        let fail = |reason: String| StreamError { table: table.clone(), reason };
+        let described = dynamo.describe_table().table_name(table).send().await.map_err(|e| fail(e.to_string()))?;
+        let arn = described
+            .table
+            .and_then(|table| table.latest_stream_arn)
+            .ok_or_else(|| fail("the table has no stream (created before streams: restart to upgrade it)".into()))?;
+        let mut reader = Reader {
+            client: streams.clone(),
+            arn,
+            source,
+            table: table.clone(),
+            shards: HashMap::new(),
+            seen: HashSet::new(),
+            read_up_to: HashMap::new(),
+        };
+        reader.discover(true).await.map_err(fail)?;
+        reader.skip_to_end().await.map_err(fail)?;
+        let realtime = realtime.clone();
+        tasks.push(tokio::spawn(async move { reader.run(realtime).await }));
+    }
+    Ok(Followers(tasks))
+}
+
+struct Reader {
+    client: Client,
+    arn: String,
+    source: Source,
+    table: String,
+    /// Open shards and where to read them next.
+    shards: HashMap<String, String>,
+    /// Every shard met so far, read or not.
+    seen: HashSet<String>,
+    /// The last record read from each shard: where a lost iterator resumes.
+    read_up_to: HashMap<String, String>,
+}
+
+impl Reader {
+    /// Lists the shards and starts reading those not met yet: the open ones at their end on the
+    /// first call (`now`), later ones (children of a closed shard) from their beginning.
+    async fn discover(&mut self, now: bool) -> Result<(), String> {
+        let mut from = None;
+        loop {
+            let described = self
+                .client
+                .describe_stream()
+                .stream_arn(&self.arn)
+                .set_exclusive_start_shard_id(from.take())
+                .send()
+                .await
+                .map_err(|error| aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string())?;
+            let Some(description) = described.stream_description else { return Ok(()) };
+            for shard in description.shards() {
+                let Some(id) = shard.shard_id() else { continue };
+                let closed =
+                    shard.sequence_number_range().is_some_and(|range| range.ending_sequence_number().is_some());
+                if !self.seen.insert(id.to_owned()) || (closed && now) {
+                    continue;
+                }
+                // DynamoDB Local answers a `LATEST` iterator of a quiet shard with
+                // TrimmedDataAccessException: read from the start, and skip to the end below.
+                let start = ShardIteratorType::TrimHorizon;
+                let iterator = self
+                    .client
+                    .get_shard_iterator()
+                    .stream_arn(&self.arn)
+                    .shard_id(id)
+                    .shard_iterator_type(start)
+                    .send()
+                    .await
+                    .map_err(|error| aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string())?;
+                if let Some(iterator) = iterator.shard_iterator {
+                    self.shards.insert(id.to_owned(), iterator);
+                }
+            }
+            match description.last_evaluated_shard_id {
+                Some(last) => from = Some(last),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Reads past every record already in the open shards, delivering none.
+    async fn skip_to_end(&mut self) -> Result<(), String> {
+        let ids: Vec<String> = self.shards.keys().cloned().collect();
+        for id in ids {
+            while let Some(iterator) = self.shards.get(&id).cloned() {
+                let output = self
+                    .client
+                    .get_records()
+                    .shard_iterator(iterator)
+                    .send()
+                    .await
+                    .map_err(|error| aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string())?;
+                let drained = output.records().is_empty();
+                self.note_read(&id, output.records());
+                match output.next_shard_iterator {
+                    Some(next) => self.shards.insert(id.clone(), next),
+                    None => self.shards.remove(&id),
+                };
+                if drained {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, realtime: Realtime) {
+        let mut listed = tokio::time::Instant::now();
+        loop {
+            let mut found = 0;
+            let ids: Vec<String> = self.shards.keys().cloned().collect();
+            for id in ids {
+                let Some(iterator) = self.shards.get(&id).cloned() else { continue };
+                match self.client.get_records().shard_iterator(iterator).send().await {
+                    Ok(output) => {
+                        self.note_read(&id, output.records());
+                        let records: Vec<Record> = output.records().iter().map(|record| self.record(record)).collect();
+                        found += records.len();
+                        if !records.is_empty() {
+                            realtime.fan_out(records).await;
+                        }
+                        match output.next_shard_iterator {
+                            Some(next) => self.shards.insert(id, next),
+                            // The shard closed: its children take over.
+                            None => self.shards.remove(&id),
+                        };
+                    }
+                    // DynamoDB Local loses the iterator of a shard that was empty when it was taken
+                    // once records arrive: take a new one after the last record read.
+                    Err(error) if error.as_service_error().is_some_and(|e| e.is_trimmed_data_access_exception()) => {
+                        if let Err(error) = self.resume(&id).await {
+                            tracing::warn!(table = %self.table, %error, "stream iterator not renewed");
+                            tokio::time::sleep(IDLE_POLL).await;
+                        }
+                    }
+                    Err(error) => {
+                        // The iterator stays: the next round tries it again.
+                        let error = aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string();
+                        tracing::warn!(table = %self.table, %error, "stream read failed");
+                        tokio::time::sleep(IDLE_POLL).await;
+                    }
+                }
+            }
+            if self.shards.is_empty() || listed.elapsed() > RESHARD_EVERY {
+                listed = tokio::time::Instant::now();
+                if let Err(error) = self.discover(false).await {
+                    tracing::warn!(table = %self.table, %error, "listing the stream's shards failed");
+                }
+            }
+            if found == 0 {
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+
+    fn note_read(&mut self, shard: &str, records: &[StreamRecord]) {
+        if let Some(last) =
+            records.last().and_then(|record| record.dynamodb()).and_then(|change| change.sequence_number())
+        {
+            self.read_up_to.insert(shard.to_owned(), last.to_owned());
+        }
+    }
+
+    /// A new iterator for `shard`, after the last record read from it (from its start if none).
+    async fn resume(&mut self, shard: &str) -> Result<(), String> {
+        let request = self.client.get_shard_iterator().stream_arn(&self.arn).shard_id(shard);
+        let request = match self.read_up_to.get(shard) {
+            Some(after) => {
+                request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(after.clone())
+            }
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let output = request
+            .send()
+            .await
+            .map_err(|error| aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string())?;
+        if let Some(iterator) = output.shard_iterator {
+            self.shards.insert(shard.to_owned(), iterator);
+        }
+        Ok(())
+    }
+
+    fn record(&self, record: &StreamRecord) -> Record {
+        let image = |image: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+            image.map(|image| Image::from(serde_dynamo::Item::from(image.clone())))
+        };
+        let change = record.dynamodb();
+        Record {
+            source: self.source,
+            old: image(change.and_then(|change| change.old_image.as_ref())),
+            new: image(change.and_then(|change| change.new_image.as_ref())),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The tables' change records in domain terms, for the realtime fan-out: what a record of the
+//! messages or sessions stream (`NEW_AND_OLD_IMAGES`) says happened to a session's log. Both
+//! readers — DynamoDB Local's stream locally, the Lambda event source on AWS — hand their images
+//! here, so the mapping from items exists once.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::StoreError;
+use super::messages::item::StoredMessage;
+use super::sessions::SessionRecord;
+use crate::domain::{Message, Seq, Session, SessionId};
+
+/// An item image as a stream record carries it.
+pub type Image = HashMap<String, AttributeValue>;
+
+/// A change to a session's log or to the session, as its sockets hear of it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Recorded {
+    MessageNew(Box<Message>),
+    /// An edit, a status change, a streaming reply's checkpoint, a new variant, a reply's end.
+    MessageUpdated(Box<Message>),
+    /// Deleted (delete, forget-recent: one record per message).
+    MessageDeleted {
+        session_id: SessionId,
+        seq: Seq,
+        rev: u64,
+    },
+    /// New-scene or reset hid every message up to `through_seq`.
+    Cleared {
+        session_id: SessionId,
+        through_seq: u64,
+        rev: u64,
+    },
+    /// Title, status, settings, metadata or archive changed.
+    SessionUpdated(Box<Session>),
+}
+
+impl Recorded {
+    pub fn session_id(&self) -> SessionId {
+        match self {
+            Self::MessageNew(message) | Self::MessageUpdated(message) => message.session_id,
+            Self::MessageDeleted { session_id, .. } | Self::Cleared { session_id, .. } => *session_id,
+            Self::SessionUpdated(session) => session.id,
+        }
+    }
+}
+
+/// What a record of the messages table says; `None` for what no socket hears of: an earlier
+/// variant moved aside, a TTL stamp, a purge.
+pub fn message_record(old: Option<Image>, new: Option<Image>) -> Result<Option<Recorded>, StoreError> {
+    let Some(new) = new else { return Ok(None) };
+    // Earlier variants live in partitions `<session_id>#<seq>`: not the log.
+    if matches!(new.get(super::schema::messages::SESSION_ID), Some(AttributeValue::S(id)) if id.contains('#')) {
+        return Ok(None);
+    }
+    let new = StoredMessage::try_from(new)?;
+    let old = old.map(StoredMessage::try_from).transpose()?;
+    Ok(match old {
+        None if new.deleted => None,
+        None => Some(Recorded::MessageNew(Box::new(new.message))),
+        Some(old) if new.deleted && !old.deleted => Some(Recorded::MessageDeleted {
+            session_id: new.message.session_id,
+            seq: new.message.seq,
+            rev: new.message.rev,
+        }),
+        Some(old) if new.deleted || old.message == new.message => None,
+        Some(_) => Some(Recorded::MessageUpdated(Box::new(new.message))),
+    })
+}
+
+/// What a record of the sessions table says: a range hidden, the session's own fields changed,
+/// or both. A create, a delete and a change of the log's summary alone say nothing new (the
+/// messages' own records do).
+pub fn session_record(old: Option<Image>, new: Option<Image>) -> Result<Vec<Recorded>, StoreError> {
+    let (Some(old), Some(new)) = (old, new) else { return Ok(Vec::new()) };
+    if new.contains_key(super::sessions::DELETED_AT) || old.contains_key(super::sessions::DELETED_AT) {
+        return Ok(Vec::new());
+    }
+    let (old, new) = (SessionRecord::try_from(&old)?, SessionRecord::try_from(&new)?);
+    let mut recorded = Vec::new();
+    if new.visible_after > old.visible_after {
+        recorded.push(Recorded::Cleared {
+            session_id: new.session.id,
+            through_seq: new.visible_after,
+            rev: new.hidden_rev,
+        });
+    }
+    let (a, b) = (&old.session, &new.session);
+    if a.title != b.title
+        || a.status != b.status
+        || a.archived != b.archived
+        || a.metadata != b.metadata
+        || a.settings != b.settings
+    {
+        recorded.push(Recorded::SessionUpdated(Box::new(new.session)));
+    }
+    Ok(recorded)
+}
