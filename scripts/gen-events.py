@@ -113,6 +113,8 @@ EVENTS = {
         ("append-413", event("POST", f"{S}/{{id}}/messages", f"{D}/messages", "append-413", {"role": "user", "content": "x" * 33000})),
         ("batch-201", event("POST", f"{S}/{{id}}/messages/batch", f"{D}/messages/batch", "batch-201", {"messages": [{"role": "user", "content": "Tell me a joke"}, {"role": "assistant", "content": "Why did the lambda go cold? It lost its connection.", "reply_to": 4}]})),
         ("list-200", event("GET", f"{S}/{{id}}/messages", f"{D}/messages", "list-200", query="after_seq=0&limit=50")),
+        ("changes-200", event("GET", f"{S}/{{id}}/changes", f"{D}/changes", "changes-200", query="after_rev=0&limit=100")),
+        ("changes-400", event("GET", f"{S}/{{id}}/changes", f"{D}/changes", "changes-400", query="after_rev=-1")),
         ("list-400", event("GET", f"{S}/{{id}}/messages", f"{D}/messages", "list-400", query="limit=500")),
         ("get-200", event("GET", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/1", "get-200")),
         ("get-404", event("GET", f"{S}/{{id}}/messages/{{seq}}", f"{D}/messages/999", "get-404")),
@@ -183,6 +185,58 @@ SCHEDULED = {
     "detail": {},
 }
 
+
+
+def ws_event(route_key, name, connection="demo-connection", query=None, headers=None, body=None):
+    """An API Gateway WebSocket API event, as the realtime function receives it."""
+    kinds = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}
+    ev = {
+        "headers": headers or {},
+        "isBase64Encoded": False,
+        "requestContext": {
+            "apiId": "local",
+            "connectedAt": 1795219200000,
+            "connectionId": connection,
+            "domainName": "local.execute-api.us-east-1.amazonaws.com",
+            "eventType": kinds.get(route_key, "MESSAGE"),
+            "messageDirection": "IN",
+            "requestId": f"event-{name}",
+            "requestTimeEpoch": 1795219200000,
+            "routeKey": route_key,
+            "stage": "prod",
+        },
+    }
+    if query:
+        ev["queryStringParameters"] = query
+    if body is not None:
+        ev["body"] = json.dumps(body)
+    return ev
+
+
+# The realtime function's events (WebSocket API) and the fan-out's (DynamoDB Streams); the demo
+# message's image is an item of the messages table as its stream carries it.
+DEMO_MESSAGE_IMAGE = {
+    "session_id": {"S": DEMO_SESSION}, "seq": {"N": "1"}, "rev": {"N": "1"},
+    "id": {"S": "00000000-0000-4000-8000-0000000000b1"}, "role": {"S": "user"}, "type": {"S": "text"},
+    "content": {"S": "Hi from another device"}, "created_at": {"S": "2026-11-21T00:00:00.000000Z"},
+}
+REALTIME = {
+    "connect-200": ws_event("$connect", "connect-200", query={"session_id": DEMO_SESSION},
+                            headers={"Sec-WebSocket-Protocol": f"chat.v1, bearer.{token()}"}),
+    "connect-401": ws_event("$connect", "connect-401", query={"session_id": DEMO_SESSION, "token": "not-a-token"}),
+    "connect-404": ws_event("$connect", "connect-404", query={"session_id": OTHER_SESSION, "token": token()}),
+    "ping": ws_event("$default", "ping", body={"event": "ping"}),
+    "sync": ws_event("$default", "sync", body={"event": "sync", "data": {"after_rev": 0}}),
+    "disconnect": ws_event("$disconnect", "disconnect"),
+    "stream-insert": {"Records": [{
+        "eventID": "1", "eventName": "INSERT", "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {"ApproximateCreationDateTime": 1795219200, "Keys": {"session_id": DEMO_MESSAGE_IMAGE["session_id"], "seq": {"N": "1"}},
+                     "NewImage": DEMO_MESSAGE_IMAGE, "SequenceNumber": "100", "SizeBytes": 200, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/chat-messages/stream/2026-11-21T00:00:00.000",
+    }]},
+}
+
 root = pathlib.Path(__file__).resolve().parent.parent / "events"
 for group, items in EVENTS.items():
     folder = root / group
@@ -191,6 +245,9 @@ for group, items in EVENTS.items():
         old.unlink()
     for name, ev in items:
         (folder / f"{name}.json").write_text(json.dumps(ev, indent=2) + "\n")
+(root / "realtime").mkdir(exist_ok=True)
+for name, ev in REALTIME.items():
+    (root / "realtime" / f"{name}.json").write_text(json.dumps(ev, indent=2) + "\n")
 (root / "job").mkdir(exist_ok=True)
 (root / "job" / "scheduled.json").write_text(json.dumps(SCHEDULED, indent=2) + "\n")
-print(f"wrote {sum(len(v) for v in EVENTS.values()) + 1} events")
+print(f"wrote {sum(len(v) for v in EVENTS.values()) + len(REALTIME) + 1} events")

@@ -12,6 +12,7 @@ export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
 export MEMORIES_TABLE="${MEMORIES_TABLE:-chat-memories}"
 export LIMITS_TABLE="${LIMITS_TABLE:-chat-limits}"
 export CHARACTERS_TABLE="${CHARACTERS_TABLE:-chat-characters}"
+export CONNECTIONS_TABLE="${CONNECTIONS_TABLE:-chat-connections}"
 # Any origin may call the local server (a web app on another port); list origins to narrow it.
 export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
 if [ -z "${JWT_PUBLIC_KEY:-}${JWT_JWKS_URL:-}" ]; then

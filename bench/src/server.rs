@@ -199,7 +199,7 @@ async fn record(State(log): State<Log>, request: Request, next: Next) -> Respons
 
 /// The environment a binary of this workspace needs to run against the benchmark's DynamoDB
 /// Local tables and verify its dev tokens.
-pub fn local_env(endpoint: &str, tables: &TableNames) -> [(&'static str, String); 12] {
+pub fn local_env(endpoint: &str, tables: &TableNames) -> [(&'static str, String); 13] {
     [
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "local".to_owned()),
@@ -212,6 +212,7 @@ pub fn local_env(endpoint: &str, tables: &TableNames) -> [(&'static str, String)
         ("MEMORIES_TABLE", tables.memories.clone()),
         ("LIMITS_TABLE", tables.limits.clone()),
         ("CHARACTERS_TABLE", tables.characters.clone()),
+        ("CONNECTIONS_TABLE", tables.connections.clone()),
         ("JWT_SECRET", DEV_JWT_SECRET.to_owned()),
     ]
 }

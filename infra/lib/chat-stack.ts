@@ -158,6 +158,13 @@ export class ChatStack extends Stack {
       });
     }
     const characters = table("CharactersTable", "character_id");
+    const connections = table("ConnectionsTable", "connection_id", undefined, "expires_at");
+    connections.addGlobalSecondaryIndex({
+      indexName: "by_session",
+      partitionKey: { name: "session_id", type: AttributeType.STRING },
+      sortKey: { name: "connection_id", type: AttributeType.STRING },
+      projectionType: ProjectionType.ALL,
+    });
     const limits = table("LimitsTable", "user_id", ["item", AttributeType.STRING], "expires_at");
     limits.addGlobalSecondaryIndex({
       indexName: "by_chore",
@@ -186,6 +193,7 @@ export class ChatStack extends Stack {
       MEMORIES_TABLE: memories.tableName,
       LIMITS_TABLE: limits.tableName,
       CHARACTERS_TABLE: characters.tableName,
+      CONNECTIONS_TABLE: connections.tableName,
       ...parameterEnvironment,
     };
 

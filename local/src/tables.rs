@@ -32,6 +32,7 @@ pub fn table_name<'a>(names: &'a TableNames, logical_id: &str) -> Option<&'a str
         id if id == schema::MEMORIES.logical_id => Some(&names.memories),
         id if id == schema::LIMITS.logical_id => Some(&names.limits),
         id if id == schema::CHARACTERS.logical_id => Some(&names.characters),
+        id if id == schema::CONNECTIONS.logical_id => Some(&names.connections),
         _ => None,
     }
 }

@@ -16,6 +16,8 @@ pub struct TableNames {
     pub limits: String,
     /// The character catalog.
     pub characters: String,
+    /// The realtime sockets open on AWS (API Gateway's connection ids).
+    pub connections: String,
 }
 
 impl TableNames {
@@ -28,6 +30,7 @@ impl TableNames {
             memories: format!("{prefix}memories"),
             limits: format!("{prefix}limits"),
             characters: format!("{prefix}characters"),
+            connections: format!("{prefix}connections"),
         }
     }
 }
@@ -285,6 +288,7 @@ impl Config {
                 memories: required("MEMORIES_TABLE")?,
                 limits: required("LIMITS_TABLE")?,
                 characters: required("CHARACTERS_TABLE")?,
+                connections: required("CONNECTIONS_TABLE")?,
             },
             auth: AuthConfig::from_env()?,
             limits: LimitsConfig::from_env()?,

@@ -5,7 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Changes, Message, Seq, Session, SessionId};
+use super::{Change, Changes, Message, Seq, Session, SessionId, UserId};
+
+/// A connection whose credential and session were checked at connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub id: String,
+    pub user: UserId,
+    pub session: SessionId,
+}
 
 /// The largest frame API Gateway's WebSocket API delivers (32 KB); a larger one is replaced by a
 /// reference the client fetches.

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::chat::{Progress, ReplyOptions, Turn};
+pub use crate::domain::Peer;
 use crate::domain::{
     ClientEvent, Content, DedupeKey, MessageStatus, PageLimit, ServerEvent, SessionId, UserId, all_segments, segments,
 };
@@ -36,14 +37,6 @@ pub const PROTOCOL: &str = "chat.v1";
 const OUTBOX: usize = 256;
 /// Pages of the change feed one `sync` sends (100 changes each).
 const SYNC_PAGES: usize = 10;
-
-/// A connection whose credential and session were checked at connect.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    pub id: String,
-    pub user: UserId,
-    pub session: SessionId,
-}
 
 /// The connection no longer exists (closed, or too slow to keep up): forget it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,11 +143,19 @@ impl Connect {
 pub struct Realtime {
     state: AppState,
     connections: Arc<dyn Connections>,
+    /// Whether a reply streams in a task of its own (a server) or in the frame's (Lambda, whose
+    /// process may stop once the handler returns).
+    detach_replies: bool,
 }
 
 impl Realtime {
     pub fn new(state: AppState, connections: Arc<dyn Connections>) -> Self {
-        Self { state, connections }
+        Self { state, connections, detach_replies: true }
+    }
+
+    /// The same, streaming each reply before `on_frame` returns.
+    pub fn streaming_in_place(self) -> Self {
+        Self { detach_replies: false, ..self }
     }
 
     /// Checks a connect before the upgrade: a valid credential (401 otherwise) for a live session
@@ -220,7 +221,11 @@ impl Realtime {
         let content = Content::parse(content).map_err(ApiError::from)?;
         let key = key.map(|key| DedupeKey::parse("idempotency_key", &key)).transpose()?;
         let turn = self.state.chat.reply(&peer.user, peer.session, Some(content), ReplyOptions::default(), key).await?;
-        tokio::spawn(self.clone().stream(peer.session, turn));
+        if self.detach_replies {
+            tokio::spawn(self.clone().stream(peer.session, turn));
+        } else {
+            self.clone().stream(peer.session, turn).await;
+        }
         Ok(())
     }
 
@@ -278,6 +283,11 @@ impl Realtime {
         let peers = self.connections.peers(session).await;
         let sent = futures::future::join_all(peers.iter().map(|peer| self.post(&peer.id, frame.clone()))).await;
         sent.into_iter().filter(|delivered| *delivered).count()
+    }
+
+    /// Posts an `error` event with the code and message the HTTP answer would carry.
+    pub async fn send_error(&self, connection: &str, error: &ApiError) {
+        self.send(connection, &error_event(error)).await;
     }
 
     /// Posts one event; a connection that is gone is forgotten.

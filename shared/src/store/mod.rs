@@ -2,6 +2,7 @@
 
 mod bulk;
 mod characters;
+mod connections;
 mod erasure;
 mod export;
 mod gate;

@@ -99,6 +99,16 @@ pub(crate) mod characters {
     pub const CHARACTER_ID: &str = "character_id";
 }
 
+pub(crate) mod connections {
+    /// API Gateway's connection id.
+    pub const CONNECTION_ID: &str = "connection_id";
+    pub const BY_SESSION: &str = "by_session";
+    pub const SESSION_ID: &str = "session_id";
+    /// API Gateway closes a connection after 2 hours; `$disconnect` is best-effort, so TTL
+    /// removes what it missed.
+    pub const EXPIRES_AT: &str = "expires_at";
+}
+
 pub(crate) mod idempotency {
     /// `<session_id>#<idempotency key>`.
     pub const SCOPE: &str = "scope";
@@ -189,5 +199,19 @@ pub const CHARACTERS: TableLayout = TableLayout {
     ttl_attribute: None,
 };
 
+pub const CONNECTIONS: TableLayout = TableLayout {
+    logical_id: "ConnectionsTable",
+    partition_key: (connections::CONNECTION_ID, KeyType::S),
+    sort_key: None,
+    indexes: &[IndexLayout {
+        name: connections::BY_SESSION,
+        partition_key: (connections::SESSION_ID, KeyType::S),
+        sort_key: (connections::CONNECTION_ID, KeyType::S),
+        projection: Projection::All,
+    }],
+    local_indexes: &[],
+    ttl_attribute: Some(connections::EXPIRES_AT),
+};
+
 /// Every table the code uses.
-pub const TABLES: [TableLayout; 6] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES, LIMITS, CHARACTERS];
+pub const TABLES: [TableLayout; 7] = [SESSIONS, MESSAGES, IDEMPOTENCY, MEMORIES, LIMITS, CHARACTERS, CONNECTIONS];

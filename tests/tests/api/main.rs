@@ -17,6 +17,7 @@ mod memories;
 mod messages;
 mod openapi;
 mod realtime;
+mod realtime_aws;
 mod replies;
 mod retention;
 mod schema;

@@ -1,0 +1,29 @@
+//! The realtime protocol on AWS: API Gateway's WebSocket API in front of [`socket::handle`],
+//! delivery through the `@connections` API ([`gateway::ApiGateway`]), and the stream fan-out fed
+//! by the tables' DynamoDB Streams ([`fanout::records`]). The protocol itself is
+//! `shared::realtime`, the same code the dev server runs.
+
+pub mod fanout;
+pub mod gateway;
+pub mod socket;
+
+use shared::config::ConfigError;
+
+/// What the realtime functions read from the environment besides the shared config.
+#[derive(Clone, Debug)]
+pub struct RealtimeConfig {
+    /// The `@connections` endpoint: `https://{api-id}.execute-api.{region}.amazonaws.com/{stage}`.
+    pub endpoint: String,
+    /// The function `send_message` frames are handed to (asynchronously): the reply worker.
+    pub reply_function: Option<String>,
+}
+
+impl RealtimeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let read = |name| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+        Ok(Self {
+            endpoint: read("WEBSOCKET_ENDPOINT").ok_or(ConfigError::Missing("WEBSOCKET_ENDPOINT"))?,
+            reply_function: read("REPLY_FUNCTION"),
+        })
+    }
+}
