@@ -4,8 +4,27 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-import { Aws, CfnOutput, CfnParameter, CfnParameterProps, Duration, RemovalPolicy, Stack, StackProps } from "aws-cdk-lib";
-import { CfnApi, CorsHttpMethod, HttpApi, HttpMethod } from "aws-cdk-lib/aws-apigatewayv2";
+import {
+  Aws,
+  CfnOutput,
+  CfnParameter,
+  CfnParameterProps,
+  Duration,
+  Fn,
+  RemovalPolicy,
+  Stack,
+  StackProps,
+} from "aws-cdk-lib";
+import { DynamoEventSource } from "aws-cdk-lib/aws-lambda-event-sources";
+import {
+  CfnApi,
+  CfnIntegration,
+  CfnRoute,
+  CfnStage,
+  CorsHttpMethod,
+  HttpApi,
+  HttpMethod,
+} from "aws-cdk-lib/aws-apigatewayv2";
 import { HttpLambdaIntegration } from "aws-cdk-lib/aws-apigatewayv2-integrations";
 import { AttributeType, BillingMode, CfnTable, ProjectionType, StreamViewType, Table } from "aws-cdk-lib/aws-dynamodb";
 import { Rule, Schedule } from "aws-cdk-lib/aws-events";
@@ -14,6 +33,7 @@ import { PolicyStatement } from "aws-cdk-lib/aws-iam";
 import {
   Architecture,
   CfnFunction,
+  CfnPermission,
   CfnUrl,
   Code,
   Function,
@@ -22,6 +42,7 @@ import {
   InvokeMode,
   LoggingFormat,
   Runtime,
+  StartingPosition,
 } from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 
@@ -49,6 +70,10 @@ interface FunctionSpec {
   model?: boolean;
   /** Served by a response-streaming function URL (its logical id: `<id>Url`). */
   streamingUrl?: boolean;
+  /** Posts to the chat sockets: WEBSOCKET_ENDPOINT and the `@connections` grant. */
+  sockets?: boolean;
+  /** DynamoDB Streams it consumes. */
+  streams?: Table[];
 }
 
 /** The stack's parameters, as template.yaml declares them, and the environment variable each sets. */
@@ -185,6 +210,28 @@ export class ChatStack extends Stack {
       },
     });
     (api.node.defaultChild as CfnApi).overrideLogicalId("ChatApi");
+
+    // The chat socket: API Gateway's WebSocket API (L1, as template.yaml writes it). Every frame
+    // goes to $default; the function reads the event name itself.
+    const webSocketApi = new CfnApi(this, "WebSocketApi", {
+      name: `${Aws.STACK_NAME}-realtime`,
+      protocolType: "WEBSOCKET",
+      routeSelectionExpression: "$request.body.event",
+    });
+    webSocketApi.overrideLogicalId("WebSocketApi");
+    const webSocketStage = new CfnStage(this, "WebSocketStage", {
+      apiId: webSocketApi.ref,
+      stageName: "live",
+      autoDeploy: true,
+    });
+    webSocketStage.overrideLogicalId("WebSocketStage");
+    const socketEndpoint = Fn.sub(
+      "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${WebSocketStage}",
+    );
+    const manageConnections = new PolicyStatement({
+      actions: ["execute-api:ManageConnections"],
+      resources: [Fn.sub("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*")],
+    });
 
     const environment = {
       SESSIONS_TABLE: sessions.tableName,
@@ -325,6 +372,43 @@ export class ChatStack extends Stack {
         ],
       },
       {
+        // The WebSocket API's handler: connect checks, frames; send_message goes to the worker.
+        id: "RealtimeFunction",
+        binary: "realtime",
+        timeout: Duration.seconds(15),
+        grants: [
+          { table: sessions, actions: ddb("GetItem") },
+          // sync: the change feed.
+          { table: messages, actions: ddb("BatchGetItem", "Query"), indexes: true },
+          { table: connections, actions: ddb("GetItem", "PutItem", "DeleteItem", "Query"), indexes: true },
+        ],
+        routes: [],
+        sockets: true,
+      },
+      {
+        // A send_message frame, invoked asynchronously: the reply streams for up to 5 minutes.
+        id: "RealtimeReplyFunction",
+        binary: "realtime-reply",
+        timeout: Duration.seconds(300),
+        grants: [
+          ...messagesGrants,
+          { table: connections, actions: ddb("GetItem", "DeleteItem", "Query"), indexes: true },
+        ],
+        routes: [],
+        model: true,
+        sockets: true,
+      },
+      {
+        // The stream fan-out: every change to a session's log or to the session, to its sockets.
+        id: "FanoutFunction",
+        binary: "fanout",
+        timeout: Duration.seconds(30),
+        grants: [{ table: connections, actions: ddb("DeleteItem", "Query"), indexes: true }],
+        routes: [],
+        sockets: true,
+        streams: [messages, sessions],
+      },
+      {
         // The hourly job: its own function, so only it has the long timeout (it pages through a
         // day of chores).
         id: "JobFunction",
@@ -353,7 +437,11 @@ export class ChatStack extends Stack {
         memorySize: 256,
         timeout: spec.timeout,
         loggingFormat: LoggingFormat.JSON,
-        environment: spec.model ? { ...environment, ...modelEnvironment } : environment,
+        environment: {
+          ...environment,
+          ...(spec.model ? modelEnvironment : {}),
+          ...(spec.sockets ? { WEBSOCKET_ENDPOINT: socketEndpoint } : {}),
+        },
       });
       (fn.node.defaultChild as CfnFunction).overrideLogicalId(spec.id);
       for (const grant of spec.grants) {
@@ -367,6 +455,20 @@ export class ChatStack extends Stack {
           new PolicyStatement({
             actions: ["bedrock:InvokeModelWithResponseStream"],
             resources: [`arn:${Aws.PARTITION}:bedrock:${Aws.REGION}::foundation-model/${model}`],
+          }),
+        );
+      }
+      if (spec.sockets) {
+        fn.addToRolePolicy(manageConnections);
+      }
+      for (const table of spec.streams ?? []) {
+        fn.addEventSource(
+          new DynamoEventSource(table, {
+            startingPosition: StartingPosition.LATEST,
+            batchSize: 100,
+            maxBatchingWindow: Duration.seconds(0),
+            retryAttempts: 2,
+            bisectBatchOnError: true,
           }),
         );
       }
@@ -397,6 +499,43 @@ export class ChatStack extends Stack {
       }
       functions[spec.binary] = fn;
     }
+
+    // The WebSocket API's routes, all to the realtime function; send_message frames are handed on.
+    functions.realtime.addEnvironment("REPLY_FUNCTION", functions["realtime-reply"].functionName);
+    functions.realtime.addToRolePolicy(
+      new PolicyStatement({ actions: ["lambda:InvokeFunction"], resources: [functions["realtime-reply"].functionArn] }),
+    );
+    const webSocketIntegration = new CfnIntegration(this, "WebSocketIntegration", {
+      apiId: webSocketApi.ref,
+      integrationType: "AWS_PROXY",
+      integrationUri: Fn.sub(
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${RealtimeFunction.Arn}/invocations",
+      ),
+    });
+    webSocketIntegration.overrideLogicalId("WebSocketIntegration");
+    for (const [id, routeKey] of [
+      ["WebSocketConnectRoute", "$connect"],
+      ["WebSocketDisconnectRoute", "$disconnect"],
+      ["WebSocketDefaultRoute", "$default"],
+    ]) {
+      const route = new CfnRoute(this, id, {
+        apiId: webSocketApi.ref,
+        routeKey,
+        target: Fn.sub("integrations/${WebSocketIntegration}"),
+      });
+      route.overrideLogicalId(id);
+    }
+    const invoke = new CfnPermission(this, "WebSocketInvokePermission", {
+      action: "lambda:InvokeFunction",
+      functionName: functions.realtime.functionName,
+      principal: "apigateway.amazonaws.com",
+      sourceArn: Fn.sub("arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/*"),
+    });
+    invoke.overrideLogicalId("WebSocketInvokePermission");
+    new CfnOutput(this, "WebSocketUrl", {
+      description: "The chat socket (wss://…?session_id=…, the credential as a subprotocol or in the query).",
+      value: Fn.sub("wss://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${WebSocketStage}"),
+    });
 
     new Rule(this, "Hourly", {
       schedule: Schedule.expression("rate(1 hour)"),

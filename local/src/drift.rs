@@ -56,11 +56,99 @@ pub fn sam_shape(template: &str) -> Result<Shape, DriftError> {
                     let key = format!("{id} {}", text(&event_properties["Schedule"]));
                     insert(&mut shape, "schedules", &key, Value::Bool(true));
                 }
+                Some("DynamoDB") => {
+                    let key = format!("{id} {}", render(&event_properties["Stream"]));
+                    insert(&mut shape, "streams", &key, stream_settings(event_properties));
+                }
                 _ => return Err(DriftError::Shape(format!("{id} has an event of an unknown type"))),
             }
         }
     }
+    explicit_routes(&mut shape, resources)?;
+    websocket_shape(&mut shape, resources);
     Ok(shape)
+}
+
+/// A stream consumer's settings, as a SAM `DynamoDB` event and an `EventSourceMapping` say them.
+fn stream_settings(properties: &Value) -> Value {
+    let keys = [
+        "StartingPosition",
+        "BatchSize",
+        "MaximumBatchingWindowInSeconds",
+        "MaximumRetryAttempts",
+        "BisectBatchOnFunctionError",
+    ];
+    Value::Object(keys.iter().map(|key| (key.to_string(), properties[key].clone())).collect())
+}
+
+/// The function a route's Lambda integration invokes: `Fn::GetAtt` (CDK's HTTP integrations) or
+/// the `…/functions/${F.Arn}/invocations` URI written out (the WebSocket API, on both sides).
+fn integrated_function(integration: &Value) -> Option<String> {
+    let uri = integration.pointer("/Properties/IntegrationUri")?;
+    if let Some(function) = uri.pointer("/Fn::GetAtt/0") {
+        return Some(text(function));
+    }
+    let rendered = render(uri);
+    let start = rendered.find("functions/${")? + "functions/${".len();
+    let end = rendered[start..].find(".Arn}")?;
+    Some(rendered[start..start + end].to_owned())
+}
+
+/// Routes written as `AWS::ApiGatewayV2::Route` resources: `"$connect" → RealtimeFunction`.
+fn explicit_routes(shape: &mut Shape, resources: &Map<String, Value>) -> Result<(), DriftError> {
+    for (_, route) in of_type(resources, "AWS::ApiGatewayV2::Route") {
+        let properties = &route["Properties"];
+        let target = render(&properties["Target"]);
+        let integration = target.trim_start_matches("integrations/${").trim_end_matches('}');
+        let function = resources
+            .get(integration)
+            .and_then(integrated_function)
+            .ok_or_else(|| DriftError::Shape(format!("route {} has no Lambda integration", properties["RouteKey"])))?;
+        insert(shape, "routes", &text(&properties["RouteKey"]), Value::from(function));
+    }
+    Ok(())
+}
+
+/// The WebSocket API, its stage and integration, and the permission to invoke its function:
+/// written as the same resources on both sides, compared with their intrinsics rendered.
+fn websocket_shape(shape: &mut Shape, resources: &Map<String, Value>) {
+    for (id, api) in of_type(resources, "AWS::ApiGatewayV2::Api") {
+        if api["Properties"]["ProtocolType"] == "WEBSOCKET" {
+            insert(shape, "websocket", id, rendered(&api["Properties"]));
+        }
+    }
+    for kind in ["AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Integration"] {
+        for (id, resource) in of_type(resources, kind) {
+            let properties = &resource["Properties"];
+            let api = render(&properties["ApiId"]);
+            if resources
+                .get(api.trim_start_matches("${").trim_end_matches('}'))
+                .is_some_and(|api| api["Properties"]["ProtocolType"] == "WEBSOCKET")
+            {
+                insert(shape, "websocket", id, rendered(properties));
+            }
+        }
+    }
+    for (id, permission) in of_type(resources, "AWS::Lambda::Permission") {
+        let properties = &permission["Properties"];
+        // API Gateway's own grants for the HTTP API are implied by SAM's events; the WebSocket
+        // API's is written out on both sides.
+        if render(&properties["SourceArn"]).contains("${WebSocketApi}") {
+            insert(shape, "websocket", id, rendered(properties));
+        }
+    }
+}
+
+/// A value with every intrinsic written as the `Fn::Sub` string it amounts to.
+fn rendered(value: &Value) -> Value {
+    match value {
+        Value::Object(map) if map.contains_key("Ref") || map.keys().any(|key| key.starts_with("Fn::")) => {
+            Value::from(render(value))
+        }
+        Value::Object(map) => Value::Object(map.iter().map(|(key, value)| (key.clone(), rendered(value))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(rendered).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The shape of a synthesized CloudFormation template (`cdk synth` output).
@@ -75,7 +163,9 @@ pub fn cloudformation_shape(template: &str) -> Result<Shape, DriftError> {
         insert(&mut shape, "functions", id, function_settings(properties));
     }
     for (id, api) in of_type(resources, "AWS::ApiGatewayV2::Api") {
-        insert(&mut shape, "cors", id, cors_settings(&api["Properties"]["CorsConfiguration"]));
+        if api["Properties"]["ProtocolType"] != "WEBSOCKET" {
+            insert(&mut shape, "cors", id, cors_settings(&api["Properties"]["CorsConfiguration"]));
+        }
     }
     for (id, url) in of_type(resources, "AWS::Lambda::Url") {
         let properties = &url["Properties"];
@@ -99,15 +189,12 @@ pub fn cloudformation_shape(template: &str) -> Result<Shape, DriftError> {
     for (function, granted) in permissions {
         insert(&mut shape, "permissions", function, sorted(granted));
     }
-    for (_, route) in of_type(resources, "AWS::ApiGatewayV2::Route") {
-        let properties = &route["Properties"];
-        let integration = render(&properties["Target"]);
-        let integration = integration.trim_start_matches("integrations/${").trim_end_matches('}');
-        let function = resources
-            .get(integration)
-            .and_then(|integration| integration.pointer("/Properties/IntegrationUri/Fn::GetAtt/0"))
-            .ok_or_else(|| DriftError::Shape(format!("route {} has no Lambda integration", properties["RouteKey"])))?;
-        insert(&mut shape, "routes", &text(&properties["RouteKey"]), function.clone());
+    explicit_routes(&mut shape, resources)?;
+    websocket_shape(&mut shape, resources);
+    for (_, mapping) in of_type(resources, "AWS::Lambda::EventSourceMapping") {
+        let properties = &mapping["Properties"];
+        let key = format!("{} {}", text(&properties["FunctionName"]["Ref"]), render(&properties["EventSourceArn"]));
+        insert(&mut shape, "streams", &key, stream_settings(properties));
     }
     for (id, rule) in of_type(resources, "AWS::Events::Rule") {
         let properties = &rule["Properties"];
@@ -436,5 +523,91 @@ Resources:
         let found = compare(&changed);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].starts_with("tables Things: "), "{found:?}");
+    }
+
+    const SAM_SOCKETS: &str = r#"
+Resources:
+  Log:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      KeySchema: [{ AttributeName: id, KeyType: HASH }]
+  Socket:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: { Name: s, ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.event }
+  SocketIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Socket
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${Handler.Arn}/invocations"
+  Connect:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: { ApiId: !Ref Socket, RouteKey: $connect, Target: !Sub "integrations/${SocketIntegration}" }
+  Handler:
+    Type: AWS::Serverless::Function
+    Properties:
+      Timeout: 30
+      Policies:
+        - Statement:
+            - { Effect: Allow, Action: [dynamodb:GetRecords], Resource: !GetAtt Log.StreamArn }
+      Events:
+        Changes:
+          Type: DynamoDB
+          Properties: { Stream: !GetAtt Log.StreamArn, StartingPosition: LATEST, BatchSize: 100 }
+"#;
+
+    fn cdk_sockets(batch: u32, route_to: &str) -> String {
+        serde_json::json!({
+            "Resources": {
+                "Log": { "Type": "AWS::DynamoDB::Table", "Properties": {
+                    "KeySchema": [{ "AttributeName": "id", "KeyType": "HASH" }]
+                }},
+                "Socket": { "Type": "AWS::ApiGatewayV2::Api", "Properties": {
+                    "Name": "s", "ProtocolType": "WEBSOCKET", "RouteSelectionExpression": "$request.body.event"
+                }},
+                "SocketIntegration": { "Type": "AWS::ApiGatewayV2::Integration", "Properties": {
+                    "ApiId": { "Ref": "Socket" }, "IntegrationType": "AWS_PROXY",
+                    "IntegrationUri": { "Fn::Sub": format!(
+                        "arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{route_to}.Arn}}/invocations"
+                    )}
+                }},
+                "Connect": { "Type": "AWS::ApiGatewayV2::Route", "Properties": {
+                    "ApiId": { "Ref": "Socket" }, "RouteKey": "$connect",
+                    "Target": { "Fn::Sub": "integrations/${SocketIntegration}" }
+                }},
+                "Handler": { "Type": "AWS::Lambda::Function", "Properties": {
+                    "Timeout": 30, "Role": { "Fn::GetAtt": ["HandlerRole", "Arn"] }
+                }},
+                "HandlerPolicy": { "Type": "AWS::IAM::Policy", "Properties": {
+                    "Roles": [{ "Ref": "HandlerRole" }],
+                    "PolicyDocument": { "Statement": [{ "Effect": "Allow", "Action": "dynamodb:GetRecords",
+                        "Resource": { "Fn::GetAtt": ["Log", "StreamArn"] } }] }
+                }},
+                "Mapping": { "Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+                    "FunctionName": { "Ref": "Handler" }, "EventSourceArn": { "Fn::GetAtt": ["Log", "StreamArn"] },
+                    "StartingPosition": "LATEST", "BatchSize": batch
+                }}
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn the_socket_api_its_routes_and_stream_consumers_are_compared() {
+        let sam = sam_shape(SAM_SOCKETS).unwrap();
+        assert_eq!(sam["routes"]["$connect"], "Handler");
+        assert_eq!(sam["streams"]["Handler ${Log.StreamArn}"]["BatchSize"], 100);
+        assert!(sam["websocket"].contains_key("SocketIntegration"));
+        let same = cloudformation_shape(&cdk_sockets(100, "Handler")).unwrap();
+        assert_eq!(differences(&sam, &same), Vec::<String>::new());
+        let drifted = cloudformation_shape(&cdk_sockets(10, "Other")).unwrap();
+        let found = differences(&sam, &drifted);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found.iter().any(|line| line.starts_with("routes $connect: template.yaml has \"Handler\"")),
+            "{found:?}"
+        );
+        assert!(found.iter().any(|line| line.starts_with("streams Handler ${Log.StreamArn}")), "{found:?}");
+        assert!(found.iter().any(|line| line.starts_with("websocket SocketIntegration")), "{found:?}");
     }
 }
