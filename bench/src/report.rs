@@ -183,6 +183,15 @@ impl Results {
             self.sockets.rss_mb(),
             met(self.sockets.meets_target())
         );
+        let event_p99 = self.sockets.commit_to_event.at(99.0);
+        let _ = writeln!(
+            out,
+            "| commit → event at another device p99 < {} ms locally ({} chats × 2 devices) | p99 {} ms | {} |",
+            crate::sockets::TARGET_EVENT_P99_MS,
+            crate::sockets::PAIRS,
+            ms(event_p99),
+            met(event_p99 < crate::sockets::TARGET_EVENT_P99_MS)
+        );
         let warm = self.cold_starts.iter().filter(|start| start.warm_up);
         if let Some(slowest) = warm.clone().max_by(|a, b| a.first_answer.at(50.0).total_cmp(&b.first_answer.at(50.0))) {
             let value = slowest.first_answer.at(50.0);

@@ -13,7 +13,7 @@ use shared::store::stream::Image;
 use tokio::task::JoinHandle;
 
 /// How long a reader waits after a round that found nothing.
-const IDLE_POLL: Duration = Duration::from_millis(20);
+pub const IDLE_POLL: Duration = Duration::from_millis(20);
 /// How often the shards are listed again (a shard closes and children open every few hours).
 const RESHARD_EVERY: Duration = Duration::from_secs(10);
 
@@ -36,14 +36,20 @@ impl Drop for Followers {
 }
 
 /// Starts reading both streams from now on; returns once both readers stand at the streams'
-/// ends, so every change after this call is delivered.
+/// ends, so every change after this call is delivered. `endpoint`: where the Streams API is when
+/// `sdk_config` does not say (DynamoDB Local serves it on DynamoDB's own port).
 pub async fn follow(
     sdk_config: &aws_config::SdkConfig,
+    endpoint: Option<&str>,
     tables: &TableNames,
     realtime: Realtime,
 ) -> Result<Followers, StreamError> {
     let dynamo = shared::store::client(sdk_config);
-    let streams = Client::new(sdk_config);
+    let mut config = aws_sdk_dynamodbstreams::config::Builder::from(sdk_config);
+    if let Some(endpoint) = endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    let streams = Client::from_conf(config.build());
     let mut tasks = Vec::new();
     for (table, source) in [(&tables.messages, Source::Messages), (&tables.sessions, Source::Sessions)] {
         let fail = |reason: String| StreamError { table: table.clone(), reason };
@@ -139,15 +145,16 @@ impl Reader {
                     .send()
                     .await
                     .map_err(|error| aws_sdk_dynamodbstreams::error::DisplayErrorContext(error).to_string())?;
-                let drained = output.records().is_empty();
-                self.note_read(&id, output.records());
-                match output.next_shard_iterator {
-                    Some(next) => self.shards.insert(id.clone(), next),
-                    None => self.shards.remove(&id),
-                };
-                if drained {
+                if output.next_shard_iterator.is_none() {
+                    self.shards.remove(&id);
                     break;
                 }
+                // At the end: this iterator stays where it is (see `run`).
+                if output.records().is_empty() {
+                    break;
+                }
+                self.note_read(&id, output.records());
+                self.resume(&id).await?;
             }
         }
         Ok(())
@@ -164,15 +171,27 @@ impl Reader {
                     Ok(output) => {
                         self.note_read(&id, output.records());
                         let records: Vec<Record> = output.records().iter().map(|record| self.record(record)).collect();
-                        found += records.len();
+                        let read = records.len();
+                        found += read;
+                        tracing::debug!(table = %self.table, shard = %id, records = records.len(), "stream records");
                         if !records.is_empty() {
                             realtime.fan_out(records).await;
                         }
                         match output.next_shard_iterator {
-                            Some(next) => self.shards.insert(id, next),
                             // The shard closed: its children take over.
-                            None => self.shards.remove(&id),
-                        };
+                            None => {
+                                self.shards.remove(&id);
+                            }
+                            // DynamoDB Local's next iterator can pass over a record committed
+                            // while the read ran: the reader places its own, after the last
+                            // record it read, and reads a quiet shard again where it stood.
+                            Some(_) if read > 0 => {
+                                if let Err(error) = self.resume(&id).await {
+                                    tracing::warn!(table = %self.table, %error, "stream iterator not renewed");
+                                }
+                            }
+                            Some(_) => {}
+                        }
                     }
                     // DynamoDB Local loses the iterator of a shard that was empty when it was taken
                     // once records arrive: take a new one after the last record read.

@@ -40,8 +40,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // The chat socket's connections, and the stream reader that fans the tables' changes out to
     // them: the same fan-out code the `fanout` function runs on AWS.
     let hub = Arc::new(LocalHub::default());
-    let _followers =
-        local::streams::follow(&sdk_config, &config.tables, Realtime::new(state.clone(), hub.clone())).await?;
+    let streams_endpoint =
+        std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS").or_else(|_| std::env::var("AWS_ENDPOINT_URL_DYNAMODB")).ok();
+    let realtime = Realtime::new(state.clone(), hub.clone());
+    let _followers = local::streams::follow(&sdk_config, streams_endpoint.as_deref(), &config.tables, realtime).await?;
     let port: u16 = std::env::var("PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;

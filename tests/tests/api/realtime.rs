@@ -27,7 +27,9 @@ async fn serve(app: &TestApp) -> (String, Arc<LocalHub>, Followers) {
     let router = local::app_with_hub(app.state.clone(), &CorsOrigins::None, hub.clone());
     let sdk = local::dynamodb_local::sdk_config(endpoint());
     let followers =
-        local::streams::follow(&sdk, &app.config.tables, Realtime::new(app.state.clone(), hub.clone())).await.unwrap();
+        local::streams::follow(&sdk, None, &app.config.tables, Realtime::new(app.state.clone(), hub.clone()))
+            .await
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -333,4 +335,39 @@ async fn a_device_that_reconnects_gets_exactly_the_changes_it_missed() {
     assert_eq!(feed["data"], page["data"]["data"], "the socket and HTTP serve the same feed");
     send(&mut laptop, json!({"event": "sync", "data": {"after_rev": 5}})).await;
     assert_eq!(next_direct(&mut laptop).await["data"]["data"], json!([]), "nothing twice");
+}
+
+/// Eight chats written at once: every committed message reaches its chat's socket exactly once,
+/// through the stream (concurrent writers are where a stream reader loses records, if it can).
+#[tokio::test]
+async fn concurrent_chats_each_get_every_message_once() {
+    const CHATS: usize = 8;
+    const MESSAGES: u64 = 10;
+    let app = TestApp::new().await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let chats = (0..CHATS).map(|index| {
+        let (app, user, base) = (&app, &user, &base);
+        async move {
+            let session = app.session(user, &format!("chat {index}")).await;
+            let mut socket = open(base, &session, user).await;
+            let mut seen = Vec::new();
+            for _ in 0..MESSAGES {
+                let message = app.append(user, &session, "user", "at once").await;
+                loop {
+                    let (name, _, data) = next_change(&mut socket).await;
+                    if name == "message.new" {
+                        seen.push(data["seq"].as_u64().unwrap());
+                        if data["seq"] == message["seq"] {
+                            break;
+                        }
+                    }
+                }
+            }
+            seen
+        }
+    });
+    for seen in futures::future::join_all(chats).await {
+        assert_eq!(seen, (1..=MESSAGES).collect::<Vec<_>>(), "each message once, in order");
+    }
 }
