@@ -35,6 +35,10 @@ use crate::error::ApiError;
 pub const PROTOCOL: &str = "chat.v1";
 /// Frames a slow connection may have waiting before it is dropped (locally).
 const OUTBOX: usize = 256;
+/// A streaming reply's deltas go out at most this often (each carries what arrived meanwhile).
+const DELTA_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// A delta's text stays well inside a frame (JSON escaping can double it).
+const DELTA_MAX_BYTES: usize = 12 * 1024;
 /// Pages of the change feed one `sync` sends (100 changes each).
 const SYNC_PAGES: usize = 10;
 
@@ -241,7 +245,12 @@ impl Realtime {
             match current {
                 Progress::Streaming(text) => {
                     let (complete, _) = segments(&text);
+                    let before = sent;
                     sent = self.deltas(session_id, seq, &complete, sent).await;
+                    // What arrives meanwhile goes out as one frame: API Gateway bills per frame.
+                    if sent > before {
+                        tokio::time::sleep(DELTA_INTERVAL).await;
+                    }
                 }
                 Progress::Ended(message, _) => {
                     self.deltas(session_id, seq, &all_segments(message.content.as_str()), sent).await;
@@ -268,11 +277,19 @@ impl Realtime {
         self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: false }).await;
     }
 
-    /// Posts the segments after the first `sent`; returns how many are sent now.
+    /// Posts the segments after the first `sent` as one `message.delta` (split where a frame would
+    /// pass its limit); returns how many are sent now.
     async fn deltas(&self, session_id: SessionId, seq: crate::domain::Seq, parts: &[&str], sent: usize) -> usize {
+        let mut text = String::new();
         for part in parts.iter().skip(sent) {
-            let event = ServerEvent::MessageDelta { session_id, seq, text: (*part).to_owned() };
-            self.broadcast(session_id, &event).await;
+            if text.len() + part.len() > DELTA_MAX_BYTES {
+                let event = ServerEvent::MessageDelta { session_id, seq, text: std::mem::take(&mut text) };
+                self.broadcast(session_id, &event).await;
+            }
+            text.push_str(part);
+        }
+        if !text.is_empty() {
+            self.broadcast(session_id, &ServerEvent::MessageDelta { session_id, seq, text }).await;
         }
         sent.max(parts.len())
     }

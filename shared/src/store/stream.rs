@@ -98,3 +98,49 @@ pub fn session_record(old: Option<Image>, new: Option<Image>) -> Result<Vec<Reco
     }
     Ok(recorded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(pairs: &[(&str, AttributeValue)]) -> Image {
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), value.clone())).collect()
+    }
+
+    fn message(rev: u64, content: &str, extra: &[(&str, AttributeValue)]) -> Image {
+        let s = |text: &str| AttributeValue::S(text.to_owned());
+        let mut item = image(&[
+            ("session_id", s("018f2d6e-4a7b-7c3d-9e1f-2a3b4c5d6e7f")),
+            ("seq", AttributeValue::N("4".to_owned())),
+            ("rev", AttributeValue::N(rev.to_string())),
+            ("id", s("00000000-0000-4000-8000-0000000000b1")),
+            ("role", s("user")),
+            ("type", s("text")),
+            ("content", s(content)),
+            ("created_at", s("2026-12-03T00:00:00.000000Z")),
+        ]);
+        item.extend(image(extra));
+        item
+    }
+
+    #[test]
+    fn message_records_say_what_a_socket_hears() {
+        let deleted = [("deleted_at", AttributeValue::S("2026-12-03T00:00:01.000000Z".to_owned()))];
+        let ttl = [("expires_at", AttributeValue::N("1800000000".to_owned()))];
+        let new = message_record(None, Some(message(1, "hi", &[]))).unwrap_or_default();
+        assert!(matches!(new, Some(Recorded::MessageNew(m)) if m.rev == 1 && m.content.as_str() == "hi"));
+        let edited = message_record(Some(message(1, "hi", &[])), Some(message(2, "hey", &[]))).unwrap_or_default();
+        assert!(matches!(edited, Some(Recorded::MessageUpdated(m)) if m.rev == 2));
+        let gone = message_record(Some(message(2, "hey", &[])), Some(message(3, "hey", &deleted))).unwrap_or_default();
+        assert!(matches!(gone, Some(Recorded::MessageDeleted { rev: 3, .. })));
+        // The job stamping a hidden message's expiry, a purge, a variant moved aside: nothing.
+        let mut both = deleted.to_vec();
+        both.extend(ttl.clone());
+        assert_eq!(message_record(Some(message(3, "hey", &deleted)), Some(message(3, "hey", &both))).ok(), Some(None));
+        assert_eq!(message_record(Some(message(1, "hi", &[])), Some(message(1, "hi", &ttl))).ok(), Some(None));
+        assert_eq!(message_record(Some(message(1, "hi", &[])), None).ok(), Some(None));
+        let mut variant = message(1, "old", &[]);
+        variant.insert("session_id".to_owned(), AttributeValue::S("018f2d6e-4a7b-7c3d-9e1f-2a3b4c5d6e7f#4".to_owned()));
+        assert_eq!(message_record(None, Some(variant)).ok(), Some(None));
+    }
+}

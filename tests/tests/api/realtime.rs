@@ -238,6 +238,12 @@ async fn a_reply_over_the_socket_streams_to_every_device_until_the_quota_is_used
         assert_eq!(complete["tokens_used"], stored["usage"]["output_tokens"]);
     }
 
+    // The reply's end is a change of its own: the feed shows the reply as stored, at its revision.
+    let feed = app.get(&user, &format!("/v1/sessions/{session}/changes?after_rev=0")).await.expect(200).body;
+    let last = feed["data"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["rev"].as_u64(), last["message"]["seq"].as_u64()), (Some(2), Some(2)), "{feed}");
+    assert_eq!(last["message"], stored, "the feed serves the reply as stored");
+
     send(&mut laptop, json!({"event": "send_message", "data": {"content": "And again?"}})).await;
     let refusal = next_direct(&mut laptop).await;
     assert_eq!(
