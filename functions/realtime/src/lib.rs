@@ -7,7 +7,11 @@ pub mod fanout;
 pub mod gateway;
 pub mod socket;
 
+use std::sync::Arc;
+
+use shared::AppState;
 use shared::config::ConfigError;
+use shared::realtime::Realtime;
 
 /// What the realtime functions read from the environment besides the shared config.
 #[derive(Clone, Debug)]
@@ -26,4 +30,15 @@ impl RealtimeConfig {
             reply_function: read("REPLY_FUNCTION"),
         })
     }
+}
+
+/// What every realtime function starts from: the shared state, its own config, the SDK
+/// configuration, and the realtime service delivering through `@connections`.
+pub async fn init() -> Result<(AppState, RealtimeConfig, aws_config::SdkConfig, Realtime), lambda_runtime::Error> {
+    let state = shared::lambda::init().await?;
+    let config = RealtimeConfig::from_env()?;
+    let sdk_config = aws_config::load_from_env().await;
+    let gateway = Arc::new(gateway::ApiGateway::new(state.store.clone(), &sdk_config, &config.endpoint));
+    let realtime = Realtime::new(state.clone(), gateway);
+    Ok((state, config, sdk_config, realtime))
 }

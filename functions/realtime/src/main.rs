@@ -4,22 +4,15 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
-use realtime::RealtimeConfig;
-use realtime::gateway::ApiGateway;
 use realtime::socket::{ReplyWorker, Socket};
-use shared::realtime::Realtime;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let state = shared::lambda::init().await?;
-    let config = RealtimeConfig::from_env()?;
-    let sdk_config = aws_config::load_from_env().await;
-    let gateway = Arc::new(ApiGateway::new(state.store.clone(), &sdk_config, &config.endpoint));
+    let (state, config, sdk_config, realtime) = realtime::init().await?;
     let replies = config
         .reply_function
         .map(|function| ReplyWorker { client: aws_sdk_lambda::Client::new(&sdk_config), function });
-    let socket =
-        Arc::new(Socket { realtime: Realtime::new(state.clone(), gateway), store: state.store.clone(), replies });
+    let socket = Arc::new(Socket { realtime, store: state.store.clone(), replies });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let socket = socket.clone();
         async move { Ok::<_, lambda_runtime::Error>(socket.handle(event.payload).await) }

@@ -59,15 +59,7 @@ impl Socket {
 
     async fn connect(&self, connection: String, event: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
         let query = |name: &str| event.query_string_parameters.first(name).map(str::to_owned);
-        let protocols: Vec<String> = event
-            .headers
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(|protocol| protocol.trim().to_owned())
-            .filter(|protocol| !protocol.is_empty())
-            .collect();
+        let protocols = Connect::offered_protocols(&event.headers);
         let connect =
             Connect { session_id: query("session_id"), token: query("token"), init_data: query("initData"), protocols };
         let (user, session) = match self.realtime.authorize(&connect).await {

@@ -118,6 +118,18 @@ pub struct Connect {
 }
 
 impl Connect {
+    /// The subprotocols a handshake's `Sec-WebSocket-Protocol` headers offer, in order.
+    pub fn offered_protocols(headers: &axum::http::HeaderMap) -> Vec<String> {
+        headers
+            .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|protocol| protocol.trim().to_owned())
+            .filter(|protocol| !protocol.is_empty())
+            .collect()
+    }
+
     /// The `Authorization` value the credential stands for.
     fn authorization(&self) -> Result<String, ApiError> {
         for protocol in &self.protocols {
