@@ -2,7 +2,7 @@
 //! Local (through `aws-sdk-dynamodbstreams`, the same API AWS serves) and hands each batch of
 //! records to the realtime fan-out — the code the `fanout` function runs on AWS.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use aws_sdk_dynamodbstreams::Client;
@@ -14,6 +14,43 @@ use tokio::task::JoinHandle;
 
 /// How long a reader waits after a round that found nothing.
 pub const IDLE_POLL: Duration = Duration::from_millis(20);
+/// Records a resumed read goes back over: DynamoDB Local can make a record readable after later
+/// ones (concurrent transactions) and its next iterator can pass over a record committed during
+/// the read, so each read starts this many records back and skips what it delivered already.
+const OVERLAP: usize = 64;
+/// Sequence numbers remembered per shard (more than the overlap, so every re-read is known).
+const REMEMBERED: usize = 4 * OVERLAP;
+
+/// The latest sequence numbers read from a shard, oldest first.
+#[derive(Default)]
+struct Window {
+    order: VecDeque<String>,
+    known: HashSet<String>,
+}
+
+impl Window {
+    /// Notes a record; `false` when it was read before.
+    fn note(&mut self, sequence: &str) -> bool {
+        if !self.known.insert(sequence.to_owned()) {
+            return false;
+        }
+        self.order.push_back(sequence.to_owned());
+        if self.order.len() > REMEMBERED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.known.remove(&old);
+        }
+        true
+    }
+
+    /// Where the next read starts: after the record `OVERLAP` back (the shard's start when fewer
+    /// were read).
+    fn resume_after(&self) -> Option<&str> {
+        let len = self.order.len();
+        (len > OVERLAP).then(|| self.order[len - OVERLAP - 1].as_str())
+    }
+}
+
 /// How often the shards are listed again (a shard closes and children open every few hours).
 const RESHARD_EVERY: Duration = Duration::from_secs(10);
 
@@ -65,7 +102,7 @@ pub async fn follow(
             table: table.clone(),
             shards: HashMap::new(),
             seen: HashSet::new(),
-            read_up_to: HashMap::new(),
+            delivered: HashMap::new(),
         };
         reader.discover(true).await.map_err(fail)?;
         reader.skip_to_end().await.map_err(fail)?;
@@ -84,8 +121,9 @@ struct Reader {
     shards: HashMap<String, String>,
     /// Every shard met so far, read or not.
     seen: HashSet<String>,
-    /// The last record read from each shard: where a lost iterator resumes.
-    read_up_to: HashMap<String, String>,
+    /// The latest records read from each shard: where reading resumes, and what not to deliver
+    /// twice.
+    delivered: HashMap<String, Window>,
 }
 
 impl Reader {
@@ -150,10 +188,9 @@ impl Reader {
                     break;
                 }
                 // At the end: this iterator stays where it is (see `run`).
-                if output.records().is_empty() {
+                if self.fresh(&id, output.records()).is_empty() {
                     break;
                 }
-                self.note_read(&id, output.records());
                 self.resume(&id).await?;
             }
         }
@@ -169,8 +206,8 @@ impl Reader {
                 let Some(iterator) = self.shards.get(&id).cloned() else { continue };
                 match self.client.get_records().shard_iterator(iterator).send().await {
                     Ok(output) => {
-                        self.note_read(&id, output.records());
-                        let records: Vec<Record> = output.records().iter().map(|record| self.record(record)).collect();
+                        let fresh = self.fresh(&id, output.records());
+                        let records: Vec<Record> = fresh.iter().map(|record| self.record(record)).collect();
                         let read = records.len();
                         found += read;
                         tracing::debug!(table = %self.table, shard = %id, records = records.len(), "stream records");
@@ -182,9 +219,8 @@ impl Reader {
                             None => {
                                 self.shards.remove(&id);
                             }
-                            // DynamoDB Local's next iterator can pass over a record committed
-                            // while the read ran: the reader places its own, after the last
-                            // record it read, and reads a quiet shard again where it stood.
+                            // The reader places its own iterator (`OVERLAP` back), and reads a
+                            // quiet shard again where it stood.
                             Some(_) if read > 0 => {
                                 if let Err(error) = self.resume(&id).await {
                                     tracing::warn!(table = %self.table, %error, "stream iterator not renewed");
@@ -221,21 +257,25 @@ impl Reader {
         }
     }
 
-    fn note_read(&mut self, shard: &str, records: &[StreamRecord]) {
-        if let Some(last) =
-            records.last().and_then(|record| record.dynamodb()).and_then(|change| change.sequence_number())
-        {
-            self.read_up_to.insert(shard.to_owned(), last.to_owned());
-        }
+    /// The records of a read not read before, noted as read.
+    fn fresh(&mut self, shard: &str, records: &[StreamRecord]) -> Vec<StreamRecord> {
+        let window = self.delivered.entry(shard.to_owned()).or_default();
+        records
+            .iter()
+            .filter(|record| {
+                let sequence = record.dynamodb().and_then(|change| change.sequence_number());
+                sequence.is_none_or(|sequence| window.note(sequence))
+            })
+            .cloned()
+            .collect()
     }
 
-    /// A new iterator for `shard`, after the last record read from it (from its start if none).
+    /// A new iterator for `shard`, `OVERLAP` records back from the last one read (its start if
+    /// fewer were read).
     async fn resume(&mut self, shard: &str) -> Result<(), String> {
         let request = self.client.get_shard_iterator().stream_arn(&self.arn).shard_id(shard);
-        let request = match self.read_up_to.get(shard) {
-            Some(after) => {
-                request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(after.clone())
-            }
+        let request = match self.delivered.get(shard).and_then(Window::resume_after) {
+            Some(after) => request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(after),
             None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
         let output = request
@@ -258,5 +298,24 @@ impl Reader {
             old: image(change.and_then(|change| change.old_image.as_ref())),
             new: image(change.and_then(|change| change.new_image.as_ref())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_delivers_each_record_once_and_resumes_behind_the_last() {
+        let mut window = Window::default();
+        assert!(window.note("100") && window.note("101"));
+        assert!(!window.note("100"), "read again: not delivered twice");
+        assert_eq!(window.resume_after(), None, "few records: from the shard's start");
+        for sequence in 102..400 {
+            window.note(&sequence.to_string());
+        }
+        assert_eq!(window.order.len(), REMEMBERED);
+        assert_eq!(window.resume_after(), Some((399 - OVERLAP).to_string().as_str()));
+        assert!(!window.note(&(399 - OVERLAP + 1).to_string()), "the overlap is remembered");
     }
 }

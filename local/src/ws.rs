@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use shared::AppState;
-use shared::domain::{MAX_FRAME_BYTES, ProtocolError, ServerEvent, SessionId, UserId};
+use shared::domain::{MAX_FRAME_BYTES, Peer, ProtocolError, ServerEvent};
 use shared::realtime::{Connect, Connections, LocalHub, PROTOCOL, Realtime};
 
 /// Bytes read from a socket at a time (tungstenite's default, 128 KiB, is kept per connection).
@@ -56,14 +56,19 @@ async fn connect(
                 .max_message_size(MAX_FRAME_BYTES)
                 .max_frame_size(MAX_FRAME_BYTES);
             let upgrade = if offered { upgrade.protocols([PROTOCOL]) } else { upgrade };
-            upgrade.on_upgrade(move |ws| serve(socket, ws, user, session))
+            // Registered before the handshake's answer leaves: the client may act on that answer
+            // at once (another device's frames then wait in the outbox, never pass it by).
+            let (peer, outbox) = socket.hub.register(user, session);
+            let (hub, id) = (socket.hub.clone(), peer.id.clone());
+            upgrade
+                .on_failed_upgrade(move |_| hub.unregister(&id))
+                .on_upgrade(move |ws| serve(socket, ws, peer, outbox))
         }
     }
 }
 
 /// One open socket: frames in go to the service, the hub's frames for it go out.
-async fn serve(socket: Socket, ws: WebSocket, user: UserId, session: SessionId) {
-    let (peer, mut outbox) = socket.hub.register(user, session);
+async fn serve(socket: Socket, ws: WebSocket, peer: Peer, mut outbox: tokio::sync::mpsc::Receiver<String>) {
     let (mut sink, mut incoming) = ws.split();
     let writer = tokio::spawn(async move {
         while let Some(frame) = outbox.recv().await {

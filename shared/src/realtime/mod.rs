@@ -69,6 +69,11 @@ impl LocalHub {
         (peer, receiver)
     }
 
+    /// Forgets a connection at once (one whose upgrade failed).
+    pub fn unregister(&self, connection: &str) {
+        self.lock().remove(connection);
+    }
+
     /// How many connections are open.
     pub fn len(&self) -> usize {
         self.lock().len()
