@@ -3,8 +3,6 @@
 //! readers — DynamoDB Local's stream locally, the Lambda event source on AWS — hand their images
 //! here, so the mapping from items exists once.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
@@ -12,8 +10,8 @@ use super::messages::item::StoredMessage;
 use super::sessions::SessionRecord;
 use crate::domain::{Message, Seq, Session, SessionId};
 
-/// An item image as a stream record carries it.
-pub type Image = HashMap<String, AttributeValue>;
+/// An item image as a stream record carries it: an item of the table.
+pub type Image = super::item::Item;
 
 /// A change to a session's log or to the session, as its sockets hear of it.
 #[derive(Clone, Debug, PartialEq)]

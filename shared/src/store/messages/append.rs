@@ -69,13 +69,7 @@ impl Store {
         let started = Instant::now();
         let limits = self.append_limits(user, &messages, character).await?;
         // What this instance does not know yet it reads in one parallel round.
-        let hint = self.seq_hints.get(session_id);
-        let session = async {
-            match hint {
-                Some(head) => Ok((head, false)),
-                None => Ok((LogHead::of(&self.session_record(user, session_id).await?), true)),
-            }
-        };
+        let session = self.log_head(user, session_id);
         // The meter matters when the append is metered, or for the quota headers of a limited user.
         let metered = !limits.usage.is_empty() || limits.allowance.is_some() || limits.rated;
         let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };

@@ -49,9 +49,8 @@ impl Store {
         let has_more = match cut_at_revision(&mut found, limit) {
             Some(has_more) => has_more,
             None => {
-                let rev = first;
-                found = self.changed_between(session_id, rev - 1, rev, None).await?;
-                rev < head
+                found = self.changed_between(session_id, first - 1, first, None).await?;
+                first < head
             }
         };
         let last = found.last().map(|changed| changed.rev);

@@ -103,11 +103,12 @@ fn visible(record: &SessionRecord, stored: Option<StoredMessage>) -> Result<Stor
 }
 
 impl Store {
-    /// Where the session's log stands, as this process last saw it (a read when it has not).
-    async fn log_head(&self, user: &UserId, session_id: SessionId) -> Result<LogHead, StoreError> {
+    /// Where the session's log stands, as this process last saw it (a read when it has not),
+    /// and whether it was read just now.
+    async fn log_head(&self, user: &UserId, session_id: SessionId) -> Result<(LogHead, bool), StoreError> {
         match self.seq_hints.get(session_id) {
-            Some(head) => Ok(head),
-            None => Ok(LogHead::of(&self.session_record(user, session_id).await?)),
+            Some(head) => Ok((head, false)),
+            None => Ok((LogHead::of(&self.session_record(user, session_id).await?), true)),
         }
     }
 

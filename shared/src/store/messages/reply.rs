@@ -112,7 +112,8 @@ impl Store {
             Some(usage) => DayUsage::of_reply(&usage.model, usage.input_tokens, usage.output_tokens),
             None => DayUsage::default(),
         };
-        let ((mut meter, _), mut head) = tokio::try_join!(self.meter(user), self.log_head(user, reply.session_id))?;
+        let ((mut meter, _), (mut head, _)) =
+            tokio::try_join!(self.meter(user), self.log_head(user, reply.session_id))?;
         let mut cancelled = false;
         for attempt in 0..MAX_ATTEMPTS {
             let mut message = reply.clone();
@@ -171,7 +172,7 @@ impl Store {
                 head = self.head_from_cancellation(reply.session_id, old)?;
                 stale = true;
             }
-            if write.is_some() && reason_failed(reasons.get(1)) && session_at > 1 {
+            if write.is_some() && reason_failed(reasons.get(1)) {
                 meter = match reasons.get(1).and_then(CancellationReason::item) {
                     Some(item) => meter_from_item(item)?,
                     None => Default::default(),
