@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Serves the whole API on http://127.0.0.1:3000 against DynamoDB Local.
-# Installs what is missing (Java, DynamoDB Local), keeps data in .local/dynamodb (git-ignored),
-# creates the tables from template.yaml, and stops DynamoDB Local again on Ctrl-C.
+# Serves the whole API, the chat socket and the web app on http://127.0.0.1:3000 against DynamoDB
+# Local. Installs what is missing (Java, DynamoDB Local, the local model, the web app's npm
+# packages), keeps data in .local/dynamodb (git-ignored), creates the tables from template.yaml,
+# builds the web app, and stops DynamoDB Local again on Ctrl-C.
 #
 # Environment: PORT (3000), DYNAMODB_PORT (8000), JWT_SECRET (a dev secret by default),
 # JWT_PUBLIC_KEY or JWT_JWKS_URL, JWT_ISSUER, JWT_AUDIENCE, RUST_LOG, and AWS_ENDPOINT_URL_DYNAMODB to use a
@@ -26,6 +27,7 @@ if [ -z "$own_dynamodb" ]; then
     fi
 fi
 
-log "building and starting the API on http://127.0.0.1:${PORT:-3000}"
+build_web
+log "building and starting the API on http://127.0.0.1:${PORT:-3000} (the web app at /)"
 log "mint a token: cargo run -q -p local --bin mint-token -- <user-id>"
 cargo run -q -p local --bin dev-server

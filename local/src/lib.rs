@@ -10,6 +10,7 @@ pub mod streams;
 pub mod tables;
 pub mod template;
 pub mod token;
+pub mod web;
 pub mod ws;
 
 use std::sync::Arc;
@@ -30,12 +31,19 @@ pub fn app(state: AppState, cors: &CorsOrigins) -> Router {
 
 /// The same, with the chat socket's connections in `hub` (`/v1/ws`, see `ws`).
 pub fn app_with_hub(state: AppState, cors: &CorsOrigins, hub: Arc<LocalHub>) -> Router {
+    dev_app(state, cors, hub, Router::new())
+}
+
+/// What the dev server serves: the API and the socket, and `extra` routes beside them (the web
+/// app and the dev sign-in, see `web::router`) under the same request ids, CORS and JSON 404.
+pub fn dev_app(state: AppState, cors: &CorsOrigins, hub: Arc<LocalHub>, extra: Router<AppState>) -> Router {
     let routes = sessions::routes()
         .merge(messages::routes())
         .merge(memories::routes())
         .merge(limits::routes())
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
-        .route("/docs", get(|| async { Html(openapi::docs_page(&openapi::document())) }));
+        .route("/docs", get(|| async { Html(openapi::docs_page(&openapi::document())) }))
+        .merge(extra);
     let socket = ws::router(state.clone(), hub);
     shared::http::cors(shared::http::app(routes, state).merge(socket), cors)
 }

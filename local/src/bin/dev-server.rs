@@ -1,13 +1,15 @@
 //! The whole API on one base URL, against DynamoDB Local: `scripts/dev.sh` runs this.
 //! Creates any missing table from `template.yaml`, starts the local model unless a provider is
-//! configured (`LLM_BASE_URL`, `LLM_PROVIDER`), then serves every route on `PORT` (3000).
+//! configured (`LLM_BASE_URL`, `LLM_PROVIDER`), adds the demo characters, then serves every route
+//! on `PORT` (3000) — and the web app (`web/dist`) at `/`.
 
 use std::error::Error;
 use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use shared::config::{Config, LlmConfig};
+use secrecy::ExposeSecret;
+use shared::config::{Config, JwtKey, LlmConfig};
 use shared::realtime::{LocalHub, Realtime};
 use shared::{AppState, telemetry};
 
@@ -37,6 +39,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         tracing::info!(table, "created table from template.yaml");
     }
     let state = AppState::from_env(&config).await?;
+    let seeded = local::web::seed_characters(&state.catalog).await?;
+    if seeded > 0 {
+        tracing::info!(seeded, "added the demo characters (local/seed/characters.json)");
+    }
     // The chat socket's connections, and the stream reader that fans the tables' changes out to
     // them: the same fan-out code the `fanout` function runs on AWS.
     let hub = Arc::new(LocalHub::default());
@@ -47,8 +53,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let port: u16 = std::env::var("PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
-    tracing::info!(%address, "serving the chat API");
-    axum::serve(listener, local::app_with_hub(state, &config.cors, hub))
+    let web_dir = local::web::web_dir();
+    if !web_dir.join("index.html").exists() {
+        tracing::warn!(dir = %web_dir.display(), "the web app is not built (scripts/dev.sh builds it): / answers 404");
+    }
+    // Dev sign-in only while the server checks tokens with a shared secret it can sign with.
+    let sign_in = match &config.auth.key {
+        JwtKey::Hs256Secret(secret) => Some(local::web::DevSignIn {
+            secret: secret.expose_secret().to_vec(),
+            issuer: config.auth.issuer.clone(),
+            audience: config.auth.audience.clone(),
+        }),
+        _ => None,
+    };
+    let app = local::dev_app(state, &config.cors, hub, local::web::router(&web_dir, sign_in));
+    tracing::info!(%address, "serving the chat API and the web app");
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

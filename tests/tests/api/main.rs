@@ -26,3 +26,4 @@ mod scripted_model;
 mod security;
 mod sessions;
 mod telegram;
+mod web;

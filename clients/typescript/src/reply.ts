@@ -1,0 +1,137 @@
+// A reply streamed as Server-Sent Events: an async iterator of typed events that resumes with
+// `Last-Event-ID` when the connection drops mid-reply, and can cancel the reply.
+
+import { ApiError } from "./errors.js";
+import type { components } from "./schema.js";
+import { parseSse } from "./sse.js";
+
+type Schemas = components["schemas"];
+export type Message = Schemas["Message"];
+
+/** The events of `POST …/replies`, `POST …/regenerate` and `GET …/messages/{seq}/stream`; `id` counts them from 1. */
+export type ReplyEvent =
+    | { readonly id: number; readonly event: "reply.started"; readonly data: Schemas["ReplyStarted"] }
+    | { readonly id: number; readonly event: "reply.delta"; readonly data: Schemas["ReplyDelta"] }
+    | { readonly id: number; readonly event: "reply.completed"; readonly data: Schemas["ReplyCompleted"] }
+    | { readonly id: number; readonly event: "reply.failed"; readonly data: Schemas["ReplyFailed"] };
+
+const EVENTS = new Set(["reply.started", "reply.delta", "reply.completed", "reply.failed"]);
+
+export interface ReplyTransport {
+    /**
+     * Opens the stream: `resume` is null until the reply's seq is known (the first request, or its
+     * retry with the same idempotency key), then the seq and the last event seen, for
+     * `GET …/messages/{seq}/stream` with `Last-Event-ID`. `attempt` counts from 0.
+     */
+    open(resume: { seq: number; lastEventId: number } | null, attempt: number, signal: AbortSignal): Promise<Response>;
+    cancel(seq: number): Promise<Message>;
+}
+
+export interface ReplyStreamOptions {
+    /** Stops reading (the reply goes on on the server; use `cancel()` to stop it). */
+    signal?: AbortSignal;
+    /** How many times a dropped connection is resumed before the error is thrown (3). */
+    maxResumes?: number;
+}
+
+/**
+ * One reply's events. Iterate it once (`for await (const event of stream)`); it ends after
+ * `reply.completed` or `reply.failed`. A connection that drops before either is resumed from the
+ * last event seen, so the events arrive exactly once and in order.
+ */
+export class ReplyStream implements AsyncIterable<ReplyEvent> {
+    /** The reply's seq, once `reply.started` (or the first resumed event) has told it. */
+    seq: number | null;
+    /** The id of the last event delivered: what a resume sends as `Last-Event-ID`. */
+    lastEventId: number;
+    /** The reply's text so far (the deltas joined). */
+    text = "";
+    /** The reply's message as last reported (`streaming` until the end). */
+    message: Message | null = null;
+
+    readonly #transport: ReplyTransport;
+    readonly #options: ReplyStreamOptions;
+    readonly #abort = new AbortController();
+    #started: Promise<number>;
+    #markStarted!: (seq: number) => void;
+    #iterated = false;
+
+    constructor(transport: ReplyTransport, options: ReplyStreamOptions = {}, resume: { seq: number; lastEventId: number } | null = null) {
+        this.#transport = transport;
+        this.#options = options;
+        this.seq = resume?.seq ?? null;
+        this.lastEventId = resume?.lastEventId ?? 0;
+        this.#started = new Promise((resolve) => (this.#markStarted = resolve));
+        if (this.seq !== null) this.#markStarted(this.seq);
+        options.signal?.addEventListener("abort", () => this.#abort.abort(options.signal?.reason), { once: true });
+    }
+
+    async *[Symbol.asyncIterator](): AsyncIterator<ReplyEvent> {
+        if (this.#iterated) throw new Error("a ReplyStream can be iterated once");
+        this.#iterated = true;
+        const maxResumes = this.#options.maxResumes ?? 3;
+        let resumes = 0;
+        for (;;) {
+            const resume = this.seq === null ? null : { seq: this.seq, lastEventId: this.lastEventId };
+            let ended = false;
+            try {
+                const response = await this.#transport.open(resume, resumes, this.#abort.signal);
+                if (!response.ok) throw await ApiError.from(response);
+                if (!response.body) throw new Error("the reply has no body");
+                for await (const raw of parseSse(response.body)) {
+                    if (!EVENTS.has(raw.event)) continue;
+                    const event = { id: Number(raw.id ?? this.lastEventId + 1), event: raw.event, data: JSON.parse(raw.data) } as ReplyEvent;
+                    if (event.id <= this.lastEventId) continue;
+                    this.#observe(event);
+                    yield event;
+                    if (event.event === "reply.completed" || event.event === "reply.failed") {
+                        ended = true;
+                        return;
+                    }
+                }
+            } catch (error) {
+                if (error instanceof ApiError || this.#abort.signal.aborted || resumes >= maxResumes) throw error;
+            } finally {
+                if (ended) this.#abort.abort();
+            }
+            if (resumes >= maxResumes) throw new Error("the reply's stream kept ending before the reply did");
+            resumes += 1;
+            await new Promise((resolve) => setTimeout(resolve, 250 * resumes));
+        }
+    }
+
+    /** Stops the reply on the server (it ends `cancelled`, keeping its text so far); answers the message. */
+    async cancel(): Promise<Message> {
+        return this.#transport.cancel(await this.#started);
+    }
+
+    /** Reads to the end; answers the reply's final message. */
+    async done(): Promise<Message> {
+        for await (const _ of this) {
+            // each event updates `message` and `text`
+        }
+        if (!this.message) throw new Error("the reply ended without a message");
+        return this.message;
+    }
+
+    #observe(event: ReplyEvent): void {
+        this.lastEventId = event.id;
+        switch (event.event) {
+            case "reply.started":
+                this.message = event.data.assistant_message;
+                this.text = event.data.assistant_message.content;
+                break;
+            case "reply.delta":
+                this.text += event.data.text;
+                break;
+            default:
+                this.message = event.data.assistant_message;
+                this.text = event.data.assistant_message.content;
+        }
+        const seq = this.message?.seq ?? (event.event === "reply.delta" ? event.data.seq : null);
+        if (seq !== null && this.seq === null) {
+            this.seq = seq;
+            this.#markStarted(seq);
+        }
+    }
+}

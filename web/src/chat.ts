@@ -1,0 +1,295 @@
+// One chat with a character: the log (kept exact by the socket's events), a reply streamed token
+// by token over SSE with the typing line and Stop, Regenerate with the variants, edit and delete of
+// the user's messages, new scene, reset and forget-recent. Another tab's changes arrive live.
+
+import { ApiError, type ChatSocket, type Message, type ReplyStream, type components, unwrap } from "@chat-backend/client";
+
+import type { App } from "./app.js";
+import { h, time } from "./dom.js";
+import { describe } from "./errors.js";
+
+type Session = components["schemas"]["Session"];
+
+export async function openChat(app: App, view: HTMLElement, characterId: string): Promise<() => void> {
+    const { client } = app;
+    view.replaceChildren(h("p", { class: "loading" }, "Opening the chat…"));
+    let character: components["schemas"]["CharacterView"];
+    let session: Session;
+    try {
+        character = unwrap(await client.api.GET("/v1/characters/{id}", { params: { path: { id: characterId } } }));
+        app.setTitle(character.name, true);
+        session = unwrap(await client.api.GET("/v1/characters/{id}/session", { params: { path: { id: characterId } } }));
+    } catch (error) {
+        app.notify(error);
+        view.replaceChildren(h("p", { class: "empty" }, "This chat cannot be opened.", " ", h("a", { href: "#/" }, "Back to the characters")));
+        return () => undefined;
+    }
+    const sessionId = session.id;
+
+    const messages = new Map<number, Message>();
+    const elements = new Map<number, HTMLLIElement>();
+    /** Replies this tab streams itself (their socket deltas are the same text again). */
+    const streamingHere = new Set<number>();
+    /** Shown variant per seq while browsing older generations. */
+    const browsing = new Map<number, { index: number; variants: Message[] }>();
+    let editing: number | null = null;
+    let current: ReplyStream | null = null;
+    let typingTimer: ReturnType<typeof setTimeout> | undefined;
+
+    const log = h("ol", { class: "log", "aria-label": `Messages with ${character.name}`, "aria-live": "polite" });
+    const typing = h("p", { class: "typing", id: "typing", "aria-live": "polite" });
+    const input = h("textarea", { name: "content", rows: 1, placeholder: `Message ${character.name}`, "aria-label": "Your message", maxlength: 32768 });
+    const send = h("button", { type: "submit", class: "primary" }, "Send");
+    const stop = h("button", { type: "button", id: "stop", hidden: true }, "Stop");
+    const composer = h("form", { class: "composer" }, input, stop, send);
+    const tools = h(
+        "div",
+        { class: "tools", role: "toolbar", "aria-label": "Chat actions" },
+        h("button", { type: "button", onclick: () => void act(() => client.api.POST("/v1/sessions/{id}/new-scene", { params: { path: { id: sessionId } }, body: { messages_to_keep: 0 } })) }, "New scene"),
+        h("button", { type: "button", onclick: () => void act(() => client.api.POST("/v1/sessions/{id}/forget-recent", { params: { path: { id: sessionId } }, body: { count: 2 } })) }, "Forget last 2"),
+        h("button", { type: "button", class: "danger", onclick: () => confirm("Reset this chat? Its messages and its own memories go.") && void act(() => client.api.POST("/v1/sessions/{id}/reset", { params: { path: { id: sessionId } }, body: {} })) }, "Reset"),
+    );
+    view.replaceChildren(h("section", { class: "chat", "aria-label": `Chat with ${character.name}` }, tools, log, typing, composer));
+
+    // The log as the server has it: the newest messages and the revision they stand at.
+    const full = await withMessages();
+    for (const message of full.messages) upsert(message);
+    const socket: ChatSocket = client.socket(sessionId, { afterRev: full.rev });
+    socket.on("message", ({ message }) => upsert(message));
+    socket.on("deleted", (event) => {
+        for (const seq of [...messages.keys()]) if ("seqs" in event ? event.seqs.includes(seq) : seq <= event.through_seq) remove(seq);
+    });
+    socket.on("delta", ({ seq, text }) => {
+        const message = messages.get(seq);
+        if (!message || streamingHere.has(seq) || message.status !== "streaming") return;
+        upsert({ ...message, content: message.content + text });
+    });
+    socket.on("typing", ({ is_typing }) => showTyping(is_typing, streamingHere.size > 0 ? null : "Someone is typing on another device…"));
+    socket.on("error", (error) => app.notify(error.message));
+    socket.on("state", ({ state }) => view.querySelector(".chat")?.setAttribute("data-socket", state));
+
+    composer.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const content = input.value.trim();
+        if (!content || current) return;
+        input.value = "";
+        socket.typing(false);
+        void stream(client.reply(sessionId, { content }), content);
+    });
+    input.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.shiftKey) {
+            event.preventDefault();
+            composer.requestSubmit();
+        }
+    });
+    let typingSent = 0;
+    input.addEventListener("input", () => {
+        if (Date.now() - typingSent > 3000) {
+            typingSent = Date.now();
+            socket.typing(true);
+        }
+    });
+    stop.addEventListener("click", () => {
+        stop.disabled = true;
+        current?.cancel().catch((error) => app.notify(error));
+    });
+
+    async function stream(reply: ReplyStream, sent: string | null): Promise<void> {
+        current = reply;
+        app.clearNotice();
+        send.disabled = true;
+        stop.hidden = false;
+        stop.disabled = true;
+        showTyping(true, `${character.name} is typing…`);
+        try {
+            for await (const event of reply) {
+                switch (event.event) {
+                    case "reply.started":
+                        if (event.data.user_message) upsert(event.data.user_message);
+                        streamingHere.add(event.data.assistant_message.seq);
+                        upsert(event.data.assistant_message);
+                        stop.disabled = false;
+                        break;
+                    case "reply.delta": {
+                        const message = messages.get(event.data.seq);
+                        if (message) upsert({ ...message, content: reply.text });
+                        break;
+                    }
+                    case "reply.completed":
+                        upsert(event.data.assistant_message);
+                        if (event.data.limits) app.showLimits(event.data.limits);
+                        break;
+                    case "reply.failed":
+                        upsert(event.data.assistant_message);
+                        app.notify(describe(new ApiError(502, { error: event.data.error.code, message: event.data.error.message, request_id: null } as never)));
+                        break;
+                }
+            }
+        } catch (error) {
+            app.notify(error);
+            if (error instanceof ApiError && error.body.limits) app.showLimits(error.body.limits);
+            if (sent && !input.value) input.value = sent;
+        } finally {
+            if (reply.seq !== null) streamingHere.delete(reply.seq);
+            current = null;
+            send.disabled = false;
+            stop.hidden = true;
+            showTyping(false, null);
+            renderAll();
+        }
+    }
+
+    async function act(call: () => Promise<{ response: Response; error?: unknown; data?: unknown }>): Promise<void> {
+        try {
+            unwrap(await call());
+            await reload();
+        } catch (error) {
+            app.notify(error);
+        }
+    }
+
+    /** The session with its newest 100 live messages, and the revision they stand at. */
+    async function withMessages(): Promise<{ rev: number; messages: Message[] }> {
+        const read = unwrap(await client.api.GET("/v1/sessions/{id}", { params: { path: { id: sessionId }, query: { include: "messages", messages_limit: 100 } } }));
+        return { rev: read.rev, messages: "messages" in read ? read.messages : [] };
+    }
+
+    async function reload(): Promise<void> {
+        const fresh = await withMessages();
+        const live = new Set(fresh.messages.map((message) => message.seq));
+        for (const seq of [...messages.keys()]) if (!live.has(seq)) remove(seq);
+        for (const message of fresh.messages) upsert(message);
+    }
+
+    function showTyping(on: boolean, text: string | null): void {
+        clearTimeout(typingTimer);
+        typing.textContent = on ? (text ?? `${character.name} is typing…`) : "";
+        if (on && text) typingTimer = setTimeout(() => (typing.textContent = ""), 30_000);
+    }
+
+    function upsert(message: Message): void {
+        const held = messages.get(message.seq);
+        // A checkpoint can trail the text streamed here: keep the longer text while it streams.
+        if (held && message.status === "streaming" && held.status === "streaming" && held.content.startsWith(message.content)) {
+            message = { ...message, content: held.content };
+        }
+        if (held && held.rev > message.rev) return;
+        messages.set(message.seq, message);
+        if (editing === message.seq) return;
+        browsing.delete(message.seq);
+        render(message);
+    }
+
+    function remove(seq: number): void {
+        messages.delete(seq);
+        elements.get(seq)?.remove();
+        elements.delete(seq);
+        renderAll();
+    }
+
+    function renderAll(): void {
+        for (const message of messages.values()) if (editing !== message.seq) render(message);
+    }
+
+    function latestSeq(): number {
+        return Math.max(0, ...messages.keys());
+    }
+
+    function render(message: Message): void {
+        const shown = browsing.get(message.seq);
+        const text = shown ? shown.variants[shown.index]!.content : message.content;
+        const item = h(
+            "li",
+            { class: `msg ${message.role} ${message.status}`, "data-seq": message.seq, "data-status": message.status, "data-role": message.role },
+            h("p", { class: "bubble" }, text || (message.status === "streaming" ? "…" : "")),
+            h("div", { class: "meta" }, ...meta(message)),
+        );
+        const old = elements.get(message.seq);
+        elements.set(message.seq, item);
+        if (old) {
+            old.replaceWith(item);
+            return;
+        }
+        const after = [...elements.keys()].filter((seq) => seq > message.seq && elements.get(seq)?.isConnected).sort((a, b) => a - b)[0];
+        if (after === undefined) log.append(item);
+        else log.insertBefore(item, elements.get(after)!);
+        item.scrollIntoView({ block: "end" });
+    }
+
+    function meta(message: Message): (Node | string)[] {
+        const parts: (Node | string)[] = [h("time", { datetime: message.created_at }, time(message.created_at))];
+        const label = { streaming: "typing…", cancelled: "stopped", failed: "failed", incomplete: "cut short", complete: "" }[message.status];
+        if (label) parts.push(h("span", { class: "status" }, label));
+        if (message.edited_at) parts.push(h("span", {}, "edited"));
+        const idle = current === null && message.status !== "streaming";
+        if (message.role === "user" && idle) {
+            parts.push(h("button", { type: "button", "aria-label": `Edit message ${message.seq}`, onclick: () => edit(message) }, "Edit"));
+            parts.push(h("button", { type: "button", class: "danger", "aria-label": `Delete message ${message.seq}`, onclick: () => void remove_(message.seq) }, "Delete"));
+        }
+        if (message.role === "assistant" && message.variant_count > 1) {
+            const shown = browsing.get(message.seq);
+            const index = shown ? shown.index : message.variant_count - 1;
+            parts.push(h("button", { type: "button", "aria-label": "Previous variant", disabled: index === 0, onclick: () => void flip(message, -1) }, "‹"));
+            parts.push(h("span", { class: "variant" }, `${index + 1}/${message.variant_count}`));
+            parts.push(h("button", { type: "button", "aria-label": "Next variant", disabled: index === message.variant_count - 1, onclick: () => void flip(message, 1) }, "›"));
+        }
+        if (message.role === "assistant" && idle && message.seq === latestSeq() && message.seq > 1) {
+            parts.push(h("button", { type: "button", onclick: () => void stream(client.regenerate(sessionId, message.seq), null) }, "Regenerate"));
+        }
+        return parts;
+    }
+
+    async function flip(message: Message, step: number): Promise<void> {
+        try {
+            const held = browsing.get(message.seq) ?? {
+                index: message.variant_count - 1,
+                variants: unwrap(await client.api.GET("/v1/sessions/{id}/messages/{seq}/variants", { params: { path: { id: sessionId, seq: message.seq } } })).data,
+            };
+            held.index = Math.max(0, Math.min(held.variants.length - 1, held.index + step));
+            browsing.set(message.seq, held);
+            render(message);
+        } catch (error) {
+            app.notify(error);
+        }
+    }
+
+    function edit(message: Message): void {
+        editing = message.seq;
+        const field = h("textarea", { "aria-label": `New text of message ${message.seq}`, rows: 3 });
+        field.value = message.content;
+        const done = () => {
+            editing = null;
+            const latest = messages.get(message.seq);
+            if (latest) render(latest);
+        };
+        const form = h("form", { class: "edit" }, field, h("div", { class: "meta" }, h("button", { type: "submit", class: "primary" }, "Save"), h("button", { type: "button", onclick: done }, "Cancel")));
+        form.addEventListener("submit", async (event) => {
+            event.preventDefault();
+            try {
+                const saved = unwrap(await client.api.PATCH("/v1/sessions/{id}/messages/{seq}", { params: { path: { id: sessionId, seq: message.seq } }, body: { content: field.value } }));
+                editing = null;
+                upsert(saved);
+            } catch (error) {
+                app.notify(error);
+            }
+        });
+        elements.get(message.seq)?.replaceChildren(form);
+        field.focus();
+    }
+
+    async function remove_(seq: number): Promise<void> {
+        if (!confirm("Delete this message?")) return;
+        try {
+            unwrap(await client.api.DELETE("/v1/sessions/{id}/messages/{seq}", { params: { path: { id: sessionId, seq } } }));
+            remove(seq);
+        } catch (error) {
+            app.notify(error);
+        }
+    }
+
+    input.focus();
+    return () => {
+        socket.close();
+        clearTimeout(typingTimer);
+    };
+}

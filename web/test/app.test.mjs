@@ -1,0 +1,282 @@
+// The web app in a real headless Chromium (Debian's, driven by Playwright) against the dev server
+// with DynamoDB Local and the local model: nothing here stands in for the API. Each step leaves a
+// screenshot in web/test-artifacts/.
+import assert from "node:assert/strict";
+import { mkdirSync, readFileSync, statSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { gzipSync } from "node:zlib";
+
+import { chromium } from "playwright-core";
+
+import { baseUrl, dailyQuota, initData } from "../../clients/typescript/dist/test/server.js";
+
+const artifacts = new URL("../test-artifacts/", import.meta.url).pathname;
+mkdirSync(artifacts, { recursive: true });
+const user = `web-${Math.random().toString(36).slice(2, 8)}`;
+let browser, context, page, second, token;
+
+const shot = (target, name) => target.screenshot({ path: `${artifacts}${name}.png`, fullPage: true });
+const message = (target, seq) => target.locator(`.msg[data-seq="${seq}"]`);
+const bubble = (target, seq) => message(target, seq).locator(".bubble");
+async function api(method, path, body) {
+    const response = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    assert.ok(response.ok, `${method} ${path}: ${response.status}`);
+    return response.status === 204 ? null : response.json();
+}
+
+before(async () => {
+    browser = await chromium.launch({
+        executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+        args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    });
+    // A phone-sized screen: Telegram is mostly phones.
+    context = await browser.newContext({ viewport: { width: 390, height: 780 }, deviceScaleFactor: 1 });
+    page = await context.newPage();
+    page.on("dialog", (dialog) => dialog.accept());
+});
+
+after(async () => {
+    await browser?.close();
+});
+
+test("the bundle stays in its budget", () => {
+    const bytes = readFileSync(new URL("../dist/assets/app.js", import.meta.url));
+    const gzipped = gzipSync(bytes).length;
+    console.log(`app.js: ${statSync(new URL("../dist/assets/app.js", import.meta.url)).size} bytes, ${gzipped} gzipped`);
+    assert.ok(gzipped <= 150 * 1024, `app.js is ${gzipped} bytes gzipped, over 150 KB`);
+});
+
+test("sign in with a dev account and see the catalog", async () => {
+    const started = Date.now();
+    await page.goto(baseUrl);
+    await page.getByLabel("Your name (a local dev account)").fill(user);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.locator(".cards .card").first().waitFor();
+    console.log(`sign-in to catalog: ${Date.now() - started} ms`);
+    assert.equal(await page.locator(".cards .card").count(), 5);
+    assert.match(await page.locator("#limits").innerText(), new RegExp(`^${dailyQuota}/${dailyQuota} left$`));
+    token = await page.evaluate(() => localStorage.getItem("chat.token"));
+    assert.ok(token);
+    // Every control has a name a screen reader can say.
+    const unnamed = await page.evaluate(() =>
+        [...document.querySelectorAll("button, input, select, textarea")].filter((element) => {
+            if (element.closest("[hidden], dialog:not([open])")) return false;
+            const label = element.getAttribute("aria-label") || element.textContent?.trim() || element.labels?.[0]?.textContent?.trim();
+            return !label;
+        }).length,
+    );
+    assert.equal(unnamed, 0);
+    await shot(page, "01-catalog");
+});
+
+test("a reload renders the catalog signed in, and fast", async () => {
+    await page.reload();
+    await page.locator(".cards .card").first().waitFor();
+    const timing = await page.evaluate(() => {
+        const navigation = performance.getEntriesByType("navigation")[0];
+        const paint = performance.getEntriesByName("first-contentful-paint")[0];
+        return { domContentLoaded: navigation.domContentLoadedEventEnd, firstPaint: paint?.startTime ?? null, now: performance.now() };
+    });
+    console.log(`first render: DOMContentLoaded ${timing.domContentLoaded.toFixed(0)} ms, first contentful paint ${timing.firstPaint?.toFixed(0)} ms, catalog shown by ${timing.now.toFixed(0)} ms`);
+    assert.equal(await page.locator(".cards .card").count(), 5);
+});
+
+test("search and filters narrow the catalog", async () => {
+    await page.getByLabel("Search characters").fill("LUNA");
+    await page.locator(".cards .card").filter({ hasText: "Luna" }).waitFor();
+    await page.waitForFunction(() => document.querySelectorAll(".cards .card").length === 1);
+    await shot(page, "02-search");
+    await page.getByLabel("Search characters").fill("");
+    await page.getByLabel("Rating", { exact: true }).selectOption("nsfw");
+    await page.waitForFunction(() => document.querySelectorAll(".cards .card").length === 1);
+    assert.equal(await page.locator(".cards .card .name").innerText(), "Noir");
+    await page.getByLabel("Rating", { exact: true }).selectOption("");
+    await page.getByLabel("Access", { exact: true }).selectOption("premium");
+    await page.waitForFunction(() => document.querySelectorAll(".cards .card").length === 1);
+    assert.equal(await page.locator(".cards .card .name").innerText(), "Sage");
+    await page.getByLabel("Access", { exact: true }).selectOption("");
+    await page.getByLabel("Tag", { exact: true }).selectOption("space");
+    await page.waitForFunction(() => document.querySelectorAll(".cards .card").length === 2);
+    await shot(page, "03-filters");
+});
+
+test("a chat opens with the character's greeting, in two tabs", async () => {
+    await page.locator('[data-character="luna"]').click();
+    await bubble(page, 1).waitFor();
+    assert.match(await bubble(page, 1).innerText(), /^Hi, I'm Luna!/);
+    second = await context.newPage();
+    second.on("dialog", (dialog) => dialog.accept());
+    await second.goto(`${baseUrl}/#/c/luna`);
+    await bubble(second, 1).waitFor();
+    for (const tab of [page, second]) await tab.locator('.chat[data-socket="open"]').waitFor();
+    await shot(page, "04-greeting");
+});
+
+test("a message gets a reply streamed token by token, and the other tab follows", async () => {
+    // Watch the reply's bubble grow.
+    await page.evaluate(() => {
+        window.lengths = new Set();
+        new MutationObserver(() => {
+            const text = document.querySelector('.msg[data-seq="3"] .bubble')?.textContent ?? "";
+            if (text && text !== "…") window.lengths.add(text.length);
+        }).observe(document.querySelector(".log"), { subtree: true, childList: true, characterData: true });
+    });
+    await page.getByLabel("Your message").fill("Tell me about the moon.");
+    await page.getByLabel("Your message").press("Enter");
+    await page.locator("#typing", { hasText: "Luna is typing…" }).waitFor();
+    await page.locator('.msg[data-seq="3"]:is([data-status="complete"], [data-status="incomplete"])').waitFor();
+    const lengths = await page.evaluate(() => window.lengths.size);
+    assert.ok(lengths >= 3, `the reply arrived in ${lengths} steps`);
+    const stored = await api("GET", `/v1/sessions/${await sessionId()}/messages/3`);
+    assert.equal(await bubble(page, 3).innerText(), stored.content.trim() || "");
+    assert.equal(await page.locator("#typing").innerText(), "");
+    await shot(page, "05-reply");
+
+    await message(second, 3).and(second.locator(`[data-status="${stored.status}"]`)).waitFor();
+    assert.equal(await bubble(second, 2).innerText(), "Tell me about the moon.");
+    assert.equal(await bubble(second, 3).innerText(), await bubble(page, 3).innerText());
+    await shot(second, "06-second-tab");
+});
+
+async function sessionId() {
+    const chat = await api("GET", "/v1/characters/luna/session");
+    return chat.id;
+}
+
+test("regenerate makes a second variant; the first stays readable", async () => {
+    const firstText = await bubble(page, 3).innerText();
+    await message(page, 3).getByRole("button", { name: "Regenerate" }).click();
+    await message(page, 3).locator(".variant", { hasText: "2/2" }).waitFor();
+    await page.locator('.msg[data-seq="3"]:not([data-status="streaming"])').waitFor();
+    await message(page, 3).getByRole("button", { name: "Previous variant" }).click();
+    await message(page, 3).locator(".variant", { hasText: "1/2" }).waitFor();
+    assert.equal(await bubble(page, 3).innerText(), firstText);
+    await shot(page, "07-variants");
+});
+
+test("stop cancels a reply mid-stream and keeps its text", async () => {
+    await page.getByLabel("Your message").fill("Count from 1 to 300, one number per line.");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.locator('.msg[data-seq="5"][data-status="streaming"]').waitFor();
+    await page.waitForFunction(() => (document.querySelector('.msg[data-seq="5"] .bubble')?.textContent ?? "…") !== "…");
+    await page.locator("#stop:not([disabled])").click();
+    await page.locator('.msg[data-seq="5"][data-status="cancelled"]').waitFor();
+    assert.match(await message(page, 5).locator(".status").innerText(), /stopped/);
+    const stored = await api("GET", `/v1/sessions/${await sessionId()}/messages/5`);
+    assert.equal(stored.status, "cancelled");
+    await second.locator('.msg[data-seq="5"][data-status="cancelled"]').waitFor();
+    await shot(page, "08-stopped");
+});
+
+test("edit and delete the user's messages, in both tabs", async () => {
+    await message(page, 2).getByRole("button", { name: "Edit message 2" }).click();
+    await page.getByLabel("New text of message 2").fill("Tell me about Mars.");
+    await page.getByRole("button", { name: "Save" }).click();
+    await bubble(page, 2).filter({ hasText: "Tell me about Mars." }).waitFor();
+    await bubble(second, 2).filter({ hasText: "Tell me about Mars." }).waitFor();
+    assert.match(await message(second, 2).locator(".meta").innerText(), /edited/);
+    await message(page, 4).getByRole("button", { name: "Delete message 4" }).click();
+    await message(page, 4).waitFor({ state: "detached" });
+    await message(second, 4).waitFor({ state: "detached" });
+    await shot(second, "09-edited-deleted");
+});
+
+test("forget-recent, new scene and reset clear the log in both tabs", async () => {
+    await page.getByRole("button", { name: "Forget last 2" }).click();
+    for (const tab of [page, second]) {
+        await message(tab, 5).waitFor({ state: "detached" });
+        await message(tab, 3).waitFor({ state: "detached" });
+        assert.equal(await tab.locator(".msg").count(), 2);
+    }
+    await page.getByRole("button", { name: "New scene" }).click();
+    for (const tab of [page, second]) await tab.waitForFunction(() => document.querySelectorAll(".msg").length === 0);
+    await shot(second, "10-new-scene");
+    await page.getByLabel("Your message").fill("A new beginning.");
+    await page.getByLabel("Your message").press("Enter");
+    await page.locator('.msg[data-seq="7"]:not([data-status="streaming"])').waitFor();
+    await second.locator('.msg[data-seq="7"]').waitFor();
+    await page.getByRole("button", { name: "Reset" }).click();
+    for (const tab of [page, second]) await tab.waitForFunction(() => document.querySelectorAll(".msg").length === 0);
+});
+
+test("the memories panel lists, deletes one, deletes all", async () => {
+    await api("POST", "/v1/memories", { content: "Loves tiled facades", memory_type: "preference", importance: 7 });
+    await api("POST", "/v1/memories", { content: "Has a cat named Miso", memory_type: "fact", importance: 5 });
+    await page.getByRole("button", { name: "Memories" }).click();
+    const items = page.locator("#memory-list li[data-memory]");
+    await items.nth(1).waitFor();
+    assert.equal(await items.count(), 2);
+    await shot(page, "11-memories");
+    await page.getByRole("button", { name: /Delete the memory “Has a cat/ }).click();
+    await page.waitForFunction(() => document.querySelectorAll("#memory-list li[data-memory]").length === 1);
+    await page.getByRole("button", { name: "Delete all" }).click();
+    await page.locator("#memory-list", { hasText: "Nothing remembered yet." }).waitFor();
+    assert.equal((await api("GET", "/v1/memories")).total, 0);
+    await page.locator("#memories").getByRole("button", { name: "Close" }).click();
+});
+
+test("profile: name, language, and the 18+ confirmation that opens an adult character", async () => {
+    await page.goto(`${baseUrl}/#/c/noir`);
+    await page.locator("#notice", { hasText: "18+" }).waitFor();
+    await shot(page, "12-adult-gate");
+    await page.getByRole("button", { name: "Profile" }).click();
+    await page.getByLabel("Name", { exact: true }).fill("Ada");
+    await page.getByLabel("Language", { exact: true }).selectOption("de");
+    await page.getByRole("button", { name: "I am 18 or older" }).click();
+    await page.locator("#adult-state", { hasText: "You confirmed" }).waitFor();
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#profile").waitFor({ state: "hidden" });
+    const me = await api("GET", "/v1/me");
+    assert.deepEqual([me.display_name, me.language, me.is_adult_confirmed], ["Ada", "de", true]);
+    await page.reload();
+    await bubble(page, 1).filter({ hasText: "Rain again." }).waitFor();
+    await shot(page, "13-adult-chat");
+});
+
+test("a premium character says so", async () => {
+    await page.goto(`${baseUrl}/#/c/sage`);
+    await page.locator("#notice", { hasText: "subscribers" }).waitFor();
+    await shot(page, "14-premium");
+});
+
+test("a used-up quota shows the limit message and keeps the text", async () => {
+    const limits = await api("GET", "/v1/limits");
+    const left = limits.messages_limit.remaining;
+    assert.ok(left > 0 && left < dailyQuota);
+    const spare = await api("POST", "/v1/sessions", {});
+    const messages = Array.from({ length: left }, (_, index) => ({ role: "user", content: `filler ${index}` }));
+    await api("POST", `/v1/sessions/${spare.id}/messages/batch`, { messages });
+    await page.goto(`${baseUrl}/#/c/luna`);
+    await page.locator('.chat[data-socket="open"]').waitFor();
+    await page.getByLabel("Your message").fill("One more, please.");
+    await page.getByLabel("Your message").press("Enter");
+    await page.locator("#notice", { hasText: "You have used all of today's messages." }).waitFor();
+    assert.equal(await page.getByLabel("Your message").inputValue(), "One more, please.");
+    assert.equal(await page.locator(".msg").count(), 0);
+    await page.reload();
+    await page.locator("#limits", { hasText: `0/${dailyQuota} left` }).waitFor();
+    await shot(page, "15-quota");
+});
+
+test("inside Telegram the app signs in with the init data", async () => {
+    const id = 200_000 + Math.floor(Math.random() * 1_000_000);
+    const data = initData({ id, first_name: "Tanya", username: "tanya", language_code: "uk" });
+    const telegram = await browser.newContext({ viewport: { width: 390, height: 780 } });
+    // Telegram's client injects its WebApp object; here the test does, with real signed init data.
+    await telegram.addInitScript((initData) => {
+        window.Telegram = { WebApp: { initData, ready() {}, expand() {} } };
+    }, data);
+    const tab = await telegram.newPage();
+    await tab.goto(baseUrl);
+    await tab.locator(".cards .card").first().waitFor();
+    assert.equal(await tab.getByLabel("Your name (a local dev account)").count(), 0);
+    assert.ok(await tab.evaluate(() => document.documentElement.classList.contains("telegram")));
+    await tab.getByRole("button", { name: "Profile" }).click();
+    assert.equal(await tab.getByLabel("Name", { exact: true }).inputValue(), "Tanya");
+    await shot(tab, "16-telegram");
+    await telegram.close();
+});
