@@ -70,7 +70,8 @@ function matches(character: Character, rating: string, access: string, tag: stri
 }
 
 function select(name: string, label: string, options: [string, string][]): HTMLLabelElement {
-    return h("label", {}, label, h("select", { name }, ...options.map(([value, text]) => h("option", { value }, text))));
+    // The select's own name: a wrapping label would add the chosen option's text to it.
+    return h("label", {}, label, h("select", { name, "aria-label": label }, ...options.map(([value, text]) => h("option", { value }, text))));
 }
 
 function card(character: Character): HTMLLIElement {

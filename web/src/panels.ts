@@ -59,17 +59,26 @@ export function setUpPanels(app: App): void {
     const language = form.elements.namedItem("language") as HTMLSelectElement;
     const adult = byId("adult-state");
     const confirmAdult = byId<HTMLButtonElement>("confirm-adult");
-    const show = (me: { display_name: string | null; language: string | null; is_adult_confirmed: boolean; telegram: { first_name?: string | null } | null }) => {
+    type Me = { display_name: string | null; language: string | null; is_adult_confirmed: boolean; telegram: { first_name?: string | null } | null };
+    const show = (me: Me) => {
         name.value = me.display_name ?? me.telegram?.first_name ?? "";
         if (me.language && ![...language.options].some((option) => option.value === me.language)) language.append(h("option", { value: me.language }, me.language));
         language.value = me.language ?? "";
+        showAdult(me);
+    };
+    // The confirmation leaves the fields as they are: they may hold edits not saved yet.
+    const showAdult = (me: Me) => {
         adult.textContent = me.is_adult_confirmed ? "You confirmed you are 18 or older." : "18+ characters need your confirmation.";
         confirmAdult.hidden = me.is_adult_confirmed;
     };
+    const controls = [name, language, confirmAdult, form.querySelector<HTMLButtonElement>('button[type="submit"]')!];
     byId("open-profile").addEventListener("click", async () => {
+        // Read-only until the profile is read, so nothing typed meanwhile is overwritten.
+        for (const control of controls) control.disabled = true;
         profile.showModal();
         try {
             show(unwrap(await client.api.GET("/v1/me")));
+            for (const control of controls) control.disabled = false;
         } catch (error) {
             app.notify(error);
         }
@@ -86,7 +95,7 @@ export function setUpPanels(app: App): void {
     });
     confirmAdult.addEventListener("click", async () => {
         try {
-            show(unwrap(await client.api.POST("/v1/me/confirm-adult", { body: { confirmed: true } })));
+            showAdult(unwrap(await client.api.POST("/v1/me/confirm-adult", { body: { confirmed: true } })));
         } catch (error) {
             app.notify(error);
         }
