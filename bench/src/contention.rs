@@ -51,7 +51,9 @@ impl Cluster {
         let client = local::dynamodb_local::client(endpoint);
         let prefix = format!("contention-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
-        local::tables::create_tables(&client, &tables).await?;
+        // No streams: nothing here reads them, and DynamoDB Local's emulation of them would slow
+        // these writes by what earlier phases wrote (see `local::tables::Streams::Off`).
+        local::tables::create_tables_with(&client, &tables, local::tables::Streams::Off).await?;
         let limits = LimitsConfig {
             daily_quota: QUOTA,
             rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },

@@ -35,6 +35,8 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
     let editing: number | null = null;
     let current: ReplyStream | null = null;
     let typingTimer: ReturnType<typeof setTimeout> | undefined;
+    /** Aborted when the chat is left: stops following other devices' replies. */
+    const leaving = new AbortController();
 
     const log = h("ol", { class: "log", "aria-label": `Messages with ${character.name}`, "aria-live": "polite" });
     const typing = h("p", { class: "typing", id: "typing", "aria-live": "polite" });
@@ -55,7 +57,10 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
     const full = await withMessages();
     for (const message of full.messages) upsert(message);
     const socket: ChatSocket = client.socket(sessionId, { afterRev: full.rev });
-    socket.on("message", ({ message }) => upsert(message));
+    socket.on("message", ({ message }) => {
+        upsert(message);
+        if (message.status === "streaming" && message.role === "assistant") void follow(message.seq);
+    });
     socket.on("deleted", (event) => {
         for (const seq of [...messages.keys()]) if ("seqs" in event ? event.seqs.includes(seq) : seq <= event.through_seq) remove(seq);
     });
@@ -136,6 +141,28 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
             stop.hidden = true;
             showTyping(false, null);
             renderAll();
+        }
+    }
+
+    /**
+     * Another tab or device started this reply: read it token by token as well (`GET …/stream`
+     * replays it from the start, then follows it), instead of waiting for its checkpoints.
+     */
+    async function follow(seq: number): Promise<void> {
+        if (streamingHere.has(seq)) return;
+        streamingHere.add(seq);
+        showTyping(true, `${character.name} is typing…`);
+        const reply = client.stream(sessionId, seq, { signal: leaving.signal });
+        try {
+            for await (const event of reply) {
+                const message = event.event === "reply.delta" ? messages.get(seq) : event.data.assistant_message;
+                if (message) upsert(event.event === "reply.delta" ? { ...message, content: reply.text } : message);
+            }
+        } catch {
+            // The socket's events still bring the reply's checkpoints and its end.
+        } finally {
+            streamingHere.delete(seq);
+            if (streamingHere.size === 0) showTyping(false, null);
         }
     }
 
@@ -289,6 +316,7 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
 
     input.focus();
     return () => {
+        leaving.abort();
         socket.close();
         clearTimeout(typingTimer);
     };

@@ -135,3 +135,57 @@ test("Telegram init data signs in over HTTP and the socket", async () => {
     assert.equal(event.message.content, "from Telegram");
     device.socket.close();
 });
+
+/** A WebSocket whose instances the test can reach, to cut a connection or drop frames (the faults). */
+function faultySockets(dropPongs = false) {
+    const opened: WebSocket[] = [];
+    class Faulty extends WebSocket {
+        constructor(url: string | URL, protocols?: string | string[]) {
+            super(url, protocols);
+            opened.push(this);
+            // Registered before the client's `onmessage`, so stopping a pong here hides it from the client.
+            if (dropPongs) {
+                this.addEventListener("message", (event) => {
+                    if (typeof event.data === "string" && event.data.includes('"pong"')) event.stopImmediatePropagation();
+                });
+            }
+        }
+    }
+    return { opened, WebSocket: Faulty as unknown as typeof WebSocket };
+}
+
+test("a dropped connection reconnects with backoff and catches up what it missed, once", async () => {
+    const chat = await signIn("reconnect");
+    const session = unwrap(await chat.api.POST("/v1/sessions", { body: {} }));
+    const faults = faultySockets();
+    const socket = chat.socket(session.id, { afterRev: session.rev, WebSocket: faults.WebSocket, baseDelayMs: 400 });
+    const states: string[] = [];
+    const seen: number[] = [];
+    socket.on("state", ({ state }) => states.push(state));
+    socket.on("message", ({ message }) => seen.push(message.seq));
+    let synced = 0;
+    socket.on("synced", () => (synced += 1));
+    await eventually(() => (synced === 1 ? true : undefined), "the first sync");
+
+    faults.opened[0]!.close();
+    await eventually(() => (states.at(-1) === "closed" ? true : undefined), "the drop");
+    // Written while the device is away (the backoff is at least 200 ms).
+    await append(chat, session.id, "while away");
+    await append(chat, session.id, "still away");
+    await eventually(() => (synced === 2 ? true : undefined), "the sync after reconnecting");
+    await eventually(() => (socket.rev === 2 ? true : undefined), "rev 2");
+    assert.equal(faults.opened.length, 2);
+    assert.deepEqual(states, ["open", "closed", "connecting", "open"]);
+    assert.deepEqual([...seen].sort(), [1, 2]);
+    socket.close();
+});
+
+test("a ping that gets no answer closes the connection and opens a new one", async () => {
+    const chat = await signIn("ping");
+    const session = unwrap(await chat.api.POST("/v1/sessions", { body: {} }));
+    const faults = faultySockets(true);
+    const socket = chat.socket(session.id, { WebSocket: faults.WebSocket, pingIntervalMs: 100, pongTimeoutMs: 300, baseDelayMs: 50 });
+    await eventually(() => (faults.opened.length >= 2 ? true : undefined), "a second connection");
+    assert.equal(faults.opened[0]!.readyState, WebSocket.CLOSED);
+    socket.close();
+});
