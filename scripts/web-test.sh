@@ -18,12 +18,13 @@ TEST_SERVER_LOG="$server_log" "$ROOT/scripts/test-server.sh" >"$ROOT/target/web-
 server_pid=$!
 trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 1200); do
-    if [ -s "$ROOT/target/web-test-server.url" ]; then break; fi
+    if grep -q '^model-faults ' "$ROOT/target/web-test-server.url" 2>/dev/null; then break; fi
     if ! kill -0 "$server_pid" 2>/dev/null; then log "the test server did not start (see $server_log)"; exit 1; fi
     sleep 0.1
 done
 CHAT_API_URL="$(head -n1 "$ROOT/target/web-test-server.url")"
-export CHAT_API_URL CHROMIUM_PATH="$(command -v chromium)"
+MODEL_FAULTS_URL="$(sed -n 's/^model-faults //p' "$ROOT/target/web-test-server.url")"
+export CHAT_API_URL MODEL_FAULTS_URL CHROMIUM_PATH="$(command -v chromium)"
 log "client tests against $CHAT_API_URL"
 (cd clients/typescript && node --experimental-websocket --test --test-concurrency=4 dist/test/)
 log "browser test (headless Chromium) against $CHAT_API_URL"

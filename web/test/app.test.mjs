@@ -8,7 +8,7 @@ import { gzipSync } from "node:zlib";
 
 import { chromium } from "playwright-core";
 
-import { baseUrl, dailyQuota, initData } from "../../clients/typescript/dist/test/server.js";
+import { baseUrl, dailyQuota, initData, stallNextReply } from "../../clients/typescript/dist/test/server.js";
 
 const artifacts = new URL("../test-artifacts/", import.meta.url).pathname;
 mkdirSync(artifacts, { recursive: true });
@@ -159,7 +159,11 @@ test("regenerate makes a second variant; the first stays readable", async () => 
 });
 
 test("stop cancels a reply mid-stream and keeps its text", async () => {
-    await page.getByLabel("Your message").fill("Count from 1 to 300, one number per line.");
+    // The local model often answers in a fifth of a second: this reply stops arriving after two
+    // pieces and stays open (a stuck provider), so Stop meets a reply that is still streaming.
+    const word = `stall-${Math.random().toString(36).slice(2, 10)}`;
+    await stallNextReply(word);
+    await page.getByLabel("Your message").fill(`Count from 1 to 300, one number per line. (${word})`);
     await page.getByRole("button", { name: "Send" }).click();
     await page.locator('.msg[data-seq="5"][data-status="streaming"]').waitFor();
     await page.waitForFunction(() => (document.querySelector('.msg[data-seq="5"] .bubble')?.textContent ?? "…") !== "…");
@@ -168,6 +172,8 @@ test("stop cancels a reply mid-stream and keeps its text", async () => {
     assert.match(await message(page, 5).locator(".status").innerText(), /stopped/);
     const stored = await api("GET", `/v1/sessions/${await sessionId()}/messages/5`);
     assert.equal(stored.status, "cancelled");
+    assert.ok(stored.content.length > 0);
+    assert.equal(await bubble(page, 5).textContent(), stored.content);
     await second.locator('.msg[data-seq="5"][data-status="cancelled"]').waitFor();
     await shot(page, "08-stopped");
 });

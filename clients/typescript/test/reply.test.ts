@@ -1,10 +1,11 @@
 // Replies over SSE from the local model: typed events, resume with Last-Event-ID (asked for, and
 // after a connection cut mid-stream), cancel, regenerate, refusals.
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { test } from "node:test";
 
 import { ApiError, type ReplyEvent, bearer, createChatClient, unwrap } from "../src/index.js";
-import { baseUrl, devToken, signIn } from "./server.js";
+import { baseUrl, devToken, signIn, stallNextReply } from "./server.js";
 
 async function newSession(name: string) {
     const chat = await signIn(name);
@@ -91,7 +92,11 @@ test("a connection cut mid-reply resumes by itself: each event once, in order", 
 
 test("cancel stops the reply: it ends cancelled with the text it had", async () => {
     const { chat, session } = await newSession("cancel");
-    const stream = chat.reply(session.id, { content: "Count from 1 to 300, one number per line.", max_tokens: 160 });
+    // The model is fast enough to finish before a cancel lands: its reply stops arriving after two
+    // pieces and stays open, as a stuck provider's does, until the cancel ends it.
+    const word = `stall-${randomUUID().slice(0, 8)}`;
+    await stallNextReply(word);
+    const stream = chat.reply(session.id, { content: `Count from 1 to 300, one number per line. (${word})`, max_tokens: 160 });
     const events: ReplyEvent[] = [];
     let cancelled = null;
     for await (const event of stream) {
@@ -104,6 +109,7 @@ test("cancel stops the reply: it ends cancelled with the text it had", async () 
     assert.equal(last?.event === "reply.completed" && last.data.assistant_message.status, "cancelled");
     const stored = unwrap(await chat.api.GET("/v1/sessions/{id}/messages/{seq}", { params: { path: { id: session.id, seq: 2 } } }));
     assert.equal(stored.status, "cancelled");
+    assert.ok(stream.text.length > 0, "the text streamed before the cancel is kept");
     assert.equal(stream.text, stored.content);
 });
 

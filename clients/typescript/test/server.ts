@@ -11,7 +11,7 @@ import { type ChatClient, bearer, createChatClient, telegram } from "../src/inde
 
 const root = fileURLToPath(new URL("../../../..", import.meta.url));
 
-async function startServer(): Promise<string> {
+async function startServer(): Promise<{ api: string; faults: string }> {
     const child = spawn("bash", [`${root}/scripts/test-server.sh`], { stdio: ["ignore", "pipe", "inherit"], detached: true });
     process.on("exit", () => {
         try {
@@ -20,16 +20,21 @@ async function startServer(): Promise<string> {
             // already gone
         }
     });
+    let api = "";
     for await (const line of createInterface({ input: child.stdout! })) {
-        if (line.startsWith("http")) {
+        if (line.startsWith("http")) api = line.trim();
+        if (line.startsWith("model-faults ") && api) {
             child.stdout!.resume();
-            return line.trim();
+            return { api, faults: line.slice("model-faults ".length).trim() };
         }
     }
     throw new Error("scripts/test-server.sh ended without serving");
 }
 
-export const baseUrl = process.env.CHAT_API_URL ?? (await startServer());
+const started = process.env.CHAT_API_URL ? null : await startServer();
+export const baseUrl = process.env.CHAT_API_URL ?? started!.api;
+/** scripts/model-faults.py in front of the server's model (MODEL_FAULTS_URL with CHAT_API_URL). */
+export const modelFaultsUrl = process.env.MODEL_FAULTS_URL ?? started?.faults;
 /** The bot token the server checks Telegram init data with (scripts/test-server.sh's default). */
 export const botToken = process.env.TELEGRAM_BOT_TOKEN ?? "123456789:test-bot-token-for-local-tests";
 /** The daily quota the server runs with (scripts/test-server.sh's default). */
@@ -61,6 +66,20 @@ export function initData(user: { id: number; first_name: string; username?: stri
 
 export function telegramClient(data: string): ChatClient {
     return createChatClient({ baseUrl, auth: telegram(data) });
+}
+
+/**
+ * Makes the next reply to a message containing `word` stop arriving after `afterPieces` pieces of
+ * the model's text, held open until it is cancelled: a reply still streaming, however fast the model.
+ */
+export async function stallNextReply(word: string, afterPieces = 2): Promise<void> {
+    if (!modelFaultsUrl) throw new Error("MODEL_FAULTS_URL is not set (scripts/test-server.sh prints it)");
+    const response = await fetch(`${modelFaultsUrl}/faults/stall`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ when_prompt_contains: word, after_pieces: afterPieces }),
+    });
+    if (!response.ok) throw new Error(`arming the stall: ${response.status} ${await response.text()}`);
 }
 
 /** Resolves with the first value `take` returns that is not undefined, polling listeners' state. */
