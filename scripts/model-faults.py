@@ -6,11 +6,14 @@ Every request goes to UPSTREAM_BASE_URL (llama.cpp's OpenAI-compatible server) a
 back as it streams, untouched. A test that needs a reply still streaming when it acts (Stop in the
 web app, a client's cancel) arms a fault first:
 
-    POST /faults/stall {"when_prompt_contains": "<a word of that test's message>", "after_pieces": 2}
+    POST /faults/stall {"when_prompt_contains": "<a word of that test's message>", "after_chars": 24}
 
-The next chat completion whose last user message contains the word forwards the model's first
-`after_pieces` text pieces, then sends nothing more — no finish, no usage, no [DONE] — and holds the
-connection open until the caller closes it (as a stuck provider does), up to 120 s. Each armed
+The next chat completion whose last user message contains the word forwards the model's text
+pieces until `after_chars` characters have gone through (or the model finishes first), then sends
+nothing more — no finish, no usage, no [DONE] — and holds the connection open until the caller
+closes it (as a stuck provider does), up to 120 s. Counted in characters, not pieces, because the
+API streams a reply's text in whole segments (a word, at most 4 characters): a stall after two
+pieces such as "1" and "." would leave the caller with no delta at all. Each armed
 fault is used once; tests running at once each arm their own word. The model's own output is never
 altered: this only decides when it stops arriving.
 
@@ -66,11 +69,11 @@ class Handler(BaseHTTPRequestHandler):
     def arm(self, body: bytes) -> None:
         try:
             request = json.loads(body)
-            fault = {"when_prompt_contains": str(request["when_prompt_contains"]), "after_pieces": int(request.get("after_pieces", 2))}
-            if not fault["when_prompt_contains"] or fault["after_pieces"] < 1:
+            fault = {"when_prompt_contains": str(request["when_prompt_contains"]), "after_chars": int(request.get("after_chars", 24))}
+            if not fault["when_prompt_contains"] or fault["after_chars"] < 1:
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            self.answer(400, {"error": "expected {when_prompt_contains: non-empty string, after_pieces: >= 1}"})
+            self.answer(400, {"error": "expected {when_prompt_contains: non-empty string, after_chars: >= 1}"})
             return
         with faults_lock:
             faults.append(fault)
@@ -98,15 +101,15 @@ class Handler(BaseHTTPRequestHandler):
                     self.send_header(key, value)
             self.send_header("Connection", "close")
             self.end_headers()
-            pieces = 0
+            forwarded = 0
             # SSE arrives line by line; a close-delimited body carries it on unchanged.
             while line := response.readline():
                 if fault and line.startswith(b"data: {"):
-                    chunk = json.loads(line[6:])
-                    if any(choice.get("delta", {}).get("content") for choice in chunk.get("choices", [])):
-                        pieces += 1
-                    if pieces > fault["after_pieces"] or any(choice.get("finish_reason") for choice in chunk.get("choices", [])):
+                    choices = json.loads(line[6:]).get("choices", [])
+                    text = "".join(choice.get("delta", {}).get("content") or "" for choice in choices)
+                    if (text and forwarded >= fault["after_chars"]) or any(choice.get("finish_reason") for choice in choices):
                         break
+                    forwarded += len(text)
                 self.wfile.write(line)
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

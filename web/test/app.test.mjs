@@ -159,8 +159,8 @@ test("regenerate makes a second variant; the first stays readable", async () => 
 });
 
 test("stop cancels a reply mid-stream and keeps its text", async () => {
-    // The local model often answers in a fifth of a second: this reply stops arriving after two
-    // pieces and stays open (a stuck provider), so Stop meets a reply that is still streaming.
+    // The local model often answers in a fifth of a second: this reply stops arriving after 24
+    // characters and stays open (a stuck provider), so Stop meets a reply that is still streaming.
     const word = `stall-${Math.random().toString(36).slice(2, 10)}`;
     await stallNextReply(word);
     await page.getByLabel("Your message").fill(`Count from 1 to 300, one number per line. (${word})`);

@@ -92,8 +92,8 @@ test("a connection cut mid-reply resumes by itself: each event once, in order", 
 
 test("cancel stops the reply: it ends cancelled with the text it had", async () => {
     const { chat, session } = await newSession("cancel");
-    // The model is fast enough to finish before a cancel lands: its reply stops arriving after two
-    // pieces and stays open, as a stuck provider's does, until the cancel ends it.
+    // The model is fast enough to finish before a cancel lands: its reply stops arriving after 24
+    // characters and stays open, as a stuck provider's does, until the cancel ends it.
     const word = `stall-${randomUUID().slice(0, 8)}`;
     await stallNextReply(word);
     const stream = chat.reply(session.id, { content: `Count from 1 to 300, one number per line. (${word})`, max_tokens: 160 });

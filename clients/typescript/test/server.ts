@@ -69,15 +69,16 @@ export function telegramClient(data: string): ChatClient {
 }
 
 /**
- * Makes the next reply to a message containing `word` stop arriving after `afterPieces` pieces of
- * the model's text, held open until it is cancelled: a reply still streaming, however fast the model.
+ * Makes the next reply to a message containing `word` stop arriving once `afterChars` characters of
+ * the model's text went through (enough for the first whole segments to reach the caller as
+ * deltas), held open until it is cancelled: a reply still streaming, however fast the model.
  */
-export async function stallNextReply(word: string, afterPieces = 2): Promise<void> {
+export async function stallNextReply(word: string, afterChars = 24): Promise<void> {
     if (!modelFaultsUrl) throw new Error("MODEL_FAULTS_URL is not set (scripts/test-server.sh prints it)");
     const response = await fetch(`${modelFaultsUrl}/faults/stall`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ when_prompt_contains: word, after_pieces: afterPieces }),
+        body: JSON.stringify({ when_prompt_contains: word, after_chars: afterChars }),
     });
     if (!response.ok) throw new Error(`arming the stall: ${response.status} ${await response.text()}`);
 }
