@@ -91,6 +91,8 @@ ensure_cargo_lambda() {
 LLM_VENV="$ROOT/.local/llm"
 LLM_MODEL_FILE="$ROOT/.local/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 LLM_MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# The name the server answers to (local::local_model::MODEL_ALIAS, llm-server.py's default).
+LLM_MODEL_ALIAS="smollm2-135m-instruct"
 
 ensure_local_model() {
     if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1'; then

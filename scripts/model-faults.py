@@ -24,7 +24,6 @@ import argparse
 import http.client
 import json
 import select
-import socket
 import threading
 import time
 import urllib.parse
@@ -122,14 +121,13 @@ class Handler(BaseHTTPRequestHandler):
     def hold(self) -> None:
         """Sends nothing until the caller hangs up (or HOLD_SECS pass)."""
         deadline = time.monotonic() + HOLD_SECS
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([self.connection], [], [], 0.2)
-            if readable:
-                try:
-                    if not self.connection.recv(1, socket.MSG_PEEK):
-                        return
-                except OSError:
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([self.connection], [], [], left)
+            try:
+                if readable and not self.connection.recv(4096):
                     return
+            except OSError:
+                return
 
 
 def main() -> None:

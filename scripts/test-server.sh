@@ -45,12 +45,14 @@ start_listener() {
 cargo build -q --locked -p local --bin dev-server >&2
 start_dynamodb_local "$ddb_port"
 pids+=("$DDB_LOCAL_PID")
-# The model as the dev server starts it (4 slots of 2048 tokens), behind the fault pass-through.
-start_listener "$LLM_VENV/bin/python" scripts/llm-server.py "$LLM_MODEL_FILE" --port 0 --alias smollm2-135m-instruct --ctx 8192 --parallel 4
-model_url="$LISTENING/v1"
-start_listener python3 scripts/model-faults.py "$model_url"
+# The model as the dev server starts it (local::local_model::start(4): 4 slots of 2048 tokens),
+# behind the fault pass-through.
+slots=4 slot_tokens=2048
+start_listener "$LLM_VENV/bin/python" scripts/llm-server.py "$LLM_MODEL_FILE" --port 0 --alias "$LLM_MODEL_ALIAS" \
+    --ctx "$((slots * slot_tokens))" --parallel "$slots"
+start_listener python3 scripts/model-faults.py "$LISTENING/v1"
 faults_url="${LISTENING%/v1}"
-export LLM_BASE_URL="$LISTENING" LLM_MODEL=smollm2-135m-instruct LLM_CONTEXT_TOKENS=2048
+export LLM_BASE_URL="$LISTENING" LLM_MODEL="$LLM_MODEL_ALIAS" LLM_CONTEXT_TOKENS="$slot_tokens"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
 source scripts/local-env.sh
 export DAILY_MESSAGE_QUOTA="${DAILY_MESSAGE_QUOTA:-12}"
