@@ -6,7 +6,6 @@ pub mod auth;
 pub mod catalog;
 pub mod chat;
 pub mod config;
-pub mod domain;
 pub mod error;
 pub mod http;
 pub mod lambda;
@@ -18,5 +17,6 @@ pub mod store;
 pub mod telegram;
 pub mod telemetry;
 
+pub use domain;
 pub use error::ApiError;
 pub use state::AppState;

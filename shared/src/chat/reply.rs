@@ -434,21 +434,6 @@ impl Chat {
     }
 }
 
-impl NewMessage {
-    /// The user's message of a reply turn.
-    pub fn user(content: Content) -> Self {
-        Self {
-            role: Role::User,
-            message_type: Default::default(),
-            content,
-            payload: None,
-            reply_to: None,
-            usage: None,
-            reply: None,
-        }
-    }
-}
-
 /// The code, status and retry advice a model failure is reported with, on the message and in
 /// the HTTP error alike.
 pub fn reply_error(error: &ModelError) -> ReplyError {

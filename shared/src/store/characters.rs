@@ -88,51 +88,43 @@ impl From<&Character> for CharacterItem {
     }
 }
 
-impl TryFrom<&Item> for Character {
-    type Error = StoreError;
-
-    fn try_from(item: &Item) -> Result<Self, StoreError> {
-        let stored: CharacterItem =
-            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("character", "attributes"))?;
-        let corrupt = |name| StoreError::corrupt("character", name);
-        let label = |text: &str| Label::parse("", text).map_err(|_| corrupt("tags"));
-        Ok(Self {
-            id: CharacterId::parse(&stored.character_id).map_err(|_| corrupt(CHARACTER_ID))?,
-            name: stored.name,
-            description: stored.description,
-            description_long: stored.description_long,
-            avatar_url: stored.avatar_url,
-            greeting: stored.greeting,
-            access_type: stored.access_type,
-            genre: stored
-                .genre
-                .as_deref()
-                .map(|genre| Label::parse("", genre))
-                .transpose()
-                .map_err(|_| corrupt("genre"))?,
-            content_rating: stored.content_rating,
-            tags: stored
-                .tags
-                .iter()
-                .map(|tag| Ok(Tag { category: label(&tag.category)?, name: label(&tag.name)? }))
-                .collect::<Result<_, StoreError>>()?,
-            system_prompt: stored.system_prompt,
-            model: stored.model,
-            is_active: stored.is_active,
-            messages_count: stored.messages_count,
-            popularity: Popularity {
-                score: stored.popularity,
-                day: stored
-                    .popularity_day
-                    .as_deref()
-                    .map(str::parse)
-                    .transpose()
-                    .map_err(|_| corrupt(POPULARITY_DAY))?,
-            },
-            created_at: stored.created_at.parse().map_err(|_| corrupt("created_at"))?,
-            updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
-        })
-    }
+/// The character a catalog item holds.
+fn character_of(item: &Item) -> Result<Character, StoreError> {
+    let stored: CharacterItem =
+        serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("character", "attributes"))?;
+    let corrupt = |name| StoreError::corrupt("character", name);
+    let label = |text: &str| Label::parse("", text).map_err(|_| corrupt("tags"));
+    Ok(Character {
+        id: CharacterId::parse(&stored.character_id).map_err(|_| corrupt(CHARACTER_ID))?,
+        name: stored.name,
+        description: stored.description,
+        description_long: stored.description_long,
+        avatar_url: stored.avatar_url,
+        greeting: stored.greeting,
+        access_type: stored.access_type,
+        genre: stored
+            .genre
+            .as_deref()
+            .map(|genre| Label::parse("", genre))
+            .transpose()
+            .map_err(|_| corrupt("genre"))?,
+        content_rating: stored.content_rating,
+        tags: stored
+            .tags
+            .iter()
+            .map(|tag| Ok(Tag { category: label(&tag.category)?, name: label(&tag.name)? }))
+            .collect::<Result<_, StoreError>>()?,
+        system_prompt: stored.system_prompt,
+        model: stored.model,
+        is_active: stored.is_active,
+        messages_count: stored.messages_count,
+        popularity: Popularity {
+            score: stored.popularity,
+            day: stored.popularity_day.as_deref().map(str::parse).transpose().map_err(|_| corrupt(POPULARITY_DAY))?,
+        },
+        created_at: stored.created_at.parse().map_err(|_| corrupt("created_at"))?,
+        updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
+    })
 }
 
 fn character_key(id: &str) -> Item {
@@ -191,7 +183,7 @@ impl Store {
                 .map_err(StoreError::from_sdk)?;
             for item in output.items() {
                 if Reader::new(item, "character").opt_string(CHARACTER_ID)? != Some(VERSION_ID) {
-                    characters.push(Character::try_from(item)?);
+                    characters.push(character_of(item)?);
                 }
             }
             match output.last_evaluated_key {
@@ -212,7 +204,7 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        output.item().map(Character::try_from).transpose()
+        output.item().map(character_of).transpose()
     }
 
     /// Adds a character; 409 when its id is taken.

@@ -22,18 +22,15 @@ struct ConnectionItem {
     expires_at: i64,
 }
 
-impl TryFrom<Item> for Peer {
-    type Error = StoreError;
-
-    fn try_from(item: Item) -> Result<Self, StoreError> {
-        let stored: ConnectionItem =
-            serde_dynamo::from_item(item).map_err(|_| StoreError::corrupt("connection", "attributes"))?;
-        Ok(Peer {
-            id: stored.connection_id,
-            user: UserId::parse(&stored.user_id).ok_or_else(|| StoreError::corrupt("connection", "user_id"))?,
-            session: stored.session_id.parse().map_err(|_| StoreError::corrupt("connection", SESSION_ID))?,
-        })
-    }
+/// The socket a connection item records.
+fn peer_of(item: Item) -> Result<Peer, StoreError> {
+    let stored: ConnectionItem =
+        serde_dynamo::from_item(item).map_err(|_| StoreError::corrupt("connection", "attributes"))?;
+    Ok(Peer {
+        id: stored.connection_id,
+        user: UserId::parse(&stored.user_id).ok_or_else(|| StoreError::corrupt("connection", "user_id"))?,
+        session: stored.session_id.parse().map_err(|_| StoreError::corrupt("connection", SESSION_ID))?,
+    })
 }
 
 fn connection_key(id: &str) -> Item {
@@ -72,7 +69,7 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        output.item.map(Peer::try_from).transpose()
+        output.item.map(peer_of).transpose()
     }
 
     /// The session's connections (the index trails a connect by a moment: a socket that just
@@ -94,7 +91,7 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sdk)?;
             for item in output.items.unwrap_or_default() {
-                peers.push(Peer::try_from(item)?);
+                peers.push(peer_of(item)?);
             }
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),

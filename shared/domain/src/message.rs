@@ -288,6 +288,21 @@ pub struct NewMessage {
 }
 
 impl NewMessage {
+    /// The user's message of a reply turn.
+    pub fn user(content: Content) -> Self {
+        Self {
+            role: Role::User,
+            message_type: Default::default(),
+            content,
+            payload: None,
+            reply_to: None,
+            usage: None,
+            reply: None,
+        }
+    }
+}
+
+impl NewMessage {
     /// The assistant message a generated reply starts as: empty, `streaming` from `model`.
     pub fn reply_placeholder(model: &str, reply_to: Option<Seq>) -> Self {
         Self {

@@ -284,7 +284,7 @@ impl ContextParts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
+    use crate::{
         Content, Importance, MemoryContent, MemoryId, MemoryType, MessageId, MessageStatus, MessageType, Role, Seq,
         Timestamp,
     };

@@ -292,7 +292,7 @@ pub struct QuotaState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Content, MessageType, Usage};
+    use crate::{Content, MessageType, Usage};
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap_or_else(|_| unreachable!())

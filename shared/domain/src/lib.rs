@@ -1,4 +1,10 @@
-//! Newtypes and rules. Nothing here knows about HTTP or DynamoDB: a value of these types is valid.
+//! `domain`: the product's newtypes and rules. A value of these types is valid: a `Seq` is
+//! positive, a `Content` is within its size, an `Importance` is 1–10. Pricing, quota math, the
+//! catalog's gates and the realtime protocol's frames are decided here.
+//!
+//! Architecture invariant: this crate knows no AWS SDK, DynamoDB, HTTP, axum, Lambda, model
+//! provider or I/O — it depends only on serde, schemars and small value crates. Every other
+//! crate may depend on it; it depends on none of them (its Cargo.toml is the proof).
 
 mod character;
 mod context;
@@ -68,7 +74,7 @@ impl InputError {
 }
 
 /// A JSON object whose serialized form is at most `max_bytes`, else `TooLarge` on `field`.
-pub(crate) fn json_object_within(
+pub fn json_object_within(
     field: &str,
     object: serde_json::Map<String, serde_json::Value>,
     max_bytes: usize,

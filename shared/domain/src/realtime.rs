@@ -259,7 +259,7 @@ mod tests {
     }
 
     fn message(session_id: SessionId, seq: u64, rev: u64, bytes: usize) -> Box<Message> {
-        let content = super::super::Content::parse("x".repeat(bytes)).unwrap_or_else(|_| unreachable!());
+        let content = crate::Content::parse("x".repeat(bytes)).unwrap_or_else(|_| unreachable!());
         let now = "2026-12-03T00:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
         let mut message = Message::greeting(session_id, content, now, rev);
         message.seq = Seq::new(seq).unwrap_or(Seq::FIRST);
