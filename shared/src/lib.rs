@@ -9,7 +9,6 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod lambda;
-pub mod llm;
 pub mod openapi;
 pub mod realtime;
 pub mod state;
@@ -19,4 +18,5 @@ pub mod telemetry;
 
 pub use domain;
 pub use error::ApiError;
+pub use llm;
 pub use state::AppState;

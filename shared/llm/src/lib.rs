@@ -1,8 +1,13 @@
-//! The model port: what the chat service asks of a language model, and the two real providers
+//! `llm`: the model port: what the chat service asks of a language model, and the two real providers
 //! behind it — any OpenAI-compatible Chat Completions endpoint (`openai`) and Amazon Bedrock's
 //! ConverseStream (`bedrock`). A provider turns a prompt into a stream of text pieces ending in
 //! one `Finished`; everything it can go wrong with is a `ModelError` the API maps to a status.
-//! Timeouts, checkpoints and cancellation belong to the caller (`chat::reply`), not to a provider.
+//! Timeouts, checkpoints and cancellation belong to the caller (`service`'s replies), not to a
+//! provider.
+//!
+//! Architecture invariant: this crate knows neither DynamoDB nor HTTP routing nor the product's
+//! domain types — a prompt is plain roles and strings — so a new provider is one module here and
+//! nothing else changes. It never logs a prompt or an answer.
 
 mod bedrock;
 mod openai;
