@@ -4,36 +4,9 @@ use std::env;
 
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 
-use crate::domain::{ModelPrices, RateLimits};
-
-/// The DynamoDB tables, by the names this deployment gave them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableNames {
-    pub sessions: String,
-    pub messages: String,
-    pub idempotency: String,
-    pub memories: String,
-    pub limits: String,
-    /// The character catalog.
-    pub characters: String,
-    /// The realtime sockets open on AWS (API Gateway's connection ids).
-    pub connections: String,
-}
-
-impl TableNames {
-    /// The names `scripts/dev.sh` and the tests use: `<prefix>sessions`, ...
-    pub fn with_prefix(prefix: &str) -> Self {
-        Self {
-            sessions: format!("{prefix}sessions"),
-            messages: format!("{prefix}messages"),
-            idempotency: format!("{prefix}idempotency"),
-            memories: format!("{prefix}memories"),
-            limits: format!("{prefix}limits"),
-            characters: format!("{prefix}characters"),
-            connections: format!("{prefix}connections"),
-        }
-    }
-}
+pub use crate::domain::LimitsConfig;
+use crate::domain::RateLimits;
+pub use crate::store::TableNames;
 
 /// How bearer tokens are verified. Exactly one key source is configured, and each key verifies
 /// only the algorithms made for it, so no token can pick its own.
@@ -74,53 +47,28 @@ pub struct TelegramConfig {
     pub max_age_secs: u64,
 }
 
-/// Quotas, rate limits and prices. Unlike table names these have documented defaults.
-#[derive(Clone, Debug)]
-pub struct LimitsConfig {
-    /// `user` messages per day without a subscription (`DAILY_MESSAGE_QUOTA`, default 50).
-    pub daily_quota: u64,
-    /// Requests per user per minute (`RATE_LIMIT_*_PER_MIN`, defaults 10 / 30 / 60; 0 disables).
-    pub rate: RateLimits,
-    /// USD per million tokens per model (`MODEL_PRICES`, default none).
-    pub prices: ModelPrices,
-    /// Days a deleted or hidden item (message, session, a left memory epoch) stays stored before
-    /// DynamoDB's TTL removes it (`RETENTION_DAYS`, default 30).
-    pub retention_days: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            daily_quota: 50,
-            rate: RateLimits { append: 10, read: 30, other: 60, regenerate: 5 },
-            prices: ModelPrices::default(),
-            retention_days: 30,
-        }
-    }
-}
-
-impl LimitsConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        Ok(Self {
-            daily_quota: number("DAILY_MESSAGE_QUOTA", defaults.daily_quota)?,
-            rate: RateLimits {
-                append: number("RATE_LIMIT_APPEND_PER_MIN", defaults.rate.append)?,
-                read: number("RATE_LIMIT_READ_PER_MIN", defaults.rate.read)?,
-                other: number("RATE_LIMIT_OTHER_PER_MIN", defaults.rate.other)?,
-                regenerate: number("RATE_LIMIT_REGENERATE_PER_MIN", defaults.rate.regenerate)?,
-            },
-            prices: optional("MODEL_PRICES")
-                .map(|text| text.parse())
-                .transpose()
-                .map_err(|_| ConfigError::Invalid {
-                    name: "MODEL_PRICES",
-                    reason: "must look like model=0.15/0.60,other=3/15",
-                })?
-                .unwrap_or_default(),
-            retention_days: number("RETENTION_DAYS", defaults.retention_days)?,
-        })
-    }
+/// The limits from `DAILY_MESSAGE_QUOTA`, `RATE_LIMIT_*_PER_MIN`, `MODEL_PRICES` and
+/// `RETENTION_DAYS`, each with its documented default.
+pub fn limits_from_env() -> Result<LimitsConfig, ConfigError> {
+    let defaults = LimitsConfig::default();
+    Ok(LimitsConfig {
+        daily_quota: number("DAILY_MESSAGE_QUOTA", defaults.daily_quota)?,
+        rate: RateLimits {
+            append: number("RATE_LIMIT_APPEND_PER_MIN", defaults.rate.append)?,
+            read: number("RATE_LIMIT_READ_PER_MIN", defaults.rate.read)?,
+            other: number("RATE_LIMIT_OTHER_PER_MIN", defaults.rate.other)?,
+            regenerate: number("RATE_LIMIT_REGENERATE_PER_MIN", defaults.rate.regenerate)?,
+        },
+        prices: optional("MODEL_PRICES")
+            .map(|text| text.parse())
+            .transpose()
+            .map_err(|_| ConfigError::Invalid {
+                name: "MODEL_PRICES",
+                reason: "must look like model=0.15/0.60,other=3/15",
+            })?
+            .unwrap_or_default(),
+        retention_days: number("RETENTION_DAYS", defaults.retention_days)?,
+    })
 }
 
 /// Which model provider answers replies.
@@ -291,7 +239,7 @@ impl Config {
                 connections: required("CONNECTIONS_TABLE")?,
             },
             auth: AuthConfig::from_env()?,
-            limits: LimitsConfig::from_env()?,
+            limits: limits_from_env()?,
             llm: LlmConfig::from_env()?,
             cors: CorsOrigins::from_env()?,
         })

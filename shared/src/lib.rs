@@ -12,7 +12,6 @@ pub mod lambda;
 pub mod openapi;
 pub mod realtime;
 pub mod state;
-pub mod store;
 pub mod telegram;
 pub mod telemetry;
 
@@ -20,3 +19,4 @@ pub use domain;
 pub use error::ApiError;
 pub use llm;
 pub use state::AppState;
+pub use store;

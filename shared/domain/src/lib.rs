@@ -31,9 +31,9 @@ pub use self::context::{
 };
 pub use self::idempotency::{DedupeKey, Idempotency};
 pub use self::limits::{
-    DailyUsage, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError, QuotaSettings,
-    RateClass, RateLimits, RateState, Subscription, SubscriptionStatus, SubscriptionView, TIMEZONE_CHANGE_INTERVAL,
-    TimeZone, UsageReport, UsageTotals, Usd, Window, utc_day, utc_day_start,
+    DailyUsage, LimitsConfig, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError,
+    QuotaSettings, RateClass, RateLimits, RateState, Subscription, SubscriptionStatus, SubscriptionView,
+    TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageReport, UsageTotals, Usd, Window, utc_day, utc_day_start,
 };
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,

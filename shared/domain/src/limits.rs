@@ -391,6 +391,31 @@ impl super::Clock for ManualClock {
     }
 }
 
+/// Quotas, rate limits and prices. Unlike table names these have documented defaults.
+#[derive(Clone, Debug)]
+pub struct LimitsConfig {
+    /// `user` messages per day without a subscription (`DAILY_MESSAGE_QUOTA`, default 50).
+    pub daily_quota: u64,
+    /// Requests per user per minute (`RATE_LIMIT_*_PER_MIN`, defaults 10 / 30 / 60; 0 disables).
+    pub rate: RateLimits,
+    /// USD per million tokens per model (`MODEL_PRICES`, default none).
+    pub prices: ModelPrices,
+    /// Days a deleted or hidden item (message, session, a left memory epoch) stays stored before
+    /// DynamoDB's TTL removes it (`RETENTION_DAYS`, default 30).
+    pub retention_days: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            daily_quota: 50,
+            rate: RateLimits { append: 10, read: 30, other: 60, regenerate: 5 },
+            prices: ModelPrices::default(),
+            retention_days: 30,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,30 +33,29 @@ impl Record {
     }
 }
 
-impl From<Recorded> for ServerEvent {
-    fn from(recorded: Recorded) -> Self {
-        match recorded {
-            Recorded::MessageNew(message) => Self::MessageNew {
-                session_id: message.session_id,
-                seq: message.seq,
-                rev: message.rev,
-                message: Some(message),
-            },
-            Recorded::MessageUpdated(message) => Self::MessageUpdated {
-                session_id: message.session_id,
-                seq: message.seq,
-                rev: message.rev,
-                message: Some(message),
-            },
-            Recorded::MessageDeleted { session_id, seq, rev } => {
-                Self::MessageDeleted { session_id, rev, hidden: crate::domain::Hidden::Seqs { seqs: vec![seq] } }
-            }
-            Recorded::Cleared { session_id, through_seq, rev } => {
-                Self::MessageDeleted { session_id, rev, hidden: crate::domain::Hidden::Through { through_seq } }
-            }
-            Recorded::SessionUpdated(session) => {
-                Self::SessionUpdated { session_id: session.id, rev: session.rev, session }
-            }
+/// The event a recorded change is announced with.
+fn event_of(recorded: Recorded) -> ServerEvent {
+    match recorded {
+        Recorded::MessageNew(message) => ServerEvent::MessageNew {
+            session_id: message.session_id,
+            seq: message.seq,
+            rev: message.rev,
+            message: Some(message),
+        },
+        Recorded::MessageUpdated(message) => ServerEvent::MessageUpdated {
+            session_id: message.session_id,
+            seq: message.seq,
+            rev: message.rev,
+            message: Some(message),
+        },
+        Recorded::MessageDeleted { session_id, seq, rev } => {
+            ServerEvent::MessageDeleted { session_id, rev, hidden: crate::domain::Hidden::Seqs { seqs: vec![seq] } }
+        }
+        Recorded::Cleared { session_id, through_seq, rev } => {
+            ServerEvent::MessageDeleted { session_id, rev, hidden: crate::domain::Hidden::Through { through_seq } }
+        }
+        Recorded::SessionUpdated(session) => {
+            ServerEvent::SessionUpdated { session_id: session.id, rev: session.rev, session }
         }
     }
 }
@@ -73,7 +72,7 @@ impl Realtime {
                 Ok(recorded) => {
                     for change in recorded {
                         let session_id = change.session_id();
-                        let event = ServerEvent::from(change).fitted();
+                        let event = event_of(change).fitted();
                         delivered += self.broadcast(session_id, &event).await;
                     }
                 }

@@ -7,16 +7,16 @@ use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
 use super::item::{DEDUPE_KEY, last_message_of, message_item, stored_messages};
 use super::{Appended, LogHead};
-use crate::domain::{
+use crate::item::{Item, s};
+use crate::limits::meter_from_item;
+use crate::schema::messages::SEQ;
+use crate::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
+use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::{Store, StoreError};
+use domain::{
     AppendLimits, CharacterId, Charge, Idempotency, Message, Meter, MeterWrite, NewMessage, RateClass, Refusal,
     SessionId, Timestamp, UserId,
 };
-use crate::store::item::{Item, s};
-use crate::store::limits::meter_from_item;
-use crate::store::schema::messages::SEQ;
-use crate::store::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
-use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
-use crate::store::{Store, StoreError};
 
 /// An append retries a stale guess at once (the cancellation told it the fresh state) and a
 /// transaction conflict after a short jitter; only a database that keeps refusing for this many
@@ -50,7 +50,7 @@ impl Store {
     }
 
     /// The write of a new message, for another module's transaction (a chat's greeting).
-    pub(in crate::store) fn new_message_put(&self, message: &Message) -> Result<Put, StoreError> {
+    pub(crate) fn new_message_put(&self, message: &Message) -> Result<Put, StoreError> {
         self.message_put(message_item(message)?)
     }
 
@@ -193,7 +193,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Result<(), AppendMiss>, StoreError> {
         let last = stored.last().ok_or_else(|| {
-            StoreError::Refused(Refusal::Invalid(crate::domain::InputError::invalid("messages", "must not be empty")))
+            StoreError::Refused(Refusal::Invalid(domain::InputError::invalid("messages", "must not be empty")))
         })?;
         let session_update =
             self.session_append_update(user, session_id, expected, &last_message_of(last), stored.len(), now)?;

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::StoreError;
 use super::messages::item::StoredMessage;
 use super::sessions::SessionRecord;
-use crate::domain::{Message, Seq, Session, SessionId};
+use domain::{Message, Seq, Session, SessionId};
 
 /// An item image as a stream record carries it: an item of the table.
 pub type Image = super::item::Item;

@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use super::item::{DELETED_AT, StoredMessage, message_key};
 use super::{MessageOrder, MessageQuery, MessageSlice, visible};
-use crate::domain::{Message, PageLimit, Seq, Session, SessionId, UserId};
-use crate::store::item::{n, s};
-use crate::store::schema::messages::{SEQ, SESSION_ID};
-use crate::store::sessions::SessionRecord;
-use crate::store::{Store, StoreError};
+use crate::item::{n, s};
+use crate::schema::messages::{SEQ, SESSION_ID};
+use crate::sessions::SessionRecord;
+use crate::{Store, StoreError};
+use domain::{Message, PageLimit, Seq, Session, SessionId, UserId};
 
 /// Items read per page while skipping deleted messages.
 const QUERY_PAGE: i32 = 100;
@@ -233,7 +233,7 @@ impl Store {
 mod tests {
     use super::super::item::stored_messages;
     use super::*;
-    use crate::domain::{Content, MessageType, NewMessage, Role, SessionId, Timestamp};
+    use domain::{Content, MessageType, NewMessage, Role, SessionId, Timestamp};
 
     fn page(seqs: &[u64]) -> Vec<Message> {
         let new = NewMessage {

@@ -7,12 +7,12 @@ use super::LogHead;
 use super::item::{CONTENT, DELETED_AT, EDITED_AT, REV, last_message_of, message_key};
 use super::read::Consistency;
 use super::visible;
-use crate::domain::{Content, Message, Refusal, Seq, SessionId, Timestamp, UserId};
-use crate::store::item::{n, s};
-use crate::store::schema::messages::{self, SEQ};
-use crate::store::sessions::SummaryChange;
-use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
-use crate::store::{Store, StoreError};
+use crate::item::{n, s};
+use crate::schema::messages::{self, SEQ};
+use crate::sessions::SummaryChange;
+use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::{Store, StoreError};
+use domain::{Content, Message, Refusal, Seq, SessionId, Timestamp, UserId};
 
 /// Read-modify-write operations (edit, delete, forget-recent, new-scene) retry this often.
 const MAX_RMW_ATTEMPTS: u32 = 20;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 /// Entries one map keeps before it starts over.
 const CAPACITY: usize = 50_000;
 
-pub(crate) struct Hints<K, V>(Mutex<HashMap<K, V>>);
+pub struct Hints<K, V>(Mutex<HashMap<K, V>>);
 
 impl<K, V> Default for Hints<K, V> {
     fn default() -> Self {
@@ -18,12 +18,12 @@ impl<K, V> Default for Hints<K, V> {
 }
 
 impl<K: Eq + Hash, V: Clone> Hints<K, V> {
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    pub fn get(&self, key: &K) -> Option<V> {
         self.0.lock().ok()?.get(key).cloned()
     }
 
     /// Stores `next(previous)`.
-    pub(crate) fn update(&self, key: K, next: impl FnOnce(Option<&V>) -> V) {
+    pub fn update(&self, key: K, next: impl FnOnce(Option<&V>) -> V) {
         if let Ok(mut map) = self.0.lock() {
             if map.len() >= CAPACITY && !map.contains_key(&key) {
                 map.clear();
@@ -33,11 +33,11 @@ impl<K: Eq + Hash, V: Clone> Hints<K, V> {
         }
     }
 
-    pub(crate) fn insert(&self, key: K, value: V) {
+    pub fn insert(&self, key: K, value: V) {
         self.update(key, |_| value);
     }
 
-    pub(crate) fn remove(&self, key: &K) {
+    pub fn remove(&self, key: &K) {
         if let Ok(mut map) = self.0.lock() {
             map.remove(key);
         }

@@ -20,16 +20,16 @@ use super::item::{
     WRITTEN_AT, error_value, last_message_of, message_item, message_key, usage_value,
 };
 use super::{LogHead, visible};
-use crate::domain::{
+use crate::item::{Item, n, s};
+use crate::limits::meter_from_item;
+use crate::schema::messages::{SEQ, SESSION_ID};
+use crate::sessions::SummaryChange;
+use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::{Store, StoreError, condition_failed};
+use domain::{
     Content, DayUsage, Message, MessageStatus, MessageUsage, MeterWrite, Refusal, ReplyError, Role, Seq, SessionId,
     UserId,
 };
-use crate::store::item::{Item, n, s};
-use crate::store::limits::meter_from_item;
-use crate::store::schema::messages::{SEQ, SESSION_ID};
-use crate::store::sessions::SummaryChange;
-use crate::store::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
-use crate::store::{Store, StoreError, condition_failed};
 
 const MAX_ATTEMPTS: u32 = 20;
 

@@ -1,6 +1,35 @@
 //! The key layout the code relies on. The tables themselves are defined once, in `template.yaml`;
 //! the local tooling creates tables from that file and a test checks it against these layouts.
 
+/// The DynamoDB tables, by the names this deployment gave them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub sessions: String,
+    pub messages: String,
+    pub idempotency: String,
+    pub memories: String,
+    pub limits: String,
+    /// The character catalog.
+    pub characters: String,
+    /// The realtime sockets open on AWS (API Gateway's connection ids).
+    pub connections: String,
+}
+
+impl TableNames {
+    /// The names `scripts/dev.sh` and the tests use: `<prefix>sessions`, ...
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            sessions: format!("{prefix}sessions"),
+            messages: format!("{prefix}messages"),
+            idempotency: format!("{prefix}idempotency"),
+            memories: format!("{prefix}memories"),
+            limits: format!("{prefix}limits"),
+            characters: format!("{prefix}characters"),
+            connections: format!("{prefix}connections"),
+        }
+    }
+}
+
 /// A key attribute's DynamoDB type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyType {

@@ -12,7 +12,7 @@ use super::item::{Item, Reader, n, s, set_all};
 use super::schema::characters::CHARACTER_ID;
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError};
-use crate::domain::{
+use domain::{
     AccessType, Character, CharacterId, ContentRating, Label, ModelSettings, Popularity, Refusal, Tag, Timestamp,
 };
 
@@ -278,7 +278,7 @@ impl Store {
     /// character as read now, if they are still as read (only the job writes them; a cancelled
     /// transaction reads again). A character that does not exist is left out (characters are
     /// deactivated, never deleted); nothing when there are none.
-    pub(in crate::store) async fn count_items(
+    pub(crate) async fn count_items(
         &self,
         day_start: Timestamp,
         counts: &BTreeMap<String, u64>,

@@ -16,13 +16,13 @@ mod read;
 mod reply;
 
 use self::item::StoredMessage;
-pub(in crate::store) use self::item::last_message_of;
+pub(crate) use self::item::last_message_of;
 pub use self::reply::{Checkpoint, ReplyEnd};
 use super::hints::Hints;
 use super::item::Item;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
-use crate::domain::{Message, PageLimit, QuotaState, RateState, Refusal, SessionId, UserId};
+use domain::{Message, PageLimit, QuotaState, RateState, Refusal, SessionId, UserId};
 
 /// Where a session's log stands: its newest seq and its revision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::messages::{LogHead, last_message_of};
 use super::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID, USER_ID};
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError, condition_failed, update_failed};
-use crate::domain::{
+use domain::{
     CharacterId, Cursor, LastMessage, Message, Metadata, NewSession, Page, PageLimit, Refusal, Seq, Session,
     SessionChanges, SessionFilter, SessionId, SessionStatus, Settings, Timestamp, Title, UserId,
 };

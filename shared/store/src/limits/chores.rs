@@ -10,12 +10,12 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use super::meter::{COST_USD, FINALIZED_AT, Listing, METER, meter_from_item};
 use super::usage::day_cost;
 use super::{EXPIRED, SETTINGS, key, settings_from};
-use crate::domain::{DayUsage, Meter, SessionId, Timestamp, UserId, utc_day, utc_day_start};
-use crate::store::item::{Item, Reader, b, s};
-use crate::store::retention::SWEEP_PREFIX;
-use crate::store::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
-use crate::store::tx::{backoff, cancellation_reasons, reason_failed};
-use crate::store::{Store, StoreError};
+use crate::item::{Item, Reader, b, s};
+use crate::retention::SWEEP_PREFIX;
+use crate::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
+use crate::tx::{backoff, cancellation_reasons, reason_failed};
+use crate::{Store, StoreError};
+use domain::{DayUsage, Meter, SessionId, Timestamp, UserId, utc_day, utc_day_start};
 
 /// How many days back the job looks for chores it has not done (a job that was down longer
 /// leaves older items as they are).
@@ -243,7 +243,7 @@ impl Store {
 
 /// Lists `item` (created if need be) among the chores of `now`'s day: the next run does it.
 /// `expires_at`: when TTL may remove the item itself.
-pub(in crate::store) async fn list_chore(
+pub(crate) async fn list_chore(
     store: &Store,
     user: &UserId,
     item: &str,
@@ -262,8 +262,8 @@ pub(in crate::store) async fn list_chore(
     update = match expires_at {
         Some(at) => update
             .update_expression("SET #chore_day = :day, #chore_key = :chore_key, #expires_at = :expires_at")
-            .expression_attribute_names("#expires_at", crate::store::schema::limits::EXPIRES_AT)
-            .expression_attribute_values(":expires_at", crate::store::item::n(at)),
+            .expression_attribute_names("#expires_at", crate::schema::limits::EXPIRES_AT)
+            .expression_attribute_values(":expires_at", crate::item::n(at)),
         None => update.update_expression("SET #chore_day = :day, #chore_key = :chore_key"),
     };
     update.send().await.map(|_| ()).map_err(StoreError::from_sdk)

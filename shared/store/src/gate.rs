@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::domain::UserId;
+use domain::UserId;
 
 const STRIPES: usize = 256;
 const PATIENCE: Duration = Duration::from_secs(1);

@@ -20,7 +20,7 @@ use super::item::{Item, Reader, n, s};
 use super::schema::memories::{BY_ID, BY_RANK, ITEM, MEMORY_ID, RANK, USER_ID};
 use super::tx::{cancellation_reasons, reason_failed};
 use super::{Store, StoreError};
-use crate::domain::{
+use domain::{
     Cursor, Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType,
     NewMemory, PageLimit, Refusal, SessionId, SessionStatus, Timestamp, UserId,
 };

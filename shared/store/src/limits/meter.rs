@@ -13,10 +13,10 @@ use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, Update};
 use rust_decimal::Decimal;
 
 use super::key;
-use crate::domain::{DayUsage, Meter, MeterWrite, Timestamp, UserId, utc_day, utc_day_start};
-use crate::store::item::{Item, n, s, set_all};
-use crate::store::schema::limits::{CHORE_DAY, CHORE_KEY, ITEM};
-use crate::store::{Store, StoreError};
+use crate::item::{Item, n, s, set_all};
+use crate::schema::limits::{CHORE_DAY, CHORE_KEY, ITEM};
+use crate::{Store, StoreError};
+use domain::{DayUsage, Meter, MeterWrite, Timestamp, UserId, utc_day, utc_day_start};
 
 pub(super) const METER: &str = "meter";
 const VERSION: &str = "version";

@@ -5,12 +5,12 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use serde::Deserialize;
 
 use super::{ADULT_CONFIRMED_AT, SETTINGS, TIMEZONE, TIMEZONE_CHANGED_AT, key, settings_from};
-use crate::domain::{
+use crate::item::{Item, s};
+use crate::{Store, StoreError, update_failed};
+use domain::{
     DisplayName, Gender, Language, Profile, ProfileChanges, Refusal, TIMEZONE_CHANGE_INTERVAL, TelegramAccount,
     Timestamp, UserId,
 };
-use crate::store::item::{Item, s};
-use crate::store::{Store, StoreError, update_failed};
 
 const DISPLAY_NAME: &str = "display_name";
 const GENDER: &str = "gender";

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::item::{Item, s};
 use super::schema::connections::{BY_SESSION, CONNECTION_ID, SESSION_ID};
 use super::{Store, StoreError};
-use crate::domain::{Peer, SessionId, UserId};
+use domain::{Peer, SessionId, UserId};
 
 /// API Gateway's longest connection.
 const CONNECTION_SECS: i64 = 2 * 60 * 60;

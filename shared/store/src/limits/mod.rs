@@ -22,13 +22,13 @@ use aws_sdk_dynamodb::types::{ReturnValue, Update};
 use serde::Deserialize;
 
 pub use self::chores::ChoreReport;
-pub(in crate::store) use self::chores::list_chore;
+pub(crate) use self::chores::list_chore;
 pub(crate) use self::meter::meter_from_item;
 use super::hints::Hints;
 use super::item::{Item, n, s};
 use super::schema::limits::{CHORE_DAY, CHORE_KEY, EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
-use crate::domain::{
+use domain::{
     AppendLimits, CharacterId, Entitlements, LimitsView, Meter, NewMessage, ProfileChanges, QuotaSettings, RateClass,
     RateState, Refusal, Subscription, TimeZone, Timestamp, UserId, Window, utc_day,
 };

@@ -9,7 +9,7 @@ use super::item::{Item, Reader, s};
 use super::messages::item::{DEDUPE_KEY, VARIANT};
 use super::schema::{idempotency, limits, memories, messages, sessions};
 use super::{Store, StoreError};
-use crate::domain::UserId;
+use domain::UserId;
 
 /// How many items one pass erased, by kind; `complete`: nothing of the user is left.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

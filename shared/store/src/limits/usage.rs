@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::domain::{DailyUsage, DayUsage, ModelPrices, ModelUsage, UsageReport, UsageTotals, Usd, UserId};
-use crate::store::item::{Item, s};
-use crate::store::schema::limits::{ITEM, USER_ID};
-use crate::store::{Store, StoreError};
+use crate::item::{Item, s};
+use crate::schema::limits::{ITEM, USER_ID};
+use crate::{Store, StoreError};
+use domain::{DailyUsage, DayUsage, ModelPrices, ModelUsage, UsageReport, UsageTotals, Usd, UserId};
 
 /// A finished day's item: its usage, and the cost the job stamped on it.
 #[derive(Deserialize)]

@@ -1,4 +1,9 @@
-//! The only code that knows table names, key layout, indexes and `AttributeValue` mapping.
+//! `store`: DynamoDB. The only code that knows table names, key layout, indexes and
+//! `AttributeValue` mapping; items map to `domain` types inside it and never leave as maps.
+//!
+//! Architecture invariant: this crate depends on `domain` and the AWS SDK only — never on the
+//! HTTP edge (`shared`), the service, or a model provider. It takes preconditions and reports
+//! typed misses; which rule a miss breaks, and in what words the user hears it, is decided above.
 
 mod bulk;
 mod characters;
@@ -6,7 +11,7 @@ mod connections;
 mod erasure;
 mod export;
 mod gate;
-pub(crate) mod hints;
+pub mod hints;
 mod item;
 mod limits;
 mod memories;
@@ -31,8 +36,8 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, timeout:
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
-use crate::config::{LimitsConfig, TableNames};
-use crate::domain::{Clock, InputError, Refusal, Timestamp};
+pub use self::schema::TableNames;
+use domain::{Clock, InputError, LimitsConfig, Refusal, Timestamp};
 
 pub use self::characters::CatalogRead;
 pub use self::erasure::Erasure;
@@ -79,7 +84,7 @@ impl fmt::Display for CorruptItem {
 impl StdError for CorruptItem {}
 
 impl StoreError {
-    pub(crate) fn internal(source: impl Into<Source>) -> Self {
+    pub fn internal(source: impl Into<Source>) -> Self {
         Self::Internal(source.into())
     }
 

@@ -2,15 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{
-    Content, LastMessage, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage,
-    Payload, ReplyError, Seq, SessionId, Timestamp, Usd, preview_of,
-};
-use crate::store::StoreError;
-use crate::store::item::{Item, n, s};
-use crate::store::schema::{
+use crate::StoreError;
+use crate::item::{Item, n, s};
+use crate::schema::{
     self,
     messages::{SEQ, SESSION_ID},
+};
+use domain::{
+    Content, LastMessage, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage,
+    Payload, ReplyError, Seq, SessionId, Timestamp, Usd, preview_of,
 };
 
 const ID: &str = "id";
@@ -180,7 +180,7 @@ pub(super) fn message_item(message: &Message) -> Result<Item, StoreError> {
 }
 
 /// A stored message and whether it was deleted.
-pub(in crate::store) struct StoredMessage {
+pub(crate) struct StoredMessage {
     pub message: Message,
     pub deleted: bool,
 }
@@ -250,7 +250,7 @@ impl TryFrom<Item> for StoredMessage {
     }
 }
 
-pub(in crate::store) fn last_message_of(message: &Message) -> LastMessage {
+pub(crate) fn last_message_of(message: &Message) -> LastMessage {
     LastMessage {
         seq: message.seq,
         role: message.role,
@@ -307,7 +307,7 @@ mod tests {
     use aws_sdk_dynamodb::types::AttributeValue;
 
     use super::*;
-    use crate::domain::Role;
+    use domain::Role;
 
     /// The item keeps the layout every stored message has: strings, numbers, a usage map, and
     /// the payload as JSON text; reading it back gives the same message.

@@ -12,7 +12,7 @@ use super::messages::{MessageOrder, MessageQuery};
 use super::schema::{memories, sessions};
 use super::sessions::{DELETED_AT, SessionRecord};
 use super::{Store, StoreError};
-use crate::domain::{
+use domain::{
     Cursor, LimitsView, Memory, Message, PageLimit, Session, SessionId, Timestamp, UsageReport, UserId, utc_day,
 };
 

@@ -16,7 +16,7 @@ use super::messages::item::VARIANT;
 use super::schema::{memories, messages};
 use super::sessions::{DELETED_AT, MEMORY_EPOCH, VISIBLE_AFTER, session_key};
 use super::{Store, StoreError};
-use crate::domain::{SessionId, Timestamp, UserId};
+use domain::{SessionId, Timestamp, UserId};
 
 /// The limits-table item listing a session's sweep: `x#<session_id>`.
 pub(super) const SWEEP_PREFIX: &str = "x#";

@@ -7,10 +7,10 @@
 //! the session first and the index up to the session's revision.
 
 use super::item::{REV, StoredMessage, message_key};
-use crate::domain::{Change, Changes, PageLimit, Seq, SessionId, UserId};
-use crate::store::item::{Item, Reader, n, s};
-use crate::store::schema::messages::{BY_REV, SEQ, SESSION_ID};
-use crate::store::{Store, StoreError};
+use crate::item::{Item, Reader, n, s};
+use crate::schema::messages::{BY_REV, SEQ, SESSION_ID};
+use crate::{Store, StoreError};
+use domain::{Change, Changes, PageLimit, Seq, SessionId, UserId};
 
 /// One entry of the `by_rev` index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

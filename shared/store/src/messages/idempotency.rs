@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Appended;
 use super::item::StoredMessage;
-use crate::domain::{Idempotency, QuotaState, Refusal, SessionId, Timestamp, UserId};
-use crate::store::item::{Item, n, s};
-use crate::store::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
-use crate::store::schema::messages::{SEQ, SESSION_ID};
-use crate::store::{Store, StoreError};
+use crate::item::{Item, n, s};
+use crate::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
+use crate::schema::messages::{SEQ, SESSION_ID};
+use crate::{Store, StoreError};
+use domain::{Idempotency, QuotaState, Refusal, SessionId, Timestamp, UserId};
 
 /// An idempotency record as stored, mapped by serde_dynamo: which request (its body's
 /// fingerprint) stored which seqs.
