@@ -71,94 +71,50 @@ pub fn limits_from_env() -> Result<LimitsConfig, ConfigError> {
     })
 }
 
-/// Which model provider answers replies.
-#[derive(Clone, Debug)]
-pub enum LlmProvider {
-    /// Any OpenAI-compatible Chat Completions endpoint (`LLM_BASE_URL`, e.g.
-    /// `https://api.openai.com/v1`; `LLM_API_KEY` if it wants one).
-    OpenAi { base_url: String, api_key: Option<SecretString> },
-    /// Amazon Bedrock ConverseStream, with the function's IAM role (and
-    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` when set, as the AWS SDKs read it).
-    Bedrock,
+pub use llm::{LlmConfig, LlmProvider};
+
+/// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS` and `LLM_CONTEXT_MESSAGES` where
+/// set, over `config`.
+pub fn tune_llm_from_env(mut config: LlmConfig) -> Result<LlmConfig, ConfigError> {
+    config.timeout_secs = number("LLM_TIMEOUT_SECS", config.timeout_secs)?;
+    config.context_tokens = number("LLM_CONTEXT_TOKENS", config.context_tokens)?;
+    config.max_tokens = number("LLM_MAX_TOKENS", config.max_tokens)?;
+    config.context_messages = number("LLM_CONTEXT_MESSAGES", config.context_messages)?;
+    if !(1..=100).contains(&config.context_messages) {
+        return Err(ConfigError::Invalid { name: "LLM_CONTEXT_MESSAGES", reason: "must be 1 to 100" });
+    }
+    if config.timeout_secs == 0 || config.max_tokens == 0 || config.context_tokens <= u64::from(config.max_tokens) {
+        return Err(ConfigError::Invalid {
+            name: "LLM_CONTEXT_TOKENS",
+            reason: "timeout and max tokens must be positive, the context larger than max tokens",
+        });
+    }
+    Ok(config)
 }
 
-/// The model behind `POST …/replies`. Absent (no `LLM_PROVIDER`, no `LLM_BASE_URL`): replies
-/// answer 503 and every other route works.
-#[derive(Clone, Debug)]
-pub struct LlmConfig {
-    pub provider: LlmProvider,
-    /// The model a reply uses unless the request names another (`LLM_MODEL`, required).
-    pub model: String,
-    /// The `model` values a request may name (`LLM_MODELS`, comma-separated; `LLM_MODEL` always).
-    pub models: Vec<String>,
-    /// How long the provider may take to start answering, and between two pieces of the answer
-    /// (`LLM_TIMEOUT_SECS`, default 25: under the HTTP API's 30 s integration limit).
-    pub timeout_secs: u64,
-    /// The model's context window in tokens (`LLM_CONTEXT_TOKENS`, default 8192).
-    pub context_tokens: u64,
-    /// A reply's `max_tokens`, and the most a request may ask for (`LLM_MAX_TOKENS`, default 1024).
-    pub max_tokens: u32,
-    /// The newest messages a reply's context starts from, before trimming to the window
-    /// (`LLM_CONTEXT_MESSAGES`, 1 to 100, default 8).
-    pub context_messages: u32,
-}
-
-impl LlmConfig {
-    /// An OpenAI-compatible endpoint serving `model`, with the documented defaults.
-    pub fn openai(base_url: impl Into<String>, model: impl Into<String>) -> Self {
-        let model = model.into();
-        Self {
-            provider: LlmProvider::OpenAi { base_url: base_url.into(), api_key: None },
-            models: vec![model.clone()],
-            model,
-            timeout_secs: 25,
-            context_tokens: 8192,
-            max_tokens: 1024,
-            context_messages: 8,
+/// The model from `LLM_PROVIDER`, `LLM_BASE_URL`, `LLM_MODEL`, `LLM_MODELS` and the tuning
+/// variables; `None` when no model is configured.
+pub fn llm_from_env() -> Result<Option<LlmConfig>, ConfigError> {
+    let provider = match (optional("LLM_PROVIDER").as_deref(), optional("LLM_BASE_URL")) {
+        (None | Some("none"), None) => return Ok(None),
+        (None | Some("openai"), Some(base_url)) => {
+            LlmProvider::OpenAi { base_url, api_key: optional("LLM_API_KEY").map(SecretString::from) }
         }
+        (Some("openai"), None) => return Err(ConfigError::Missing("LLM_BASE_URL")),
+        (Some("bedrock"), _) => LlmProvider::Bedrock,
+        (Some(_), _) => {
+            return Err(ConfigError::Invalid { name: "LLM_PROVIDER", reason: "must be openai, bedrock or none" });
+        }
+    };
+    let model = required("LLM_MODEL")?;
+    let mut models: Vec<String> = optional("LLM_MODELS")
+        .map(|list| list.split(',').map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()).collect())
+        .unwrap_or_default();
+    if !models.contains(&model) {
+        models.insert(0, model.clone());
     }
-
-    /// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS` and `LLM_CONTEXT_MESSAGES` where
-    /// set, over `self`.
-    pub fn tuned_from_env(mut self) -> Result<Self, ConfigError> {
-        self.timeout_secs = number("LLM_TIMEOUT_SECS", self.timeout_secs)?;
-        self.context_tokens = number("LLM_CONTEXT_TOKENS", self.context_tokens)?;
-        self.max_tokens = number("LLM_MAX_TOKENS", self.max_tokens)?;
-        self.context_messages = number("LLM_CONTEXT_MESSAGES", self.context_messages)?;
-        if !(1..=100).contains(&self.context_messages) {
-            return Err(ConfigError::Invalid { name: "LLM_CONTEXT_MESSAGES", reason: "must be 1 to 100" });
-        }
-        if self.timeout_secs == 0 || self.max_tokens == 0 || self.context_tokens <= u64::from(self.max_tokens) {
-            return Err(ConfigError::Invalid {
-                name: "LLM_CONTEXT_TOKENS",
-                reason: "timeout and max tokens must be positive, the context larger than max tokens",
-            });
-        }
-        Ok(self)
-    }
-
-    pub fn from_env() -> Result<Option<Self>, ConfigError> {
-        let provider = match (optional("LLM_PROVIDER").as_deref(), optional("LLM_BASE_URL")) {
-            (None | Some("none"), None) => return Ok(None),
-            (None | Some("openai"), Some(base_url)) => {
-                LlmProvider::OpenAi { base_url, api_key: optional("LLM_API_KEY").map(SecretString::from) }
-            }
-            (Some("openai"), None) => return Err(ConfigError::Missing("LLM_BASE_URL")),
-            (Some("bedrock"), _) => LlmProvider::Bedrock,
-            (Some(_), _) => {
-                return Err(ConfigError::Invalid { name: "LLM_PROVIDER", reason: "must be openai, bedrock or none" });
-            }
-        };
-        let model = required("LLM_MODEL")?;
-        let mut models: Vec<String> = optional("LLM_MODELS")
-            .map(|list| list.split(',').map(|name| name.trim().to_owned()).filter(|name| !name.is_empty()).collect())
-            .unwrap_or_default();
-        if !models.contains(&model) {
-            models.insert(0, model.clone());
-        }
-        let config = Self { provider, models, ..Self::openai("", model) }.tuned_from_env()?;
-        Ok(Some(config))
-    }
+    let config = tune_llm_from_env(LlmConfig { provider, models, ..LlmConfig::openai("", model) })?;
+    Ok(Some(config))
 }
 
 #[derive(Clone, Debug)]
@@ -240,7 +196,7 @@ impl Config {
             },
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
-            llm: LlmConfig::from_env()?,
+            llm: llm_from_env()?,
             cors: CorsOrigins::from_env()?,
         })
     }

@@ -28,7 +28,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
             let mut llm = LlmConfig::openai(&model.base_url, local::local_model::MODEL_ALIAS);
             llm.context_tokens = 2048;
             llm.max_tokens = 512;
-            config.llm = Some(llm.tuned_from_env()?);
+            config.llm = Some(shared::config::tune_llm_from_env(llm)?);
             Some(model)
         }
         _ => None,

@@ -10,6 +10,7 @@
 //! nothing else changes. It never logs a prompt or an answer.
 
 mod bedrock;
+mod config;
 mod openai;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 pub use self::bedrock::Bedrock;
+pub use self::config::{LlmConfig, LlmProvider};
 pub use self::openai::OpenAi;
 
 /// Who said a prompt line.

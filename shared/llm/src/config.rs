@@ -1,0 +1,51 @@
+//! How the model behind replies is reached and bounded; read from the environment by the edge.
+
+use secrecy::SecretString;
+
+/// Which model provider answers replies.
+#[derive(Clone, Debug)]
+pub enum LlmProvider {
+    /// Any OpenAI-compatible Chat Completions endpoint (`LLM_BASE_URL`, e.g.
+    /// `https://api.openai.com/v1`; `LLM_API_KEY` if it wants one).
+    OpenAi { base_url: String, api_key: Option<SecretString> },
+    /// Amazon Bedrock ConverseStream, with the function's IAM role (and
+    /// `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` when set, as the AWS SDKs read it).
+    Bedrock,
+}
+
+/// The model behind `POST …/replies`. Absent (no `LLM_PROVIDER`, no `LLM_BASE_URL`): replies
+/// answer 503 and every other route works.
+#[derive(Clone, Debug)]
+pub struct LlmConfig {
+    pub provider: LlmProvider,
+    /// The model a reply uses unless the request names another (`LLM_MODEL`, required).
+    pub model: String,
+    /// The `model` values a request may name (`LLM_MODELS`, comma-separated; `LLM_MODEL` always).
+    pub models: Vec<String>,
+    /// How long the provider may take to start answering, and between two pieces of the answer
+    /// (`LLM_TIMEOUT_SECS`, default 25: under the HTTP API's 30 s integration limit).
+    pub timeout_secs: u64,
+    /// The model's context window in tokens (`LLM_CONTEXT_TOKENS`, default 8192).
+    pub context_tokens: u64,
+    /// A reply's `max_tokens`, and the most a request may ask for (`LLM_MAX_TOKENS`, default 1024).
+    pub max_tokens: u32,
+    /// The newest messages a reply's context starts from, before trimming to the window
+    /// (`LLM_CONTEXT_MESSAGES`, 1 to 100, default 8).
+    pub context_messages: u32,
+}
+
+impl LlmConfig {
+    /// An OpenAI-compatible endpoint serving `model`, with the documented defaults.
+    pub fn openai(base_url: impl Into<String>, model: impl Into<String>) -> Self {
+        let model = model.into();
+        Self {
+            provider: LlmProvider::OpenAi { base_url: base_url.into(), api_key: None },
+            models: vec![model.clone()],
+            model,
+            timeout_secs: 25,
+            context_tokens: 8192,
+            max_tokens: 1024,
+            context_messages: 8,
+        }
+    }
+}
