@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::auth::Authenticator;
 use crate::catalog::Catalog;
-use crate::chat::{Chat, LogEvents};
+use crate::chat::Chat;
 use crate::config::{Config, ConfigError, LlmConfig, LlmProvider};
 use crate::domain::{Clock, SystemClock};
 use crate::llm::{Bedrock, Model, OpenAi};
@@ -54,7 +54,7 @@ impl AppState {
     ) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock);
         let catalog = Catalog::new(store.clone());
-        let mut chat = Chat::new(store.clone(), catalog.clone(), Arc::new(LogEvents));
+        let mut chat = Chat::new(store.clone(), catalog.clone());
         if let Some(llm) = &config.llm {
             chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
         }

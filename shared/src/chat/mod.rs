@@ -1,20 +1,18 @@
 //! The service layer: the chat's rules between the routes and the store. A route extracts and
 //! parses, calls one method here, and responds; this layer decides who may do what to a log
 //! (only `user` messages are edited), composes the store's operations (a reset clears the log and
-//! counts the memories it left behind; a context joins log and memories) and tells the outbound
-//! ports what changed. The ports are traits the service holds — the event sink now (realtime
-//! plugs in there), the model next — each with one real implementation.
+//! counts the memories it left behind; a context joins log and memories) and produces replies
+//! through the model port (`llm::Model`). Who hears of a change is not its business: every
+//! change lands in the tables' streams, and the realtime fan-out reads them there.
 //!
-//! Sessions go through here too: their changes are events (realtime's `session.updated`). Plain
+//! Sessions go through here too (a character chat's gates and greeting). Plain
 //! CRUD with no rule beyond its types and nothing to tell anyone (memories, limits) goes from the
 //! routes to the store directly: a pass-through layer would only repeat the store's signatures.
 
-mod events;
 mod reply;
 
 use std::sync::Arc;
 
-pub use self::events::{ChatEvent, EventSink, LogEvents};
 use self::reply::{LiveReplies, Replies};
 pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
@@ -35,7 +33,6 @@ pub struct Chat {
     catalog: Catalog,
     /// The character of each session seen (a session's character never changes).
     session_characters: Arc<Hints<SessionId, Option<CharacterId>>>,
-    events: Arc<dyn EventSink>,
     /// The model replies come from; `None` when none is configured.
     replies: Option<Arc<Replies>>,
 }
@@ -60,8 +57,8 @@ fn dress(new: &mut NewSession, character: &Character) {
 }
 
 impl Chat {
-    pub fn new(store: Store, catalog: Catalog, events: Arc<dyn EventSink>) -> Self {
-        Self { store, catalog, session_characters: Arc::default(), events, replies: None }
+    pub fn new(store: Store, catalog: Catalog) -> Self {
+        Self { store, catalog, session_characters: Arc::default(), replies: None }
     }
 
     /// This service with replies from `model`, configured by `config`.
@@ -178,13 +175,11 @@ impl Chat {
         changes: SessionChanges,
     ) -> Result<Session, StoreError> {
         let session = self.store.update_session(user, session_id, changes).await?;
-        self.events.publish(ChatEvent::SessionUpdated { session_id });
         Ok(session)
     }
 
     pub async fn delete_session(&self, user: &UserId, session_id: SessionId) -> Result<(), StoreError> {
         self.store.delete_session(user, session_id).await?;
-        self.events.publish(ChatEvent::SessionDeleted { session_id });
         Ok(())
     }
 
@@ -213,12 +208,6 @@ impl Chat {
     ) -> Result<Appended, StoreError> {
         let appended = self.store.append_messages(user, session_id, messages, idempotency, character).await?;
         tracing::info!(count = appended.messages.len(), replayed = appended.replayed, "appended");
-        if !appended.replayed {
-            self.events.publish(ChatEvent::MessagesAppended {
-                session_id,
-                seqs: appended.messages.iter().map(|message| message.seq).collect(),
-            });
-        }
         Ok(appended)
     }
 
@@ -253,33 +242,21 @@ impl Chat {
         seq: Seq,
         content: Content,
     ) -> Result<Message, StoreError> {
-        let message = self.store.edit_message(user, session_id, seq, content, may_edit).await?;
-        self.events.publish(ChatEvent::MessageEdited { session_id, seq });
-        Ok(message)
+        self.store.edit_message(user, session_id, seq, content, may_edit).await
     }
 
     pub async fn delete(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {
-        self.store.delete_message(user, session_id, seq).await?;
-        self.events.publish(ChatEvent::MessagesHidden { session_id, count: 1 });
-        Ok(())
+        self.store.delete_message(user, session_id, seq).await
     }
 
     /// Soft-deletes the newest `count` live messages; returns how many there were.
     pub async fn forget_recent(&self, user: &UserId, session_id: SessionId, count: usize) -> Result<u64, StoreError> {
-        let deleted = self.store.forget_recent(user, session_id, count).await?;
-        if deleted > 0 {
-            self.events.publish(ChatEvent::MessagesHidden { session_id, count: deleted });
-        }
-        Ok(deleted)
+        self.store.forget_recent(user, session_id, count).await
     }
 
     /// Hides every live message but the newest `keep`; memories stay.
     pub async fn new_scene(&self, user: &UserId, session_id: SessionId, keep: usize) -> Result<u64, StoreError> {
-        let hidden = self.store.new_scene(user, session_id, keep).await?;
-        if hidden > 0 {
-            self.events.publish(ChatEvent::MessagesHidden { session_id, count: hidden });
-        }
-        Ok(hidden)
+        self.store.new_scene(user, session_id, keep).await
     }
 
     /// Clears the log and the session's own memories (one write moves both out of sight);
@@ -287,7 +264,6 @@ impl Chat {
     pub async fn reset(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
         let (messages, old_epoch) = self.store.reset_session(user, session_id).await?;
         let memories = self.store.session_memory_count(user, session_id, old_epoch).await?;
-        self.events.publish(ChatEvent::MessagesHidden { session_id, count: messages });
         Ok((messages, memories))
     }
 

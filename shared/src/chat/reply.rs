@@ -294,7 +294,6 @@ impl Chat {
         let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
         let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
-        self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
         let context = self.context_parts(user, session_id, recent).await?;
         let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
         Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
@@ -361,7 +360,6 @@ impl Chat {
                 return Ok(ended);
             }
         }
-        self.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
         Ok(message)
     }
 
@@ -570,7 +568,6 @@ impl Generator {
                         checkpoints += 1;
                         last_contact = Instant::now();
                         last_write = Instant::now();
-                        self.chat.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
                     }
                     Ok(Checkpoint::Stopped) => return Outcome::Cancelled,
                     // A checkpoint is an optimisation of what followers see: the end stores all.
@@ -661,7 +658,6 @@ impl Generator {
             output_tokens = ended.usage.as_ref().map_or(0, |u| u.output_tokens),
             "reply ended"
         );
-        self.chat.events.publish(super::ChatEvent::MessageEdited { session_id, seq });
         self.sender.send_replace(Progress::Ended(Box::new(ended), quota));
         if let Some(replies) = self.chat.replies.as_deref() {
             replies.live.remove(session_id, seq, assistant.variant);
