@@ -93,7 +93,7 @@ pub async fn seed_characters(catalog: &Catalog) -> Result<usize, SeedError> {
     let characters: Vec<CreateCharacter> = serde_json::from_str(include_str!("../seed/characters.json"))?;
     let mut created = 0;
     for character in characters {
-        match catalog.admin_create(character).await {
+        match shared::api::characters::admin_create(catalog, character).await {
             Ok(_) => created += 1,
             Err(StoreError::Refused(Refusal::Conflict(_))) => {}
             Err(error) => return Err(error.into()),

@@ -3,8 +3,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod catalog;
-pub mod chat;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -18,5 +16,6 @@ pub mod telemetry;
 pub use domain;
 pub use error::ApiError;
 pub use llm;
+pub use service::{catalog, chat};
 pub use state::AppState;
 pub use store;

@@ -7,7 +7,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use shared::api::characters::{
-    CharacterPage, CharacterView, CreateCharacter, ListCharacters, SearchCharacters, TagList, UpdateCharacter,
+    self, CharacterPage, CharacterView, CreateCharacter, ListCharacters, SearchCharacters, TagList, UpdateCharacter,
 };
 use shared::api::sessions::{
     CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
@@ -233,7 +233,7 @@ async fn list_characters(
     caller: Caller,
     Query(query): Query<ListCharacters>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.catalog.list(query, caller.is_admin).await?).into_response())
+    Ok(Json(characters::list(&state.catalog, query, caller.is_admin).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -242,7 +242,7 @@ async fn search_characters(
     caller: Caller,
     Query(query): Query<SearchCharacters>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.catalog.search(query, caller.is_admin).await?).into_response())
+    Ok(Json(characters::search(&state.catalog, query, caller.is_admin).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, character = %id))]
@@ -251,7 +251,7 @@ async fn get_character(
     caller: Caller,
     PathParam(id): PathParam<CharacterId>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.catalog.view(&id, caller.is_admin).await?).into_response())
+    Ok(Json(characters::view(&state.catalog, &id, caller.is_admin).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, character = %id))]
@@ -265,7 +265,7 @@ async fn character_session(
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
 async fn tags(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    Ok(Json(state.catalog.tags(None).await?).into_response())
+    Ok(Json(characters::tag_list(&state.catalog, None).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id))]
@@ -274,7 +274,7 @@ async fn category_tags(
     caller: Caller,
     CategoryParam(category): CategoryParam,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.catalog.tags(Some(&category)).await?).into_response())
+    Ok(Json(characters::tag_list(&state.catalog, Some(&category)).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id))]
@@ -283,7 +283,7 @@ async fn create_character(
     Admin(admin): Admin,
     Json(body): Json<CreateCharacter>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(state.catalog.admin_create(body).await?)).into_response())
+    Ok((StatusCode::CREATED, Json(characters::admin_create(&state.catalog, body).await?)).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id, character = %id))]
@@ -293,7 +293,7 @@ async fn update_character(
     PathParam(id): PathParam<CharacterId>,
     Json(body): Json<UpdateCharacter>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(state.catalog.admin_update(&id, body).await?).into_response())
+    Ok(Json(characters::admin_update(&state.catalog, &id, body).await?).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id, character = %id))]
@@ -303,5 +303,5 @@ async fn deactivate_character(
     PathParam(id): PathParam<CharacterId>,
 ) -> Result<Response, ApiError> {
     let deactivate = UpdateCharacter { is_active: Some(false), ..UpdateCharacter::default() };
-    Ok(Json(state.catalog.admin_update(&id, deactivate).await?).into_response())
+    Ok(Json(characters::admin_update(&state.catalog, &id, deactivate).await?).into_response())
 }

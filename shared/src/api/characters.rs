@@ -6,10 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use super::nullable;
 
+use crate::catalog::Catalog;
 use crate::domain::{
-    AccessType, CatalogFilter, CatalogSort, Character, CharacterId, ContentRating, InputError, Label, ModelSettings,
-    Tag, TagCount, Timestamp,
+    AccessType, CatalogFilter, CatalogPage, CatalogSort, Character, CharacterId, ContentRating, Gate, InputError,
+    Label, ModelSettings, Refusal, Tag, TagCount, Timestamp,
 };
+use crate::store::StoreError;
 
 /// `GET /v1/characters?genre=&rating=&access_type=&tags=a,b&sort=&limit=&offset=`
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -379,4 +381,56 @@ impl UpdateCharacter {
         }
         Ok(*character != before)
     }
+}
+
+/// The catalog's reads and admin writes as the routes ask for them.
+pub async fn list(catalog: &Catalog, query: ListCharacters, admin: bool) -> Result<CharacterPage, StoreError> {
+    let (filter, sort, paging) = query.parse()?;
+    let snapshot = catalog.snapshot().await?;
+    Ok(page(snapshot.index.list(&filter, sort, paging.offset, paging.limit), paging, admin, catalog.now()))
+}
+
+pub async fn search(catalog: &Catalog, query: SearchCharacters, admin: bool) -> Result<CharacterPage, StoreError> {
+    let (text, paging) = query.parse()?;
+    let snapshot = catalog.snapshot().await?;
+    Ok(page(snapshot.index.search(&text, paging.offset, paging.limit), paging, admin, catalog.now()))
+}
+
+fn page(page: CatalogPage<&Character>, paging: Paging, admin: bool, now: Timestamp) -> CharacterPage {
+    CharacterPage {
+        data: page.data.into_iter().map(|character| CharacterView::new(character, admin, now)).collect(),
+        total: page.total,
+        limit: paging.limit,
+        offset: paging.offset,
+    }
+}
+
+/// A character by id, inactive ones included (their chats still show them); 404
+/// `character_not_found` for an unknown id.
+pub async fn view(catalog: &Catalog, id: &CharacterId, admin: bool) -> Result<CharacterView, StoreError> {
+    let snapshot = catalog.snapshot().await?;
+    let character = snapshot.index.get(id).ok_or(Refusal::Gate(Gate::NotFound))?;
+    Ok(CharacterView::new(character, admin, catalog.now()))
+}
+
+pub async fn tag_list(catalog: &Catalog, category: Option<&Label>) -> Result<TagList, StoreError> {
+    Ok(TagList { data: catalog.snapshot().await?.index.tags(category) })
+}
+
+/// `POST /v1/admin/characters`.
+pub async fn admin_create(catalog: &Catalog, body: CreateCharacter) -> Result<CharacterView, StoreError> {
+    let now = catalog.now();
+    let character = body.into_character(now)?;
+    catalog.create(&character).await?;
+    Ok(CharacterView::new(&character, true, now))
+}
+
+/// `PATCH /v1/admin/characters/{id}` (and `DELETE`, which deactivates).
+pub async fn admin_update(
+    catalog: &Catalog,
+    id: &CharacterId,
+    body: UpdateCharacter,
+) -> Result<CharacterView, StoreError> {
+    let character = catalog.update(id, |character| body.apply(character)).await?;
+    Ok(CharacterView::new(&character, true, catalog.now()))
 }

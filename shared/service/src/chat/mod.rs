@@ -16,15 +16,15 @@ use std::sync::Arc;
 use self::reply::{LiveReplies, Replies};
 pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
-use crate::config::LlmConfig;
-use crate::domain::{
+use llm::LlmConfig;
+use domain::{
     Changes, Character, CharacterId, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor, Gate,
     Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,
     SessionFilter, SessionId, SystemPrompt, Title, UserId,
 };
-use crate::llm::Model;
-use crate::store::hints::Hints;
-use crate::store::{Appended, ChatClaim, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
+use llm::Model;
+use store::hints::Hints;
+use store::{Appended, ChatClaim, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
 
 /// The chat service; cheap to clone.
 #[derive(Clone)]

@@ -15,13 +15,13 @@ use futures::StreamExt;
 use tokio::sync::{Notify, watch};
 
 use super::Chat;
-use crate::config::LlmConfig;
-use crate::domain::{
+use llm::LlmConfig;
+use domain::{
     Content, Context, ContextParts, DedupeKey, Idempotency, Message, MessageStatus, MessageUsage, ModelSettings,
     NewMessage, PageLimit, QuotaState, ReplyError, Role, Seq, SessionId, Usd, UserId, estimate_tokens,
 };
-use crate::llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
-use crate::store::{Checkpoint, ReplyEnd, StoreError};
+use llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
+use store::{Checkpoint, ReplyEnd, StoreError};
 
 /// The first checkpoint of a streaming reply is written this long after it starts (if its text
 /// grew); each later one waits this much longer than the one before: at 1 s, 3 s, 6 s, 10 s,

@@ -12,11 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::api::characters::{
-    CharacterPage, CharacterView, CreateCharacter, ListCharacters, Paging, SearchCharacters, TagList, UpdateCharacter,
-};
-use crate::domain::{CatalogIndex, CatalogPage, Character, CharacterId, Gate, Label, Refusal, Timestamp};
-use crate::store::{Store, StoreError};
+use domain::{CatalogIndex, Character, CharacterId, Gate, InputError, Refusal, Timestamp};
+use store::{Store, StoreError};
 
 /// How stale a snapshot (or a cached character) may be before it is checked again.
 pub const MAX_AGE: Duration = Duration::from_secs(5 * 60);
@@ -168,64 +165,26 @@ impl Catalog {
         self.invalidate();
         Ok(())
     }
-}
 
-/// The catalog's reads and admin writes as the routes ask for them.
-impl Catalog {
-    pub async fn list(&self, query: ListCharacters, admin: bool) -> Result<CharacterPage, StoreError> {
-        let (filter, sort, paging) = query.parse()?;
-        let snapshot = self.snapshot().await?;
-        let page = snapshot.index.list(&filter, sort, paging.offset, paging.limit);
-        Ok(self.page(page, paging, admin))
-    }
-
-    pub async fn search(&self, query: SearchCharacters, admin: bool) -> Result<CharacterPage, StoreError> {
-        let (text, paging) = query.parse()?;
-        let snapshot = self.snapshot().await?;
-        let page = snapshot.index.search(&text, paging.offset, paging.limit);
-        Ok(self.page(page, paging, admin))
-    }
-
-    fn page(&self, page: CatalogPage<&Character>, paging: Paging, admin: bool) -> CharacterPage {
-        let now = self.store.now();
-        CharacterPage {
-            data: page.data.into_iter().map(|character| CharacterView::new(character, admin, now)).collect(),
-            total: page.total,
-            limit: paging.limit,
-            offset: paging.offset,
-        }
-    }
-
-    /// A character by id, inactive ones included (their chats still show them); 404
-    /// `character_not_found` for an unknown id.
-    pub async fn view(&self, id: &CharacterId, admin: bool) -> Result<CharacterView, StoreError> {
-        let snapshot = self.snapshot().await?;
-        let character = snapshot.index.get(id).ok_or(Refusal::Gate(Gate::NotFound))?;
-        Ok(CharacterView::new(character, admin, self.store.now()))
-    }
-
-    pub async fn tags(&self, category: Option<&Label>) -> Result<TagList, StoreError> {
-        Ok(TagList { data: self.snapshot().await?.index.tags(category) })
-    }
-
-    /// `POST /v1/admin/characters`.
-    pub async fn admin_create(&self, body: CreateCharacter) -> Result<CharacterView, StoreError> {
-        let now = self.store.now();
-        let character = body.into_character(now)?;
-        self.create(&character).await?;
-        Ok(CharacterView::new(&character, true, now))
-    }
-
-    /// `PATCH /v1/admin/characters/{id}` (and `DELETE`, which deactivates): read fresh, change,
-    /// write back on the condition that nothing else wrote in between. A change that changes
-    /// nothing writes nothing.
-    pub async fn admin_update(&self, id: &CharacterId, body: UpdateCharacter) -> Result<CharacterView, StoreError> {
+    /// Changes a character read fresh from the table, and writes it back on the condition that
+    /// nothing else wrote in between; a change that changes nothing (`change` answers `false`)
+    /// writes nothing. 404 `character_not_found` for an unknown id.
+    pub async fn update(
+        &self,
+        id: &CharacterId,
+        change: impl FnOnce(&mut Character) -> Result<bool, InputError>,
+    ) -> Result<Character, StoreError> {
         let mut character = self.store.get_character(id).await?.ok_or(Refusal::Gate(Gate::NotFound))?;
         let read_at = character.updated_at;
-        if body.apply(&mut character)? {
+        if change(&mut character)? {
             character.updated_at = self.store.now().max(read_at.plus(Duration::from_micros(1)));
             self.replace(&character, read_at).await?;
         }
-        Ok(CharacterView::new(&character, true, self.store.now()))
+        Ok(character)
+    }
+
+    /// The time the catalog's views are stamped with.
+    pub fn now(&self) -> Timestamp {
+        self.store.now()
     }
 }

@@ -1,0 +1,11 @@
+//! `service`: the product's rules over the store, the model port and the catalog — who may do
+//! what to a log, how a character chat opens behind its gates, how a reply is produced,
+//! checkpointed and ended. The edge (`shared`) parses a request into domain values, calls one
+//! function here, and turns the answer into a response.
+//!
+//! Architecture invariant: this crate knows no HTTP, axum, Lambda event or JSON body shape, and
+//! never reads the environment; it depends on `domain`, `store` and `llm` only. What it cannot
+//! decide alone (the model, the clock) arrives as a port it is handed.
+
+pub mod catalog;
+pub mod chat;
