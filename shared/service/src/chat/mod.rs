@@ -16,12 +16,12 @@ use std::sync::Arc;
 use self::reply::{LiveReplies, Replies};
 pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
-use llm::LlmConfig;
 use domain::{
     Changes, Character, CharacterId, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor, Gate,
     Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,
     SessionFilter, SessionId, SystemPrompt, Title, UserId,
 };
+use llm::LlmConfig;
 use llm::Model;
 use store::hints::Hints;
 use store::{Appended, ChatClaim, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};

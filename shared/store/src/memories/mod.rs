@@ -1,0 +1,145 @@
+//! Memories table: every item of a user in one partition (`user_id`), sorted by `item`:
+//!
+//! - `m#<scope>#<memory_id>` — a memory; `rank` feeds the `by_rank` LSI (importance, then newest),
+//!   `memory_id` the `by_id` LSI;
+//! - `d#<scope>#<hash>` — the dedupe marker of one (type, content) in a scope;
+//! - `c#<scope>` — the scope's memory count, which enforces the cap.
+//!
+//! `<scope>` is `g` for the user's global memories and `s:<session_id>:<epoch>` for a session's.
+//! Resetting a session bumps its `memory_epoch` in the same write that clears its messages, so
+//! its memories disappear at once without a multi-item delete.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::StoreError;
+use crate::item::{Item, s};
+use crate::schema::memories::{ITEM, MEMORY_ID, USER_ID};
+use domain::{
+    Cursor, Importance, Memory, MemoryContent, MemoryId, MemoryScope, MemoryType, SessionId, Timestamp, UserId,
+};
+
+mod read;
+mod write;
+
+pub use self::read::RankedMemory;
+
+/// At most this many memories per scope.
+pub const MAX_PER_SCOPE: u64 = 500;
+const SESSION_ID: &str = "session_id";
+const MEMORY_TYPE: &str = "memory_type";
+const CONTENT: &str = "content";
+const IMPORTANCE: &str = "importance";
+const CREATED_AT: &str = "created_at";
+const UPDATED_AT: &str = "updated_at";
+const COUNT: &str = "n";
+/// Memories deleted per transaction by a scope-wide delete (2 items each, plus the counter).
+const DELETE_CHUNK: usize = 49;
+const QUERY_PAGE: i32 = 100;
+
+/// A scope with its storage key (for a session: at its current memory epoch).
+#[derive(Clone, Debug)]
+pub(crate) struct ScopeKey {
+    scope: MemoryScope,
+    pub(crate) key: String,
+    /// The session's epoch, which a write checks is still current.
+    epoch: Option<u64>,
+}
+
+impl ScopeKey {
+    fn global() -> Self {
+        Self { scope: MemoryScope::Global, key: "g".to_owned(), epoch: None }
+    }
+
+    pub(crate) fn session(session_id: SessionId, epoch: u64) -> Self {
+        Self { scope: MemoryScope::Session(session_id), key: format!("s:{session_id}:{epoch}"), epoch: Some(epoch) }
+    }
+
+    fn memory_item(&self, id: MemoryId) -> String {
+        format!("m#{}#{id}", self.key)
+    }
+
+    fn memory_prefix(&self) -> String {
+        format!("m#{}#", self.key)
+    }
+
+    fn marker_item(&self, hash: &str) -> String {
+        format!("d#{}#{hash}", self.key)
+    }
+
+    pub(crate) fn counter_item(&self) -> String {
+        format!("c#{}", self.key)
+    }
+}
+
+/// Sorts by importance (high first), then creation (new first), then id: the rank without scope.
+fn rank_suffix(importance: Importance, created_at: Timestamp, id: MemoryId) -> String {
+    let micros = created_at.datetime().unix_timestamp_nanos() / 1_000;
+    let inverted = 9_999_999_999_999_999_i128 - micros;
+    format!("{:02}#{inverted:016}#{id}", 10 - importance.get())
+}
+
+fn dedupe_hash(memory_type: MemoryType, content: &MemoryContent) -> String {
+    let digest = Sha256::digest(format!("{}\n{}", memory_type.as_str(), content.as_str()).as_bytes());
+    digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn key(user: &UserId, item: String) -> Item {
+    Item::from([(USER_ID.to_owned(), s(user.as_str())), (ITEM.to_owned(), s(item))])
+}
+
+/// A stored memory with what the store needs to change it.
+pub(crate) struct StoredMemory {
+    pub(crate) memory: Memory,
+    pub(crate) scope_key: String,
+    hash: String,
+    rank: String,
+}
+
+/// The memory item as stored, mapped by serde_dynamo.
+#[derive(Serialize, Deserialize)]
+struct MemoryItem {
+    user_id: String,
+    item: String,
+    memory_id: String,
+    scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    memory_type: String,
+    content: String,
+    importance: u8,
+    dedupe_hash: String,
+    rank: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<&Item> for StoredMemory {
+    type Error = StoreError;
+
+    /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt.
+    fn try_from(item: &Item) -> Result<Self, StoreError> {
+        let stored: MemoryItem =
+            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("memory", "attributes"))?;
+        let corrupt = |name| StoreError::corrupt("memory", name);
+        let memory = Memory {
+            id: stored.memory_id.parse().map_err(|_| corrupt(MEMORY_ID))?,
+            session_id: stored.session_id.map(|id| id.parse()).transpose().map_err(|_| corrupt(SESSION_ID))?,
+            memory_type: stored.memory_type.parse().map_err(|_| corrupt(MEMORY_TYPE))?,
+            content: MemoryContent::parse(stored.content).map_err(|_| corrupt(CONTENT))?,
+            importance: Importance::new(IMPORTANCE, stored.importance.into()).map_err(|_| corrupt(IMPORTANCE))?,
+            created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
+            updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
+        };
+        Ok(Self { memory, scope_key: stored.scope, hash: stored.dedupe_hash, rank: stored.rank })
+    }
+}
+
+/// A page of memories, and how many match the filter in all.
+#[derive(Clone, Debug)]
+pub struct MemoryPage {
+    pub data: Vec<Memory>,
+    pub has_more: bool,
+    pub next_cursor: Option<Cursor>,
+    pub total: u64,
+}
