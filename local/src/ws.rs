@@ -46,7 +46,10 @@ async fn connect(
         protocols,
     };
     match socket.realtime.authorize(&connect).await {
-        Err(error) => error.into_response(),
+        Err(error) => {
+            error.log();
+            error.into_response()
+        }
         Ok((user, session)) => {
             let offered = connect.protocols.iter().any(|protocol| protocol == PROTOCOL);
             // Small buffers: a chat frame is small, and an idle connection should cost little.

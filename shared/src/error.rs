@@ -2,6 +2,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::auth::AuthFailure;
+use crate::auth::{AuthError, AuthFailure};
 use crate::chat::ReplyFailure;
 use crate::domain::{
     Gate, InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp,
@@ -254,7 +255,10 @@ impl ApiError {
         body
     }
 
-    fn log(&self) {
+    /// Logs what the operator must see (internal causes with their source chain, unavailable
+    /// dependencies, the model's failures); a refusal of the caller's input logs nothing. Called
+    /// once per error: by the request middleware for HTTP, where a socket event is sent for sockets.
+    pub fn log(&self) {
         match self {
             Self::Internal(source) => {
                 tracing::error!(error = %ErrorChain(source.as_ref()), "request failed: internal error");
@@ -269,9 +273,17 @@ impl ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Refused(failure) => Self::Unauthorized(failure),
+            AuthError::Unavailable => Self::AuthUnavailable,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.log();
         let mut response = (self.status(), Json(self.body())).into_response();
         if let Some(seconds) = self.retry_after_secs() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -289,6 +301,8 @@ impl IntoResponse for ApiError {
             let state = RateState { class: *class, limit: *limit, remaining: 0, reset_secs: *retry_after_secs };
             rate_headers(response.headers_mut(), state);
         }
+        // The request middleware logs it, once, inside the request's span.
+        response.extensions_mut().insert(Arc::new(self));
         response
     }
 }

@@ -1,17 +1,16 @@
 //! The HTTP edge every function shares: extractors that turn bad input into `ApiError`,
 //! the request-id middleware, the JSON 404 fallback, and the assembly of a router into an app.
 
-use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
-use axum::http::header::AUTHORIZATION;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use lambda_http::RequestExt as _;
 use lambda_http::request::RequestContext;
 use serde::de::DeserializeOwned;
@@ -20,7 +19,7 @@ use tracing::Instrument as _;
 
 use crate::auth::{Admin, Caller};
 use crate::config::CorsOrigins;
-use crate::domain::{InputError, Label, RateClass, RateState, Seq, UserId};
+use crate::domain::{InputError, Label, Seq, UserId};
 use crate::error::{ApiError, with_request_id};
 use crate::state::AppState;
 
@@ -30,6 +29,7 @@ pub fn app(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(request_context))
+        .layer(Extension(state.clone()))
         .with_state(state)
 }
 
@@ -98,19 +98,9 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-tokio::task_local! {
-    /// Where the caller stands in the request's rate limit, once it has been counted.
-    static RATE: Cell<Option<RateState>>;
-}
-
-/// Notes the request's rate-limit state: the response carries it as `RateLimit` headers.
-pub fn note_rate(state: RateState) {
-    let _ = RATE.try_with(|rate| rate.set(Some(state)));
-}
-
 /// Gives each request an id (API Gateway's when there is one), a span, a log line, an
-/// `x-request-id` header, and the rate-limit headers of the limit it counted against. Logs ids
-/// and timings only, never bodies.
+/// `x-request-id` header, and logs the error a response carries (`ApiError` puts itself in the
+/// response's extensions). Logs ids and timings only, never bodies.
 async fn request_context(request: Request, next: Next) -> Response {
     let request_id = request_id_of(&request);
     let span = tracing::info_span!(
@@ -120,15 +110,9 @@ async fn request_context(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
     );
     let started = Instant::now();
-    let run = RATE.scope(Cell::new(None), async move {
-        let response = next.run(request).await;
-        (response, RATE.with(Cell::get))
-    });
-    let (mut response, rate) = with_request_id(request_id.clone(), run).instrument(span.clone()).await;
-    if let Some(rate) = rate
-        && !response.headers().contains_key("ratelimit")
-    {
-        crate::error::rate_headers(response.headers_mut(), rate);
+    let mut response = with_request_id(request_id.clone(), next.run(request)).instrument(span.clone()).await;
+    if let Some(error) = response.extensions().get::<Arc<ApiError>>() {
+        span.in_scope(|| error.log());
     }
     let status = response.status().as_u16();
     tracing::info!(parent: &span, status, elapsed_us = started.elapsed().as_micros() as u64, "request done");
@@ -310,57 +294,23 @@ pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
-/// Authenticates, then counts the request against the caller's per-minute limit. Appends are
-/// counted inside their own transaction instead (see `Store::append_messages`).
-impl FromRequestParts<AppState> for Caller {
+/// The caller the route's access layer verified (see `access`).
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let caller = state.auth.authenticate(header, state.store.now()).await?;
-        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or_default();
-        let class = rate_class(&parts.method, route);
-        if class != RateClass::Append
-            && !served_from_memory(&parts.method, route)
-            && let Some(rate) = state.store.hit_rate_limit(&caller.user_id, class).await?
-        {
-            note_rate(rate);
-        }
-        Ok(caller)
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        crate::access::caller_of(parts)
     }
 }
 
-impl FromRequestParts<AppState> for Admin {
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let caller = crate::access::caller_of(parts)?;
         if !caller.is_admin {
             return Err(ApiError::Forbidden("this route needs an admin token".to_owned()));
         }
         Ok(Self(caller))
-    }
-}
-
-/// Catalog reads are answered from the instance's snapshot: counting them against a rate limit
-/// would cost a database write for a read that costs none.
-fn served_from_memory(method: &Method, route: &str) -> bool {
-    method == Method::GET
-        && (route == "/v1/tags" || route.starts_with("/v1/tags/") || route.starts_with("/v1/characters"))
-        && !route.ends_with("/session")
-}
-
-/// `POST .../messages` (and its batch) and `POST .../replies` are appends; regenerate has its own
-/// limit; `GET .../messages...` is a read; the rest (cancel among them) other.
-pub fn rate_class(method: &Method, route: &str) -> RateClass {
-    let on_messages = route.starts_with("/v1/sessions/{id}/messages");
-    match (method, route) {
-        (
-            &Method::POST,
-            "/v1/sessions/{id}/messages" | "/v1/sessions/{id}/messages/batch" | "/v1/sessions/{id}/replies",
-        ) => RateClass::Append,
-        (&Method::POST, "/v1/sessions/{id}/messages/{seq}/regenerate") => RateClass::Regenerate,
-        (&Method::GET, _) if on_messages => RateClass::Read,
-        _ => RateClass::Other,
     }
 }

@@ -1,6 +1,7 @@
 //! Everything the four Lambda functions share: domain types, storage, auth, config, errors and
 //! the HTTP edge. See `STYLE` notes in the README for where each concern lives.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod config;

@@ -8,9 +8,11 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use shared::access;
 use shared::api::limits::{PutSubscription, UpdateProfile, UsageQuery};
 use shared::api::me::{ConfirmAdult, ErasureResult, Export, ExportQuery, UpdateMe};
 use shared::auth::{Admin, Caller};
+use shared::domain::RateClass;
 use shared::domain::{LimitsView, UsageReport};
 use shared::domain::{Profile, ProfileChanges, TimeZone};
 use shared::http::{Json, Query, UserIdParam};
@@ -104,6 +106,7 @@ pub fn api() -> ApiRouter<AppState> {
                     .ok::<Export>(200, "One page of the export")
             }),
         )
+        .route_layer(access::metered(RateClass::Other))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

@@ -6,11 +6,13 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use shared::access;
 use shared::api::memories::{
     CreateMemory, DeleteMemories, ListMemories, MemoriesDeleted, MemoryDeleted, MemoryList, MemoryListing, UpdateMemory,
 };
 use shared::auth::Caller;
 use shared::domain::Memory;
+use shared::domain::RateClass;
 use shared::domain::{MemoryChanges, MemoryId, NewMemory};
 use shared::http::{Json, PathParam, Query};
 use shared::openapi::Describe as _;
@@ -55,6 +57,7 @@ pub fn api() -> ApiRouter<AppState> {
                     op.about("deleteMemory", "Delete a memory").ok::<MemoryDeleted>(200, "Deleted")
                 }),
         )
+        .route_layer(access::metered(RateClass::Other))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 

@@ -1,12 +1,13 @@
 //! One small handler per endpoint: extract, call the service, respond.
 
 use aide::axum::ApiRouter;
-use aide::axum::routing::{get_with, post_with};
+use aide::axum::routing::{get_with, patch_with, post_with};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use shared::access;
 use shared::api::memories::ContextQuery;
 use shared::api::messages::{
     AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListChanges,
@@ -15,7 +16,7 @@ use shared::api::messages::{
 use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, TurnLimits, VariantList};
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
-use shared::domain::{Changes, Content, Context, DedupeKey, Message, SessionId};
+use shared::domain::{Changes, Content, Context, DedupeKey, Message, RateClass, SessionId};
 use shared::error::{quota_headers, rate_headers};
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::openapi::Describe as _;
@@ -33,6 +34,16 @@ const LAST_EVENT_ID: &str = "last-event-id";
 /// The messages routes, each with its annotation for the OpenAPI document.
 pub fn api() -> ApiRouter<AppState> {
     ApiRouter::new()
+        .merge(appends().route_layer(access::counted_in_write()))
+        .merge(log_reads().route_layer(access::metered(RateClass::Read)))
+        .merge(regenerates().route_layer(access::metered(RateClass::Regenerate)))
+        .merge(others().route_layer(access::metered(RateClass::Other)))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// Appends: counted with the daily quota inside their own transaction.
+fn appends() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .api_route(
             "/v1/sessions/{id}/messages",
             post_with(append, |op| {
@@ -41,19 +52,6 @@ pub fn api() -> ApiRouter<AppState> {
                     .body::<AppendMessage>()
                     .appended::<Message>()
                     .errors(&[409, 413])
-            })
-            .get_with(list, |op| {
-                op.about("listMessages", "Read the log: incremental sync with after_seq, paging")
-                    .query::<ListMessages>()
-                    .ok::<MessageList>(200, "Messages in seq order")
-            }),
-        )
-        .api_route(
-            "/v1/sessions/{id}/changes",
-            get_with(changes, |op| {
-                op.about("listChanges", "The change feed: what changed in the log after a revision")
-                    .query::<ListChanges>()
-                    .ok::<Changes>(200, "Changes in rev order; deleted messages as tombstones")
             }),
         )
         .api_route(
@@ -67,17 +65,88 @@ pub fn api() -> ApiRouter<AppState> {
             }),
         )
         .api_route(
+            "/v1/sessions/{id}/replies",
+            post_with(create_reply, |op| {
+                op.about("createReply", "Send a message and get the model's reply, as JSON or streamed (SSE)")
+                    .idempotency_key()
+                    .body::<CreateReply>()
+                    .appended::<ReplyTurn>()
+                    .event_stream::<ReplyEvent>(201, "With `Accept: text/event-stream`: the reply as it streams")
+                    .errors(&[409, 413, 422, 502, 504])
+            }),
+        )
+}
+
+/// Reads of the log and its replies.
+fn log_reads() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/sessions/{id}/messages",
+            get_with(list, |op| {
+                op.about("listMessages", "Read the log: incremental sync with after_seq, paging")
+                    .query::<ListMessages>()
+                    .ok::<MessageList>(200, "Messages in seq order")
+            }),
+        )
+        .api_route(
             "/v1/sessions/{id}/messages/{seq}",
-            get_with(read, |op| op.about("getMessage", "Get one message").ok::<Message>(200, "The message"))
-                .patch_with(edit, |op| {
-                    op.about("editMessage", "Edit a message's content")
-                        .body::<EditMessage>()
-                        .ok::<Message>(200, "The edited message")
-                        .errors(&[403, 409, 413])
-                })
-                .delete_with(remove, |op| {
-                    op.about("deleteMessage", "Delete a message").empty(204, "Deleted").errors(&[409])
-                }),
+            get_with(read, |op| op.about("getMessage", "Get one message").ok::<Message>(200, "The message")),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/stream",
+            get_with(resume, |op| {
+                op.about(
+                    "streamReply",
+                    "Follow a reply (SSE): what is stored so far, then the rest; honours Last-Event-ID",
+                )
+                .event_stream::<ReplyEvent>(200, "The reply's events after `Last-Event-ID`")
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/variants",
+            get_with(variants, |op| {
+                op.about("listVariants", "Every generation of a message, the first first")
+                    .ok::<VariantList>(200, "The variants; the last is the message as it stands")
+            }),
+        )
+}
+
+/// A new variant of a reply: its own, tighter limit.
+fn regenerates() -> ApiRouter<AppState> {
+    ApiRouter::new().api_route(
+        "/v1/sessions/{id}/messages/{seq}/regenerate",
+        post_with(regenerate, |op| {
+            op.about("regenerateReply", "A new variant of the latest assistant message, at the same seq")
+                .body::<Regenerate>()
+                .ok::<ReplyTurn>(201, "The new variant, ended")
+                .event_stream::<ReplyEvent>(201, "With `Accept: text/event-stream`: the new variant as it streams")
+                .errors(&[409, 413, 422, 502, 504])
+        }),
+    )
+}
+
+/// The rest: the change feed, the log's bulk changes, cancel and the context.
+fn others() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}",
+            patch_with(edit, |op| {
+                op.about("editMessage", "Edit a message's content")
+                    .body::<EditMessage>()
+                    .ok::<Message>(200, "The edited message")
+                    .errors(&[403, 409, 413])
+            })
+            .delete_with(remove, |op| {
+                op.about("deleteMessage", "Delete a message").empty(204, "Deleted").errors(&[409])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/changes",
+            get_with(changes, |op| {
+                op.about("listChanges", "The change feed: what changed in the log after a revision")
+                    .query::<ListChanges>()
+                    .ok::<Changes>(200, "Changes in rev order; deleted messages as tombstones")
+            }),
         )
         .api_route(
             "/v1/sessions/{id}/forget-recent",
@@ -107,49 +176,11 @@ pub fn api() -> ApiRouter<AppState> {
             }),
         )
         .api_route(
-            "/v1/sessions/{id}/replies",
-            post_with(create_reply, |op| {
-                op.about("createReply", "Send a message and get the model's reply, as JSON or streamed (SSE)")
-                    .idempotency_key()
-                    .body::<CreateReply>()
-                    .appended::<ReplyTurn>()
-                    .event_stream::<ReplyEvent>(201, "With `Accept: text/event-stream`: the reply as it streams")
-                    .errors(&[409, 413, 422, 502, 504])
-            }),
-        )
-        .api_route(
-            "/v1/sessions/{id}/messages/{seq}/regenerate",
-            post_with(regenerate, |op| {
-                op.about("regenerateReply", "A new variant of the latest assistant message, at the same seq")
-                    .body::<Regenerate>()
-                    .ok::<ReplyTurn>(201, "The new variant, ended")
-                    .event_stream::<ReplyEvent>(201, "With `Accept: text/event-stream`: the new variant as it streams")
-                    .errors(&[409, 413, 422, 502, 504])
-            }),
-        )
-        .api_route(
             "/v1/sessions/{id}/messages/{seq}/cancel",
             post_with(cancel, |op| {
                 op.about("cancelReply", "Stop a streaming reply (a no-op once it has ended)")
                     .ok::<Message>(200, "The reply as it stands: `cancelled` with its partial text, or as it ended")
                     .errors(&[409])
-            }),
-        )
-        .api_route(
-            "/v1/sessions/{id}/messages/{seq}/stream",
-            get_with(resume, |op| {
-                op.about(
-                    "streamReply",
-                    "Follow a reply (SSE): what is stored so far, then the rest; honours Last-Event-ID",
-                )
-                .event_stream::<ReplyEvent>(200, "The reply's events after `Last-Event-ID`")
-            }),
-        )
-        .api_route(
-            "/v1/sessions/{id}/messages/{seq}/variants",
-            get_with(variants, |op| {
-                op.about("listVariants", "Every generation of a message, the first first")
-                    .ok::<VariantList>(200, "The variants; the last is the message as it stands")
             }),
         )
         .api_route(
@@ -160,7 +191,6 @@ pub fn api() -> ApiRouter<AppState> {
                     .ok::<Context>(200, "Settings, ranked memories and recent messages within the token budget")
             }),
         )
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 pub fn routes() -> Router<AppState> {

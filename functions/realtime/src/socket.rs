@@ -129,6 +129,7 @@ fn response(status: i64, headers: HeaderMap, body: Option<String>) -> ApiGateway
 
 /// A refused connect, answered as the HTTP API answers: the status and the JSON error body.
 async fn refusal(error: ApiError) -> ApiGatewayProxyResponse {
+    error.log();
     let answer = error.into_response();
     let status = i64::from(answer.status().as_u16());
     let headers = answer.headers().clone();

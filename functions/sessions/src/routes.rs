@@ -6,6 +6,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use shared::access;
 use shared::api::characters::{
     self, CharacterPage, CharacterView, CreateCharacter, ListCharacters, SearchCharacters, TagList, UpdateCharacter,
 };
@@ -13,6 +14,7 @@ use shared::api::sessions::{
     CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
 };
 use shared::auth::{Admin, Caller};
+use shared::domain::RateClass;
 use shared::domain::{CharacterId, NewSession, SessionChanges, SessionId};
 use shared::domain::{Page, Session};
 use shared::http::{CategoryParam, Json, PathParam, Query, no_content};
@@ -67,12 +69,14 @@ pub fn api() -> ApiRouter<AppState> {
                 op.about("unarchiveSession", "Unarchive a session").ok::<Session>(200, "The session")
             }),
         )
-        .merge(characters())
+        .route_layer(access::metered(RateClass::Other))
+        .merge(catalog())
+        .merge(character_chats().route_layer(access::metered(RateClass::Other)))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// The character catalog: reads from the instance's snapshot, admin writes.
-fn characters() -> ApiRouter<AppState> {
+/// The character catalog: read from the instance's snapshot, so never metered.
+fn catalog() -> ApiRouter<AppState> {
     ApiRouter::new()
         .api_route(
             "/v1/characters",
@@ -98,14 +102,6 @@ fn characters() -> ApiRouter<AppState> {
             }),
         )
         .api_route(
-            "/v1/characters/{id}/session",
-            get_with(character_session, |op| {
-                op.about("getCharacterSession", "The caller's chat with a character, opened on first use")
-                    .ok::<Session>(200, "The chat (a new one starts with the character's greeting as seq 1)")
-                    .errors(&[403])
-            }),
-        )
-        .api_route(
             "/v1/tags",
             get_with(tags, |op| {
                 op.about("listTags", "Tags of active characters, most used first").ok::<TagList>(200, "The tags")
@@ -115,6 +111,20 @@ fn characters() -> ApiRouter<AppState> {
             "/v1/tags/{category}",
             get_with(category_tags, |op| {
                 op.about("listCategoryTags", "One category's tags, most used first").ok::<TagList>(200, "The tags")
+            }),
+        )
+        .route_layer(access::free())
+}
+
+/// The caller's chat with a character, and the catalog's admin writes: metered as other calls.
+fn character_chats() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/v1/characters/{id}/session",
+            get_with(character_session, |op| {
+                op.about("getCharacterSession", "The caller's chat with a character, opened on first use")
+                    .ok::<Session>(200, "The chat (a new one starts with the character's greeting as seq 1)")
+                    .errors(&[403])
             }),
         )
         .api_route(

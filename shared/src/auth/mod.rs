@@ -16,7 +16,6 @@ use serde_json::Value;
 
 use crate::config::{AuthConfig, ConfigError, TelegramConfig};
 use crate::domain::{TelegramAccount, Timestamp, UserId};
-use crate::error::ApiError;
 use crate::telegram;
 use keys::{KeyError, Keys};
 
@@ -63,6 +62,16 @@ pub enum AuthFailure {
     TelegramOff,
     #[error("the Telegram init data does not verify or has expired")]
     Telegram,
+}
+
+/// Why a request could not be authenticated: its credentials were refused, or the identity
+/// provider's keys (JWKS) cannot be fetched, so no token can be checked now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Refused(#[from] AuthFailure),
+    #[error("the identity provider's keys cannot be fetched")]
+    Unavailable,
 }
 
 impl AuthFailure {
@@ -173,7 +182,7 @@ impl Authenticator {
 
     /// The caller named by an `Authorization` header value: `Bearer <JWT>`, or `tma <initData>`
     /// from a Telegram Mini App when a bot token is configured.
-    pub async fn authenticate(&self, authorization: Option<&str>, now: Timestamp) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, authorization: Option<&str>, now: Timestamp) -> Result<Caller, AuthError> {
         let (scheme, credentials) = credentials(authorization)?;
         match scheme {
             Scheme::Tma => {
@@ -185,12 +194,12 @@ impl Authenticator {
         }
     }
 
-    async fn bearer(&self, token: &str, now: Timestamp) -> Result<Caller, ApiError> {
+    async fn bearer(&self, token: &str, now: Timestamp) -> Result<Caller, AuthError> {
         let header = decode_header(token).map_err(|_| AuthFailure::Malformed)?;
         let key = self.keys.resolve(header.kid.as_deref(), header.alg, now).await.map_err(|error| match error {
-            KeyError::UnknownKey => ApiError::Unauthorized(AuthFailure::UnknownKey),
-            KeyError::Algorithm => ApiError::Unauthorized(AuthFailure::Algorithm),
-            KeyError::Unavailable => ApiError::AuthUnavailable,
+            KeyError::UnknownKey => AuthError::Refused(AuthFailure::UnknownKey),
+            KeyError::Algorithm => AuthError::Refused(AuthFailure::Algorithm),
+            KeyError::Unavailable => AuthError::Unavailable,
         })?;
         let mut validation = self.validation.clone();
         validation.algorithms = vec![header.alg];

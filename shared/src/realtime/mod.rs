@@ -340,6 +340,7 @@ impl Realtime {
 
 /// An `error` event with the code and message the HTTP answer would carry.
 fn error_event(error: &ApiError) -> ServerEvent {
+    error.log();
     let code = serde_json::to_value(error.code()).ok().and_then(|code| code.as_str().map(str::to_owned));
     ServerEvent::Error { code: code.unwrap_or_else(|| "internal".to_owned()), message: error.to_string() }
 }

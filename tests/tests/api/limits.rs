@@ -424,3 +424,56 @@ async fn the_scheduled_event_runs_the_job_function() {
     assert_eq!(report["finished"], true);
     assert_eq!(report["subscriptions_expired"], 0);
 }
+
+/// The class each route is counted under, as the API documents it: appends in their own
+/// transaction, the catalog never (it is served from memory), regenerate on its own limit, reads
+/// of the log as reads, everything else as other.
+fn documented_class(method: &str, path: &str) -> Option<&'static str> {
+    let catalog = method == "GET" && (path.starts_with("/v1/characters") || path.starts_with("/v1/tags"));
+    match (method, path) {
+        ("POST", "/v1/sessions/{id}/messages" | "/v1/sessions/{id}/messages/batch" | "/v1/sessions/{id}/replies") => {
+            Some("append")
+        }
+        ("GET", "/v1/characters/{id}/session") => Some("other"),
+        _ if catalog => None,
+        ("POST", "/v1/sessions/{id}/messages/{seq}/regenerate") => Some("regenerate"),
+        ("GET", _) if path.starts_with("/v1/sessions/{id}/messages") => Some("read"),
+        _ => Some("other"),
+    }
+}
+
+#[tokio::test]
+async fn every_route_is_counted_under_the_class_its_group_is_registered_under() {
+    let limits = LimitsConfig {
+        daily_quota: 1000,
+        rate: RateLimits { append: 100, read: 100, other: 100, regenerate: 100 },
+        ..LimitsConfig::default()
+    };
+    let (app, _clock) = app_at(limits, "2426-11-21T10:00:00.000000Z").await;
+    let admin = app.admin();
+    let session = app.session(&admin, "s").await;
+    let document = local::openapi::document();
+    let routes = local::openapi::routes(&document);
+    assert!(routes.len() > 40, "{routes:?}");
+    for route in routes {
+        let (method, path) = route.split_once(' ').unwrap();
+        let uri = path
+            .replace("{id}", &session)
+            .replace("{seq}", "1")
+            .replace("{user_id}", &admin.id)
+            .replace("{category}", "genre");
+        let body = (method != "GET" && method != "DELETE").then(|| json!({"unknown_field": true}));
+        let response = app.call(method.parse().unwrap(), &uri, Some(&admin.token), body).await;
+        assert_ne!(response.status.as_u16(), 500, "{route}: {}", response.body);
+        let policy = response.header("ratelimit-policy");
+        match documented_class(method, path) {
+            // An append refused before its write counts nothing; one that commits says "append".
+            Some("append") => assert!(policy.is_none_or(|p| p.starts_with("\"append\"")), "{route}: {policy:?}"),
+            Some(class) => {
+                let wanted = format!("\"{class}\";q=100;w=60");
+                assert_eq!(policy, Some(wanted.as_str()), "{route}");
+            }
+            None => assert_eq!(policy, None, "{route} is served from memory and never counted"),
+        }
+    }
+}
