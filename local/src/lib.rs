@@ -15,12 +15,19 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use aide::axum::ApiRouter;
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use shared::AppState;
 use shared::config::CorsOrigins;
 use shared::realtime::LocalHub;
+
+/// Every function's routes, merged in this one place: the dev server and the tests serve them,
+/// and the OpenAPI document is derived from them. In AWS each function serves its own group.
+pub fn all_routes() -> ApiRouter<AppState> {
+    sessions::api().merge(messages::api()).merge(memories::api()).merge(limits::api())
+}
 
 /// Every function's routes on one router: what `scripts/dev.sh` serves and the tests call.
 /// The same `routes()` run one per Lambda in AWS, so local and deployed routes are identical.
@@ -37,10 +44,7 @@ pub fn app_with_hub(state: AppState, cors: &CorsOrigins, hub: Arc<LocalHub>) -> 
 /// What the dev server serves: the API and the socket, and `extra` routes beside them (the web
 /// app and the dev sign-in, see `web::router`) under the same request ids, CORS and JSON 404.
 pub fn dev_app(state: AppState, cors: &CorsOrigins, hub: Arc<LocalHub>, extra: Router<AppState>) -> Router {
-    let routes = sessions::routes()
-        .merge(messages::routes())
-        .merge(memories::routes())
-        .merge(limits::routes())
+    let routes = Router::from(all_routes())
         .route("/openapi.json", get(|| async { axum::Json(openapi::document()) }))
         .route("/docs", get(|| async { Html(openapi::docs_page(&openapi::document())) }))
         .merge(extra);

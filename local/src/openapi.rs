@@ -8,20 +8,13 @@
 //! equal `template.yaml`'s, the committed `openapi.json` must equal this output, and Schemathesis
 //! checks live responses against it.
 
-use aide::axum::ApiRouter;
 use serde_json::{Map, Value, json};
-use shared::AppState;
 use shared::error::ErrorBody;
-
-/// Every function's annotated routes, merged as `local::app` serves them.
-pub fn annotated_routes() -> ApiRouter<AppState> {
-    sessions::api().merge(messages::api()).merge(memories::api()).merge(limits::api())
-}
 
 /// Builds the document.
 pub fn document() -> Value {
     let mut api = aide::openapi::OpenApi::default();
-    let _ = shared::openapi::documenting(annotated_routes).finish_api(&mut api);
+    let _ = shared::openapi::documenting(crate::all_routes).finish_api(&mut api);
     let mut paths = match serde_json::to_value(&api.paths) {
         Ok(Value::Object(paths)) => {
             Value::Object(paths.get("paths").and_then(Value::as_object).cloned().unwrap_or(paths))
