@@ -354,6 +354,8 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound(what) => Self::NotFound(what),
             StoreError::Refused(refusal) => refusal.into(),
+            // The service words every precondition it sets; one that reaches the edge is a bug.
+            StoreError::Miss(miss) => Self::Internal(format!("an unworded store precondition: {miss:?}").into()),
             StoreError::Unavailable(source) => Self::ServiceUnavailable(source),
             StoreError::Internal(source) => Self::Internal(source),
         }

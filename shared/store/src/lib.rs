@@ -57,10 +57,29 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// A precondition the caller set does not hold for the item as stored.
+    #[error("the stored item does not meet the precondition: {0:?}")]
+    Miss(Miss),
     #[error("DynamoDB is unavailable")]
     Unavailable(#[source] Source),
     #[error("DynamoDB request failed")]
     Internal(#[source] Source),
+}
+
+/// A precondition that did not hold. The store reports which; the service decides which rule
+/// that breaks and how the user hears it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// The message is not the session's latest, or not an assistant's.
+    NotLatestReply,
+    /// The reply is still streaming.
+    StillStreaming,
+    /// The message was not produced by a model.
+    NotGenerated,
+    /// The message is not of the role the edit was asked for.
+    NotEditable,
+    /// The generation was ended, regenerated or deleted while it was being written.
+    Replaced,
 }
 
 impl From<InputError> for StoreError {

@@ -24,7 +24,7 @@ use domain::{
 use llm::LlmConfig;
 use llm::Model;
 use store::hints::Hints;
-use store::{Appended, ChatClaim, MessageQuery, MessageSlice, RankedMemory, Store, StoreError};
+use store::{Appended, ChatClaim, MessageQuery, MessageSlice, Miss, RankedMemory, Store, StoreError};
 
 /// The chat service; cheap to clone.
 #[derive(Clone)]
@@ -39,12 +39,20 @@ pub struct Chat {
 
 /// Only the user's own words can be rewritten: an assistant's, system's or tool's message stays
 /// as it was produced.
-pub fn may_edit(message: &Message) -> Result<(), Refusal> {
-    if message.role == Role::User {
-        Ok(())
-    } else {
-        Err(Refusal::Forbidden("only user messages can be edited".to_owned()))
-    }
+pub const EDITABLE_ROLE: Role = Role::User;
+
+/// The product's words for a precondition the store found unmet; every other error passes.
+pub(crate) fn worded(error: StoreError) -> StoreError {
+    let StoreError::Miss(miss) = error else { return error };
+    StoreError::Refused(match miss {
+        Miss::NotEditable => Refusal::Forbidden("only user messages can be edited".to_owned()),
+        Miss::NotLatestReply => {
+            Refusal::Conflict("only the latest message, an assistant reply, can be regenerated".to_owned())
+        }
+        Miss::StillStreaming => Refusal::Conflict("the reply is still streaming: cancel it first".to_owned()),
+        Miss::NotGenerated => Refusal::Conflict("only a generated reply can be cancelled".to_owned()),
+        Miss::Replaced => Refusal::Conflict("the reply was replaced".to_owned()),
+    })
 }
 
 /// A new chat with `character`: titled with its name unless titled, starting with its greeting.
@@ -242,7 +250,7 @@ impl Chat {
         seq: Seq,
         content: Content,
     ) -> Result<Message, StoreError> {
-        self.store.edit_message(user, session_id, seq, content, may_edit).await
+        self.store.edit_message(user, session_id, seq, content, EDITABLE_ROLE).await.map_err(worded)
     }
 
     pub async fn delete(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {

@@ -11,29 +11,31 @@ use crate::item::{n, s};
 use crate::schema::messages::{self, SEQ};
 use crate::sessions::SummaryChange;
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
-use crate::{Store, StoreError};
-use domain::{Content, Message, Refusal, Seq, SessionId, Timestamp, UserId};
+use crate::{Miss, Store, StoreError};
+use domain::{Content, Message, Role, Seq, SessionId, Timestamp, UserId};
 
 /// Read-modify-write operations (edit, delete, forget-recent, new-scene) retry this often.
 const MAX_RMW_ATTEMPTS: u32 = 20;
 
 impl Store {
-    /// Replaces a message's content and stamps `edited_at`, if `permit` allows the message as it
-    /// stands (the rule is the caller's: see `chat`).
+    /// Replaces a message's content and stamps `edited_at`, if the message is of the role `editable`
+    /// (else `Miss::NotEditable`; which roles may be edited is the service's rule).
     pub async fn edit_message(
         &self,
         user: &UserId,
         session_id: SessionId,
         seq: Seq,
         content: Content,
-        permit: impl Fn(&Message) -> Result<(), Refusal>,
+        editable: Role,
     ) -> Result<Message, StoreError> {
         let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_RMW_ATTEMPTS {
             let (record, stored) =
                 tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
             let mut message = visible(&record, stored)?.message;
-            permit(&message)?;
+            if message.role != editable {
+                return Err(StoreError::Miss(Miss::NotEditable));
+            }
             let now = self.now();
             let mut summary = SummaryChange::new(&record, now);
             message.content = content.clone();

@@ -25,10 +25,9 @@ use crate::limits::meter_from_item;
 use crate::schema::messages::{SEQ, SESSION_ID};
 use crate::sessions::SummaryChange;
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
-use crate::{Store, StoreError, condition_failed};
+use crate::{Miss, Store, StoreError, condition_failed};
 use domain::{
-    Content, DayUsage, Message, MessageStatus, MessageUsage, MeterWrite, Refusal, ReplyError, Role, Seq, SessionId,
-    UserId,
+    Content, DayUsage, Message, MessageStatus, MessageUsage, MeterWrite, ReplyError, Role, Seq, SessionId, UserId,
 };
 
 const MAX_ATTEMPTS: u32 = 20;
@@ -163,7 +162,7 @@ impl Store {
                         continue;
                     }
                     // Ended, regenerated or deleted meanwhile: nothing of this generation to store.
-                    _ => return Err(StoreError::Refused(Refusal::Conflict("the reply was replaced".to_owned()))),
+                    _ => return Err(StoreError::Miss(Miss::Replaced)),
                 }
             }
             let mut stale = false;
@@ -253,7 +252,7 @@ impl Store {
             tokio::try_join!(self.session_record(user, session_id), self.stored_message(session_id, seq))?;
         let message = visible(&record, stored)?.message;
         if message.model.is_none() {
-            return Err(StoreError::Refused(Refusal::Conflict("only a generated reply can be cancelled".to_owned())));
+            return Err(StoreError::Miss(Miss::NotGenerated));
         }
         if message.status != MessageStatus::Streaming {
             return Ok(message);
@@ -329,12 +328,11 @@ impl Store {
             let (record, stored) =
                 tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
             let old = visible(&record, stored)?.message;
-            let conflict = |text: &str| Err(StoreError::Refused(Refusal::Conflict(text.to_owned())));
             if record.session.last_seq != seq.get() || old.role != Role::Assistant {
-                return conflict("only the latest message, an assistant reply, can be regenerated");
+                return Err(StoreError::Miss(Miss::NotLatestReply));
             }
             if old.status == MessageStatus::Streaming {
-                return conflict("the reply is still streaming: cancel it first");
+                return Err(StoreError::Miss(Miss::StillStreaming));
             }
             let now = self.now();
             let mut summary = SummaryChange::new(&record, now);

@@ -297,7 +297,8 @@ impl Chat {
         let character = self.admit(user, session_id).await?;
         let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
-        let assistant = self.store.regenerate_reply(user, session_id, seq, &generation.model).await?;
+        let assistant =
+            self.store.regenerate_reply(user, session_id, seq, &generation.model).await.map_err(super::worded)?;
         let context = self.context_parts(user, session_id, recent).await?;
         let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
         Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
@@ -354,7 +355,7 @@ impl Chat {
     /// Stops a streaming reply (a no-op for one that has ended). When this process generates it,
     /// the answer waits for the generator's end, so it holds all the text there was.
     pub async fn cancel(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, ReplyFailure> {
-        let message = self.store.cancel_reply(user, session_id, seq).await?;
+        let message = self.store.cancel_reply(user, session_id, seq).await.map_err(super::worded)?;
         let live = self.replies.as_deref().and_then(|replies| replies.live.get(session_id, seq));
         if let Some(live) = live.filter(|live| live.variant == message.variant) {
             live.cancel.notify_one();
