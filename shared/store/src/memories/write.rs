@@ -9,7 +9,7 @@ use crate::item::{Item, Reader, n, s};
 use crate::schema::memories::{BY_ID, ITEM, MEMORY_ID, RANK, USER_ID};
 use crate::tx::{cancellation_reasons, reason_failed};
 use crate::{Store, StoreError};
-use domain::{Memory, MemoryChanges, MemoryId, MemoryScope, NewMemory, Refusal, SessionStatus, UserId};
+use domain::{Memory, MemoryChanges, MemoryId, MemoryScope, NewMemory, Refusal, UserId};
 
 use super::{
     COUNT, DELETE_CHUNK, MAX_PER_SCOPE, MemoryItem, ScopeKey, StoredMemory, UPDATED_AT, dedupe_hash, key, rank_suffix,
@@ -42,10 +42,7 @@ impl Store {
                 MemoryScope::Global => ScopeKey::global(),
                 MemoryScope::Session(id) => {
                     // A session that refuses message changes takes no new memories either.
-                    let record = self.session_record(user, id).await?;
-                    if record.session.status != SessionStatus::Open {
-                        return Err(StoreError::Refused(Refusal::SessionClosed(record.session.status)));
-                    }
+                    let record = self.writable_session(user, id).await?;
                     ScopeKey::session(id, record.memory_epoch)
                 }
             };

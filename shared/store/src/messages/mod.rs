@@ -126,7 +126,11 @@ impl Store {
     }
 
     /// The session, if it exists, belongs to `user`, and accepts changes to its messages.
-    async fn writable_session(&self, user: &UserId, session_id: SessionId) -> Result<SessionRecord, StoreError> {
+    pub(crate) async fn writable_session(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+    ) -> Result<SessionRecord, StoreError> {
         let record = self.session_record(user, session_id).await?;
         if !record.session.status.accepts_messages() {
             return Err(StoreError::Refused(Refusal::SessionClosed(record.session.status)));
