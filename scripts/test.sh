@@ -27,6 +27,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "no import cycles between the modules of any crate"
+python3 "$ROOT/scripts/cycles.py"
 log "cfn-lint template.yaml"
 cfn-lint template.yaml
 "$ROOT/scripts/check-infra.sh"

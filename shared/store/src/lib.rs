@@ -219,7 +219,7 @@ pub struct Store {
     tables: Arc<TableNames>,
     clock: Arc<dyn Clock>,
     calls: Arc<AtomicU64>,
-    seq_hints: Arc<messages::SeqHints>,
+    seq_hints: Arc<sessions::SeqHints>,
     gates: Arc<gate::WriteGates>,
     limits: Arc<LimitsConfig>,
     limit_caches: Arc<limits::LimitCaches>,

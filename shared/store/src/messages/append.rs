@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
-use super::item::{DEDUPE_KEY, last_message_of, message_item, stored_messages};
+use super::item::{DEDUPE_KEY, message_item, stored_messages};
 use super::{Appended, LogHead};
 use crate::item::{Item, s};
 use crate::limits::meter_from_item;
 use crate::schema::messages::SEQ;
+use crate::sessions::last_message_of;
 use crate::sessions::{DELETED_AT as SESSION_DELETED_AT, SessionRecord};
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Store, StoreError};

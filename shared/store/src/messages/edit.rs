@@ -4,12 +4,13 @@
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
 use super::LogHead;
-use super::item::{CONTENT, DELETED_AT, EDITED_AT, REV, last_message_of, message_key};
+use super::item::{CONTENT, DELETED_AT, EDITED_AT, REV, message_key};
 use super::read::Consistency;
 use super::visible;
 use crate::item::{n, s};
 use crate::schema::messages::{self, SEQ};
 use crate::sessions::SummaryChange;
+use crate::sessions::last_message_of;
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Miss, Store, StoreError};
 use domain::{Content, Message, Role, Seq, SessionId, Timestamp, UserId};

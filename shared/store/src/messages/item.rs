@@ -9,8 +9,8 @@ use crate::schema::{
     messages::{SEQ, SESSION_ID},
 };
 use domain::{
-    Content, LastMessage, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage,
-    Payload, ReplyError, Seq, SessionId, Timestamp, Usd, preview_of,
+    Content, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage, Payload,
+    ReplyError, Seq, SessionId, Timestamp, Usd,
 };
 
 const ID: &str = "id";
@@ -247,15 +247,6 @@ impl TryFrom<Item> for StoredMessage {
             rev: stored.rev,
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
-    }
-}
-
-pub(crate) fn last_message_of(message: &Message) -> LastMessage {
-    LastMessage {
-        seq: message.seq,
-        role: message.role,
-        preview: preview_of(message.content.as_str()),
-        created_at: message.created_at,
     }
 }
 

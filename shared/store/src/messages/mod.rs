@@ -16,48 +16,12 @@ mod read;
 mod reply;
 
 use self::item::StoredMessage;
-pub(crate) use self::item::last_message_of;
 pub use self::reply::{Checkpoint, ReplyEnd};
-use super::hints::Hints;
 use super::item::Item;
+pub(crate) use super::sessions::LogHead;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
 use domain::{Message, PageLimit, QuotaState, RateState, Refusal, SessionId, UserId};
-
-/// Where a session's log stands: its newest seq and its revision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LogHead {
-    pub last_seq: u64,
-    pub rev: u64,
-}
-
-impl LogHead {
-    pub(crate) fn of(record: &SessionRecord) -> Self {
-        Self { last_seq: record.session.last_seq, rev: record.session.rev }
-    }
-}
-
-/// The last head this process saw for each session: the guess an append starts from.
-#[derive(Default)]
-pub(crate) struct SeqHints(Hints<SessionId, LogHead>);
-
-impl SeqHints {
-    /// The revision never goes down, so an older answer arriving late cannot lower the guess.
-    pub(crate) fn remember(&self, session: SessionId, head: LogHead) {
-        self.0.update(session, |known| match known {
-            Some(known) if known.rev > head.rev => *known,
-            _ => head,
-        });
-    }
-
-    pub(crate) fn forget(&self, session: SessionId) {
-        self.0.remove(&session);
-    }
-
-    fn get(&self, session: SessionId) -> Option<LogHead> {
-        self.0.get(&session)
-    }
-}
 
 /// The outcome of an append: the stored messages, and whether they were an idempotent replay.
 #[derive(Clone, Debug)]

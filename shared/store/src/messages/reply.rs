@@ -17,13 +17,13 @@ use aws_sdk_dynamodb::types::{
 
 use super::item::{
     CONTENT, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, REV, STATUS, STOP_REASON, StoredMessage, USAGE, VARIANT,
-    WRITTEN_AT, error_value, last_message_of, message_item, message_key, usage_value,
+    WRITTEN_AT, error_value, message_item, message_key, usage_value,
 };
 use super::{LogHead, visible};
 use crate::item::{Item, n, s};
 use crate::limits::meter_from_item;
 use crate::schema::messages::{SEQ, SESSION_ID};
-use crate::sessions::SummaryChange;
+use crate::sessions::{SummaryChange, last_message_of};
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Miss, Store, StoreError, condition_failed};
 use domain::{

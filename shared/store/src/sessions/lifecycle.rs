@@ -3,8 +3,8 @@
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
+use super::{LogHead, last_message_of};
 use crate::item::{Item, Reader, b, n, s};
-use crate::messages::{LogHead, last_message_of};
 use crate::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID};
 use crate::tx::{cancellation_reasons, reason_failed};
 use crate::{Store, StoreError, condition_failed, update_failed};

@@ -3,8 +3,8 @@
 
 use aws_sdk_dynamodb::types::{ConditionCheck, ReturnValue, ReturnValuesOnConditionCheckFailure, Update};
 
+use crate::hints::Hints;
 use crate::item::{Reader, n, s};
-use crate::messages::LogHead;
 use crate::schema::sessions::{ACTIVITY_AT, SESSION_ID};
 use crate::{Store, StoreError, update_failed};
 use domain::{LastMessage, Refusal, SessionId, SessionStatus, Timestamp, UserId};
@@ -13,6 +13,41 @@ use super::{
     DELETED_AT, HIDDEN_REV, LAST_MESSAGE, LAST_SEQ, MEMORY_EPOCH, MESSAGE_COUNT, REV, REWRITTEN_AT, STATUS,
     SessionRecord, UPDATED_AT, VISIBLE_AFTER, last_message_value, session_key,
 };
+
+/// Where a session's log stands: its newest seq and its revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogHead {
+    pub last_seq: u64,
+    pub rev: u64,
+}
+
+impl LogHead {
+    pub(crate) fn of(record: &SessionRecord) -> Self {
+        Self { last_seq: record.session.last_seq, rev: record.session.rev }
+    }
+}
+
+/// The last head this process saw for each session: the guess an append starts from.
+#[derive(Default)]
+pub(crate) struct SeqHints(Hints<SessionId, LogHead>);
+
+impl SeqHints {
+    /// The revision never goes down, so an older answer arriving late cannot lower the guess.
+    pub(crate) fn remember(&self, session: SessionId, head: LogHead) {
+        self.0.update(session, |known| match known {
+            Some(known) if known.rev > head.rev => *known,
+            _ => head,
+        });
+    }
+
+    pub(crate) fn forget(&self, session: SessionId) {
+        self.0.remove(&session);
+    }
+
+    pub(crate) fn get(&self, session: SessionId) -> Option<LogHead> {
+        self.0.get(&session)
+    }
+}
 
 /// The session item's log summary as the message writes change it. This module owns the session
 /// item: every write to it is built here.

@@ -9,14 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::StoreError;
 use crate::item::{Item, s};
 use crate::schema::sessions::{SESSION_ID, USER_ID};
-use domain::{CharacterId, LastMessage, Metadata, Seq, Session, SessionId, Settings, Timestamp, Title, UserId};
+use domain::{
+    CharacterId, LastMessage, Message, Metadata, Seq, Session, SessionId, Settings, Timestamp, Title, UserId,
+    preview_of,
+};
 
 mod claims;
 mod lifecycle;
 mod log;
 
 pub use self::claims::ChatClaim;
-pub(crate) use self::log::SummaryChange;
+pub(crate) use self::log::{LogHead, SeqHints, SummaryChange};
 
 /// Items read per index page when a filter may discard some of them.
 const FILTERED_PAGE: i32 = 100;
@@ -195,4 +198,14 @@ struct ListPosition {
     activity_at: Timestamp,
     #[serde(rename = "s")]
     session_id: SessionId,
+}
+
+/// The session's `last_message` summary of a message.
+pub(crate) fn last_message_of(message: &Message) -> LastMessage {
+    LastMessage {
+        seq: message.seq,
+        role: message.role,
+        preview: preview_of(message.content.as_str()),
+        created_at: message.created_at,
+    }
 }
