@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Synthesizes the CDK app (infra/), lints it, and fails when it differs from template.yaml:
-# parameters, tables and keys, function settings and IAM, routes, schedule, outputs.
-# Offline: the functions' code is stood in for by placeholder bootstraps, since only the
-# template is compared (a real `cdk deploy` uses target/lambda from `cargo lambda build`).
+# Synthesizes the CDK app (infra/, which includes template.yaml itself), lints the output, and
+# fails unless it is template.yaml with only the functions' code swapped for assets.
+# Offline: the functions' code is stood in for by placeholder bootstraps (a real `cdk deploy`
+# uses target/lambda from `cargo lambda build`).
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT/infra"
 
@@ -23,6 +23,6 @@ npx cdk synth --quiet -c lambdaDir="$placeholders" >/dev/null
 log "cfn-lint on the synthesized template"
 # W3005: CDK writes a DependsOn next to a reference that already implies it; harmless.
 cfn-lint --ignore-checks W3005 -- cdk.out/ChatBackend.template.json
-log "drift check: CDK app vs template.yaml"
+log "the CDK app deploys template.yaml as it is"
 cd "$ROOT"
 cargo run -q --locked -p local --bin check-infra -- infra/cdk.out/ChatBackend.template.json

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs everything CI runs: formatting, lints, the template checks (cfn-lint, the CDK app's drift
+# Runs everything CI runs: formatting, lints, the template checks (cfn-lint, the CDK app's synth
 # check), the full test suite against DynamoDB Local, the TypeScript client's and the web app's
 # tests (headless Chromium). Installs what is missing (Java, Node, DynamoDB Local, rustfmt/clippy,
 # cfn-lint, the CDK app's, client's and web app's npm packages, Chromium). The test harness starts its own in-memory DynamoDB Local unless

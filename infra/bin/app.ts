@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `cdk synth` / `cdk deploy` entry point. The Rust binaries come from
 // `cargo lambda build --release --arm64` (target/lambda/<function>/bootstrap); pass
-// `-c lambdaDir=<dir>` to take them from elsewhere.
+// `-c lambdaDir=<dir>` to take them from elsewhere (and `-c templateFile=<file>` for another template).
 
 import * as path from "node:path";
 
@@ -12,7 +12,7 @@ import { ChatStack } from "../lib/chat-stack";
 const app = new App();
 const lambdaDir = app.node.tryGetContext("lambdaDir") ?? path.join(__dirname, "..", "..", "..", "target", "lambda");
 new ChatStack(app, "ChatBackend", {
-  description: "Serverless chat backend: sessions, messages, memories and limits for AI chat apps.",
   lambdaDir: path.resolve(lambdaDir),
+  templateFile: app.node.tryGetContext("templateFile"),
   env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
 });

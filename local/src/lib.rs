@@ -1,7 +1,6 @@
 //! Local development and test support: the whole API as one router, tables created from
 //! `template.yaml`, DynamoDB Local started on demand, and dev tokens.
 
-pub mod drift;
 pub mod dynamodb_local;
 pub mod events;
 pub mod local_model;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::{Map, Value as Json};
 use serde_norway::Value;
 
 /// The SAM template, embedded at build time.
@@ -15,6 +16,12 @@ pub enum TemplateError {
     Yaml(#[from] serde_norway::Error),
     #[error("template.yaml resource {0} is malformed: {1}")]
     Resource(String, serde_norway::Error),
+}
+
+/// The template as the JSON CloudFormation reads: short tags (`!Ref`, `!GetAtt`, `!Sub`) in their
+/// long forms.
+pub fn document(template: &str) -> Result<Json, TemplateError> {
+    Ok(yaml_to_json(serde_norway::from_str(template)?))
 }
 
 #[derive(Deserialize)]
@@ -153,4 +160,40 @@ pub fn routes() -> Result<Vec<RouteDefinition>, TemplateError> {
         }
     }
     Ok(routes)
+}
+
+/// YAML with CloudFormation's short tags (`!Ref`, `!GetAtt`, `!Sub`) as the JSON CloudFormation reads.
+fn yaml_to_json(value: Value) -> Json {
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(flag) => Json::Bool(flag),
+        Value::Number(number) => serde_json::to_value(number).unwrap_or(Json::Null),
+        Value::String(text) => Json::String(text),
+        Value::Sequence(items) => Json::Array(items.into_iter().map(yaml_to_json).collect()),
+        Value::Mapping(entries) => Json::Object(
+            entries
+                .into_iter()
+                .map(|(key, value)| {
+                    let key = match yaml_to_json(key) {
+                        Json::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    (key, yaml_to_json(value))
+                })
+                .collect(),
+        ),
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let inner = yaml_to_json(tagged.value);
+            match (name, inner) {
+                ("Ref", inner) => Json::Object(Map::from_iter([("Ref".to_owned(), inner)])),
+                ("GetAtt", Json::String(path)) => {
+                    let parts: Vec<Json> = path.splitn(2, '.').map(Json::from).collect();
+                    Json::Object(Map::from_iter([("Fn::GetAtt".to_owned(), Json::Array(parts))]))
+                }
+                (other, inner) => Json::Object(Map::from_iter([(format!("Fn::{other}"), inner)])),
+            }
+        }
+    }
 }
