@@ -6,13 +6,13 @@ export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:${DYNAMODB_PORT:-8000}}"
-export SESSIONS_TABLE="${SESSIONS_TABLE:-chat-sessions}"
-export MESSAGES_TABLE="${MESSAGES_TABLE:-chat-messages}"
-export IDEMPOTENCY_TABLE="${IDEMPOTENCY_TABLE:-chat-idempotency}"
-export MEMORIES_TABLE="${MEMORIES_TABLE:-chat-memories}"
-export LIMITS_TABLE="${LIMITS_TABLE:-chat-limits}"
-export CHARACTERS_TABLE="${CHARACTERS_TABLE:-chat-characters}"
-export CONNECTIONS_TABLE="${CONNECTIONS_TABLE:-chat-connections}"
+# The tables' variables as template.yaml's Globals name them (SESSIONS_TABLE: !Ref SessionsTable),
+# each defaulting to chat-<table> (chat-sessions, ...), the names dev.sh creates.
+while read -r variable logical_id; do
+    local_name="chat-$(printf '%s' "$logical_id" | tr '[:upper:]' '[:lower:]')"
+    export "$variable=${!variable:-$local_name}"
+done < <(sed -nE 's/^ +([A-Z_]+_TABLE): !Ref ([A-Za-z]+)Table$/\1 \2/p' "$(dirname "${BASH_SOURCE[0]}")/../template.yaml")
+unset variable logical_id local_name
 # Any origin may call the local server (a web app on another port); list origins to narrow it.
 export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
 if [ -z "${JWT_PUBLIC_KEY:-}${JWT_JWKS_URL:-}" ]; then

@@ -199,22 +199,17 @@ async fn record(State(log): State<Log>, request: Request, next: Next) -> Respons
 
 /// The environment a binary of this workspace needs to run against the benchmark's DynamoDB
 /// Local tables and verify its dev tokens.
-pub fn local_env(endpoint: &str, tables: &TableNames) -> [(&'static str, String); 13] {
-    [
+pub fn local_env(endpoint: &str, tables: &TableNames) -> Vec<(&'static str, String)> {
+    let mut env = vec![
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "local".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ("AWS_ENDPOINT_URL_DYNAMODB", endpoint.to_owned()),
-        ("SESSIONS_TABLE", tables.sessions.clone()),
-        ("MESSAGES_TABLE", tables.messages.clone()),
-        ("IDEMPOTENCY_TABLE", tables.idempotency.clone()),
-        ("MEMORIES_TABLE", tables.memories.clone()),
-        ("LIMITS_TABLE", tables.limits.clone()),
-        ("CHARACTERS_TABLE", tables.characters.clone()),
-        ("CONNECTIONS_TABLE", tables.connections.clone()),
         ("JWT_SECRET", DEV_JWT_SECRET.to_owned()),
-    ]
+    ];
+    env.extend(tables.env());
+    env
 }
 
 /// A dev token for `user` (HS256, the local secret), valid for an hour.

@@ -185,15 +185,7 @@ pub const MIN_SECRET_BYTES: usize = 32;
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            tables: TableNames {
-                sessions: required("SESSIONS_TABLE")?,
-                messages: required("MESSAGES_TABLE")?,
-                idempotency: required("IDEMPOTENCY_TABLE")?,
-                memories: required("MEMORIES_TABLE")?,
-                limits: required("LIMITS_TABLE")?,
-                characters: required("CHARACTERS_TABLE")?,
-                connections: required("CONNECTIONS_TABLE")?,
-            },
+            tables: TableNames::named_by(|env, _| required(env))?,
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
             llm: llm_from_env()?,

@@ -2,7 +2,7 @@
 //! the local tooling creates tables from that file and a test checks it against these layouts.
 
 /// The DynamoDB tables, by the names this deployment gave them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TableNames {
     pub sessions: String,
     pub messages: String,
@@ -15,18 +15,42 @@ pub struct TableNames {
     pub connections: String,
 }
 
+/// Where `TableNames` keeps one table's name.
+type TableField = fn(&mut TableNames) -> &mut String;
+
+/// Every table: the environment variable that names it (as `template.yaml`'s `Globals` set it),
+/// and its name under a local prefix (`<prefix>sessions`). The one list of the tables: the
+/// config, the dev server, the tests and the benchmark read it from here.
+const TABLES_BY_ENV: [(&str, &str, TableField); 7] = [
+    ("SESSIONS_TABLE", "sessions", |tables| &mut tables.sessions),
+    ("MESSAGES_TABLE", "messages", |tables| &mut tables.messages),
+    ("IDEMPOTENCY_TABLE", "idempotency", |tables| &mut tables.idempotency),
+    ("MEMORIES_TABLE", "memories", |tables| &mut tables.memories),
+    ("LIMITS_TABLE", "limits", |tables| &mut tables.limits),
+    ("CHARACTERS_TABLE", "characters", |tables| &mut tables.characters),
+    ("CONNECTIONS_TABLE", "connections", |tables| &mut tables.connections),
+];
+
 impl TableNames {
     /// The names `scripts/dev.sh` and the tests use: `<prefix>sessions`, ...
     pub fn with_prefix(prefix: &str) -> Self {
-        Self {
-            sessions: format!("{prefix}sessions"),
-            messages: format!("{prefix}messages"),
-            idempotency: format!("{prefix}idempotency"),
-            memories: format!("{prefix}memories"),
-            limits: format!("{prefix}limits"),
-            characters: format!("{prefix}characters"),
-            connections: format!("{prefix}connections"),
+        let named: Result<Self, std::convert::Infallible> = Self::named_by(|_, local| Ok(format!("{prefix}{local}")));
+        named.unwrap_or_else(|never| match never {})
+    }
+
+    /// Each table named by `name(environment variable, local name)`; the first failure stops it.
+    pub fn named_by<E>(mut name: impl FnMut(&'static str, &'static str) -> Result<String, E>) -> Result<Self, E> {
+        let mut tables = Self::default();
+        for (env, local, field) in TABLES_BY_ENV {
+            *field(&mut tables) = name(env, local)?;
         }
+        Ok(tables)
+    }
+
+    /// The environment variables that name these tables, with their values.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut tables = self.clone();
+        TABLES_BY_ENV.iter().map(|(env, _, field)| (*env, field(&mut tables).clone())).collect()
     }
 }
 

@@ -165,3 +165,26 @@ async fn template_routes_match_the_routers() {
         assert!(in_template.contains(&(method.to_owned(), path.to_owned())), "template.yaml lacks {method} {path}");
     }
 }
+
+/// The variables that name the tables, and the local names, are the template's: `SESSIONS_TABLE:
+/// !Ref SessionsTable` in its `Globals`, `<prefix>sessions` locally.
+#[test]
+fn the_table_environment_is_the_template_globals() {
+    let document = template::document(template::TEMPLATE).unwrap();
+    let variables = document["Globals"]["Function"]["Environment"]["Variables"].as_object().unwrap();
+    let from_template: BTreeMap<String, String> = variables
+        .iter()
+        .filter(|(name, _)| name.ends_with("_TABLE"))
+        .map(|(name, value)| {
+            let logical_id = value["Ref"].as_str().unwrap();
+            (name.clone(), logical_id.trim_end_matches("Table").to_ascii_lowercase())
+        })
+        .collect();
+    let from_code: BTreeMap<String, String> = shared::store::TableNames::with_prefix("")
+        .env()
+        .into_iter()
+        .map(|(name, local)| (name.to_owned(), local))
+        .collect();
+    assert_eq!(from_template.len(), 7);
+    assert_eq!(from_template, from_code);
+}
