@@ -59,7 +59,7 @@ async fn guard(State(metering): State<Metering>, mut request: Request, next: Nex
             .into_response();
     };
     let header = request.headers().get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-    let caller = match state.auth.authenticate(header, state.store.now()).await {
+    let caller = match state.auth.authenticate(header, state.clock.now()).await {
         Ok(caller) => caller,
         Err(error) => return ApiError::from(error).into_response(),
     };

@@ -18,6 +18,8 @@ pub struct AppState {
     /// The character catalog, served from this instance's snapshot.
     pub catalog: Catalog,
     pub auth: Arc<Authenticator>,
+    /// The clock: the wall clock in production, a manual one in tests.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -27,7 +29,7 @@ impl AppState {
         let sdk_config = aws_config::load_from_env().await;
         let client = crate::store::client(&sdk_config);
         let state = Self::with_aws(client, config, Arc::new(SystemClock), &sdk_config)?;
-        state.auth.prefetch(state.store.now()).await;
+        state.auth.prefetch(state.clock.now()).await;
         Ok(state)
     }
 
@@ -52,13 +54,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         sdk_config: Option<&aws_config::SdkConfig>,
     ) -> Result<Self, ConfigError> {
-        let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock);
-        let catalog = Catalog::new(store.clone());
+        let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock.clone());
+        let catalog = Catalog::new(store.clone(), clock.clone());
         let mut chat = Chat::new(store.clone(), catalog.clone());
         if let Some(llm) = &config.llm {
             chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
         }
-        Ok(Self { chat, catalog, store, auth: Arc::new(Authenticator::new(&config.auth)?) })
+        Ok(Self { chat, catalog, store, clock, auth: Arc::new(Authenticator::new(&config.auth)?) })
     }
 }
 

@@ -128,7 +128,7 @@ async fn export(
     Query(query): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let page = state.store.export_page(&caller.user_id, query.cursor()?.as_ref()).await?;
-    let export = Export::new(caller.user_id.to_string(), state.store.now(), page);
+    let export = Export::new(caller.user_id.to_string(), state.clock.now(), page);
     Ok(Json(export).into_response())
 }
 
@@ -186,7 +186,7 @@ async fn usage(
     caller: Caller,
     Query(query): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
-    let (from, to) = query.range(state.store.now())?;
+    let (from, to) = query.range(state.clock.now())?;
     Ok(Json(state.store.usage(&caller.user_id, &from, &to).await?).into_response())
 }
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use domain::{CatalogIndex, Character, CharacterId, Gate, InputError, Refusal, Timestamp};
+use domain::{CatalogIndex, Character, CharacterId, Clock, Gate, InputError, Refusal, Timestamp};
 use store::{Store, StoreError};
 
 /// How stale a snapshot (or a cached character) may be before it is checked again.
@@ -47,6 +47,8 @@ struct State {
 #[derive(Clone)]
 pub struct Catalog {
     store: Store,
+    /// When snapshots and cached characters were read, and views are stamped.
+    clock: Arc<dyn Clock>,
     state: Arc<State>,
 }
 
@@ -55,8 +57,8 @@ fn stale(at: Timestamp, now: Timestamp) -> bool {
 }
 
 impl Catalog {
-    pub fn new(store: Store) -> Self {
-        Self { store, state: Arc::default() }
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, state: Arc::default() }
     }
 
     fn current(&self) -> Option<Arc<Snapshot>> {
@@ -67,7 +69,7 @@ impl Catalog {
     /// renews it.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
         if let Some(snapshot) = self.current() {
-            if stale(snapshot.checked_at, self.store.now()) {
+            if stale(snapshot.checked_at, self.clock.now()) {
                 self.check_in_background(snapshot.clone());
             }
             return Ok(snapshot);
@@ -86,7 +88,7 @@ impl Catalog {
 
     /// Indexes `characters` as of now, confirmed at `version`, as the snapshot requests read.
     fn install(&self, characters: Vec<Arc<Character>>, version: u64) -> Arc<Snapshot> {
-        let now = self.store.now();
+        let now = self.clock.now();
         let snapshot = Arc::new(Snapshot { index: CatalogIndex::build(characters, now), version, checked_at: now });
         if let Ok(mut slot) = self.state.snapshot.write() {
             *slot = Some(snapshot.clone());
@@ -125,7 +127,7 @@ impl Catalog {
         if self.current().is_some() {
             return Ok(self.snapshot().await?.index.get(id).cloned());
         }
-        let now = self.store.now();
+        let now = self.clock.now();
         let cached = self.state.by_id.read().ok().and_then(|cache| cache.get(id).cloned());
         if let Some((character, at)) = cached
             && !stale(at, now)
@@ -177,7 +179,7 @@ impl Catalog {
         let mut character = self.store.get_character(id).await?.ok_or(Refusal::Gate(Gate::NotFound))?;
         let read_at = character.updated_at;
         if change(&mut character)? {
-            character.updated_at = self.store.now().max(read_at.plus(Duration::from_micros(1)));
+            character.updated_at = self.clock.now().max(read_at.plus(Duration::from_micros(1)));
             self.replace(&character, read_at).await?;
         }
         Ok(character)
@@ -185,6 +187,6 @@ impl Catalog {
 
     /// The time the catalog's views are stamped with.
     pub fn now(&self) -> Timestamp {
-        self.store.now()
+        self.clock.now()
     }
 }

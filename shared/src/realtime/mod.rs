@@ -186,7 +186,7 @@ impl Realtime {
         let session: SessionId = session.parse().map_err(|_| ApiError::invalid("session_id", "is not a session id"))?;
         let authorization = connect.authorization()?;
         let header = (!authorization.is_empty()).then_some(authorization.as_str());
-        let caller = self.state.auth.authenticate(header, self.state.store.now()).await?;
+        let caller = self.state.auth.authenticate(header, self.state.clock.now()).await?;
         self.state.chat.session(&caller.user_id, session, None).await?;
         Ok((caller.user_id, session))
     }

@@ -246,7 +246,7 @@ impl Store {
         self.calls.load(Ordering::Relaxed)
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 

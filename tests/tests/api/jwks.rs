@@ -186,7 +186,7 @@ async fn an_unreachable_jwks_is_503_for_the_request_and_recovers() {
         format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap())
     };
     let app = TestApp::with_auth(jwks_auth(&dead)).await;
-    app.state.auth.prefetch(app.state.store.now()).await;
+    app.state.auth.prefetch(app.state.clock.now()).await;
     let response = sessions(&app, &token).await.expect_error(503, "service_unavailable");
     assert_eq!(response.header("retry-after"), Some("5"));
     assert!(response.body["message"].as_str().unwrap().contains("identity provider"), "{}", response.body);
