@@ -166,7 +166,7 @@ async fn update_me(
     caller: Caller,
     Json(body): Json<UpdateMe>,
 ) -> Result<Response, ApiError> {
-    let changes = ProfileChanges::try_from(body)?;
+    let changes = ProfileChanges::try_from(body)?.signed_in_with(caller.telegram.as_ref());
     Ok(Json(state.store.change_profile(&caller.user_id, &changes, caller.telegram.as_ref()).await?).into_response())
 }
 
@@ -176,7 +176,7 @@ async fn confirm_adult(
     caller: Caller,
     Json(body): Json<ConfirmAdult>,
 ) -> Result<Response, ApiError> {
-    let changes = ProfileChanges::try_from(body)?;
+    let changes = ProfileChanges::try_from(body)?.signed_in_with(caller.telegram.as_ref());
     Ok(Json(state.store.change_profile(&caller.user_id, &changes, caller.telegram.as_ref()).await?).into_response())
 }
 

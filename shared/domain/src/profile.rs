@@ -146,6 +146,8 @@ pub struct ProfileChanges {
     pub time_zone: Option<super::TimeZone>,
     /// `POST /v1/me/confirm-adult`.
     pub confirm_adult: bool,
+    /// The language to keep when the user has none yet (never replaces one they chose).
+    pub language_default: Option<Language>,
 }
 
 impl ProfileChanges {
@@ -155,6 +157,17 @@ impl ProfileChanges {
             && self.language.is_none()
             && self.time_zone.is_none()
             && !self.confirm_adult
+    }
+
+    /// The changes with what a sign-in through `telegram` fills: the account's language, when
+    /// the user has not chosen one and does not choose one now.
+    pub fn signed_in_with(mut self, telegram: Option<&TelegramAccount>) -> Self {
+        if self.language.is_none() {
+            self.language_default = telegram
+                .and_then(|account| account.language_code.as_deref())
+                .and_then(|code| Language::parse(code).ok());
+        }
+        self
     }
 }
 
@@ -170,5 +183,21 @@ mod tests {
         for bad in ["", "english", "en_US", "x-private", "12", "en--US"] {
             assert!(Language::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_telegram_sign_in_fills_the_language_only_when_none_is_chosen() {
+        let account = |code: &str| TelegramAccount {
+            id: 1,
+            username: None,
+            first_name: None,
+            language_code: Some(code.to_owned()),
+        };
+        let filled = ProfileChanges::default().signed_in_with(Some(&account("pt-br")));
+        assert_eq!(filled.language_default.map(|language| language.as_str().to_owned()).as_deref(), Some("pt-BR"));
+        let chosen = ProfileChanges { language: Some(None), ..ProfileChanges::default() };
+        assert!(chosen.signed_in_with(Some(&account("de"))).language_default.is_none());
+        assert!(ProfileChanges::default().signed_in_with(Some(&account("not a tag"))).language_default.is_none());
+        assert!(ProfileChanges::default().signed_in_with(None).language_default.is_none());
     }
 }

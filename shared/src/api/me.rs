@@ -44,6 +44,7 @@ impl TryFrom<UpdateMe> for ProfileChanges {
             language: body.language.map(|tag| tag.as_deref().map(Language::parse).transpose()).transpose()?,
             time_zone: body.time_zone.as_deref().map(TimeZone::parse).transpose()?,
             confirm_adult: false,
+            language_default: None,
         };
         if changes.is_empty() {
             return Err(InputError::invalid("body", "set at least one of display_name, gender, language, time_zone"));

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 
+use super::key;
 use super::meter::{COST_USD, FINALIZED_AT, Listing, METER, meter_from_item};
+use super::settings::SETTINGS;
 use super::usage::day_cost;
-use super::{EXPIRED, SETTINGS, key, settings_from};
-use crate::item::{Item, Reader, b, s};
+use crate::item::{Item, Reader, s};
 use crate::retention::SWEEP_PREFIX;
 use crate::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
 use crate::tx::{backoff, cancellation_reasons, reason_failed};
@@ -112,23 +113,13 @@ impl Store {
         }
         let item_key = key(&user, &name);
         let result = if name == SETTINGS {
-            match settings_from(Some(item))?.subscription {
-                Some(subscription) if subscription.end_at <= now => {
-                    let update = self
-                        .close_chore(item_key, day, "#expired = :yes")
-                        .expression_attribute_names("#expired", EXPIRED)
-                        .expression_attribute_values(":yes", b(true))
-                        .build()
-                        .map_err(StoreError::internal)?;
-                    self.update_item(update)
-                        .send()
-                        .await
-                        .map(|_| &mut report.subscriptions_expired)
-                        .map_err(aws_sdk_dynamodb::Error::from)
-                }
-                // Extended, or due later today: a later run finds it again.
-                _ => return Ok(()),
-            }
+            let Some(update) = self.expire_subscription(&user, item, day, now)? else { return Ok(()) };
+            let update = update.build().map_err(StoreError::internal)?;
+            self.update_item(update)
+                .send()
+                .await
+                .map(|_| &mut report.subscriptions_expired)
+                .map_err(aws_sdk_dynamodb::Error::from)
         } else if name == METER {
             let meter = meter_from_item(item)?;
             if meter.usage_day.as_str() >= today || meter.usage.is_empty() {
@@ -229,7 +220,7 @@ impl Store {
     }
 
     /// Applies `set` to an item and takes it out of the day's chores, if it is still due that day.
-    fn close_chore(&self, item_key: Item, day: &str, set: &str) -> UpdateBuilder {
+    pub(super) fn close_chore(&self, item_key: Item, day: &str, set: &str) -> UpdateBuilder {
         Update::builder()
             .table_name(&self.tables.limits)
             .set_key(Some(item_key))
