@@ -187,7 +187,8 @@ async fn usage(
     Query(query): Query<UsageQuery>,
 ) -> Result<Response, ApiError> {
     let (from, to) = query.range(state.clock.now())?;
-    Ok(Json(state.store.usage(&caller.user_id, &from, &to).await?).into_response())
+    let days = state.store.usage_days(&caller.user_id, &from, &to).await?;
+    Ok(Json(UsageReport::tally(&days, &state.store.limits_config().prices)).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id))]

@@ -33,7 +33,7 @@ pub use self::idempotency::{DedupeKey, Idempotency};
 pub use self::limits::{
     DailyUsage, LimitsConfig, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError,
     QuotaSettings, RateClass, RateLimits, RateState, Subscription, SubscriptionStatus, SubscriptionView,
-    TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageReport, UsageTotals, Usd, Window, utc_day, utc_day_start,
+    TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageDay, UsageReport, UsageTotals, Usd, Window, utc_day, utc_day_start,
 };
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,

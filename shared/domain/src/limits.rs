@@ -295,6 +295,17 @@ impl FromStr for ModelPrices {
 }
 
 impl ModelPrices {
+    /// A caller's reported usage as it is stored: priced now, at these prices.
+    pub fn price(&self, usage: &super::Usage) -> super::MessageUsage {
+        super::MessageUsage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            model: usage.model.clone(),
+            cost_usd: Usd(self.cost(&usage.model, usage.input_tokens, usage.output_tokens)),
+            estimated: false,
+        }
+    }
+
     /// Exact cost in USD; a model without a price costs 0.
     pub fn cost(&self, model: &str, input_tokens: u64, output_tokens: u64) -> Decimal {
         let million = Decimal::from(1_000_000);
@@ -363,6 +374,61 @@ pub struct UsageReport {
     pub by_model: Vec<ModelUsage>,
 }
 
+/// One day of usage as the report reads it: a finished day carries the cost the job stamped on
+/// it when it closed the day; the open day (still on the meter) has none yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageDay {
+    pub date: String,
+    pub usage: super::DayUsage,
+    pub closed_cost: Option<Decimal>,
+}
+
+impl super::DayUsage {
+    /// What the day's tokens cost at `prices` (what the job stamps on a finished day).
+    pub fn cost(&self, prices: &ModelPrices) -> Decimal {
+        self.models.iter().map(|(model, tokens)| prices.cost(model, tokens.input_tokens, tokens.output_tokens)).sum()
+    }
+}
+
+impl UsageReport {
+    /// Totals, per day and per model, priced at `prices`. A finished day keeps the cost it was
+    /// closed with, whatever the prices say today; the per-model view prices at today's.
+    pub fn tally<'a>(days: impl IntoIterator<Item = &'a UsageDay>, prices: &ModelPrices) -> Self {
+        let mut by_day: BTreeMap<String, UsageTotals> = BTreeMap::new();
+        let mut by_model: BTreeMap<String, UsageTotals> = BTreeMap::new();
+        for UsageDay { date, usage, closed_cost } in days {
+            let day = by_day.entry(date.clone()).or_default();
+            day.messages += usage.messages;
+            let mut cost = Decimal::ZERO;
+            for (model, tokens) in &usage.models {
+                let model_cost = prices.cost(model, tokens.input_tokens, tokens.output_tokens);
+                cost += model_cost;
+                day.input_tokens += tokens.input_tokens;
+                day.output_tokens += tokens.output_tokens;
+                let entry = by_model.entry(model.clone()).or_default();
+                entry.messages += tokens.messages;
+                entry.input_tokens += tokens.input_tokens;
+                entry.output_tokens += tokens.output_tokens;
+                entry.cost_usd = Usd(entry.cost_usd.0 + model_cost);
+            }
+            day.cost_usd = Usd(day.cost_usd.0 + closed_cost.unwrap_or(cost));
+        }
+        let mut totals = UsageTotals::default();
+        let daily = by_day
+            .into_iter()
+            .map(|(date, day)| {
+                totals.messages += day.messages;
+                totals.input_tokens += day.input_tokens;
+                totals.output_tokens += day.output_tokens;
+                totals.cost_usd = Usd(totals.cost_usd.0 + day.cost_usd.0);
+                DailyUsage { date, totals: day }
+            })
+            .collect();
+        let by_model = by_model.into_iter().map(|(model, totals)| ModelUsage { model, totals }).collect();
+        Self { totals, daily, by_model }
+    }
+}
+
 /// A clock the tests move by hand.
 #[derive(Debug)]
 pub struct ManualClock(std::sync::Mutex<Timestamp>);
@@ -422,6 +488,30 @@ mod tests {
 
     fn at(text: &str) -> Timestamp {
         text.parse().unwrap_or_else(|_| unreachable!("test timestamps are valid"))
+    }
+
+    #[test]
+    fn a_finished_day_keeps_the_cost_it_was_closed_with() {
+        let prices: ModelPrices = "m=1/2".parse().unwrap_or_default();
+        let usage = |input, output| crate::DayUsage {
+            messages: 2,
+            models: [("m".to_owned(), crate::ModelTokens { input_tokens: input, output_tokens: output, messages: 1 })]
+                .into(),
+            ..crate::DayUsage::default()
+        };
+        let closed =
+            UsageDay { date: "2026-01-01".into(), usage: usage(1_000_000, 0), closed_cost: Some(Decimal::from(7)) };
+        let open = UsageDay { date: "2026-01-02".into(), usage: usage(0, 1_000_000), closed_cost: None };
+        let report = UsageReport::tally([&closed, &open], &prices);
+        assert_eq!(report.daily.iter().map(|day| day.totals.cost_usd.to_string()).collect::<Vec<_>>(), ["7", "2"]);
+        assert_eq!(report.totals.cost_usd.to_string(), "9");
+        assert_eq!(
+            (report.totals.messages, report.totals.input_tokens, report.totals.output_tokens),
+            (4, 1_000_000, 1_000_000)
+        );
+        // Per model, at today's prices: 1 for the input, 2 for the output.
+        assert_eq!(report.by_model[0].totals.cost_usd.to_string(), "3");
+        assert_eq!(usage(1_000_000, 1_000_000).cost(&prices), Decimal::from(3));
     }
 
     #[test]

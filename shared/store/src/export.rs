@@ -73,7 +73,7 @@ impl Store {
         let (memories, limits, usage) = tokio::try_join!(
             self.visible_memories(user, &records),
             self.limits_view(user),
-            self.usage(user, &year_ago, &today),
+            self.usage_days(user, &year_ago, &today),
         )?;
         let next = records.first().map(|first| Cursor::encode(&Position { session: first.session.id, after_seq: 0 }));
         Ok(ExportPage {
@@ -81,7 +81,7 @@ impl Store {
             messages: Vec::new(),
             memories,
             limits: Some(limits),
-            usage: Some(usage),
+            usage: Some(UsageReport::tally(&usage, &self.limits.prices)),
             next,
         })
     }

@@ -10,7 +10,6 @@ use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use super::key;
 use super::meter::{COST_USD, FINALIZED_AT, Listing, METER, meter_from_item};
 use super::settings::SETTINGS;
-use super::usage::day_cost;
 use crate::item::{Item, Reader, s};
 use crate::retention::SWEEP_PREFIX;
 use crate::schema::limits::{BY_CHORE, CHORE_DAY, CHORE_KEY, ITEM, USER_ID};
@@ -152,7 +151,7 @@ impl Store {
         } else if let Some(usage_day) = name.strip_prefix("u#") {
             let usage: DayUsage =
                 serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("usage", "day"))?;
-            let cost = day_cost(&usage, &self.limits.prices);
+            let cost = usage.cost(&self.limits.prices);
             let stamp = self
                 .close_chore(item_key, day, "#cost = :cost, #finalized_at = :now")
                 .expression_attribute_names("#cost", COST_USD)
@@ -183,7 +182,7 @@ impl Store {
     /// Moves a quiet meter's finished day into its `u#<day>` item, stamped with its cost, and
     /// empties the meter's usage: one transaction, if no append changed the meter meanwhile.
     async fn close_meter(&self, user: &UserId, meter: &Meter, now: Timestamp) -> Result<bool, StoreError> {
-        let cost = day_cost(&meter.usage, &self.limits.prices);
+        let cost = meter.usage.cost(&self.limits.prices);
         let closed = self.closed_day(user, &meter.usage_day, &meter.usage, Some((cost, now)))?;
         let emptied = self.meter_update(user, meter.version, &meter.without_usage(), Listing::Off)?;
         let writes = vec![
