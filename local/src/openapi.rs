@@ -34,6 +34,10 @@ pub fn document() -> Value {
     document.links(("/v1/memories", "post", "201"), "/v1/memories/{id}", &[("id", "$response.body#/id")]);
     // ErrorBody is referenced by every error response.
     shared::openapi::response_schema::<ErrorBody>();
+    // The chat socket's frames (`/v1/ws`): not an HTTP operation, but part of the contract the
+    // TypeScript client's socket types are generated from.
+    shared::openapi::request_schema::<shared::domain::ClientEvent>();
+    shared::openapi::response_schema::<shared::domain::ServerEvent>();
     let schemas = shared::openapi::take_schemas();
     finish(document.paths, schemas)
 }

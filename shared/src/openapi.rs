@@ -49,7 +49,8 @@ fn generators() -> (SchemaGenerator, SchemaGenerator) {
     (settings.clone().for_deserialize().into_generator(), settings.for_serialize().into_generator())
 }
 
-fn request_schema<T: JsonSchema>() -> Value {
+/// The schema of a request type (a `$ref` into `components.schemas` for named types).
+pub fn request_schema<T: JsonSchema>() -> Value {
     GENERATORS.with(|generators| generators.borrow_mut().0.subschema_for::<T>().to_value())
 }
 

@@ -737,6 +737,32 @@ export interface components {
             tags: components["schemas"]["Tag"][];
             updated_at: components["schemas"]["Timestamp"];
         };
+        /** @description What the client sends on a chat socket (`{"event": …, "data": {…}}`; `ping` may omit `data`). */
+        ClientEvent: {
+            data: {
+                content: string;
+                /** @default null */
+                idempotency_key?: string | null;
+            };
+            /** @constant */
+            event: "send_message";
+        } | {
+            data: {
+                is_typing: boolean;
+            };
+            /** @constant */
+            event: "typing";
+        } | {
+            data: {
+                /** Format: uint64 */
+                after_rev: number;
+            };
+            /** @constant */
+            event: "sync";
+        } | {
+            /** @constant */
+            event: "ping";
+        };
         /** @description `POST /v1/me/confirm-adult` */
         ConfirmAdult: {
             /** @description Must be `true`: the caller confirms being 18 or older. */
@@ -1276,6 +1302,98 @@ export interface components {
          * @description A message's position in its session: 1, 2, 3, ... with no gaps and never reused.
          */
         Seq: number;
+        /** @description What the server sends on a chat socket (`{"event": …, "data": {…}}`). */
+        ServerEvent: {
+            data: {
+                message?: components["schemas"]["Message"] | null;
+                /** Format: uint64 */
+                rev: number;
+                seq: components["schemas"]["Seq"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "message.new";
+        } | {
+            data: {
+                message?: components["schemas"]["Message"] | null;
+                /** Format: uint64 */
+                rev: number;
+                seq: components["schemas"]["Seq"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "message.updated";
+        } | {
+            /**
+             * @description Which messages are hidden: `seqs` (delete, forget-recent) or every seq up to `through_seq`
+             *     (new scene, reset); exactly one of the two is present.
+             */
+            data: {
+                /** Format: uint64 */
+                rev: number;
+                seqs?: components["schemas"]["Seq"][];
+                session_id: components["schemas"]["SessionId"];
+                /** Format: uint64 */
+                through_seq?: number;
+            };
+            /** @constant */
+            event: "message.deleted";
+        } | {
+            data: {
+                is_typing: boolean;
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "message.typing";
+        } | {
+            data: {
+                seq: components["schemas"]["Seq"];
+                session_id: components["schemas"]["SessionId"];
+                text: string;
+            };
+            /** @constant */
+            event: "message.delta";
+        } | {
+            data: {
+                message_id: string;
+                seq: components["schemas"]["Seq"];
+                session_id: components["schemas"]["SessionId"];
+                /** Format: uint64 */
+                tokens_used: number;
+            };
+            /** @constant */
+            event: "message.complete";
+        } | {
+            data: {
+                /** Format: uint64 */
+                rev: number;
+                session: components["schemas"]["Session"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "session.updated";
+        } | {
+            data: {
+                code: string;
+                message: string;
+            };
+            /** @constant */
+            event: "error";
+        } | {
+            data: {
+                data: components["schemas"]["Change"][];
+                has_more: boolean;
+                /** Format: uint64 */
+                next_after_rev: number;
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "changes";
+        } | {
+            data: Record<string, never>;
+            /** @constant */
+            event: "pong";
+        };
         /** @description A session as the API returns it. */
         Session: {
             archived: boolean;

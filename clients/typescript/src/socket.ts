@@ -1,6 +1,7 @@
 // The realtime socket of one chat: typed events, reconnect with backoff, exact catch-up by the
 // last revision (`sync {after_rev}`), de-duplication by seq and revision, and a ping that notices
-// a dead connection. The protocol is the README's "Realtime" section.
+// a dead connection. The protocol is docs/realtime.md; the frames' types are generated from the
+// server's (openapi.json's `ServerEvent` and `ClientEvent`).
 
 import { type Auth, resolve, subprotocols } from "./auth.js";
 import type { components } from "./schema.js";
@@ -10,20 +11,12 @@ export type Message = Schemas["Message"];
 export type Session = Schemas["Session"];
 export type Change = Schemas["Change"];
 
-/** The frames the server sends, by event name. */
-export interface ServerEvents {
-    "message.new": { session_id: string; seq: number; rev: number; message?: Message };
-    "message.updated": { session_id: string; seq: number; rev: number; message?: Message };
-    "message.deleted": { session_id: string; rev: number; seqs?: number[]; through_seq?: number };
-    "message.typing": { session_id: string; is_typing: boolean };
-    "message.delta": { session_id: string; seq: number; text: string };
-    "message.complete": { session_id: string; seq: number; message_id: string; tokens_used: number };
-    "session.updated": { session_id: string; rev: number; session: Session };
-    changes: { session_id: string; data: Change[]; has_more: boolean; next_after_rev: number };
-    error: { code: string; message: string };
-    pong: Record<string, never>;
-}
-export type ServerFrame = { [K in keyof ServerEvents]: { event: K; data: ServerEvents[K] } }[keyof ServerEvents];
+/** A frame the server sends (`ServerEvent` in openapi.json, generated from the Rust type). */
+export type ServerFrame = Schemas["ServerEvent"];
+/** Each server frame's `data`, by event name. */
+export type ServerEvents = { [F in ServerFrame as F["event"]]: F["data"] };
+/** A frame the client sends (`ClientEvent` in openapi.json). */
+export type ClientFrame = Schemas["ClientEvent"];
 
 /** What a `ChatSocket` tells its listeners, once each, live or caught up. */
 export interface SocketEvents {
@@ -192,7 +185,7 @@ export class ChatSocket {
         this.#timer = setTimeout(() => void this.#connect(), ceiling / 2 + Math.random() * (ceiling / 2));
     }
 
-    #send(frame: object, queue: boolean): void {
+    #send(frame: ClientFrame, queue: boolean): void {
         const text = JSON.stringify(frame);
         if (this.open) this.#socket?.send(text);
         else if (queue && this.#queue.length < QUEUE_LIMIT) this.#queue.push(text);

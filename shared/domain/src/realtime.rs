@@ -3,6 +3,7 @@
 //! the session revision (`rev`) of the change, so a client that reconnects asks for exactly what
 //! it missed (`sync {after_rev}`). Pure: parsing and the frames' shapes, no transport.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Change, Changes, Message, Seq, Session, SessionId, UserId};
@@ -19,8 +20,8 @@ pub struct Peer {
 /// reference the client fetches.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
-/// What the client sends.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+/// What the client sends on a chat socket (`{"event": …, "data": {…}}`; `ping` may omit `data`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientEvent {
     /// Exactly what `POST …/replies` does; the reply streams to every connection of the session.
@@ -85,8 +86,42 @@ pub enum Hidden {
     Through { through_seq: u64 },
 }
 
-/// What the server sends.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+// `Hidden` as its schema says it: flattened into `message.deleted`, one of the two fields is
+// there. (Derived, the untagged enum's `anyOf` beside the event's own fields reads as a union of
+// the two in generated TypeScript, not as both.)
+/// Which messages are hidden: `seqs` (delete, forget-recent) or every seq up to `through_seq`
+/// (new scene, reset); exactly one of the two is present.
+#[derive(JsonSchema)]
+#[schemars(rename = "Hidden")]
+#[allow(dead_code)]
+struct HiddenSchema {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    seqs: Vec<Seq>,
+    #[serde(skip_serializing_if = "is_zero")]
+    through_seq: u64,
+}
+
+#[allow(dead_code)]
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl JsonSchema for Hidden {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        HiddenSchema::schema_name()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        HiddenSchema::json_schema(generator)
+    }
+}
+
+/// What the server sends on a chat socket (`{"event": …, "data": {…}}`).
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 #[serde(tag = "event", content = "data")]
 pub enum ServerEvent {
     /// `message` is absent when it does not fit in a frame: read it with `GET …/messages/{seq}`.

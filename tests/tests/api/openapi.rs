@@ -71,3 +71,61 @@ async fn the_local_server_serves_the_document_and_a_docs_page_without_a_token() 
         assert!(page.contains(&format!("<code>{path}</code>")), "the docs page lacks {route}");
     }
 }
+
+/// The variant of `schema` (a `oneOf` of `{event: const, data}` objects) that `frame` names, after
+/// checking that `frame` has what that variant requires and nothing it does not list.
+fn check_frame(schemas: &serde_json::Map<String, serde_json::Value>, schema: &str, frame: &serde_json::Value) {
+    let event = frame["event"].as_str().unwrap();
+    let variant = schemas[schema]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|variant| variant["properties"]["event"]["const"] == event)
+        .unwrap_or_else(|| panic!("{schema} has no variant {event:?}"));
+    let Some(data) = frame.get("data").and_then(|data| data.as_object()) else {
+        assert!(variant["required"].as_array().unwrap().iter().all(|name| name != "data"), "{event}: data required");
+        return;
+    };
+    let described = &variant["properties"]["data"];
+    let properties = described["properties"].as_object().cloned().unwrap_or_default();
+    for name in data.keys() {
+        assert!(properties.contains_key(name), "{schema} {event}: {name:?} is sent but not described");
+    }
+    for name in described["required"].as_array().into_iter().flatten() {
+        assert!(data.contains_key(name.as_str().unwrap()), "{schema} {event}: {name} is described as required");
+    }
+}
+
+#[test]
+fn the_socket_frames_are_what_the_document_describes() {
+    use shared::domain::{ClientEvent, Hidden, Seq, ServerEvent, SessionId};
+
+    let document = openapi::document();
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    let session_id = SessionId::generate();
+    let seq = Seq::after(2);
+    let sent = [
+        ServerEvent::MessageDeleted { session_id, rev: 4, hidden: Hidden::Seqs { seqs: vec![seq] } },
+        ServerEvent::MessageDeleted { session_id, rev: 5, hidden: Hidden::Through { through_seq: 9 } },
+        ServerEvent::MessageNew { session_id, seq, rev: 6, message: None },
+        ServerEvent::MessageTyping { session_id, is_typing: true },
+        ServerEvent::MessageDelta { session_id, seq, text: "Hi".into() },
+        ServerEvent::MessageComplete { session_id, seq, message_id: "m".into(), tokens_used: 3 },
+        ServerEvent::Error { code: "rate_limit".into(), message: "slow down".into() },
+        ServerEvent::Pong {},
+    ];
+    for event in sent {
+        check_frame(schemas, "ServerEvent", &serde_json::from_str(&event.frame()).unwrap());
+    }
+    let received = [
+        r#"{"event":"send_message","data":{"content":"Hello","idempotency_key":"k-1"}}"#,
+        r#"{"event":"send_message","data":{"content":"Hello"}}"#,
+        r#"{"event":"typing","data":{"is_typing":false}}"#,
+        r#"{"event":"sync","data":{"after_rev":3}}"#,
+        r#"{"event":"ping"}"#,
+    ];
+    for frame in received {
+        assert!(ClientEvent::parse(frame).is_ok(), "{frame}");
+        check_frame(schemas, "ClientEvent", &serde_json::from_str(frame).unwrap());
+    }
+}
