@@ -59,7 +59,14 @@ impl Cluster {
             rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
             ..LimitsConfig::default()
         };
-        let config = Config { tables, auth: dev_auth(), limits, llm: None, cors: shared::config::CorsOrigins::None };
+        let config = Config {
+            tables,
+            auth: dev_auth(),
+            limits,
+            llm: None,
+            cors: shared::config::CorsOrigins::None,
+            runtime: Default::default(),
+        };
         let mut bases = Vec::new();
         for _ in 0..2 {
             let state = AppState::new(client.clone(), &config, std::sync::Arc::new(SystemClock))?;

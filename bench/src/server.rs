@@ -77,8 +77,14 @@ impl Api {
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client, &tables).await?;
-        let config =
-            Config { tables, auth: dev_auth(), limits: limits(), llm, cors: shared::config::CorsOrigins::None };
+        let config = Config {
+            tables,
+            auth: dev_auth(),
+            limits: limits(),
+            llm,
+            cors: shared::config::CorsOrigins::None,
+            runtime: Default::default(),
+        };
         let state = AppState::new(client, &config, Arc::new(SystemClock))?;
         let log = Log::default();
         let app = local::app(state.clone(), &shared::config::CorsOrigins::None)

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretSlice, SecretString};
 pub use crate::domain::LimitsConfig;
 use crate::domain::RateLimits;
 pub use crate::store::TableNames;
+pub use service::Runtime;
 
 /// How bearer tokens are verified. Exactly one key source is configured, and each key verifies
 /// only the algorithms made for it, so no token can pick its own.
@@ -126,6 +127,8 @@ pub struct Config {
     /// Browser origins the local server answers CORS for (in AWS the HTTP API and the function
     /// URL answer it, from the stack's `CorsAllowedOrigins`).
     pub cors: CorsOrigins,
+    /// Lambda when `AWS_LAMBDA_FUNCTION_NAME` is set (the Lambda runtime always sets it).
+    pub runtime: Runtime,
 }
 
 /// Which browser origins may call the API (`CORS_ALLOWED_ORIGINS`: comma-separated origins such
@@ -190,6 +193,7 @@ impl Config {
             limits: limits_from_env()?,
             llm: llm_from_env()?,
             cors: CorsOrigins::from_env()?,
+            runtime: if env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() { Runtime::Lambda } else { Runtime::Server },
         })
     }
 }

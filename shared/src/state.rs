@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::chat::Chat;
-use crate::config::{Config, ConfigError, LlmConfig, LlmProvider};
+use crate::config::{Config, ConfigError, LlmConfig, LlmProvider, Runtime};
 use crate::domain::{Clock, SystemClock};
 use crate::llm::{Bedrock, Model, OpenAi};
 use crate::store::Store;
@@ -20,6 +20,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The clock: the wall clock in production, a manual one in tests.
     pub clock: Arc<dyn Clock>,
+    /// Lambda or a long-lived server: whether work may go on after a response.
+    pub runtime: Runtime,
 }
 
 impl AppState {
@@ -55,12 +57,19 @@ impl AppState {
         sdk_config: Option<&aws_config::SdkConfig>,
     ) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock.clone());
-        let catalog = Catalog::new(store.clone(), clock.clone());
+        let catalog = Catalog::new(store.clone(), clock.clone(), config.runtime);
         let mut chat = Chat::new(store.clone(), catalog.clone());
         if let Some(llm) = &config.llm {
             chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
         }
-        Ok(Self { chat, catalog, store, clock, auth: Arc::new(Authenticator::new(&config.auth)?) })
+        Ok(Self {
+            chat,
+            catalog,
+            store,
+            clock,
+            runtime: config.runtime,
+            auth: Arc::new(Authenticator::new(&config.auth)?),
+        })
     }
 }
 

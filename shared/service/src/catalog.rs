@@ -1,7 +1,8 @@
 //! The character catalog as an instance serves it: an in-memory snapshot, so listing, search and
 //! lookups cost no database call. A snapshot older than `MAX_AGE` is checked against the catalog's
-//! version item (one read) in the background while requests keep using it, and the table is read
-//! again only when the version moved. An admin write in this instance drops the snapshot at once.
+//! version item (one read), and the table is read again only when the version moved. On a server
+//! the check runs in the background while requests keep using the snapshot; on Lambda (where a
+//! task may not outlive the invocation) the request that finds it stale checks it first. An admin write in this instance drops the snapshot at once.
 //!
 //! An instance that only needs a few characters (the messages function, for its gates and
 //! prompts) looks them up one by one instead (`character`), each cached for `MAX_AGE`; it never
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use domain::{CatalogIndex, Character, CharacterId, Clock, Gate, InputError, Refusal, Timestamp};
 use store::{Store, StoreError};
+
+use crate::Runtime;
 
 /// How stale a snapshot (or a cached character) may be before it is checked again.
 pub const MAX_AGE: Duration = Duration::from_secs(5 * 60);
@@ -49,6 +52,7 @@ pub struct Catalog {
     store: Store,
     /// When snapshots and cached characters were read, and views are stamped.
     clock: Arc<dyn Clock>,
+    runtime: Runtime,
     state: Arc<State>,
 }
 
@@ -57,20 +61,28 @@ fn stale(at: Timestamp, now: Timestamp) -> bool {
 }
 
 impl Catalog {
-    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, state: Arc::default() }
+    pub fn new(store: Store, clock: Arc<dyn Clock>, runtime: Runtime) -> Self {
+        Self { store, clock, runtime, state: Arc::default() }
     }
 
     fn current(&self) -> Option<Arc<Snapshot>> {
         self.state.snapshot.read().ok().and_then(|snapshot| snapshot.clone())
     }
 
-    /// The snapshot: loaded on first use; a stale one is served while a background check
-    /// renews it.
+    /// The snapshot: loaded on first use. A stale one is checked — in the background on a
+    /// server, first on Lambda — and served as it is if the check fails.
     pub async fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
         if let Some(snapshot) = self.current() {
             if stale(snapshot.checked_at, self.clock.now()) {
-                self.check_in_background(snapshot.clone());
+                match self.runtime {
+                    Runtime::Server => self.check_in_background(snapshot.clone()),
+                    Runtime::Lambda => {
+                        if let Err(error) = self.check(&snapshot).await {
+                            tracing::warn!(error = %error, "catalog check failed; serving the snapshot as it is");
+                        }
+                        return Ok(self.current().unwrap_or(snapshot));
+                    }
+                }
             }
             return Ok(snapshot);
         }

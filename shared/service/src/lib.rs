@@ -9,3 +9,14 @@
 
 pub mod catalog;
 pub mod chat;
+
+/// Where the process runs, which decides whether work may go on after a response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Runtime {
+    /// AWS Lambda: an instance may be frozen the moment its handler returns, so a request
+    /// finishes the work it starts (or hands it to an invocation of its own).
+    Lambda,
+    /// A long-lived process (the dev server, the tests): work may go on in a task of its own.
+    #[default]
+    Server,
+}

@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::chat::{Progress, ReplyOptions, Turn};
+use crate::config::Runtime;
 pub use crate::domain::Peer;
 use crate::domain::{
     ClientEvent, Content, DedupeKey, MessageStatus, PageLimit, ServerEvent, SessionId, UserId, all_segments, segments,
@@ -165,18 +166,14 @@ pub struct Realtime {
     state: AppState,
     connections: Arc<dyn Connections>,
     /// Whether a reply streams in a task of its own (a server) or in the frame's (Lambda, whose
-    /// process may stop once the handler returns).
+    /// process may stop once the handler returns): the state's `Runtime`.
     detach_replies: bool,
 }
 
 impl Realtime {
     pub fn new(state: AppState, connections: Arc<dyn Connections>) -> Self {
-        Self { state, connections, detach_replies: true }
-    }
-
-    /// The same, streaming each reply before `on_frame` returns.
-    pub fn streaming_in_place(self) -> Self {
-        Self { detach_replies: false, ..self }
+        let detach_replies = state.runtime == Runtime::Server;
+        Self { state, connections, detach_replies }
     }
 
     /// Checks a connect before the upgrade: a valid credential (401 otherwise) for a live session

@@ -227,6 +227,27 @@ async fn reads_come_from_the_snapshot_and_see_other_instances_writes_within_five
 }
 
 #[tokio::test]
+async fn on_lambda_the_request_that_finds_the_snapshot_stale_checks_it_first() {
+    let clock = clock_at("2426-12-01T10:00:00.000000Z");
+    let app = TestApp::with_limits(LimitsConfig::default(), clock.clone()).await;
+    let lambda = app.sibling_on_lambda(clock.clone());
+    let (admin, user) = (app.admin(), app.user());
+    create(&app, &admin, json!({"id": "first", "name": "First"})).await;
+    assert_eq!(lambda.get(&user, "/v1/characters").await.expect(200).body["total"], 1);
+
+    create(&app, &admin, json!({"id": "second", "name": "Second"})).await;
+    assert_eq!(lambda.get(&user, "/v1/characters").await.expect(200).body["total"], 1, "the snapshot is fresh");
+    clock.advance(Duration::from_secs(301));
+    // No background task: this very request checks the version, reads again, and answers with it.
+    let before = lambda.state.store.dynamodb_calls();
+    assert_eq!(lambda.get(&user, "/v1/characters").await.expect(200).body["total"], 2);
+    assert!(lambda.state.store.dynamodb_calls() - before >= 2, "the version read and the catalog read");
+    let before = lambda.state.store.dynamodb_calls();
+    lambda.get(&user, "/v1/characters").await.expect(200);
+    assert_eq!(lambda.state.store.dynamodb_calls() - before, 0, "checked, the snapshot is fresh again");
+}
+
+#[tokio::test]
 async fn a_character_chat_is_opened_once_with_the_greeting_as_seq_1() {
     let app = TestApp::new().await;
     let (admin, user) = (app.admin(), app.user());

@@ -142,7 +142,14 @@ impl TestApp {
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client(), &tables).await.expect("create tables");
         Self::on_tables(
-            Config { tables, auth: dev_auth(), limits: unlimited(), llm: None, cors: origins },
+            Config {
+                tables,
+                auth: dev_auth(),
+                limits: unlimited(),
+                llm: None,
+                cors: origins,
+                runtime: Default::default(),
+            },
             Arc::new(SystemClock),
         )
     }
@@ -175,7 +182,10 @@ impl TestApp {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
         local::tables::create_tables(&client(), &tables).await.expect("create tables");
-        Self::on_tables(Config { tables, auth, limits, llm, cors: CorsOrigins::None }, clock)
+        Self::on_tables(
+            Config { tables, auth, limits, llm, cors: CorsOrigins::None, runtime: Default::default() },
+            clock,
+        )
     }
 
     /// An app on a database of the test's own (for fault tests), with these limits.
@@ -185,7 +195,14 @@ impl TestApp {
         local::tables::create_tables(&client, &tables).await.expect("create tables");
         Self::assemble(
             client,
-            Config { tables, auth: dev_auth(), limits, llm: None, cors: CorsOrigins::None },
+            Config {
+                tables,
+                auth: dev_auth(),
+                limits,
+                llm: None,
+                cors: CorsOrigins::None,
+                runtime: Default::default(),
+            },
             Arc::new(SystemClock),
             None,
         )
@@ -205,7 +222,14 @@ impl TestApp {
             ))
             .endpoint_url(endpoint)
             .build();
-        let config = Config { tables, auth: dev_auth(), limits, llm: Some(llm), cors: CorsOrigins::None };
+        let config = Config {
+            tables,
+            auth: dev_auth(),
+            limits,
+            llm: Some(llm),
+            cors: CorsOrigins::None,
+            runtime: Default::default(),
+        };
         Self::assemble(client(), config, Arc::new(SystemClock), Some(aws))
     }
 
@@ -227,6 +251,11 @@ impl TestApp {
     /// Another container on the same tables and clock.
     pub fn sibling_with_clock(&self, clock: Arc<dyn Clock>) -> Self {
         Self::on_tables(self.config.clone(), clock)
+    }
+
+    /// Another instance on the same tables, as a Lambda runs it (nothing outlives a request).
+    pub fn sibling_on_lambda(&self, clock: Arc<dyn Clock>) -> Self {
+        Self::on_tables(Config { runtime: shared::config::Runtime::Lambda, ..self.config.clone() }, clock)
     }
 
     fn on_tables(config: Config, clock: Arc<dyn Clock>) -> Self {

@@ -9,8 +9,7 @@ use realtime::socket::{ReplyJob, Socket};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let (state, _, _, realtime) = realtime::init().await?;
-    let socket =
-        Arc::new(Socket { realtime: realtime.streaming_in_place(), store: state.store.clone(), replies: None });
+    let socket = Arc::new(Socket { realtime, store: state.store.clone(), replies: None });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ReplyJob>| {
         let socket = socket.clone();
         async move {
