@@ -2,7 +2,8 @@
 //! lookups cost no database call. A snapshot older than `MAX_AGE` is checked against the catalog's
 //! version item (one read), and the table is read again only when the version moved. On a server
 //! the check runs in the background while requests keep using the snapshot; on Lambda (where a
-//! task may not outlive the invocation) the request that finds it stale checks it first. An admin write in this instance drops the snapshot at once.
+//! task may not outlive the invocation) the request that finds it stale checks it first. An admin
+//! write in this instance drops the snapshot at once.
 //!
 //! An instance that only needs a few characters (the messages function, for its gates and
 //! prompts) looks them up one by one instead (`character`), each cached for `MAX_AGE`; it never

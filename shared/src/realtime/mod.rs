@@ -165,15 +165,11 @@ impl Connect {
 pub struct Realtime {
     state: AppState,
     connections: Arc<dyn Connections>,
-    /// Whether a reply streams in a task of its own (a server) or in the frame's (Lambda, whose
-    /// process may stop once the handler returns): the state's `Runtime`.
-    detach_replies: bool,
 }
 
 impl Realtime {
     pub fn new(state: AppState, connections: Arc<dyn Connections>) -> Self {
-        let detach_replies = state.runtime == Runtime::Server;
-        Self { state, connections, detach_replies }
+        Self { state, connections }
     }
 
     /// Checks a connect before the upgrade: a valid credential (401 otherwise) for a live session
@@ -239,7 +235,9 @@ impl Realtime {
         let content = Content::parse(content).map_err(ApiError::from)?;
         let key = key.map(|key| DedupeKey::parse("idempotency_key", &key)).transpose()?;
         let turn = self.state.chat.reply(&peer.user, peer.session, Some(content), ReplyOptions::default(), key).await?;
-        if self.detach_replies {
+        // A server streams it in a task of its own; on Lambda, whose process may stop once the
+        // handler returns, it streams before the frame's invocation ends.
+        if self.state.runtime == Runtime::Server {
             tokio::spawn(self.clone().stream(peer.session, turn));
         } else {
             self.clone().stream(peer.session, turn).await;
