@@ -3,6 +3,7 @@
 
 pub mod dynamodb_local;
 pub mod events;
+pub mod hub;
 pub mod local_model;
 pub mod openapi;
 pub mod streams;
@@ -14,13 +15,13 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use crate::hub::LocalHub;
 use aide::axum::ApiRouter;
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use shared::AppState;
 use shared::config::CorsOrigins;
-use shared::realtime::LocalHub;
 
 /// Every function's routes, merged in this one place: the dev server and the tests serve them,
 /// and the OpenAPI document is derived from them. In AWS each function serves its own group.

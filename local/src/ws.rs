@@ -15,7 +15,9 @@ use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use shared::AppState;
 use shared::domain::{MAX_FRAME_BYTES, Peer, ProtocolError, ServerEvent};
-use shared::realtime::{Connect, Connections, LocalHub, PROTOCOL, Realtime};
+use shared::realtime::{Connect, Connections, PROTOCOL, Realtime};
+
+use crate::hub::LocalHub;
 
 /// Bytes read from a socket at a time (tungstenite's default, 128 KiB, is kept per connection).
 const READ_BUFFER: usize = 4 * 1024;

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
+use local::hub::LocalHub;
 use secrecy::ExposeSecret;
 use shared::config::{Config, JwtKey, LlmConfig};
-use shared::realtime::{LocalHub, Realtime};
+use shared::realtime::Realtime;
 use shared::{AppState, telemetry};
 
 #[tokio::main]

@@ -5,10 +5,11 @@
 //!
 //! Architecture invariant: this crate knows no HTTP, axum, Lambda event or JSON body shape, and
 //! never reads the environment; it depends on `domain`, `store` and `llm` only. What it cannot
-//! decide alone (the model, the clock) arrives as a port it is handed.
+//! decide alone (the model, the clock, a socket's connections) arrives as a port it is handed.
 
 pub mod catalog;
 pub mod chat;
+pub mod realtime;
 
 /// Where the process runs, which decides whether work may go on after a response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,105 +10,26 @@
 //! codes. A frame that is not understood is answered with an `error` event and the socket stays
 //! open. `sync {after_rev}` answers with the change feed as `changes` events. The
 //! `message.new`/`updated`/`deleted` and `session.updated` events come from the tables' streams,
-//! through [`fanout`].
+//! through the service's [`Delivery::fan_out`]. Delivery itself — the [`Connections`] port, a
+//! reply's progress posted as it streams — is `service::realtime`; this module is the socket's edge.
 
-mod fanout;
+pub use service::realtime::{Connections, Delivery, Gone, Record, Source};
 
-pub use self::fanout::{Record, Source};
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::AppState;
-use crate::chat::{Progress, ReplyOptions, Turn};
+use crate::chat::ReplyOptions;
 use crate::config::Runtime;
 pub use crate::domain::Peer;
-use crate::domain::{
-    ClientEvent, Content, DedupeKey, MessageStatus, PageLimit, ServerEvent, SessionId, UserId, all_segments, segments,
-};
+use crate::domain::{ClientEvent, Content, DedupeKey, PageLimit, ServerEvent, SessionId, UserId};
 use crate::error::ApiError;
 
 /// The subprotocol the server speaks; a client that offers subprotocols offers this one.
 pub const PROTOCOL: &str = "chat.v1";
-/// Frames a slow connection may have waiting before it is dropped (locally).
-const OUTBOX: usize = 256;
-/// A streaming reply's deltas go out at most this often (each carries what arrived meanwhile).
-const DELTA_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-/// A delta's text stays well inside a frame (JSON escaping can double it).
-const DELTA_MAX_BYTES: usize = 12 * 1024;
 /// Pages of the change feed one `sync` sends (100 changes each).
 const SYNC_PAGES: usize = 10;
-
-/// The connection no longer exists (closed, or too slow to keep up): forget it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gone;
-
-/// The outbound port: each session's connections, and delivery to one of them. Locally an
-/// in-process hub ([`LocalHub`]); on AWS the connections table and the `@connections` API.
-pub trait Connections: Send + Sync {
-    fn peers(&self, session: SessionId) -> BoxFuture<'_, Vec<Peer>>;
-    fn post(&self, connection: &str, frame: String) -> BoxFuture<'_, Result<(), Gone>>;
-    fn remove(&self, connection: &str) -> BoxFuture<'_, ()>;
-}
-
-/// The dev server's connections: in memory, each with a bounded outbox its socket task drains.
-#[derive(Default)]
-pub struct LocalHub {
-    connections: Mutex<HashMap<String, (Peer, mpsc::Sender<String>)>>,
-}
-
-impl LocalHub {
-    /// Registers a checked connection; its socket task sends what arrives in the receiver.
-    pub fn register(&self, user: UserId, session: SessionId) -> (Peer, mpsc::Receiver<String>) {
-        let (sender, receiver) = mpsc::channel(OUTBOX);
-        let peer = Peer { id: uuid::Uuid::new_v4().simple().to_string(), user, session };
-        self.lock().insert(peer.id.clone(), (peer.clone(), sender));
-        (peer, receiver)
-    }
-
-    /// Forgets a connection at once (one whose upgrade failed).
-    pub fn unregister(&self, connection: &str) {
-        self.lock().remove(connection);
-    }
-
-    /// How many connections are open.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Peer, mpsc::Sender<String>)>> {
-        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl Connections for LocalHub {
-    fn peers(&self, session: SessionId) -> BoxFuture<'_, Vec<Peer>> {
-        let peers =
-            self.lock().values().filter(|(peer, _)| peer.session == session).map(|(peer, _)| peer.clone()).collect();
-        Box::pin(async move { peers })
-    }
-
-    fn post(&self, connection: &str, frame: String) -> BoxFuture<'_, Result<(), Gone>> {
-        let sent = match self.lock().get(connection) {
-            Some((_, sender)) => sender.try_send(frame).map_err(|_| Gone),
-            None => Err(Gone),
-        };
-        Box::pin(async move { sent })
-    }
-
-    fn remove(&self, connection: &str) -> BoxFuture<'_, ()> {
-        self.lock().remove(connection);
-        Box::pin(async {})
-    }
-}
 
 /// How a connect names its session and credential: `?session_id=…&token=…` or `&initData=…`, or
 /// a `Sec-WebSocket-Protocol` entry `bearer.<jwt>` or `tma.<init data, base64url>` next to
@@ -164,12 +85,17 @@ impl Connect {
 #[derive(Clone)]
 pub struct Realtime {
     state: AppState,
-    connections: Arc<dyn Connections>,
+    delivery: Delivery,
 }
 
 impl Realtime {
     pub fn new(state: AppState, connections: Arc<dyn Connections>) -> Self {
-        Self { state, connections }
+        Self { state, delivery: Delivery::new(connections) }
+    }
+
+    /// Delivers a batch of the tables' change records to the connections of their sessions.
+    pub async fn fan_out(&self, records: Vec<Record>) -> usize {
+        self.delivery.fan_out(records).await
     }
 
     /// Checks a connect before the upgrade: a valid credential (401 otherwise) for a live session
@@ -191,7 +117,7 @@ impl Realtime {
             Ok(ClientEvent::Ping) => self.send(&peer.id, &ServerEvent::Pong {}).await,
             Ok(ClientEvent::Typing { is_typing }) => {
                 let event = ServerEvent::MessageTyping { session_id: peer.session, is_typing };
-                for other in self.connections.peers(peer.session).await {
+                for other in self.delivery.peers(peer.session).await {
                     if other.id != peer.id && other.user == peer.user {
                         self.send(&other.id, &event).await;
                     }
@@ -237,81 +163,13 @@ impl Realtime {
         let turn = self.state.chat.reply(&peer.user, peer.session, Some(content), ReplyOptions::default(), key).await?;
         // A server streams it in a task of its own; on Lambda, whose process may stop once the
         // handler returns, it streams before the frame's invocation ends.
+        let delivery = self.delivery.clone();
         if self.state.runtime == Runtime::Server {
-            tokio::spawn(self.clone().stream(peer.session, turn));
+            tokio::spawn(delivery.stream(peer.session, turn));
         } else {
-            self.clone().stream(peer.session, turn).await;
+            delivery.stream(peer.session, turn).await;
         }
         Ok(())
-    }
-
-    /// Posts a reply's progress to the session's connections: typing, the deltas (the segments
-    /// of its text, so they join to the stored content), its end, typing again.
-    async fn stream(self, session_id: SessionId, turn: Turn) {
-        let Turn { assistant_message, mut progress, .. } = turn;
-        let seq = assistant_message.seq;
-        self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: true }).await;
-        let mut sent = 0;
-        loop {
-            let current = progress.borrow_and_update().clone();
-            match current {
-                Progress::Streaming(text) => {
-                    let (complete, _) = segments(&text);
-                    let before = sent;
-                    sent = self.deltas(session_id, seq, &complete, sent).await;
-                    // What arrives meanwhile goes out as one frame: API Gateway bills per frame.
-                    if sent > before {
-                        tokio::time::sleep(DELTA_INTERVAL).await;
-                    }
-                }
-                Progress::Ended(message, _) => {
-                    self.deltas(session_id, seq, &all_segments(message.content.as_str()), sent).await;
-                    let end = match (&message.status, &message.error) {
-                        (MessageStatus::Failed, Some(error)) => {
-                            ServerEvent::Error { code: error.code.clone(), message: error.message.clone() }
-                        }
-                        _ => ServerEvent::MessageComplete {
-                            session_id,
-                            seq,
-                            message_id: message.id.to_string(),
-                            tokens_used: message.usage.as_ref().map_or(0, |usage| usage.output_tokens),
-                        },
-                    };
-                    self.broadcast(session_id, &end).await;
-                    break;
-                }
-            }
-            // The generator is gone: nothing more comes.
-            if progress.changed().await.is_err() {
-                break;
-            }
-        }
-        self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: false }).await;
-    }
-
-    /// Posts the segments after the first `sent` as one `message.delta` (split where a frame would
-    /// pass its limit); returns how many are sent now.
-    async fn deltas(&self, session_id: SessionId, seq: crate::domain::Seq, parts: &[&str], sent: usize) -> usize {
-        let mut text = String::new();
-        for part in parts.iter().skip(sent) {
-            if text.len() + part.len() > DELTA_MAX_BYTES {
-                let event = ServerEvent::MessageDelta { session_id, seq, text: std::mem::take(&mut text) };
-                self.broadcast(session_id, &event).await;
-            }
-            text.push_str(part);
-        }
-        if !text.is_empty() {
-            self.broadcast(session_id, &ServerEvent::MessageDelta { session_id, seq, text }).await;
-        }
-        sent.max(parts.len())
-    }
-
-    /// Posts an event to every connection of the session at once; returns how many took it.
-    async fn broadcast(&self, session: SessionId, event: &ServerEvent) -> usize {
-        let frame = event.frame();
-        let peers = self.connections.peers(session).await;
-        let sent = futures::future::join_all(peers.iter().map(|peer| self.post(&peer.id, frame.clone()))).await;
-        sent.into_iter().filter(|delivered| *delivered).count()
     }
 
     /// Posts an `error` event with the code and message the HTTP answer would carry.
@@ -319,17 +177,9 @@ impl Realtime {
         self.send(connection, &error_event(error)).await;
     }
 
-    /// Posts one event; a connection that is gone is forgotten.
+    /// Posts one event to one connection.
     async fn send(&self, connection: &str, event: &ServerEvent) {
-        self.post(connection, event.frame()).await;
-    }
-
-    async fn post(&self, connection: &str, frame: String) -> bool {
-        if self.connections.post(connection, frame).await == Err(Gone) {
-            self.connections.remove(connection).await;
-            return false;
-        }
-        true
+        self.delivery.send(connection, event).await;
     }
 }
 

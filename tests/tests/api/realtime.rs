@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use local::hub::LocalHub;
 use local::streams::Followers;
 use serde_json::{Value, json};
 use shared::config::CorsOrigins;
-use shared::realtime::{LocalHub, Realtime};
+use shared::realtime::Realtime;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};

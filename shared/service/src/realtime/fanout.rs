@@ -2,11 +2,11 @@
 //! the session's sockets receive. The same code runs on AWS (the `fanout` function, fed by the
 //! tables' streams) and locally (the dev server, fed by DynamoDB Local's streams).
 
-use crate::domain::ServerEvent;
-use crate::store::StoreError;
-use crate::store::stream::{Image, Recorded, message_record, session_record};
+use domain::{Hidden, ServerEvent};
+use store::StoreError;
+use store::stream::{Image, Recorded, message_record, session_record};
 
-use super::Realtime;
+use super::Delivery;
 
 /// Which table a change record comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,10 +49,10 @@ fn event_of(recorded: Recorded) -> ServerEvent {
             message: Some(message),
         },
         Recorded::MessageDeleted { session_id, seq, rev } => {
-            ServerEvent::MessageDeleted { session_id, rev, hidden: crate::domain::Hidden::Seqs { seqs: vec![seq] } }
+            ServerEvent::MessageDeleted { session_id, rev, hidden: Hidden::Seqs { seqs: vec![seq] } }
         }
         Recorded::Cleared { session_id, through_seq, rev } => {
-            ServerEvent::MessageDeleted { session_id, rev, hidden: crate::domain::Hidden::Through { through_seq } }
+            ServerEvent::MessageDeleted { session_id, rev, hidden: Hidden::Through { through_seq } }
         }
         Recorded::SessionUpdated(session) => {
             ServerEvent::SessionUpdated { session_id: session.id, rev: session.rev, session }
@@ -60,7 +60,7 @@ fn event_of(recorded: Recorded) -> ServerEvent {
     }
 }
 
-impl Realtime {
+impl Delivery {
     /// Delivers a batch of change records, in order, to the connections of their sessions. A
     /// record that cannot be read is logged and skipped (it is not retried: a corrupt image stays
     /// corrupt); the change itself is in the feed, which `sync` serves.
