@@ -20,7 +20,7 @@ ensure_venv "$LANGCHAIN_VENV" "langchain-community==0.4.2" "langchain-core==1.7.
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
 
-packages=(-p bench -p local)
+packages=(-p bench -p dev -p kit)
 for function in "${FUNCTIONS[@]}"; do packages+=(-p "$function"); done
 
 if [ "${1:-}" = "--smoke" ]; then

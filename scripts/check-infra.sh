@@ -25,4 +25,4 @@ log "cfn-lint on the synthesized template"
 cfn-lint --ignore-checks W3005 -- cdk.out/ChatBackend.template.json
 log "the CDK app deploys template.yaml as it is"
 cd "$ROOT"
-cargo run -q --locked -p local --bin check-infra -- infra/cdk.out/ChatBackend.template.json
+cargo run -q --locked -p kit --bin check-infra -- infra/cdk.out/ChatBackend.template.json

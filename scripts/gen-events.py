@@ -4,7 +4,7 @@
 Each file is named <operation>-<status>.json; tests/tests/api/events.rs replays every file through
 the Lambda request conversion and asserts that status. Tokens are HS256 with the local dev secret
 (sub `demo-user`, valid until 2100). Ids of the demo session and memory read DEMO_SESSION / DEMO_MEMORY
-(the same constants in local/src/events.rs); the test and the benchmark swap in real ones. Re-run after changing the list below: python3 scripts/gen-events.py
+(the same constants in tools/kit/src/events.rs); the test and the benchmark swap in real ones. Re-run after changing the list below: python3 scripts/gen-events.py
 """
 import base64, hashlib, hmac, json, pathlib
 

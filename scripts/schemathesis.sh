@@ -37,7 +37,7 @@ export RUST_LOG=warn
 # The dev server starts the local model; replies stay short so every example answers quickly.
 export LLM_MAX_TOKENS=8
 
-cargo build -q --locked -p local --bin dev-server --bin mint-token
+cargo build -q --locked -p dev --bin dev-server -p kit --bin mint-token
 PORT="$api_port" "$ROOT/target/debug/dev-server" >"$work/server.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do

@@ -42,7 +42,7 @@ start_listener() {
     exit 1
 }
 
-cargo build -q --locked -p local --bin dev-server >&2
+cargo build -q --locked -p dev --bin dev-server >&2
 start_dynamodb_local "$ddb_port"
 pids+=("$DDB_LOCAL_PID")
 # The model as the dev server starts it (local::local_model::start(4): 4 slots of 2048 tokens),

@@ -60,8 +60,8 @@ pub async fn run(settings: &Settings<'_>) -> Result<Vec<ColdStart>, BoxError> {
     for function in &FUNCTIONS {
         let binary = settings.binaries.join(function.name);
         // No replayed event names a memory: its placeholder may stay.
-        let file = local::dynamodb_local::workspace_root().join(function.event);
-        let event = local::events::read(&file, settings.session, local::events::DEMO_MEMORY)?;
+        let file = kit::dynamodb_local::workspace_root().join(function.event);
+        let event = kit::events::read(&file, settings.session, kit::events::DEMO_MEMORY)?;
         let binary_bytes = std::fs::metadata(&binary).map_err(|e| format!("{}: {e}", binary.display()))?.len();
         for warm_up in [true, false] {
             let (mut init, mut first_answer, mut peak_rss_kib) = (Vec::new(), Vec::new(), 0);

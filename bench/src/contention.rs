@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use local::token::dev_auth;
+use kit::token::dev_auth;
 use serde_json::{Value, json};
 use shared::AppState;
 use shared::config::{Config, LimitsConfig, TableNames};
@@ -48,12 +48,12 @@ struct Cluster {
 
 impl Cluster {
     async fn start(endpoint: &str) -> Result<Self, BoxError> {
-        let client = local::dynamodb_local::client(endpoint);
+        let client = kit::dynamodb_local::client(endpoint);
         let prefix = format!("contention-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
         // No streams: nothing here reads them, and DynamoDB Local's emulation of them would slow
-        // these writes by what earlier phases wrote (see `local::tables::Streams::Off`).
-        local::tables::create_tables_with(&client, &tables, local::tables::Streams::Off).await?;
+        // these writes by what earlier phases wrote (see `kit::tables::Streams::Off`).
+        kit::tables::create_tables_with(&client, &tables, kit::tables::Streams::Off).await?;
         let limits = LimitsConfig {
             daily_quota: QUOTA,
             rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
@@ -72,7 +72,7 @@ impl Cluster {
             let state = AppState::new(client.clone(), &config, std::sync::Arc::new(SystemClock))?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             bases.push(format!("http://{}", listener.local_addr()?));
-            let app = local::app(state, &shared::config::CorsOrigins::None);
+            let app = dev::app(state, &shared::config::CorsOrigins::None);
             tokio::spawn(async move { axum::serve(listener, app).await });
         }
         let bases: [String; 2] = bases.try_into().map_err(|_| "two instances")?;

@@ -60,7 +60,7 @@ pub fn run(
     samples: usize,
     budget_secs: u64,
 ) -> Result<LangChain, BoxError> {
-    let script = local::dynamodb_local::workspace_root().join("bench/langchain_replay.py");
+    let script = kit::dynamodb_local::workspace_root().join("bench/langchain_replay.py");
     let checkpoints: Vec<String> = histories.iter().map(u64::to_string).collect();
     let output = std::process::Command::new(python)
         .arg(script)

@@ -122,9 +122,9 @@ async fn verification(tokens: usize) -> Result<Vec<(&'static str, Percentiles)>,
     let cases: Vec<(&'static str, JwtKey, Algorithm, EncodingKey)> = vec![
         (
             "HS256",
-            JwtKey::hs256(local::token::DEV_JWT_SECRET.as_bytes()),
+            JwtKey::hs256(kit::token::DEV_JWT_SECRET.as_bytes()),
             Algorithm::HS256,
-            EncodingKey::from_secret(local::token::DEV_JWT_SECRET.as_bytes()),
+            EncodingKey::from_secret(kit::token::DEV_JWT_SECRET.as_bytes()),
         ),
         (
             "RS256",

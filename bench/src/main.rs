@@ -158,9 +158,9 @@ impl Args {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse()?;
-    let root = local::dynamodb_local::workspace_root();
+    let root = kit::dynamodb_local::workspace_root();
     std::env::set_current_dir(&root)?;
-    let endpoint = local::dynamodb_local::endpoint_from_env_or_start()?;
+    let endpoint = kit::dynamodb_local::endpoint_from_env_or_start()?;
     let api = Arc::new(Api::start(&endpoint).await?);
 
     eprintln!("operations: {} clients × {} requests", args.clients, args.requests);
@@ -275,7 +275,7 @@ fn provenance(command: &str) -> Result<Provenance, BoxError> {
         date,
         machine,
         command: command.to_owned(),
-        dynamodb_local: local::dynamodb_local::version()?,
+        dynamodb_local: kit::dynamodb_local::version()?,
         commit: run("git", &["rev-parse", "--short", "HEAD"]),
         build: if cfg!(debug_assertions) { "debug (smoke: not a measurement)" } else { "release" },
     })

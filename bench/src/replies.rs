@@ -138,9 +138,9 @@ async fn billed_between(api: &Api, before: &Totals, after: &Totals) -> Result<f6
 }
 
 pub async fn run(endpoint: &str, turns: usize) -> Result<Report, BoxError> {
-    let model = local::local_model::start(1)?;
+    let model = kit::local_model::start(1)?;
     let (proxied, proxy) = start_proxy(&model.base_url).await?;
-    let mut llm = LlmConfig::openai(&proxied, local::local_model::MODEL_ALIAS);
+    let mut llm = LlmConfig::openai(&proxied, kit::local_model::MODEL_ALIAS);
     llm.context_tokens = 2048;
     llm.max_tokens = LONG_TOKENS;
     let api = Api::start_with(endpoint, Some(llm)).await?;

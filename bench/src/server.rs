@@ -1,4 +1,4 @@
-//! The API under measurement: `local::app` (every function's routes, as `scripts/dev.sh` serves
+//! The API under measurement: `dev::app` (every function's routes, as `scripts/dev.sh` serves
 //! them) on a real TCP port, with a middleware that records each request's total handler time
 //! and DynamoDB usage, and an HTTP/1.1 keep-alive client to call it.
 
@@ -13,7 +13,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
+use kit::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
 use shared::config::{Config, LimitsConfig, LlmConfig, TableNames};
@@ -71,12 +71,12 @@ impl Api {
 
     /// The same, with replies from `llm`.
     pub async fn start_with(endpoint: &str, llm: Option<LlmConfig>) -> Result<Self, BoxError> {
-        let plain = local::dynamodb_local::client(endpoint);
+        let plain = kit::dynamodb_local::client(endpoint);
         let client =
             aws_sdk_dynamodb::Client::from_conf(plain.config().to_builder().interceptor(CapacityMeter).build());
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
-        local::tables::create_tables(&client, &tables).await?;
+        kit::tables::create_tables(&client, &tables).await?;
         let config = Config {
             tables,
             auth: dev_auth(),
@@ -87,7 +87,7 @@ impl Api {
         };
         let state = AppState::new(client, &config, Arc::new(SystemClock))?;
         let log = Log::default();
-        let app = local::app(state.clone(), &shared::config::CorsOrigins::None)
+        let app = dev::app(state.clone(), &shared::config::CorsOrigins::None)
             .layer(middleware::from_fn_with_state(log.clone(), record));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

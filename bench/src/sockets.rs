@@ -206,6 +206,6 @@ pub fn markdown(report: &Report, out: &mut String) {
         out,
         "\nThe stream reader polls each table's shard every {} ms when it is quiet, the way a Lambda event source \
          mapping polls on AWS (where it adds its own batching delay; see the README's realtime costs).\n",
-        local::streams::IDLE_POLL.as_millis()
+        dev::streams::IDLE_POLL.as_millis()
     );
 }

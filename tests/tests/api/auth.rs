@@ -4,7 +4,7 @@ use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use local::token::{DEV_JWT_SECRET, dev_auth};
+use kit::token::{DEV_JWT_SECRET, dev_auth};
 use serde_json::{Value, json};
 use shared::auth::Authenticator;
 use shared::config::{AuthConfig, JwtKey};

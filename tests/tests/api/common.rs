@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use local::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
+use kit::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
 use shared::config::{AuthConfig, Config, CorsOrigins, LimitsConfig, LlmConfig, TableNames};
@@ -15,7 +15,7 @@ use shared::domain::{Clock, RateLimits, SystemClock};
 use tower::ServiceExt;
 
 static ENDPOINT: OnceLock<String> = OnceLock::new();
-static LOCAL_MODEL: OnceLock<(String, Option<local::local_model::LocalModel>)> = OnceLock::new();
+static LOCAL_MODEL: OnceLock<(String, Option<kit::local_model::LocalModel>)> = OnceLock::new();
 
 /// The local model's base URL: `LLM_BASE_URL` when set, else a llama.cpp server started once
 /// per run (SmolLM2-135M-Instruct, 4 slots).
@@ -24,7 +24,7 @@ pub fn local_model_url() -> &'static str {
         .get_or_init(|| match std::env::var("LLM_BASE_URL") {
             Ok(url) if !url.is_empty() => (url, None),
             _ => {
-                let model = local::local_model::start(4).expect("start the local model");
+                let model = kit::local_model::start(4).expect("start the local model");
                 (model.base_url.clone(), Some(model))
             }
         })
@@ -42,17 +42,17 @@ pub fn quota(daily: u64) -> LimitsConfig {
 
 /// Replies from the local model, short ones by default.
 pub fn local_llm() -> LlmConfig {
-    let mut config = LlmConfig::openai(local_model_url(), local::local_model::MODEL_ALIAS);
+    let mut config = LlmConfig::openai(local_model_url(), kit::local_model::MODEL_ALIAS);
     config.max_tokens = 48;
     config
 }
 
 pub fn endpoint() -> &'static str {
-    ENDPOINT.get_or_init(|| local::dynamodb_local::endpoint_from_env_or_start().expect("start DynamoDB Local"))
+    ENDPOINT.get_or_init(|| kit::dynamodb_local::endpoint_from_env_or_start().expect("start DynamoDB Local"))
 }
 
 pub fn client() -> Client {
-    local::dynamodb_local::client(endpoint())
+    kit::dynamodb_local::client(endpoint())
 }
 
 /// A stored item, as a test reads it straight from a table.
@@ -140,7 +140,7 @@ impl TestApp {
     pub async fn with_cors(origins: CorsOrigins) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
-        local::tables::create_tables(&client(), &tables).await.expect("create tables");
+        kit::tables::create_tables(&client(), &tables).await.expect("create tables");
         Self::on_tables(
             Config {
                 tables,
@@ -181,7 +181,7 @@ impl TestApp {
     async fn build_with(auth: AuthConfig, limits: LimitsConfig, llm: Option<LlmConfig>, clock: Arc<dyn Clock>) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
-        local::tables::create_tables(&client(), &tables).await.expect("create tables");
+        kit::tables::create_tables(&client(), &tables).await.expect("create tables");
         Self::on_tables(
             Config { tables, auth, limits, llm, cors: CorsOrigins::None, runtime: Default::default() },
             clock,
@@ -192,7 +192,7 @@ impl TestApp {
     pub async fn on_database(client: Client, limits: LimitsConfig) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
-        local::tables::create_tables(&client, &tables).await.expect("create tables");
+        kit::tables::create_tables(&client, &tables).await.expect("create tables");
         Self::assemble(
             client,
             Config {
@@ -213,7 +213,7 @@ impl TestApp {
     pub async fn with_bedrock(endpoint: &str, llm: LlmConfig, limits: LimitsConfig) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
-        local::tables::create_tables(&client(), &tables).await.expect("create tables");
+        kit::tables::create_tables(&client(), &tables).await.expect("create tables");
         let aws = aws_config::SdkConfig::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
@@ -236,7 +236,7 @@ impl TestApp {
     /// This app's configuration reaching DynamoDB through another endpoint (a dead port, a fault proxy).
     pub fn through(&self, endpoint: &str) -> Self {
         Self::assemble(
-            local::dynamodb_local::client(endpoint),
+            kit::dynamodb_local::client(endpoint),
             self.config.clone(),
             Arc::new(SystemClock),
             self.aws.clone(),
@@ -268,7 +268,7 @@ impl TestApp {
             None => AppState::new(client, &config, clock),
         }
         .expect("valid config");
-        Self { router: local::app(state.clone(), &config.cors), state, config, aws }
+        Self { router: dev::app(state.clone(), &config.cors), state, config, aws }
     }
 
     pub fn user(&self) -> User {

@@ -114,7 +114,7 @@ fn origins_are_checked_at_start() {
 /// CDK app deploys that template itself: `scripts/check-infra.sh`).
 #[test]
 fn the_template_answers_cors_with_the_same_lists() {
-    let template = local::template::document(local::template::TEMPLATE).unwrap();
+    let template = kit::template::document(kit::template::TEMPLATE).unwrap();
     let sorted = |items: &[&str]| {
         let mut items: Vec<String> = items.iter().map(|item| item.to_ascii_lowercase()).collect();
         items.sort();

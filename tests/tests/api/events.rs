@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::common::{TestApp, User, local_llm, unlimited};
 
 fn event_files() -> Vec<PathBuf> {
-    let root = local::dynamodb_local::workspace_root().join("events");
+    let root = kit::dynamodb_local::workspace_root().join("events");
     let mut files = Vec::new();
     for group in ["sessions", "messages", "memories", "limits"] {
         // The job's scheduled event (events/job/) is not an HTTP request; limits.rs runs it.
@@ -29,9 +29,9 @@ fn expected_status(path: &std::path::Path) -> u16 {
 /// Seeds the demo user's session (user, assistant, user, assistant), a global memory and the
 /// character `luna`.
 async fn seed(app: &TestApp) -> (String, String) {
-    let token = local::token::mint(
-        local::token::DEV_JWT_SECRET.as_bytes(),
-        &local::token::TokenRequest { sub: "demo-user", ttl_secs: 600, issuer: None, audience: None, admin: false },
+    let token = kit::token::mint(
+        kit::token::DEV_JWT_SECRET.as_bytes(),
+        &kit::token::TokenRequest { sub: "demo-user", ttl_secs: 600, issuer: None, audience: None, admin: false },
     )
     .unwrap();
     let demo = User { id: "demo-user".into(), token };
@@ -58,7 +58,7 @@ async fn every_sample_event_gets_the_status_in_its_name() {
         // Replies come from the local model, as in the dev server.
         let app = TestApp::with_llm(local_llm(), unlimited()).await;
         let (session, memory) = seed(&app).await;
-        let text = local::events::read(&file, &session, &memory).unwrap();
+        let text = kit::events::read(&file, &session, &memory).unwrap();
         let request = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let (parts, body) = request.into_parts();
         let request = axum::http::Request::from_parts(parts, Body::from(body.to_vec()));

@@ -72,7 +72,7 @@ async fn database_cut_off_mid_load_loses_nothing_and_the_app_recovers() {
         rate: RateLimits { append: 0, read: 0, other: 0, regenerate: 0 },
         ..LimitsConfig::default()
     };
-    let app = Arc::new(TestApp::on_database(local::dynamodb_local::client(&endpoint), limits).await);
+    let app = Arc::new(TestApp::on_database(kit::dynamodb_local::client(&endpoint), limits).await);
     let user = app.user();
     let mut sessions = Vec::new();
     for index in 0..SESSIONS {

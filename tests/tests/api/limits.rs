@@ -413,7 +413,7 @@ async fn server_written_messages_never_spend_the_append_rate() {
 #[tokio::test]
 async fn the_scheduled_event_runs_the_job_function() {
     let (app, _clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
-    let path = local::dynamodb_local::workspace_root().join("events/job/scheduled.json");
+    let path = kit::dynamodb_local::workspace_root().join("events/job/scheduled.json");
     let mut context = lambda_runtime::Context::default();
     context.deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
         .duration_since(std::time::UNIX_EPOCH)
@@ -452,8 +452,8 @@ async fn every_route_is_counted_under_the_class_its_group_is_registered_under() 
     let (app, _clock) = app_at(limits, "2426-11-21T10:00:00.000000Z").await;
     let admin = app.admin();
     let session = app.session(&admin, "s").await;
-    let document = local::openapi::document();
-    let routes = local::openapi::routes(&document);
+    let document = dev::openapi::document();
+    let routes = dev::openapi::routes(&document);
     assert!(routes.len() > 40, "{routes:?}");
     for route in routes {
         let (method, path) = route.split_once(' ').unwrap();

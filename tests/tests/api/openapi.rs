@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 
 use axum::body::Body;
 use axum::http::{Method, Request};
+use dev::openapi;
 use http_body_util::BodyExt as _;
-use local::{openapi, template};
+use kit::template;
 use tower::ServiceExt as _;
 
 use crate::common::TestApp;

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dev::hub::LocalHub;
+use dev::streams::Followers;
 use futures::{SinkExt, StreamExt};
-use local::hub::LocalHub;
-use local::streams::Followers;
 use serde_json::{Value, json};
 use shared::config::CorsOrigins;
 use shared::realtime::Realtime;
@@ -25,12 +25,11 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// socket's base URL, its hub, and the stream readers (they stop when dropped).
 async fn serve(app: &TestApp) -> (String, Arc<LocalHub>, Followers) {
     let hub = Arc::new(LocalHub::default());
-    let router = local::app_with_hub(app.state.clone(), &CorsOrigins::None, hub.clone());
-    let sdk = local::dynamodb_local::sdk_config(endpoint());
-    let followers =
-        local::streams::follow(&sdk, None, &app.config.tables, Realtime::new(app.state.clone(), hub.clone()))
-            .await
-            .unwrap();
+    let router = dev::app_with_hub(app.state.clone(), &CorsOrigins::None, hub.clone());
+    let sdk = kit::dynamodb_local::sdk_config(endpoint());
+    let followers = dev::streams::follow(&sdk, None, &app.config.tables, Realtime::new(app.state.clone(), hub.clone()))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });

@@ -68,14 +68,14 @@ async fn api_gateway() -> (String, Arc<Connections>) {
 }
 
 fn socket(app: &TestApp, gateway_url: &str) -> Socket {
-    let sdk = local::dynamodb_local::sdk_config(endpoint());
+    let sdk = kit::dynamodb_local::sdk_config(endpoint());
     let gateway = Arc::new(ApiGateway::new(app.state.store.clone(), &sdk, gateway_url));
     Socket { realtime: Realtime::new(app.state.clone(), gateway), store: app.state.store.clone(), replies: None }
 }
 
 /// A sample event from events/realtime/, for this test's session and user.
 fn sample(name: &str, session: &str, user: &User) -> String {
-    let path = local::dynamodb_local::workspace_root().join(format!("events/realtime/{name}.json"));
+    let path = kit::dynamodb_local::workspace_root().join(format!("events/realtime/{name}.json"));
     let text = std::fs::read_to_string(path).unwrap();
     let demo_token = text.split("bearer.").nth(1).map(|rest| rest.split('"').next().unwrap().to_owned());
     let text = text.replace("00000000-0000-4000-8000-000000000001", session);

@@ -105,7 +105,7 @@ async fn a_reply_comes_from_the_local_model_and_is_stored() {
     assert_eq!((reply["seq"].as_u64(), reply["role"].as_str()), (Some(2), Some("assistant")));
     assert!(["complete", "incomplete"].contains(&reply["status"].as_str().unwrap()), "{reply}");
     assert!(!reply["content"].as_str().unwrap().trim().is_empty(), "a real answer: {reply}");
-    assert_eq!(reply["model"], local::local_model::MODEL_ALIAS);
+    assert_eq!(reply["model"], kit::local_model::MODEL_ALIAS);
     let usage = &reply["usage"];
     assert!(usage["input_tokens"].as_u64().unwrap() > 10 && usage["output_tokens"].as_u64().unwrap() > 0, "{usage}");
     assert_eq!(usage["estimated"], false, "llama.cpp reports usage in the stream");
@@ -119,7 +119,7 @@ async fn a_reply_comes_from_the_local_model_and_is_stored() {
     assert!(reply["content"].as_str().unwrap().starts_with(preview), "the summary shows the reply's text: {summary}");
     let day = &app.get(&user, "/v1/usage").await.expect(200).body;
     let models = day["by_model"].as_array().unwrap();
-    let row = models.iter().find(|row| row["model"] == local::local_model::MODEL_ALIAS).expect("the reply's model");
+    let row = models.iter().find(|row| row["model"] == kit::local_model::MODEL_ALIAS).expect("the reply's model");
     assert_eq!(row["output_tokens"], usage["output_tokens"], "usage lands in /v1/usage: {day}");
 }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::http::Method;
-use local::template;
+use kit::template;
 use shared::store::schema::{KeyType, TABLES, TableLayout};
 
 use crate::common::TestApp;
@@ -92,7 +92,7 @@ async fn created_tables_are_the_template_tables() {
     let app = TestApp::new().await;
     let client = crate::common::client();
     for table in template::tables().unwrap() {
-        let name = local::tables::table_name(&app.config.tables, &table.logical_id).unwrap();
+        let name = kit::tables::table_name(&app.config.tables, &table.logical_id).unwrap();
         let described = client.describe_table().table_name(name).send().await.unwrap();
         let described = described.table().unwrap();
         let keys: Vec<_> = described

@@ -4,8 +4,8 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use local::template::{self, RouteDefinition};
-use local::token::DEV_JWT_SECRET;
+use kit::template::{self, RouteDefinition};
+use kit::token::DEV_JWT_SECRET;
 use serde_json::{Value, json};
 use shared::config::{AuthConfig, JwtKey};
 

@@ -2,7 +2,7 @@
 
 use axum::http::Method;
 use hmac::{Hmac, Mac};
-use local::token::{DEV_JWT_SECRET, dev_auth};
+use kit::token::{DEV_JWT_SECRET, dev_auth};
 use serde_json::json;
 use sha2::Sha256;
 use shared::config::{AuthConfig, TelegramConfig};
@@ -70,15 +70,15 @@ async fn valid_init_data_signs_in_a_tg_namespaced_user() {
     let listed = call_tma(&app, Method::GET, "/v1/sessions", &init).await.expect(200).body;
     assert_eq!(listed["data"][0]["id"], created["id"]);
     // A JWT can never claim the Telegram namespace, and a JWT "42" is somebody else.
-    let forged = local::token::mint(
+    let forged = kit::token::mint(
         DEV_JWT_SECRET.as_bytes(),
-        &local::token::TokenRequest { sub: "tg:42", ttl_secs: 600, issuer: None, audience: None, admin: false },
+        &kit::token::TokenRequest { sub: "tg:42", ttl_secs: 600, issuer: None, audience: None, admin: false },
     )
     .unwrap();
     app.call(Method::GET, "/v1/sessions", Some(&forged), None).await.expect_error(401, "unauthorized");
-    let plain = local::token::mint(
+    let plain = kit::token::mint(
         DEV_JWT_SECRET.as_bytes(),
-        &local::token::TokenRequest { sub: "42", ttl_secs: 600, issuer: None, audience: None, admin: false },
+        &kit::token::TokenRequest { sub: "42", ttl_secs: 600, issuer: None, audience: None, admin: false },
     )
     .unwrap();
     let theirs = app.call(Method::GET, "/v1/sessions", Some(&plain), None).await.expect(200).body;

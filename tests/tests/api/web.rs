@@ -23,13 +23,12 @@ fn web_dir() -> PathBuf {
 async fn dev_server(sign_in: bool) -> (TestApp, PathBuf) {
     let app = TestApp::new().await;
     let dir = web_dir();
-    let sign_in = sign_in.then(|| local::web::DevSignIn {
-        secret: local::token::DEV_JWT_SECRET.as_bytes().to_vec(),
+    let sign_in = sign_in.then(|| dev::web::DevSignIn {
+        secret: kit::token::DEV_JWT_SECRET.as_bytes().to_vec(),
         issuer: None,
         audience: None,
     });
-    let router =
-        local::dev_app(app.state.clone(), &CorsOrigins::None, Arc::default(), local::web::router(&dir, sign_in));
+    let router = dev::dev_app(app.state.clone(), &CorsOrigins::None, Arc::default(), dev::web::router(&dir, sign_in));
     (TestApp { router, ..app }, dir)
 }
 
@@ -78,8 +77,8 @@ async fn dev_sign_in_signs_a_token_the_api_accepts() {
 #[tokio::test]
 async fn the_demo_catalog_is_added_once() {
     let app = TestApp::new().await;
-    assert_eq!(local::web::seed_characters(&app.state.catalog).await.unwrap(), 5);
-    assert_eq!(local::web::seed_characters(&app.state.catalog).await.unwrap(), 0);
+    assert_eq!(dev::web::seed_characters(&app.state.catalog).await.unwrap(), 5);
+    assert_eq!(dev::web::seed_characters(&app.state.catalog).await.unwrap(), 0);
     let user = app.user();
     let page = app.get(&user, "/v1/characters?sort=new&limit=50").await.expect(200).body;
     assert_eq!(page["total"], 5);

@@ -16,7 +16,7 @@ use shared::error::ApiError;
 use shared::store::StoreError;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::token::{TokenRequest, mint};
+use kit::token::{TokenRequest, mint};
 
 /// A dev token lives a day, like `mint-token`'s.
 const DEV_TOKEN_TTL_SECS: i64 = 24 * 3600;
@@ -47,7 +47,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(dir: &Path, sign_in: Option<DevS
 pub fn web_dir() -> PathBuf {
     std::env::var_os("WEB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/dist"))
 }
 
 #[derive(Deserialize)]
@@ -87,7 +87,7 @@ async fn dev_token(
     Ok(Json(TokenAnswer { token, expires_in: DEV_TOKEN_TTL_SECS }))
 }
 
-/// The demo characters (`local/seed/characters.json`): created when missing, left alone when an
+/// The demo characters (`tools/dev/seed/characters.json`): created when missing, left alone when an
 /// id exists (an admin may have changed it). Answers how many were created.
 pub async fn seed_characters(catalog: &Catalog) -> Result<usize, SeedError> {
     let characters: Vec<CreateCharacter> = serde_json::from_str(include_str!("../seed/characters.json"))?;
@@ -104,7 +104,7 @@ pub async fn seed_characters(catalog: &Catalog) -> Result<usize, SeedError> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeedError {
-    #[error("local/seed/characters.json is not a list of characters")]
+    #[error("tools/dev/seed/characters.json is not a list of characters")]
     Parse(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] StoreError),

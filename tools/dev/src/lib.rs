@@ -1,15 +1,11 @@
-//! Local development and test support: the whole API as one router, tables created from
-//! `template.yaml`, DynamoDB Local started on demand, and dev tokens.
+//! The dev server: the whole API as one router (`all_routes()`, which the tests and the OpenAPI
+//! document use too), the socket with an in-memory hub, the web app and its dev sign-in, and the
+//! DynamoDB Streams reader that feeds the fan-out. What it starts (DynamoDB Local, the model, the
+//! tables) is `kit`'s.
 
-pub mod dynamodb_local;
-pub mod events;
 pub mod hub;
-pub mod local_model;
 pub mod openapi;
 pub mod streams;
-pub mod tables;
-pub mod template;
-pub mod token;
 pub mod web;
 pub mod ws;
 

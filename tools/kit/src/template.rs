@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 use serde_norway::Value;
 
 /// The SAM template, embedded at build time.
-pub const TEMPLATE: &str = include_str!("../../template.yaml");
+pub const TEMPLATE: &str = include_str!("../../../template.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {

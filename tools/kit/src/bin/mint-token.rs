@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use local::token::{DEV_JWT_SECRET, TokenRequest, mint};
+use kit::token::{DEV_JWT_SECRET, TokenRequest, mint};
 
 const USAGE: &str = "usage: mint-token <user-id> [--ttl SECONDS] [--admin]";
 

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use local::template::{self, TEMPLATE};
+use kit::template::{self, TEMPLATE};
 use serde_json::Value;
 
 fn main() -> ExitCode {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use local::hub::LocalHub;
+use dev::hub::LocalHub;
 use secrecy::ExposeSecret;
 use shared::config::{Config, JwtKey, LlmConfig};
 use shared::realtime::Realtime;
@@ -23,10 +23,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let _model = match (&config.llm, std::env::var("LLM_PROVIDER").as_deref()) {
         (None, Err(_)) => {
             tracing::info!("starting the local model (SmolLM2-135M-Instruct on llama.cpp)");
-            let model = local::local_model::start(4)?;
+            let model = kit::local_model::start(4)?;
             tracing::info!(base_url = %model.base_url, "local model ready");
             // Each of the server's slots has 2048 tokens of context.
-            let mut llm = LlmConfig::openai(&model.base_url, local::local_model::MODEL_ALIAS);
+            let mut llm = LlmConfig::openai(&model.base_url, kit::local_model::MODEL_ALIAS);
             llm.context_tokens = 2048;
             llm.max_tokens = 512;
             config.llm = Some(shared::config::tune_llm_from_env(llm)?);
@@ -35,14 +35,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
         _ => None,
     };
     let sdk_config = aws_config_from_env().await;
-    let created = local::tables::create_tables(&shared::store::client(&sdk_config), &config.tables).await?;
+    let created = kit::tables::create_tables(&shared::store::client(&sdk_config), &config.tables).await?;
     for table in created {
         tracing::info!(table, "created table from template.yaml");
     }
     let state = AppState::from_env(&config).await?;
-    let seeded = local::web::seed_characters(&state.catalog).await?;
+    let seeded = dev::web::seed_characters(&state.catalog).await?;
     if seeded > 0 {
-        tracing::info!(seeded, "added the demo characters (local/seed/characters.json)");
+        tracing::info!(seeded, "added the demo characters (tools/dev/seed/characters.json)");
     }
     // The chat socket's connections, and the stream reader that fans the tables' changes out to
     // them: the same fan-out code the `fanout` function runs on AWS.
@@ -50,24 +50,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let streams_endpoint =
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS").or_else(|_| std::env::var("AWS_ENDPOINT_URL_DYNAMODB")).ok();
     let realtime = Realtime::new(state.clone(), hub.clone());
-    let _followers = local::streams::follow(&sdk_config, streams_endpoint.as_deref(), &config.tables, realtime).await?;
+    let _followers = dev::streams::follow(&sdk_config, streams_endpoint.as_deref(), &config.tables, realtime).await?;
     let port: u16 = std::env::var("PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
-    let web_dir = local::web::web_dir();
+    let web_dir = dev::web::web_dir();
     if !web_dir.join("index.html").exists() {
         tracing::warn!(dir = %web_dir.display(), "the web app is not built (scripts/dev.sh builds it): / answers 404");
     }
     // Dev sign-in only while the server checks tokens with a shared secret it can sign with.
     let sign_in = match &config.auth.key {
-        JwtKey::Hs256Secret(secret) => Some(local::web::DevSignIn {
+        JwtKey::Hs256Secret(secret) => Some(dev::web::DevSignIn {
             secret: secret.expose_secret().to_vec(),
             issuer: config.auth.issuer.clone(),
             audience: config.auth.audience.clone(),
         }),
         _ => None,
     };
-    let app = local::dev_app(state, &config.cors, hub, local::web::router(&web_dir, sign_in));
+    let app = dev::dev_app(state, &config.cors, hub, dev::web::router(&web_dir, sign_in));
     tracing::info!(%address, "serving the chat API and the web app");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -24,10 +24,10 @@ pub struct DynamoDbLocal {
     pub endpoint: String,
 }
 
-/// The workspace root (this crate sits one level below it).
+/// The workspace root (this crate sits two levels below it, in `tools/kit`).
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+    manifest.ancestors().nth(2).map(PathBuf::from).unwrap_or(manifest)
 }
 
 /// `AWS_ENDPOINT_URL_DYNAMODB` when it is set, else a DynamoDB Local started for this process.
