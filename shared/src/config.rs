@@ -74,13 +74,21 @@ pub fn limits_from_env() -> Result<LimitsConfig, ConfigError> {
 
 pub use llm::{LlmConfig, LlmProvider};
 
-/// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS` and `LLM_CONTEXT_MESSAGES` where
-/// set, over `config`.
+/// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS`, `LLM_CONTEXT_MESSAGES`,
+/// `LLM_REPLY_TIMEOUT_SECS` and `REPLY_LEASE_SECS` where set, over `config`.
 pub fn tune_llm_from_env(mut config: LlmConfig) -> Result<LlmConfig, ConfigError> {
     config.timeout_secs = number("LLM_TIMEOUT_SECS", config.timeout_secs)?;
     config.context_tokens = number("LLM_CONTEXT_TOKENS", config.context_tokens)?;
     config.max_tokens = number("LLM_MAX_TOKENS", config.max_tokens)?;
     config.context_messages = number("LLM_CONTEXT_MESSAGES", config.context_messages)?;
+    config.reply_timeout_secs = number("LLM_REPLY_TIMEOUT_SECS", config.reply_timeout_secs)?;
+    config.lease_secs = number("REPLY_LEASE_SECS", config.lease_secs)?;
+    if !(3..=60).contains(&config.lease_secs) {
+        return Err(ConfigError::Invalid { name: "REPLY_LEASE_SECS", reason: "must be 3 to 60" });
+    }
+    if config.reply_timeout_secs == 0 {
+        return Err(ConfigError::Invalid { name: "LLM_REPLY_TIMEOUT_SECS", reason: "must be positive" });
+    }
     if !(1..=100).contains(&config.context_messages) {
         return Err(ConfigError::Invalid { name: "LLM_CONTEXT_MESSAGES", reason: "must be 1 to 100" });
     }

@@ -58,7 +58,7 @@ impl AppState {
     ) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock.clone());
         let catalog = Catalog::new(store.clone(), clock.clone(), config.runtime);
-        let mut chat = Chat::new(store.clone(), catalog.clone());
+        let mut chat = Chat::new(store.clone(), catalog.clone(), clock.clone());
         if let Some(llm) = &config.llm {
             chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
         }

@@ -1,7 +1,8 @@
 //! The hourly job: its own function (its own timeout and role) on EventBridge's schedule. It does
 //! the chores the limits table lists for each day (`Store::run_chores`: subscriptions, usage days,
 //! meters, and the retention sweeps of sessions whose messages or memories were hidden) within
-//! the time the invocation has, and leaves the rest to the next run.
+//! the time the invocation has, and leaves the rest to the next run. First it ends the replies
+//! whose generator is gone and that no reader met (`Chat::end_interrupted_replies`).
 
 use std::time::Duration;
 
@@ -30,10 +31,13 @@ fn time_left(deadline_ms: u64) -> Duration {
 pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value, lambda_runtime::Error> {
     let remaining = time_left(event.context.deadline);
     let budget = remaining.saturating_sub(SAFETY_MARGIN.min(remaining / 5)).min(MAX_JOB_TIME);
-    let report = state.store.run_chores(budget).await.map_err(|error| {
+    let started = std::time::Instant::now();
+    let failed = |error| {
         tracing::error!(error = %error, "hourly job failed; the next run retries");
         error
-    })?;
+    };
+    let leases = state.chat.end_interrupted_replies(budget / 5).await.map_err(failed)?;
+    let report = state.store.run_chores(budget.saturating_sub(started.elapsed())).await.map_err(failed)?;
     tracing::info!(
         subscriptions_expired = report.subscriptions_expired,
         usage_days_finalized = report.usage_days_finalized,
@@ -41,10 +45,14 @@ pub async fn handle(state: AppState, event: LambdaEvent<Value>) -> Result<Value,
         sessions_swept = report.sessions_swept,
         messages_expired = report.messages_expired,
         memories_expired = report.memories_expired,
-        finished = report.finished,
+        replies_interrupted = leases.replies_interrupted,
+        finished = report.finished && leases.finished,
         "hourly job done"
     );
-    Ok(serde_json::to_value(report)?)
+    let mut answer = serde_json::to_value(report)?;
+    answer["replies_interrupted"] = leases.replies_interrupted.into();
+    answer["finished"] = (answer["finished"].as_bool().unwrap_or(false) && leases.finished).into();
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -326,6 +326,7 @@ mod tests {
             is_regenerated: false,
             error: None,
             rev: seq,
+            lease: None,
         }
     }
 

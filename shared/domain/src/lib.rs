@@ -39,7 +39,7 @@ pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
 };
 pub use self::message::{
-    Change, Changes, Content, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,
+    Change, Changes, Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,
     ReplyError, Role, Seq, Usage, preview_of,
 };
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};

@@ -340,6 +340,7 @@ impl Message {
             is_regenerated: false,
             error: None,
             rev,
+            lease: None,
         }
     }
 }
@@ -388,6 +389,37 @@ pub struct Message {
     /// The session revision of this message's latest change (its append, edit or end); a
     /// streaming reply's checkpoints leave it.
     pub rev: u64,
+    /// A streaming reply's lease, as stored; never in the API.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub lease: Option<Lease>,
+}
+
+/// A streaming reply's lease: its generator renews it with every write (a checkpoint, or a
+/// renewal when there is nothing new to store). A reply whose lease has passed has lost its
+/// generator — the process died, or Lambda ended the invocation — and whoever meets it ends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// When the generator last wrote (the append, for a reply that has not written yet).
+    pub renewed_at: Timestamp,
+    /// The quota day the turn's `user` message counted a unit in, if it did: a reply ended
+    /// without any text gives it back.
+    pub counted_in: Option<String>,
+}
+
+impl Lease {
+    /// Whether a lease of `length` renewed at `renewed_at` has passed at `now`.
+    pub fn expired(&self, now: Timestamp, length: std::time::Duration) -> bool {
+        self.renewed_at.plus(length) < now
+    }
+}
+
+impl Message {
+    /// Whether this is a reply whose generator is gone before its end (it is streaming, or was
+    /// cancelled and its generator never stored the end): its lease of `length` passed.
+    pub fn lease_expired(&self, now: Timestamp, length: std::time::Duration) -> bool {
+        self.lease.as_ref().is_some_and(|lease| lease.expired(now, length))
+    }
 }
 
 /// One change of a session's log, as the change feed returns it.
@@ -434,4 +466,24 @@ pub fn preview_of(content: &str) -> String {
     use unicode_segmentation::UnicodeSegmentation as _;
     const PREVIEW_GRAPHEMES: usize = 120;
     content.graphemes(true).take(PREVIEW_GRAPHEMES).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_lease_passes_after_its_length_and_only_on_an_unfinished_reply() {
+        let at: Timestamp = "2026-12-01T10:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
+        let content = Content::parse("hi".to_owned()).unwrap_or_else(|_| unreachable!());
+        let mut reply = Message::greeting(SessionId::generate(), content, at, 1);
+        let lease = Duration::from_secs(30);
+        assert!(!reply.lease_expired(at.plus(Duration::from_secs(3600)), lease), "no lease: an ended message");
+        reply.status = MessageStatus::Streaming;
+        reply.lease = Some(Lease { renewed_at: at, counted_in: None });
+        assert!(!reply.lease_expired(at.plus(Duration::from_secs(30)), lease), "at its length it still holds");
+        assert!(reply.lease_expired(at.plus(Duration::from_secs(31)), lease));
+    }
 }

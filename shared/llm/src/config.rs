@@ -32,6 +32,13 @@ pub struct LlmConfig {
     /// The newest messages a reply's context starts from, before trimming to the window
     /// (`LLM_CONTEXT_MESSAGES`, 1 to 100, default 8).
     pub context_messages: u32,
+    /// The most a reply may take from its start to its end (`LLM_REPLY_TIMEOUT_SECS`, default
+    /// 120). A reply that reaches it ends `incomplete` with `finish_reason: "timeout"` and the
+    /// text it has; on AWS each function sets it below its own timeout.
+    pub reply_timeout_secs: u64,
+    /// A streaming reply's lease (`REPLY_LEASE_SECS`, 3 to 60, default 30): its generator renews
+    /// it at least every third of it; a reply whose lease passed is ended by whoever meets it.
+    pub lease_secs: u64,
 }
 
 impl LlmConfig {
@@ -46,6 +53,8 @@ impl LlmConfig {
             context_tokens: 8192,
             max_tokens: 1024,
             context_messages: 8,
+            reply_timeout_secs: 120,
+            lease_secs: 30,
         }
     }
 }

@@ -44,7 +44,7 @@ pub use self::erasure::Erasure;
 pub use self::export::ExportPage;
 pub use self::limits::ChoreReport;
 pub use self::memories::{MAX_PER_SCOPE, MemoryPage, RankedMemory};
-pub use self::messages::{Appended, Checkpoint, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};
+pub use self::messages::{Appended, Checkpoint, LeasedReply, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};
 pub use self::sessions::ChatClaim;
 
 type Source = Box<dyn StdError + Send + Sync>;

@@ -120,6 +120,13 @@ pub(crate) mod messages {
     pub const REV: &str = "rev";
     /// Set once a message is deleted or hidden: TTL removes it after the retention period.
     pub const EXPIRES_AT: &str = "expires_at";
+    /// Streaming replies, for the hourly job to end those whose generator is gone: sparse (its
+    /// keys exist only while a reply streams), keys only.
+    pub const BY_LEASE: &str = "by_lease";
+    /// One of `LEASE_SHARDS` partitions (`0`…), from the session id.
+    pub const LEASE_SHARD: &str = "lease_shard";
+    /// The reply's user: ending it writes the user's session and meter.
+    pub const LEASE_USER: &str = "lease_user";
 }
 
 pub(crate) mod memories {
@@ -186,7 +193,12 @@ pub const MESSAGES: TableLayout = TableLayout {
     logical_id: "MessagesTable",
     partition_key: (messages::SESSION_ID, KeyType::S),
     sort_key: Some((messages::SEQ, KeyType::N)),
-    indexes: &[],
+    indexes: &[IndexLayout {
+        name: messages::BY_LEASE,
+        partition_key: (messages::LEASE_SHARD, KeyType::S),
+        sort_key: (messages::LEASE_USER, KeyType::S),
+        projection: Projection::KeysOnly,
+    }],
     // Local, so the feed reads it strongly consistent; keys only, so a streaming reply's
     // checkpoints (which leave `rev`) cost it nothing.
     local_indexes: &[IndexLayout {

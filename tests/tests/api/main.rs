@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod faults;
 mod jwks;
+mod leases;
 mod limits;
 mod me;
 mod memories;

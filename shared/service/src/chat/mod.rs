@@ -13,12 +13,12 @@ mod reply;
 
 use std::sync::Arc;
 
+pub use self::reply::{LeaseReport, Progress, ReplyFailure, ReplyOptions, Turn};
 use self::reply::{LiveReplies, Replies};
-pub use self::reply::{Progress, ReplyFailure, ReplyOptions, Turn};
 use crate::catalog::Catalog;
 use domain::{
-    Changes, Character, CharacterId, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor, Gate,
-    Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,
+    Changes, Character, CharacterId, Clock, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor,
+    Gate, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,
     SessionFilter, SessionId, SystemPrompt, Title, UserId,
 };
 use llm::LlmConfig;
@@ -35,6 +35,7 @@ pub struct Chat {
     session_characters: Arc<Hints<SessionId, Option<CharacterId>>>,
     /// The model replies come from; `None` when none is configured.
     replies: Option<Arc<Replies>>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Only the user's own words can be rewritten: an assistant's, system's or tool's message stays
@@ -65,8 +66,8 @@ fn dress(new: &mut NewSession, character: &Character) {
 }
 
 impl Chat {
-    pub fn new(store: Store, catalog: Catalog) -> Self {
-        Self { store, catalog, session_characters: Arc::default(), replies: None }
+    pub fn new(store: Store, catalog: Catalog, clock: Arc<dyn Clock>) -> Self {
+        Self { store, catalog, session_characters: Arc::default(), replies: None, clock }
     }
 
     /// This service with replies from `model`, configured by `config`.
@@ -239,8 +240,10 @@ impl Chat {
         self.store.changes(user, session_id, after_rev, limit).await
     }
 
+    /// One message; a reply whose lease passed is ended first (see `reply::lease`).
     pub async fn message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, StoreError> {
-        self.store.get_message(user, session_id, seq).await
+        let message = self.store.get_message(user, session_id, seq).await?;
+        self.unstuck(user, message).await
     }
 
     pub async fn edit(

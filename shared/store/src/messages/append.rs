@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem};
 
 use super::item::{DEDUPE_KEY, message_item, stored_messages};
+use super::reply::lease_keys;
 use super::{Appended, LogHead};
 use crate::item::{Item, s};
 use crate::limits::meter_from_item;
@@ -108,7 +109,12 @@ impl Store {
                 }
             };
             let now = self.now();
-            let stored = stored_messages(session_id, &messages, head.last_seq, head.rev + 1, now, &self.limits.prices);
+            let counted_in = (write.is_some() && limits.counts_quota()).then(|| limits.window.day.clone());
+            let mut stored =
+                stored_messages(session_id, &messages, head.last_seq, head.rev + 1, now, &self.limits.prices);
+            for lease in stored.iter_mut().filter_map(|message| message.lease.as_mut()) {
+                lease.counted_in = counted_in.clone();
+            }
             match self.try_append(user, session_id, &stored, head, idempotency, write.as_deref(), now).await? {
                 Ok(()) => {
                     let next = LogHead { last_seq: head.last_seq + stored.len() as u64, rev: head.rev + 1 };
@@ -116,7 +122,6 @@ impl Store {
                     if let Some(write) = &write {
                         self.limit_caches.remember_meter(user, &write.next);
                     }
-                    let counted_in = (write.is_some() && limits.counts_quota()).then(|| limits.window.day.clone());
                     return Ok(Appended {
                         messages: stored,
                         replayed: false,
@@ -201,6 +206,9 @@ impl Store {
         let mut items = vec![TransactWriteItem::builder().update(session_update).build()];
         for (index, message) in stored.iter().enumerate() {
             let mut item = message_item(message)?;
+            if message.lease.is_some() {
+                item.extend(lease_keys(user, session_id));
+            }
             // The append's key, on its first message: erasure finds the idempotency record by it.
             if let (0, Some(idempotency)) = (index, idempotency) {
                 item.insert(DEDUPE_KEY.to_owned(), s(idempotency.key.as_str()));

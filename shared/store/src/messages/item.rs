@@ -9,7 +9,7 @@ use crate::schema::{
     messages::{SEQ, SESSION_ID},
 };
 use domain::{
-    Content, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage, Payload,
+    Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage, Payload,
     ReplyError, Seq, SessionId, Timestamp, Usd,
 };
 
@@ -55,6 +55,9 @@ pub(super) const WRITTEN_AT: &str = "written_at";
 /// Set by the write that ends a generated reply: nothing changes the reply after it.
 pub(super) const FINISHED_AT: &str = "finished_at";
 
+/// On a streaming reply: the quota day its turn counted a unit in (see `Lease`).
+pub(super) const COUNTED_IN: &str = "counted_in";
+
 pub(super) fn message_key(session: SessionId, seq: Seq) -> Item {
     Item::from([(SESSION_ID.to_owned(), s(session.to_string())), (SEQ.to_owned(), n(seq))])
 }
@@ -97,6 +100,13 @@ struct MessageItem {
     /// Absent only on items written before the change feed.
     #[serde(default)]
     rev: u64,
+    /// A generated reply's last write: its lease while it streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    counted_in: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,6 +173,9 @@ impl From<&Message> for MessageItem {
             variant: (message.variant > 1 || message.model.is_some()).then_some(message.variant),
             error: message.error.as_ref().map(ErrorItem::from),
             rev: message.rev,
+            written_at: message.lease.as_ref().map(|lease| lease.renewed_at.to_string()),
+            finished_at: None,
+            counted_in: message.lease.as_ref().and_then(|lease| lease.counted_in.clone()),
         }
     }
 }
@@ -202,6 +215,25 @@ impl TryFrom<Item> for StoredMessage {
             })
             .transpose()?;
         let variant = stored.variant.unwrap_or(1).max(1);
+        let created_at: Timestamp = stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?;
+        let status: MessageStatus =
+            stored.status.as_deref().map(str::parse).transpose().map_err(|_| corrupt("status"))?.unwrap_or_default();
+        // A generated reply that has not ended (streaming, or cancelled before its generator's
+        // end) holds a lease.
+        let unfinished = stored.model.is_some()
+            && stored.finished_at.is_none()
+            && matches!(status, MessageStatus::Streaming | MessageStatus::Cancelled);
+        let lease = match (unfinished, stored.written_at) {
+            (false, _) => None,
+            (true, written_at) => Some(Lease {
+                renewed_at: written_at
+                    .map(|at| at.parse())
+                    .transpose()
+                    .map_err(|_| corrupt(WRITTEN_AT))?
+                    .unwrap_or(created_at),
+                counted_in: stored.counted_in,
+            }),
+        };
         let message = Message {
             id: MessageId::parse(&stored.id).ok_or_else(|| corrupt(ID))?,
             session_id: stored.session_id.parse().map_err(|_| corrupt(SESSION_ID))?,
@@ -224,15 +256,9 @@ impl TryFrom<Item> for StoredMessage {
                     })
                 })
                 .transpose()?,
-            created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
+            created_at,
             edited_at: stored.edited_at.map(|at| at.parse()).transpose().map_err(|_| corrupt(EDITED_AT))?,
-            status: stored
-                .status
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|_| corrupt("status"))?
-                .unwrap_or_default(),
+            status,
             stop_reason: stored.stop_reason,
             model: stored.model,
             variant,
@@ -245,6 +271,7 @@ impl TryFrom<Item> for StoredMessage {
                 retry_after: error.retry_after,
             }),
             rev: stored.rev,
+            lease,
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
     }
@@ -283,6 +310,8 @@ pub(super) fn stored_messages(
             is_regenerated: false,
             error: None,
             rev,
+            // A reply's lease starts with its append; `counted_in` is the append's to fill.
+            lease: new.reply.is_some().then_some(Lease { renewed_at: now, counted_in: None }),
         })
         .collect()
 }
@@ -331,6 +360,7 @@ mod tests {
                 retry_after: None,
             }),
             rev: 9,
+            lease: None,
         };
         let item = message_item(&message).unwrap_or_else(|_| unreachable!());
         assert_eq!(item.get("seq"), Some(&AttributeValue::N("7".to_owned())));
@@ -344,6 +374,21 @@ mod tests {
         let stored = StoredMessage::try_from(item.clone()).unwrap_or_else(|_| unreachable!());
         assert_eq!(stored.message, message);
         assert!(!stored.deleted);
+
+        // A streaming reply keeps its lease: when it was renewed, the day its turn counted in.
+        let lease = Lease { renewed_at: now, counted_in: Some("2026-12-01".to_owned()) };
+        let streaming = Message {
+            status: MessageStatus::Streaming,
+            error: None,
+            usage: None,
+            stop_reason: None,
+            lease: Some(lease.clone()),
+            ..message
+        };
+        let leased = message_item(&streaming).unwrap_or_else(|_| unreachable!());
+        assert_eq!(leased.get("counted_in"), Some(&AttributeValue::S("2026-12-01".to_owned())));
+        let stored = StoredMessage::try_from(leased).unwrap_or_else(|_| unreachable!());
+        assert_eq!(stored.message.lease, Some(lease));
 
         let mut broken = item.clone();
         broken.insert("seq".to_owned(), AttributeValue::N("0".to_owned()));

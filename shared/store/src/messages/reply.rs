@@ -16,21 +16,40 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::item::{
-    CONTENT, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, REV, STATUS, STOP_REASON, StoredMessage, USAGE, VARIANT,
-    WRITTEN_AT, error_value, message_item, message_key, usage_value,
+    CONTENT, COUNTED_IN, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, REV, STATUS, STOP_REASON, StoredMessage,
+    USAGE, VARIANT, WRITTEN_AT, error_value, message_item, message_key, usage_value,
 };
 use super::{LogHead, visible};
 use crate::item::{Item, n, s};
 use crate::limits::meter_from_item;
-use crate::schema::messages::{SEQ, SESSION_ID};
+use crate::schema::messages::{BY_LEASE, LEASE_SHARD, LEASE_USER, SEQ, SESSION_ID};
 use crate::sessions::{SummaryChange, last_message_of};
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Miss, Store, StoreError, condition_failed};
 use domain::{
-    Content, DayUsage, Message, MessageStatus, MessageUsage, MeterWrite, ReplyError, Role, Seq, SessionId, UserId,
+    Content, DayUsage, Lease, Message, MessageStatus, MessageUsage, MeterWrite, ReplyError, Role, Seq, SessionId,
+    Timestamp, UserId,
 };
 
 const MAX_ATTEMPTS: u32 = 20;
+
+/// How many partitions of `by_lease` streaming replies are spread over (by session), so that no
+/// partition takes every turn's write.
+const LEASE_SHARDS: u32 = 8;
+
+/// The `by_lease` keys a streaming reply carries until its end: the hourly job finds it by them.
+pub(super) fn lease_keys(user: &UserId, session_id: SessionId) -> [(String, AttributeValue); 2] {
+    let shard = session_id.to_string().bytes().fold(0u32, |hash, byte| hash.wrapping_mul(31).wrapping_add(byte.into()));
+    [(LEASE_SHARD.to_owned(), s((shard % LEASE_SHARDS).to_string())), (LEASE_USER.to_owned(), s(user.as_str()))]
+}
+
+/// A streaming reply the hourly job found in `by_lease`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedReply {
+    pub user: UserId,
+    pub session_id: SessionId,
+    pub seq: Seq,
+}
 
 /// What a checkpoint found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +70,9 @@ pub struct ReplyEnd {
     /// The quota window the turn's `user` message was counted in, when its unit is given back
     /// (the reply failed before any output).
     pub refund: Option<String>,
+    /// Only if the generator's last write is older than this: the end of a reply whose lease
+    /// passed, which must not overwrite a generator that is alive after all.
+    pub written_before: Option<Timestamp>,
 }
 
 fn variants_partition(session_id: SessionId, seq: Seq) -> String {
@@ -122,9 +144,13 @@ impl Store {
             message.stop_reason = if cancelled { Some("cancelled".to_owned()) } else { end.stop_reason.clone() };
             message.usage = end.usage.clone();
             message.error = if cancelled { None } else { end.error.clone() };
+            message.lease = None;
             let write = MeterWrite::settle(&meter, self.now(), &usage, end.refund.as_deref());
-            let mut items =
-                vec![TransactWriteItem::builder().update(self.reply_end_update(&message, cancelled)?).build()];
+            let mut items = vec![
+                TransactWriteItem::builder()
+                    .update(self.reply_end_update(&message, cancelled, end.written_before)?)
+                    .build(),
+            ];
             if let Some(write) = &write {
                 let (update, closed) = self.meter_items(user, write)?;
                 items.push(TransactWriteItem::builder().update(update).build());
@@ -194,14 +220,20 @@ impl Store {
         Err(StoreError::Unavailable("the reply's end could not be stored: retries exhausted".into()))
     }
 
-    fn reply_end_update(&self, message: &Message, cancelled: bool) -> Result<Update, StoreError> {
+    fn reply_end_update(
+        &self,
+        message: &Message,
+        cancelled: bool,
+        written_before: Option<Timestamp>,
+    ) -> Result<Update, StoreError> {
         let status = if cancelled { MessageStatus::Cancelled } else { MessageStatus::Streaming };
         let mut update = Update::builder()
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(message.session_id, message.seq)))
             .condition_expression(format!(
-                "#status = :was AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
-                generation_condition(message.variant)
+                "#status = :was AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at){}",
+                generation_condition(message.variant),
+                if written_before.is_some() { " AND #written_at < :written_before" } else { "" }
             ))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#content", CONTENT)
@@ -217,6 +249,9 @@ impl Store {
             .expression_attribute_values(":now", s(self.now().to_string()))
             .expression_attribute_names("#rev", REV)
             .expression_attribute_values(":rev", n(message.rev));
+        if let Some(at) = written_before {
+            update = update.expression_attribute_values(":written_before", s(at.to_string()));
+        }
         let mut sets = vec![
             "#content = :content",
             "#status = :status",
@@ -242,7 +277,15 @@ impl Store {
                 .expression_attribute_names("#error", ERROR)
                 .expression_attribute_values(":error", error_value(error)?);
         }
-        update.update_expression(format!("SET {}", sets.join(", "))).build().map_err(StoreError::internal)
+        // The reply leaves `by_lease`: it has ended.
+        let update = update
+            .expression_attribute_names("#lease_shard", LEASE_SHARD)
+            .expression_attribute_names("#lease_user", LEASE_USER)
+            .expression_attribute_names("#counted_in", COUNTED_IN);
+        update
+            .update_expression(format!("SET {} REMOVE #lease_shard, #lease_user, #counted_in", sets.join(", ")))
+            .build()
+            .map_err(StoreError::internal)
     }
 
     /// Stops a streaming reply: `cancelled`, with the text stored so far (the generator adds what
@@ -348,6 +391,7 @@ impl Store {
                 is_regenerated: true,
                 error: None,
                 rev: summary.next_rev(),
+                lease: Some(Lease { renewed_at: now, counted_in: None }),
                 ..old.clone()
             };
             let mut archived = message_item(&old)?;
@@ -362,12 +406,14 @@ impl Store {
                 .expression_attribute_names("#seq", SEQ)
                 .build()
                 .map_err(StoreError::internal)?;
+            let [(_, lease_shard), (_, lease_user)] = lease_keys(user, session_id);
             let restart = Update::builder()
                 .table_name(&self.tables.messages)
                 .set_key(Some(message_key(session_id, seq)))
                 .update_expression(
                     "SET #content = :empty, #status = :streaming, #variant = :next, #model = :model, #written_at = :now, \
-                     #rev = :rev REMOVE #usage, #stop_reason, #error, #finished_at, #edited_at",
+                     #rev = :rev, #lease_shard = :lease_shard, #lease_user = :lease_user \
+                     REMOVE #usage, #stop_reason, #error, #finished_at, #edited_at",
                 )
                 .condition_expression(format!(
                     "{} AND (attribute_not_exists(#status) OR #status <> :streaming) AND attribute_not_exists(#deleted_at)",
@@ -392,6 +438,10 @@ impl Store {
                 .expression_attribute_values(":variant", n(old.variant))
                 .expression_attribute_values(":model", s(model))
                 .expression_attribute_values(":now", s(now.to_string()))
+                .expression_attribute_names("#lease_shard", LEASE_SHARD)
+                .expression_attribute_names("#lease_user", LEASE_USER)
+                .expression_attribute_values(":lease_shard", lease_shard)
+                .expression_attribute_values(":lease_user", lease_user)
                 .build()
                 .map_err(StoreError::internal)?;
             summary.last_message = Some(Some(last_message_of(&next)));
@@ -483,6 +533,52 @@ impl Store {
             && stored_variant == variant
             && !item.contains_key(FINISHED_AT)
             && !item.contains_key(DELETED_AT))
+    }
+
+    /// Every reply in `by_lease`: those streaming now, and those whose generator died without
+    /// ending them. The index is eventually consistent: a reply that ended a moment ago may
+    /// still be listed (its read shows it ended).
+    pub async fn leased_replies(&self) -> Result<Vec<LeasedReply>, StoreError> {
+        let mut replies = Vec::new();
+        for shard in 0..LEASE_SHARDS {
+            let mut start: Option<Item> = None;
+            loop {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.messages)
+                    .index_name(BY_LEASE)
+                    .key_condition_expression("#shard = :shard")
+                    .expression_attribute_names("#shard", LEASE_SHARD)
+                    .expression_attribute_values(":shard", s(shard.to_string()))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for item in output.items() {
+                    let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok());
+                    let number = |name: &str| item.get(name).and_then(|value| value.as_n().ok());
+                    let reply = LeasedReply {
+                        user: text(LEASE_USER)
+                            .and_then(|user| UserId::parse(user))
+                            .ok_or_else(|| StoreError::corrupt("message", LEASE_USER))?,
+                        session_id: text(SESSION_ID)
+                            .and_then(|id| id.parse().ok())
+                            .ok_or_else(|| StoreError::corrupt("message", SESSION_ID))?,
+                        seq: number(SEQ)
+                            .and_then(|seq| seq.parse().ok())
+                            .and_then(Seq::new)
+                            .ok_or_else(|| StoreError::corrupt("message", SEQ))?,
+                    };
+                    replies.push(reply);
+                }
+                match output.last_evaluated_key {
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(replies)
     }
 
     /// A message as stored right now (strongly consistent), for following a reply; `None` once

@@ -12,7 +12,7 @@ use domain::{
     Content, Context, Message, MessageStatus, MessageUsage, QuotaState, ReplyError, Role, Usd, UserId, estimate_tokens,
 };
 use llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
-use store::{Checkpoint, ReplyEnd};
+use store::{Checkpoint, Miss, ReplyEnd, StoreError};
 
 use super::{CANCEL_CHECK, Generation, Progress, checkpoint_due};
 
@@ -69,7 +69,14 @@ pub(super) struct Generator {
     pub(super) chat: Chat,
     pub(super) user: UserId,
     pub(super) assistant: Message,
+    /// How long the model may be silent (its start, or between two pieces).
     pub(super) timeout: Duration,
+    /// When the reply must have ended, whatever the model does (`LLM_REPLY_TIMEOUT_SECS`).
+    pub(super) deadline: tokio::time::Instant,
+    /// The generator writes at least this often, renewing the reply's lease.
+    pub(super) renew_every: Duration,
+    /// Replies of the session whose lease passed, met in the context: ended beside this one.
+    pub(super) stale: Vec<Message>,
     pub(super) counted_in: Option<String>,
     pub(super) quota: Option<QuotaState>,
     pub(super) prompt_tokens: u64,
@@ -84,51 +91,103 @@ enum Outcome {
     Cancelled,
     /// The reply reached the content limit.
     Full,
+    /// The reply reached its time cap.
+    TimedOut,
+}
+
+/// The generator's writes so far.
+struct Writes {
+    /// Bytes of the text stored.
+    written: usize,
+    checkpoints: u32,
+    last_write: Instant,
+    /// The last write or read of the reply's item.
+    last_contact: Instant,
 }
 
 impl Generator {
-    pub(super) async fn run(self, model: Arc<dyn Model>, prompt: Prompt, too_long: bool) {
+    pub(super) async fn run(mut self, model: Arc<dyn Model>, prompt: Prompt, too_long: bool) {
         let mut text = String::new();
+        let stale = std::mem::take(&mut self.stale);
         let outcome = if too_long {
             Outcome::Failed(ModelError::ContextTooLong)
         } else {
-            self.stream(model.as_ref(), prompt, &mut text).await
+            // Replies the context met whose generator is gone end while this one starts.
+            let (outcome, ()) =
+                tokio::join!(self.stream(model.as_ref(), prompt, &mut text), self.chat.unstick_all(&self.user, stale));
+            outcome
         };
         self.end(text, outcome).await;
     }
 
-    async fn stream(&self, model: &dyn Model, prompt: Prompt, text: &mut String) -> Outcome {
-        let mut stream = tokio::select! {
-            started = tokio::time::timeout(self.timeout, model.stream(prompt)) => match started {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => return Outcome::Failed(error),
-                Err(_) => return Outcome::Failed(ModelError::Timeout),
-            },
-            () = self.cancel.notified() => return Outcome::Cancelled,
-        };
+    /// Between two pieces of the answer: renews the lease when the last write is old enough
+    /// (storing the text so far), else a second after the last contact reads the reply's status
+    /// to see a cancel from another instance. `Some` when the generation must stop.
+    async fn keep(&self, text: &str, writes: &mut Writes) -> Option<Outcome> {
         let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
-        let mut written = 0;
-        let mut checkpoints = 0;
-        let mut last_write = Instant::now();
-        let mut last_contact = Instant::now();
-        let mut deadline = tokio::time::Instant::now() + self.timeout;
+        if writes.last_write.elapsed() >= self.renew_every {
+            let content = Content::parse(text.to_owned()).ok()?;
+            return match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
+                Ok(Checkpoint::Saved) => {
+                    writes.written = text.len();
+                    writes.last_write = Instant::now();
+                    writes.last_contact = Instant::now();
+                    None
+                }
+                Ok(Checkpoint::Stopped) => Some(Outcome::Cancelled),
+                Err(error) => {
+                    tracing::warn!(error = %error, "lease renewal failed");
+                    None
+                }
+            };
+        }
+        if writes.last_contact.elapsed() >= CANCEL_CHECK {
+            writes.last_contact = Instant::now();
+            if let Ok(false) = self.chat.store.reply_generating(session_id, seq, variant).await {
+                return Some(Outcome::Cancelled);
+            }
+        }
+        None
+    }
+
+    async fn stream(&self, model: &dyn Model, prompt: Prompt, text: &mut String) -> Outcome {
+        let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
+        let now = Instant::now();
+        let mut writes = Writes { written: 0, checkpoints: 0, last_write: now, last_contact: now };
         let mut cancel_check = tokio::time::interval(CANCEL_CHECK);
         cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let start = tokio::time::timeout(self.timeout, model.stream(prompt));
+        tokio::pin!(start);
+        let mut stream = loop {
+            tokio::select! {
+                started = &mut start => match started {
+                    Ok(Ok(stream)) => break stream,
+                    Ok(Err(error)) => return Outcome::Failed(error),
+                    Err(_) => return Outcome::Failed(ModelError::Timeout),
+                },
+                () = self.cancel.notified() => return Outcome::Cancelled,
+                () = tokio::time::sleep_until(self.deadline) => return Outcome::TimedOut,
+                _ = cancel_check.tick() => {
+                    if let Some(outcome) = self.keep(text, &mut writes).await {
+                        return outcome;
+                    }
+                }
+            }
+        };
+        let mut silence = tokio::time::Instant::now() + self.timeout;
         loop {
             let next = tokio::select! {
-                next = tokio::time::timeout_at(deadline, stream.next()) => next,
+                next = tokio::time::timeout_at(silence, stream.next()) => next,
                 () = self.cancel.notified() => return Outcome::Cancelled,
+                () = tokio::time::sleep_until(self.deadline) => return Outcome::TimedOut,
                 _ = cancel_check.tick() => {
-                    if last_contact.elapsed() >= CANCEL_CHECK {
-                        last_contact = Instant::now();
-                        if let Ok(false) = self.chat.store.reply_generating(session_id, seq, variant).await {
-                            return Outcome::Cancelled;
-                        }
+                    if let Some(outcome) = self.keep(text, &mut writes).await {
+                        return outcome;
                     }
                     continue;
                 }
             };
-            deadline = tokio::time::Instant::now() + self.timeout;
+            silence = tokio::time::Instant::now() + self.timeout;
             let piece = match next {
                 Err(_) => return Outcome::Failed(ModelError::Timeout),
                 Ok(None) => return Outcome::Failed(ModelError::Unavailable("the stream ended early".into())),
@@ -144,14 +203,15 @@ impl Generator {
             }
             text.push_str(&piece);
             self.sender.send_replace(Progress::Streaming(text.clone()));
-            if last_write.elapsed() >= checkpoint_due(checkpoints) && text.len() > written {
+            let due = checkpoint_due(writes.checkpoints).min(self.renew_every);
+            if writes.last_write.elapsed() >= due && text.len() > writes.written {
                 let Ok(content) = Content::parse(text.clone()) else { return Outcome::Full };
                 match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
                     Ok(Checkpoint::Saved) => {
-                        written = text.len();
-                        checkpoints += 1;
-                        last_contact = Instant::now();
-                        last_write = Instant::now();
+                        writes.written = text.len();
+                        writes.checkpoints += 1;
+                        writes.last_contact = Instant::now();
+                        writes.last_write = Instant::now();
                     }
                     Ok(Checkpoint::Stopped) => return Outcome::Cancelled,
                     // A checkpoint is an optimisation of what followers see: the end stores all.
@@ -196,6 +256,23 @@ impl Generator {
                 estimate(true, self.prompt_tokens, output_tokens),
                 None,
             ),
+            Outcome::TimedOut if text.is_empty() => (
+                MessageStatus::Failed,
+                Some("timeout".to_owned()),
+                None,
+                Some(ReplyError {
+                    code: "llm_timeout".to_owned(),
+                    message: "the reply reached its time limit before any text".to_owned(),
+                    retryable: true,
+                    retry_after: None,
+                }),
+            ),
+            Outcome::TimedOut => (
+                MessageStatus::Incomplete,
+                Some("timeout".to_owned()),
+                estimate(true, self.prompt_tokens, output_tokens),
+                None,
+            ),
             Outcome::Cancelled => (
                 MessageStatus::Cancelled,
                 Some("cancelled".to_owned()),
@@ -212,15 +289,28 @@ impl Generator {
                 Some(reply_error(failure)),
             ),
         };
-        let refund =
-            if matches!(outcome, Outcome::Failed(_)) && text.is_empty() { self.counted_in.clone() } else { None };
+        let refund = if matches!(outcome, Outcome::Failed(_) | Outcome::TimedOut) && text.is_empty() {
+            self.counted_in.clone()
+        } else {
+            None
+        };
         let mut quota = self.quota;
         if let Some(quota) = quota.as_mut().filter(|quota| refund.is_some() && quota.limit >= 0) {
             quota.remaining = (quota.remaining + 1).min(quota.limit);
         }
         let content = Content::parse(text).unwrap_or_else(|_| assistant.content.clone());
-        let end = ReplyEnd { content, status, stop_reason, usage, error, refund };
-        let ended = match self.chat.store.finish_reply(&self.user, assistant, end.clone()).await {
+        let end = ReplyEnd { content, status, stop_reason, usage, error, refund, written_before: None };
+        let stored = match self.chat.store.finish_reply(&self.user, assistant, end.clone()).await {
+            // Ended by someone else meanwhile (its lease was taken for passed): as it is stored.
+            Err(StoreError::Miss(Miss::Replaced)) => {
+                match self.chat.store.reply_state(assistant.session_id, assistant.seq).await {
+                    Ok(Some(message)) => Ok(message),
+                    _ => Err(StoreError::Miss(Miss::Replaced)),
+                }
+            }
+            stored => stored,
+        };
+        let ended = match stored {
             Ok(message) => message,
             Err(failure) => {
                 tracing::error!(error = %failure, "the reply's end could not be stored");

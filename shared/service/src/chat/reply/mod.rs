@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
@@ -20,12 +20,14 @@ use domain::{
 };
 use llm::LlmConfig;
 use llm::{Model, ModelError};
-use store::{ReplyEnd, StoreError};
+use store::{Miss, ReplyEnd, StoreError};
 
 mod generator;
+mod lease;
 
 pub use self::generator::reply_error;
 use self::generator::{Generator, prompt_of};
+pub use self::lease::LeaseReport;
 
 /// The first checkpoint of a streaming reply is written this long after it starts (if its text
 /// grew); each later one waits this much longer than the one before: at 1 s, 3 s, 6 s, 10 s,
@@ -257,7 +259,7 @@ impl Chat {
             _ => return Err(StoreError::internal("a reply turn holds one or two messages").into()),
         };
         if appended.replayed {
-            let progress = self.follow_message(&assistant).await?;
+            let progress = self.follow_message(user, &assistant).await?;
             return Ok(Turn {
                 user_message,
                 assistant_message: assistant,
@@ -297,8 +299,19 @@ impl Chat {
         let character = self.admit(user, session_id).await?;
         let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
-        let assistant =
-            self.store.regenerate_reply(user, session_id, seq, &generation.model).await.map_err(super::worded)?;
+        let assistant = match self.store.regenerate_reply(user, session_id, seq, &generation.model).await {
+            // A reply whose generator is gone is ended first, then regenerated.
+            Err(StoreError::Miss(Miss::StillStreaming)) => {
+                let stuck = self.store.get_message(user, session_id, seq).await?;
+                if !stuck.lease_expired(self.clock.now(), self.lease()) {
+                    return Err(super::worded(StoreError::Miss(Miss::StillStreaming)).into());
+                }
+                self.unstuck(user, stuck).await?;
+                self.store.regenerate_reply(user, session_id, seq, &generation.model).await
+            }
+            regenerated => regenerated,
+        }
+        .map_err(super::worded)?;
         let context = self.context_parts(user, session_id, recent).await?;
         let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
         Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
@@ -313,11 +326,18 @@ impl Chat {
         seq: Seq,
     ) -> Result<(Message, watch::Receiver<Progress>), ReplyFailure> {
         let message = self.store.get_message(user, session_id, seq).await?;
-        let progress = self.follow_message(&message).await?;
+        let message = self.unstuck(user, message).await?;
+        let progress = self.follow_message(user, &message).await?;
         Ok((message, progress))
     }
 
-    async fn follow_message(&self, message: &Message) -> Result<watch::Receiver<Progress>, ReplyFailure> {
+    /// A follower elsewhere than the generator polls the stored reply; a reply whose lease
+    /// passes meanwhile is ended by it.
+    async fn follow_message(
+        &self,
+        user: &UserId,
+        message: &Message,
+    ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         if message.status.is_final() {
             return Ok(watch::channel(Progress::Ended(Box::new(message.clone()), None)).1);
         }
@@ -328,23 +348,21 @@ impl Chat {
             return Ok(live.progress);
         }
         let (sender, receiver) = watch::channel(Progress::Streaming(message.content.as_str().to_owned()));
-        let store = self.store.clone();
+        let chat = self.clone();
+        let user = user.clone();
         let (session_id, seq) = (message.session_id, message.seq);
-        let patience =
-            Duration::from_secs(self.replies.as_deref().map_or(25, |replies| replies.config.timeout_secs) + 30);
         tokio::spawn(async move {
-            let mut changed_at = Instant::now();
             let mut text = String::new();
             while !sender.is_closed() {
                 tokio::time::sleep(POLL_INTERVAL).await;
-                let Ok(Some(message)) = store.reply_state(session_id, seq).await else { continue };
-                if message.status.is_final() || changed_at.elapsed() > patience {
+                let Ok(Some(message)) = chat.store.reply_state(session_id, seq).await else { continue };
+                let Ok(message) = chat.unstuck(&user, message).await else { continue };
+                if message.status.is_final() {
                     let _ = sender.send(Progress::Ended(Box::new(message), None));
                     return;
                 }
                 if message.content.as_str() != text {
                     text = message.content.as_str().to_owned();
-                    changed_at = Instant::now();
                     let _ = sender.send(Progress::Streaming(text.clone()));
                 }
             }
@@ -396,6 +414,8 @@ impl Chat {
         let budget = self.context_budget(&generation)?;
         let mut context = context;
         context.messages.retain(|message| message.seq < assistant.seq);
+        let (now, lease) = (self.clock.now(), self.lease());
+        let stale = context.messages.iter().filter(|message| message.lease_expired(now, lease)).cloned().collect();
         let context = context.fit(budget);
         let too_long = context.token_estimate > budget;
         let prompt = prompt_of(&context, &generation);
@@ -405,6 +425,9 @@ impl Chat {
             user: user.clone(),
             assistant,
             timeout: Duration::from_secs(replies.config.timeout_secs),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(replies.config.reply_timeout_secs),
+            renew_every: lease / 3,
+            stale,
             counted_in,
             quota,
             prompt_tokens,
@@ -430,6 +453,7 @@ impl Chat {
             usage: None,
             error: Some(reply_error(error)),
             refund: counted_in,
+            written_before: None,
         };
         if let Err(error) = self.store.finish_reply(user, assistant, end).await {
             tracing::error!(error = %error, "a failed reply could not be stored as failed");
