@@ -7,6 +7,7 @@ mod changes;
 mod characters;
 mod common;
 mod cors;
+mod crash;
 mod errors;
 mod events;
 mod faults;

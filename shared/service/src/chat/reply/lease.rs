@@ -11,9 +11,9 @@ use crate::chat::Chat;
 use domain::{Message, MessageStatus, ReplyError, UserId};
 use store::{Miss, ReplyEnd, StoreError};
 
-/// The lease when no model is configured (a deployment that dropped its model still ends the
-/// replies it left streaming).
-const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The lease a process without the model's configuration judges by (the hourly job): the longest
+/// `REPLY_LEASE_SECS` allows, so it never takes a live reply for dead whatever the setting.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 /// What the hourly job's pass over `by_lease` did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
