@@ -740,9 +740,28 @@ export interface components {
         /** @description What the client sends on a chat socket (`{"event": …, "data": {…}}`; `ping` may omit `data`). */
         ClientEvent: {
             data: {
-                content: string;
-                /** @default null */
+                /**
+                 * @description The user's message (not blank); without it the model answers the log as it stands.
+                 * @default null
+                 */
+                content?: string | null;
+                /**
+                 * @description As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
+                 * @default null
+                 */
                 idempotency_key?: string | null;
+                /**
+                 * Format: uint32
+                 * @default null
+                 */
+                max_tokens?: number | null;
+                /** @default null */
+                model?: string | null;
+                /**
+                 * Format: float
+                 * @default null
+                 */
+                temperature?: number | null;
             };
             /** @constant */
             event: "send_message";
@@ -854,7 +873,7 @@ export interface components {
             memory_type: components["schemas"]["MemoryType"];
             session_id?: components["schemas"]["SessionId"] | null;
         };
-        /** @description `POST /v1/sessions/{id}/replies` */
+        /** @description `POST /v1/sessions/{id}/replies`, and the socket's `send_message`. */
         CreateReply: {
             /** @description The user's message, appended first; without it the model answers the log as it stands. */
             content?: string | null;
@@ -1375,7 +1394,11 @@ export interface components {
         } | {
             data: {
                 code: string;
+                /** @description The offending field, for `invalid_input` and `payload_too_large`. */
+                field?: string | null;
                 message: string;
+                /** @description The refusal's id, as an HTTP error's `request_id`: the server's logs carry it. */
+                request_id?: string | null;
             };
             /** @constant */
             event: "error";

@@ -14,6 +14,7 @@ use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use shared::ApiError;
 use shared::domain::{ClientEvent, Peer};
+use shared::error::with_request_id;
 use shared::realtime::{Connect, PROTOCOL, Realtime};
 use shared::store::{Store, StoreError};
 
@@ -39,7 +40,14 @@ pub struct Socket {
 
 impl Socket {
     /// One event of the WebSocket API.
+    /// Under API Gateway's request id: a refusal (a connect's body, a frame's `error` event)
+    /// carries it.
     pub async fn handle(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        let request_id = event.request_context.request_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        with_request_id(request_id, Box::pin(self.dispatch(event))).await
+    }
+
+    async fn dispatch(&self, event: ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
         let context = &event.request_context;
         let connection = context.connection_id.clone().unwrap_or_default();
         match context.route_key.as_deref().unwrap_or("$default") {

@@ -18,6 +18,7 @@ mod profile;
 mod realtime;
 mod refusal;
 mod reply;
+mod reply_request;
 mod session;
 mod time;
 
@@ -45,9 +46,10 @@ pub use self::message::{
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
 pub use self::page::{Cursor, Page, PageLimit};
 pub use self::profile::{DisplayName, Gender, Language, Profile, ProfileChanges, TelegramAccount};
-pub use self::realtime::{ClientEvent, Hidden, MAX_FRAME_BYTES, Peer, ProtocolError, ServerEvent};
+pub use self::realtime::{ClientEvent, Hidden, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Peer, ProtocolError, ServerEvent};
 pub use self::refusal::Refusal;
 pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
+pub use self::reply_request::{CreateReply, Regenerate, ReplyOptions};
 pub use self::session::{
     LastMessage, MOOD_PREFERENCES, Metadata, NewSession, RELATIONSHIP_TYPES, Session, SessionChanges, SessionFilter,
     SessionId, SessionStatus, Settings, Title, UserId,

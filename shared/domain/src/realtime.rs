@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Changes, Message, Seq, Session, SessionId, UserId};
+use super::{Change, Changes, CreateReply, Message, Seq, Session, SessionId, UserId};
 
 /// A connection whose credential and session were checked at connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,17 +16,34 @@ pub struct Peer {
     pub session: SessionId,
 }
 
-/// The largest frame API Gateway's WebSocket API delivers (32 KB); a larger one is replaced by a
-/// reference the client fetches.
+/// The largest frame API Gateway's WebSocket API takes (32 KB). The server sends none larger (a
+/// change that does not fit is replaced by a reference the client fetches) and answers a larger
+/// one from a client with an `error` event `payload_too_large`, the socket left open.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 
+/// The largest message API Gateway assembles from frames (128 KB); the dev server reads up to
+/// this too. A larger one closes the socket (code 1009), there as here.
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+
 /// What the client sends on a chat socket (`{"event": …, "data": {…}}`; `ping` may omit `data`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientEvent {
-    /// Exactly what `POST …/replies` does; the reply streams to every connection of the session.
+    /// Exactly what `POST …/replies` does — the same fields, the same checks (see
+    /// [`ClientEvent::reply`]); the reply streams to every connection of the session.
     SendMessage {
-        content: String,
+        /// The user's message (not blank); without it the model answers the log as it stands.
+        #[serde(default)]
+        content: Option<String>,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        #[schemars(range(min = 1, max = 4096))]
+        max_tokens: Option<u32>,
+        #[serde(default)]
+        #[schemars(range(min = 0.0, max = 2.0))]
+        temperature: Option<f32>,
+        /// As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
         #[serde(default)]
         idempotency_key: Option<String>,
     },
@@ -48,6 +65,16 @@ pub struct ProtocolError {
 }
 
 impl ClientEvent {
+    /// A `send_message` as the body `POST …/replies` takes, and its idempotency key.
+    pub fn reply(self) -> Option<(CreateReply, Option<String>)> {
+        match self {
+            Self::SendMessage { content, model, max_tokens, temperature, idempotency_key } => {
+                Some((CreateReply { content, model, max_tokens, temperature }, idempotency_key))
+            }
+            _ => None,
+        }
+    }
+
     /// Parses one text frame. `ping` may come without `data`.
     pub fn parse(frame: &str) -> Result<Self, ProtocolError> {
         let value: serde_json::Value =
@@ -163,7 +190,16 @@ pub enum ServerEvent {
     SessionUpdated { session_id: SessionId, rev: u64, session: Box<Session> },
     /// The same codes as HTTP (`daily_limit_exceeded`, `rate_limit`, `invalid_event`, …).
     #[serde(rename = "error")]
-    Error { code: String, message: String },
+    Error {
+        code: String,
+        message: String,
+        /// The refusal's id, as an HTTP error's `request_id`: the server's logs carry it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        /// The offending field, for `invalid_input` and `payload_too_large`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+    },
     /// The answer to `sync`: a page of the change feed (`GET …/changes`), cut to fit a frame.
     #[serde(rename = "changes")]
     Changes { session_id: SessionId, data: Vec<Change>, has_more: bool, next_after_rev: u64 },
@@ -241,7 +277,7 @@ impl ServerEvent {
 
     /// An `error` event for a frame that was not understood.
     pub fn invalid(error: ProtocolError) -> Self {
-        Self::Error { code: "invalid_event".to_owned(), message: error.message }
+        Self::Error { code: "invalid_event".to_owned(), message: error.message, request_id: None, field: None }
     }
 }
 
@@ -255,8 +291,20 @@ mod tests {
         assert_eq!(ClientEvent::parse(r#"{"event":"ping","data":{}}"#), Ok(ClientEvent::Ping));
         assert_eq!(
             ClientEvent::parse(r#"{"event":"send_message","data":{"content":"hi"}}"#),
-            Ok(ClientEvent::SendMessage { content: "hi".to_owned(), idempotency_key: None })
+            Ok(ClientEvent::SendMessage {
+                content: Some("hi".to_owned()),
+                model: None,
+                max_tokens: None,
+                temperature: None,
+                idempotency_key: None
+            })
         );
+        // Every field of `POST …/replies` is a field of `send_message`.
+        let frame = r#"{"event":"send_message","data":{"content":"hi","model":"m","max_tokens":9,"temperature":0.5,"idempotency_key":"k"}}"#;
+        let asked = ClientEvent::parse(frame).ok().and_then(ClientEvent::reply);
+        let body: Option<CreateReply> =
+            serde_json::from_str(r#"{"content":"hi","model":"m","max_tokens":9,"temperature":0.5}"#).ok();
+        assert_eq!(asked, body.map(|body| (body, Some("k".to_owned()))));
         assert_eq!(
             ClientEvent::parse(r#"{"event":"sync","data":{"after_rev":41}}"#),
             Ok(ClientEvent::Sync { after_rev: 41 })

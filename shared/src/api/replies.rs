@@ -1,49 +1,11 @@
 //! Replies API shapes: the request bodies, the JSON answer, and the Server-Sent Events' data.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::chat::ReplyOptions;
-use crate::domain::{Content, InputError, Message, QuotaState, ReplyError, Seq, Timestamp};
+use crate::domain::{Message, QuotaState, ReplyError, Seq, Timestamp};
 
-/// `POST /v1/sessions/{id}/replies`
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateReply {
-    /// The user's message, appended first; without it the model answers the log as it stands.
-    pub content: Option<String>,
-    /// One of `LLM_MODELS`; `LLM_MODEL` by default.
-    pub model: Option<String>,
-    /// At most `LLM_MAX_TOKENS` (the default).
-    #[schemars(range(min = 1, max = 4096))]
-    pub max_tokens: Option<u32>,
-    #[schemars(range(min = 0.0, max = 2.0))]
-    pub temperature: Option<f32>,
-}
-
-impl CreateReply {
-    pub fn parse(self) -> Result<(Option<Content>, ReplyOptions), InputError> {
-        let content = self.content.map(Content::written).transpose()?;
-        Ok((content, ReplyOptions { model: self.model, max_tokens: self.max_tokens, temperature: self.temperature }))
-    }
-}
-
-/// `POST /v1/sessions/{id}/messages/{seq}/regenerate`
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Regenerate {
-    pub model: Option<String>,
-    #[schemars(range(min = 1, max = 4096))]
-    pub max_tokens: Option<u32>,
-    #[schemars(range(min = 0.0, max = 2.0))]
-    pub temperature: Option<f32>,
-}
-
-impl From<Regenerate> for ReplyOptions {
-    fn from(body: Regenerate) -> Self {
-        Self { model: body.model, max_tokens: body.max_tokens, temperature: body.temperature }
-    }
-}
+pub use crate::domain::{CreateReply, Regenerate};
 
 /// The daily quota after a turn (-1: unlimited), as `X-RateLimit-*` give it.
 #[derive(Clone, Copy, Debug, Serialize, JsonSchema)]

@@ -38,6 +38,11 @@ pub struct Admin(pub Caller);
 pub enum AuthFailure {
     #[error("no credentials: send Authorization: Bearer <token> (or tma <initData>)")]
     Missing,
+    #[error(
+        "no credentials: a socket offers the subprotocol bearer.<token> (or tma.<initData, base64url>) beside chat.v1, \
+         or connects with ?token=… (or ?initData=…)"
+    )]
+    MissingOnSocket,
     #[error("unsupported authorization scheme: use Bearer or tma")]
     Scheme,
     #[error("the bearer token is not a well-formed JWT")]
@@ -79,7 +84,7 @@ impl AuthFailure {
     pub fn challenge(self) -> String {
         let scheme = if matches!(self, Self::Telegram | Self::TelegramOff) { "tma" } else { "Bearer" };
         match self {
-            Self::Missing => format!("{scheme} realm=\"chat-api\""),
+            Self::Missing | Self::MissingOnSocket => format!("{scheme} realm=\"chat-api\""),
             _ => format!("{scheme} realm=\"chat-api\", error=\"invalid_token\", error_description=\"{self}\""),
         }
     }

@@ -20,11 +20,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 
 use crate::AppState;
-use crate::chat::ReplyOptions;
+use crate::auth::AuthFailure;
 use crate::config::Runtime;
 pub use crate::domain::Peer;
-use crate::domain::{ClientEvent, Content, DedupeKey, PageLimit, ServerEvent, SessionId, UserId};
-use crate::error::ApiError;
+use crate::domain::{
+    ClientEvent, CreateReply, DedupeKey, MAX_FRAME_BYTES, PageLimit, ProtocolError, ServerEvent, SessionId, UserId,
+};
+use crate::error::{ApiError, current_request_id, with_request_id};
+use tracing::Instrument as _;
 
 /// The subprotocol the server speaks; a client that offers subprotocols offers this one.
 pub const PROTOCOL: &str = "chat.v1";
@@ -104,14 +107,43 @@ impl Realtime {
         let session = connect.session_id.as_deref().ok_or_else(|| ApiError::invalid("session_id", "is required"))?;
         let session: SessionId = session.parse().map_err(|_| ApiError::invalid("session_id", "is not a session id"))?;
         let authorization = connect.authorization()?;
-        let header = (!authorization.is_empty()).then_some(authorization.as_str());
-        let caller = self.state.auth.authenticate(header, self.state.clock.now()).await?;
+        if authorization.is_empty() {
+            return Err(ApiError::Unauthorized(AuthFailure::MissingOnSocket));
+        }
+        let caller = self.state.auth.authenticate(Some(&authorization), self.state.clock.now()).await?;
         self.state.chat.session(&caller.user_id, session, None).await?;
         Ok((caller.user_id, session))
     }
 
-    /// Answers one text frame from `peer`.
+    /// Answers one text frame from `peer`, under a request id of its own (unless the transport
+    /// gave it one): the id its refusals carry and its logs are kept under.
     pub async fn on_frame(&self, peer: &Peer, frame: &str) {
+        let request_id = current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let span = tracing::info_span!("frame", request_id = %request_id);
+        with_request_id(request_id, Box::pin(self.answer(peer, frame))).instrument(span).await;
+    }
+
+    /// A binary frame: the socket speaks JSON text.
+    pub async fn on_binary(&self, peer: &Peer) {
+        let error = ProtocolError { message: "frames are JSON text, not binary".to_owned() };
+        let request_id = current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        with_request_id(request_id, self.send(&peer.id, &ServerEvent::invalid(error))).await;
+    }
+
+    async fn answer(&self, peer: &Peer, frame: &str) {
+        if frame.len() > MAX_FRAME_BYTES {
+            let message = format!(
+                "a frame may hold at most {MAX_FRAME_BYTES} bytes (API Gateway's limit); this one holds {}",
+                frame.len()
+            );
+            let refusal = ServerEvent::Error {
+                code: "payload_too_large".to_owned(),
+                message,
+                request_id: None,
+                field: Some("frame".to_owned()),
+            };
+            return self.send(&peer.id, &refusal).await;
+        }
         match ClientEvent::parse(frame) {
             Err(error) => self.send(&peer.id, &ServerEvent::invalid(error)).await,
             Ok(ClientEvent::Ping) => self.send(&peer.id, &ServerEvent::Pong {}).await,
@@ -123,8 +155,9 @@ impl Realtime {
                     }
                 }
             }
-            Ok(ClientEvent::SendMessage { content, idempotency_key }) => {
-                if let Err(error) = self.send_message(peer, content, idempotency_key).await {
+            Ok(event @ ClientEvent::SendMessage { .. }) => {
+                let Some((reply, key)) = event.reply() else { return };
+                if let Err(error) = self.send_message(peer, reply, key).await {
                     self.send(&peer.id, &error_event(&error)).await;
                 }
             }
@@ -157,10 +190,10 @@ impl Realtime {
 
     /// Starts the reply (its refusals come back to the caller's connection) and streams it to
     /// every connection of the session in the background.
-    async fn send_message(&self, peer: &Peer, content: String, key: Option<String>) -> Result<(), ApiError> {
-        let content = Content::parse(content).map_err(ApiError::from)?;
+    async fn send_message(&self, peer: &Peer, reply: CreateReply, key: Option<String>) -> Result<(), ApiError> {
+        let (content, options) = reply.parse()?;
         let key = key.map(|key| DedupeKey::parse("idempotency_key", &key)).transpose()?;
-        let turn = self.state.chat.reply(&peer.user, peer.session, Some(content), ReplyOptions::default(), key).await?;
+        let turn = self.state.chat.reply(&peer.user, peer.session, content, options, key).await?;
         // A server streams it in a task of its own; on Lambda, whose process may stop once the
         // handler returns, it streams before the frame's invocation ends.
         let delivery = self.delivery.clone();
@@ -177,9 +210,20 @@ impl Realtime {
         self.send(connection, &error_event(error)).await;
     }
 
-    /// Posts one event to one connection.
+    /// Posts one event to one connection; a refusal carries the frame's request id.
     async fn send(&self, connection: &str, event: &ServerEvent) {
-        self.delivery.send(connection, event).await;
+        match event {
+            ServerEvent::Error { code, message, request_id: None, field } => {
+                let event = ServerEvent::Error {
+                    code: code.clone(),
+                    message: message.clone(),
+                    request_id: current_request_id(),
+                    field: field.clone(),
+                };
+                self.delivery.send(connection, &event).await
+            }
+            _ => self.delivery.send(connection, event).await,
+        };
     }
 }
 
@@ -187,5 +231,13 @@ impl Realtime {
 fn error_event(error: &ApiError) -> ServerEvent {
     error.log();
     let code = serde_json::to_value(error.code()).ok().and_then(|code| code.as_str().map(str::to_owned));
-    ServerEvent::Error { code: code.unwrap_or_else(|| "internal".to_owned()), message: error.to_string() }
+    ServerEvent::Error {
+        code: code.unwrap_or_else(|| "internal".to_owned()),
+        message: error.to_string(),
+        request_id: current_request_id(),
+        field: match error {
+            ApiError::InvalidInput { field, .. } => Some(field.clone()),
+            _ => None,
+        },
+    }
 }

@@ -112,7 +112,12 @@ fn the_socket_frames_are_what_the_document_describes() {
         ServerEvent::MessageTyping { session_id, is_typing: true },
         ServerEvent::MessageDelta { session_id, seq, text: "Hi".into() },
         ServerEvent::MessageComplete { session_id, seq, message_id: "m".into(), tokens_used: 3 },
-        ServerEvent::Error { code: "rate_limit".into(), message: "slow down".into() },
+        ServerEvent::Error {
+            code: "rate_limit".into(),
+            message: "slow down".into(),
+            request_id: Some("r-1".into()),
+            field: None,
+        },
         ServerEvent::Pong {},
     ];
     for event in sent {

@@ -377,3 +377,68 @@ async fn concurrent_chats_each_get_every_message_once() {
         assert_eq!(seen, (1..=MESSAGES).collect::<Vec<_>>(), "each message once, in order");
     }
 }
+
+/// `send_message` is `POST …/replies` over the socket: the same fields and the same checks. A
+/// blank or out-of-range request is an `invalid_input` error event naming its field, with nothing
+/// stored and no quota spent; a frame over 32 KB is `payload_too_large` and the socket stays
+/// open; every refusal carries a request id of its own; `max_tokens` and `temperature` bound
+/// the reply.
+#[tokio::test]
+async fn send_message_is_checked_as_post_replies_is() {
+    let app = TestApp::with_llm(local_llm(), quota(5)).await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "one door").await;
+    let mut socket = open(&base, &session, &user).await;
+    let big = "x".repeat(40 * 1024);
+    let mut request_ids = Vec::new();
+    for (data, code, field) in [
+        (json!({"content": ""}), "invalid_input", "content"),
+        (json!({"content": " \n\t "}), "invalid_input", "content"),
+        (json!({"content": "hi", "max_tokens": 0}), "invalid_input", "max_tokens"),
+        (json!({"content": "hi", "temperature": 3.0}), "invalid_input", "temperature"),
+        (json!({"content": big}), "payload_too_large", "32768"),
+    ] {
+        send(&mut socket, json!({"event": "send_message", "data": data})).await;
+        let event = next_direct(&mut socket).await;
+        assert_eq!((event["event"].as_str(), event["data"]["code"].as_str()), (Some("error"), Some(code)), "{event}");
+        let said = format!("{} {}", event["data"]["field"], event["data"]["message"]);
+        assert!(said.contains(field), "{event}");
+        let request_id = event["data"]["request_id"].as_str().expect("a request id").to_owned();
+        assert!(!request_ids.contains(&request_id), "one id per refusal");
+        request_ids.push(request_id);
+    }
+    send(&mut socket, json!({"event": "ping"})).await;
+    assert_eq!(next_direct(&mut socket).await["event"], "pong", "still open after the large frame");
+    let stored = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    assert_eq!(stored["last_seq"], 0, "nothing stored: {stored}");
+    assert_eq!(app.get(&user, "/v1/limits").await.body["messages_limit"]["used"], 0, "no quota spent");
+
+    let data = json!({"content": "Count from one to fifty.", "max_tokens": 8, "temperature": 0.0});
+    send(&mut socket, json!({"event": "send_message", "data": data})).await;
+    let events = until(&mut socket, typing_stopped).await;
+    let complete = events.iter().find(|event| event["event"] == "message.complete").expect("the reply completes");
+    let tokens = complete["data"]["tokens_used"].as_u64().unwrap();
+    assert!((1..=8).contains(&tokens), "max_tokens bounds the reply: {complete}");
+    let reply = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
+    assert_eq!(reply["stop_reason"], "length", "{reply}");
+}
+
+/// A connect without a credential is told how a socket sends one (a browser cannot set
+/// `Authorization` on a socket), with a request id like any refusal.
+#[tokio::test]
+async fn a_connect_without_a_credential_is_told_how_a_socket_sends_one() {
+    let app = TestApp::new().await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "no credential").await;
+    let Err(tungstenite::Error::Http(response)) =
+        tokio_tungstenite::connect_async(format!("{base}?session_id={session}")).await
+    else {
+        panic!("the connect was not refused over HTTP");
+    };
+    assert_eq!(response.status().as_u16(), 401);
+    let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
+    assert!(body["message"].as_str().unwrap().contains("bearer."), "{body}");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
+}

@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use shared::AppState;
-use shared::domain::{MAX_FRAME_BYTES, Peer, ProtocolError, ServerEvent};
+use shared::domain::{MAX_MESSAGE_BYTES, Peer};
+use shared::error::with_request_id;
 use shared::realtime::{Connect, Connections, PROTOCOL, Realtime};
 
 use crate::hub::LocalHub;
@@ -48,9 +49,13 @@ async fn connect(
         protocols,
     };
     match socket.realtime.authorize(&connect).await {
+        // Refused as the HTTP API refuses: the JSON error body, with a request id.
         Err(error) => {
-            error.log();
-            error.into_response()
+            with_request_id(uuid::Uuid::new_v4().to_string(), async {
+                error.log();
+                error.into_response()
+            })
+            .await
         }
         Ok((user, session)) => {
             let offered = connect.protocols.iter().any(|protocol| protocol == PROTOCOL);
@@ -58,8 +63,8 @@ async fn connect(
             let upgrade = upgrade
                 .read_buffer_size(READ_BUFFER)
                 .write_buffer_size(0)
-                .max_message_size(MAX_FRAME_BYTES)
-                .max_frame_size(MAX_FRAME_BYTES);
+                .max_message_size(MAX_MESSAGE_BYTES)
+                .max_frame_size(MAX_MESSAGE_BYTES);
             let upgrade = if offered { upgrade.protocols([PROTOCOL]) } else { upgrade };
             // Registered before the handshake's answer leaves: the client may act on that answer
             // at once (another device's frames then wait in the outbox, never pass it by).
@@ -86,10 +91,7 @@ async fn serve(socket: Socket, ws: WebSocket, peer: Peer, mut outbox: tokio::syn
     while let Some(Ok(message)) = incoming.next().await {
         match message {
             Message::Text(text) => socket.realtime.on_frame(&peer, text.as_str()).await,
-            Message::Binary(_) => {
-                let error = ProtocolError { message: "frames are JSON text, not binary".to_owned() };
-                let _ = socket.hub.post(&peer.id, ServerEvent::invalid(error).frame()).await;
-            }
+            Message::Binary(_) => socket.realtime.on_binary(&peer).await,
             Message::Close(_) => break,
             // axum answers pings itself.
             Message::Ping(_) | Message::Pong(_) => {}

@@ -13,9 +13,10 @@ mod reply;
 
 use std::sync::Arc;
 
-pub use self::reply::{LeaseReport, Progress, ReplyFailure, ReplyOptions, Turn};
+pub use self::reply::{LeaseReport, Progress, ReplyFailure, Turn};
 use self::reply::{LiveReplies, Replies};
 use crate::catalog::Catalog;
+pub use domain::ReplyOptions;
 use domain::{
     Changes, Character, CharacterId, Clock, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor,
     Gate, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,

@@ -71,9 +71,12 @@ impl Delivery {
                 Progress::Ended(message, _) => {
                     self.deltas(session_id, seq, &all_segments(message.content.as_str()), sent).await;
                     let end = match (&message.status, &message.error) {
-                        (MessageStatus::Failed, Some(error)) => {
-                            ServerEvent::Error { code: error.code.clone(), message: error.message.clone() }
-                        }
+                        (MessageStatus::Failed, Some(error)) => ServerEvent::Error {
+                            code: error.code.clone(),
+                            message: error.message.clone(),
+                            request_id: None,
+                            field: None,
+                        },
                         _ => ServerEvent::MessageComplete {
                             session_id,
                             seq,

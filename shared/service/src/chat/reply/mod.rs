@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::chat::Chat;
 use domain::{
     Content, ContextParts, DedupeKey, Idempotency, Message, MessageStatus, ModelSettings, NewMessage, PageLimit,
-    QuotaState, ReplyError, Seq, SessionId, UserId,
+    QuotaState, ReplyError, ReplyOptions, Seq, SessionId, UserId,
 };
 use llm::LlmConfig;
 use llm::{Model, ModelError};
@@ -45,14 +45,6 @@ fn checkpoint_due(written: u32) -> Duration {
 pub const CANCEL_CHECK: Duration = Duration::from_secs(1);
 /// How often a follower in another process reads the stored reply.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// What a caller may choose about a reply; validated against the configuration by `Chat`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ReplyOptions {
-    pub model: Option<String>,
-    pub max_tokens: Option<u32>,
-    pub temperature: Option<f32>,
-}
 
 /// Why a reply could not be produced.
 #[derive(Debug, thiserror::Error)]
