@@ -43,16 +43,30 @@ ensure_dynamodb_local() {
 }
 
 # Starts DynamoDB Local in the background: start_dynamodb_local PORT [DATA_DIR].
-# With DATA_DIR the data persists there; without it the database lives in memory.
+# With DATA_DIR the data persists there; without it the database lives in memory. One process per
+# DATA_DIR: two on one SQLite file corrupt it (duplicate seqs, UNIQUE constraint failures), so a
+# second start on a directory in use refuses. The lock is an open file descriptor the DynamoDB
+# Local process inherits: it is held exactly as long as that process lives, even if this shell dies.
 start_dynamodb_local() {
-    local port="$1" data_dir="${2:-}" storage=(-inMemory)
+    local port="$1" data_dir="${2:-}" storage=(-inMemory) lock_fd
     if [ -n "$data_dir" ]; then
         mkdir -p "$data_dir"
         storage=(-dbPath "$data_dir")
+        exec {lock_fd}>>"$data_dir/.lock"
+        if ! flock -n "$lock_fd"; then
+            log "$data_dir is in use by another DynamoDB Local ($(cat "$data_dir/.owner" 2>/dev/null || echo "unknown")):"
+            log "stop that one (its scripts/dev.sh), or share it: DYNAMODB_PORT=<its port> scripts/dev.sh"
+            exec {lock_fd}>&-
+            return 1
+        fi
     fi
     (cd "$DDB_LOCAL_DIR" && exec java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
         "${storage[@]}" -sharedDb -disableTelemetry -port "$port") >"${DDB_LOCAL_LOG:-/dev/null}" 2>&1 &
     DDB_LOCAL_PID=$!
+    if [ -n "$data_dir" ]; then
+        echo "pid $DDB_LOCAL_PID, port $port" >"$data_dir/.owner"
+        exec {lock_fd}>&- # the DynamoDB Local process holds its own copy
+    fi
     for _ in $(seq 1 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
         if ! kill -0 "$DDB_LOCAL_PID" 2>/dev/null; then log "DynamoDB Local exited at start"; return 1; fi

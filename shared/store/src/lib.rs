@@ -112,24 +112,27 @@ impl StoreError {
     }
 
     /// Classifies an SDK failure: network, timeout and throttling are `Unavailable` (503).
-    pub(crate) fn from_sdk<E, R>(error: SdkError<E, R>) -> Self
+    pub(crate) fn from_sdk<E>(error: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> Self
     where
         E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-        R: fmt::Debug + Send + Sync + 'static,
     {
         let unavailable = match &error {
             SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(service) => matches!(
-                service.err().code(),
-                Some(
-                    "ProvisionedThroughputExceededException"
-                        | "ThrottlingException"
-                        | "RequestLimitExceeded"
-                        | "InternalServerError"
-                        | "ServiceUnavailable"
-                        | "TransactionInProgressException"
-                )
-            ),
+            // Throttling, and any failure on DynamoDB's side (a 5xx, whatever its code): retry.
+            SdkError::ServiceError(service) => {
+                service.raw().status().is_server_error()
+                    || matches!(
+                        service.err().code(),
+                        Some(
+                            "ProvisionedThroughputExceededException"
+                                | "ThrottlingException"
+                                | "RequestLimitExceeded"
+                                | "InternalServerError"
+                                | "ServiceUnavailable"
+                                | "TransactionInProgressException"
+                        )
+                    )
+            }
             _ => false,
         };
         if unavailable { Self::Unavailable(Box::new(error)) } else { Self::Internal(Box::new(error)) }

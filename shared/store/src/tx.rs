@@ -18,6 +18,17 @@ pub(crate) fn cancellation_reasons(
     error: SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>,
 ) -> Result<Vec<CancellationReason>, StoreError> {
     match error.as_service_error() {
+        // An item throttled, or failed on DynamoDB's side: the transaction may succeed if retried.
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+            if cancelled.cancellation_reasons().iter().any(|reason| {
+                matches!(
+                    reason.code(),
+                    Some("ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded")
+                ) || reason.code().is_some_and(|code| code.starts_with("Internal"))
+            }) =>
+        {
+            Err(StoreError::Unavailable(Box::new(error)))
+        }
         Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
             Ok(cancelled.cancellation_reasons().to_vec())
         }

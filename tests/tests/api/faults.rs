@@ -153,7 +153,7 @@ async fn database_cut_off_mid_load_loses_nothing_and_the_app_recovers() {
 #[tokio::test]
 async fn throttling_is_retried_a_bounded_number_of_times_then_503() {
     let app = TestApp::new().await;
-    let (endpoint, requests) = fault_proxy(crate::common::endpoint(), None, THROTTLED).await;
+    let (endpoint, requests) = fault_proxy(crate::common::endpoint(), None, (400, THROTTLED)).await;
     let throttled = app.through(&endpoint);
     let user = throttled.user();
     let response = throttled.post(&user, "/v1/sessions", json!({"title": "x"})).await;
@@ -194,9 +194,13 @@ const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#Throttlin
 const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
 
 /// A fault-injecting endpoint: requests whose `X-Amz-Target` names `refused` (every request when
-/// it is `None`) get a 400 with `error` as DynamoDB would send it; the rest are forwarded to
-/// `upstream`. Counts the refused requests.
-async fn fault_proxy(upstream: &str, refused: Option<&'static str>, error: &'static str) -> (String, Arc<AtomicUsize>) {
+/// it is `None`) get `error` (a status and a body) as DynamoDB would send it; the rest are
+/// forwarded to `upstream`. Counts the refused requests.
+async fn fault_proxy(
+    upstream: &str,
+    refused: Option<&'static str>,
+    (status, error): (u16, &'static str),
+) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
@@ -213,7 +217,7 @@ async fn fault_proxy(upstream: &str, refused: Option<&'static str>, error: &'sta
                     let response = if refuse {
                         counter.fetch_add(1, Ordering::SeqCst);
                         format!(
-                            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                            "HTTP/1.1 {status} Fault\r\ncontent-type: application/x-amz-json-1.0\r\n\
                              x-amzn-requestid: fault\r\ncontent-length: {}\r\n\r\n{error}",
                             error.len()
                         )
@@ -241,7 +245,7 @@ async fn endless_transaction_conflicts_end_in_503_within_the_budget_and_write_no
     let app = TestApp::new().await;
     let user = app.user();
     let session = app.session(&user, "contended").await;
-    let (endpoint, refused) = fault_proxy(crate::common::endpoint(), Some("TransactWriteItems"), CONFLICT).await;
+    let (endpoint, refused) = fault_proxy(crate::common::endpoint(), Some("TransactWriteItems"), (400, CONFLICT)).await;
     let contended = app.through(&endpoint);
     let response = append(&contended, &user, &session, "contended-1").await;
     let response = response.expect_error(503, "service_unavailable");
@@ -255,4 +259,29 @@ async fn endless_transaction_conflicts_end_in_503_within_the_budget_and_write_no
     assert_eq!(summary["message_count"], 0);
     let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
     assert_eq!(log["data"], json!([]));
+}
+
+/// DynamoDB's own failures — an `InternalServerError`, any other 5xx (DynamoDB Local's SQLite
+/// errors arrive as such), a transaction cancelled for throttling — are retryable: `503` with
+/// `Retry-After`, never `500`, and nothing is written.
+#[tokio::test]
+async fn database_failures_are_503_with_retry_after_never_500() {
+    const INTERNAL: &str =
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}"#;
+    const LOCAL_FAILURE: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalFailure","message":"The request processing has failed because of an unknown error, exception or failure."}"#;
+    const THROTTLED_IN_TRANSACTION: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [None, ThrottlingError]","CancellationReasons":[{"Code":"None"},{"Code":"ThrottlingError","Message":"Throughput exceeds the current capacity"}]}"#;
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "failing").await;
+    for (index, fault) in
+        [(500, INTERNAL), (500, LOCAL_FAILURE), (400, THROTTLED_IN_TRANSACTION)].into_iter().enumerate()
+    {
+        let (endpoint, _) = fault_proxy(crate::common::endpoint(), Some("TransactWriteItems"), fault).await;
+        let failing = app.through(&endpoint);
+        let response = append(&failing, &user, &session, &format!("failing-{index}")).await;
+        let response = response.expect_error(503, "service_unavailable");
+        assert!(response.header("retry-after").is_some(), "{fault:?}");
+    }
+    let summary = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    assert_eq!(summary["message_count"], 0);
 }

@@ -14,6 +14,7 @@ mod faults;
 mod jwks;
 mod leases;
 mod limits;
+mod local_data;
 mod me;
 mod memories;
 mod messages;
