@@ -739,30 +739,7 @@ export interface components {
         };
         /** @description What the client sends on a chat socket (`{"event": …, "data": {…}}`; `ping` may omit `data`). */
         ClientEvent: {
-            data: {
-                /**
-                 * @description The user's message (not blank); without it the model answers the log as it stands.
-                 * @default null
-                 */
-                content?: string | null;
-                /**
-                 * @description As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
-                 * @default null
-                 */
-                idempotency_key?: string | null;
-                /**
-                 * Format: uint32
-                 * @default null
-                 */
-                max_tokens?: number | null;
-                /** @default null */
-                model?: string | null;
-                /**
-                 * Format: float
-                 * @default null
-                 */
-                temperature?: number | null;
-            };
+            data: components["schemas"]["SendMessage"];
             /** @constant */
             event: "send_message";
         } | {
@@ -1316,6 +1293,31 @@ export interface components {
          * @enum {string}
          */
         Role: "user" | "assistant" | "system" | "tool";
+        /** @description `send_message`'s data: the body `POST …/replies` takes, and an idempotency key. */
+        SendMessage: {
+            /**
+             * @description The user's message (not blank); without it the model answers the log as it stands.
+             * @default null
+             */
+            content?: string | null;
+            /**
+             * @description As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
+             * @default null
+             */
+            idempotency_key?: string | null;
+            /**
+             * Format: uint32
+             * @default null
+             */
+            max_tokens?: number | null;
+            /** @default null */
+            model?: string | null;
+            /**
+             * Format: float
+             * @default null
+             */
+            temperature?: number | null;
+        };
         /**
          * Format: uint64
          * @description A message's position in its session: 1, 2, 3, ... with no gaps and never reused.

@@ -96,7 +96,7 @@ impl Socket {
                 return;
             }
         };
-        if let (Some(worker), Ok(ClientEvent::SendMessage { .. })) = (&self.replies, ClientEvent::parse(&job.frame)) {
+        if let (Some(worker), Ok(ClientEvent::SendMessage(_))) = (&self.replies, ClientEvent::parse(&job.frame)) {
             match serde_json::to_vec(&job) {
                 Ok(payload) => {
                     let invoked = worker

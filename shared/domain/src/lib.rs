@@ -46,7 +46,9 @@ pub use self::message::{
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
 pub use self::page::{Cursor, Page, PageLimit};
 pub use self::profile::{DisplayName, Gender, Language, Profile, ProfileChanges, TelegramAccount};
-pub use self::realtime::{ClientEvent, Hidden, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Peer, ProtocolError, ServerEvent};
+pub use self::realtime::{
+    ClientEvent, Hidden, MAX_FRAME_BYTES, MAX_MESSAGE_BYTES, Peer, ProtocolError, SendMessage, ServerEvent,
+};
 pub use self::refusal::Refusal;
 pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
 pub use self::reply_request::{CreateReply, Regenerate, ReplyOptions};

@@ -31,22 +31,7 @@ pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
 pub enum ClientEvent {
     /// Exactly what `POST …/replies` does — the same fields, the same checks (see
     /// [`ClientEvent::reply`]); the reply streams to every connection of the session.
-    SendMessage {
-        /// The user's message (not blank); without it the model answers the log as it stands.
-        #[serde(default)]
-        content: Option<String>,
-        #[serde(default)]
-        model: Option<String>,
-        #[serde(default)]
-        #[schemars(range(min = 1, max = 4096))]
-        max_tokens: Option<u32>,
-        #[serde(default)]
-        #[schemars(range(min = 0.0, max = 2.0))]
-        temperature: Option<f32>,
-        /// As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
-        #[serde(default)]
-        idempotency_key: Option<String>,
-    },
+    SendMessage(SendMessage),
     /// Relayed to the user's other connections of the session, never stored.
     Typing {
         is_typing: bool,
@@ -56,6 +41,26 @@ pub enum ClientEvent {
         after_rev: u64,
     },
     Ping,
+}
+
+/// `send_message`'s data: the body `POST …/replies` takes, and an idempotency key.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// The user's message (not blank); without it the model answers the log as it stands.
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_tokens: Option<u32>,
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: Option<f32>,
+    /// As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// Why a client frame was not understood; answered with an `error` event, the socket stays open.
@@ -68,7 +73,7 @@ impl ClientEvent {
     /// A `send_message` as the body `POST …/replies` takes, and its idempotency key.
     pub fn reply(self) -> Option<(CreateReply, Option<String>)> {
         match self {
-            Self::SendMessage { content, model, max_tokens, temperature, idempotency_key } => {
+            Self::SendMessage(SendMessage { content, model, max_tokens, temperature, idempotency_key }) => {
                 Some((CreateReply { content, model, max_tokens, temperature }, idempotency_key))
             }
             _ => None,
@@ -95,6 +100,24 @@ impl ClientEvent {
             }
             other => other,
         };
+        // `send_message` carries a request body: its data is read on its own, so an error names
+        // the field.
+        if let serde_json::Value::Object(object) = &value
+            && name == "send_message"
+            && object.keys().all(|key| key == "event" || key == "data")
+        {
+            let data = object.get("data").cloned().unwrap_or_else(|| serde_json::json!({}));
+            return serde_path_to_error::deserialize(data).map(Self::SendMessage).map_err(|error| {
+                let field = error.path().to_string();
+                let said = first_line(&error.into_inner().to_string()).to_owned();
+                let message = if field.is_empty() || field == "." || said.contains(&field) {
+                    format!("{name}: {said}")
+                } else {
+                    format!("{name}: {field}: {said}")
+                };
+                ProtocolError { message }
+            });
+        }
         serde_json::from_value(value)
             .map_err(|error| ProtocolError { message: format!("{name}: {}", first_line(&error.to_string())) })
     }
@@ -291,13 +314,7 @@ mod tests {
         assert_eq!(ClientEvent::parse(r#"{"event":"ping","data":{}}"#), Ok(ClientEvent::Ping));
         assert_eq!(
             ClientEvent::parse(r#"{"event":"send_message","data":{"content":"hi"}}"#),
-            Ok(ClientEvent::SendMessage {
-                content: Some("hi".to_owned()),
-                model: None,
-                max_tokens: None,
-                temperature: None,
-                idempotency_key: None
-            })
+            Ok(ClientEvent::SendMessage(SendMessage { content: Some("hi".to_owned()), ..SendMessage::default() }))
         );
         // Every field of `POST …/replies` is a field of `send_message`.
         let frame = r#"{"event":"send_message","data":{"content":"hi","model":"m","max_tokens":9,"temperature":0.5,"idempotency_key":"k"}}"#;
@@ -318,7 +335,8 @@ mod tests {
             (r#"{"data":{}}"#, "needs an \"event\""),
             (r#"{"event":"shout","data":{}}"#, "unknown event \"shout\""),
             (r#"{"event":"sync","data":{"after_rev":-1}}"#, "sync:"),
-            (r#"{"event":"send_message","data":{}}"#, "content"),
+            (r#"{"event":"send_message","data":{"content":7}}"#, "content"),
+            (r#"{"event":"send_message","data":{"content":"hi","mood":"x"}}"#, "mood"),
             (r#"{"event":"typing","data":{"is_typing":true,"extra":1}}"#, "extra"),
         ] {
             match ClientEvent::parse(frame) {

@@ -155,7 +155,7 @@ impl Realtime {
                     }
                 }
             }
-            Ok(event @ ClientEvent::SendMessage { .. }) => {
+            Ok(event @ ClientEvent::SendMessage(_)) => {
                 let Some((reply, key)) = event.reply() else { return };
                 if let Err(error) = self.send_message(peer, reply, key).await {
                     self.send(&peer.id, &error_event(&error)).await;

@@ -87,7 +87,10 @@ fn check_frame(schemas: &serde_json::Map<String, serde_json::Value>, schema: &st
         assert!(variant["required"].as_array().unwrap().iter().all(|name| name != "data"), "{event}: data required");
         return;
     };
-    let described = &variant["properties"]["data"];
+    let mut described = &variant["properties"]["data"];
+    if let Some(name) = described["$ref"].as_str().and_then(|reference| reference.rsplit('/').next()) {
+        described = &schemas[name];
+    }
     let properties = described["properties"].as_object().cloned().unwrap_or_default();
     for name in data.keys() {
         assert!(properties.contains_key(name), "{schema} {event}: {name:?} is sent but not described");
