@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::auth::{AuthError, AuthFailure};
 use crate::chat::ReplyFailure;
 use crate::domain::{
-    Gate, InputError, QuotaState, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp,
+    Gate, InputError, MessagesLimit, RateClass, RateState, Refusal, ReplyError, SessionStatus, Timestamp,
 };
 use crate::store::StoreError;
 
@@ -52,7 +52,7 @@ pub struct ErrorBody {
     pub retry_after: Option<u64>,
     /// The used-up quota, for `daily_limit_exceeded`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub limits: Option<ExhaustedLimits>,
+    pub limits: Option<MessagesLimit>,
     /// Whether the same request may succeed later, for the model's errors (`llm_*`,
     /// `context_too_long`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,13 +92,6 @@ pub enum ErrorCode {
     AdultConfirmationRequired,
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ExhaustedLimits {
-    pub remaining: u64,
-    pub total: u64,
-    pub resets_at: Timestamp,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
@@ -121,7 +114,7 @@ pub enum ApiError {
     #[error("{message}")]
     PayloadTooLarge { field: Option<String>, message: String },
     #[error("the daily message limit is used up")]
-    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
+    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: MessagesLimit },
     #[error("too many {} requests: {limit} a minute; retry after {retry_after_secs} s", .class.as_str())]
     RateLimit { retry_after_secs: u64, class: RateClass, limit: u32 },
     #[error("internal error")]
@@ -234,7 +227,7 @@ impl ApiError {
             }
             Self::SessionClosed(status) => body.status = Some(*status),
             Self::RateLimit { retry_after_secs, .. } => body.retry_after = Some(*retry_after_secs),
-            Self::DailyLimitExceeded { total, resets_at, retry_after_secs, quota } => {
+            Self::DailyLimitExceeded { retry_after_secs, quota, .. } => {
                 body.retry_after = Some(*retry_after_secs);
                 // A batch with more user messages than are left is refused whole; what is left stays.
                 let remaining = quota.remaining.max(0) as u64;
@@ -244,7 +237,7 @@ impl ApiError {
                          nothing was stored"
                     );
                 }
-                body.limits = Some(ExhaustedLimits { remaining, total: *total, resets_at: *resets_at });
+                body.limits = Some(*quota);
             }
             Self::Model(error) => {
                 body.retryable = Some(error.retryable);
@@ -310,12 +303,12 @@ impl IntoResponse for ApiError {
 /// The daily quota after a request: `X-Quota-Limit`, `-Remaining`, `-Reset` (Unix seconds), and
 /// the same under the seed's names `X-RateLimit-*`; -1 is unlimited. Set on every message append,
 /// refused or not. (The per-minute rate limit has the IETF fields instead: [`rate_headers`].)
-pub fn quota_headers(headers: &mut HeaderMap, quota: QuotaState) {
+pub fn quota_headers(headers: &mut HeaderMap, quota: MessagesLimit) {
     for (prefix_limit, prefix_remaining, prefix_reset) in [
         ("x-quota-limit", "x-quota-remaining", "x-quota-reset"),
         ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"),
     ] {
-        headers.insert(prefix_limit, HeaderValue::from(quota.limit));
+        headers.insert(prefix_limit, HeaderValue::from(quota.total));
         headers.insert(prefix_remaining, HeaderValue::from(quota.remaining));
         headers.insert(prefix_reset, HeaderValue::from(quota.resets_at.unix_seconds()));
     }

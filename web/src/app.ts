@@ -42,7 +42,8 @@ export interface App {
     notify(message: unknown): void;
     clearNotice(): void;
     setTitle(title: string, back: boolean): void;
-    showLimits(limits: { remaining: number; total?: number; limit?: number; resets_at: string } | null, subscription?: boolean): void;
+    /** The quota, in its one shape (`/v1/limits`, a reply's answer, a 429, a socket refusal). */
+    showLimits(limits: { total: number; used: number; remaining: number; resets_at: string } | null, subscription?: boolean): void;
     refreshLimits(): Promise<void>;
     signOut(): void;
 }
@@ -147,7 +148,7 @@ async function start(): Promise<void> {
         },
         showLimits(view, subscription = false) {
             if (!view) return;
-            const total = view.total ?? view.limit ?? -1;
+            const total = view.total;
             if (subscription || total < 0) {
                 limits.textContent = "Unlimited";
                 limits.className = "badge";

@@ -943,7 +943,7 @@ export interface components {
             /** @description The offending field, for `invalid_input` and `payload_too_large`. */
             field?: string | null;
             /** @description The used-up quota, for `daily_limit_exceeded`. */
-            limits?: components["schemas"]["ExhaustedLimits"] | null;
+            limits?: components["schemas"]["MessagesLimit"] | null;
             /** @description What went wrong, for people; never contains stored content. */
             message: string;
             /** @description The request's id (also in the `x-request-id` header), for support. */
@@ -962,13 +962,6 @@ export interface components {
             status?: components["schemas"]["SessionStatus"] | null;
         };
         ErrorCode: ("invalid_input" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "session_closed" | "payload_too_large" | "daily_limit_exceeded" | "rate_limit" | "internal" | "service_unavailable") | "method_not_allowed" | "llm_error" | "llm_busy" | "llm_timeout" | "context_too_long" | "character_not_found" | "premium_required" | "adult_confirmation_required";
-        ExhaustedLimits: {
-            /** Format: uint64 */
-            remaining: number;
-            resets_at: components["schemas"]["Timestamp"];
-            /** Format: uint64 */
-            total: number;
-        };
         /**
          * @description One page of the caller's data. The first page holds the sessions (active and archived), the
          *     memories, the limits and the last year of usage; each later page up to 200 messages of one
@@ -1141,7 +1134,11 @@ export interface components {
             /** Format: uint64 */
             output_tokens: number;
         };
-        /** @description The daily message quota as `GET /v1/limits` shows it; -1 means unlimited. */
+        /**
+         * @description The daily message quota, one shape wherever it is reported — `GET /v1/limits`, a reply's
+         *     answer, a `429 daily_limit_exceeded`, the socket's refusals — and as `X-RateLimit-Limit`,
+         *     `-Remaining`, `-Reset`; -1 means unlimited.
+         */
         MessagesLimit: {
             /** Format: int64 */
             remaining: number;
@@ -1241,7 +1238,7 @@ export interface components {
         /** @description `reply.completed`: the reply as stored (`complete`, `incomplete` or `cancelled`). */
         ReplyCompleted: {
             assistant_message: components["schemas"]["Message"];
-            limits: components["schemas"]["TurnLimits"] | null;
+            limits: components["schemas"]["MessagesLimit"] | null;
         };
         /** @description `reply.delta`: the next piece of the reply's text. The pieces join to the stored content. */
         ReplyDelta: {
@@ -1277,7 +1274,7 @@ export interface components {
          */
         ReplyTurn: {
             assistant_message: components["schemas"]["Message"];
-            limits: components["schemas"]["TurnLimits"] | null;
+            limits: components["schemas"]["MessagesLimit"] | null;
             user_message: components["schemas"]["Message"] | null;
         };
         /** @description `POST /v1/sessions/{id}/reset` takes no fields. */
@@ -1398,6 +1395,8 @@ export interface components {
                 code: string;
                 /** @description The offending field, for `invalid_input` and `payload_too_large`. */
                 field?: string | null;
+                /** @description The used-up quota, for `daily_limit_exceeded` (as in the HTTP answer). */
+                limits?: components["schemas"]["MessagesLimit"] | null;
                 message: string;
                 /** @description The refusal's id, as an HTTP error's `request_id`: the server's logs carry it. */
                 request_id?: string | null;
@@ -1534,14 +1533,6 @@ export interface components {
         Timestamp: string;
         /** @description A session title: 1–255 characters after trimming, no control characters. */
         Title: string;
-        /** @description The daily quota after a turn (-1: unlimited), as `X-RateLimit-*` give it. */
-        TurnLimits: {
-            /** Format: int64 */
-            limit: number;
-            /** Format: int64 */
-            remaining: number;
-            resets_at: components["schemas"]["Timestamp"];
-        };
         /**
          * @description `PATCH /v1/admin/characters/{id}`: fields present are set; `null` clears `avatar_url`,
          *     `genre` and `model`.

@@ -13,7 +13,7 @@ use shared::api::messages::{
     AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListChanges,
     ListMessages, MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
 };
-use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, TurnLimits, VariantList};
+use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, VariantList};
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
 use shared::domain::{Changes, Content, Context, DedupeKey, Message, RateClass, SessionId};
@@ -416,7 +416,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
 async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiError> {
     let Turn { user_message, assistant_message, quota, replayed, mut progress } = turn;
     let mut response = if replayed && !events {
-        let limits = quota.map(TurnLimits::from);
+        let limits = quota;
         (StatusCode::OK, Json(ReplyTurn { user_message, assistant_message, limits })).into_response()
     } else {
         if !replayed {
@@ -428,7 +428,7 @@ async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiErro
             (status, reply_events(start, progress)).into_response()
         } else {
             let (ended, after) = Progress::end(&mut progress).await?;
-            let limits = after.or(quota).map(TurnLimits::from);
+            let limits = after.or(quota);
             (StatusCode::CREATED, Json(ReplyTurn { user_message, assistant_message: ended, limits })).into_response()
         }
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use futures::stream::{self, StreamExt};
-use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted, TurnLimits};
+use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted};
 use shared::chat::Progress;
 use shared::domain::{Message, MessageStatus, all_segments, segments};
 use tokio::sync::watch;
@@ -73,7 +73,7 @@ impl State {
                         self.push("reply.failed", ReplyFailed { assistant_message, error });
                     }
                     _ => {
-                        let limits = quota.map(TurnLimits::from);
+                        let limits = *quota;
                         self.push("reply.completed", ReplyCompleted { assistant_message, limits });
                     }
                 }

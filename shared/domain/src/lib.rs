@@ -43,7 +43,7 @@ pub use self::message::{
     Change, Changes, Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,
     ReplyError, Role, Seq, Usage, preview_of,
 };
-pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens, QuotaState};
+pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens};
 pub use self::page::{Cursor, Page, PageLimit};
 pub use self::profile::{DisplayName, Gender, Language, Profile, ProfileChanges, TelegramAccount};
 pub use self::realtime::{

@@ -160,8 +160,10 @@ impl QuotaSettings {
     }
 }
 
-/// The daily message quota as `GET /v1/limits` shows it; -1 means unlimited.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+/// The daily message quota, one shape wherever it is reported — `GET /v1/limits`, a reply's
+/// answer, a `429 daily_limit_exceeded`, the socket's refusals — and as `X-RateLimit-Limit`,
+/// `-Remaining`, `-Reset`; -1 means unlimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct MessagesLimit {
     pub total: i64,
     pub used: u64,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CharacterId, NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Window, utc_day};
+use super::{
+    CharacterId, MessagesLimit, NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Window, utc_day,
+};
 
 /// The most characters one user's day counts messages for (a transaction of the job adds them to
 /// the characters with the day's other writes, and a transaction holds at most 100 items).
@@ -158,15 +160,8 @@ impl AppendLimits {
     }
 
     /// The quota as the `X-RateLimit-*` headers give it, after `used` units are consumed.
-    pub fn quota_state(&self, used: u64) -> QuotaState {
-        match self.allowance {
-            None => QuotaState { limit: -1, remaining: -1, resets_at: self.window.resets_at },
-            Some(total) => QuotaState {
-                limit: total as i64,
-                remaining: total.saturating_sub(used) as i64,
-                resets_at: self.window.resets_at,
-            },
-        }
+    pub fn quota_state(&self, used: u64) -> MessagesLimit {
+        MessagesLimit::new(self.allowance, used, &self.window)
     }
 
     /// Where the caller stands in the append rate after this append wrote `written` (`None`: the
@@ -279,14 +274,6 @@ pub struct MeterWrite {
     pub next: Meter,
     pub closed: Option<(String, DayUsage)>,
     pub used_after: u64,
-}
-
-/// The daily quota after a request: `X-RateLimit-Limit`, `-Remaining`, `-Reset`; -1 = unlimited.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QuotaState {
-    pub limit: i64,
-    pub remaining: i64,
-    pub resets_at: Timestamp,
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Changes, CreateReply, Message, Seq, Session, SessionId, UserId};
+use super::{Change, Changes, CreateReply, Message, MessagesLimit, Seq, Session, SessionId, UserId};
 
 /// A connection whose credential and session were checked at connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,6 +222,9 @@ pub enum ServerEvent {
         /// The offending field, for `invalid_input` and `payload_too_large`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         field: Option<String>,
+        /// The used-up quota, for `daily_limit_exceeded` (as in the HTTP answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<MessagesLimit>,
     },
     /// The answer to `sync`: a page of the change feed (`GET …/changes`), cut to fit a frame.
     #[serde(rename = "changes")]
@@ -300,7 +303,13 @@ impl ServerEvent {
 
     /// An `error` event for a frame that was not understood.
     pub fn invalid(error: ProtocolError) -> Self {
-        Self::Error { code: "invalid_event".to_owned(), message: error.message, request_id: None, field: None }
+        Self::Error {
+            code: "invalid_event".to_owned(),
+            message: error.message,
+            request_id: None,
+            field: None,
+            limits: None,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! some of them atomically inside its conditional writes (a closed session, a used-up quota) and
 //! reports them with these, beside its own storage errors.
 
-use super::{Gate, InputError, QuotaState, RateClass, SessionStatus, Timestamp};
+use super::{Gate, InputError, MessagesLimit, RateClass, SessionStatus, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -13,7 +13,7 @@ pub enum Refusal {
     #[error("{0}")]
     Forbidden(String),
     #[error("the daily message quota is used up")]
-    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: QuotaState },
+    DailyLimitExceeded { total: u64, resets_at: Timestamp, retry_after_secs: u64, quota: MessagesLimit },
     /// Over the per-minute limit of `class`, which allows `limit` requests a minute.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64, class: RateClass, limit: u32 },

@@ -3,23 +3,9 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::domain::{Message, QuotaState, ReplyError, Seq, Timestamp};
+use crate::domain::{Message, MessagesLimit, ReplyError, Seq};
 
 pub use crate::domain::{CreateReply, Regenerate};
-
-/// The daily quota after a turn (-1: unlimited), as `X-RateLimit-*` give it.
-#[derive(Clone, Copy, Debug, Serialize, JsonSchema)]
-pub struct TurnLimits {
-    pub limit: i64,
-    pub remaining: i64,
-    pub resets_at: Timestamp,
-}
-
-impl From<QuotaState> for TurnLimits {
-    fn from(quota: QuotaState) -> Self {
-        Self { limit: quota.limit, remaining: quota.remaining, resets_at: quota.resets_at }
-    }
-}
 
 /// A turn: the user's message (absent for a reply to the log as it stands, and for a
 /// regenerate), the assistant's reply, and the quota after it.
@@ -27,7 +13,7 @@ impl From<QuotaState> for TurnLimits {
 pub struct ReplyTurn {
     pub user_message: Option<Message>,
     pub assistant_message: Message,
-    pub limits: Option<TurnLimits>,
+    pub limits: Option<MessagesLimit>,
 }
 
 /// `GET /v1/sessions/{id}/messages/{seq}/variants`: every generation, the first first.
@@ -54,7 +40,7 @@ pub struct ReplyDelta {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ReplyCompleted {
     pub assistant_message: Message,
-    pub limits: Option<TurnLimits>,
+    pub limits: Option<MessagesLimit>,
 }
 
 /// `reply.failed`: the reply as stored (`failed`, with the text it had) and why.

@@ -141,6 +141,7 @@ impl Realtime {
                 message,
                 request_id: None,
                 field: Some("frame".to_owned()),
+                limits: None,
             };
             return self.send(&peer.id, &refusal).await;
         }
@@ -213,12 +214,13 @@ impl Realtime {
     /// Posts one event to one connection; a refusal carries the frame's request id.
     async fn send(&self, connection: &str, event: &ServerEvent) {
         match event {
-            ServerEvent::Error { code, message, request_id: None, field } => {
+            ServerEvent::Error { code, message, request_id: None, field, limits } => {
                 let event = ServerEvent::Error {
                     code: code.clone(),
                     message: message.clone(),
                     request_id: current_request_id(),
                     field: field.clone(),
+                    limits: *limits,
                 };
                 self.delivery.send(connection, &event).await
             }
@@ -237,6 +239,10 @@ fn error_event(error: &ApiError) -> ServerEvent {
         request_id: current_request_id(),
         field: match error {
             ApiError::InvalidInput { field, .. } => Some(field.clone()),
+            _ => None,
+        },
+        limits: match error {
+            ApiError::DailyLimitExceeded { quota, .. } => Some(*quota),
             _ => None,
         },
     }

@@ -153,3 +153,25 @@ async fn a_reply_that_reaches_its_time_cap_ends_incomplete_with_its_text() {
     let stored = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
     assert_eq!(&stored, reply);
 }
+
+/// The quota has one shape wherever it is reported: a reply's answer, a 429, `GET /v1/limits`.
+#[tokio::test]
+async fn the_quota_has_one_shape_wherever_it_is_reported() {
+    let app = TestApp::with_llm(scripted_llm().await, quota(1)).await;
+    let user = app.user();
+    let session = app.session(&user, "one shape").await;
+    let replies = format!("/v1/sessions/{session}/replies");
+    let turn = app.post(&user, &replies, json!({"content": "hi"})).await.expect(201).body;
+    let refused =
+        app.post(&user, &replies, json!({"content": "again"})).await.expect_error(429, "daily_limit_exceeded");
+    let limits = app.get(&user, "/v1/limits").await.expect(200).body;
+    for reported in [&turn["limits"], &refused.body["limits"], &limits["messages_limit"]] {
+        let keys: Vec<&str> = reported.as_object().expect("a quota object").keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "{reported}");
+        for key in ["total", "used", "remaining", "resets_at"] {
+            assert!(keys.contains(&key), "{key} missing in {reported}");
+        }
+        assert_eq!((&reported["total"], &reported["used"], &reported["remaining"]), (&json!(1), &json!(1), &json!(0)));
+    }
+    assert_eq!(turn["limits"], limits["messages_limit"]);
+}

@@ -119,7 +119,8 @@ fn the_socket_frames_are_what_the_document_describes() {
             code: "rate_limit".into(),
             message: "slow down".into(),
             request_id: Some("r-1".into()),
-            field: None,
+            field: Some("content".into()),
+            limits: None,
         },
         ServerEvent::Pong {},
     ];

@@ -76,6 +76,7 @@ impl Delivery {
                             message: error.message.clone(),
                             request_id: None,
                             field: None,
+                            limits: None,
                         },
                         _ => ServerEvent::MessageComplete {
                             session_id,

@@ -12,7 +12,7 @@ use crate::item::{Item, n, s};
 use crate::schema::idempotency::{EXPIRES_AT as IDEMPOTENCY_EXPIRES_AT, SCOPE};
 use crate::schema::messages::{SEQ, SESSION_ID};
 use crate::{Store, StoreError};
-use domain::{Idempotency, QuotaState, Refusal, SessionId, Timestamp, UserId};
+use domain::{Idempotency, MessagesLimit, Refusal, SessionId, Timestamp, UserId};
 
 /// An idempotency record as stored, mapped by serde_dynamo: which request (its body's
 /// fingerprint) stored which seqs.
@@ -64,7 +64,7 @@ impl Store {
         session_id: SessionId,
         record: &Item,
         idempotency: Option<&Idempotency>,
-        quota: QuotaState,
+        quota: MessagesLimit,
     ) -> Result<Appended, StoreError> {
         let record = record_of(record)?;
         let same_request = idempotency.is_some_and(|wanted| record.fingerprint == wanted.fingerprint);

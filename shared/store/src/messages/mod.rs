@@ -21,7 +21,7 @@ use super::item::Item;
 pub(crate) use super::sessions::LogHead;
 use super::sessions::SessionRecord;
 use super::{Store, StoreError};
-use domain::{Message, PageLimit, QuotaState, RateState, Refusal, SessionId, UserId};
+use domain::{Message, MessagesLimit, PageLimit, RateState, Refusal, SessionId, UserId};
 
 /// The outcome of an append: the stored messages, and whether they were an idempotent replay.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ pub struct Appended {
     pub messages: Vec<Message>,
     pub replayed: bool,
     /// The caller's daily quota after this append.
-    pub quota: QuotaState,
+    pub quota: MessagesLimit,
     /// The quota window (`Window::day`) this append's `user` messages were counted in, if they were.
     pub counted_in: Option<String>,
     /// Where the caller stands in the append rate, if this append counted against it.

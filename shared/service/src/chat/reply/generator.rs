@@ -9,7 +9,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::chat::Chat;
 use domain::{
-    Content, Context, Message, MessageStatus, MessageUsage, QuotaState, ReplyError, Role, Usd, UserId, estimate_tokens,
+    Content, Context, Message, MessageStatus, MessageUsage, MessagesLimit, ReplyError, Role, Usd, UserId,
+    estimate_tokens,
 };
 use llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
 use store::{Checkpoint, Miss, ReplyEnd, StoreError};
@@ -78,7 +79,7 @@ pub(super) struct Generator {
     /// Replies of the session whose lease passed, met in the context: ended beside this one.
     pub(super) stale: Vec<Message>,
     pub(super) counted_in: Option<String>,
-    pub(super) quota: Option<QuotaState>,
+    pub(super) quota: Option<MessagesLimit>,
     pub(super) prompt_tokens: u64,
     pub(super) sender: watch::Sender<Progress>,
     pub(super) cancel: Arc<Notify>,
@@ -295,8 +296,11 @@ impl Generator {
             None
         };
         let mut quota = self.quota;
-        if let Some(quota) = quota.as_mut().filter(|quota| refund.is_some() && quota.limit >= 0) {
-            quota.remaining = (quota.remaining + 1).min(quota.limit);
+        if let Some(quota) = quota.as_mut().filter(|_| refund.is_some()) {
+            quota.used = quota.used.saturating_sub(1);
+            if quota.total >= 0 {
+                quota.remaining = (quota.remaining + 1).min(quota.total);
+            }
         }
         let content = Content::parse(text).unwrap_or_else(|_| assistant.content.clone());
         let end = ReplyEnd { content, status, stop_reason, usage, error, refund, written_before: None };

@@ -15,8 +15,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::chat::Chat;
 use domain::{
-    Content, ContextParts, DedupeKey, Idempotency, Message, MessageStatus, ModelSettings, NewMessage, PageLimit,
-    QuotaState, ReplyError, ReplyOptions, Seq, SessionId, UserId,
+    Content, ContextParts, DedupeKey, Idempotency, Message, MessageStatus, MessagesLimit, ModelSettings, NewMessage,
+    PageLimit, ReplyError, ReplyOptions, Seq, SessionId, UserId,
 };
 use llm::LlmConfig;
 use llm::{Model, ModelError};
@@ -67,7 +67,7 @@ pub enum Progress {
     Streaming(String),
     /// Ended (complete, incomplete, failed or cancelled): the message as stored, and the quota
     /// after the turn.
-    Ended(Box<Message>, Option<QuotaState>),
+    Ended(Box<Message>, Option<MessagesLimit>),
 }
 
 impl Progress {
@@ -96,7 +96,9 @@ impl Progress {
     }
 
     /// Waits for the reply's end: the message as stored and the quota after the turn.
-    pub async fn end(progress: &mut watch::Receiver<Progress>) -> Result<(Message, Option<QuotaState>), ReplyFailure> {
+    pub async fn end(
+        progress: &mut watch::Receiver<Progress>,
+    ) -> Result<(Message, Option<MessagesLimit>), ReplyFailure> {
         loop {
             if let Progress::Ended(message, quota) = &*progress.borrow_and_update() {
                 return Ok((message.as_ref().clone(), *quota));
@@ -114,7 +116,7 @@ pub struct Turn {
     /// The reply's message as it started (`streaming`), or as it stands for a replay.
     pub assistant_message: Message,
     /// The daily quota after the turn (`None` for a regenerate, which counts no message).
-    pub quota: Option<QuotaState>,
+    pub quota: Option<MessagesLimit>,
     pub replayed: bool,
     pub progress: watch::Receiver<Progress>,
 }
@@ -396,7 +398,7 @@ impl Chat {
         generation: Generation,
         context: ContextParts,
         counted_in: Option<String>,
-        quota: Option<QuotaState>,
+        quota: Option<MessagesLimit>,
     ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         let replies = self.replies.clone().ok_or(ReplyFailure::NoModel)?;
         let (sender, receiver) = watch::channel(Progress::Streaming(String::new()));
