@@ -209,6 +209,38 @@ impl Settings {
     pub fn as_map(&self) -> &serde_json::Map<String, serde_json::Value> {
         &self.0
     }
+
+    /// These settings with `patch` applied as a JSON Merge Patch (RFC 7396): a key set to `null`
+    /// is removed, an object merges into the object it meets, anything else replaces. The result
+    /// is checked as any settings are.
+    pub fn merged(&self, patch: &Settings) -> Result<Settings, InputError> {
+        fn merge(
+            target: &mut serde_json::Map<String, serde_json::Value>,
+            patch: &serde_json::Map<String, serde_json::Value>,
+        ) {
+            for (key, value) in patch {
+                match (value, target.get_mut(key)) {
+                    (serde_json::Value::Null, _) => {
+                        target.remove(key);
+                    }
+                    (serde_json::Value::Object(inner), Some(serde_json::Value::Object(existing))) => {
+                        merge(existing, inner)
+                    }
+                    (serde_json::Value::Object(inner), _) => {
+                        let mut fresh = serde_json::Map::new();
+                        merge(&mut fresh, inner);
+                        target.insert(key.clone(), serde_json::Value::Object(fresh));
+                    }
+                    (value, _) => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        let mut merged = self.0.clone();
+        merge(&mut merged, &patch.0);
+        Settings::parse(merged)
+    }
 }
 
 /// How the character relates to the user (`settings.relationship_type`).

@@ -251,7 +251,8 @@ async fn update_changes_only_what_is_given() {
         .body;
     assert_eq!(all["status"], "locked");
     assert_eq!(all["metadata"], json!({"b": "2"}));
-    assert_eq!(all["settings"], json!({"y": true}));
+    // `settings` merges (JSON Merge Patch); `metadata` is replaced.
+    assert_eq!(all["settings"], json!({"x": 1, "y": true}));
     assert_eq!(all["archived"], true);
     assert_eq!(app.get(&user, &path).await.expect(200).body, all);
 
@@ -377,4 +378,27 @@ async fn a_change_that_changes_nothing_writes_nothing() {
         .await
         .expect_error(404, "not_found");
     app.patch(&user, &format!("/v1/sessions/{first}"), json!({"status": "open"})).await.expect_error(404, "not_found");
+}
+
+/// `settings` in a PATCH is a JSON Merge Patch (RFC 7396) over the stored settings: keys not
+/// named stay, `null` removes a key, objects merge.
+#[tokio::test]
+async fn settings_in_a_patch_merge_into_the_stored_ones() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let body = json!({"title": "merge", "settings": {"relationship_type": "friend", "mood_preference": "playful", "ui": {"theme": "dark", "font": 14}}});
+    let id = app.post(&user, "/v1/sessions", body).await.expect(201).body["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/sessions/{id}");
+    let patched = app.patch(&user, &path, json!({"settings": {"relationship_type": "partner"}})).await.expect(200).body;
+    assert_eq!(
+        patched["settings"],
+        json!({"relationship_type": "partner", "mood_preference": "playful", "ui": {"theme": "dark", "font": 14}})
+    );
+    let patch = json!({"settings": {"mood_preference": null, "ui": {"font": null, "dense": true}}});
+    let patched = app.patch(&user, &path, patch).await.expect(200).body;
+    assert_eq!(patched["settings"], json!({"relationship_type": "partner", "ui": {"theme": "dark", "dense": true}}));
+    assert_eq!(app.get(&user, &path).await.expect(200).body["settings"], patched["settings"], "as stored");
+    app.patch(&user, &path, json!({"settings": {"relationship_type": "enemy"}}))
+        .await
+        .expect_error(400, "invalid_input");
 }

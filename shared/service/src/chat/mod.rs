@@ -184,8 +184,21 @@ impl Chat {
         session_id: SessionId,
         changes: SessionChanges,
     ) -> Result<Session, StoreError> {
-        let session = self.store.update_session(user, session_id, changes).await?;
-        Ok(session)
+        let Some(patch) = changes.settings.clone() else {
+            return self.store.update_session(user, session_id, changes, None).await;
+        };
+        // `settings` is a merge patch over the stored settings: applied to what was read and
+        // written only if they are still that (a concurrent change makes it read again).
+        for _ in 0..5 {
+            let current = self.store.get_session(user, session_id).await?;
+            let merged = current.settings.merged(&patch)?;
+            let changes = SessionChanges { settings: Some(merged), ..changes.clone() };
+            match self.store.update_session(user, session_id, changes, Some(&current.settings)).await {
+                Err(StoreError::Miss(Miss::Replaced)) => continue,
+                updated => return updated,
+            }
+        }
+        Err(StoreError::Unavailable("the session's settings keep changing: retry".into()))
     }
 
     pub async fn delete_session(&self, user: &UserId, session_id: SessionId) -> Result<(), StoreError> {

@@ -206,6 +206,7 @@ impl Store {
         user: &UserId,
         id: SessionId,
         changes: SessionChanges,
+        settings_were: Option<&domain::Settings>,
     ) -> Result<Session, StoreError> {
         let now = self.now().to_string();
         let mut update = self
@@ -255,10 +256,23 @@ impl Store {
             assignments.push(format!("{placeholder} = :now"));
             update = update.expression_attribute_names(placeholder, name);
         }
+        // Settings merged over what was read are written only over that.
+        let mut settings_condition = String::new();
+        if let Some(were) = settings_were {
+            let text = settings_text(were);
+            settings_condition = if were.as_map().is_empty() {
+                " AND (attribute_not_exists(#settings_were) OR #settings_were = :settings_were)".to_owned()
+            } else {
+                " AND #settings_were = :settings_were".to_owned()
+            };
+            update = update
+                .expression_attribute_names("#settings_were", SETTINGS)
+                .expression_attribute_values(":settings_were", s(text));
+        }
         let result = update
             .expression_attribute_values(":now", s(&now))
             .condition_expression(format!(
-                "attribute_exists(#sk) AND attribute_not_exists(#deleted_at) AND ({})",
+                "attribute_exists(#sk) AND attribute_not_exists(#deleted_at){settings_condition} AND ({})",
                 differences.join(" OR ")
             ))
             .update_expression(format!("SET {}", assignments.join(", ")))
@@ -273,7 +287,13 @@ impl Store {
                     _ => None,
                 };
                 match old {
-                    Some(item) if !item.contains_key(DELETED_AT) => item,
+                    Some(item) if !item.contains_key(DELETED_AT) => {
+                        let stored = SessionRecord::try_from(&item)?.session;
+                        if settings_were.is_some_and(|were| stored.settings != *were) {
+                            return Err(StoreError::Miss(crate::Miss::Replaced));
+                        }
+                        item
+                    }
                     _ => return Err(StoreError::NotFound("session")),
                 }
             }
