@@ -20,7 +20,7 @@ use super::item::{
     USAGE, VARIANT, WRITTEN_AT, error_value, message_item, message_key, usage_value,
 };
 use super::{LogHead, visible};
-use crate::item::{Item, n, s};
+use crate::item::{Item, Reader, n, s};
 use crate::limits::meter_from_item;
 use crate::schema::messages::{BY_LEASE, LEASE_SHARD, LEASE_USER, SEQ, SESSION_ID};
 use crate::sessions::{SummaryChange, last_message_of};
@@ -556,21 +556,13 @@ impl Store {
                     .await
                     .map_err(StoreError::from_sdk)?;
                 for item in output.items() {
-                    let text = |name: &str| item.get(name).and_then(|value| value.as_s().ok());
-                    let number = |name: &str| item.get(name).and_then(|value| value.as_n().ok());
-                    let reply = LeasedReply {
-                        user: text(LEASE_USER)
-                            .and_then(|user| UserId::parse(user))
+                    let read = Reader::new(item, "message");
+                    replies.push(LeasedReply {
+                        user: UserId::parse(read.string(LEASE_USER)?)
                             .ok_or_else(|| StoreError::corrupt("message", LEASE_USER))?,
-                        session_id: text(SESSION_ID)
-                            .and_then(|id| id.parse().ok())
-                            .ok_or_else(|| StoreError::corrupt("message", SESSION_ID))?,
-                        seq: number(SEQ)
-                            .and_then(|seq| seq.parse().ok())
-                            .and_then(Seq::new)
-                            .ok_or_else(|| StoreError::corrupt("message", SEQ))?,
-                    };
-                    replies.push(reply);
+                        session_id: read.parse(SESSION_ID)?,
+                        seq: Seq::new(read.number(SEQ)?).ok_or_else(|| StoreError::corrupt("message", SEQ))?,
+                    });
                 }
                 match output.last_evaluated_key {
                     Some(key) => start = Some(key),

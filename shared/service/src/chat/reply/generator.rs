@@ -127,20 +127,7 @@ impl Generator {
     async fn keep(&self, text: &str, writes: &mut Writes) -> Option<Outcome> {
         let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
         if writes.last_write.elapsed() >= self.renew_every {
-            let content = Content::parse(text.to_owned()).ok()?;
-            return match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
-                Ok(Checkpoint::Saved) => {
-                    writes.written = text.len();
-                    writes.last_write = Instant::now();
-                    writes.last_contact = Instant::now();
-                    None
-                }
-                Ok(Checkpoint::Stopped) => Some(Outcome::Cancelled),
-                Err(error) => {
-                    tracing::warn!(error = %error, "lease renewal failed");
-                    None
-                }
-            };
+            return self.write(text, writes).await.err();
         }
         if writes.last_contact.elapsed() >= CANCEL_CHECK {
             writes.last_contact = Instant::now();
@@ -151,8 +138,28 @@ impl Generator {
         None
     }
 
-    async fn stream(&self, model: &dyn Model, prompt: Prompt, text: &mut String) -> Outcome {
+    /// Stores the text so far, which renews the lease: `Ok(true)` stored, `Ok(false)` the write
+    /// failed (a checkpoint is an optimisation of what followers see: the end stores all), `Err`
+    /// the generation must stop (the reply is no longer this generation's, or the text is full).
+    async fn write(&self, text: &str, writes: &mut Writes) -> Result<bool, Outcome> {
         let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
+        let content = Content::parse(text.to_owned()).map_err(|_| Outcome::Full)?;
+        match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
+            Ok(Checkpoint::Saved) => {
+                writes.written = text.len();
+                writes.last_write = Instant::now();
+                writes.last_contact = Instant::now();
+                Ok(true)
+            }
+            Ok(Checkpoint::Stopped) => Err(Outcome::Cancelled),
+            Err(error) => {
+                tracing::warn!(error = %error, "checkpoint failed");
+                Ok(false)
+            }
+        }
+    }
+
+    async fn stream(&self, model: &dyn Model, prompt: Prompt, text: &mut String) -> Outcome {
         let now = Instant::now();
         let mut writes = Writes { written: 0, checkpoints: 0, last_write: now, last_contact: now };
         let mut cancel_check = tokio::time::interval(CANCEL_CHECK);
@@ -206,17 +213,10 @@ impl Generator {
             self.sender.send_replace(Progress::Streaming(text.clone()));
             let due = checkpoint_due(writes.checkpoints).min(self.renew_every);
             if writes.last_write.elapsed() >= due && text.len() > writes.written {
-                let Ok(content) = Content::parse(text.clone()) else { return Outcome::Full };
-                match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
-                    Ok(Checkpoint::Saved) => {
-                        writes.written = text.len();
-                        writes.checkpoints += 1;
-                        writes.last_contact = Instant::now();
-                        writes.last_write = Instant::now();
-                    }
-                    Ok(Checkpoint::Stopped) => return Outcome::Cancelled,
-                    // A checkpoint is an optimisation of what followers see: the end stores all.
-                    Err(error) => tracing::warn!(error = %error, "checkpoint failed"),
+                match self.write(text, &mut writes).await {
+                    Ok(true) => writes.checkpoints += 1,
+                    Ok(false) => {}
+                    Err(outcome) => return outcome,
                 }
             }
         }
