@@ -295,6 +295,41 @@ async fn a_character_chat_is_opened_once_with_the_greeting_as_seq_1() {
 }
 
 #[tokio::test]
+async fn a_reset_character_chat_starts_again_with_its_greeting() {
+    let app = TestApp::new().await;
+    let (admin, user) = (app.admin(), app.user());
+    seed(&app, &admin).await;
+    let id = app.get(&user, "/v1/characters/luna/session").await.expect(200).body["id"].as_str().unwrap().to_owned();
+    let base = format!("/v1/sessions/{id}");
+    app.append(&user, &id, "user", "hello luna").await;
+    app.append(&user, &id, "assistant", "hi there").await;
+
+    let reset = app.post(&user, &format!("{base}/reset"), json!({})).await.expect(200).body;
+    assert_eq!(reset["deleted_messages_count"], 3, "{reset}");
+    let session = app.get(&user, &base).await.expect(200).body;
+    assert_eq!((session["message_count"].clone(), session["last_seq"].clone()), (json!(1), json!(4)), "{session}");
+    assert_eq!(session["last_message"]["seq"], 4);
+    assert_eq!(session["last_message"]["role"], "assistant");
+    let messages = app.get(&user, &format!("{base}/messages")).await.expect(200).body;
+    let data = messages["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1, "only the greeting: {messages}");
+    assert_eq!((data[0]["seq"].clone(), data[0]["content"].clone()), (json!(4), json!("Hello, traveller.")));
+    // A client syncing from before the reset sees the clear, then the greeting.
+    let changes = app.get(&user, &format!("{base}/changes?after_rev=3")).await.expect(200).body;
+    let kinds: Vec<&str> = changes["data"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["cleared", "message"], "{changes}");
+
+    // The chat goes on after the greeting; a chat without a greeting resets to empty.
+    app.append(&user, &id, "user", "again").await;
+    let plain = app.post(&user, "/v1/sessions", json!({"title": "plain"})).await.expect(201).body;
+    let plain_id = plain["id"].as_str().unwrap();
+    app.append(&user, plain_id, "user", "x").await;
+    app.post(&user, &format!("/v1/sessions/{plain_id}/reset"), json!({})).await.expect(200);
+    let plain = app.get(&user, &format!("/v1/sessions/{plain_id}")).await.expect(200).body;
+    assert_eq!(plain["message_count"], 0);
+}
+
+#[tokio::test]
 async fn chat_settings_take_only_the_documented_relationships_and_moods() {
     let app = TestApp::new().await;
     let user = app.user();

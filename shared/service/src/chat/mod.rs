@@ -62,8 +62,12 @@ fn dress(new: &mut NewSession, character: &Character) {
     if new.title.is_none() {
         new.title = Title::parse(&character.name).ok();
     }
-    new.greeting =
-        Content::parse(character.greeting.clone()).ok().filter(|greeting| !greeting.as_str().trim().is_empty());
+    new.greeting = greeting_of(character);
+}
+
+/// The character's greeting, when it has one.
+fn greeting_of(character: &Character) -> Option<Content> {
+    Content::parse(character.greeting.clone()).ok().filter(|greeting| !greeting.as_str().trim().is_empty())
 }
 
 impl Chat {
@@ -284,10 +288,15 @@ impl Chat {
         self.store.new_scene(user, session_id, keep).await
     }
 
-    /// Clears the log and the session's own memories (one write moves both out of sight);
-    /// returns how many messages and memories were removed.
+    /// Clears the log and the session's own memories (one write moves both out of sight); a
+    /// character chat starts again with the character's greeting, in the same write. Returns how
+    /// many messages and memories were removed.
     pub async fn reset(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
-        let (messages, old_epoch) = self.store.reset_session(user, session_id).await?;
+        let greeting = match self.session_character(user, session_id).await? {
+            Some(id) => self.catalog.character(&id).await?.and_then(|character| greeting_of(&character)),
+            None => None,
+        };
+        let (messages, old_epoch) = self.store.reset_session(user, session_id, greeting).await?;
         let memories = self.store.session_memory_count(user, session_id, old_epoch).await?;
         Ok((messages, memories))
     }

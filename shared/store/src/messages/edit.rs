@@ -158,11 +158,47 @@ impl Store {
     }
 
     /// Hides every message of the session and moves its memories to a fresh epoch, in one
-    /// conditional write. Returns how many messages were live and the epoch the memories left.
-    pub async fn reset_session(&self, user: &UserId, session_id: SessionId) -> Result<(u64, u64), StoreError> {
+    /// conditional write; with a `greeting` (a character chat's), the same write starts the log
+    /// again with it. Returns how many messages were live and the epoch the memories left.
+    pub async fn reset_session(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        greeting: Option<Content>,
+    ) -> Result<(u64, u64), StoreError> {
         self.list_sweep(user, session_id).await?;
-        let old = self.clear_log(user, session_id).await?;
-        Ok((old.session.message_count, old.memory_epoch))
+        let Some(greeting) = greeting else {
+            let old = self.clear_log(user, session_id).await?;
+            return Ok((old.session.message_count, old.memory_epoch));
+        };
+        let _turn = self.gates.enter(user).await;
+        for attempt in 0..MAX_RMW_ATTEMPTS {
+            let record = self.writable_session(user, session_id).await?;
+            let now = self.now();
+            let head = LogHead { last_seq: record.session.last_seq + 1, rev: record.session.rev + 2 };
+            let mut first = Message::greeting(session_id, greeting.clone(), now, head.rev);
+            first.seq = Seq::after(record.session.last_seq);
+            let items = vec![
+                TransactWriteItem::builder()
+                    .update(self.restart_log_update(user, &record, &last_message_of(&first), now)?)
+                    .build(),
+                TransactWriteItem::builder().put(self.new_message_put(&first)?).build(),
+            ];
+            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => {
+                    self.seq_hints.remember(session_id, head);
+                    return Ok((record.session.message_count, record.memory_epoch));
+                }
+                Err(error) => {
+                    let reasons = cancellation_reasons(error)?;
+                    if !(reasons.iter().any(|reason| reason_failed(Some(reason))) || is_conflict(&reasons)) {
+                        return Err(StoreError::internal("reset transaction cancelled unexpectedly"));
+                    }
+                }
+            }
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the session is too busy: reset retries exhausted".into()))
     }
 
     /// A message's delete at revision `rev`: the feed shows it as a tombstone.

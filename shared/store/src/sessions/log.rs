@@ -187,6 +187,52 @@ impl Store {
         update.update_expression(expression).build().map_err(StoreError::internal)
     }
 
+    /// The session item's half of a reset that restarts the log with `first` (a character's
+    /// greeting, at `last_seq + 1`): every earlier message hidden (one revision), `first` the one
+    /// live message (the next), the memories at a fresh epoch — if the session is still at the
+    /// revision `record` was read at.
+    pub(crate) fn restart_log_update(
+        &self,
+        user: &UserId,
+        record: &SessionRecord,
+        first: &LastMessage,
+        now: Timestamp,
+    ) -> Result<Update, StoreError> {
+        let session = &record.session;
+        Update::builder()
+            .table_name(&self.tables.sessions)
+            .set_key(Some(session_key(user, session.id)))
+            .condition_expression("#rev = :rev AND #status = :open AND attribute_not_exists(#deleted_at)")
+            .update_expression(
+                "SET #visible_after = :watermark, #last_seq = :first, #count = :one, #updated_at = :now, \
+                 #activity_at = :now, #rev = :first_rev, #hidden_rev = :hidden_rev, \
+                 #epoch = if_not_exists(#epoch, :zero) + :one, #last_message = :last_message",
+            )
+            .expression_attribute_names("#rev", REV)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_names("#visible_after", VISIBLE_AFTER)
+            .expression_attribute_names("#last_seq", LAST_SEQ)
+            .expression_attribute_names("#count", MESSAGE_COUNT)
+            .expression_attribute_names("#updated_at", UPDATED_AT)
+            .expression_attribute_names("#activity_at", ACTIVITY_AT)
+            .expression_attribute_names("#hidden_rev", HIDDEN_REV)
+            .expression_attribute_names("#epoch", MEMORY_EPOCH)
+            .expression_attribute_names("#last_message", LAST_MESSAGE)
+            .expression_attribute_values(":rev", n(session.rev))
+            .expression_attribute_values(":open", s(SessionStatus::Open.as_str()))
+            .expression_attribute_values(":watermark", n(session.last_seq))
+            .expression_attribute_values(":first", n(first.seq.get()))
+            .expression_attribute_values(":hidden_rev", n(session.rev + 1))
+            .expression_attribute_values(":first_rev", n(session.rev + 2))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", s(now.to_string()))
+            .expression_attribute_values(":last_message", last_message_value(first))
+            .build()
+            .map_err(StoreError::internal)
+    }
+
     /// Hides every message (the watermark moves to `last_seq`) and moves the session's memories to
     /// a fresh epoch, in one conditional write; returns the session as it was.
     pub(crate) async fn clear_log(&self, user: &UserId, session_id: SessionId) -> Result<SessionRecord, StoreError> {
