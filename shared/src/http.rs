@@ -167,13 +167,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let field = field_name(error.path());
+        let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 ApiError::invalid("body", format!("the body is not valid JSON: {inner}"))
             }
-            _ => ApiError::invalid(field, public_message(&inner.to_string())),
+            _ => InputError::from_serde(&path, &inner.to_string()).into(),
         }
     })?;
     deserializer.end().map_err(|_| ApiError::invalid("body", "trailing characters after the JSON value"))?;
@@ -189,39 +189,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
         let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer).map(Query).map_err(|error| {
-            let field = field_name(error.path());
-            ApiError::invalid(field, error.into_inner().to_string())
-        })
+        serde_path_to_error::deserialize(deserializer)
+            .map(Query)
+            .map_err(|error| InputError::from_serde(&error.path().to_string(), &error.into_inner().to_string()).into())
     }
-}
-
-fn field_name(path: &serde_path_to_error::Path) -> String {
-    let text = path.to_string();
-    if text == "." || text == "?" || text.is_empty() { "body".to_owned() } else { text }
-}
-
-/// A serde message as a client may read it: without serde_json's "at line 1 column 9" (the
-/// field name says more) and without Rust type names ("struct CreateSession" is "an object").
-fn public_message(message: &str) -> String {
-    let message = match message.rfind(" at line ") {
-        Some(index) => &message[..index],
-        None => message,
-    };
-    let mut words: Vec<&str> = message.split(' ').collect();
-    let mut index = 0;
-    while index + 1 < words.len() {
-        if words[index] == "struct" || words[index] == "enum" {
-            let kind = if words[index] == "struct" { "an object" } else { "one of the documented values" };
-            words.splice(index..index + 2, [kind]);
-            // "… with 3 elements": how serde counts a struct's fields; meaningless to a client.
-            if words.get(index + 1) == Some(&"with") && words.get(index + 3).is_some_and(|w| w.starts_with("element")) {
-                words.drain(index + 1..index + 4);
-            }
-        }
-        index += 1;
-    }
-    words.join(" ")
 }
 
 /// The `{id}` path segment parsed as `T` (400 `invalid_input` naming the field when it does not parse).

@@ -21,6 +21,7 @@ mod reply;
 mod reply_request;
 mod session;
 mod time;
+mod wording;
 
 pub use self::character::{
     AccessType, CatalogFilter, CatalogIndex, CatalogPage, CatalogSort, Character, CharacterId, ContentRating,

@@ -39,17 +39,20 @@ impl FromStr for Seq {
     type Err = InputError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        text.parse::<u64>()
-            .ok()
-            .and_then(Seq::new)
-            .ok_or_else(|| InputError::invalid("seq", "must be a positive integer"))
+        match text.parse::<u64>() {
+            Ok(value) => Seq::new(value).ok_or_else(|| InputError::invalid("seq", "must be 1 or more")),
+            Err(error) if *error.kind() == std::num::IntErrorKind::PosOverflow => {
+                Err(InputError::invalid("seq", format!("is too large: at most {}", u64::MAX)))
+            }
+            Err(_) => Err(InputError::invalid("seq", "must be a whole number, 1 or more")),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Seq {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = u64::deserialize(deserializer)?;
-        Seq::new(value).ok_or_else(|| serde::de::Error::custom("must be a positive integer"))
+        Seq::new(value).ok_or_else(|| serde::de::Error::custom("must be 1 or more"))
     }
 }
 

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Changes, CreateReply, Message, MessagesLimit, Seq, Session, SessionId, UserId};
+use super::{Change, Changes, CreateReply, InputError, Message, MessagesLimit, Seq, Session, SessionId, UserId};
 
 /// A connection whose credential and session were checked at connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,14 +108,13 @@ impl ClientEvent {
         {
             let data = object.get("data").cloned().unwrap_or_else(|| serde_json::json!({}));
             return serde_path_to_error::deserialize(data).map(Self::SendMessage).map_err(|error| {
-                let field = error.path().to_string();
-                let said = first_line(&error.into_inner().to_string()).to_owned();
-                let message = if field.is_empty() || field == "." || said.contains(&field) {
-                    format!("{name}: {said}")
-                } else {
-                    format!("{name}: {field}: {said}")
-                };
-                ProtocolError { message }
+                let (field, said) =
+                    match InputError::from_serde(&error.path().to_string(), &error.into_inner().to_string()) {
+                        InputError::Invalid { field, message } | InputError::TooLarge { field, message } => {
+                            (field, message)
+                        }
+                    };
+                ProtocolError { message: format!("{name}: {field}: {said}") }
             });
         }
         serde_json::from_value(value)

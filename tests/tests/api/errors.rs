@@ -133,3 +133,66 @@ async fn an_unreachable_database_is_503() {
     assert!(response.header("retry-after").is_some());
     assert!(!response.body["message"].as_str().unwrap().contains("127.0.0.1"), "503 bodies stay opaque");
 }
+
+/// What a client reads names the field and the rule, never a Rust type or a parser's phrase.
+#[tokio::test]
+async fn error_messages_name_the_field_and_the_rule_not_rust() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "words").await;
+    let rust =
+        ["u8", "u16", "u32", "u64", "usize", "i32", "i64", "f32", "f64", "struct", "invalid digit", "target type"];
+    let assert_plain = |message: &str, what: &str| {
+        let words: Vec<&str> = message.split(|c: char| !c.is_alphanumeric()).collect();
+        for term in rust {
+            let named = if term.contains(' ') { message.contains(term) } else { words.contains(&term) };
+            assert!(!named, "{what}: {message:?} names {term:?}");
+        }
+    };
+    let messages = format!("/v1/sessions/{session}/messages");
+    let cases = [
+        ("GET", format!("{messages}?limit=abc"), None, "limit", "whole number"),
+        ("GET", format!("{messages}?limit=-3"), None, "limit", ""),
+        ("GET", format!("{messages}?after_seq=99999999999999999999999"), None, "after_seq", "out of range"),
+        ("GET", format!("{messages}/99999999999999999999999"), None, "seq", "too large"),
+        ("GET", format!("{messages}/0"), None, "seq", "1 or more"),
+        ("POST", messages.clone(), Some(json!({"role": "user"})), "content", "required"),
+        (
+            "POST",
+            messages.clone(),
+            Some(json!({"role": "user", "content": "x", "reply_to": 1e30})),
+            "reply_to",
+            "out of range",
+        ),
+        (
+            "POST",
+            messages.clone(),
+            Some(json!({"role": "user", "content": "x", "reply_to": -2})),
+            "reply_to",
+            "negative",
+        ),
+        (
+            "POST",
+            format!("/v1/sessions/{session}/forget-recent"),
+            Some(serde_json::from_str(r#"{"count": 99999999999999999999999}"#).unwrap()),
+            "count",
+            "out of range",
+        ),
+        ("POST", format!("/v1/sessions/{session}/replies"), Some(json!({"max_tokens": "many"})), "max_tokens", ""),
+        (
+            "POST",
+            format!("/v1/sessions/{session}/replies"),
+            Some(json!({"temperature": "hot"})),
+            "temperature",
+            "a number",
+        ),
+    ];
+    for (method, path, body, field, says) in cases {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let response = app.call(method, &path, Some(&user.token), body).await.expect_error(400, "invalid_input");
+        let message = response.body["message"].as_str().unwrap();
+        assert_eq!(response.body["field"], field, "{path}: {}", response.body);
+        assert!(message.contains(says), "{path}: {message:?} should say {says:?}");
+        assert_plain(message, &path);
+    }
+}

@@ -271,7 +271,7 @@ async fn admin_routes_are_admin_only() {
         (json!({"plan": "pro", "start_at": "yesterday", "end_at": "2426-12-21T00:00:00Z"}), "start_at"),
         (json!({"plan": "pro", "start_at": "2426-12-21T00:00:00Z", "end_at": "2426-11-21T00:00:00Z"}), "end_at"),
         (json!({"plan": "", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-12-21T00:00:00Z"}), "plan"),
-        (json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z"}), "body"),
+        (json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z"}), "end_at"),
     ] {
         let response =
             app.call(Method::PUT, &sub, Some(&admin.token), Some(body)).await.expect_error(400, "invalid_input");

@@ -42,7 +42,7 @@ async fn add_validates_its_input() {
         (json!({"content": "x", "memory_type": "fact", "importance": "high"}), "importance"),
         (json!({"content": "x", "memory_type": "fact", "session_id": "nope"}), "session_id"),
         (json!({"content": "x", "memory_type": "fact", "weight": 3}), "weight"),
-        (json!({"memory_type": "fact"}), "body"),
+        (json!({"memory_type": "fact"}), "content"),
     ] {
         let response = app.post(&user, "/v1/memories", body.clone()).await.expect_error(400, "invalid_input");
         assert_eq!(response.body["field"], field, "for {body}");

@@ -93,14 +93,14 @@ async fn append_validates_its_input() {
     let path = messages_path(&session);
     for (body, field) in [
         (json!({"role": "narrator", "content": "x"}), "role"),
-        (json!({"content": "x"}), "body"),
-        (json!({"role": "user"}), "body"),
+        (json!({"content": "x"}), "role"),
+        (json!({"role": "user"}), "content"),
         (json!({"role": "user", "content": "x", "type": ""}), "type"),
         (json!({"role": "user", "content": "x", "type": "t".repeat(65)}), "type"),
         (json!({"role": "user", "content": "x", "payload": [1]}), "payload"),
         (json!({"role": "user", "content": "x", "reply_to": 0}), "reply_to"),
         (json!({"role": "user", "content": "x", "reply_to": 1}), "reply_to"),
-        (json!({"role": "user", "content": "x", "usage": {"input_tokens": 1, "output_tokens": 1}}), "usage"),
+        (json!({"role": "user", "content": "x", "usage": {"input_tokens": 1, "output_tokens": 1}}), "usage.model"),
         (
             json!({"role": "user", "content": "x", "usage": {"input_tokens": 1, "output_tokens": 1, "model": ""}}),
             "usage.model",

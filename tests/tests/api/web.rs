@@ -70,7 +70,7 @@ async fn dev_sign_in_signs_a_token_the_api_accepts() {
         assert_eq!(refused.body["field"], "user_id");
     }
     let odd = app.call(Method::POST, "/dev/token", None, Some(json!({"user_id": "bob", "admin": true}))).await;
-    assert_eq!(odd.expect_error(400, "invalid_input").body["field"], "body");
+    assert_eq!(odd.expect_error(400, "invalid_input").body["field"], "admin");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

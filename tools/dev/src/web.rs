@@ -4,15 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
+use axum::Router;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::routing::post;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use shared::api::characters::CreateCharacter;
 use shared::catalog::Catalog;
 use shared::domain::Refusal;
 use shared::error::ApiError;
+use shared::http::Json;
 use shared::store::StoreError;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -66,11 +66,8 @@ struct TokenAnswer {
 /// 1–64 of `A–Z a–z 0–9 _ -`, so no one can sign in as a Telegram user (`tg:…`) this way.
 async fn dev_token(
     State(sign_in): State<DevSignIn>,
-    body: Result<Json<TokenBody>, JsonRejection>,
+    Json(body): Json<TokenBody>,
 ) -> Result<Json<TokenAnswer>, ApiError> {
-    let Ok(Json(body)) = body else {
-        return Err(ApiError::invalid("body", "expected {\"user_id\": \"…\"}"));
-    };
     let valid = (1..=64).contains(&body.user_id.len())
         && body.user_id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
     if !valid {
