@@ -3,106 +3,14 @@
 //! the log stay consistent, and regenerate and a new reply work. The real dev server binary,
 //! DynamoDB Local and the local model.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kit::token::{DEV_JWT_SECRET, TokenRequest, mint};
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::config::TableNames;
 
-use crate::common::{endpoint, local_model_url};
-
-/// The lease the servers run with: short, so the test waits little.
-const LEASE_SECS: u64 = 3;
-
-/// The dev server binary, built if it is missing or stale (a no-op when `cargo test` built it).
-fn dev_server_binary() -> PathBuf {
-    let root = kit::dynamodb_local::workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let built = Command::new(cargo)
-        .args(["build", "-q", "-p", "dev", "--bin", "dev-server"])
-        .current_dir(&root)
-        .status()
-        .expect("run cargo build");
-    assert!(built.success(), "cargo build -p dev --bin dev-server failed");
-    // The test binary is `<target>/debug/deps/api-…`; the server sits in `<target>/debug`.
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.parent().and_then(|deps| deps.parent()).expect("target/debug").join("dev-server")
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts the dev server on `tables`, waiting until it answers.
-    async fn start(binary: &PathBuf, tables: &TableNames) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).expect("a port").port();
-        let mut command = Command::new(binary);
-        command
-            .envs(tables.env())
-            .env("PORT", port.to_string())
-            .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint())
-            .env("AWS_ACCESS_KEY_ID", "local")
-            .env("AWS_SECRET_ACCESS_KEY", "local")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("JWT_SECRET", DEV_JWT_SECRET)
-            .env("LLM_BASE_URL", local_model_url())
-            .env("LLM_MODEL", kit::local_model::MODEL_ALIAS)
-            .env("LLM_CONTEXT_TOKENS", "2048")
-            .env("LLM_MAX_TOKENS", "400")
-            .env("REPLY_LEASE_SECS", LEASE_SECS.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = command.spawn().expect("start the dev server");
-        let server = Self { child, base: format!("http://127.0.0.1:{port}") };
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = reqwest::get(format!("{}/openapi.json", server.base)).await
-                && response.status() == 200
-            {
-                return server;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "the dev server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// `kill -9`: nothing of the process runs after it.
-    fn kill(mut self) {
-        self.child.kill().expect("kill -9 the server");
-        self.child.wait().expect("reap the server");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn call(
-    client: &reqwest::Client,
-    token: &str,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::dev_server::{Server, call, dev_server_binary};
 
 #[tokio::test]
 async fn a_reply_left_streaming_by_a_killed_server_is_ended_when_its_lease_passes() {

@@ -8,6 +8,7 @@ mod characters;
 mod common;
 mod cors;
 mod crash;
+mod dev_server;
 mod errors;
 mod events;
 mod faults;

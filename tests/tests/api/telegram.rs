@@ -1,10 +1,8 @@
 //! Telegram Mini App sign-in: init data signed with the bot token, checked like Telegram does.
 
 use axum::http::Method;
-use hmac::{Hmac, Mac};
 use kit::token::{DEV_JWT_SECRET, dev_auth};
 use serde_json::json;
-use sha2::Sha256;
 use shared::config::{AuthConfig, TelegramConfig};
 
 use crate::common::TestApp;
@@ -15,25 +13,9 @@ fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
-}
-
 /// Raw init data as a Mini App sends it: URL-encoded fields plus `hash`.
 fn init_data(fields: &[(&str, String)], bot_token: &str) -> String {
-    let mut sorted: Vec<_> = fields.to_vec();
-    sorted.sort();
-    let check = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("\n");
-    let secret = hmac(b"WebAppData", bot_token.as_bytes());
-    let hash: String = hmac(&secret, check.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    let mut encoded = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in fields {
-        encoded.append_pair(key, value);
-    }
-    encoded.append_pair("hash", &hash);
-    encoded.finish()
+    kit::telegram::sign(fields, bot_token)
 }
 
 fn user_fields(id: i64, auth_date: i64) -> Vec<(&'static str, String)> {

@@ -3,6 +3,7 @@
 //! DynamoDB Streams reader that feeds the fan-out. What it starts (DynamoDB Local, the model, the
 //! tables) is `kit`'s.
 
+pub mod defaults;
 pub mod hub;
 pub mod openapi;
 pub mod streams;

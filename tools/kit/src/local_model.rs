@@ -10,6 +10,10 @@ use crate::dynamodb_local::{install, workspace_root};
 /// The name the local server answers to (its `model_alias`), and so the `LLM_MODEL` locally.
 pub const MODEL_ALIAS: &str = "smollm2-135m-instruct";
 
+/// The dev server's prices for the local model (USD per million input / output tokens) when
+/// `MODEL_PRICES` is not set: made up, so `cost_usd` locally is a real sum of real token counts.
+pub const DEV_PRICES: &str = "smollm2-135m-instruct=0.10/0.40";
+
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error("could not install the local model: {0}")]

@@ -18,6 +18,9 @@ use shared::{AppState, telemetry};
 async fn main() -> Result<(), Box<dyn Error>> {
     telemetry::init();
     let mut config = Config::from_env()?;
+    for what in dev::defaults::apply(&mut config) {
+        tracing::info!("dev default: {what}");
+    }
     // Without a provider of its own, a new user's first chat gets a real answer from the local
     // model (set LLM_PROVIDER=none to serve without one).
     let _model = match (&config.llm, std::env::var("LLM_PROVIDER").as_deref()) {
