@@ -30,4 +30,5 @@ fi
 build_web
 log "building and starting the API on http://127.0.0.1:${PORT:-3000} (the web app at /)"
 log "mint a token: cargo run -q -p kit --bin mint-token -- <user-id>"
+log "Telegram init data (dev bot): cargo run -q -p kit --bin mint-init-data -- <telegram-user-id>"
 cargo run -q -p dev --bin dev-server
