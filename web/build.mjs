@@ -19,6 +19,7 @@ await build({
 });
 cpSync("public/index.html", "dist/index.html");
 cpSync("public/config.js", "dist/config.js");
+cpSync("public/favicon.ico", "dist/favicon.ico");
 cpSync("public/app.css", "dist/assets/app.css");
 const bytes = statSync("dist/assets/app.js").size;
 const gzipped = gzipSync(readFileSync("dist/assets/app.js")).length;

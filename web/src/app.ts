@@ -84,7 +84,7 @@ function storedToken(): string | null {
 function signInForm(view: HTMLElement): Promise<Auth> {
     return new Promise((resolve) => {
         const error = h("p", { class: "hint", role: "alert" });
-        const name = h("input", { name: "user", required: true, pattern: "[A-Za-z0-9_-]{1,64}", autocomplete: "username", placeholder: "alice" });
+        const name = h("input", { name: "user", required: true, pattern: "[A-Za-z0-9_\\-]{1,64}", autocomplete: "username", placeholder: "alice" });
         const token = h("input", { name: "token", autocomplete: "off", placeholder: "eyJ…" });
         const form = h(
             "form",

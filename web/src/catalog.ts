@@ -47,7 +47,7 @@ export async function showCatalog(app: App, view: HTMLElement): Promise<() => vo
             const shown = q ? page.data.filter((character) => matches(character, value(rating), value(access), value(tag))) : page.data;
             list.replaceChildren(...shown.map(card));
             if (shown.length === 0) list.append(h("li", { class: "empty" }, "No character matches."));
-            status.textContent = `${shown.length} characters`;
+            status.textContent = `${shown.length} ${shown.length === 1 ? "character" : "characters"}`;
         } catch (error) {
             app.notify(error);
         } finally {

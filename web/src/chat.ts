@@ -57,8 +57,17 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
     const full = await withMessages();
     for (const message of full.messages) upsert(message);
     const socket: ChatSocket = client.socket(sessionId, { afterRev: full.rev });
+    // A user message spends a unit of the day's quota, whichever tab or device sent it: the
+    // badge reads the quota again (once for a burst).
+    let limitsTimer: ReturnType<typeof setTimeout> | undefined;
+    const quotaChanged = () => {
+        clearTimeout(limitsTimer);
+        limitsTimer = setTimeout(() => void app.refreshLimits().catch(() => undefined), 250);
+    };
     socket.on("message", ({ message }) => {
+        const known = messages.has(message.seq);
         upsert(message);
+        if (!known && message.role === "user") quotaChanged();
         if (message.status === "streaming" && message.role === "assistant") void follow(message.seq);
     });
     socket.on("deleted", (event) => {
@@ -318,6 +327,7 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
     return () => {
         leaving.abort();
         socket.close();
+        clearTimeout(limitsTimer);
         clearTimeout(typingTimer);
     };
 }

@@ -29,13 +29,14 @@ pub struct DevSignIn {
     pub audience: Option<String>,
 }
 
-/// The web app's files from `dir` (`index.html` at `/`, the bundle under `/assets`), and
+/// The web app's files from `dir` (`index.html` at `/`, its icon, the bundle under `/assets`), and
 /// `POST /dev/token` when `sign_in` is given: routes to merge beside the API's (see
 /// [`crate::dev_app`]), so the API's request ids and JSON 404 cover them too.
 pub fn router<S: Clone + Send + Sync + 'static>(dir: &Path, sign_in: Option<DevSignIn>) -> Router<S> {
     let files = Router::new()
         .route_service("/", ServeFile::new(dir.join("index.html")))
         .route_service("/config.js", ServeFile::new(dir.join("config.js")))
+        .route_service("/favicon.ico", ServeFile::new(dir.join("favicon.ico")))
         .nest_service("/assets", ServeDir::new(dir.join("assets")));
     match sign_in {
         Some(sign_in) => files.route_service("/dev/token", post(dev_token).with_state::<()>(sign_in)),
