@@ -200,7 +200,8 @@ pub const MESSAGES: TableLayout = TableLayout {
         projection: Projection::KeysOnly,
     }],
     // Local, so the feed reads it strongly consistent; keys only, so a streaming reply's
-    // checkpoints (which leave `rev`) cost it nothing.
+    // checkpoints (which leave `rev`) cost it nothing; sparse in effect: a message has `rev` only
+    // from its first change after its creation (creations are read by seq).
     local_indexes: &[IndexLayout {
         name: messages::BY_REV,
         partition_key: (messages::SESSION_ID, KeyType::S),

@@ -109,3 +109,53 @@ async fn the_feed_is_private_and_checks_its_parameters() {
     app.get(&owner, &format!("{path}?since=1")).await.expect_error(400, "invalid_input");
     assert_eq!(entries(&changes(&app, &owner, &session, "").await).len(), 1);
 }
+
+/// A client away for hundreds of appends pages through all of them in revision order, each
+/// message once and as it is now; one back after a few appends reads just those. (Creations are
+/// found by seq from the log, changes after them from the index: both sides are exercised.)
+#[tokio::test]
+async fn a_long_absence_pages_through_every_change_once() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let session = app.session(&user, "long").await;
+    let base = format!("/v1/sessions/{session}");
+    for batch in 0..30 {
+        let messages: Vec<_> =
+            (0..20).map(|index| json!({"role": "user", "content": format!("m{}", batch * 20 + index + 1)})).collect();
+        app.post(&user, &format!("{base}/messages/batch"), json!({"messages": messages})).await.expect(201);
+    }
+    app.patch(&user, &format!("{base}/messages/3"), json!({"content": "three, edited"})).await.expect(200);
+    app.delete(&user, &format!("{base}/messages/590")).await.expect(204);
+
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = changes(&app, &user, &session, &format!("after_rev={after}&limit=100")).await;
+        let revs: Vec<u64> = page["data"].as_array().unwrap().iter().map(|c| c["rev"].as_u64().unwrap()).collect();
+        assert!(revs.windows(2).all(|pair| pair[0] <= pair[1]), "revision order: {revs:?}");
+        assert!(revs.iter().all(|rev| *rev > after), "only after the revision asked for");
+        seen.extend(entries(&page));
+        after = page["next_after_rev"].as_u64().unwrap();
+        if !page["has_more"].as_bool().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(after, 32);
+    assert_eq!(seen.len(), 600, "every message once");
+    let mut seqs: Vec<u64> = seen.iter().map(|(_, _, seq)| *seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 600);
+    assert!(seen.contains(&change("message", 31, 3)), "the edit at its own revision");
+    assert!(seen.contains(&change("deleted", 32, 590)));
+    assert!(seen.contains(&change("message", 1, 1)) && seen.contains(&change("message", 30, 600)));
+
+    let recent = changes(&app, &user, &session, "after_rev=29").await;
+    let expected: Vec<_> = (581..=600)
+        .filter(|seq| *seq != 590)
+        .map(|seq| change("message", 30, seq))
+        .chain([change("message", 31, 3), change("deleted", 32, 590)])
+        .collect();
+    assert_eq!(entries(&recent), expected);
+    assert_eq!(recent["data"][19]["message"]["content"], "three, edited");
+}

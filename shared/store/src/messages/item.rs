@@ -45,9 +45,14 @@ pub(super) const USAGE: &str = "usage";
 
 pub(super) const ERROR: &str = "error";
 
-/// The session revision of the message's latest change: the sort key of the `by_rev` index the
-/// change feed reads.
+/// The session revision of the message's latest change after its creation: the sort key of the
+/// `by_rev` index the change feed reads. A new message has none (its creation is found by seq,
+/// see `changes`), so an append writes no index entry; the first change after it adds one.
 pub(crate) const REV: &str = schema::messages::REV;
+
+/// The session revision that created the message. Creations are in seq order, so the seqs created
+/// after a revision are the ones above a boundary.
+pub(crate) const CREATED_REV: &str = "created_rev";
 
 /// When a generated reply's last write landed (its checkpoints and its end).
 pub(super) const WRITTEN_AT: &str = "written_at";
@@ -97,9 +102,12 @@ struct MessageItem {
     variant: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     error: Option<ErrorItem>,
-    /// Absent only on items written before the change feed.
-    #[serde(default)]
-    rev: u64,
+    /// Set by the first change after the creation (edit, delete, a reply's end…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rev: Option<u64>,
+    /// Absent on items written before the feed found creations by seq (their `rev` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_rev: Option<u64>,
     /// A generated reply's last write: its lease while it streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     written_at: Option<String>,
@@ -172,7 +180,8 @@ impl From<&Message> for MessageItem {
             model: message.model.clone(),
             variant: (message.variant > 1 || message.model.is_some()).then_some(message.variant),
             error: message.error.as_ref().map(ErrorItem::from),
-            rev: message.rev,
+            rev: None,
+            created_rev: Some(message.rev),
             written_at: message.lease.as_ref().map(|lease| lease.renewed_at.to_string()),
             finished_at: None,
             counted_in: message.lease.as_ref().and_then(|lease| lease.counted_in.clone()),
@@ -270,7 +279,7 @@ impl TryFrom<Item> for StoredMessage {
                 retryable: error.retryable,
                 retry_after: error.retry_after,
             }),
-            rev: stored.rev,
+            rev: stored.rev.or(stored.created_rev).unwrap_or_default(),
             lease,
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
