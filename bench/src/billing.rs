@@ -3,7 +3,8 @@
 //! DynamoDB Local's `ConsumedCapacity` is realistic for single-item calls, batches and queries, but
 //! not for `TransactWriteItems`: it reports 4 units per table for one small item or for ten (AWS
 //! bills 2 per KB per item). So the meter keeps which items each transaction wrote, and after the
-//! measured phase this module reads them back and applies the documented rules: 2 write units per
+//! measured phase this module sizes them — a put by the item it sent, an update by reading the
+//! item back — and applies the documented rules: 2 write units per
 //! started KB of each item the transaction names; and for each secondary index the write touches,
 //! 1 unit per started KB of the index entry — the attributes the index projects, not the whole
 //! item — twice when an update changes the entry's key (the old entry is deleted, a new one
@@ -117,7 +118,13 @@ impl Auditor {
                 }
                 Action::Update { key, .. } | Action::Delete { key } | Action::ConditionCheck { key } => key.clone(),
             };
-            let stored = self.read(&item.table, &key).await?;
+            // A put is billed by the item it wrote (a reply's placeholder, not the reply it
+            // became); an update or delete by the item as it is now (the measured phase ends
+            // with it: its last write's size, and no smaller than what it replaced).
+            let stored = match &item.action {
+                Action::Put { item } => Some(wire_item(item)?),
+                _ => self.read(&item.table, &key).await?,
+            };
             let kb = |size: u64| size.div_ceil(1024).max(1) as f64;
             let item_kb = kb(stored.as_ref().map_or(1, item_size));
             billed.units += 2.0 * item_kb;
@@ -192,6 +199,31 @@ impl Auditor {
         let output = self.client.get_item().table_name(table).set_key(Some(key)).consistent_read(true).send().await?;
         Ok(output.item)
     }
+}
+
+/// An item in DynamoDB's JSON wire format, as a request carries it.
+fn wire_item(item: &Value) -> Result<HashMap<String, AttributeValue>, BoxError> {
+    let item = item.as_object().ok_or("an item is an object")?;
+    item.iter().map(|(name, value)| Ok((name.clone(), wire_value(value)?))).collect()
+}
+
+fn wire_value(value: &Value) -> Result<AttributeValue, BoxError> {
+    let (kind, inner) = value.as_object().and_then(|typed| typed.iter().next()).ok_or("a typed attribute")?;
+    let text = || inner.as_str().map(str::to_owned).ok_or("a string");
+    let texts = || -> Result<Vec<String>, BoxError> {
+        inner.as_array().ok_or("a list")?.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "a string".into())).collect()
+    };
+    Ok(match kind.as_str() {
+        "S" => AttributeValue::S(text()?),
+        "N" => AttributeValue::N(text()?),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().ok_or("a boolean")?),
+        "NULL" => AttributeValue::Null(true),
+        "SS" => AttributeValue::Ss(texts()?),
+        "NS" => AttributeValue::Ns(texts()?),
+        "L" => AttributeValue::L(inner.as_array().ok_or("a list")?.iter().map(wire_value).collect::<Result<_, _>>()?),
+        "M" => AttributeValue::M(wire_item(inner)?),
+        other => return Err(format!("unsupported attribute type {other}").into()),
+    })
 }
 
 /// A key attribute in DynamoDB's JSON wire format (`{"S": "…"}`, `{"N": "…"}`).

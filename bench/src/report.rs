@@ -231,8 +231,9 @@ impl Results {
              `TransactWriteItems` call whether it writes one small item or ten, where AWS bills 2 units per started \
              KB of every item the transaction writes, and 1 per started KB of every index entry it writes (the \
              projected attributes; an index key change deletes one entry and writes another; a keys-only index is \
-             not written when its keys stay). The benchmark reads each item a committed transaction wrote back and \
-             applies that rule. In brackets: the earlier rule of this benchmark (until 2026-12 it charged every \
+             not written when its keys stay). The benchmark sizes each item a committed transaction put by the item \
+             as sent (a reply's placeholder, not the reply it became; until 2026-12-06 it read puts back too), \
+             each updated item by reading it back, and applies that rule. In brackets: the earlier rule of this benchmark (until 2026-12 it charged every \
              index entry 2 per KB of the whole item, whatever the projection), then DynamoDB Local's own figure. \
              Single-item writes, queries and reads are as reported.\n",
             self.provenance.stamp(),
