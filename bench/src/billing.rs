@@ -211,7 +211,12 @@ fn wire_value(value: &Value) -> Result<AttributeValue, BoxError> {
     let (kind, inner) = value.as_object().and_then(|typed| typed.iter().next()).ok_or("a typed attribute")?;
     let text = || inner.as_str().map(str::to_owned).ok_or("a string");
     let texts = || -> Result<Vec<String>, BoxError> {
-        inner.as_array().ok_or("a list")?.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "a string".into())).collect()
+        inner
+            .as_array()
+            .ok_or("a list")?
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| "a string".into()))
+            .collect()
     };
     Ok(match kind.as_str() {
         "S" => AttributeValue::S(text()?),

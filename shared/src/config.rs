@@ -75,7 +75,7 @@ pub fn limits_from_env() -> Result<LimitsConfig, ConfigError> {
 pub use llm::{LlmConfig, LlmProvider};
 
 /// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS`, `LLM_CONTEXT_MESSAGES`,
-/// `LLM_REPLY_TIMEOUT_SECS` and `REPLY_LEASE_SECS` where set, over `config`.
+/// `LLM_REPLY_TIMEOUT_SECS`, `REPLY_LEASE_SECS` and `LLM_CONCURRENCY` where set, over `config`.
 pub fn tune_llm_from_env(mut config: LlmConfig) -> Result<LlmConfig, ConfigError> {
     config.timeout_secs = number("LLM_TIMEOUT_SECS", config.timeout_secs)?;
     config.context_tokens = number("LLM_CONTEXT_TOKENS", config.context_tokens)?;
@@ -83,6 +83,13 @@ pub fn tune_llm_from_env(mut config: LlmConfig) -> Result<LlmConfig, ConfigError
     config.context_messages = number("LLM_CONTEXT_MESSAGES", config.context_messages)?;
     config.reply_timeout_secs = number("LLM_REPLY_TIMEOUT_SECS", config.reply_timeout_secs)?;
     config.lease_secs = number("REPLY_LEASE_SECS", config.lease_secs)?;
+    if optional("LLM_CONCURRENCY").is_some() {
+        let concurrency: u32 = number("LLM_CONCURRENCY", 0)?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid { name: "LLM_CONCURRENCY", reason: "must be 1 or more" });
+        }
+        config.concurrency = Some(concurrency);
+    }
     if !(3..=60).contains(&config.lease_secs) {
         return Err(ConfigError::Invalid { name: "REPLY_LEASE_SECS", reason: "must be 3 to 60" });
     }

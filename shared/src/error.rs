@@ -379,6 +379,12 @@ impl From<ReplyFailure> for ApiError {
             ReplyFailure::Store(error) => error.into(),
             ReplyFailure::Failed(error) => Self::Model(error),
             ReplyFailure::NoModel => Self::NoModel,
+            ReplyFailure::Busy { retry_after_secs } => Self::Model(ReplyError {
+                code: "llm_busy".to_owned(),
+                message: failure.to_string(),
+                retryable: true,
+                retry_after: Some(retry_after_secs),
+            }),
             ReplyFailure::Invalid { field, message } => Self::invalid(field, message),
         }
     }

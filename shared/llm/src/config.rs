@@ -39,6 +39,11 @@ pub struct LlmConfig {
     /// A streaming reply's lease (`REPLY_LEASE_SECS`, 3 to 60, default 30): its generator renews
     /// it at least every third of it; a reply whose lease passed is ended by whoever meets it.
     pub lease_secs: u64,
+    /// Replies one process generates at once (`LLM_CONCURRENCY`; unset: no limit — on Lambda an
+    /// instance serves one request at a time). Sized to the model's slots, it keeps a busy model
+    /// from slowing every reply down: as many again may wait up to `ADMISSION_WAIT` for a turn,
+    /// and the rest are refused up front (503 `llm_busy` with `Retry-After`, nothing stored).
+    pub concurrency: Option<u32>,
 }
 
 impl LlmConfig {
@@ -55,6 +60,7 @@ impl LlmConfig {
             context_messages: 8,
             reply_timeout_secs: 120,
             lease_secs: 30,
+            concurrency: None,
         }
     }
 }

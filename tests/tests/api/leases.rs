@@ -175,3 +175,50 @@ async fn the_quota_has_one_shape_wherever_it_is_reported() {
     }
     assert_eq!(turn["limits"], limits["messages_limit"]);
 }
+
+/// With `LLM_CONCURRENCY`, replies beyond the model's slots wait a little for one (as many as
+/// there are slots), and the rest are refused up front: 503 `llm_busy` with `Retry-After`,
+/// nothing stored, no quota spent. Every admitted reply ends.
+#[tokio::test]
+async fn replies_beyond_the_models_slots_wait_in_a_short_line_or_are_refused_up_front() {
+    let mut llm = leased().await;
+    llm.reply_timeout_secs = 3;
+    llm.concurrency = Some(1);
+    let app = TestApp::with_llm(llm, quota(5)).await;
+    let user = app.user();
+    let first = app.session(&user, "first").await;
+    let running = start_reply(&app, &user, &first, "slow");
+    let app_ref = &app;
+    let (user_ref, first_ref) = (&user, &first);
+    until("the first reply streams", async || {
+        let stored = app_ref.get(user_ref, &format!("/v1/sessions/{first_ref}/messages/2")).await;
+        stored.status == 200 && stored.body["status"] == "streaming"
+    })
+    .await;
+
+    // Two more at once: one takes the place in line, the other is refused.
+    let (second, third) = (app.session(&user, "second").await, app.session(&user, "third").await);
+    let waiting = [start_reply(&app, &user, &second, "slow"), start_reply(&app, &user, &third, "slow")];
+    let answers: Vec<(u16, Value)> =
+        futures::future::join_all(waiting).await.into_iter().map(|joined| joined.unwrap()).collect();
+    let refused: Vec<&(u16, Value)> = answers.iter().filter(|(status, _)| *status == 503).collect();
+    let admitted: Vec<&(u16, Value)> = answers.iter().filter(|(status, _)| *status == 201).collect();
+    assert_eq!((refused.len(), admitted.len()), (1, 1), "{answers:?}");
+    let (_, body) = refused[0];
+    assert_eq!((body["error"].as_str(), body["retry_after"].as_u64()), (Some("llm_busy"), Some(5)), "{body}");
+    assert_eq!(admitted[0].1["assistant_message"]["stop_reason"], "timeout", "it ran, at its cap");
+    let (status, _) = running.await.unwrap();
+    assert_eq!(status, 201);
+
+    // The refused turn left nothing: one of the two sessions is empty, and the quota counts two.
+    let mut counts = Vec::new();
+    for id in [&second, &third] {
+        counts.push(app.get(&user, &format!("/v1/sessions/{id}")).await.expect(200).body["message_count"].clone());
+    }
+    let counts: Vec<u64> = counts.iter().map(|count| count.as_u64().unwrap()).collect();
+    let mut sorted = counts.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 2], "{counts:?}");
+    let limits = app.get(&user, "/v1/limits").await.expect(200).body;
+    assert_eq!(limits["messages_limit"]["used"], 2, "{limits}");
+}

@@ -21,8 +21,10 @@ pub fn apply(config: &mut Config) -> Vec<&'static str> {
             "Telegram sign-in with the dev bot token (init data: cargo run -q -p kit --bin mint-init-data -- 42)",
         );
     }
-    if std::env::var_os("MODEL_PRICES").is_none() {
-        config.limits.prices = kit::local_model::DEV_PRICES.parse().expect("the dev prices parse");
+    if std::env::var_os("MODEL_PRICES").is_none()
+        && let Ok(prices) = kit::local_model::DEV_PRICES.parse()
+    {
+        config.limits.prices = prices;
         applied.push("dev prices for the local model (kit::local_model::DEV_PRICES)");
     }
     applied

@@ -10,11 +10,7 @@ pub const DEV_TELEGRAM_BOT_TOKEN: &str = "1000000001:local-dev-bot-token-not-for
 
 /// Init data's fields, `hash` aside, as a Mini App receives them; `fields` keep their order.
 pub fn sign(fields: &[(&str, String)], bot_token: &str) -> String {
-    let mut sorted = fields.to_vec();
-    sorted.sort();
-    let check = sorted.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join("\n");
-    let secret = hmac(b"WebAppData", bot_token.as_bytes());
-    let hash: String = hmac(&secret, check.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect();
+    let hash = signature(fields, bot_token).unwrap_or_default();
     let mut encoded = form_urlencoded::Serializer::new(String::new());
     for (key, value) in fields {
         encoded.append_pair(key, value);
@@ -44,8 +40,19 @@ pub fn init_data(user: &TelegramUser<'_>, bot_token: &str) -> String {
     sign(&[("user", described.to_string()), ("auth_date", auth_date.to_string())], bot_token)
 }
 
-fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+/// The `hash` of `fields`: HMAC-SHA256 of the sorted `key=value` lines, keyed by
+/// HMAC-SHA256("WebAppData", bot token), in hex.
+fn signature(fields: &[(&str, String)], bot_token: &str) -> Option<String> {
+    let mut sorted = fields.to_vec();
+    sorted.sort();
+    let check = sorted.iter().map(|(key, value)| format!("{key}={value}")).collect::<Vec<_>>().join("\n");
+    let secret = hmac(b"WebAppData", bot_token.as_bytes())?;
+    Some(hmac(&secret, check.as_bytes())?.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// HMAC takes a key of any length: `None` never happens.
+fn hmac(key: &[u8], message: &[u8]) -> Option<Vec<u8>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
     mac.update(message);
-    mac.finalize().into_bytes().to_vec()
+    Some(mac.finalize().into_bytes().to_vec())
 }

@@ -13,8 +13,8 @@ mod reply;
 
 use std::sync::Arc;
 
+use self::reply::Replies;
 pub use self::reply::{LeaseReport, Progress, ReplyFailure, Turn};
-use self::reply::{LiveReplies, Replies};
 use crate::catalog::Catalog;
 pub use domain::ReplyOptions;
 use domain::{
@@ -77,7 +77,7 @@ impl Chat {
 
     /// This service with replies from `model`, configured by `config`.
     pub fn with_model(mut self, model: Arc<dyn Model>, config: LlmConfig) -> Self {
-        self.replies = Some(Arc::new(Replies { model, config, live: LiveReplies::default() }));
+        self.replies = Some(Arc::new(Replies::new(model, config)));
         self
     }
 

@@ -14,6 +14,9 @@ use shared::config::{Config, JwtKey, LlmConfig};
 use shared::realtime::Realtime;
 use shared::{AppState, telemetry};
 
+/// Replies the local model generates at once.
+const LOCAL_MODEL_SLOTS: u32 = 4;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     telemetry::init();
@@ -26,12 +29,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let _model = match (&config.llm, std::env::var("LLM_PROVIDER").as_deref()) {
         (None, Err(_)) => {
             tracing::info!("starting the local model (SmolLM2-135M-Instruct on llama.cpp)");
-            let model = kit::local_model::start(4)?;
+            let model = kit::local_model::start(LOCAL_MODEL_SLOTS)?;
             tracing::info!(base_url = %model.base_url, "local model ready");
             // Each of the server's slots has 2048 tokens of context.
             let mut llm = LlmConfig::openai(&model.base_url, kit::local_model::MODEL_ALIAS);
             llm.context_tokens = 2048;
             llm.max_tokens = 512;
+            // As many replies at once as the model has slots; a few more wait for one.
+            llm.concurrency = Some(LOCAL_MODEL_SLOTS);
             config.llm = Some(shared::config::tune_llm_from_env(llm)?);
             Some(model)
         }

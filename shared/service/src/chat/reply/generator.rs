@@ -83,6 +83,8 @@ pub(super) struct Generator {
     pub(super) prompt_tokens: u64,
     pub(super) sender: watch::Sender<Progress>,
     pub(super) cancel: Arc<Notify>,
+    /// The reply's slot of the model: freed when the generator ends.
+    pub(super) _slot: Option<super::admission::Slot>,
 }
 
 /// How the model's stream ended, as far as the generator saw it.

@@ -22,6 +22,7 @@ use llm::LlmConfig;
 use llm::{Model, ModelError};
 use store::{Miss, ReplyEnd, StoreError};
 
+mod admission;
 mod generator;
 mod lease;
 
@@ -56,6 +57,9 @@ pub enum ReplyFailure {
     Failed(ReplyError),
     #[error("no model is configured")]
     NoModel,
+    /// Every slot of the model is taken and the line for one is full: nothing was stored.
+    #[error("the model is busy with other replies; retry in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
 }
@@ -157,13 +161,24 @@ pub(super) struct Replies {
     pub model: Arc<dyn Model>,
     pub config: LlmConfig,
     pub live: LiveReplies,
+    /// With `LLM_CONCURRENCY`: the model's slots.
+    pub admission: Option<admission::Admission>,
 }
 
-/// A reply's generation settings, resolved.
+impl Replies {
+    pub(super) fn new(model: Arc<dyn Model>, config: LlmConfig) -> Self {
+        let admission = config.concurrency.map(admission::Admission::new);
+        Self { model, config, live: LiveReplies::default(), admission }
+    }
+}
+
+/// A reply's generation: its settings, resolved, and its slot of the model (with
+/// `LLM_CONCURRENCY`), held until the reply ends.
 struct Generation {
     model: String,
     max_tokens: u32,
     temperature: Option<f32>,
+    slot: Option<admission::Slot>,
 }
 
 impl Chat {
@@ -213,7 +228,16 @@ impl Chat {
             return Err(ReplyFailure::Invalid { field: "temperature", message: "must be 0 to 2".to_owned() });
         }
         let temperature = options.temperature.or(preferred.temperature);
-        Ok(Generation { model, max_tokens, temperature })
+        Ok(Generation { model, max_tokens, temperature, slot: None })
+    }
+
+    /// A slot of the model for a reply about to be stored (see `Admission`); refused with
+    /// `Busy` before anything is written.
+    async fn admitted(&self, mut generation: Generation) -> Result<Generation, ReplyFailure> {
+        if let Some(admission) = &self.replies()?.admission {
+            generation.slot = Some(admission.enter().await?);
+        }
+        Ok(generation)
     }
 
     /// Appends the user's `content` (if any) and a reply to it, and starts generating the reply.
@@ -229,6 +253,7 @@ impl Chat {
         self.require_model(user, session_id).await?;
         let character = self.admit(user, session_id).await?;
         let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        let generation = self.admitted(generation).await?;
         let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
         messages.push(NewMessage::reply_placeholder(&generation.model, None));
         let kind = format!("reply:{}:{}:{:?}", generation.model, generation.max_tokens, generation.temperature);
@@ -292,6 +317,7 @@ impl Chat {
         self.require_model(user, session_id).await?;
         let character = self.admit(user, session_id).await?;
         let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        let generation = self.admitted(generation).await?;
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
         let assistant = match self.store.regenerate_reply(user, session_id, seq, &generation.model).await {
             // A reply whose generator is gone is ended first, then regenerated.
@@ -395,12 +421,13 @@ impl Chat {
         &self,
         user: &UserId,
         assistant: Message,
-        generation: Generation,
+        mut generation: Generation,
         context: ContextParts,
         counted_in: Option<String>,
         quota: Option<MessagesLimit>,
     ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         let replies = self.replies.clone().ok_or(ReplyFailure::NoModel)?;
+        let slot = generation.slot.take();
         let (sender, receiver) = watch::channel(Progress::Streaming(String::new()));
         let cancel = Arc::new(Notify::new());
         let live = Live { variant: assistant.variant, progress: receiver.clone(), cancel: cancel.clone() };
@@ -427,6 +454,7 @@ impl Chat {
             prompt_tokens,
             sender,
             cancel,
+            _slot: slot,
         };
         tokio::spawn(generator.run(replies.model.clone(), prompt, too_long));
         Ok(receiver)
