@@ -11,6 +11,7 @@ mod billing;
 mod catalog;
 mod cold_start;
 mod contention;
+mod crowd;
 mod langchain;
 mod lifecycle;
 mod meter;
@@ -35,7 +36,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
-    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] \
+    [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--command TEXT]";
 
 struct Args {
@@ -53,6 +54,8 @@ struct Args {
     langchain_budget_secs: u64,
     contention_rounds: usize,
     replies: usize,
+    /// The crowd phase: streamed replies sent at once.
+    crowd: usize,
     /// The lifecycle phase: sessions × messages of one user, and tokens verified per algorithm.
     lifecycle: (usize, usize, usize),
     /// The catalog phase: characters, and requests per kind of read.
@@ -81,6 +84,7 @@ impl Args {
             langchain_budget_secs: 900,
             contention_rounds: 20,
             replies: 20,
+            crowd: 32,
             lifecycle: (20, 100, 2000),
             characters: 10_000,
             catalog_requests: 500,
@@ -106,6 +110,7 @@ impl Args {
             langchain_budget_secs: 120,
             contention_rounds: 1,
             replies: 1,
+            crowd: 10,
             lifecycle: (2, 5, 20),
             characters: 60,
             catalog_requests: 5,
@@ -138,6 +143,7 @@ impl Args {
                 "--langchain-samples" => args.langchain_samples = value.parse()?,
                 "--langchain-budget-secs" => args.langchain_budget_secs = value.parse()?,
                 "--contention-rounds" => args.contention_rounds = value.parse()?,
+                "--crowd" => args.crowd = value.parse()?,
                 "--replies" => args.replies = value.parse()?,
                 "--characters" => args.characters = value.parse()?,
                 "--catalog-requests" => args.catalog_requests = value.parse()?,
@@ -167,8 +173,16 @@ async fn main() -> Result<(), BoxError> {
     let operations = ops::run(&api, args.clients, args.requests).await?;
     eprintln!("contention: {} rounds per scenario", args.contention_rounds);
     let contention = contention::run(&endpoint, args.contention_rounds).await?;
+    // Replies on a DynamoDB Local of their own: on the shared one, the earlier phases' writes have
+    // filled its stream emulation, which slows every write (see `scaling` below); the same turns
+    // on the shared one are measured too, to show that effect.
+    let fresh = kit::dynamodb_local::start_in_memory()?;
     eprintln!("replies: {} turns against the local model", args.replies);
-    let replies = replies::run(&endpoint, args.replies.max(1)).await?;
+    let replies = replies::run(&fresh.endpoint, args.replies.max(1)).await?;
+    eprintln!("replies on the shared DynamoDB Local: {} turns", args.replies.clamp(1, 5));
+    let replies_shared = replies::run(&endpoint, args.replies.clamp(1, 5)).await?;
+    eprintln!("crowd: {} streamed replies at once", args.crowd);
+    let crowd = crowd::run(&fresh.endpoint, args.crowd.max(1)).await?;
     let (sessions, messages, tokens) = args.lifecycle;
     eprintln!("lifecycle: {sessions} sessions × {messages} messages; {tokens} tokens per algorithm");
     let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
@@ -222,6 +236,8 @@ async fn main() -> Result<(), BoxError> {
         artifacts,
         contention,
         replies,
+        replies_shared,
+        crowd,
         lifecycle,
         catalog,
         sockets,

@@ -47,6 +47,9 @@ pub struct Results {
     pub artifacts: Vec<Artifact>,
     pub contention: contention::Report,
     pub replies: crate::replies::Report,
+    /// The same turns on the benchmark's shared DynamoDB Local, after the earlier phases.
+    pub replies_shared: crate::replies::Report,
+    pub crowd: crate::crowd::Report,
     pub lifecycle: crate::lifecycle::Report,
     pub catalog: crate::catalog::Report,
     pub sockets: crate::sockets::Report,
@@ -163,6 +166,34 @@ impl Results {
                 met(server.read_units <= 5.0 && server.write_units <= 1.0)
             );
         }
+        let replies = &self.replies;
+        let before = replies.before_provider.at(99.0);
+        let (most_trips, _) = replies.round_trips_before;
+        let _ = writeln!(
+            out,
+            "| a reply: backend time before the provider p99 ≤ 15 ms, ≤ 2 DynamoDB round trips | p99 {} ms, {most_trips} round trips at most | {} |",
+            ms(before),
+            met(before <= 15.0 && most_trips <= 2)
+        );
+        let turn = replies.mean_write_units();
+        let _ = writeln!(
+            out,
+            "| a whole turn (user message + ~300-token reply) ≤ 20 WRU | {turn:.2} WRU | {} |",
+            met(turn <= 20.0)
+        );
+        let crowd = &self.crowd;
+        let _ = writeln!(
+            out,
+            "| {} streamed replies at once: each completes or is refused up front with `Retry-After`, none stuck | {} completed, {} refused, {} other, {} stuck; first delta p50 {} / p99 {} ms | {} |",
+            crowd.replies,
+            crowd.completed,
+            crowd.refused,
+            crowd.other.len() + crowd.ended_otherwise + crowd.refused_but_stored,
+            crowd.stuck,
+            ms(crowd.first_delta.at(50.0)),
+            ms(crowd.first_delta.at(99.0)),
+            met(crowd.completed + crowd.refused == crowd.replies && crowd.stuck == 0 && crowd.refused_but_stored == 0)
+        );
         if let Some((worst, p99)) = self.catalog.worst_p99() {
             let calls = self.catalog.calls();
             let _ = writeln!(
@@ -414,7 +445,8 @@ impl Results {
         self.scaling(&mut out, plot);
         self.versus_langchain(&mut out);
         self.contention(&mut out);
-        crate::replies::markdown(&self.replies, &mut out);
+        crate::replies::markdown(&self.replies, &self.replies_shared, &mut out);
+        crate::crowd::markdown(&self.crowd, &mut out);
         crate::lifecycle::markdown(&self.lifecycle, &mut out);
         crate::catalog::markdown(&self.catalog, &mut out);
         crate::sockets::markdown(&self.sockets, &mut out);
