@@ -69,13 +69,18 @@ impl Store {
     ) -> Result<Appended, StoreError> {
         let _turn = self.gates.enter(user).await;
         let started = Instant::now();
-        let limits = self.append_limits(user, &messages, character).await?;
-        // What this instance does not know yet it reads in one parallel round.
-        let session = self.log_head(user, session_id);
+        // What this instance does not know yet (the quota settings, the log's head, the meter) it
+        // reads in one parallel round, so the transaction is the second round trip at most.
+        let (limits, (mut head, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(
+            self.append_limits(user, &messages, character),
+            self.log_head(user, session_id),
+            self.meter(user),
+        )?;
         // The meter matters when the append is metered, or for the quota headers of a limited user.
         let metered = !limits.usage.is_empty() || limits.allowance.is_some() || limits.rated;
-        let meter = async { if metered { self.meter(user).await } else { Ok((Meter::default(), true)) } };
-        let ((mut head, mut verified), (mut meter, mut meter_verified)) = tokio::try_join!(session, meter)?;
+        if !metered {
+            (meter, meter_verified) = (Meter::default(), true);
+        }
         for attempt in 0..MAX_ATTEMPTS {
             if let Err(error) = NewMessage::check_reply_to(&messages, head.last_seq) {
                 if verified {
