@@ -178,11 +178,12 @@ async fn the_quota_has_one_shape_wherever_it_is_reported() {
 
 /// With `LLM_CONCURRENCY`, replies beyond the model's slots wait a little for one (as many as
 /// there are slots), and the rest are refused up front: 503 `llm_busy` with `Retry-After`,
-/// nothing stored, no quota spent. Every admitted reply ends.
+/// nothing stored, no quota spent. The one that waited runs when the slot frees, and its time
+/// cap counts from its request: the wait is inside the cap, not added to it.
 #[tokio::test]
 async fn replies_beyond_the_models_slots_wait_in_a_short_line_or_are_refused_up_front() {
     let mut llm = leased().await;
-    llm.reply_timeout_secs = 3;
+    llm.reply_timeout_secs = 8;
     llm.concurrency = Some(1);
     let app = TestApp::with_llm(llm, quota(5)).await;
     let user = app.user();
@@ -196,29 +197,33 @@ async fn replies_beyond_the_models_slots_wait_in_a_short_line_or_are_refused_up_
     })
     .await;
 
-    // Two more at once: one takes the place in line, the other is refused.
+    // Two more at once: one takes the place in line, the other is refused at once.
     let (second, third) = (app.session(&user, "second").await, app.session(&user, "third").await);
-    let waiting = [start_reply(&app, &user, &second, "slow"), start_reply(&app, &user, &third, "slow")];
-    let answers: Vec<(u16, Value)> =
-        futures::future::join_all(waiting).await.into_iter().map(|joined| joined.unwrap()).collect();
-    let refused: Vec<&(u16, Value)> = answers.iter().filter(|(status, _)| *status == 503).collect();
-    let admitted: Vec<&(u16, Value)> = answers.iter().filter(|(status, _)| *status == 201).collect();
-    assert_eq!((refused.len(), admitted.len()), (1, 1), "{answers:?}");
-    let (_, body) = refused[0];
+    let started = Instant::now();
+    let mut waiting = vec![start_reply(&app, &user, &second, "slow"), start_reply(&app, &user, &third, "slow")];
+    let (refused, index, rest) = futures::future::select_all(waiting.drain(..)).await;
+    let (status, body) = refused.unwrap();
+    assert_eq!(status, 503, "the first answer is the refusal: {body}");
     assert_eq!((body["error"].as_str(), body["retry_after"].as_u64()), (Some("llm_busy"), Some(5)), "{body}");
-    assert_eq!(admitted[0].1["assistant_message"]["stop_reason"], "timeout", "it ran, at its cap");
+    let (refused_session, admitted_session) = if index == 0 { (&second, &third) } else { (&third, &second) };
+
+    // The slot frees 4 s in: the one in line runs, to its cap counted from its request (8 s
+    // after it, not 8 s after the slot freed).
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(started.elapsed())).await;
+    app.post(&user, &format!("/v1/sessions/{first}/messages/2/cancel"), json!({})).await.expect(200);
+    let (status, admitted) = rest.into_iter().next().unwrap().await.unwrap();
+    assert_eq!(status, 201, "{admitted}");
+    assert_eq!(admitted["assistant_message"]["stop_reason"], "timeout", "it ran, to its cap");
+    let answered = started.elapsed();
+    assert!(answered < Duration::from_secs(11), "the wait was inside the cap: answered after {answered:?}");
     let (status, _) = running.await.unwrap();
     assert_eq!(status, 201);
 
-    // The refused turn left nothing: one of the two sessions is empty, and the quota counts two.
-    let mut counts = Vec::new();
-    for id in [&second, &third] {
-        counts.push(app.get(&user, &format!("/v1/sessions/{id}")).await.expect(200).body["message_count"].clone());
-    }
-    let counts: Vec<u64> = counts.iter().map(|count| count.as_u64().unwrap()).collect();
-    let mut sorted = counts.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, [0, 2], "{counts:?}");
+    // The refused turn left nothing, and the quota counts the two that ran.
+    let empty = app.get(&user, &format!("/v1/sessions/{refused_session}")).await.expect(200).body;
+    assert_eq!(empty["message_count"], 0, "{empty}");
+    let ran = app.get(&user, &format!("/v1/sessions/{admitted_session}")).await.expect(200).body;
+    assert_eq!(ran["message_count"], 2, "{ran}");
     let limits = app.get(&user, "/v1/limits").await.expect(200).body;
     assert_eq!(limits["messages_limit"]["used"], 2, "{limits}");
 }

@@ -179,6 +179,9 @@ struct Generation {
     max_tokens: u32,
     temperature: Option<f32>,
     slot: Option<admission::Slot>,
+    /// When the request asked for the reply: its time cap counts from here, so a wait for a
+    /// slot is inside the cap, not added to it.
+    requested_at: tokio::time::Instant,
 }
 
 impl Chat {
@@ -228,7 +231,7 @@ impl Chat {
             return Err(ReplyFailure::Invalid { field: "temperature", message: "must be 0 to 2".to_owned() });
         }
         let temperature = options.temperature.or(preferred.temperature);
-        Ok(Generation { model, max_tokens, temperature, slot: None })
+        Ok(Generation { model, max_tokens, temperature, slot: None, requested_at: tokio::time::Instant::now() })
     }
 
     /// A slot of the model for a reply about to be stored (see `Admission`); refused with
@@ -446,7 +449,7 @@ impl Chat {
             user: user.clone(),
             assistant,
             timeout: Duration::from_secs(replies.config.timeout_secs),
-            deadline: tokio::time::Instant::now() + Duration::from_secs(replies.config.reply_timeout_secs),
+            deadline: generation.requested_at + Duration::from_secs(replies.config.reply_timeout_secs),
             renew_every: lease / 3,
             stale,
             counted_in,
