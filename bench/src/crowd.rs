@@ -53,7 +53,7 @@ pub async fn run(endpoint: &str, replies: usize) -> Result<Report, BoxError> {
     llm.context_tokens = 2048;
     llm.max_tokens = 512;
     llm.concurrency = Some(SLOTS);
-    let api = Api::start_with(endpoint, Some(llm)).await?;
+    let api = Api::start_with_streams(endpoint, Some(llm), kit::tables::Streams::Off).await?;
     // Every caller its own user and chat, so nothing but the model's slots is shared.
     let mut callers = Vec::with_capacity(replies);
     for _ in 0..replies {

@@ -178,9 +178,9 @@ async fn main() -> Result<(), BoxError> {
     // on the shared one are measured too, to show that effect.
     let fresh = kit::dynamodb_local::start_in_memory()?;
     eprintln!("replies: {} turns against the local model", args.replies);
-    let replies = replies::run(&fresh.endpoint, args.replies.max(1)).await?;
+    let replies = replies::run(&fresh.endpoint, args.replies.max(1), kit::tables::Streams::Off).await?;
     eprintln!("replies on the shared DynamoDB Local: {} turns", args.replies.clamp(1, 5));
-    let replies_shared = replies::run(&endpoint, args.replies.clamp(1, 5)).await?;
+    let replies_shared = replies::run(&endpoint, args.replies.clamp(1, 5), kit::tables::Streams::AsTemplate).await?;
     eprintln!("crowd: {} streamed replies at once", args.crowd);
     let crowd = crowd::run(&fresh.endpoint, args.crowd.max(1)).await?;
     let (sessions, messages, tokens) = args.lifecycle;

@@ -71,12 +71,22 @@ impl Api {
 
     /// The same, with replies from `llm`.
     pub async fn start_with(endpoint: &str, llm: Option<LlmConfig>) -> Result<Self, BoxError> {
+        Self::start_with_streams(endpoint, llm, kit::tables::Streams::AsTemplate).await
+    }
+
+    /// The same, with or without the tables' streams (`Streams::Off` where nothing reads them:
+    /// DynamoDB Local's emulation slows every write to a streamed table; AWS's does not).
+    pub async fn start_with_streams(
+        endpoint: &str,
+        llm: Option<LlmConfig>,
+        streams: kit::tables::Streams,
+    ) -> Result<Self, BoxError> {
         let plain = kit::dynamodb_local::client(endpoint);
         let client =
             aws_sdk_dynamodb::Client::from_conf(plain.config().to_builder().interceptor(CapacityMeter).build());
         let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let tables = TableNames::with_prefix(&prefix);
-        kit::tables::create_tables(&client, &tables).await?;
+        kit::tables::create_tables_with(&client, &tables, streams).await?;
         let config = Config {
             tables,
             auth: dev_auth(),
