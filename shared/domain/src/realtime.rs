@@ -108,13 +108,9 @@ impl ClientEvent {
         {
             let data = object.get("data").cloned().unwrap_or_else(|| serde_json::json!({}));
             return serde_path_to_error::deserialize(data).map(Self::SendMessage).map_err(|error| {
-                let (field, said) =
-                    match InputError::from_serde(&error.path().to_string(), &error.into_inner().to_string()) {
-                        InputError::Invalid { field, message } | InputError::TooLarge { field, message } => {
-                            (field, message)
-                        }
-                    };
-                ProtocolError { message: format!("{name}: {field}: {said}") }
+                // "send_message: content: is required": the input error shows as "field: message".
+                let said = InputError::from_serde(&error.path().to_string(), &error.into_inner().to_string());
+                ProtocolError { message: format!("{name}: {said}") }
             });
         }
         serde_json::from_value(value)

@@ -10,9 +10,11 @@ impl InputError {
     pub fn from_serde(path: &str, said: &str) -> Self {
         let said = said.lines().next().unwrap_or(said);
         let said = said.rfind(" at line ").map_or(said, |index| &said[..index]);
-        // serde_path_to_error's path ends at an unknown key itself, but not at a missing one.
+        // serde_path_to_error's path for the input itself: `.`, or `?` when it could not tell.
+        let top = matches!(path, "" | "." | "?");
+        // The path ends at an unknown key itself, but not at a missing one.
         let at = |name: &str| match path {
-            "" | "." | "?" => name.to_owned(),
+            _ if top => name.to_owned(),
             _ if path == name || path.ends_with(&format!(".{name}")) => path.to_owned(),
             _ => format!("{path}.{name}"),
         };
@@ -28,7 +30,7 @@ impl InputError {
             };
             return Self::invalid(at(name), message);
         }
-        let field = if path.is_empty() || path == "." || path == "?" { "body" } else { path };
+        let field = if top { "body" } else { path };
         Self::invalid(field, plain(said))
     }
 }

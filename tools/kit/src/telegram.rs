@@ -1,5 +1,7 @@
 //! Telegram Mini App init data for local sign-in: what Telegram hands a Mini App, signed with a
 //! bot token the way Telegram signs it (HMAC-SHA256 keyed by HMAC("WebAppData", bot token)).
+//! Written apart from `shared::telegram`'s check on purpose: the tests hold that check against
+//! this independent signer, not against itself.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -64,6 +64,14 @@ impl Scanned {
     }
 }
 
+/// The index's changes and the log's creations as one list, in revision order (seq order within
+/// a revision).
+fn in_revision_order(mut changed: Vec<Changed>, created: &[(Changed, Item)]) -> Vec<Changed> {
+    changed.extend(created.iter().map(|(entry, _)| *entry));
+    changed.sort_by_key(|entry| (entry.rev, entry.seq));
+    changed
+}
+
 /// Cuts `found` (in rev order; `limit` + 1 of them when more follow) to a page that ends at a
 /// revision boundary. `None`: the first revision alone is longer than the page.
 fn cut_at_revision(found: &mut Vec<Changed>, limit: usize) -> Option<bool> {
@@ -90,12 +98,11 @@ impl Store {
         let head = record.session.rev;
         let log = Log { session_id, visible_after: record.visible_after, last_seq: record.session.last_seq };
         let limit = limit.as_usize();
-        let (mut found, mut created) = tokio::try_join!(
+        let (changed, mut created) = tokio::try_join!(
             self.changed_between(session_id, after_rev, head, Some(limit + 1)),
             self.created_between(&log, after_rev, head, Some(limit + 1)),
         )?;
-        found.extend(created.iter().map(|(changed, _)| *changed));
-        found.sort_by_key(|changed| (changed.rev, changed.seq));
+        let mut found = in_revision_order(changed, &created);
         let first = found.first().map_or(after_rev + 1, |changed| changed.rev);
         let has_more = match cut_at_revision(&mut found, limit) {
             Some(has_more) => has_more,
@@ -104,9 +111,7 @@ impl Store {
                     self.changed_between(session_id, first - 1, first, None),
                     self.created_between(&log, first - 1, first, None),
                 )?;
-                found = changed;
-                found.extend(whole.iter().map(|(changed, _)| *changed));
-                found.sort_by_key(|changed| (changed.rev, changed.seq));
+                found = in_revision_order(changed, &whole);
                 created = whole;
                 first < head
             }

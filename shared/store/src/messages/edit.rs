@@ -184,17 +184,8 @@ impl Store {
                     .build(),
                 TransactWriteItem::builder().put(self.new_message_put(&first)?).build(),
             ];
-            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-                Ok(_) => {
-                    self.seq_hints.remember(session_id, head);
-                    return Ok((record.session.message_count, record.memory_epoch));
-                }
-                Err(error) => {
-                    let reasons = cancellation_reasons(error)?;
-                    if !(reasons.iter().any(|reason| reason_failed(Some(reason))) || is_conflict(&reasons)) {
-                        return Err(StoreError::internal("reset transaction cancelled unexpectedly"));
-                    }
-                }
+            if self.commit_at_revision(session_id, items, head, "reset").await? {
+                return Ok((record.session.message_count, record.memory_epoch));
             }
             backoff(attempt).await;
         }
@@ -247,9 +238,23 @@ impl Store {
         let session_update = self.session_summary_update(user, session_id, &summary, rewrites)?;
         let mut all = vec![TransactWriteItem::builder().update(session_update).build()];
         all.extend(items);
-        match self.client.transact_write_items().set_transact_items(Some(all)).send().await {
+        let head = LogHead { last_seq: summary.last_seq, rev: summary.next_rev() };
+        self.commit_at_revision(session_id, all, head, "summary").await
+    }
+
+    /// Commits a transaction whose session update is guarded by the revision it was read at,
+    /// and remembers the log's `head` after it; `false`: a condition failed or another
+    /// transaction held an item — read again and retry. `what` names it in an internal error.
+    async fn commit_at_revision(
+        &self,
+        session_id: SessionId,
+        items: Vec<TransactWriteItem>,
+        head: LogHead,
+        what: &str,
+    ) -> Result<bool, StoreError> {
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => {
-                self.seq_hints.remember(session_id, LogHead { last_seq: summary.last_seq, rev: summary.next_rev() });
+                self.seq_hints.remember(session_id, head);
                 Ok(true)
             }
             Err(error) => {
@@ -257,7 +262,7 @@ impl Store {
                 if reasons.iter().any(|reason| reason_failed(Some(reason))) || is_conflict(&reasons) {
                     Ok(false)
                 } else {
-                    Err(StoreError::internal("summary transaction cancelled unexpectedly"))
+                    Err(StoreError::internal(format!("{what} transaction cancelled unexpectedly")))
                 }
             }
         }
