@@ -285,8 +285,8 @@ impl ContextParts {
 mod tests {
     use super::*;
     use crate::{
-        Content, Importance, MemoryContent, MemoryId, MemoryType, MessageId, MessageStatus, MessageType, Role, Seq,
-        Timestamp,
+        Content, Importance, MemoryContent, MemoryId, MemoryOrigin, MemoryType, MessageId, MessageStatus, MessageType,
+        Role, Seq, Timestamp,
     };
 
     fn at() -> Timestamp {
@@ -300,6 +300,9 @@ mod tests {
             memory_type: MemoryType::Fact,
             content: MemoryContent::parse(text.to_owned()).unwrap_or_else(|_| unreachable!()),
             importance: Importance::DEFAULT,
+            origin: MemoryOrigin::User,
+            source: None,
+            superseded_by: None,
             created_at: at(),
             updated_at: at(),
         }

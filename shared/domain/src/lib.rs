@@ -38,7 +38,8 @@ pub use self::limits::{
     TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageDay, UsageReport, UsageTotals, Usd, Window, utc_day, utc_day_start,
 };
 pub use self::memory::{
-    Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryScope, MemoryType, NewMemory,
+    Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryOrigin, MemoryScope, MemorySource,
+    MemoryType, NewMemory, fingerprint,
 };
 pub use self::message::{
     Change, Changes, Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{InputError, SessionId, Timestamp};
+use super::{InputError, Seq, SessionId, Timestamp};
 
 /// A memory's id: a UUID the server generates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
@@ -109,6 +109,49 @@ impl MemoryContent {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The words of the memory, lowercased, without punctuation or case or spacing differences:
+    /// "The user's name is Anna." and "the users name is anna" are one fact.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.0)
+    }
+}
+
+/// The words of a text, lowercased and joined by single spaces (letters and digits of any script).
+pub fn fingerprint(text: &str) -> String {
+    let lowered: String = text
+        .chars()
+        .filter(|c| *c != '\'' && *c != '’')
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .flat_map(char::to_lowercase)
+        .collect();
+    lowered.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Who wrote a memory: the user (through the API) or the model reading the conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryOrigin {
+    #[default]
+    User,
+    Extracted,
+}
+
+impl MemoryOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Extracted => "extracted",
+        }
+    }
+}
+
+/// The messages an extracted memory was read from: `from_seq` to `to_seq` of one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+pub struct MemorySource {
+    pub session_id: SessionId,
+    pub from_seq: Seq,
+    pub to_seq: Seq,
 }
 
 /// Whose memory: the user's own (global) or one session's.
@@ -135,6 +178,13 @@ pub struct Memory {
     pub memory_type: MemoryType,
     pub content: MemoryContent,
     pub importance: Importance,
+    /// `user` when added through the API, `extracted` when the model read it from a conversation.
+    pub origin: MemoryOrigin,
+    /// For an extracted memory, the messages it was read from.
+    pub source: Option<MemorySource>,
+    /// The memory that replaced this one (a later correction of the same fact). A superseded
+    /// memory is kept, readable by its id, but is no longer listed or in any context.
+    pub superseded_by: Option<MemoryId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -146,6 +196,14 @@ pub struct NewMemory {
     pub memory_type: MemoryType,
     pub content: MemoryContent,
     pub importance: Importance,
+    /// Where the model read it; `None` for a memory the user adds.
+    pub source: Option<MemorySource>,
+}
+
+impl NewMemory {
+    pub fn origin(&self) -> MemoryOrigin {
+        if self.source.is_some() { MemoryOrigin::Extracted } else { MemoryOrigin::User }
+    }
 }
 
 /// A partial update; `None` leaves the field as it is.

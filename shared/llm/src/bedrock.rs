@@ -9,12 +9,16 @@ use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::types::{
     ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message,
-    StopReason as BedrockStop, SystemContentBlock,
+    SpecificToolChoice, StopReason as BedrockStop, SystemContentBlock, Tool, ToolChoice, ToolConfiguration,
+    ToolInputSchema, ToolSpecification,
 };
+use aws_smithy_types::{Document, Number};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 
-use super::{Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason, TokenCounts};
+use super::{
+    AnswerShape, Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason, TokenCounts,
+};
 
 pub struct Bedrock {
     client: Client,
@@ -44,6 +48,7 @@ impl Bedrock {
             .set_system(Some(system))
             .set_messages(Some(messages))
             .inference_config(inference)
+            .set_tool_config(prompt.shape.as_ref().map(forced_tool).transpose()?)
             .send()
             .await
             .map_err(|error| classify(&error))?;
@@ -96,6 +101,43 @@ fn conversation(prompt: &Prompt) -> Result<(Vec<SystemContentBlock>, Vec<Message
         })
         .collect::<Result<_, _>>()?;
     Ok((system, messages))
+}
+
+/// A shaped answer as Converse gives one: the input of a tool the model must call (Converse has
+/// no response format of its own). The tool's input arrives as `ToolUse` deltas of JSON text.
+fn forced_tool(shape: &AnswerShape) -> Result<ToolConfiguration, ModelError> {
+    let malformed = |error: aws_smithy_types::error::operation::BuildError| ModelError::Malformed(error.to_string());
+    let spec = ToolSpecification::builder()
+        .name(&shape.name)
+        .description(&shape.description)
+        .input_schema(ToolInputSchema::Json(document(&shape.schema)))
+        .build()
+        .map_err(malformed)?;
+    let choice = SpecificToolChoice::builder().name(&shape.name).build().map_err(malformed)?;
+    ToolConfiguration::builder()
+        .tools(Tool::ToolSpec(spec))
+        .tool_choice(ToolChoice::Tool(choice))
+        .build()
+        .map_err(malformed)
+}
+
+/// A JSON value as the SDK's `Document`.
+fn document(value: &serde_json::Value) -> Document {
+    use serde_json::Value;
+    match value {
+        Value::Null => Document::Null,
+        Value::Bool(flag) => Document::Bool(*flag),
+        Value::Number(number) => Document::Number(match (number.as_u64(), number.as_i64()) {
+            (Some(positive), _) => Number::PosInt(positive),
+            (None, Some(negative)) => Number::NegInt(negative),
+            _ => Number::Float(number.as_f64().unwrap_or_default()),
+        }),
+        Value::String(text) => Document::String(text.clone()),
+        Value::Array(items) => Document::Array(items.iter().map(document).collect()),
+        Value::Object(fields) => {
+            Document::Object(fields.iter().map(|(name, value)| (name.clone(), document(value))).collect())
+        }
+    }
 }
 
 /// What an error from Bedrock means for the reply, by its code.
@@ -155,10 +197,14 @@ impl Reader {
             }
             match self.events.recv().await {
                 Ok(Some(ConverseStreamOutput::ContentBlockDelta(event))) => {
-                    if let Some(ContentBlockDelta::Text(text)) = event.delta()
-                        && !text.is_empty()
-                    {
-                        return Some(Ok(ModelEvent::Text(text.clone())));
+                    let text = match event.delta() {
+                        Some(ContentBlockDelta::Text(text)) => text.as_str(),
+                        // The forced tool's input: the shaped answer's JSON.
+                        Some(ContentBlockDelta::ToolUse(tool)) => tool.input(),
+                        _ => "",
+                    };
+                    if !text.is_empty() {
+                        return Some(Ok(ModelEvent::Text(text.to_owned())));
                     }
                 }
                 Ok(Some(ConverseStreamOutput::MessageStop(event))) => self.stop = Some(event.stop_reason().clone()),

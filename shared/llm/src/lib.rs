@@ -46,13 +46,27 @@ pub struct PromptMessage {
     pub content: String,
 }
 
-/// One request to a model: the model's name as the provider knows it, the conversation, limits.
+/// One request to a model: the model's name as the provider knows it, the conversation, limits,
+/// and the shape of the answer when it must be data rather than prose.
 #[derive(Clone, Debug)]
 pub struct Prompt {
     pub model: String,
     pub messages: Vec<PromptMessage>,
     pub max_tokens: u32,
     pub temperature: Option<f32>,
+    pub shape: Option<AnswerShape>,
+}
+
+/// An answer that is one JSON value valid against `schema` (a JSON Schema object). Each provider
+/// asks for it its own way — OpenAI-compatible servers (llama.cpp among them) by `response_format:
+/// json_schema`, which constrains the sampling; Bedrock's Converse by one tool the model must
+/// call, whose input is the answer — and streams the JSON as `Text`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnswerShape {
+    /// A name for the shape (letters, digits, `_`, `-`): the schema's or the tool's name.
+    pub name: String,
+    pub description: String,
+    pub schema: serde_json::Value,
 }
 
 /// Why the model stopped.

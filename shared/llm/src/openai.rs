@@ -51,6 +51,12 @@ impl OpenAi {
         if let Some(temperature) = prompt.temperature {
             body["temperature"] = serde_json::json!(temperature);
         }
+        if let Some(shape) = &prompt.shape {
+            body["response_format"] = serde_json::json!({
+                "type": "json_schema",
+                "json_schema": {"name": shape.name, "description": shape.description, "schema": shape.schema, "strict": true},
+            });
+        }
         let mut request = self.http.post(&self.completions_url).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());

@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod chat;
+pub mod memory;
 pub mod realtime;
 
 /// Where the process runs, which decides whether work may go on after a response.

@@ -33,6 +33,7 @@ impl TryFrom<CreateMemory> for NewMemory {
                 .map(|value| Importance::new("importance", value))
                 .transpose()?
                 .unwrap_or(Importance::DEFAULT),
+            source: None,
         })
     }
 }

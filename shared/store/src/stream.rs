@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::StoreError;
 use super::messages::item::StoredMessage;
 use super::sessions::SessionRecord;
-use domain::{Message, Seq, Session, SessionId};
+use domain::{Message, MessageStatus, Seq, Session, SessionId, UserId};
 
 /// An item image as a stream record carries it: an item of the table.
 pub type Image = super::item::Item;
@@ -66,6 +66,33 @@ pub fn message_record(old: Option<Image>, new: Option<Image>) -> Result<Option<R
         Some(old) if new.deleted || old.message == new.message => None,
         Some(_) => Some(Recorded::MessageUpdated(Box::new(new.message))),
     })
+}
+
+/// A generated reply that ended with text (`complete` or `incomplete`), and whose it is: the
+/// one change of the log that memory extraction follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndedReply {
+    pub user: UserId,
+    pub session_id: SessionId,
+    pub seq: Seq,
+}
+
+/// Whether a record of the messages table is a reply's end: the old image is the streaming reply
+/// (it carries its owner in the `by_lease` keys), the new one has ended with text.
+pub fn ended_reply(old: Option<&Image>, new: Option<&Image>) -> Option<EndedReply> {
+    let (old, new) = (old?, new?);
+    let user = match old.get(super::schema::messages::LEASE_USER) {
+        Some(AttributeValue::S(user)) => UserId::parse(user)?,
+        _ => return None,
+    };
+    let old = StoredMessage::try_from(old.clone()).ok()?;
+    let new = StoredMessage::try_from(new.clone()).ok()?;
+    let ended = matches!(new.message.status, MessageStatus::Complete | MessageStatus::Incomplete);
+    (old.message.status == MessageStatus::Streaming
+        && ended
+        && !new.deleted
+        && !new.message.content.as_str().trim().is_empty())
+    .then_some(EndedReply { user, session_id: new.message.session_id, seq: new.message.seq })
 }
 
 /// What a record of the sessions table says: a range hidden, the session's own fields changed,

@@ -3,7 +3,10 @@
 //! - `m#<scope>#<memory_id>` — a memory; `rank` feeds the `by_rank` LSI (importance, then newest),
 //!   `memory_id` the `by_id` LSI;
 //! - `d#<scope>#<hash>` — the dedupe marker of one (type, content) in a scope;
-//! - `c#<scope>` — the scope's memory count, which enforces the cap.
+//! - `c#<scope>` — the scope's memory count, which enforces the cap;
+//! - `t#<hash>` — the tombstone of an extracted memory the user deleted: the hash of its
+//!   fingerprint (words, lowercased), which extraction never adds again;
+//! - `x#<session_id>` — how far extraction has read the session (`through_seq`).
 //!
 //! `<scope>` is `g` for the user's global memories and `s:<session_id>:<epoch>` for a session's.
 //! Resetting a session bumps its `memory_epoch` in the same write that clears its messages, so
@@ -16,12 +19,15 @@ use crate::StoreError;
 use crate::item::{Item, s};
 use crate::schema::memories::{ITEM, MEMORY_ID, USER_ID};
 use domain::{
-    Cursor, Importance, Memory, MemoryContent, MemoryId, MemoryScope, MemoryType, SessionId, Timestamp, UserId,
+    Cursor, Importance, Memory, MemoryContent, MemoryId, MemoryOrigin, MemoryScope, MemorySource, MemoryType, Seq,
+    SessionId, Timestamp, UserId,
 };
 
+mod extracted;
 mod read;
 mod write;
 
+pub use self::extracted::{ExtractionBatch, ExtractionWrite};
 pub use self::read::RankedMemory;
 
 /// At most this many memories per scope.
@@ -32,9 +38,15 @@ const CONTENT: &str = "content";
 const IMPORTANCE: &str = "importance";
 const CREATED_AT: &str = "created_at";
 const UPDATED_AT: &str = "updated_at";
+const ORIGIN: &str = "origin";
+const SOURCE_SESSION: &str = "source_session";
+const FROM_SEQ: &str = "from_seq";
+const TO_SEQ: &str = "to_seq";
+const SUPERSEDED_BY: &str = "superseded_by";
 const COUNT: &str = "n";
-/// Memories deleted per transaction by a scope-wide delete (2 items each, plus the counter).
-const DELETE_CHUNK: usize = 49;
+/// Memories deleted per transaction by a scope-wide delete (up to 3 items each — the memory, its
+/// marker, an extracted one's tombstone — plus the counter: at most 100).
+const DELETE_CHUNK: usize = 33;
 const QUERY_PAGE: i32 = 100;
 
 /// A scope with its storage key (for a session: at its current memory epoch).
@@ -84,6 +96,12 @@ fn dedupe_hash(memory_type: MemoryType, content: &MemoryContent) -> String {
     digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// The tombstone of a fact by its fingerprint (see `domain::fingerprint`).
+pub(crate) fn tombstone_item(fingerprint: &str) -> String {
+    let digest = Sha256::digest(fingerprint.as_bytes());
+    format!("t#{}", digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect::<String>())
+}
+
 fn key(user: &UserId, item: String) -> Item {
     Item::from([(USER_ID.to_owned(), s(user.as_str())), (ITEM.to_owned(), s(item))])
 }
@@ -93,7 +111,8 @@ pub(crate) struct StoredMemory {
     pub(crate) memory: Memory,
     pub(crate) scope_key: String,
     hash: String,
-    rank: String,
+    /// `None` once superseded.
+    rank: Option<String>,
 }
 
 /// The memory item as stored, mapped by serde_dynamo.
@@ -109,7 +128,21 @@ struct MemoryItem {
     content: String,
     importance: u8,
     dedupe_hash: String,
-    rank: String,
+    /// Absent on a superseded memory: it has left `by_rank` (lists, contexts) and the count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rank: Option<String>,
+    /// `extracted`, or absent for the user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+    /// An extracted memory's source: session and seq range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    superseded_by: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -122,12 +155,29 @@ impl TryFrom<&Item> for StoredMemory {
         let stored: MemoryItem =
             serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("memory", "attributes"))?;
         let corrupt = |name| StoreError::corrupt("memory", name);
+        let source = match (stored.source_session, stored.from_seq, stored.to_seq) {
+            (Some(session), Some(from), Some(to)) => Some(MemorySource {
+                session_id: session.parse().map_err(|_| corrupt(SOURCE_SESSION))?,
+                from_seq: Seq::new(from).ok_or_else(|| corrupt(FROM_SEQ))?,
+                to_seq: Seq::new(to).ok_or_else(|| corrupt(TO_SEQ))?,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt(SOURCE_SESSION)),
+        };
+        let origin = match stored.origin.as_deref() {
+            None => MemoryOrigin::User,
+            Some("extracted") => MemoryOrigin::Extracted,
+            Some(_) => return Err(corrupt(ORIGIN)),
+        };
         let memory = Memory {
             id: stored.memory_id.parse().map_err(|_| corrupt(MEMORY_ID))?,
             session_id: stored.session_id.map(|id| id.parse()).transpose().map_err(|_| corrupt(SESSION_ID))?,
             memory_type: stored.memory_type.parse().map_err(|_| corrupt(MEMORY_TYPE))?,
             content: MemoryContent::parse(stored.content).map_err(|_| corrupt(CONTENT))?,
             importance: Importance::new(IMPORTANCE, stored.importance.into()).map_err(|_| corrupt(IMPORTANCE))?,
+            origin,
+            source,
+            superseded_by: stored.superseded_by.map(|id| id.parse()).transpose().map_err(|_| corrupt(SUPERSEDED_BY))?,
             created_at: stored.created_at.parse().map_err(|_| corrupt(CREATED_AT))?,
             updated_at: stored.updated_at.parse().map_err(|_| corrupt(UPDATED_AT))?,
         };

@@ -106,10 +106,10 @@ impl Store {
                 .map_err(StoreError::from_sdk)?;
             for item in output.items() {
                 let stored = StoredMemory::try_from(item)?;
-                if stored.rank == low {
+                let Some(rank) = stored.rank.as_deref().filter(|rank| *rank != low) else {
                     continue; // the cursor's own item
-                }
-                let suffix = stored.rank[scope.key.len() + 1..].to_owned();
+                };
+                let suffix = rank.get(scope.key.len() + 1..).unwrap_or_default().to_owned();
                 found.push((suffix, stored.memory));
                 if found.len() == wanted {
                     return Ok(found);

@@ -6,13 +6,14 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::item::{Item, Reader, n, s};
-use crate::schema::memories::{BY_ID, ITEM, MEMORY_ID, RANK, USER_ID};
+use crate::schema::memories::{BY_ID, ITEM, MEMORY_ID, USER_ID};
 use crate::tx::{cancellation_reasons, reason_failed};
 use crate::{Store, StoreError};
-use domain::{Memory, MemoryChanges, MemoryId, MemoryScope, NewMemory, Refusal, UserId};
+use domain::{Memory, MemoryChanges, MemoryId, MemoryOrigin, MemoryScope, NewMemory, Refusal, UserId};
 
 use super::{
     COUNT, DELETE_CHUNK, MAX_PER_SCOPE, MemoryItem, ScopeKey, StoredMemory, UPDATED_AT, dedupe_hash, key, rank_suffix,
+    tombstone_item,
 };
 
 impl Store {
@@ -53,6 +54,9 @@ impl Store {
                 memory_type: new.memory_type,
                 content: new.content.clone(),
                 importance: new.importance,
+                origin: new.origin(),
+                source: new.source,
+                superseded_by: None,
                 created_at: now,
                 updated_at: now,
             };
@@ -131,7 +135,13 @@ impl Store {
         Err(StoreError::NotFound("session"))
     }
 
-    fn memory_item(&self, user: &UserId, scope: &ScopeKey, memory: &Memory, hash: &str) -> Result<Item, StoreError> {
+    pub(super) fn memory_item(
+        &self,
+        user: &UserId,
+        scope: &ScopeKey,
+        memory: &Memory,
+        hash: &str,
+    ) -> Result<Item, StoreError> {
         let item = MemoryItem {
             user_id: user.as_str().to_owned(),
             item: scope.memory_item(memory.id),
@@ -142,7 +152,15 @@ impl Store {
             content: memory.content.as_str().to_owned(),
             importance: memory.importance.get(),
             dedupe_hash: hash.to_owned(),
-            rank: format!("{}#{}", scope.key, rank_suffix(memory.importance, memory.created_at, memory.id)),
+            rank: memory
+                .superseded_by
+                .is_none()
+                .then(|| format!("{}#{}", scope.key, rank_suffix(memory.importance, memory.created_at, memory.id))),
+            origin: (memory.origin == MemoryOrigin::Extracted).then(|| memory.origin.as_str().to_owned()),
+            source_session: memory.source.map(|source| source.session_id.to_string()),
+            from_seq: memory.source.map(|source| source.from_seq.get()),
+            to_seq: memory.source.map(|source| source.to_seq.get()),
+            superseded_by: memory.superseded_by.map(|id| id.to_string()),
             created_at: memory.created_at.to_string(),
             updated_at: memory.updated_at.to_string(),
         };
@@ -181,7 +199,8 @@ impl Store {
         let stored = output
             .items()
             .iter()
-            .filter(|item| Reader::new(item, "memory").has(RANK))
+            // The index also holds the memory's dedupe marker (it carries the id): only `m#` items.
+            .filter(|item| item.get(ITEM).and_then(|item| item.as_s().ok()).is_some_and(|item| item.starts_with("m#")))
             .map(StoredMemory::try_from)
             .next()
             .transpose()?
@@ -281,21 +300,24 @@ impl Store {
             .map_err(StoreError::internal)
     }
 
-    /// Deletes memories of one scope, the markers and the count in one transaction.
+    /// Deletes memories of one scope, their dedupe markers, the count (of those still counted:
+    /// a superseded memory left it) and, for an extracted memory, leaves its tombstone — in one
+    /// transaction.
     async fn delete_memories(
         &self,
         user: &UserId,
         scope: &ScopeKey,
-        doomed: &[(MemoryId, String)],
+        doomed: &[&StoredMemory],
     ) -> Result<bool, StoreError> {
-        let mut items = Vec::with_capacity(doomed.len() * 2 + 1);
-        for (id, hash) in doomed {
+        let mut items = Vec::with_capacity(doomed.len() * 3 + 1);
+        for stored in doomed {
+            let id = stored.memory.id;
             items.push(
                 TransactWriteItem::builder()
                     .delete(
                         Delete::builder()
                             .table_name(&self.tables.memories)
-                            .set_key(Some(key(user, scope.memory_item(*id))))
+                            .set_key(Some(key(user, scope.memory_item(id))))
                             .condition_expression("attribute_exists(#item)")
                             .expression_attribute_names("#item", ITEM)
                             .build()
@@ -303,22 +325,33 @@ impl Store {
                     )
                     .build(),
             );
-            items.push(TransactWriteItem::builder().delete(self.delete_marker(user, scope, hash, *id)?).build());
+            items.push(TransactWriteItem::builder().delete(self.delete_marker(user, scope, &stored.hash, id)?).build());
+            if stored.memory.origin == MemoryOrigin::Extracted {
+                let tombstone = Put::builder()
+                    .table_name(&self.tables.memories)
+                    .set_item(Some(key(user, tombstone_item(&stored.memory.content.fingerprint()))))
+                    .build()
+                    .map_err(StoreError::internal)?;
+                items.push(TransactWriteItem::builder().put(tombstone).build());
+            }
         }
-        items.push(
-            TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.tables.memories)
-                        .set_key(Some(key(user, scope.counter_item())))
-                        .update_expression("ADD #n :minus")
-                        .expression_attribute_names("#n", COUNT)
-                        .expression_attribute_values(":minus", n(-(doomed.len() as i64)))
-                        .build()
-                        .map_err(StoreError::internal)?,
-                )
-                .build(),
-        );
+        let counted = doomed.iter().filter(|stored| stored.rank.is_some()).count() as i64;
+        if counted > 0 {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.tables.memories)
+                            .set_key(Some(key(user, scope.counter_item())))
+                            .update_expression("ADD #n :minus")
+                            .expression_attribute_names("#n", COUNT)
+                            .expression_attribute_values(":minus", n(-counted))
+                            .build()
+                            .map_err(StoreError::internal)?,
+                    )
+                    .build(),
+            );
+        }
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
             Err(error) => {
@@ -331,7 +364,7 @@ impl Store {
     pub async fn delete_memory(&self, user: &UserId, id: MemoryId) -> Result<(), StoreError> {
         for _ in 0..5 {
             let (stored, scope) = self.stored_memory(user, id).await?;
-            if self.delete_memories(user, &scope, &[(id, stored.hash)]).await? {
+            if self.delete_memories(user, &scope, &[&stored]).await? {
                 return Ok(());
             }
         }
@@ -354,7 +387,7 @@ impl Store {
             if batch.is_empty() {
                 return Ok(deleted);
             }
-            let doomed: Vec<_> = batch.iter().map(|stored| (stored.memory.id, stored.hash.clone())).collect();
+            let doomed: Vec<_> = batch.iter().collect();
             if self.delete_memories(user, &scope, &doomed).await? {
                 deleted += doomed.len() as u64;
                 misses = 0;

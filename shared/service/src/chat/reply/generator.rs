@@ -62,6 +62,7 @@ pub(super) fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
         messages,
         max_tokens: generation.max_tokens,
         temperature: generation.temperature,
+        shape: None,
     }
 }
 

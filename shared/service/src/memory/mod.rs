@@ -1,0 +1,222 @@
+//! Memories the model writes itself. After a reply ends with text, the session's new turns are
+//! read by the model with a shaped answer (`candidates`), each candidate is decided against the
+//! user's memories and tombstones (`consolidate`), and the decisions are stored in one
+//! transaction with the session's mark — so a turn delivered twice is read once, and a batch is
+//! stored whole or not at all.
+//!
+//! It runs off the reply's path: on AWS from the messages table's stream (the `memory` function),
+//! locally from the dev server's stream reader — both call [`Extractor::extract`]. A malformed
+//! answer moves the mark (nothing is stored; the next turns are read next time); a model or
+//! database fault leaves it, so the redelivered record tries again.
+
+mod candidates;
+mod consolidate;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::{
+    Importance, Memory, MemoryFilter, MemoryScope, MemorySource, NewMemory, PageLimit, Role, Seq, SessionId, UserId,
+};
+use futures::StreamExt;
+use llm::{Model, ModelError, ModelEvent, Prompt, TokenCounts};
+use store::{ExtractionBatch, ExtractionWrite, MessageOrder, MessageQuery, Store, StoreError};
+
+pub use self::candidates::{Candidate, Malformed, candidates as parse_candidates};
+pub use self::consolidate::{Decision, Skip, consolidate};
+
+/// How extraction uses the model.
+#[derive(Clone, Debug)]
+pub struct ExtractionConfig {
+    /// The model that reads the turns (`MEMORY_MODEL`; the replies' model by default).
+    pub model: String,
+    /// The longest answer (the memories' JSON).
+    pub max_tokens: u32,
+    /// The most one extraction may wait for the model, start to end.
+    pub timeout: Duration,
+    /// The newest messages one extraction reads at most.
+    pub window: u32,
+}
+
+impl ExtractionConfig {
+    pub fn new(model: impl Into<String>) -> Self {
+        Self { model: model.into(), max_tokens: 384, timeout: Duration::from_secs(60), window: 12 }
+    }
+}
+
+/// What one extraction did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Extracted {
+    /// The turns were read and the decisions stored (any of them may be empty).
+    Stored { added: Vec<Memory>, superseded: usize, skipped: usize, usage: Option<TokenCounts> },
+    /// The model's answer was not the memories' shape: nothing stored, the mark moved on.
+    Unreadable,
+    /// The mark is at or past these turns already (a redelivery).
+    AlreadyDone,
+    /// The session is gone, reset, locked or closed: nothing to do.
+    SessionGone,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+impl ExtractionError {
+    /// Whether trying the same turns again may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Store(error) => matches!(error, StoreError::Unavailable(_)),
+            Self::Model(error) => error.retryable(),
+        }
+    }
+}
+
+/// Extraction: cheap to clone.
+#[derive(Clone)]
+pub struct Extractor {
+    store: Store,
+    model: Arc<dyn Model>,
+    config: Arc<ExtractionConfig>,
+}
+
+impl Extractor {
+    pub fn new(store: Store, model: Arc<dyn Model>, config: ExtractionConfig) -> Self {
+        Self { store, model, config: Arc::new(config) }
+    }
+
+    /// Reads the session's turns after its mark, through `through`, and stores what they say.
+    pub async fn extract(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        through: Seq,
+    ) -> Result<Extracted, ExtractionError> {
+        let mark = match self.store.extraction_mark(user, session_id).await {
+            Ok(mark) => mark,
+            Err(StoreError::NotFound(_)) => return Ok(Extracted::SessionGone),
+            Err(error) => return Err(error.into()),
+        };
+        if mark.is_some_and(|mark| mark >= through) {
+            return Ok(Extracted::AlreadyDone);
+        }
+        let window = u64::from(self.config.window);
+        let after = mark.map_or(0, Seq::get).max(through.get().saturating_sub(window));
+        let query = MessageQuery {
+            after_seq: Some(after),
+            before_seq: Some(through.get() + 1),
+            limit: PageLimit::fixed(self.config.window),
+            order: MessageOrder::Asc,
+        };
+        let filter = MemoryFilter {
+            scope: MemoryScope::Session(session_id),
+            include_global: true,
+            memory_type: None,
+            min_importance: Importance::MIN,
+        };
+        let read = tokio::try_join!(
+            self.store.list_messages(user, session_id, query),
+            self.store.list_memories(user, &filter, PageLimit::fixed(100), None),
+        );
+        let (slice, existing) = match read {
+            Ok(read) => read,
+            Err(StoreError::NotFound(_)) => return Ok(Extracted::SessionGone),
+            Err(error) => return Err(error.into()),
+        };
+        let turns: Vec<_> = slice.data.into_iter().filter(|message| message.status.is_final()).collect();
+        let user_text: String = turns
+            .iter()
+            .filter(|message| message.role == Role::User)
+            .map(|message| message.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let from = turns.first().map_or(through, |message| message.seq);
+        let source = MemorySource { session_id, from_seq: from, to_seq: through };
+        let existing = existing.data;
+        let known: Vec<&Memory> = existing.iter().take(candidates::MAX_KNOWN).collect();
+        let mut batch = ExtractionBatch { through, adds: Vec::new(), supersedes: Vec::new() };
+        if user_text.trim().is_empty() {
+            return self.store_batch(user, session_id, batch, 0, 0, None).await;
+        }
+        let known_contents: Vec<_> = known.iter().map(|memory| &memory.content).collect();
+        let prompt = Prompt {
+            model: self.config.model.clone(),
+            messages: candidates::prompt_messages(&known_contents, &turns),
+            max_tokens: self.config.max_tokens,
+            temperature: Some(0.0),
+            shape: Some(candidates::shape(known.len())),
+        };
+        let (answer, usage) = self.ask(prompt).await?;
+        let Ok(found) = candidates::candidates(&answer, known.len(), &user_text) else {
+            tracing::warn!(%session_id, "the model's memories answer was not its shape");
+            return match self.store.store_extraction(user, session_id, batch).await? {
+                ExtractionWrite::Stored(_) => Ok(Extracted::Unreadable),
+                ExtractionWrite::AlreadyDone => Ok(Extracted::AlreadyDone),
+                ExtractionWrite::SessionGone => Ok(Extracted::SessionGone),
+            };
+        };
+        let prints: Vec<String> = found.iter().map(Candidate::fingerprint).collect();
+        let tombstones: HashSet<String> = self.store.tombstoned(user, &prints).await?;
+        let mut skipped = 0;
+        for decision in consolidate(found, &known, &existing, &tombstones) {
+            let (candidate, supersedes) = match decision {
+                Decision::Add(candidate) => (candidate, None),
+                Decision::Update { candidate, supersedes } => (candidate, Some(supersedes)),
+                Decision::Skip { .. } => {
+                    skipped += 1;
+                    continue;
+                }
+            };
+            let scope = if candidate.session_only { MemoryScope::Session(session_id) } else { MemoryScope::Global };
+            if let Some(old) = supersedes.and_then(|id| existing.iter().find(|memory| memory.id == id)) {
+                let old_scope = old.session_id.map_or(MemoryScope::Global, MemoryScope::Session);
+                batch.supersedes.push((old.id, old_scope, batch.adds.len()));
+            }
+            batch.adds.push(NewMemory {
+                scope,
+                memory_type: candidate.memory_type,
+                content: candidate.content,
+                importance: candidate.importance,
+                source: Some(source),
+            });
+        }
+        let superseded = batch.supersedes.len();
+        self.store_batch(user, session_id, batch, superseded, skipped, usage).await
+    }
+
+    async fn store_batch(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        batch: ExtractionBatch,
+        superseded: usize,
+        skipped: usize,
+        usage: Option<TokenCounts>,
+    ) -> Result<Extracted, ExtractionError> {
+        Ok(match self.store.store_extraction(user, session_id, batch).await? {
+            ExtractionWrite::Stored(added) => Extracted::Stored { added, superseded, skipped, usage },
+            ExtractionWrite::AlreadyDone => Extracted::AlreadyDone,
+            ExtractionWrite::SessionGone => Extracted::SessionGone,
+        })
+    }
+
+    /// The model's whole answer, within the configured time.
+    async fn ask(&self, prompt: Prompt) -> Result<(String, Option<TokenCounts>), ModelError> {
+        let answer = async {
+            let mut stream = self.model.stream(prompt).await?;
+            let mut text = String::new();
+            while let Some(event) = stream.next().await {
+                match event? {
+                    ModelEvent::Text(piece) => text.push_str(&piece),
+                    ModelEvent::Finished(finished) => return Ok((text, finished.usage)),
+                }
+            }
+            Err(ModelError::Unavailable("the answer ended early".to_owned()))
+        };
+        tokio::time::timeout(self.config.timeout, answer).await.map_err(|_| ModelError::Timeout)?
+    }
+}

@@ -1,0 +1,338 @@
+//! What extraction reads and writes: how far it has read a session, the tombstones it must
+//! respect, and one batch of decisions — new memories, the older ones they supersede, the scopes'
+//! counts and the session's mark — in one transaction, so a batch is stored whole or not at all
+//! and a batch delivered twice is stored once.
+
+use std::collections::{BTreeMap, HashSet};
+
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+
+use crate::item::{Reader, n, s};
+use crate::schema::memories::{ITEM, RANK};
+use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
+use crate::{Store, StoreError};
+use domain::{Memory, MemoryId, MemoryScope, NewMemory, Seq, SessionId, UserId};
+
+use super::{COUNT, MAX_PER_SCOPE, ScopeKey, UPDATED_AT, dedupe_hash, key, tombstone_item};
+
+const THROUGH_SEQ: &str = "through_seq";
+const SUPERSEDED_BY: &str = "superseded_by";
+const ATTEMPTS: u32 = 6;
+
+/// One extraction's decisions, for the store to write at once.
+#[derive(Clone, Debug)]
+pub struct ExtractionBatch {
+    /// How far the batch read the session: the mark moves here, and only forward.
+    pub through: Seq,
+    /// New memories, each with its `source`.
+    pub adds: Vec<NewMemory>,
+    /// Older memories replaced: (the old memory, its scope, the index in `adds` of the new one).
+    pub supersedes: Vec<(MemoryId, MemoryScope, usize)>,
+}
+
+/// What became of a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExtractionWrite {
+    /// Written: the memories added (a candidate that met an equal memory written meanwhile, or a
+    /// full scope, is left out).
+    Stored(Vec<Memory>),
+    /// The mark is at or past `through` already: a redelivered batch, nothing written.
+    AlreadyDone,
+    /// The session is gone, reset, locked or closed meanwhile: nothing written.
+    SessionGone,
+}
+
+fn mark_item(session_id: SessionId) -> String {
+    format!("x#{session_id}")
+}
+
+impl Store {
+    /// How far extraction has read a session (`None`: not yet).
+    pub async fn extraction_mark(&self, user: &UserId, session_id: SessionId) -> Result<Option<Seq>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.memories)
+            .set_key(Some(key(user, mark_item(session_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        let Some(item) = output.item() else { return Ok(None) };
+        let through: u64 = Reader::new(item, "extraction mark").number(THROUGH_SEQ)?;
+        Ok(Seq::new(through))
+    }
+
+    /// Which of these fingerprints the user has deleted an extracted memory of.
+    pub async fn tombstoned(&self, user: &UserId, fingerprints: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut by_item: BTreeMap<String, &String> = BTreeMap::new();
+        for fingerprint in fingerprints {
+            by_item.insert(tombstone_item(fingerprint), fingerprint);
+        }
+        let mut found = HashSet::new();
+        let wanted: Vec<_> = by_item.keys().cloned().collect();
+        for chunk in wanted.chunks(100) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for item in chunk {
+                keys = keys.keys(key(user, item.clone()));
+            }
+            let mut request =
+                Some(BTreeMap::from([(self.tables.memories.clone(), keys.build().map_err(StoreError::internal)?)]));
+            for _ in 0..ATTEMPTS {
+                let Some(items) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(items.into_iter().collect()))
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for item in output.responses().into_iter().flat_map(|tables| tables.values()).flatten() {
+                    if let Some(fingerprint) =
+                        item.get(ITEM).and_then(|item| item.as_s().ok()).and_then(|i| by_item.get(i))
+                    {
+                        found.insert((*fingerprint).clone());
+                    }
+                }
+                request = output
+                    .unprocessed_keys()
+                    .filter(|rest| !rest.is_empty())
+                    .map(|rest| rest.clone().into_iter().collect());
+            }
+            if request.is_some() {
+                return Err(StoreError::Unavailable("the tombstones could not all be read".into()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Writes one extraction's batch in one transaction (see the module's documentation).
+    pub async fn store_extraction(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        mut batch: ExtractionBatch,
+    ) -> Result<ExtractionWrite, StoreError> {
+        for attempt in 0..ATTEMPTS {
+            let record = match self.writable_session(user, session_id).await {
+                Ok(record) => record,
+                Err(StoreError::NotFound(_) | StoreError::Refused(_)) => return Ok(ExtractionWrite::SessionGone),
+                Err(error) => return Err(error),
+            };
+            let session_scope = ScopeKey::session(session_id, record.memory_epoch);
+            let scope_of = |scope: MemoryScope| match scope {
+                MemoryScope::Global => ScopeKey::global(),
+                MemoryScope::Session(_) => session_scope.clone(),
+            };
+            let now = self.now();
+            let memories: Vec<Memory> = batch
+                .adds
+                .iter()
+                .map(|new| Memory {
+                    id: MemoryId::generate(),
+                    session_id: new.scope.session_id(),
+                    memory_type: new.memory_type,
+                    content: new.content.clone(),
+                    importance: new.importance,
+                    origin: new.origin(),
+                    source: new.source,
+                    superseded_by: None,
+                    created_at: now,
+                    updated_at: now,
+                })
+                .collect();
+            // Each position of the transaction, so a cancellation reason can be traced to its item.
+            let mut roles = Vec::new();
+            let mut items = Vec::new();
+            items.push(
+                TransactWriteItem::builder()
+                    .condition_check(self.session_at_epoch(user, session_id, record.memory_epoch)?)
+                    .build(),
+            );
+            roles.push(Role::Session);
+            let mark = Update::builder()
+                .table_name(&self.tables.memories)
+                .set_key(Some(key(user, mark_item(session_id))))
+                .update_expression("SET #through = :through, #updated_at = :now")
+                .condition_expression("attribute_not_exists(#through) OR #through < :through")
+                .expression_attribute_names("#through", THROUGH_SEQ)
+                .expression_attribute_names("#updated_at", UPDATED_AT)
+                .expression_attribute_values(":through", n(batch.through.get()))
+                .expression_attribute_values(":now", s(now.to_string()))
+                .build()
+                .map_err(StoreError::internal)?;
+            items.push(TransactWriteItem::builder().update(mark).build());
+            roles.push(Role::Mark);
+            let mut deltas: BTreeMap<String, (ScopeKey, i64)> = BTreeMap::new();
+            for (index, (new, memory)) in batch.adds.iter().zip(&memories).enumerate() {
+                let scope = scope_of(new.scope);
+                let hash = dedupe_hash(memory.memory_type, &memory.content);
+                let mut marker = key(user, scope.marker_item(&hash));
+                marker.insert(crate::schema::memories::MEMORY_ID.to_owned(), s(memory.id.to_string()));
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&self.tables.memories)
+                                .set_item(Some(marker))
+                                .condition_expression("attribute_not_exists(#item)")
+                                .expression_attribute_names("#item", ITEM)
+                                .build()
+                                .map_err(StoreError::internal)?,
+                        )
+                        .build(),
+                );
+                roles.push(Role::Add(index));
+                items.push(
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&self.tables.memories)
+                                .set_item(Some(self.memory_item(user, &scope, memory, &hash)?))
+                                .build()
+                                .map_err(StoreError::internal)?,
+                        )
+                        .build(),
+                );
+                roles.push(Role::Add(index));
+                deltas.entry(scope.key.clone()).or_insert((scope, 0)).1 += 1;
+            }
+            for (position, (old, scope, by)) in batch.supersedes.iter().enumerate() {
+                let Some(new) = memories.get(*by) else { continue };
+                let scope = scope_of(*scope);
+                items.push(
+                    TransactWriteItem::builder()
+                        .update(
+                            Update::builder()
+                                .table_name(&self.tables.memories)
+                                .set_key(Some(key(user, scope.memory_item(*old))))
+                                .update_expression("REMOVE #rank SET #superseded_by = :new, #updated_at = :now")
+                                .condition_expression("attribute_exists(#rank)")
+                                .expression_attribute_names("#rank", RANK)
+                                .expression_attribute_names("#superseded_by", SUPERSEDED_BY)
+                                .expression_attribute_names("#updated_at", UPDATED_AT)
+                                .expression_attribute_values(":new", s(new.id.to_string()))
+                                .expression_attribute_values(":now", s(now.to_string()))
+                                .build()
+                                .map_err(StoreError::internal)?,
+                        )
+                        .build(),
+                );
+                roles.push(Role::Supersede(position));
+                deltas.entry(scope.key.clone()).or_insert((scope, 0)).1 -= 1;
+            }
+            for (scope, delta) in deltas.into_values() {
+                if delta == 0 {
+                    continue;
+                }
+                let mut update = Update::builder()
+                    .table_name(&self.tables.memories)
+                    .set_key(Some(key(user, scope.counter_item())))
+                    .update_expression("ADD #n :delta")
+                    .expression_attribute_names("#n", COUNT)
+                    .expression_attribute_values(":delta", n(delta));
+                if delta > 0 {
+                    let room = MAX_PER_SCOPE.saturating_sub(delta as u64);
+                    update = update
+                        .condition_expression("attribute_not_exists(#n) OR #n <= :room")
+                        .expression_attribute_values(":room", n(room));
+                }
+                items.push(TransactWriteItem::builder().update(update.build().map_err(StoreError::internal)?).build());
+                roles.push(Role::Count(scope.scope));
+            }
+            let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+                return Ok(ExtractionWrite::Stored(memories));
+            };
+            let reasons = cancellation_reasons(error)?;
+            let failed: Vec<Role> = roles
+                .iter()
+                .zip(&reasons)
+                .filter(|(_, reason)| reason_failed(Some(reason)))
+                .map(|(role, _)| *role)
+                .collect();
+            if failed.is_empty() && !is_conflict(&reasons) {
+                return Err(StoreError::internal("extraction transaction cancelled unexpectedly"));
+            }
+            for role in failed {
+                match role {
+                    Role::Session => return Ok(ExtractionWrite::SessionGone),
+                    Role::Mark => return Ok(ExtractionWrite::AlreadyDone),
+                    // An equal memory was added meanwhile: leave this one out.
+                    Role::Add(index) => batch.drop_add(index),
+                    // The old memory was deleted or superseded meanwhile: the new one stands alone.
+                    Role::Supersede(position) => {
+                        if let Some(entry) = batch.supersedes.get_mut(position) {
+                            entry.2 = usize::MAX;
+                        }
+                    }
+                    // The scope is full: its new memories are left out.
+                    Role::Count(scope) => batch.drop_scope(scope),
+                }
+            }
+            batch.supersedes.retain(|entry| entry.2 != usize::MAX);
+            backoff(attempt).await;
+        }
+        Err(StoreError::Unavailable("the memories are too busy: extraction retries exhausted".into()))
+    }
+}
+
+/// What an item of the extraction's transaction is there for.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Session,
+    Mark,
+    Add(usize),
+    Supersede(usize),
+    Count(MemoryScope),
+}
+
+impl ExtractionBatch {
+    /// Leaves out the add at `index` (and the supersede it made), keeping the others' indexes.
+    fn drop_add(&mut self, index: usize) {
+        if index >= self.adds.len() {
+            return;
+        }
+        self.adds.remove(index);
+        self.supersedes.retain(|entry| entry.2 != index);
+        for entry in &mut self.supersedes {
+            if entry.2 != usize::MAX && entry.2 > index {
+                entry.2 -= 1;
+            }
+        }
+    }
+
+    fn drop_scope(&mut self, scope: MemoryScope) {
+        let same = |other: MemoryScope| std::mem::discriminant(&other) == std::mem::discriminant(&scope);
+        while let Some(index) = self.adds.iter().position(|new| same(new.scope)) {
+            self.drop_add(index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{Importance, MemoryContent, MemoryType};
+
+    fn add(text: &str, scope: MemoryScope) -> NewMemory {
+        let Ok(content) = MemoryContent::parse(text.to_owned()) else { panic!("content") };
+        NewMemory { scope, memory_type: MemoryType::Fact, content, importance: Importance::DEFAULT, source: None }
+    }
+
+    #[test]
+    fn dropping_an_add_keeps_the_other_supersedes_pointing_at_their_own_memory() {
+        let session = MemoryScope::Session(SessionId::generate());
+        let (a, b) = (MemoryId::generate(), MemoryId::generate());
+        let mut batch = ExtractionBatch {
+            through: Seq::new(4).unwrap_or_else(|| unreachable!()),
+            adds: vec![add("one", MemoryScope::Global), add("two", session), add("three", MemoryScope::Global)],
+            supersedes: vec![(a, MemoryScope::Global, 0), (b, MemoryScope::Global, 2)],
+        };
+        batch.drop_add(0);
+        assert_eq!(batch.adds.len(), 2);
+        assert_eq!(batch.supersedes, vec![(b, MemoryScope::Global, 1)]);
+        batch.drop_scope(MemoryScope::Global);
+        assert_eq!(batch.adds.iter().map(|new| new.content.as_str()).collect::<Vec<_>>(), ["two"]);
+        assert!(batch.supersedes.is_empty());
+    }
+}
