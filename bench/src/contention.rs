@@ -64,6 +64,11 @@ impl Cluster {
             auth: dev_auth(),
             limits,
             llm: None,
+            // Extraction would share the model with the measured replies: it has a phase of its own.
+            memory: shared::config::MemoryConfig {
+                extraction: shared::config::MemoryExtraction::Manual,
+                ..Default::default()
+            },
             cors: shared::config::CorsOrigins::None,
             runtime: Default::default(),
         };

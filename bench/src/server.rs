@@ -92,6 +92,11 @@ impl Api {
             auth: dev_auth(),
             limits: limits(),
             llm,
+            // Extraction would share the model with the measured replies: it has a phase of its own.
+            memory: shared::config::MemoryConfig {
+                extraction: shared::config::MemoryExtraction::Manual,
+                ..Default::default()
+            },
             cors: shared::config::CorsOrigins::None,
             runtime: Default::default(),
         };

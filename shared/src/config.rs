@@ -139,6 +139,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub llm: Option<LlmConfig>,
+    /// Memories the model writes itself (`MEMORY_EXTRACTION`, `MEMORY_MODEL`).
+    pub memory: MemoryConfig,
     /// Browser origins the local server answers CORS for (in AWS the HTTP API and the function
     /// URL answer it, from the stack's `CorsAllowedOrigins`).
     pub cors: CorsOrigins,
@@ -189,6 +191,39 @@ impl CorsOrigins {
     }
 }
 
+/// Whether the model reads ended replies for memories, and with which model.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// `MEMORY_EXTRACTION`: `auto` (the default: after each reply that ends with text) or
+    /// `manual` (memories only through the API).
+    pub extraction: MemoryExtraction,
+    /// `MEMORY_MODEL`: the model extraction asks, on the replies' provider (default `LLM_MODEL`).
+    pub model: Option<String>,
+    /// `MEMORY_DAILY_CALLS`: extraction calls per user per UTC day (default 200).
+    pub daily_calls: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemoryExtraction {
+    #[default]
+    Auto,
+    Manual,
+}
+
+impl MemoryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let extraction = match optional("MEMORY_EXTRACTION").as_deref() {
+            None | Some("auto") => MemoryExtraction::Auto,
+            Some("manual") => MemoryExtraction::Manual,
+            Some(_) => {
+                return Err(ConfigError::Invalid { name: "MEMORY_EXTRACTION", reason: "must be auto or manual" });
+            }
+        };
+        let daily_calls = optional("MEMORY_DAILY_CALLS").map(|_| number("MEMORY_DAILY_CALLS", 0)).transpose()?;
+        Ok(Self { extraction, model: optional("MEMORY_MODEL"), daily_calls })
+    }
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
@@ -207,6 +242,7 @@ impl Config {
             auth: AuthConfig::from_env()?,
             limits: limits_from_env()?,
             llm: llm_from_env()?,
+            memory: MemoryConfig::from_env()?,
             cors: CorsOrigins::from_env()?,
             runtime: if env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() { Runtime::Lambda } else { Runtime::Server },
         })

@@ -26,6 +26,6 @@ pub mod telemetry;
 pub use domain;
 pub use error::ApiError;
 pub use llm;
-pub use service::{catalog, chat};
+pub use service::{catalog, chat, memory};
 pub use state::AppState;
 pub use store;

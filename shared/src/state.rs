@@ -5,9 +5,10 @@ use std::sync::Arc;
 use crate::auth::Authenticator;
 use crate::catalog::Catalog;
 use crate::chat::Chat;
-use crate::config::{Config, ConfigError, LlmConfig, LlmProvider, Runtime};
+use crate::config::{Config, ConfigError, LlmConfig, LlmProvider, MemoryExtraction, Runtime};
 use crate::domain::{Clock, SystemClock};
 use crate::llm::{Bedrock, Model, OpenAi};
+use crate::memory::{ExtractionConfig, Extractor};
 use crate::store::Store;
 
 #[derive(Clone)]
@@ -22,6 +23,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Lambda or a long-lived server: whether work may go on after a response.
     pub runtime: Runtime,
+    /// Memory extraction from ended replies, when a model is configured and `MEMORY_EXTRACTION`
+    /// is `auto`; the stream's readers call it.
+    pub extractor: Option<Extractor>,
 }
 
 impl AppState {
@@ -59,8 +63,16 @@ impl AppState {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock.clone());
         let catalog = Catalog::new(store.clone(), clock.clone(), config.runtime);
         let mut chat = Chat::new(store.clone(), catalog.clone(), clock.clone());
+        let mut extractor = None;
         if let Some(llm) = &config.llm {
-            chat = chat.with_model(model_of(llm, sdk_config)?, llm.clone());
+            let model = model_of(llm, sdk_config)?;
+            chat = chat.with_model(model.clone(), llm.clone());
+            if config.memory.extraction == MemoryExtraction::Auto {
+                let name = config.memory.model.clone().unwrap_or_else(|| llm.model.clone());
+                let mut extraction = ExtractionConfig::new(name);
+                extraction.daily_calls = config.memory.daily_calls.unwrap_or(extraction.daily_calls);
+                extractor = Some(Extractor::new(store.clone(), model, extraction));
+            }
         }
         Ok(Self {
             chat,
@@ -68,6 +80,7 @@ impl AppState {
             store,
             clock,
             runtime: config.runtime,
+            extractor,
             auth: Arc::new(Authenticator::new(&config.auth)?),
         })
     }

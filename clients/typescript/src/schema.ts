@@ -1001,6 +1001,20 @@ export interface components {
          */
         Importance: number;
         /**
+         * @description What the tokens were spent on: `replies` (generated replies; `messages` counts them) or
+         *     `memory` (memory extraction; `messages` counts its calls).
+         */
+        KindUsage: {
+            cost_usd: components["schemas"]["Usd"];
+            /** Format: uint64 */
+            input_tokens: number;
+            kind: components["schemas"]["UsageKind"];
+            /** Format: uint64 */
+            messages: number;
+            /** Format: uint64 */
+            output_tokens: number;
+        };
+        /**
          * @description A short lowercase label — a genre, a tag's name or category: 1–32 characters in any script,
          *     trimmed and lowercased, no control characters and no `,` (lists of them are comma-separated).
          */
@@ -1035,7 +1049,16 @@ export interface components {
             id: components["schemas"]["MemoryId"];
             importance: components["schemas"]["Importance"];
             memory_type: components["schemas"]["MemoryType"];
+            /** @description `user` when added through the API, `extracted` when the model read it from a conversation. */
+            origin: components["schemas"]["MemoryOrigin"];
             session_id: components["schemas"]["SessionId"] | null;
+            /** @description For an extracted memory, the messages it was read from. */
+            source: components["schemas"]["MemorySource"] | null;
+            /**
+             * @description The memory that replaced this one (a later correction of the same fact). A superseded
+             *     memory is kept, readable by its id, but is no longer listed or in any context.
+             */
+            superseded_by: components["schemas"]["MemoryId"] | null;
             updated_at: components["schemas"]["Timestamp"];
         };
         /** @description Memory text: 1–2000 characters, not blank. */
@@ -1055,6 +1078,17 @@ export interface components {
             next_cursor: components["schemas"]["Cursor"] | null;
             /** Format: uint64 */
             total: number;
+        };
+        /**
+         * @description Who wrote a memory: the user (through the API) or the model reading the conversation.
+         * @enum {string}
+         */
+        MemoryOrigin: "user" | "extracted";
+        /** @description The messages an extracted memory was read from: `from_seq` to `to_seq` of one session. */
+        MemorySource: {
+            from_seq: components["schemas"]["Seq"];
+            session_id: components["schemas"]["SessionId"];
+            to_seq: components["schemas"]["Seq"];
         };
         /**
          * @description What kind of thing a memory records.
@@ -1601,9 +1635,13 @@ export interface components {
             /** Format: uint64 */
             output_tokens: number;
         };
+        /** @enum {string} */
+        UsageKind: "replies" | "memory";
         UsageReport: {
+            by_kind: components["schemas"]["KindUsage"][];
             by_model: components["schemas"]["ModelUsage"][];
             daily: components["schemas"]["DailyUsage"][];
+            /** @description Every kind together; `messages` counts the messages (replies and appended ones). */
             totals: components["schemas"]["UsageTotals"];
         };
         UsageTotals: {

@@ -33,9 +33,10 @@ pub use self::context::{
 };
 pub use self::idempotency::{DedupeKey, Idempotency};
 pub use self::limits::{
-    DailyUsage, LimitsConfig, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage, PricesParseError,
-    QuotaSettings, RateClass, RateLimits, RateState, Subscription, SubscriptionStatus, SubscriptionView,
-    TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageDay, UsageReport, UsageTotals, Usd, Window, utc_day, utc_day_start,
+    DailyUsage, KindUsage, LimitsConfig, LimitsView, ManualClock, MessagesLimit, ModelPrices, ModelUsage,
+    PricesParseError, QuotaSettings, RateClass, RateLimits, RateState, Subscription, SubscriptionStatus,
+    SubscriptionView, TIMEZONE_CHANGE_INTERVAL, TimeZone, UsageDay, UsageKind, UsageReport, UsageTotals, Usd, Window,
+    utc_day, utc_day_start,
 };
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryOrigin, MemoryScope, MemorySource,

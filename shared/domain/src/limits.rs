@@ -369,11 +369,29 @@ pub struct ModelUsage {
     pub totals: UsageTotals,
 }
 
+/// What the tokens were spent on: `replies` (generated replies; `messages` counts them) or
+/// `memory` (memory extraction; `messages` counts its calls).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct KindUsage {
+    pub kind: UsageKind,
+    #[serde(flatten)]
+    pub totals: UsageTotals,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageKind {
+    Replies,
+    Memory,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct UsageReport {
+    /// Every kind together; `messages` counts the messages (replies and appended ones).
     pub totals: UsageTotals,
     pub daily: Vec<DailyUsage>,
     pub by_model: Vec<ModelUsage>,
+    pub by_kind: Vec<KindUsage>,
 }
 
 /// One day of usage as the report reads it: a finished day carries the cost the job stamped on
@@ -388,7 +406,13 @@ pub struct UsageDay {
 impl super::DayUsage {
     /// What the day's tokens cost at `prices` (what the job stamps on a finished day).
     pub fn cost(&self, prices: &ModelPrices) -> Decimal {
-        self.models.iter().map(|(model, tokens)| prices.cost(model, tokens.input_tokens, tokens.output_tokens)).sum()
+        self.tokens().map(|(_, model, tokens)| prices.cost(model, tokens.input_tokens, tokens.output_tokens)).sum()
+    }
+
+    /// Every model's tokens of the day, by kind.
+    fn tokens(&self) -> impl Iterator<Item = (UsageKind, &String, &super::ModelTokens)> {
+        let replies = self.models.iter().map(|(model, tokens)| (UsageKind::Replies, model, tokens));
+        replies.chain(self.memory.iter().map(|(model, tokens)| (UsageKind::Memory, model, tokens)))
     }
 }
 
@@ -398,20 +422,27 @@ impl UsageReport {
     pub fn tally<'a>(days: impl IntoIterator<Item = &'a UsageDay>, prices: &ModelPrices) -> Self {
         let mut by_day: BTreeMap<String, UsageTotals> = BTreeMap::new();
         let mut by_model: BTreeMap<String, UsageTotals> = BTreeMap::new();
+        let mut by_kind: BTreeMap<UsageKind, UsageTotals> = BTreeMap::new();
         for UsageDay { date, usage, closed_cost } in days {
             let day = by_day.entry(date.clone()).or_default();
             day.messages += usage.messages;
             let mut cost = Decimal::ZERO;
-            for (model, tokens) in &usage.models {
+            for (kind, model, tokens) in usage.tokens() {
                 let model_cost = prices.cost(model, tokens.input_tokens, tokens.output_tokens);
                 cost += model_cost;
                 day.input_tokens += tokens.input_tokens;
                 day.output_tokens += tokens.output_tokens;
-                let entry = by_model.entry(model.clone()).or_default();
-                entry.messages += tokens.messages;
-                entry.input_tokens += tokens.input_tokens;
-                entry.output_tokens += tokens.output_tokens;
-                entry.cost_usd = Usd(entry.cost_usd.0 + model_cost);
+                // A model's `messages` are its replies; a kind's, its replies or its calls.
+                let model_messages = if kind == UsageKind::Replies { tokens.messages } else { 0 };
+                for (entry, messages) in [
+                    (by_model.entry(model.clone()).or_default(), model_messages),
+                    (by_kind.entry(kind).or_default(), tokens.messages),
+                ] {
+                    entry.messages += messages;
+                    entry.input_tokens += tokens.input_tokens;
+                    entry.output_tokens += tokens.output_tokens;
+                    entry.cost_usd = Usd(entry.cost_usd.0 + model_cost);
+                }
             }
             day.cost_usd = Usd(day.cost_usd.0 + closed_cost.unwrap_or(cost));
         }
@@ -427,7 +458,8 @@ impl UsageReport {
             })
             .collect();
         let by_model = by_model.into_iter().map(|(model, totals)| ModelUsage { model, totals }).collect();
-        Self { totals, daily, by_model }
+        let by_kind = by_kind.into_iter().map(|(kind, totals)| KindUsage { kind, totals }).collect();
+        Self { totals, daily, by_model, by_kind }
     }
 }
 
@@ -514,6 +546,28 @@ mod tests {
         // Per model, at today's prices: 1 for the input, 2 for the output.
         assert_eq!(report.by_model[0].totals.cost_usd.to_string(), "3");
         assert_eq!(usage(1_000_000, 1_000_000).cost(&prices), Decimal::from(3));
+    }
+
+    #[test]
+    fn extraction_tokens_are_a_kind_of_their_own_priced_but_never_messages() {
+        let prices: ModelPrices = "m=1/2".parse().unwrap_or_default();
+        let mut usage = crate::DayUsage::of_reply("m", 1_000_000, 0);
+        usage.add(&crate::DayUsage::of_extraction("m", 0, 1_000_000));
+        usage.add(&crate::DayUsage::of_extraction("m", 0, 0));
+        assert_eq!((usage.messages, usage.extraction_calls()), (1, 2));
+        assert_eq!(usage.cost(&prices), Decimal::from(3), "the day's stamped cost includes extraction");
+        let report = UsageReport::tally([&UsageDay { date: "2026-01-01".into(), usage, closed_cost: None }], &prices);
+        assert_eq!((report.totals.messages, report.totals.cost_usd.to_string()), (1, "3".to_owned()));
+        assert_eq!(report.by_model[0].totals.messages, 1, "a model's messages are its replies");
+        let kinds: Vec<_> = report
+            .by_kind
+            .iter()
+            .map(|kind| (kind.kind, kind.totals.messages, kind.totals.output_tokens, kind.totals.cost_usd.to_string()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(UsageKind::Replies, 1, 0, "1".to_owned()), (UsageKind::Memory, 2, 1_000_000, "2".to_owned())]
+        );
     }
 
     #[test]

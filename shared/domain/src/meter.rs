@@ -37,14 +37,25 @@ pub struct DayUsage {
     /// characters (messages to more in one day are not counted for them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub characters: BTreeMap<String, u64>,
+    /// Memory extraction's tokens per model (`messages`: its calls), a kind of their own: they
+    /// cost what the model costs but never count as messages or against the quota.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub memory: BTreeMap<String, ModelTokens>,
 }
 
 impl DayUsage {
-    fn add(&mut self, other: &DayUsage) {
+    /// Adds `other` to this day's usage.
+    pub fn add(&mut self, other: &DayUsage) {
         self.messages += other.messages;
         self.user_messages += other.user_messages;
         for (model, tokens) in &other.models {
             let entry = self.models.entry(model.clone()).or_default();
+            entry.input_tokens += tokens.input_tokens;
+            entry.output_tokens += tokens.output_tokens;
+            entry.messages += tokens.messages;
+        }
+        for (model, tokens) in &other.memory {
+            let entry = self.memory.entry(model.clone()).or_default();
             entry.input_tokens += tokens.input_tokens;
             entry.output_tokens += tokens.output_tokens;
             entry.messages += tokens.messages;
@@ -57,7 +68,12 @@ impl DayUsage {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages == 0
+        self.messages == 0 && self.memory.is_empty()
+    }
+
+    /// Memory extraction calls counted in this day.
+    pub fn extraction_calls(&self) -> u64 {
+        self.memory.values().map(|tokens| tokens.messages).sum()
     }
 }
 
@@ -243,6 +259,13 @@ impl MeterWrite {
 }
 
 impl DayUsage {
+    /// One memory extraction call's tokens.
+    pub fn of_extraction(model: &str, input_tokens: u64, output_tokens: u64) -> Self {
+        let mut usage = Self::default();
+        usage.memory.insert(model.to_owned(), ModelTokens { input_tokens, output_tokens, messages: 1 });
+        usage
+    }
+
     /// One generated reply's tokens.
     pub fn of_reply(model: &str, input_tokens: u64, output_tokens: u64) -> Self {
         let mut usage = Self { messages: 1, ..Self::default() };

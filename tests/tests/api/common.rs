@@ -147,6 +147,7 @@ impl TestApp {
                 auth: dev_auth(),
                 limits: unlimited(),
                 llm: None,
+                memory: Default::default(),
                 cors: origins,
                 runtime: Default::default(),
             },
@@ -183,7 +184,15 @@ impl TestApp {
         let tables = TableNames::with_prefix(&prefix);
         kit::tables::create_tables(&client(), &tables).await.expect("create tables");
         Self::on_tables(
-            Config { tables, auth, limits, llm, cors: CorsOrigins::None, runtime: Default::default() },
+            Config {
+                tables,
+                auth,
+                limits,
+                llm,
+                memory: Default::default(),
+                cors: CorsOrigins::None,
+                runtime: Default::default(),
+            },
             clock,
         )
     }
@@ -200,6 +209,7 @@ impl TestApp {
                 auth: dev_auth(),
                 limits,
                 llm: None,
+                memory: Default::default(),
                 cors: CorsOrigins::None,
                 runtime: Default::default(),
             },
@@ -227,6 +237,7 @@ impl TestApp {
             auth: dev_auth(),
             limits,
             llm: Some(llm),
+            memory: Default::default(),
             cors: CorsOrigins::None,
             runtime: Default::default(),
         };

@@ -196,7 +196,7 @@ const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#Transactio
 /// A fault-injecting endpoint: requests whose `X-Amz-Target` names `refused` (every request when
 /// it is `None`) get `error` (a status and a body) as DynamoDB would send it; the rest are
 /// forwarded to `upstream`. Counts the refused requests.
-async fn fault_proxy(
+pub(crate) async fn fault_proxy(
     upstream: &str,
     refused: Option<&'static str>,
     (status, error): (u16, &'static str),

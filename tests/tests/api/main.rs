@@ -11,6 +11,7 @@ mod crash;
 mod dev_server;
 mod errors;
 mod events;
+mod extraction;
 mod faults;
 mod jwks;
 mod leases;

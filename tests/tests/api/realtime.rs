@@ -27,9 +27,10 @@ async fn serve(app: &TestApp) -> (String, Arc<LocalHub>, Followers) {
     let hub = Arc::new(LocalHub::default());
     let router = dev::app_with_hub(app.state.clone(), &CorsOrigins::None, hub.clone());
     let sdk = kit::dynamodb_local::sdk_config(endpoint());
-    let followers = dev::streams::follow(&sdk, None, &app.config.tables, Realtime::new(app.state.clone(), hub.clone()))
-        .await
-        .unwrap();
+    let followers =
+        dev::streams::follow(&sdk, None, &app.config.tables, Realtime::new(app.state.clone(), hub.clone()), None)
+            .await
+            .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });

@@ -1,6 +1,7 @@
 //! The dev server's stream reader: follows the messages and sessions tables' streams in DynamoDB
 //! Local (through `aws-sdk-dynamodbstreams`, the same API AWS serves) and hands each batch of
-//! records to the realtime fan-out — the code the `fanout` function runs on AWS.
+//! records to the realtime fan-out — the code the `fanout` function runs on AWS — and the ended
+//! replies among them to memory extraction — the code the `memory` function runs on AWS.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodbstreams::Client;
 use aws_sdk_dynamodbstreams::types::{Record as StreamRecord, ShardIteratorType};
 use shared::config::TableNames;
+use shared::memory::{ExtractionQueue, ended_replies};
 use shared::realtime::{Realtime, Record, Source};
 use shared::store::stream::Image;
 use tokio::task::JoinHandle;
@@ -80,6 +82,7 @@ pub async fn follow(
     endpoint: Option<&str>,
     tables: &TableNames,
     realtime: Realtime,
+    extraction: Option<ExtractionQueue>,
 ) -> Result<Followers, StreamError> {
     let dynamo = shared::store::client(sdk_config);
     let mut config = aws_sdk_dynamodbstreams::config::Builder::from(sdk_config);
@@ -107,7 +110,8 @@ pub async fn follow(
         reader.discover(true).await.map_err(fail)?;
         reader.skip_to_end().await.map_err(fail)?;
         let realtime = realtime.clone();
-        tasks.push(tokio::spawn(async move { reader.run(realtime).await }));
+        let extraction = extraction.clone().filter(|_| source == Source::Messages);
+        tasks.push(tokio::spawn(async move { reader.run(realtime, extraction).await }));
     }
     Ok(Followers(tasks))
 }
@@ -197,7 +201,7 @@ impl Reader {
         Ok(())
     }
 
-    async fn run(mut self, realtime: Realtime) {
+    async fn run(mut self, realtime: Realtime, extraction: Option<ExtractionQueue>) {
         let mut listed = tokio::time::Instant::now();
         loop {
             let mut found = 0;
@@ -211,6 +215,9 @@ impl Reader {
                         let read = records.len();
                         found += read;
                         tracing::debug!(table = %self.table, shard = %id, records = records.len(), "stream records");
+                        if let Some(extraction) = &extraction {
+                            extraction.notice(ended_replies(&records));
+                        }
                         if !records.is_empty() {
                             realtime.fan_out(records).await;
                         }

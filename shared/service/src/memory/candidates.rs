@@ -41,11 +41,19 @@ impl Candidate {
 const INSTRUCTIONS: &str = "You read a conversation and write down what is worth remembering about the user \
 for later conversations: facts about them (name, age, home, work, family, pets), their preferences (likes, \
 dislikes, wishes), their feelings, and their relationships. Write each memory as one short sentence about the \
-user, in the language the user wrote in, for example \"The user's name is Anna.\" or \"The user loves green tea.\". \
-Remember only what the user said about themselves, never what the assistant said. Scope \"user\" is for what is \
-true about the user anywhere; scope \"session\" for what matters only in this conversation's story. Importance \
-goes from 1 (trivia) to 10 (never forget). If a new memory corrects one of the known memories, set \"replaces\" \
-to that memory's number; otherwise 0. If nothing is worth remembering, answer with an empty list.";
+user, in the language the user wrote in. Remember only what the user said about themselves, never what the \
+assistant said. Scope \"user\" is for what is true about the user anywhere; scope \"session\" for what matters \
+only in this conversation's story. Importance goes from 1 (trivia) to 10 (never forget). If a new memory \
+corrects one of the known memories, set \"replaces\" to that memory's number; otherwise 0. If nothing is worth \
+remembering, answer with an empty list.
+
+Example. The conversation:
+User: I'm Tom, I work as a nurse in Leeds. Coffee, always black!
+Assistant: Nice to meet you, Tom!
+The answer:
+{\"memories\": [{\"type\": \"fact\", \"content\": \"The user's name is Tom.\", \"importance\": 8, \"scope\": \"user\", \"replaces\": 0}, \
+{\"type\": \"fact\", \"content\": \"The user works as a nurse in Leeds.\", \"importance\": 6, \"scope\": \"user\", \"replaces\": 0}, \
+{\"type\": \"preference\", \"content\": \"The user drinks black coffee.\", \"importance\": 4, \"scope\": \"user\", \"replaces\": 0}]}";
 
 /// The answer's shape: at most `MAX_CANDIDATES` memories of the four types.
 pub fn shape(known: usize) -> AnswerShape {

@@ -11,13 +11,15 @@
 
 mod candidates;
 mod consolidate;
+mod queue;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{
-    Importance, Memory, MemoryFilter, MemoryScope, MemorySource, NewMemory, PageLimit, Role, Seq, SessionId, UserId,
+    DayUsage, Importance, Memory, MemoryFilter, MemoryScope, MemorySource, NewMemory, PageLimit, Role, Seq, SessionId,
+    UserId,
 };
 use futures::StreamExt;
 use llm::{Model, ModelError, ModelEvent, Prompt, TokenCounts};
@@ -25,6 +27,8 @@ use store::{ExtractionBatch, ExtractionWrite, MessageOrder, MessageQuery, Store,
 
 pub use self::candidates::{Candidate, Malformed, candidates as parse_candidates};
 pub use self::consolidate::{Decision, Skip, consolidate};
+pub use self::queue::ExtractionQueue;
+pub use store::stream::EndedReply;
 
 /// How extraction uses the model.
 #[derive(Clone, Debug)]
@@ -37,11 +41,14 @@ pub struct ExtractionConfig {
     pub timeout: Duration,
     /// The newest messages one extraction reads at most.
     pub window: u32,
+    /// Extraction calls per user per UTC day (`MEMORY_DAILY_CALLS`, default 200); past it,
+    /// ended replies are not read until the next day.
+    pub daily_calls: u64,
 }
 
 impl ExtractionConfig {
     pub fn new(model: impl Into<String>) -> Self {
-        Self { model: model.into(), max_tokens: 384, timeout: Duration::from_secs(60), window: 12 }
+        Self { model: model.into(), max_tokens: 512, timeout: Duration::from_secs(60), window: 12, daily_calls: 200 }
     }
 }
 
@@ -52,6 +59,8 @@ pub enum Extracted {
     Stored { added: Vec<Memory>, superseded: usize, skipped: usize, usage: Option<TokenCounts> },
     /// The model's answer was not the memories' shape: nothing stored, the mark moved on.
     Unreadable,
+    /// The user's extraction calls for today are used up: the turns were not read, the mark moved on.
+    Capped,
     /// The mark is at or past these turns already (a redelivery).
     AlreadyDone,
     /// The session is gone, reset, locked or closed: nothing to do.
@@ -142,6 +151,12 @@ impl Extractor {
         if user_text.trim().is_empty() {
             return self.store_batch(user, session_id, batch, 0, 0, None).await;
         }
+        if self.store.extraction_calls_today(user).await? >= self.config.daily_calls {
+            return Ok(match self.store_batch(user, session_id, batch, 0, 0, None).await? {
+                Extracted::Stored { .. } => Extracted::Capped,
+                other => other,
+            });
+        }
         let known_contents: Vec<_> = known.iter().map(|memory| &memory.content).collect();
         let prompt = Prompt {
             model: self.config.model.clone(),
@@ -153,11 +168,10 @@ impl Extractor {
         let (answer, usage) = self.ask(prompt).await?;
         let Ok(found) = candidates::candidates(&answer, known.len(), &user_text) else {
             tracing::warn!(%session_id, "the model's memories answer was not its shape");
-            return match self.store.store_extraction(user, session_id, batch).await? {
-                ExtractionWrite::Stored(_) => Ok(Extracted::Unreadable),
-                ExtractionWrite::AlreadyDone => Ok(Extracted::AlreadyDone),
-                ExtractionWrite::SessionGone => Ok(Extracted::SessionGone),
-            };
+            return Ok(match self.store_batch(user, session_id, batch, 0, 0, usage).await? {
+                Extracted::Stored { .. } => Extracted::Unreadable,
+                other => other,
+            });
         };
         let prints: Vec<String> = found.iter().map(Candidate::fingerprint).collect();
         let tombstones: HashSet<String> = self.store.tombstoned(user, &prints).await?;
@@ -197,7 +211,10 @@ impl Extractor {
         skipped: usize,
         usage: Option<TokenCounts>,
     ) -> Result<Extracted, ExtractionError> {
-        Ok(match self.store.store_extraction(user, session_id, batch).await? {
+        let spent = usage.map_or_else(DayUsage::default, |tokens| {
+            DayUsage::of_extraction(&self.config.model, tokens.input_tokens, tokens.output_tokens)
+        });
+        Ok(match self.store.store_extraction(user, session_id, batch, &spent).await? {
             ExtractionWrite::Stored(added) => Extracted::Stored { added, superseded, skipped, usage },
             ExtractionWrite::AlreadyDone => Extracted::AlreadyDone,
             ExtractionWrite::SessionGone => Extracted::SessionGone,
@@ -219,4 +236,13 @@ impl Extractor {
         };
         tokio::time::timeout(self.config.timeout, answer).await.map_err(|_| ModelError::Timeout)?
     }
+}
+
+/// The ended replies among change records of the messages table.
+pub fn ended_replies(records: &[crate::realtime::Record]) -> Vec<EndedReply> {
+    records
+        .iter()
+        .filter(|record| record.source == crate::realtime::Source::Messages)
+        .filter_map(|record| store::stream::ended_reply(record.old.as_ref(), record.new.as_ref()))
+        .collect()
 }

@@ -5,13 +5,14 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, Put, TransactWriteItem, Update};
 
 use crate::item::{Reader, n, s};
+use crate::limits::meter_from_item;
 use crate::schema::memories::{ITEM, RANK};
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Store, StoreError};
-use domain::{Memory, MemoryId, MemoryScope, NewMemory, Seq, SessionId, UserId};
+use domain::{DayUsage, Memory, MemoryId, MemoryScope, MeterWrite, NewMemory, Seq, SessionId, UserId, utc_day};
 
 use super::{COUNT, MAX_PER_SCOPE, ScopeKey, UPDATED_AT, dedupe_hash, key, tombstone_item};
 
@@ -63,6 +64,12 @@ impl Store {
         Ok(Seq::new(through))
     }
 
+    /// Memory extraction calls counted in the user's usage today (UTC).
+    pub async fn extraction_calls_today(&self, user: &UserId) -> Result<u64, StoreError> {
+        let (meter, _) = self.meter(user).await?;
+        Ok(if meter.usage_day == utc_day(self.now()) { meter.usage.extraction_calls() } else { 0 })
+    }
+
     /// Which of these fingerprints the user has deleted an extracted memory of.
     pub async fn tombstoned(&self, user: &UserId, fingerprints: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut by_item: BTreeMap<String, &String> = BTreeMap::new();
@@ -112,7 +119,9 @@ impl Store {
         user: &UserId,
         session_id: SessionId,
         mut batch: ExtractionBatch,
+        usage: &DayUsage,
     ) -> Result<ExtractionWrite, StoreError> {
+        let (mut meter, _) = self.meter(user).await?;
         for attempt in 0..ATTEMPTS {
             let record = match self.writable_session(user, session_id).await {
                 Ok(record) => record,
@@ -221,6 +230,17 @@ impl Store {
                 roles.push(Role::Supersede(position));
                 deltas.entry(scope.key.clone()).or_insert((scope, 0)).1 -= 1;
             }
+            // The call's tokens land in today's usage, as their own kind.
+            let write = MeterWrite::settle(&meter, now, usage, None);
+            if let Some(write) = &write {
+                let (update, closed) = self.meter_items(user, write)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+                roles.push(Role::Meter);
+                if let Some(closed) = closed {
+                    items.push(TransactWriteItem::builder().put(closed).build());
+                    roles.push(Role::ClosedDay);
+                }
+            }
             for (scope, delta) in deltas.into_values() {
                 if delta == 0 {
                     continue;
@@ -241,9 +261,13 @@ impl Store {
                 roles.push(Role::Count(scope.scope));
             }
             let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+                if let Some(write) = &write {
+                    self.limit_caches.remember_meter(user, &write.next);
+                }
                 return Ok(ExtractionWrite::Stored(memories));
             };
             let reasons = cancellation_reasons(error)?;
+            let meter_reason = roles.iter().position(|role| matches!(role, Role::Meter)).and_then(|at| reasons.get(at));
             let failed: Vec<Role> = roles
                 .iter()
                 .zip(&reasons)
@@ -267,6 +291,14 @@ impl Store {
                     }
                     // The scope is full: its new memories are left out.
                     Role::Count(scope) => batch.drop_scope(scope),
+                    // Another write moved the meter (or closed the day) first: read it again.
+                    Role::Meter => {
+                        meter = match meter_reason.and_then(CancellationReason::item) {
+                            Some(item) => meter_from_item(item)?,
+                            None => self.fresh_meter(user).await?,
+                        };
+                    }
+                    Role::ClosedDay => meter = self.fresh_meter(user).await?,
                 }
             }
             batch.supersedes.retain(|entry| entry.2 != usize::MAX);
@@ -284,6 +316,8 @@ enum Role {
     Add(usize),
     Supersede(usize),
     Count(MemoryScope),
+    Meter,
+    ClosedDay,
 }
 
 impl ExtractionBatch {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use dev::hub::LocalHub;
 use secrecy::ExposeSecret;
 use shared::config::{Config, JwtKey, LlmConfig};
+use shared::memory::ExtractionQueue;
 use shared::realtime::Realtime;
 use shared::{AppState, telemetry};
 
@@ -58,7 +59,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let streams_endpoint =
         std::env::var("AWS_ENDPOINT_URL_DYNAMODB_STREAMS").or_else(|_| std::env::var("AWS_ENDPOINT_URL_DYNAMODB")).ok();
     let realtime = Realtime::new(state.clone(), hub.clone());
-    let _followers = dev::streams::follow(&sdk_config, streams_endpoint.as_deref(), &config.tables, realtime).await?;
+    let extraction = state.extractor.clone().map(ExtractionQueue::new);
+    let _followers =
+        dev::streams::follow(&sdk_config, streams_endpoint.as_deref(), &config.tables, realtime, extraction).await?;
     let port: u16 = std::env::var("PORT").ok().and_then(|port| port.parse().ok()).unwrap_or(3000);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = tokio::net::TcpListener::bind(address).await?;
