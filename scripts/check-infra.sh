@@ -13,7 +13,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 placeholders="$(mktemp -d)"
 trap 'rm -rf "$placeholders"' EXIT
-for function in sessions messages messages-stream memories limits job realtime realtime-reply fanout; do
+for function in sessions messages messages-stream memories limits job realtime realtime-reply fanout extraction; do
     mkdir -p "$placeholders/$function"
     printf 'placeholder\n' >"$placeholders/$function/bootstrap"
 done

@@ -1,9 +1,8 @@
 //! The realtime protocol on AWS: API Gateway's WebSocket API in front of [`socket::handle`],
 //! delivery through the `@connections` API ([`gateway::ApiGateway`]), and the stream fan-out fed
-//! by the tables' DynamoDB Streams ([`fanout::records`]). The protocol itself is
+//! by the tables' DynamoDB Streams (`shared::lambda::stream_records`). The protocol itself is
 //! `shared::realtime`, the same code the dev server runs.
 
-pub mod fanout;
 pub mod gateway;
 pub mod socket;
 

@@ -168,4 +168,35 @@ mod tests {
         variant.insert("session_id".to_owned(), AttributeValue::S("018f2d6e-4a7b-7c3d-9e1f-2a3b4c5d6e7f#4".to_owned()));
         assert_eq!(message_record(None, Some(variant)).ok(), Some(None));
     }
+
+    #[test]
+    fn a_reply_that_ends_with_text_is_an_ended_reply_of_the_user_its_lease_names() {
+        let s = |text: &str| AttributeValue::S(text.to_owned());
+        let streaming = |content: &str| {
+            message(
+                5,
+                content,
+                &[
+                    ("role", s("assistant")),
+                    ("status", s("streaming")),
+                    ("lease_user", s("user-1")),
+                    ("lease_shard", s("3")),
+                ],
+            )
+        };
+        let ended =
+            |status: &str, content: &str| message(6, content, &[("role", s("assistant")), ("status", s(status))]);
+        let Some(reply) = ended_reply(Some(&streaming("Hel")), Some(&ended("complete", "Hello"))) else {
+            panic!("not an ended reply")
+        };
+        assert_eq!((reply.user.as_str(), reply.seq.get()), ("user-1", 4));
+        assert!(ended_reply(Some(&streaming("Hel")), Some(&ended("incomplete", "Hello"))).is_some());
+        // Failed, cancelled, ended without text, a checkpoint, an edit of an ended reply: no.
+        assert!(ended_reply(Some(&streaming("")), Some(&ended("failed", ""))).is_none());
+        assert!(ended_reply(Some(&streaming("Hel")), Some(&ended("cancelled", "Hel"))).is_none());
+        assert!(ended_reply(Some(&streaming("")), Some(&ended("complete", " "))).is_none());
+        assert!(ended_reply(Some(&streaming("Hel")), Some(&streaming("Hello"))).is_none());
+        assert!(ended_reply(Some(&ended("complete", "Hello")), Some(&ended("complete", "Hi"))).is_none());
+        assert!(ended_reply(None, Some(&ended("complete", "Hello"))).is_none());
+    }
 }

@@ -155,7 +155,7 @@ async fn the_fan_out_forgets_gone_connections_and_retries_limits() {
         record.event_source_arn =
             Some(arn.replace("table/chat-messages/", &format!("table/{}/", app.config.tables.messages)));
     }
-    let records = realtime::fanout::records(&app.config.tables, event.records);
+    let records = shared::lambda::stream_records(&app.config.tables, event.records);
     // The index of connections by session trails a write by a moment.
     let mut delivered = 0;
     for _ in 0..50 {

@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let (realtime, tables) = (realtime.clone(), tables.clone());
         async move {
-            let delivered = realtime.fan_out(realtime::fanout::records(&tables, event.payload.records)).await;
+            let delivered = realtime.fan_out(shared::lambda::stream_records(&tables, event.payload.records)).await;
             tracing::info!(delivered, "fanned out");
             Ok::<_, lambda_runtime::Error>(())
         }

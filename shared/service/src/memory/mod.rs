@@ -67,6 +67,19 @@ pub enum Extracted {
     SessionGone,
 }
 
+impl Extracted {
+    /// A word for logs (never the memories themselves).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stored { .. } => "stored",
+            Self::Unreadable => "unreadable",
+            Self::Capped => "capped",
+            Self::AlreadyDone => "already_done",
+            Self::SessionGone => "session_gone",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractionError {
     #[error(transparent)]

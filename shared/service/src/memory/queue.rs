@@ -65,7 +65,7 @@ impl ExtractionQueue {
                     return;
                 }
                 Ok(outcome) => {
-                    tracing::debug!(session_id = %reply.session_id, ?outcome, "memory extraction");
+                    tracing::debug!(session_id = %reply.session_id, outcome = outcome.kind(), "memory extraction");
                     return;
                 }
                 Err(error) if error.retryable() && attempt < ATTEMPTS => {
