@@ -16,6 +16,7 @@ use super::messages::item::VARIANT;
 use super::schema::{memories, messages};
 use super::sessions::{DELETED_AT, MEMORY_EPOCH, VISIBLE_AFTER, session_key};
 use super::{Store, StoreError};
+use crate::memories::Touched;
 use domain::{SessionId, Timestamp, UserId};
 
 /// The limits-table item listing a session's sweep: `x#<session_id>`.
@@ -123,6 +124,9 @@ impl Store {
         }
         let memories_stamped =
             self.stamp_expiry(&self.tables.memories, memories::ITEM, memory_keys, expires_at).await?;
+        // Extracted memories read from what a reset (or the session's delete) removed: a reset
+        // deletes them itself; this finishes what a crash left of that.
+        self.delete_sourced(user, session_id, Touched::BeforeEpoch(invisible.epochs_below)).await?;
         Ok(Swept { messages: messages_stamped, memories: memories_stamped, complete })
     }
 

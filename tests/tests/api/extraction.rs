@@ -294,3 +294,104 @@ async fn malformed_answers_timeouts_and_throttled_writes_leave_nothing_half_writ
 }
 
 const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [None, ThrottlingError]","CancellationReasons":[{"Code":"None"},{"Code":"ThrottlingError","Message":"Throughput exceeds the current capacity"}]}"#;
+
+/// Edits propagate: editing or deleting a source message, forget-recent and reset take the
+/// extracted memories read from what they changed (in the change's own transaction); new-scene
+/// keeps them; memories read from other messages and sessions stay; the counts stay exact.
+#[tokio::test]
+async fn changing_a_source_takes_its_memories_and_new_scene_keeps_them() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let store = &app.state.store;
+    let session = app.session(&user, "sources").await;
+    let other = app.session(&user, "another").await;
+    for index in 1..=6 {
+        app.append(&user, &session, "user", &format!("fact number {index}")).await;
+    }
+    app.append(&user, &other, "user", "a fact elsewhere").await;
+    let (user_id, session_id) = ids(&user, &session);
+    let (_, other_id) = ids(&user, &other);
+    let memory = |text: &str, from: u64, to: u64, scope: MemoryScope, source: SessionId| NewMemory {
+        scope,
+        memory_type: MemoryType::Fact,
+        content: MemoryContent::parse(text.to_owned()).unwrap(),
+        importance: Importance::DEFAULT,
+        source: Some(MemorySource {
+            session_id: source,
+            from_seq: Seq::new(from).unwrap(),
+            to_seq: Seq::new(to).unwrap(),
+        }),
+    };
+    let batch = ExtractionBatch {
+        through: Seq::new(6).unwrap(),
+        adds: vec![
+            memory("read from one and two", 1, 2, MemoryScope::Global, session_id),
+            memory("read from three and four", 3, 4, MemoryScope::Global, session_id),
+            memory("read from five", 5, 5, MemoryScope::Session(session_id), session_id),
+            memory("read from six", 6, 6, MemoryScope::Global, session_id),
+        ],
+        supersedes: vec![],
+    };
+    let ExtractionWrite::Stored(stored) =
+        store.store_extraction(&user_id, session_id, batch, &DayUsage::default()).await.unwrap()
+    else {
+        panic!("not stored")
+    };
+    let elsewhere = ExtractionBatch {
+        through: Seq::new(1).unwrap(),
+        adds: vec![memory("read elsewhere", 1, 1, MemoryScope::Global, other_id)],
+        supersedes: vec![],
+    };
+    let ExtractionWrite::Stored(kept) =
+        store.store_extraction(&user_id, other_id, elsewhere, &DayUsage::default()).await.unwrap()
+    else {
+        panic!("not stored")
+    };
+    let live = |ids: &[usize]| -> Vec<String> { ids.iter().map(|&index| stored[index].id.to_string()).collect() };
+    let expect = |mut wanted: Vec<String>| {
+        wanted.push(kept[0].id.to_string());
+        wanted.sort();
+        let total = wanted.len() as u64;
+        (wanted, total)
+    };
+    app.patch(&user, &format!("/v1/sessions/{session}/messages/1"), json!({"content": "fact number one, edited"}))
+        .await
+        .expect(200);
+    assert_eq!(
+        listed(&app, &user, &session).await,
+        expect(live(&[1, 2, 3])),
+        "the edit took the memory read from 1..2"
+    );
+    app.get(&user, &format!("/v1/memories/{}", stored[0].id)).await.expect(404);
+    app.delete(&user, &format!("/v1/sessions/{session}/messages/3")).await.expect(204);
+    assert_eq!(listed(&app, &user, &session).await, expect(live(&[2, 3])), "the delete took the one read from 3..4");
+    app.post(&user, &format!("/v1/sessions/{session}/forget-recent"), json!({"count": 1})).await.expect(200);
+    assert_eq!(listed(&app, &user, &session).await, expect(live(&[2])), "forget-recent took the one read from 6");
+    app.post(&user, &format!("/v1/sessions/{session}/new-scene"), json!({"messages_to_keep": 0})).await.expect(200);
+    assert_eq!(listed(&app, &user, &session).await, expect(live(&[2])), "new-scene keeps memories");
+    // A user memory never goes with a message, and a deleted message's seq is not reused.
+    let own = app.post(&user, "/v1/memories", json!({"content": "mine", "memory_type": "fact"})).await.expect(201).body;
+    app.post(&user, &format!("/v1/sessions/{other}/reset"), json!({})).await.expect(200);
+    let after = app.get(&user, "/v1/memories?limit=100").await.expect(200).body;
+    let ids: Vec<&str> = after["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [own["id"].as_str().unwrap()],
+        "the reset took the memory read from its session; the user's own stays"
+    );
+    assert_eq!(after["total"], 1);
+    assert_eq!(listed(&app, &user, &session).await.1, 2, "the first session's own memory and the user's");
+}
+
+/// The ids (sorted) and total of the session's and the user's memories.
+async fn listed(app: &TestApp, user: &User, session: &str) -> (Vec<String>, u64) {
+    let body = app
+        .get(user, &format!("/v1/memories?session_id={session}&include_global=true&limit=100"))
+        .await
+        .expect(200)
+        .body;
+    let mut ids: Vec<String> =
+        body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    (ids, body["total"].as_u64().unwrap())
+}

@@ -14,9 +14,16 @@ use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Store, StoreError};
 use domain::{DayUsage, Memory, MemoryId, MemoryScope, MeterWrite, NewMemory, Seq, SessionId, UserId, utc_day};
 
-use super::{COUNT, MAX_PER_SCOPE, ScopeKey, UPDATED_AT, dedupe_hash, key, tombstone_item};
+use super::{
+    COUNT, FROM_SEQ, MAX_PER_SCOPE, ScopeKey, StoredMemory, TO_SEQ, UPDATED_AT, dedupe_hash, key, link_item,
+    tombstone_item,
+};
 
 const THROUGH_SEQ: &str = "through_seq";
+const LINK_SCOPE: &str = "scope";
+const EPOCH: &str = "epoch";
+/// Memories one transaction deletes when their source changes (4 items each at most).
+const SOURCED_CHUNK: usize = 20;
 const SUPERSEDED_BY: &str = "superseded_by";
 const ATTEMPTS: u32 = 6;
 
@@ -204,6 +211,16 @@ impl Store {
                         .build(),
                 );
                 roles.push(Role::Add(index));
+                if let Some(source) = new.source {
+                    let mut link = key(user, link_item(source.session_id, memory.id));
+                    link.insert(LINK_SCOPE.to_owned(), s(scope.key.clone()));
+                    link.insert(FROM_SEQ.to_owned(), n(source.from_seq.get()));
+                    link.insert(TO_SEQ.to_owned(), n(source.to_seq.get()));
+                    link.insert(EPOCH.to_owned(), n(record.memory_epoch));
+                    let put = Put::builder().table_name(&self.tables.memories).set_item(Some(link)).build();
+                    items.push(TransactWriteItem::builder().put(put.map_err(StoreError::internal)?).build());
+                    roles.push(Role::Add(index));
+                }
                 deltas.entry(scope.key.clone()).or_insert((scope, 0)).1 += 1;
             }
             for (position, (old, scope, by)) in batch.supersedes.iter().enumerate() {
@@ -305,6 +322,124 @@ impl Store {
             backoff(attempt).await;
         }
         Err(StoreError::Unavailable("the memories are too busy: extraction retries exhausted".into()))
+    }
+}
+
+/// Which extracted memories of a session a change of its log touches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Touched<'a> {
+    /// Those whose source range holds one of these seqs (an edit, a delete, forget-recent).
+    Seqs(&'a [Seq]),
+    /// Every one (a reset).
+    All,
+    /// Those written before the session's memory epoch moved past this (a reset that crashed
+    /// before deleting them, a deleted session).
+    BeforeEpoch(u64),
+}
+
+impl Store {
+    /// The extracted memories of a session that `touched` reaches, as stored (superseded ones
+    /// too: their source is gone as well).
+    pub(crate) async fn sourced_memories(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        touched: Touched<'_>,
+    ) -> Result<Vec<StoredMemory>, StoreError> {
+        let mut links = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.memories)
+                .key_condition_expression("#user = :user AND begins_with(#item, :prefix)")
+                .expression_attribute_names("#user", crate::schema::memories::USER_ID)
+                .expression_attribute_names("#item", ITEM)
+                .expression_attribute_values(":user", s(user.as_str()))
+                .expression_attribute_values(":prefix", s(format!("l#{session_id}#")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for item in output.items() {
+                let link = Reader::new(item, "memory link");
+                let (from, to): (u64, u64) = (link.number(FROM_SEQ)?, link.number(TO_SEQ)?);
+                let reached = match touched {
+                    Touched::All => true,
+                    Touched::Seqs(seqs) => seqs.iter().any(|seq| (from..=to).contains(&seq.get())),
+                    Touched::BeforeEpoch(epoch) => link.number::<u64>(EPOCH)? < epoch,
+                };
+                if reached {
+                    let id = link.string(ITEM)?.rsplit('#').next().unwrap_or_default().to_owned();
+                    links.push(format!("m#{}#{id}", link.string(LINK_SCOPE)?));
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        let mut found = Vec::new();
+        for chunk in links.chunks(100) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for item in chunk {
+                keys = keys.keys(key(user, item.clone()));
+            }
+            let mut request = Some(std::collections::HashMap::from([(
+                self.tables.memories.clone(),
+                keys.build().map_err(StoreError::internal)?,
+            )]));
+            for _ in 0..ATTEMPTS {
+                let Some(items) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(items))
+                    .send()
+                    .await
+                    .map_err(StoreError::from_sdk)?;
+                for item in output.responses().into_iter().flat_map(|tables| tables.values()).flatten() {
+                    found.push(StoredMemory::try_from(item)?);
+                }
+                request = output.unprocessed_keys().filter(|rest| !rest.is_empty()).cloned();
+            }
+            if request.is_some() {
+                return Err(StoreError::Unavailable("the memories of a source could not all be read".into()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes the extracted memories of a session that `touched` reaches, in transactions of
+    /// `SOURCED_CHUNK` (each whole or not at all); returns how many. Used where the change of the
+    /// log cannot carry them in its own transaction (a reset, or more than fit).
+    pub(crate) async fn delete_sourced(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        touched: Touched<'_>,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for attempt in 0..ATTEMPTS * 4 {
+            let doomed = self.sourced_memories(user, session_id, touched).await?;
+            if doomed.is_empty() {
+                return Ok(deleted);
+            }
+            let chunk: Vec<&StoredMemory> = doomed.iter().take(SOURCED_CHUNK).collect();
+            let items = self.memory_delete_items(user, &chunk, false)?;
+            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => deleted += chunk.len() as u64,
+                Err(error) => {
+                    cancellation_reasons(error)?;
+                    backoff(attempt).await;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the memories are too busy: deleting a source's memories ran out of retries".into(),
+        ))
     }
 }
 

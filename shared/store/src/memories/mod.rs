@@ -6,7 +6,10 @@
 //! - `c#<scope>` — the scope's memory count, which enforces the cap;
 //! - `t#<hash>` — the tombstone of an extracted memory the user deleted: the hash of its
 //!   fingerprint (words, lowercased), which extraction never adds again;
-//! - `x#<session_id>` — how far extraction has read the session (`through_seq`).
+//! - `x#<session_id>` — how far extraction has read the session (`through_seq`);
+//! - `l#<session_id>#<memory_id>` — an extracted memory's link to its source: the scope it is
+//!   in, its seq range and the session's memory epoch when it was written; what an edit, a
+//!   delete or a reset of the source finds its memories by.
 //!
 //! `<scope>` is `g` for the user's global memories and `s:<session_id>:<epoch>` for a session's.
 //! Resetting a session bumps its `memory_epoch` in the same write that clears its messages, so
@@ -27,6 +30,7 @@ mod extracted;
 mod read;
 mod write;
 
+pub(crate) use self::extracted::Touched;
 pub use self::extracted::{ExtractionBatch, ExtractionWrite};
 pub use self::read::RankedMemory;
 
@@ -94,6 +98,11 @@ fn rank_suffix(importance: Importance, created_at: Timestamp, id: MemoryId) -> S
 fn dedupe_hash(memory_type: MemoryType, content: &MemoryContent) -> String {
     let digest = Sha256::digest(format!("{}\n{}", memory_type.as_str(), content.as_str()).as_bytes());
     digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// An extracted memory's link to its source session.
+pub(crate) fn link_item(session_id: SessionId, id: MemoryId) -> String {
+    format!("l#{session_id}#{id}")
 }
 
 /// The tombstone of a fact by its fingerprint (see `domain::fingerprint`).

@@ -12,8 +12,8 @@ use crate::{Store, StoreError};
 use domain::{Memory, MemoryChanges, MemoryId, MemoryOrigin, MemoryScope, NewMemory, Refusal, UserId};
 
 use super::{
-    COUNT, DELETE_CHUNK, MAX_PER_SCOPE, MemoryItem, ScopeKey, StoredMemory, UPDATED_AT, dedupe_hash, key, rank_suffix,
-    tombstone_item,
+    COUNT, DELETE_CHUNK, MAX_PER_SCOPE, MemoryItem, ScopeKey, StoredMemory, UPDATED_AT, dedupe_hash, key, link_item,
+    rank_suffix, tombstone_item,
 };
 
 impl Store {
@@ -290,9 +290,13 @@ impl Store {
     }
 
     fn delete_marker(&self, user: &UserId, scope: &ScopeKey, hash: &str, id: MemoryId) -> Result<Delete, StoreError> {
+        self.marker_delete(user, &scope.key, hash, id)
+    }
+
+    fn marker_delete(&self, user: &UserId, scope_key: &str, hash: &str, id: MemoryId) -> Result<Delete, StoreError> {
         Delete::builder()
             .table_name(&self.tables.memories)
-            .set_key(Some(key(user, scope.marker_item(hash))))
+            .set_key(Some(key(user, format!("d#{scope_key}#{hash}"))))
             .condition_expression("#id = :id")
             .expression_attribute_names("#id", MEMORY_ID)
             .expression_attribute_values(":id", s(id.to_string()))
@@ -300,16 +304,17 @@ impl Store {
             .map_err(StoreError::internal)
     }
 
-    /// Deletes memories of one scope, their dedupe markers, the count (of those still counted:
-    /// a superseded memory left it) and, for an extracted memory, leaves its tombstone — in one
-    /// transaction.
-    async fn delete_memories(
+    /// The items that delete `doomed` (of any scopes): each memory (it must still be there), its
+    /// dedupe marker, its source link, and — when `tombstones`, for an extracted memory — its
+    /// tombstone; then each scope's count, less those still counted (a superseded memory left it).
+    pub(crate) fn memory_delete_items(
         &self,
         user: &UserId,
-        scope: &ScopeKey,
         doomed: &[&StoredMemory],
-    ) -> Result<bool, StoreError> {
-        let mut items = Vec::with_capacity(doomed.len() * 3 + 1);
+        tombstones: bool,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut items = Vec::with_capacity(doomed.len() * 4 + 1);
+        let mut counted: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
         for stored in doomed {
             let id = stored.memory.id;
             items.push(
@@ -317,7 +322,7 @@ impl Store {
                     .delete(
                         Delete::builder()
                             .table_name(&self.tables.memories)
-                            .set_key(Some(key(user, scope.memory_item(id))))
+                            .set_key(Some(key(user, format!("m#{}#{id}", stored.scope_key))))
                             .condition_expression("attribute_exists(#item)")
                             .expression_attribute_names("#item", ITEM)
                             .build()
@@ -325,8 +330,20 @@ impl Store {
                     )
                     .build(),
             );
-            items.push(TransactWriteItem::builder().delete(self.delete_marker(user, scope, &stored.hash, id)?).build());
-            if stored.memory.origin == MemoryOrigin::Extracted {
+            items.push(
+                TransactWriteItem::builder()
+                    .delete(self.marker_delete(user, &stored.scope_key, &stored.hash, id)?)
+                    .build(),
+            );
+            if let Some(source) = stored.memory.source {
+                let link = Delete::builder()
+                    .table_name(&self.tables.memories)
+                    .set_key(Some(key(user, link_item(source.session_id, id))))
+                    .build()
+                    .map_err(StoreError::internal)?;
+                items.push(TransactWriteItem::builder().delete(link).build());
+            }
+            if tombstones && stored.memory.origin == MemoryOrigin::Extracted {
                 let tombstone = Put::builder()
                     .table_name(&self.tables.memories)
                     .set_item(Some(key(user, tombstone_item(&stored.memory.content.fingerprint()))))
@@ -334,24 +351,33 @@ impl Store {
                     .map_err(StoreError::internal)?;
                 items.push(TransactWriteItem::builder().put(tombstone).build());
             }
+            if stored.rank.is_some() {
+                *counted.entry(stored.scope_key.as_str()).or_default() += 1;
+            }
         }
-        let counted = doomed.iter().filter(|stored| stored.rank.is_some()).count() as i64;
-        if counted > 0 {
+        for (scope_key, count) in counted {
             items.push(
                 TransactWriteItem::builder()
                     .update(
                         Update::builder()
                             .table_name(&self.tables.memories)
-                            .set_key(Some(key(user, scope.counter_item())))
+                            .set_key(Some(key(user, format!("c#{scope_key}"))))
                             .update_expression("ADD #n :minus")
                             .expression_attribute_names("#n", COUNT)
-                            .expression_attribute_values(":minus", n(-counted))
+                            .expression_attribute_values(":minus", n(-count))
                             .build()
                             .map_err(StoreError::internal)?,
                     )
                     .build(),
             );
         }
+        Ok(items)
+    }
+
+    /// Deletes memories (the user's own delete: extracted ones leave tombstones) in one
+    /// transaction; `false`: one changed meanwhile, read again.
+    async fn delete_memories(&self, user: &UserId, doomed: &[&StoredMemory]) -> Result<bool, StoreError> {
+        let items = self.memory_delete_items(user, doomed, true)?;
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
             Err(error) => {
@@ -363,8 +389,8 @@ impl Store {
 
     pub async fn delete_memory(&self, user: &UserId, id: MemoryId) -> Result<(), StoreError> {
         for _ in 0..5 {
-            let (stored, scope) = self.stored_memory(user, id).await?;
-            if self.delete_memories(user, &scope, &[&stored]).await? {
+            let (stored, _) = self.stored_memory(user, id).await?;
+            if self.delete_memories(user, &[&stored]).await? {
                 return Ok(());
             }
         }
@@ -388,7 +414,7 @@ impl Store {
                 return Ok(deleted);
             }
             let doomed: Vec<_> = batch.iter().collect();
-            if self.delete_memories(user, &scope, &doomed).await? {
+            if self.delete_memories(user, &doomed).await? {
                 deleted += doomed.len() as u64;
                 misses = 0;
             } else {

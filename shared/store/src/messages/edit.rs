@@ -8,6 +8,7 @@ use super::item::{CONTENT, DELETED_AT, EDITED_AT, REV, message_key};
 use super::read::Consistency;
 use super::visible;
 use crate::item::{n, s};
+use crate::memories::{StoredMemory, Touched};
 use crate::schema::messages::{self, SEQ};
 use crate::sessions::SummaryChange;
 use crate::sessions::last_message_of;
@@ -17,6 +18,9 @@ use domain::{Content, Message, Role, Seq, SessionId, Timestamp, UserId};
 
 /// Read-modify-write operations (edit, delete, forget-recent, new-scene) retry this often.
 const MAX_RMW_ATTEMPTS: u32 = 20;
+/// Extracted memories a change of their source deletes in its own transaction (up to 4 items
+/// each; forget-recent's messages and the session take the rest of the 100).
+const SOURCED_IN_CHANGE: usize = 12;
 
 impl Store {
     /// Replaces a message's content and stamps `edited_at`, if the message is of the role `editable`
@@ -30,9 +34,13 @@ impl Store {
         editable: Role,
     ) -> Result<Message, StoreError> {
         let _turn = self.gates.enter(user).await;
+        let touched = [seq];
         for attempt in 0..MAX_RMW_ATTEMPTS {
-            let (record, stored) =
-                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            let (record, stored, sourced) = tokio::try_join!(
+                self.writable_session(user, session_id),
+                self.stored_message(session_id, seq),
+                self.sourced_memories(user, session_id, Touched::Seqs(&touched)),
+            )?;
             let mut message = visible(&record, stored)?.message;
             if message.role != editable {
                 return Err(StoreError::Miss(Miss::NotEditable));
@@ -60,7 +68,7 @@ impl Store {
                 .expression_attribute_values(":now", s(now.to_string()))
                 .build()
                 .map_err(StoreError::internal)?;
-            if self.commit_with_summary(user, session_id, summary, vec![edit]).await? {
+            if self.commit_forgetting(user, session_id, summary, vec![edit], &sourced, &touched).await? {
                 return Ok(message);
             }
             backoff(attempt).await;
@@ -71,9 +79,13 @@ impl Store {
     /// Soft-deletes one message; its seq is never reused.
     pub async fn delete_message(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<(), StoreError> {
         let _turn = self.gates.enter(user).await;
+        let touched = [seq];
         for attempt in 0..MAX_RMW_ATTEMPTS {
-            let (record, stored) =
-                tokio::try_join!(self.writable_session(user, session_id), self.stored_message(session_id, seq))?;
+            let (record, stored, sourced) = tokio::try_join!(
+                self.writable_session(user, session_id),
+                self.stored_message(session_id, seq),
+                self.sourced_memories(user, session_id, Touched::Seqs(&touched)),
+            )?;
             visible(&record, stored)?;
             let now = self.now();
             let mut summary = SummaryChange::new(&record, now);
@@ -85,7 +97,7 @@ impl Store {
                 summary.last_message = Some(previous.first().map(last_message_of));
             }
             let delete = self.soft_delete(session_id, seq, summary.next_rev(), now)?;
-            if self.commit_with_summary(user, session_id, summary, vec![delete]).await? {
+            if self.commit_forgetting(user, session_id, summary, vec![delete], &sourced, &touched).await? {
                 return Ok(());
             }
             backoff(attempt).await;
@@ -113,7 +125,9 @@ impl Store {
                 .iter()
                 .map(|message| self.soft_delete(session_id, message.seq, summary.next_rev(), now))
                 .collect::<Result<_, _>>()?;
-            if self.commit_with_summary(user, session_id, summary, deletes).await? {
+            let touched: Vec<Seq> = doomed.iter().map(|message| message.seq).collect();
+            let sourced = self.sourced_memories(user, session_id, Touched::Seqs(&touched)).await?;
+            if self.commit_forgetting(user, session_id, summary, deletes, &sourced, &touched).await? {
                 return Ok(doomed.len() as u64);
             }
             backoff(attempt).await;
@@ -169,6 +183,7 @@ impl Store {
         self.list_sweep(user, session_id).await?;
         let Some(greeting) = greeting else {
             let old = self.clear_log(user, session_id).await?;
+            self.delete_sourced(user, session_id, Touched::All).await?;
             return Ok((old.session.message_count, old.memory_epoch));
         };
         let _turn = self.gates.enter(user).await;
@@ -185,6 +200,10 @@ impl Store {
                 TransactWriteItem::builder().put(self.new_message_put(&first)?).build(),
             ];
             if self.commit_at_revision(session_id, items, head, "reset").await? {
+                // Every memory read from the session goes with it (its session-scoped ones went
+                // with the epoch; these are the user's own, read from it). A crash here leaves
+                // them to the job's sweep of the session, listed above.
+                self.delete_sourced(user, session_id, Touched::All).await?;
                 return Ok((record.session.message_count, record.memory_epoch));
             }
             backoff(attempt).await;
@@ -208,6 +227,34 @@ impl Store {
             .expression_attribute_values(":expires_at", n(self.expires_at(now)))
             .build()
             .map_err(StoreError::internal)
+    }
+
+    /// Commits message updates with a summary change and, in the same transaction, the deletion of
+    /// the extracted memories (`sourced`) the changed messages were their source of; memories
+    /// beyond what one transaction holds are deleted right after. `false`: read again.
+    async fn commit_forgetting(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        summary: SummaryChange,
+        message_updates: Vec<Update>,
+        sourced: &[StoredMemory],
+        touched: &[Seq],
+    ) -> Result<bool, StoreError> {
+        // Up to 5 items a memory (its item, marker, link, tombstone-free; a scope's count each at
+        // worst) beside the messages and the session in DynamoDB's 100.
+        let room = (99 - message_updates.len().min(99)) / 5;
+        let now: Vec<&StoredMemory> = sourced.iter().take(SOURCED_IN_CHANGE.min(room)).collect();
+        let mut items: Vec<TransactWriteItem> =
+            message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
+        items.extend(self.memory_delete_items(user, &now, false)?);
+        if !self.commit_items_with_summary(user, session_id, summary, items, true).await? {
+            return Ok(false);
+        }
+        if sourced.len() > now.len() {
+            self.delete_sourced(user, session_id, Touched::Seqs(touched)).await?;
+        }
+        Ok(true)
     }
 
     /// Commits message updates together with a summary change, if the session is still at the
