@@ -194,8 +194,9 @@ impl CorsOrigins {
 /// Whether the model reads ended replies for memories, and with which model.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryConfig {
-    /// `MEMORY_EXTRACTION`: `auto` (the default: after each reply that ends with text) or
-    /// `manual` (memories only through the API).
+    /// `MEMORY_EXTRACTION`: whether a session that does not say (`settings.memory` unset, no
+    /// character) is read for memories after each reply that ends with text: `auto` (the
+    /// default) or `manual` (memories only through the API). A character chat is `auto`.
     pub extraction: MemoryExtraction,
     /// `MEMORY_MODEL`: the model extraction asks, on the replies' provider (default `LLM_MODEL`).
     pub model: Option<String>,

@@ -183,10 +183,13 @@ pub struct Settings(serde_json::Map<String, serde_json::Value>);
 impl Settings {
     pub const MAX_BYTES: usize = 4 * 1024;
 
-    /// Settings the chat's prompt reads have fixed values: `relationship_type` is one of
-    /// `RELATIONSHIP_TYPES` and `mood_preference` one of `MOOD_PREFERENCES`; other keys are free.
+    /// Settings the product reads have fixed values: `relationship_type` is one of
+    /// `RELATIONSHIP_TYPES`, `mood_preference` one of `MOOD_PREFERENCES`, `memory` one of
+    /// `MEMORY_MODES`; other keys are free.
     pub fn parse(object: serde_json::Map<String, serde_json::Value>) -> Result<Self, InputError> {
-        for (key, allowed) in [("relationship_type", RELATIONSHIP_TYPES), ("mood_preference", MOOD_PREFERENCES)] {
+        for (key, allowed) in
+            [("relationship_type", RELATIONSHIP_TYPES), ("mood_preference", MOOD_PREFERENCES), ("memory", MEMORY_MODES)]
+        {
             match object.get(key) {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::String(value)) if allowed.contains(&value.as_str()) => {}
@@ -247,6 +250,11 @@ impl Settings {
 pub const RELATIONSHIP_TYPES: &[&str] = &["neutral", "friend", "partner", "colleague", "mentor"];
 /// The tone the user prefers (`settings.mood_preference`).
 pub const MOOD_PREFERENCES: &[&str] = &["neutral", "sweet", "sarcastic", "formal", "playful"];
+
+/// Whether the model reads the session's ended replies for memories (`settings.memory`):
+/// `auto`, or `manual` (memories only through the API). Unset: `auto` in a character chat, else
+/// the deployment's `MEMORY_EXTRACTION`.
+pub const MEMORY_MODES: &[&str] = &["auto", "manual"];
 
 /// The newest live message, as the session list shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]

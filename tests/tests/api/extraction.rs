@@ -293,6 +293,32 @@ async fn malformed_answers_timeouts_and_throttled_writes_leave_nothing_half_writ
     assert_eq!(app.state.store.extraction_mark(&user_id, session_id).await.unwrap(), Seq::new(3));
 }
 
+/// A session whose `settings.memory` is `manual` is not read (no model call, nothing stored) and
+/// its mark moves on, so turning it to `auto` later reads only what follows; a bad mode is a 400.
+#[tokio::test]
+async fn a_manual_session_is_not_read() {
+    let app = TestApp::with_llm(local_llm(), unlimited()).await;
+    let user = app.user();
+    let refused = app.post(&user, "/v1/sessions", json!({"settings": {"memory": "sometimes"}})).await;
+    assert_eq!(refused.expect_error(400, "invalid_input").body["field"], "settings.memory");
+    let session = app.post(&user, "/v1/sessions", json!({"settings": {"memory": "manual"}})).await.expect(201).body;
+    let session = session["id"].as_str().unwrap().to_owned();
+    app.append(&user, &session, "user", "My name is Anna and I live in Berlin").await;
+    let (user_id, session_id) = ids(&user, &session);
+    let extractor = app.state.extractor.clone().unwrap();
+    let outcome = extractor.extract(&user_id, session_id, Seq::new(1).unwrap()).await.unwrap();
+    assert_eq!(outcome, Extracted::Manual);
+    assert_eq!(app.state.store.extraction_mark(&user_id, session_id).await.unwrap(), Seq::new(1));
+    let usage = app.get(&user, "/v1/usage").await.expect(200).body;
+    assert_eq!(usage["by_kind"], json!([]), "no model call: {usage}");
+    app.patch(&user, &format!("/v1/sessions/{session}"), json!({"settings": {"memory": "auto"}})).await.expect(200);
+    app.append(&user, &session, "user", "I have a cat called Felix").await;
+    let outcome = extractor.extract(&user_id, session_id, Seq::new(2).unwrap()).await.unwrap();
+    assert!(matches!(outcome, Extracted::Stored { .. } | Extracted::Unreadable), "{outcome:?}");
+    let usage = app.get(&user, "/v1/usage").await.expect(200).body;
+    assert_eq!(usage["by_kind"][0]["kind"], "memory", "read once it is auto: {usage}");
+}
+
 const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled [None, ThrottlingError]","CancellationReasons":[{"Code":"None"},{"Code":"ThrottlingError","Message":"Throughput exceeds the current capacity"}]}"#;
 
 /// Edits propagate: editing or deleting a source message, forget-recent and reset take the

@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let state = shared::lambda::init().await?;
     let tables = Config::from_env()?.tables;
     let Some(extractor) = state.extractor.clone() else {
-        return Err("memory extraction needs a model (LLM_PROVIDER) and MEMORY_EXTRACTION=auto".into());
+        return Err("memory extraction needs a model (LLM_PROVIDER)".into());
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let (extractor, tables) = (extractor.clone(), tables.clone());

@@ -44,11 +44,21 @@ pub struct ExtractionConfig {
     /// Extraction calls per user per UTC day (`MEMORY_DAILY_CALLS`, default 200); past it,
     /// ended replies are not read until the next day.
     pub daily_calls: u64,
+    /// Whether a session that says nothing (`settings.memory` unset, no character) is read
+    /// (`MEMORY_EXTRACTION=auto`, the default).
+    pub auto_by_default: bool,
 }
 
 impl ExtractionConfig {
     pub fn new(model: impl Into<String>) -> Self {
-        Self { model: model.into(), max_tokens: 512, timeout: Duration::from_secs(60), window: 12, daily_calls: 200 }
+        Self {
+            model: model.into(),
+            max_tokens: 512,
+            timeout: Duration::from_secs(60),
+            window: 12,
+            daily_calls: 200,
+            auto_by_default: true,
+        }
     }
 }
 
@@ -61,6 +71,8 @@ pub enum Extracted {
     Unreadable,
     /// The user's extraction calls for today are used up: the turns were not read, the mark moved on.
     Capped,
+    /// The session's memory is `manual`: the turns were not read, the mark moved on.
+    Manual,
     /// The mark is at or past these turns already (a redelivery).
     AlreadyDone,
     /// The session is gone, reset, locked or closed: nothing to do.
@@ -74,6 +86,7 @@ impl Extracted {
             Self::Stored { .. } => "stored",
             Self::Unreadable => "unreadable",
             Self::Capped => "capped",
+            Self::Manual => "manual",
             Self::AlreadyDone => "already_done",
             Self::SessionGone => "session_gone",
         }
@@ -141,10 +154,11 @@ impl Extractor {
             min_importance: Importance::MIN,
         };
         let read = tokio::try_join!(
+            self.store.get_session(user, session_id),
             self.store.list_messages(user, session_id, query),
             self.store.list_memories(user, &filter, PageLimit::fixed(100), None),
         );
-        let (slice, existing) = match read {
+        let (session, slice, existing) = match read {
             Ok(read) => read,
             Err(StoreError::NotFound(_)) => return Ok(Extracted::SessionGone),
             Err(error) => return Err(error.into()),
@@ -161,6 +175,16 @@ impl Extractor {
         let existing = existing.data;
         let known: Vec<&Memory> = existing.iter().take(candidates::MAX_KNOWN).collect();
         let mut batch = ExtractionBatch { through, adds: Vec::new(), supersedes: Vec::new() };
+        let auto = match session.settings.text("memory") {
+            Some(mode) => mode == "auto",
+            None => session.character_id.is_some() || self.config.auto_by_default,
+        };
+        if !auto {
+            return Ok(match self.store_batch(user, session_id, batch, 0, 0, None).await? {
+                Extracted::Stored { .. } => Extracted::Manual,
+                other => other,
+            });
+        }
         if user_text.trim().is_empty() {
             return self.store_batch(user, session_id, batch, 0, 0, None).await;
         }
