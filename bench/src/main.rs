@@ -14,6 +14,7 @@ mod contention;
 mod crowd;
 mod langchain;
 mod lifecycle;
+mod memory;
 mod meter;
 mod ops;
 mod plot;
@@ -37,7 +38,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--clients N] [--requests N] \
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
-    [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--command TEXT]";
+    [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
+    [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]";
 
 struct Args {
     out: PathBuf,
@@ -64,6 +66,11 @@ struct Args {
     /// The socket phase: connections held, and typing relays timed.
     sockets: usize,
     socket_relays: usize,
+    /// The memory phase: conversations of the evaluation set read (all: `usize::MAX`), and
+    /// replies timed from their end to their memories.
+    memory: (usize, usize),
+    /// Only the memory phase, its section printed (scores another provider; see `memory`).
+    memory_only: bool,
     command: String,
 }
 
@@ -90,6 +97,8 @@ impl Args {
             catalog_requests: 500,
             sockets: 1_000,
             socket_relays: 1_000,
+            memory: (usize::MAX, 10),
+            memory_only: false,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -116,6 +125,7 @@ impl Args {
             catalog_requests: 5,
             sockets: 20,
             socket_relays: 16,
+            memory: (1, 1),
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -125,7 +135,9 @@ impl Args {
         let raw: Vec<String> = std::env::args().skip(1).collect();
         let smoke = raw.first().is_some_and(|first| first == "--smoke");
         let mut args = if smoke { Self::smoke() } else { Self::full() };
-        for pair in raw[usize::from(smoke)..].chunks(2) {
+        let memory_only = raw.first().is_some_and(|first| first == "--memory-only");
+        args.memory_only = memory_only;
+        for pair in raw[usize::from(smoke || memory_only)..].chunks(2) {
             let [flag, value] = pair else { return Err(USAGE.into()) };
             match flag.as_str() {
                 "--out" => args.out = value.into(),
@@ -150,6 +162,8 @@ impl Args {
                 "--sockets" => args.sockets = value.parse()?,
                 "--socket-relays" => args.socket_relays = value.parse()?,
                 "--command" => args.command = value.clone(),
+                "--memory" => args.memory.0 = value.parse()?,
+                "--memory-turns" => args.memory.1 = value.parse()?,
                 _ => return Err(USAGE.into()),
             }
         }
@@ -167,6 +181,13 @@ async fn main() -> Result<(), BoxError> {
     let root = kit::dynamodb_local::workspace_root();
     std::env::set_current_dir(&root)?;
     let endpoint = kit::dynamodb_local::endpoint_from_env_or_start()?;
+    if args.memory_only {
+        let report = memory::run(&endpoint, args.memory.0, args.memory.1).await?;
+        let mut out = String::new();
+        memory::markdown(&report, &mut out);
+        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+        return Ok(());
+    }
     let api = Arc::new(Api::start(&endpoint).await?);
 
     eprintln!("operations: {} clients × {} requests", args.clients, args.requests);
@@ -183,6 +204,8 @@ async fn main() -> Result<(), BoxError> {
     let replies_shared = replies::run(&endpoint, args.replies.clamp(1, 5), kit::tables::Streams::AsTemplate).await?;
     eprintln!("crowd: {} streamed replies at once", args.crowd);
     let crowd = crowd::run(&fresh.endpoint, args.crowd.max(1)).await?;
+    eprintln!("memory: the evaluation set, then {} replies timed to their memories", args.memory.1);
+    let memory = memory::run(&fresh.endpoint, args.memory.0, args.memory.1.max(1)).await?;
     let (sessions, messages, tokens) = args.lifecycle;
     eprintln!("lifecycle: {sessions} sessions × {messages} messages; {tokens} tokens per algorithm");
     let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
@@ -238,6 +261,7 @@ async fn main() -> Result<(), BoxError> {
         replies,
         replies_shared,
         crowd,
+        memory,
         lifecycle,
         catalog,
         sockets,

@@ -49,6 +49,7 @@ pub struct Results {
     pub replies: crate::replies::Report,
     /// The same turns on the benchmark's shared DynamoDB Local, after the earlier phases.
     pub replies_shared: crate::replies::Report,
+    pub memory: crate::memory::Report,
     pub crowd: crate::crowd::Report,
     pub lifecycle: crate::lifecycle::Report,
     pub catalog: crate::catalog::Report,
@@ -447,6 +448,7 @@ impl Results {
         self.contention(&mut out);
         crate::replies::markdown(&self.replies, &self.replies_shared, &mut out);
         crate::crowd::markdown(&self.crowd, &mut out);
+        crate::memory::markdown(&self.memory, &mut out);
         crate::lifecycle::markdown(&self.lifecycle, &mut out);
         crate::catalog::markdown(&self.catalog, &mut out);
         crate::sockets::markdown(&self.sockets, &mut out);

@@ -46,6 +46,8 @@ type Log = Arc<Mutex<Vec<Served>>>;
 
 pub struct Api {
     pub state: AppState,
+    /// The DynamoDB endpoint the tables are on.
+    pub endpoint: String,
     auditor: Auditor,
     base: String,
     log: Log,
@@ -107,7 +109,7 @@ impl Api {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { state, auditor: Auditor::new(plain), base, log, http: http_client() })
+        Ok(Self { state, endpoint: endpoint.to_owned(), auditor: Auditor::new(plain), base, log, http: http_client() })
     }
 
     /// Forgets the requests served so far (warm-up traffic).
