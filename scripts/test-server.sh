@@ -5,7 +5,7 @@
 #
 # Test settings (override them in the environment): DAILY_MESSAGE_QUOTA=12 so a test can use the
 # quota up, TELEGRAM_BOT_TOKEN set so Telegram sign-in can be signed and checked, LLM_MAX_TOKENS=160,
-# and the per-minute rate limits off (a browser test makes a minute's worth of reads in seconds;
+# MEMORY_EXTRACTION=off, and the per-minute rate limits off (a browser test makes a minute's worth of reads in seconds;
 # the limits have their own tests in tests/).
 #
 # The dev server reaches the local model through scripts/model-faults.py, a pass-through a test can
@@ -58,6 +58,9 @@ source scripts/local-env.sh
 export DAILY_MESSAGE_QUOTA="${DAILY_MESSAGE_QUOTA:-12}"
 export TELEGRAM_BOT_TOKEN="${TELEGRAM_BOT_TOKEN:-123456789:test-bot-token-for-local-tests}"
 export LLM_MAX_TOKENS="${LLM_MAX_TOKENS:-160}"
+# Memory extraction off: what these tests assert of the memories panel must not race with memories
+# the model writes (extraction has its own tests in tests/ and its numbers in BENCHMARKS.md).
+export MEMORY_EXTRACTION="${MEMORY_EXTRACTION:-off}"
 export RATE_LIMIT_APPEND_PER_MIN="${RATE_LIMIT_APPEND_PER_MIN:-0}" RATE_LIMIT_READ_PER_MIN="${RATE_LIMIT_READ_PER_MIN:-0}"
 export RATE_LIMIT_OTHER_PER_MIN="${RATE_LIMIT_OTHER_PER_MIN:-0}" RATE_LIMIT_REGENERATE_PER_MIN="${RATE_LIMIT_REGENERATE_PER_MIN:-0}"
 export RUST_LOG="${RUST_LOG:-warn}"

@@ -196,7 +196,8 @@ impl CorsOrigins {
 pub struct MemoryConfig {
     /// `MEMORY_EXTRACTION`: whether a session that does not say (`settings.memory` unset, no
     /// character) is read for memories after each reply that ends with text: `auto` (the
-    /// default) or `manual` (memories only through the API). A character chat is `auto`.
+    /// default) or `manual` (memories only through the API; a character chat is still `auto`);
+    /// `off` reads no session, whatever it says.
     pub extraction: MemoryExtraction,
     /// `MEMORY_MODEL`: the model extraction asks, on the replies' provider (default `LLM_MODEL`).
     pub model: Option<String>,
@@ -209,6 +210,7 @@ pub enum MemoryExtraction {
     #[default]
     Auto,
     Manual,
+    Off,
 }
 
 impl MemoryConfig {
@@ -216,8 +218,9 @@ impl MemoryConfig {
         let extraction = match optional("MEMORY_EXTRACTION").as_deref() {
             None | Some("auto") => MemoryExtraction::Auto,
             Some("manual") => MemoryExtraction::Manual,
+            Some("off") => MemoryExtraction::Off,
             Some(_) => {
-                return Err(ConfigError::Invalid { name: "MEMORY_EXTRACTION", reason: "must be auto or manual" });
+                return Err(ConfigError::Invalid { name: "MEMORY_EXTRACTION", reason: "must be auto, manual or off" });
             }
         };
         let daily_calls = optional("MEMORY_DAILY_CALLS").map(|_| number("MEMORY_DAILY_CALLS", 0)).transpose()?;

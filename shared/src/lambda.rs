@@ -36,7 +36,7 @@ pub async fn run_streaming(routes: Router<AppState>) -> Result<(), lambda_http::
 
 /// The DynamoDB Streams records Lambda delivers (to the fan-out and to memory extraction), as the
 /// services read them: the records of the messages and sessions tables, in order; any other
-/// source is skipped. Which table a record comes from is in its event source ARN.
+/// source is skipped (the memories table's records are the fan-out's too). Which table a record comes from is in its event source ARN.
 pub fn stream_records(tables: &TableNames, records: Vec<EventRecord>) -> Vec<Record> {
     records.into_iter().filter_map(|record| record_of(tables, record)).collect()
 }
@@ -49,6 +49,8 @@ fn record_of(tables: &TableNames, record: EventRecord) -> Option<Record> {
         Source::Messages
     } else if table == tables.sessions {
         Source::Sessions
+    } else if table == tables.memories {
+        Source::Memories
     } else {
         return None;
     };

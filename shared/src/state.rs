@@ -23,8 +23,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Lambda or a long-lived server: whether work may go on after a response.
     pub runtime: Runtime,
-    /// Memory extraction from ended replies, when a model is configured; the stream's readers
-    /// call it, and it reads each session as its `settings.memory` (or `MEMORY_EXTRACTION`) says.
+    /// Memory extraction from ended replies, when a model is configured and `MEMORY_EXTRACTION`
+    /// is not `off`; the stream's readers call it, and it reads each session as its
+    /// `settings.memory` (or `MEMORY_EXTRACTION`) says.
     pub extractor: Option<Extractor>,
 }
 
@@ -67,13 +68,15 @@ impl AppState {
         if let Some(llm) = &config.llm {
             let model = model_of(llm, sdk_config)?;
             chat = chat.with_model(model.clone(), llm.clone());
-            // Built whatever MEMORY_EXTRACTION says: a session (a character chat by default) may
-            // ask for `auto` on its own.
+            // Built unless MEMORY_EXTRACTION is `off`: under `manual` a session (a character chat
+            // by default) may still ask for `auto`.
             let name = config.memory.model.clone().unwrap_or_else(|| llm.model.clone());
             let mut extraction = ExtractionConfig::new(name);
             extraction.daily_calls = config.memory.daily_calls.unwrap_or(extraction.daily_calls);
             extraction.auto_by_default = config.memory.extraction == MemoryExtraction::Auto;
-            extractor = Some(Extractor::new(store.clone(), model, extraction));
+            if config.memory.extraction != MemoryExtraction::Off {
+                extractor = Some(Extractor::new(store.clone(), model, extraction));
+            }
         }
         Ok(Self {
             chat,

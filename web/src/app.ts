@@ -46,6 +46,8 @@ export interface App {
     showLimits(limits: { total: number; used: number; remaining: number; resets_at: string } | null, subscription?: boolean): void;
     refreshLimits(): Promise<void>;
     signOut(): void;
+    /** The chat on screen, if any: the memories panel shows its memories beside the user's. */
+    chatSession: string | null;
 }
 
 /** Telegram's script, loaded only when Telegram opened the page (its URL carries `tgWebAppData`). */
@@ -134,6 +136,7 @@ async function start(): Promise<void> {
     const limits = byId("limits");
     const app: App = {
         client,
+        chatSession: null,
         notify(message) {
             byId("notice-text").textContent = typeof message === "string" ? message : describe(message);
             notice.hidden = false;

@@ -25,6 +25,7 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         return () => undefined;
     }
     const sessionId = session.id;
+    app.chatSession = sessionId;
 
     const messages = new Map<number, Message>();
     const elements = new Map<number, HTMLLIElement>();
@@ -40,6 +41,9 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
 
     const log = h("ol", { class: "log", "aria-label": `Messages with ${character.name}`, "aria-live": "polite" });
     const typing = h("p", { class: "typing", id: "typing", "aria-live": "polite" });
+    // What was just remembered from this chat (a memory read from its turns, or added for it).
+    const remembered = h("p", { class: "remembered", id: "remembered", role: "status", hidden: true });
+    let rememberedTimer: ReturnType<typeof setTimeout> | undefined;
     const input = h("textarea", { name: "content", rows: 1, placeholder: `Message ${character.name}`, "aria-label": "Your message", maxlength: 32768 });
     const send = h("button", { type: "submit", class: "primary" }, "Send");
     const stop = h("button", { type: "button", id: "stop", hidden: true }, "Stop");
@@ -51,7 +55,7 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         h("button", { type: "button", onclick: () => void act(() => client.api.POST("/v1/sessions/{id}/forget-recent", { params: { path: { id: sessionId } }, body: { count: 2 } })) }, "Forget last 2"),
         h("button", { type: "button", class: "danger", onclick: () => confirm("Reset this chat? Its messages and its own memories go.") && void act(() => client.api.POST("/v1/sessions/{id}/reset", { params: { path: { id: sessionId } }, body: {} })) }, "Reset"),
     );
-    view.replaceChildren(h("section", { class: "chat", "aria-label": `Chat with ${character.name}` }, tools, log, typing, composer));
+    view.replaceChildren(h("section", { class: "chat", "aria-label": `Chat with ${character.name}` }, tools, log, remembered, typing, composer));
 
     // The log as the server has it: the newest messages and the revision they stand at.
     const full = await withMessages();
@@ -79,6 +83,16 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         upsert({ ...message, content: message.content + text });
     });
     socket.on("typing", ({ is_typing }) => showTyping(is_typing, streamingHere.size > 0 ? null : "Someone is typing on another device…"));
+    socket.on("memory", (event) => {
+        // The memories panel, if open, shows the change; a new memory gets a short note here.
+        document.dispatchEvent(new CustomEvent("memories-changed"));
+        if (event.kind !== "new" || event.memory.superseded_by) return;
+        const text = event.memory.content.length > 80 ? `${event.memory.content.slice(0, 79)}…` : event.memory.content;
+        remembered.textContent = `${character.name} remembered: “${text}”`;
+        remembered.hidden = false;
+        clearTimeout(rememberedTimer);
+        rememberedTimer = setTimeout(() => (remembered.hidden = true), 10_000);
+    });
     socket.on("error", (error) => app.notify(error.message));
     socket.on("state", ({ state }) => view.querySelector(".chat")?.setAttribute("data-socket", state));
 
@@ -325,8 +339,10 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
 
     input.focus();
     return () => {
+        if (app.chatSession === sessionId) app.chatSession = null;
         leaving.abort();
         socket.close();
+        clearTimeout(rememberedTimer);
         clearTimeout(limitsTimer);
         clearTimeout(typingTimer);
     };

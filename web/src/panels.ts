@@ -1,4 +1,5 @@
-// The memories panel (list, delete one, delete all) and the profile (name, language, 18+).
+// The memories panel (list, delete one, delete all; live while a chat's socket reports changes) and
+// the profile (name, language, 18+).
 
 import { unwrap } from "@chat-backend/client";
 
@@ -16,13 +17,16 @@ export function setUpPanels(app: App): void {
     const list = byId("memory-list");
     const loadMemories = async () => {
         try {
-            const page = unwrap(await client.api.GET("/v1/memories", { params: { query: { limit: 100 } } }));
+            // In a chat: its own memories too (the user's are always listed).
+            const query = app.chatSession ? { limit: 100, session_id: app.chatSession, include_global: true } : { limit: 100 };
+            const page = unwrap(await client.api.GET("/v1/memories", { params: { query } }));
             list.replaceChildren(
                 ...page.data.map((memory) =>
                     h(
                         "li",
                         { "data-memory": memory.id },
                         h("span", {}, memory.content),
+                        memory.origin === "extracted" ? h("small", { class: "origin", title: "Read by the model from a chat" }, "remembered") : null,
                         h("button", { type: "button", class: "danger", "aria-label": `Delete the memory “${memory.content.slice(0, 40)}”`, onclick: () => void deleteOne(memory.id) }, "Delete"),
                     ),
                 ),
@@ -40,6 +44,10 @@ export function setUpPanels(app: App): void {
             app.notify(error);
         }
     };
+    // A chat's socket says when a memory came or went: an open panel follows it.
+    document.addEventListener("memories-changed", () => {
+        if (memories.open) void loadMemories();
+    });
     byId("open-memories").addEventListener("click", () => {
         memories.showModal();
         void loadMemories();

@@ -255,6 +255,23 @@ test("a chat's title fits a phone's bar", async () => {
     await bubble(page, 8).waitFor();
 });
 
+test("a memory of the chat shows a note, and the open panel follows it live", async () => {
+    const session = await sessionId();
+    await api("POST", "/v1/memories", { content: "Saw a comet over the sea", memory_type: "fact", session_id: session });
+    await page.locator("#remembered", { hasText: "Luna remembered: “Saw a comet over the sea”" }).waitFor();
+    await shot(page, "18-remembered");
+    await page.getByRole("button", { name: "Memories" }).click();
+    await page.locator("#memory-list li[data-memory]", { hasText: "Saw a comet over the sea" }).waitFor();
+    // Added elsewhere while the panel is open: it appears without a reload, and goes the same way.
+    const later = await api("POST", "/v1/memories", { content: "Wants to sail north", memory_type: "preference", session_id: session });
+    await page.locator("#memory-list li[data-memory]", { hasText: "Wants to sail north" }).waitFor();
+    await api("DELETE", `/v1/memories/${later.id}`);
+    await page.locator("#memory-list li[data-memory]", { hasText: "Wants to sail north" }).waitFor({ state: "detached" });
+    await page.getByRole("button", { name: /Delete the memory “Saw a comet/ }).click();
+    await page.waitForFunction(() => document.querySelectorAll("#memory-list li[data-memory]").length === 0);
+    await page.locator("#memories").getByRole("button", { name: "Close" }).click();
+});
+
 test("the memories panel lists, deletes one, deletes all", async () => {
     await api("POST", "/v1/memories", { content: "Loves tiled facades", memory_type: "preference", importance: 7 });
     await api("POST", "/v1/memories", { content: "Has a cat named Miso", memory_type: "fact", importance: 5 });

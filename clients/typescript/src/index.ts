@@ -3,5 +3,5 @@ export { type ChatClient, type ChatClientOptions, type ReplyOptions, createChatC
 export { ApiError, type ErrorBody, unwrap } from "./errors.js";
 export { type Message, type ReplyEvent, ReplyStream, type ReplyStreamOptions } from "./reply.js";
 export type { components, paths } from "./schema.js";
-export { type Change, ChatSocket, type ChatSocketOptions, type ClientFrame, type ServerEvents, type ServerFrame, type Session, type SocketEvents } from "./socket.js";
+export { type Change, ChatSocket, type Memory, type ChatSocketOptions, type ClientFrame, type ServerEvents, type ServerFrame, type Session, type SocketEvents } from "./socket.js";
 export { parseSse, type SseEvent } from "./sse.js";

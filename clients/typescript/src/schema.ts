@@ -1417,6 +1417,27 @@ export interface components {
             event: "message.complete";
         } | {
             data: {
+                memory: components["schemas"]["Memory"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "memory.new";
+        } | {
+            data: {
+                memory: components["schemas"]["Memory"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "memory.updated";
+        } | {
+            data: {
+                memory_id: components["schemas"]["MemoryId"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "memory.deleted";
+        } | {
+            data: {
                 /** Format: uint64 */
                 rev: number;
                 session: components["schemas"]["Session"];

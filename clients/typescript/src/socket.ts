@@ -9,6 +9,7 @@ import type { components } from "./schema.js";
 type Schemas = components["schemas"];
 export type Message = Schemas["Message"];
 export type Session = Schemas["Session"];
+export type Memory = Schemas["Memory"];
 export type Change = Schemas["Change"];
 
 /** A frame the server sends (`ServerEvent` in openapi.json, generated from the Rust type). */
@@ -30,6 +31,8 @@ export interface SocketEvents {
     /** The next piece of a streaming reply. */
     delta: { seq: number; text: string };
     complete: { seq: number; message_id: string; tokens_used: number };
+    /** A memory of this session added (read from its turns, or added with its scope), changed or superseded, or deleted. */
+    memory: { kind: "new" | "updated"; memory: Memory } | { kind: "deleted"; memory_id: string };
     /** A refusal (`daily_limit_exceeded`, `rate_limit`, …) or a frame the server did not understand. */
     error: { code: string; message: string };
     /** Caught up: every change up to `rev` has been delivered. */
@@ -233,6 +236,13 @@ export class ChatSocket {
                 break;
             case "message.complete":
                 this.#emit("complete", { seq: frame.data.seq, message_id: frame.data.message_id, tokens_used: frame.data.tokens_used });
+                break;
+            case "memory.new":
+            case "memory.updated":
+                this.#emit("memory", { kind: frame.event === "memory.new" ? "new" : "updated", memory: frame.data.memory });
+                break;
+            case "memory.deleted":
+                this.#emit("memory", { kind: "deleted", memory_id: frame.data.memory_id });
                 break;
             case "changes":
                 await this.#applyChanges(frame.data);

@@ -15,7 +15,7 @@ interface Recorder {
 function record(chat: ChatClient, sessionId: string, afterRev: number): Recorder {
     const socket = chat.socket(sessionId, { afterRev });
     const recorder: Recorder = { socket, events: {} };
-    for (const name of ["message", "deleted", "session", "typing", "delta", "complete", "error", "synced", "state"] as const) {
+    for (const name of ["message", "deleted", "session", "typing", "delta", "complete", "memory", "error", "synced", "state"] as const) {
         socket.on(name, (data) => ((recorder.events[name] ??= []) as unknown[]).push(data));
     }
     return recorder;
@@ -188,4 +188,20 @@ test("a ping that gets no answer closes the connection and opens a new one", asy
     await eventually(() => (faults.opened.length >= 2 ? true : undefined), "a second connection");
     assert.equal(faults.opened[0]!.readyState, WebSocket.CLOSED);
     socket.close();
+});
+
+test("a memory of the session arrives as memory events: new, then deleted", async () => {
+    const chat = await signIn("memories");
+    const session = unwrap(await chat.api.POST("/v1/sessions", { body: {} }));
+    const device = record(chat, session.id, session.rev);
+    await opened(device);
+    const memory = unwrap(await chat.api.POST("/v1/memories", { body: { content: "Chapter two begins", memory_type: "fact", session_id: session.id } }));
+    assert.equal(memory.origin, "user");
+    await eventually(() => (device.events.memory?.length ? true : undefined), "memory.new");
+    unwrap(await chat.api.DELETE("/v1/memories/{id}", { params: { path: { id: memory.id } } }));
+    await eventually(() => (device.events.memory?.length === 2 ? true : undefined), "memory.deleted");
+    const [added, deleted] = device.events.memory!;
+    assert.ok(added && added.kind === "new" && added.memory.id === memory.id && added.memory.content === "Chapter two begins");
+    assert.deepEqual(deleted, { kind: "deleted", memory_id: memory.id });
+    device.socket.close();
 });

@@ -6,7 +6,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Changes, CreateReply, InputError, Message, MessagesLimit, Seq, Session, SessionId, UserId};
+use super::{
+    Change, Changes, CreateReply, InputError, Memory, MemoryId, Message, MessagesLimit, Seq, Session, SessionId, UserId,
+};
 
 /// A connection whose credential and session were checked at connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,6 +205,16 @@ pub enum ServerEvent {
     MessageDelta { session_id: SessionId, seq: Seq, text: String },
     #[serde(rename = "message.complete")]
     MessageComplete { session_id: SessionId, seq: Seq, message_id: String, tokens_used: u64 },
+    /// A memory of this session was added: read by the model from its turns (`origin:
+    /// "extracted"`) or added through the API with this session's scope.
+    #[serde(rename = "memory.new")]
+    MemoryNew { session_id: SessionId, memory: Box<Memory> },
+    /// Changed through the API, or superseded by a correction (`superseded_by` set).
+    #[serde(rename = "memory.updated")]
+    MemoryUpdated { session_id: SessionId, memory: Box<Memory> },
+    /// Deleted by the user, or with the messages it was read from.
+    #[serde(rename = "memory.deleted")]
+    MemoryDeleted { session_id: SessionId, memory_id: MemoryId },
     /// Title, status, settings or archive changed.
     #[serde(rename = "session.updated")]
     SessionUpdated { session_id: SessionId, rev: u64, session: Box<Session> },

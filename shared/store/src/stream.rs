@@ -6,9 +6,10 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
+use super::memories::StoredMemory;
 use super::messages::item::StoredMessage;
 use super::sessions::SessionRecord;
-use domain::{Message, MessageStatus, Seq, Session, SessionId, UserId};
+use domain::{Memory, MemoryId, Message, MessageStatus, Seq, Session, SessionId, UserId};
 
 /// An item image as a stream record carries it: an item of the table.
 pub type Image = super::item::Item;
@@ -33,6 +34,20 @@ pub enum Recorded {
     },
     /// Title, status, settings, metadata or archive changed.
     SessionUpdated(Box<Session>),
+    /// A memory of the session (its scope's, or read from its turns) was added, changed or
+    /// superseded, or deleted.
+    MemoryNew {
+        session_id: SessionId,
+        memory: Box<Memory>,
+    },
+    MemoryUpdated {
+        session_id: SessionId,
+        memory: Box<Memory>,
+    },
+    MemoryDeleted {
+        session_id: SessionId,
+        memory_id: MemoryId,
+    },
 }
 
 impl Recorded {
@@ -41,6 +56,9 @@ impl Recorded {
             Self::MessageNew(message) | Self::MessageUpdated(message) => message.session_id,
             Self::MessageDeleted { session_id, .. } | Self::Cleared { session_id, .. } => *session_id,
             Self::SessionUpdated(session) => session.id,
+            Self::MemoryNew { session_id, .. }
+            | Self::MemoryUpdated { session_id, .. }
+            | Self::MemoryDeleted { session_id, .. } => *session_id,
         }
     }
 }
@@ -65,6 +83,37 @@ pub fn message_record(old: Option<Image>, new: Option<Image>) -> Result<Option<R
         }),
         Some(old) if new.deleted || old.message == new.message => None,
         Some(_) => Some(Recorded::MessageUpdated(Box::new(new.message))),
+    })
+}
+
+/// What a record of the memories table says, for the session the memory belongs to (its scope's,
+/// or the one it was read from); `None` for the other items (markers, counts, links, marks,
+/// tombstones), a TTL stamp, and a memory of no session (a global one the user added).
+pub fn memory_record(old: Option<Image>, new: Option<Image>) -> Result<Option<Recorded>, StoreError> {
+    let is_memory = |image: &Option<Image>| {
+        image
+            .as_ref()
+            .and_then(|item| item.get(super::schema::memories::ITEM))
+            .is_some_and(|item| matches!(item, AttributeValue::S(name) if name.starts_with("m#")))
+    };
+    if !is_memory(&old) && !is_memory(&new) {
+        return Ok(None);
+    }
+    let read =
+        |image: Option<Image>| image.map(|item| StoredMemory::try_from(&item).map(|stored| stored.memory)).transpose();
+    let (old, new) = (read(old)?, read(new)?);
+    let session_of = |memory: &Memory| memory.session_id.or(memory.source.map(|source| source.session_id));
+    Ok(match (old, new) {
+        (None, Some(memory)) => {
+            session_of(&memory).map(|session_id| Recorded::MemoryNew { session_id, memory: Box::new(memory) })
+        }
+        (Some(old), Some(memory)) if old != memory => {
+            session_of(&memory).map(|session_id| Recorded::MemoryUpdated { session_id, memory: Box::new(memory) })
+        }
+        (Some(memory), None) => {
+            session_of(&memory).map(|session_id| Recorded::MemoryDeleted { session_id, memory_id: memory.id })
+        }
+        _ => None,
     })
 }
 

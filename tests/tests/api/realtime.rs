@@ -443,3 +443,64 @@ async fn a_connect_without_a_credential_is_told_how_a_socket_sends_one() {
     assert!(body["message"].as_str().unwrap().contains("bearer."), "{body}");
     assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{body}");
 }
+
+/// Memories reach the sockets of the session they belong to: one read from its turns
+/// (`memory.new` with `origin: "extracted"`), one added with its scope, a correction that
+/// supersedes (`memory.updated`), and deletes (`memory.deleted`).
+#[tokio::test]
+async fn memories_of_a_session_reach_its_sockets() {
+    use shared::domain::{
+        DayUsage, Importance, MemoryContent, MemoryScope, MemorySource, MemoryType, NewMemory, Seq, SessionId, UserId,
+    };
+    use shared::store::{ExtractionBatch, ExtractionWrite};
+    let app = TestApp::new().await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = app.session(&user, "memories").await;
+    let mut socket = open(&base, &session, &user).await;
+    send(&mut socket, json!({"event": "ping", "data": {}})).await;
+    assert_eq!(next(&mut socket).await["event"], "pong");
+    let (user_id, session_id) = (UserId::parse(&user.id).unwrap(), session.parse::<SessionId>().unwrap());
+    let one = Seq::new(1).unwrap();
+    let new = |text: &str| NewMemory {
+        scope: MemoryScope::Global,
+        memory_type: MemoryType::Fact,
+        content: MemoryContent::parse(text.to_owned()).unwrap(),
+        importance: Importance::DEFAULT,
+        source: Some(MemorySource { session_id, from_seq: one, to_seq: one }),
+    };
+    let batch = ExtractionBatch { through: one, adds: vec![new("The user lives in Berlin")], supersedes: vec![] };
+    let ExtractionWrite::Stored(berlin) =
+        app.state.store.store_extraction(&user_id, session_id, batch, &DayUsage::default()).await.unwrap()
+    else {
+        panic!("not stored")
+    };
+    let event = until(&mut socket, |event| event["event"] == "memory.new").await.pop().unwrap();
+    assert_eq!(event["data"]["session_id"], session);
+    assert_eq!(event["data"]["memory"]["id"], berlin[0].id.to_string());
+    assert_eq!(event["data"]["memory"]["origin"], "extracted");
+    let two = Seq::new(2).unwrap();
+    let correction = ExtractionBatch {
+        through: two,
+        adds: vec![new("The user lives in Munich")],
+        supersedes: vec![(berlin[0].id, MemoryScope::Global, 0)],
+    };
+    app.state.store.store_extraction(&user_id, session_id, correction, &DayUsage::default()).await.unwrap();
+    let events = until(&mut socket, |event| event["event"] == "memory.updated").await;
+    let updated = events.last().unwrap();
+    assert_eq!(updated["data"]["memory"]["id"], berlin[0].id.to_string());
+    assert!(updated["data"]["memory"]["superseded_by"].is_string(), "{updated}");
+    let scoped = app.post(
+        &user,
+        "/v1/memories",
+        json!({"content": "Chapter two", "memory_type": "fact", "session_id": session}),
+    );
+    let scoped = scoped.await.expect(201).body;
+    let event =
+        until(&mut socket, |event| event["event"] == "memory.new" && event["data"]["memory"]["id"] == scoped["id"])
+            .await;
+    assert_eq!(event.last().unwrap()["data"]["memory"]["origin"], "user");
+    app.delete(&user, &format!("/v1/memories/{}", scoped["id"].as_str().unwrap())).await.expect(200);
+    let deleted = until(&mut socket, |event| event["event"] == "memory.deleted").await.pop().unwrap();
+    assert_eq!(deleted["data"], json!({"session_id": session, "memory_id": scoped["id"]}));
+}

@@ -1,4 +1,4 @@
-//! The dev server's stream reader: follows the messages and sessions tables' streams in DynamoDB
+//! The dev server's stream reader: follows the messages, sessions and memories tables' streams in DynamoDB
 //! Local (through `aws-sdk-dynamodbstreams`, the same API AWS serves) and hands each batch of
 //! records to the realtime fan-out — the code the `fanout` function runs on AWS — and the ended
 //! replies among them to memory extraction — the code the `memory` function runs on AWS.
@@ -91,7 +91,11 @@ pub async fn follow(
     }
     let streams = Client::from_conf(config.build());
     let mut tasks = Vec::new();
-    for (table, source) in [(&tables.messages, Source::Messages), (&tables.sessions, Source::Sessions)] {
+    for (table, source) in [
+        (&tables.messages, Source::Messages),
+        (&tables.sessions, Source::Sessions),
+        (&tables.memories, Source::Memories),
+    ] {
         let fail = |reason: String| StreamError { table: table.clone(), reason };
         let described = dynamo.describe_table().table_name(table).send().await.map_err(|e| fail(e.to_string()))?;
         let arn = described

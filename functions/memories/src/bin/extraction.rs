@@ -19,12 +19,14 @@ const AT_ONCE: usize = 4;
 async fn main() -> Result<(), lambda_runtime::Error> {
     let state = shared::lambda::init().await?;
     let tables = Config::from_env()?.tables;
-    let Some(extractor) = state.extractor.clone() else {
-        return Err("memory extraction needs a model (LLM_PROVIDER)".into());
-    };
+    let extractor = state.extractor.clone();
+    if extractor.is_none() {
+        tracing::warn!("no model (LLM_PROVIDER) or MEMORY_EXTRACTION=off: ended replies are acknowledged unread");
+    }
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let (extractor, tables) = (extractor.clone(), tables.clone());
         async move {
+            let Some(extractor) = extractor else { return Ok::<_, lambda_runtime::Error>(()) };
             let records = shared::lambda::stream_records(&tables, event.payload.records);
             let mut latest: BTreeMap<_, EndedReply> = BTreeMap::new();
             for reply in ended_replies(&records) {

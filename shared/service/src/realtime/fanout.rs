@@ -1,10 +1,10 @@
-//! The stream fan-out: each change record of the messages and sessions tables becomes the event
+//! The stream fan-out: each change record of the messages, sessions and memories tables becomes the event
 //! the session's sockets receive. The same code runs on AWS (the `fanout` function, fed by the
 //! tables' streams) and locally (the dev server, fed by DynamoDB Local's streams).
 
 use domain::{Hidden, ServerEvent};
 use store::StoreError;
-use store::stream::{Image, Recorded, message_record, session_record};
+use store::stream::{Image, Recorded, memory_record, message_record, session_record};
 
 use super::Delivery;
 
@@ -13,6 +13,7 @@ use super::Delivery;
 pub enum Source {
     Messages,
     Sessions,
+    Memories,
 }
 
 /// One change record: the item before and after.
@@ -29,6 +30,7 @@ impl Record {
         match self.source {
             Source::Messages => Ok(message_record(self.old, self.new)?.into_iter().collect()),
             Source::Sessions => session_record(self.old, self.new),
+            Source::Memories => Ok(memory_record(self.old, self.new)?.into_iter().collect()),
         }
     }
 }
@@ -57,6 +59,9 @@ fn event_of(recorded: Recorded) -> ServerEvent {
         Recorded::SessionUpdated(session) => {
             ServerEvent::SessionUpdated { session_id: session.id, rev: session.rev, session }
         }
+        Recorded::MemoryNew { session_id, memory } => ServerEvent::MemoryNew { session_id, memory },
+        Recorded::MemoryUpdated { session_id, memory } => ServerEvent::MemoryUpdated { session_id, memory },
+        Recorded::MemoryDeleted { session_id, memory_id } => ServerEvent::MemoryDeleted { session_id, memory_id },
     }
 }
 
