@@ -203,6 +203,9 @@ pub struct MemoryConfig {
     pub model: Option<String>,
     /// `MEMORY_DAILY_CALLS`: extraction calls per user per UTC day (default 200).
     pub daily_calls: Option<u64>,
+    /// `SUMMARY_STEP_TOKENS`: how far (estimated tokens) the log before the recent window may run
+    /// past the session's summary before a new one is written (default 1000).
+    pub summary_step_tokens: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,7 +227,9 @@ impl MemoryConfig {
             }
         };
         let daily_calls = optional("MEMORY_DAILY_CALLS").map(|_| number("MEMORY_DAILY_CALLS", 0)).transpose()?;
-        Ok(Self { extraction, model: optional("MEMORY_MODEL"), daily_calls })
+        let summary_step_tokens =
+            optional("SUMMARY_STEP_TOKENS").map(|_| number("SUMMARY_STEP_TOKENS", 0)).transpose()?;
+        Ok(Self { extraction, model: optional("MEMORY_MODEL"), daily_calls, summary_step_tokens })
     }
 }
 

@@ -74,6 +74,13 @@ impl AppState {
             let mut extraction = ExtractionConfig::new(name);
             extraction.daily_calls = config.memory.daily_calls.unwrap_or(extraction.daily_calls);
             extraction.auto_by_default = config.memory.extraction == MemoryExtraction::Auto;
+            extraction.summary_window = llm.context_messages;
+            extraction.summary_step_tokens =
+                config.memory.summary_step_tokens.unwrap_or(extraction.summary_step_tokens);
+            // A summary call (instructions, previous summary, chunk, answer) within the model's
+            // context, with a quarter of it as headroom for the estimate.
+            let room = (llm.context_tokens * 3 / 4).saturating_sub(u64::from(extraction.summary_max_tokens) + 200);
+            extraction.summary_chunk_tokens = extraction.summary_chunk_tokens.min(room.max(200));
             if config.memory.extraction != MemoryExtraction::Off {
                 extractor = Some(Extractor::new(store.clone(), model, extraction));
             }

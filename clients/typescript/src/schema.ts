@@ -549,6 +549,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions/{id}/summary": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The session's summary: the story before its recent messages */
+        get: operations["getSummary"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions/{id}/unarchive": {
         parameters: {
             query?: never;
@@ -776,11 +793,13 @@ export interface components {
             memories: components["schemas"]["Memory"][];
             /** @description Chronological (oldest first). */
             messages: components["schemas"]["Message"][];
-            /** @description The five parts in the order the model reads them. */
+            /** @description The six parts in the order the model reads them. */
             parts: components["schemas"]["ContextPart"][];
             /** @description Absent when the user has none, or the budget left it out. */
             profile: components["schemas"]["ContextProfile"] | null;
             session: components["schemas"]["ContextSession"];
+            /** @description The session's summary (`GET …/summary`), absent when it has none or the budget left it out. */
+            summary: components["schemas"]["Summary"] | null;
             system_prompt: components["schemas"]["SystemPromptView"];
             /** Format: uint64 */
             token_estimate: number;
@@ -1234,7 +1253,7 @@ export interface components {
          * @description A part of the context.
          * @enum {string}
          */
-        PartName: "system_prompt" | "profile" | "memories" | "settings" | "messages";
+        PartName: "system_prompt" | "profile" | "memories" | "settings" | "summary" | "messages";
         /** @description Structured data riding with a message: a JSON object of at most 64 KiB. */
         Payload: {
             [key: string]: unknown;
@@ -1545,6 +1564,21 @@ export interface components {
             plan: string;
             start_at: components["schemas"]["Timestamp"];
             status: components["schemas"]["SubscriptionStatus"];
+        };
+        /**
+         * @description The story of a session before its recent window, written by the model in steps: what
+         *     `GET /v1/sessions/{id}/summary` returns and the context's `summary` part.
+         */
+        Summary: {
+            text: string;
+            /** @description The last message it covers; the messages after it are the context's own. */
+            through_seq: components["schemas"]["Seq"];
+            /**
+             * Format: uint64
+             * @description Its estimated tokens.
+             */
+            tokens: number;
+            updated_at: components["schemas"]["Timestamp"];
         };
         /** @description The system prompt as the context endpoint shows it. */
         SystemPromptView: {
@@ -6942,6 +6976,105 @@ export interface operations {
             };
             /** @description payload_too_large: the body or a field is over its limit */
             413: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limit (with `RateLimit-Policy` and `RateLimit` naming the per-minute limit) or daily_limit_exceeded (with `X-Quota-*`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description On rate_limit: where the caller stands, e.g. "append";r=0;t=45 */
+                    RateLimit?: string;
+                    /** @description On rate_limit: the limit, e.g. "append";q=10;w=60 */
+                    "RateLimit-Policy"?: string;
+                    "Retry-After": string;
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal: a bug; the body is opaque and the cause is logged */
+            500: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description service_unavailable (DynamoDB unreachable or throttling; no model configured) or llm_busy (the model provider is rate limiting): retry after `Retry-After` */
+            503: {
+                headers: {
+                    "Retry-After": string;
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getSummary: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The session's (or memory's) id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Written by the model once the log runs a step past the recent window */
+            200: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Summary"];
+                };
+            };
+            /** @description invalid_input: a parameter or body field is malformed (`field` names it) */
+            400: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, malformed, expired or wrongly signed credentials; `message` and `WWW-Authenticate` say why */
+            401: {
+                headers: {
+                    /** @description The RFC 6750 challenge: Bearer realm="chat-api"[, error="invalid_token", error_description="…"] */
+                    "WWW-Authenticate": string;
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found: no such resource for this caller (another user's ids look the same) */
+            404: {
                 headers: {
                     /** @description The request's id (API Gateway's in AWS) */
                     "x-request-id": string;

@@ -16,7 +16,7 @@ use shared::api::messages::{
 use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, VariantList};
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
-use shared::domain::{Changes, Content, Context, DedupeKey, Message, RateClass, SessionId};
+use shared::domain::{Changes, Content, Context, DedupeKey, Message, RateClass, SessionId, Summary};
 use shared::error::{quota_headers, rate_headers};
 use shared::http::{Json, PathParam, Query, SeqParam, no_content};
 use shared::openapi::Describe as _;
@@ -181,6 +181,14 @@ fn others() -> ApiRouter<AppState> {
                 op.about("cancelReply", "Stop a streaming reply (a no-op once it has ended)")
                     .ok::<Message>(200, "The reply as it stands: `cancelled` with its partial text, or as it ended")
                     .errors(&[409])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/summary",
+            get_with(summary, |op| {
+                op.about("getSummary", "The session's summary: the story before its recent messages")
+                    .ok::<Summary>(200, "Written by the model once the log runs a step past the recent window")
+                    .errors(&[404])
             }),
         )
         .api_route(
@@ -439,6 +447,17 @@ async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiErro
         quota_headers(response.headers_mut(), quota);
     }
     Ok(response)
+}
+
+/// The session's summary; 404 while it has none (a short session, or one just reset or edited).
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]
+async fn summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+) -> Result<Json<Summary>, ApiError> {
+    let summary = state.store.session_summary(&caller.user_id, id).await?;
+    Ok(Json(summary.ok_or(shared::store::StoreError::NotFound("summary"))?))
 }
 
 /// What the chat app sends its model next: settings, top memories, recent messages, trimmed.

@@ -1,24 +1,27 @@
-//! What a model reads for the next turn: five parts, in this order —
+//! What a model reads for the next turn: six parts, in this order —
 //!
 //! 1. the **system prompt**: the character's, else the session's `system_prompt` setting, else a
 //!    default;
 //! 2. the user's **profile**: name, gender and language, with "answer in the user's language";
 //! 3. the long-term **memories**, best first (importance, then newest);
 //! 4. the session's **settings**: the relationship and the mood;
-//! 5. the newest **messages**, oldest first —
+//! 5. the session's **summary**: the story before the recent messages, when there is one;
+//! 6. the newest **messages**, oldest first —
 //!
-//! trimmed to a token budget. The first four are the system message, the last the conversation.
+//! trimmed to a token budget. The first five are the system message, the last the conversation.
 //!
 //! Tokens are estimated deterministically as `ceil(UTF-8 bytes / 4)` of each part's text as the
 //! model receives it (each message's content on its own). Over budget, the least important memory
-//! and the oldest message are dropped in turn (a memory first), then the settings, then the
-//! profile. The system prompt and the newest message are never dropped, so a tiny budget can be
+//! and the oldest message are dropped in turn (a memory first), then the summary, the settings,
+//! the profile. The system prompt and the newest message are never dropped, so a tiny budget can be
 //! exceeded.
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{CharacterId, DisplayName, Gender, Language, Memory, Message, Profile, SessionId, Settings, Title};
+use super::{
+    CharacterId, DisplayName, Gender, Language, Memory, Message, Profile, SessionId, Settings, Summary, Title,
+};
 
 /// `ceil(bytes / 4)`: a stable, model-agnostic estimate.
 pub fn estimate_tokens(text: &str) -> u64 {
@@ -134,6 +137,10 @@ fn memories_text(memories: &[Memory]) -> Option<String> {
     })
 }
 
+fn summary_text(summary: &Summary) -> String {
+    format!("The story so far:\n{}", summary.text)
+}
+
 fn message_tokens(messages: &[Message]) -> u64 {
     messages.iter().map(|message| estimate_tokens(message.content.as_str())).sum()
 }
@@ -146,6 +153,8 @@ pub struct ContextParts {
     pub profile: Option<ContextProfile>,
     /// Best first.
     pub memories: Vec<Memory>,
+    /// The story before the messages, when the session has one.
+    pub summary: Option<Summary>,
     /// Oldest first.
     pub messages: Vec<Message>,
 }
@@ -158,6 +167,7 @@ pub enum PartName {
     Profile,
     Memories,
     Settings,
+    Summary,
     Messages,
 }
 
@@ -178,18 +188,20 @@ pub struct ContextPart {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct Context {
     pub session: ContextSession,
-    /// The five parts in the order the model reads them.
+    /// The six parts in the order the model reads them.
     pub parts: Vec<ContextPart>,
     pub system_prompt: SystemPromptView,
     /// Absent when the user has none, or the budget left it out.
     pub profile: Option<ContextProfile>,
     /// Highest-ranked first (importance, then newest).
     pub memories: Vec<Memory>,
+    /// The session's summary (`GET …/summary`), absent when it has none or the budget left it out.
+    pub summary: Option<Summary>,
     /// Chronological (oldest first).
     pub messages: Vec<Message>,
     pub token_estimate: u64,
     pub truncated: bool,
-    /// The system message: the first four parts' texts as included, one paragraph each.
+    /// The system message: the first five parts' texts as included, one paragraph each.
     #[serde(skip)]
     instructions: String,
 }
@@ -204,16 +216,21 @@ impl Context {
 impl ContextParts {
     /// Trims the parts to `max_tokens`, as the module says.
     pub fn fit(self, max_tokens: u64) -> Context {
-        let Self { session, system_prompt, profile, mut memories, mut messages } = self;
+        let Self { session, system_prompt, profile, mut memories, summary, mut messages } = self;
         let (memories_total, messages_total) = (memories.len(), messages.len());
         let mut profile_text = profile.as_ref().and_then(ContextProfile::text);
         let mut settings = settings_text(&session.settings);
-        let (had_profile, had_settings) = (profile_text.is_some(), settings.is_some());
+        let mut story = summary.as_ref().map(summary_text);
+        let (had_profile, had_settings, had_story) = (profile_text.is_some(), settings.is_some(), story.is_some());
         let system_tokens = estimate_tokens(&system_prompt.text);
         let optional = |text: &Option<String>| text.as_deref().map_or(0, estimate_tokens);
         let mut memory_tokens = optional(&memories_text(&memories));
-        let mut total =
-            system_tokens + optional(&profile_text) + memory_tokens + optional(&settings) + message_tokens(&messages);
+        let mut total = system_tokens
+            + optional(&profile_text)
+            + memory_tokens
+            + optional(&settings)
+            + optional(&story)
+            + message_tokens(&messages);
         let mut memory_turn = true;
         while total > max_tokens {
             let can_drop_message = messages.len() > 1;
@@ -224,6 +241,8 @@ impl ContextParts {
                 memory_tokens = tokens;
             } else if can_drop_message {
                 total -= estimate_tokens(messages.remove(0).content.as_str());
+            } else if story.is_some() {
+                total -= optional(&story.take());
             } else if settings.is_some() {
                 total -= optional(&settings.take());
             } else if profile_text.is_some() {
@@ -233,12 +252,17 @@ impl ContextParts {
             }
             memory_turn = !memory_turn;
         }
-        let instructions =
-            [Some(system_prompt.text.clone()), profile_text.clone(), memories_text(&memories), settings.clone()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("\n\n");
+        let instructions = [
+            Some(system_prompt.text.clone()),
+            profile_text.clone(),
+            memories_text(&memories),
+            settings.clone(),
+            story.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n\n");
         let part = |part, text: &Option<String>, had: bool| ContextPart {
             part,
             included: text.is_some(),
@@ -257,6 +281,7 @@ impl ContextParts {
                 dropped: memories_total - memories.len(),
             },
             part(PartName::Settings, &settings, had_settings),
+            part(PartName::Summary, &story, had_story),
             ContextPart {
                 part: PartName::Messages,
                 included: !messages.is_empty(),
@@ -273,6 +298,7 @@ impl ContextParts {
             system_prompt: SystemPromptView { source: system_prompt.source, text: shown },
             profile: profile.filter(|_| profile_text.is_some()),
             memories,
+            summary: summary.filter(|_| story.is_some()),
             messages,
             token_estimate: total,
             truncated,
@@ -352,6 +378,7 @@ mod tests {
             system_prompt: SystemPrompt { source: PromptSource::Session, text: "abcd".to_owned() },
             profile: None,
             memories,
+            summary: None,
             messages,
         }
     }
@@ -392,6 +419,7 @@ mod tests {
                 (PartName::Profile, false, 0, 0, 0),
                 (PartName::Memories, true, 13, 2, 0),
                 (PartName::Settings, false, 0, 0, 0),
+                (PartName::Summary, false, 0, 0, 0),
                 (PartName::Messages, true, 4, 2, 0),
             ]
         );
@@ -411,26 +439,41 @@ mod tests {
         assert_eq!(context.token_estimate, 15);
         assert!(context.truncated);
         assert_eq!(context.parts[2].dropped, 2);
-        assert_eq!(context.parts[4].dropped, 1);
+        assert_eq!(context.parts[5].dropped, 1);
     }
 
     #[test]
-    fn the_five_parts_in_order() {
+    fn the_six_parts_in_order() {
         let mut parts = parts(vec![memory("likes tea")], vec![message(1, "hi")]);
         parts.session = session(serde_json::json!({"relationship_type": "friend", "mood_preference": "playful"}));
         parts.profile = Some(anna());
+        parts.summary = Some(Summary {
+            text: "They met at the harbour.".to_owned(),
+            through_seq: Seq::new(40).unwrap_or_else(|| unreachable!()),
+            tokens: 6,
+            updated_at: at(),
+        });
         let context = parts.fit(u64::MAX);
         assert_eq!(
             context.instructions(),
             "abcd\n\nAbout the user:\n- Name: Anna\n- Gender: non-binary\n- Language: ru. Answer in the user's language.\n\n\
              What you know about the user:\n- likes tea\n\n\
-             Your relationship with the user: friend.\nThe mood the user prefers: playful."
+             Your relationship with the user: friend.\nThe mood the user prefers: playful.\n\n\
+             The story so far:\nThey met at the harbour."
         );
         let names: Vec<_> = context.parts.iter().filter(|part| part.included).map(|part| part.part).collect();
         assert_eq!(
             names,
-            [PartName::SystemPrompt, PartName::Profile, PartName::Memories, PartName::Settings, PartName::Messages]
+            [
+                PartName::SystemPrompt,
+                PartName::Profile,
+                PartName::Memories,
+                PartName::Settings,
+                PartName::Summary,
+                PartName::Messages
+            ]
         );
+        assert_eq!(context.summary.as_ref().map(|summary| summary.through_seq.get()), Some(40));
         assert_eq!(context.token_estimate, context.parts.iter().map(|part| part.tokens).sum::<u64>());
     }
 
@@ -439,7 +482,14 @@ mod tests {
         let mut parts = parts(vec![memory("m")], vec![message(1, "a"), message(2, &"x".repeat(400))]);
         parts.session = session(serde_json::json!({"relationship_type": "friend"}));
         parts.profile = Some(anna());
+        parts.summary = Some(Summary {
+            text: "A long story.".to_owned(),
+            through_seq: Seq::new(1).unwrap_or_else(|| unreachable!()),
+            tokens: 4,
+            updated_at: at(),
+        });
         let context = parts.fit(5);
+        assert!(context.summary.is_none(), "the summary goes before the settings and the profile");
         assert!(context.memories.is_empty());
         assert_eq!(context.messages.len(), 1);
         assert_eq!(context.messages[0].seq.get(), 2);
@@ -447,7 +497,7 @@ mod tests {
         assert_eq!(context.token_estimate, 1 + 100);
         assert_eq!(context.instructions(), "abcd");
         let dropped: Vec<_> = context.parts.iter().map(|part| part.dropped).collect();
-        assert_eq!(dropped, [0, 1, 1, 1, 1]);
+        assert_eq!(dropped, [0, 1, 1, 1, 1, 1]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use self::limits::{
 };
 pub use self::memory::{
     Importance, Memory, MemoryChanges, MemoryContent, MemoryFilter, MemoryId, MemoryOrigin, MemoryScope, MemorySource,
-    MemoryType, NewMemory, fingerprint,
+    MemoryType, NewMemory, Summary, fingerprint,
 };
 pub use self::message::{
     Change, Changes, Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,

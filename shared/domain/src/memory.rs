@@ -223,3 +223,15 @@ pub struct MemoryFilter {
     pub memory_type: Option<MemoryType>,
     pub min_importance: Importance,
 }
+
+/// The story of a session before its recent window, written by the model in steps: what
+/// `GET /v1/sessions/{id}/summary` returns and the context's `summary` part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Summary {
+    pub text: String,
+    /// The last message it covers; the messages after it are the context's own.
+    pub through_seq: Seq,
+    /// Its estimated tokens.
+    pub tokens: u64,
+    pub updated_at: Timestamp,
+}

@@ -43,7 +43,7 @@ pub use self::characters::CatalogRead;
 pub use self::erasure::Erasure;
 pub use self::export::ExportPage;
 pub use self::limits::ChoreReport;
-pub use self::memories::{ExtractionBatch, ExtractionWrite, MAX_PER_SCOPE, MemoryPage, RankedMemory};
+pub use self::memories::{ExtractionBatch, ExtractionWrite, MAX_PER_SCOPE, MemoryPage, RankedMemory, SummaryGuard};
 pub use self::messages::{Appended, Checkpoint, LeasedReply, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};
 pub use self::sessions::ChatClaim;
 

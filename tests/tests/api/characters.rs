@@ -468,12 +468,12 @@ async fn the_job_counts_each_finished_days_messages_into_the_characters_once() {
     assert_eq!(counters("kai").await.0, 1);
 }
 
-/// The context and the reply read five parts in order — the character's system prompt, the
-/// profile, the memories, the chat's settings, the newest messages — and trim the least
+/// The context and the reply read six parts in order — the character's system prompt, the
+/// profile, the memories, the chat's settings, the summary (none yet here), the newest messages — and trim the least
 /// important memory and the oldest message first, the system prompt never. The reply uses the
 /// character's model settings. (The `echo` script answers with the prompt it was sent.)
 #[tokio::test]
-async fn the_context_and_the_reply_read_five_parts_in_order() {
+async fn the_context_and_the_reply_read_six_parts_in_order() {
     let app = TestApp::with_llm(crate::replies::scripted_llm().await, crate::common::unlimited()).await;
     let (admin, user) = (app.admin(), app.user());
     let character = json!({
@@ -495,9 +495,19 @@ async fn the_context_and_the_reply_read_five_parts_in_order() {
     let names: Vec<_> = context["parts"].as_array().unwrap().iter().map(|part| part["part"].clone()).collect();
     assert_eq!(
         names,
-        [json!("system_prompt"), json!("profile"), json!("memories"), json!("settings"), json!("messages")]
+        [
+            json!("system_prompt"),
+            json!("profile"),
+            json!("memories"),
+            json!("settings"),
+            json!("summary"),
+            json!("messages")
+        ]
     );
-    assert!(context["parts"].as_array().unwrap().iter().all(|part| part["included"] == true), "{context}");
+    // Every part but the summary (a short chat has none yet).
+    let included: Vec<_> =
+        context["parts"].as_array().unwrap().iter().map(|part| part["included"].as_bool().unwrap()).collect();
+    assert_eq!(included, [true, true, true, true, false, true], "{context}");
     let sum: u64 = context["parts"].as_array().unwrap().iter().map(|part| part["tokens"].as_u64().unwrap()).sum();
     assert_eq!(context["token_estimate"].as_u64(), Some(sum));
     // "You are Nyx, a night owl." is 25 bytes: 7 tokens; its text is for admins only.
@@ -541,7 +551,7 @@ async fn the_context_and_the_reply_read_five_parts_in_order() {
     // A budget of 1: everything but the system prompt and the newest message goes.
     let tiny = app.get(&user, &format!("/v1/sessions/{id}/context?max_tokens=1")).await.expect(200).body;
     let included: Vec<_> = tiny["parts"].as_array().unwrap().iter().map(|part| part["included"].clone()).collect();
-    assert_eq!(included, [json!(true), json!(false), json!(false), json!(false), json!(true)]);
+    assert_eq!(included, [json!(true), json!(false), json!(false), json!(false), json!(false), json!(true)]);
     assert_eq!(tiny["messages"].as_array().unwrap().len(), 1);
     assert_eq!(tiny["profile"], Value::Null);
 }

@@ -421,3 +421,66 @@ async fn listed(app: &TestApp, user: &User, session: &str) -> (Vec<String>, u64)
     ids.sort();
     (ids, body["total"].as_u64().unwrap())
 }
+
+/// A 60-message conversation with a recent window of 8 gets a summary from the local model: it
+/// covers messages before the window, leaves at most one step between itself and the window, and
+/// the context shows it as its own part. Deleting a message it covers takes it (in the delete's
+/// transaction) until it is rebuilt; editing a message after it leaves it; a new scene drops it.
+#[tokio::test]
+async fn a_long_session_gets_a_summary_that_follows_its_log() {
+    let mut llm = local_llm();
+    llm.context_tokens = 2048;
+    let app = TestApp::with_llm(llm, unlimited()).await;
+    let user = app.user();
+    let session = app.session(&user, "a long trip").await;
+    let (user_id, session_id) = ids(&user, &session);
+    for chunk in 0..3 {
+        let messages: Vec<Value> = (1..=20)
+            .map(|index| {
+                let n = chunk * 20 + index;
+                let role = if n % 2 == 1 { "user" } else { "assistant" };
+                json!({"role": role, "content": format!(
+                    "Message {n}: we sailed further along the coast, past the lighthouse and the old harbour, talking about the map."
+                )})
+            })
+            .collect();
+        app.post(&user, &format!("/v1/sessions/{session}/messages/batch"), json!({"messages": messages}))
+            .await
+            .expect(201);
+    }
+    app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect_error(404, "not_found");
+    let extractor = app.state.extractor.clone().unwrap();
+    let done = extractor.summarize(&user_id, session_id).await.unwrap();
+    assert!(done.calls >= 1 && !done.raced, "{done:?}");
+    let summary = app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect(200).body;
+    let through = summary["through_seq"].as_u64().unwrap();
+    assert!(!summary["text"].as_str().unwrap().trim().is_empty() && summary["tokens"].as_u64().unwrap() > 0);
+    // The window is seqs 53..=60; what lies between the summary and it is at most one step.
+    assert!((1..53).contains(&through), "through_seq {through}");
+    let per_message = shared::domain::estimate_tokens(
+        "Message 10: we sailed further along the coast, past the lighthouse and the old harbour, talking about the map.",
+    );
+    assert!((52 - through) * per_message <= 1000, "a gap of {} messages", 52 - through);
+    let context = app.get(&user, &format!("/v1/sessions/{session}/context")).await.expect(200).body;
+    assert_eq!(context["summary"]["through_seq"], through);
+    let part = context["parts"].as_array().unwrap().iter().find(|part| part["part"] == "summary").unwrap().clone();
+    assert_eq!((part["included"].as_bool(), part["items"].as_u64()), (Some(true), Some(1)), "{part}");
+    assert_eq!(extractor.summarize(&user_id, session_id).await.unwrap().calls, 0, "nothing more to do");
+
+    app.patch(&user, &format!("/v1/sessions/{session}/messages/59"), json!({"content": "an edit after the summary"}))
+        .await
+        .expect(200);
+    assert_eq!(
+        app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect(200).body["through_seq"],
+        through
+    );
+    app.delete(&user, &format!("/v1/sessions/{session}/messages/3")).await.expect(204);
+    app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect_error(404, "not_found");
+    let context = app.get(&user, &format!("/v1/sessions/{session}/context")).await.expect(200).body;
+    assert!(context["summary"].is_null(), "the context no longer tells of the deleted message");
+    assert!(extractor.summarize(&user_id, session_id).await.unwrap().calls >= 1, "rebuilt");
+    app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect(200);
+    app.post(&user, &format!("/v1/sessions/{session}/new-scene"), json!({"messages_to_keep": 0})).await.expect(200);
+    app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect_error(404, "not_found");
+    assert!(app.get(&user, &format!("/v1/sessions/{session}/context")).await.expect(200).body["summary"].is_null());
+}

@@ -355,7 +355,10 @@ async fn context_ranks_and_keeps_the_recent_turns() {
 
     let before = app.state.store.dynamodb_calls();
     let context = app.get(&user, &format!("/v1/sessions/{session}/context?recent=4")).await.expect(200).body;
-    assert!(app.state.store.dynamodb_calls() - before <= 5, "two rounds: 4 parallel reads (with the profile), then 1");
+    assert!(
+        app.state.store.dynamodb_calls() - before <= 6,
+        "two rounds: 5 parallel reads (with the profile and the summary), then 1"
+    );
     assert_eq!(
         context["session"],
         json!({"id": session, "title": "Luna", "settings": {"relationship_type": "friend"}})
@@ -366,10 +369,10 @@ async fn context_ranks_and_keeps_the_recent_turns() {
     assert_eq!(context["truncated"], false);
     // ceil(bytes/4) of each part as the model reads it: the default prompt (28 bytes) 7, no
     // profile, "What you know about the user:\n- global-9-newer\n- session-9\n- global-4" (69) 18,
-    // "Your relationship with the user: friend." (40) 10, and the messages 2+2+2+2.
+    // "Your relationship with the user: friend." (40) 10, no summary, and the messages 2+2+2+2.
     assert_eq!(context["token_estimate"], 7 + 18 + 10 + 8);
     let tokens: Vec<_> = context["parts"].as_array().unwrap().iter().map(|part| part["tokens"].clone()).collect();
-    assert_eq!(tokens, [json!(7), json!(0), json!(18), json!(10), json!(8)]);
+    assert_eq!(tokens, [json!(7), json!(0), json!(18), json!(10), json!(0), json!(8)]);
     assert_eq!(context["system_prompt"], json!({"source": "default", "text": "You are a helpful assistant."}));
 
     let tight =

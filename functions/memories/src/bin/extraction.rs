@@ -1,7 +1,7 @@
 //! Lambda entry point for memory extraction: the messages table's stream, filtered by the event
 //! source mapping to replies that ended with text. Each session's latest end in a batch is read
-//! by the model (`shared::memory`, the code the dev server runs); sessions of a batch are read a
-//! few at a time. A retryable fault fails the batch, which Lambda delivers again (split in two):
+//! by the model (`shared::memory`, the code the dev server runs), then its summary brought up to
+//! date; sessions of a batch are read a few at a time. A retryable fault fails the batch, which Lambda delivers again (split in two):
 //! extraction is idempotent by the session's mark, so what was stored is not stored twice.
 
 use std::collections::BTreeMap;
@@ -38,7 +38,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             let outcomes: Vec<_> = stream::iter(latest.into_values())
                 .map(|reply| {
                     let extractor = extractor.clone();
-                    async move { (extractor.extract(&reply.user, reply.session_id, reply.seq).await, reply) }
+                    async move {
+                        let extracted = extractor.extract(&reply.user, reply.session_id, reply.seq).await;
+                        // The summary after the memories; its failure waits for the next reply.
+                        if let Err(error) = extractor.summarize(&reply.user, reply.session_id).await {
+                            tracing::warn!(session_id = %reply.session_id, %error, "summary failed");
+                        }
+                        (extracted, reply)
+                    }
                 })
                 .buffer_unordered(AT_ONCE)
                 .collect()

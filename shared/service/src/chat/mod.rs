@@ -314,8 +314,8 @@ impl Chat {
         Ok(self.context_parts(user, session_id, recent).await?.fit(max_tokens))
     }
 
-    /// The context's parts, untrimmed. Two parallel rounds: the log, the global memories and the
-    /// profile; then the session's memories at the epoch the log read returned, and its character
+    /// The context's parts, untrimmed. Two parallel rounds: the log (and the summary), the global
+    /// memories and the profile; then the session's memories at the epoch the log read returned, and its character
     /// (from the catalog's cache when warm).
     async fn context_parts(
         &self,
@@ -323,7 +323,7 @@ impl Chat {
         session_id: SessionId,
         recent: PageLimit,
     ) -> Result<ContextParts, StoreError> {
-        let ((session, epoch, messages), global, profile) = tokio::try_join!(
+        let ((session, epoch, messages, summary), global, profile) = tokio::try_join!(
             self.store.context_log(user, session_id, recent),
             self.store.context_memories(user, None),
             self.store.stored_profile(user),
@@ -352,6 +352,7 @@ impl Chat {
             system_prompt,
             profile: profile.as_ref().map(ContextProfile::of),
             memories: memories.into_iter().map(|ranked| ranked.memory).collect(),
+            summary,
             messages,
         })
     }

@@ -12,6 +12,7 @@
 mod candidates;
 mod consolidate;
 mod queue;
+mod summary;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use store::{ExtractionBatch, ExtractionWrite, MessageOrder, MessageQuery, Store,
 pub use self::candidates::{Candidate, Malformed, candidates as parse_candidates};
 pub use self::consolidate::{Decision, Skip, consolidate};
 pub use self::queue::ExtractionQueue;
+pub use self::summary::Summarized;
 pub use store::stream::EndedReply;
 
 /// How extraction uses the model.
@@ -47,6 +49,15 @@ pub struct ExtractionConfig {
     /// Whether a session that says nothing (`settings.memory` unset, no character) is read
     /// (`MEMORY_EXTRACTION=auto`, the default).
     pub auto_by_default: bool,
+    /// The replies' recent window (`LLM_CONTEXT_MESSAGES`): summaries cover what is before it.
+    pub summary_window: u32,
+    /// How far (estimated tokens) the log before the window may run past the summary before a
+    /// new one is written (`SUMMARY_STEP_TOKENS`, default 1000).
+    pub summary_step_tokens: u64,
+    /// The most one summary call reads (previous summary and chunk), within the model's context.
+    pub summary_chunk_tokens: u64,
+    /// The longest summary the model may write.
+    pub summary_max_tokens: u32,
 }
 
 impl ExtractionConfig {
@@ -58,6 +69,10 @@ impl ExtractionConfig {
             window: 12,
             daily_calls: 200,
             auto_by_default: true,
+            summary_window: 8,
+            summary_step_tokens: 1000,
+            summary_chunk_tokens: 3000,
+            summary_max_tokens: 400,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! session's extraction in a task of its own, one at a time per session — an end that arrives
 //! while its session's extraction runs is read by the next run, which starts when this one ends.
 //! A retryable fault is tried again a few times, a second apart and growing; then the turns wait
-//! for the session's next reply (the mark has not moved, so they are read with it).
+//! for the session's next reply (the mark has not moved, so they are read with it). The session's
+//! summary is brought up to date after each run.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,17 @@ impl ExtractionQueue {
     }
 
     async fn extract(&self, reply: &EndedReply) {
+        self.read(reply).await;
+        match self.extractor.summarize(&reply.user, reply.session_id).await {
+            Ok(done) if done.calls > 0 => {
+                tracing::info!(session_id = %reply.session_id, calls = done.calls, "summary written")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(session_id = %reply.session_id, %error, "summary failed"),
+        }
+    }
+
+    async fn read(&self, reply: &EndedReply) {
         for attempt in 1..=ATTEMPTS {
             match self.extractor.extract(&reply.user, reply.session_id, reply.seq).await {
                 Ok(Extracted::Stored { added, skipped, .. }) => {

@@ -7,6 +7,7 @@
 //! - `t#<hash>` — the tombstone of an extracted memory the user deleted: the hash of its
 //!   fingerprint (words, lowercased), which extraction never adds again;
 //! - `x#<session_id>` — how far extraction has read the session (`through_seq`);
+//! - `y#<session_id>` — the session's summary (see `summary`);
 //! - `l#<session_id>#<memory_id>` — an extracted memory's link to its source: the scope it is
 //!   in, its seq range and the session's memory epoch when it was written; what an edit, a
 //!   delete or a reset of the source finds its memories by.
@@ -28,11 +29,13 @@ use domain::{
 
 mod extracted;
 mod read;
+mod summary;
 mod write;
 
 pub(crate) use self::extracted::Touched;
 pub use self::extracted::{ExtractionBatch, ExtractionWrite};
 pub use self::read::RankedMemory;
+pub use self::summary::SummaryGuard;
 
 /// At most this many memories per scope.
 pub const MAX_PER_SCOPE: u64 = 500;

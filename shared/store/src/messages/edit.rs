@@ -230,8 +230,9 @@ impl Store {
     }
 
     /// Commits message updates with a summary change and, in the same transaction, the deletion of
-    /// the extracted memories (`sourced`) the changed messages were their source of; memories
-    /// beyond what one transaction holds are deleted right after. `false`: read again.
+    /// the extracted memories (`sourced`) the changed messages were their source of and of the
+    /// session's summary if it covers one of them; memories beyond what one transaction holds
+    /// are deleted right after. `false`: read again.
     async fn commit_forgetting(
         &self,
         user: &UserId,
@@ -243,11 +244,13 @@ impl Store {
     ) -> Result<bool, StoreError> {
         // Up to 5 items a memory (its item, marker, link, tombstone-free; a scope's count each at
         // worst) beside the messages and the session in DynamoDB's 100.
-        let room = (99 - message_updates.len().min(99)) / 5;
+        let room = (98 - message_updates.len().min(98)) / 5;
         let now: Vec<&StoredMemory> = sourced.iter().take(SOURCED_IN_CHANGE.min(room)).collect();
         let mut items: Vec<TransactWriteItem> =
             message_updates.into_iter().map(|update| TransactWriteItem::builder().update(update).build()).collect();
         items.extend(self.memory_delete_items(user, &now, false)?);
+        // A summary that describes a changed message goes with the change.
+        items.extend(self.summary_delete(user, session_id, touched).await?);
         if !self.commit_items_with_summary(user, session_id, summary, items, true).await? {
             return Ok(false);
         }

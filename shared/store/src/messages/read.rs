@@ -8,7 +8,7 @@ use crate::item::{n, s};
 use crate::schema::messages::{SEQ, SESSION_ID};
 use crate::sessions::SessionRecord;
 use crate::{Store, StoreError};
-use domain::{Message, PageLimit, Seq, Session, SessionId, UserId};
+use domain::{Message, PageLimit, Seq, Session, SessionId, Summary, UserId};
 
 /// Items read per page while skipping deleted messages.
 const QUERY_PAGE: i32 = 100;
@@ -131,19 +131,23 @@ impl Store {
         Ok((record, data, has_more))
     }
 
-    /// What a model's context needs of the log: the session, its memory epoch, and its newest
-    /// `count` visible messages, oldest first.
+    /// What a model's context needs of the log: the session, its memory epoch, its newest
+    /// `count` visible messages, oldest first, and its summary if current — in one round.
     pub async fn context_log(
         &self,
         user: &UserId,
         session_id: SessionId,
         count: PageLimit,
-    ) -> Result<(Session, u64, Vec<Message>), StoreError> {
-        let (record, mut messages) =
-            tokio::try_join!(self.session_record(user, session_id), self.latest_live(session_id, count))?;
+    ) -> Result<(Session, u64, Vec<Message>, Option<Summary>), StoreError> {
+        let (record, mut messages, summary) = tokio::try_join!(
+            self.session_record(user, session_id),
+            self.latest_live(session_id, count),
+            self.stored_summary(user, session_id)
+        )?;
         messages.retain(|message| message.seq.get() > record.visible_after);
         messages.reverse();
-        Ok((record.session, record.memory_epoch, messages))
+        let summary = Self::current(&record, summary);
+        Ok((record.session, record.memory_epoch, messages, summary))
     }
 
     /// The newest `count` live messages, newest first, before any watermark is applied.
