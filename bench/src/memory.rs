@@ -80,6 +80,19 @@ pub struct Report {
     pub extraction: Option<Percentiles>,
     pub readable_after: Option<Percentiles>,
     pub turns: usize,
+    pub summary: SummaryCost,
+}
+
+/// What summarizing a 60-message log (window 8) cost.
+#[derive(Default)]
+pub struct SummaryCost {
+    pub calls: usize,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub dynamodb_calls: u64,
+    pub write_units: f64,
+    pub time: Duration,
+    pub through_seq: u64,
 }
 
 /// Whether a memory states a fact: every stem of one alternative begins one of its words.
@@ -192,8 +205,51 @@ pub async fn run(endpoint: &str, conversations: usize, turns: usize) -> Result<R
         eprintln!("  {}: {} memories, {}/{} facts", conversation.id, scored.memories, scored.found, scored.facts);
     }
     report.extraction = Some(Percentiles::new(times));
+    report.summary = summary(&api).await?;
     report.readable_after = Some(readable_after(&api, turns).await?);
     Ok(report)
+}
+
+/// A 60-message log (10 estimated tokens a line … 27) summarized from nothing: its calls, tokens,
+/// DynamoDB calls and write units.
+async fn summary(api: &Api) -> Result<SummaryCost, BoxError> {
+    let user = format!("memory-summary-{}", uuid::Uuid::new_v4().simple());
+    let token = token(&user)?;
+    let session = api.call(&token, "POST", "/v1/sessions", Some(&json!({"title": "a long trip"}))).await?;
+    let session = session.body["id"].as_str().ok_or("session id")?.to_owned();
+    for chunk in 0..3 {
+        let messages: Vec<Value> = (1..=20)
+            .map(|index| {
+                let n = chunk * 20 + index;
+                let role = if n % 2 == 1 { "user" } else { "assistant" };
+                json!({"role": role, "content": format!(
+                    "Message {n}: we sailed further along the coast, past the lighthouse and the old harbour, talking about the map."
+                )})
+            })
+            .collect();
+        let path = format!("/v1/sessions/{session}/messages/batch");
+        api.call(&token, "POST", &path, Some(&json!({"messages": messages}))).await?;
+    }
+    let extractor = api.state.extractor.clone().ok_or("no extractor")?;
+    let (user_id, session_id) = (UserId::parse(&user).ok_or("user")?, session.parse::<SessionId>()?);
+    let before = meter::totals();
+    let started = Instant::now();
+    let done = extractor.summarize(&user_id, session_id).await?;
+    let time = started.elapsed();
+    let after = meter::totals();
+    let single =
+        (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
+    let items = &after.transaction_items[before.transaction_items.len()..];
+    let summary = api.state.store.session_summary(&user_id, session_id).await?;
+    Ok(SummaryCost {
+        calls: done.calls,
+        input_tokens: done.usage.iter().map(|usage| usage.input_tokens).sum(),
+        output_tokens: done.usage.iter().map(|usage| usage.output_tokens).sum(),
+        dynamodb_calls: after.calls - before.calls,
+        write_units: api.billed_write_units(single, items).await?,
+        time,
+        through_seq: summary.map_or(0, |summary| summary.through_seq.get()),
+    })
 }
 
 /// Replies through the API with the stream reader and extraction running as in the dev server:
@@ -285,6 +341,20 @@ pub fn markdown(report: &Report, out: &mut String) {
         report.turns,
         ms(&report.readable_after, 50.0),
         ms(&report.readable_after, 99.0),
+    );
+    let summary = &report.summary;
+    let _ = writeln!(
+        out,
+        "Summaries: a 60-message log (27 estimated tokens a message, recent window 8, step 1000 tokens, the \
+         model's context 2048) summarized from nothing — {} model call(s), {} input / {} output tokens, {} DynamoDB \
+         calls, {:.2} write units billed, {:.0} ms; the summary covers seqs 1–{}.\n",
+        summary.calls,
+        summary.input_tokens,
+        summary.output_tokens,
+        summary.dynamodb_calls,
+        summary.write_units,
+        summary.time.as_secs_f64() * 1000.0,
+        summary.through_seq
     );
     out.push_str(
         "Extraction runs after the reply, off its path: the reply's own write units and latency are the rows \

@@ -452,6 +452,10 @@ async fn a_long_session_gets_a_summary_that_follows_its_log() {
     let extractor = app.state.extractor.clone().unwrap();
     let done = extractor.summarize(&user_id, session_id).await.unwrap();
     assert!(done.calls >= 1 && !done.raced, "{done:?}");
+    let usage = app.get(&user, "/v1/usage").await.expect(200).body;
+    let memory = usage["by_kind"].as_array().unwrap().iter().find(|kind| kind["kind"] == "memory").cloned().unwrap();
+    assert_eq!(memory["messages"], done.calls as u64, "each summary call in the memory kind: {usage}");
+    assert!(memory["input_tokens"].as_u64().unwrap() > 500, "{usage}");
     let summary = app.get(&user, &format!("/v1/sessions/{session}/summary")).await.expect(200).body;
     let through = summary["through_seq"].as_u64().unwrap();
     assert!(!summary["text"].as_str().unwrap().trim().is_empty() && summary["tokens"].as_u64().unwrap() > 0);

@@ -1,11 +1,12 @@
 //! Summaries: when a session's visible log grows past the replies' recent window by more than a
 //! step (in estimated tokens), the model writes the story of the messages before the window — the
 //! previous summary plus the next chunk, each call within the model's context with headroom — and
-//! the store keeps it under the guard it was read with (see `store`'s summary). Run after each
+//! the store keeps it under the guard it was read with (see `store`'s summary). Its calls count in
+//! `/v1/usage` and in the daily cap as memory work (`MEMORY_DAILY_CALLS`). Run after each
 //! reply's extraction, the same way; the gap between `through_seq` and the window's first message
 //! is at most one step once it has run.
 
-use domain::{Message, PageLimit, Role, SessionId, UserId, estimate_tokens};
+use domain::{DayUsage, Message, PageLimit, Role, SessionId, UserId, estimate_tokens};
 use llm::{Prompt, PromptMessage, PromptRole, TokenCounts};
 use store::{MessageOrder, MessageQuery, StoreError};
 
@@ -85,6 +86,9 @@ impl Extractor {
                 temperature: Some(0.2),
                 shape: None,
             };
+            if self.store.extraction_calls_today(user).await? >= self.config.daily_calls {
+                return Ok(done);
+            }
             let (text, usage) = self.ask(prompt).await?;
             done.calls += 1;
             done.usage.extend(usage);
@@ -92,7 +96,10 @@ impl Extractor {
             if text.is_empty() {
                 return Ok(done);
             }
-            if !self.store.store_summary(user, session_id, &guard, &text, last).await? {
+            let spent = usage.map_or_else(DayUsage::default, |tokens| {
+                DayUsage::of_extraction(&self.config.model, tokens.input_tokens, tokens.output_tokens)
+            });
+            if !self.store.store_summary(user, session_id, &guard, &text, last, &spent).await? {
                 done.raced = true;
                 return Ok(done);
             }

@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
 use crate::item::{Item, Reader, n, s};
 use crate::schema::memories::ITEM;
 use crate::sessions::{MEMORY_EPOCH, REWRITTEN_AT, SessionRecord, VISIBLE_AFTER, session_key};
-use crate::tx::{cancellation_reasons, reason_failed};
+use crate::tx::{backoff, cancellation_reasons, reason_failed};
 use crate::{Store, StoreError};
-use domain::{Seq, SessionId, Summary, Timestamp, UserId, estimate_tokens};
+use domain::{DayUsage, MeterWrite, Seq, SessionId, Summary, Timestamp, UserId, estimate_tokens};
 
 use super::key;
 
@@ -119,8 +119,8 @@ impl Store {
     }
 
     /// Stores a summary through `through`, if nothing it was written from changed (the session's
-    /// epoch, `visible_after` and `rewritten_at` as read, the summary the one read). `false`: it
-    /// changed; read again.
+    /// epoch, `visible_after` and `rewritten_at` as read, the summary the one read), with the
+    /// call's `usage` in the meter. `false`: it changed; read again.
     pub async fn store_summary(
         &self,
         user: &UserId,
@@ -128,6 +128,7 @@ impl Store {
         guard: &SummaryGuard,
         text: &str,
         through: Seq,
+        usage: &DayUsage,
     ) -> Result<bool, StoreError> {
         let mut check = ConditionCheck::builder()
             .table_name(&self.tables.sessions)
@@ -175,21 +176,36 @@ impl Store {
                 .expression_attribute_values(":epoch", n(guard.epoch))
                 .expression_attribute_values(":after", n(guard.visible_after)),
         };
-        let items = vec![
-            TransactWriteItem::builder().condition_check(check.build().map_err(StoreError::internal)?).build(),
-            TransactWriteItem::builder().put(put.build().map_err(StoreError::internal)?).build(),
-        ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(error) => {
-                let reasons = cancellation_reasons(error)?;
-                if reasons.iter().any(|reason| reason_failed(Some(reason))) {
-                    Ok(false)
-                } else {
-                    Err(StoreError::Unavailable("the summary write collided; try again".into()))
-                }
+        let (check, put) = (check.build().map_err(StoreError::internal)?, put.build().map_err(StoreError::internal)?);
+        // The call's tokens land in today's usage (the `memory` kind) in the same transaction.
+        let (mut meter, _) = self.meter(user).await?;
+        for attempt in 0..6 {
+            let mut items = vec![
+                TransactWriteItem::builder().condition_check(check.clone()).build(),
+                TransactWriteItem::builder().put(put.clone()).build(),
+            ];
+            let write = MeterWrite::settle(&meter, now, usage, None);
+            if let Some(write) = &write {
+                let (update, closed) = self.meter_items(user, write)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+                items.extend(closed.map(|closed| TransactWriteItem::builder().put(closed).build()));
             }
+            let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+                if let Some(write) = &write {
+                    self.limit_caches.remember_meter(user, &write.next);
+                }
+                return Ok(true);
+            };
+            let reasons = cancellation_reasons(error)?;
+            if reasons.iter().take(2).any(|reason| reason_failed(Some(reason))) {
+                return Ok(false);
+            }
+            if reasons.iter().skip(2).any(|reason| reason_failed(Some(reason))) {
+                meter = self.fresh_meter(user).await?;
+            }
+            backoff(attempt).await;
         }
+        Err(StoreError::Unavailable("the summary write collided; try again".into()))
     }
 
     /// The item that deletes the session's summary, when one covers any of `seqs` (an edit or a
