@@ -1050,6 +1050,15 @@ export interface components {
             role: components["schemas"]["Role"];
             seq: components["schemas"]["Seq"];
         };
+        /**
+         * @description The newest messages of one session, newest first: what `GET …/messages?order=desc&limit=N`
+         *     answers.
+         */
+        LatestMessages: {
+            has_more: boolean;
+            messages: components["schemas"]["Message"][];
+            session_id: components["schemas"]["SessionId"];
+        };
         LimitsView: {
             has_subscription: boolean;
             messages_limit: components["schemas"]["MessagesLimit"];
@@ -1243,12 +1252,6 @@ export interface components {
         };
         /** @enum {string} */
         Order: "asc" | "desc";
-        /** @description One page of a listing. */
-        Page: {
-            data: components["schemas"]["Session"][];
-            has_more: boolean;
-            next_cursor: components["schemas"]["Cursor"] | null;
-        };
         /**
          * @description A part of the context.
          * @enum {string}
@@ -1522,6 +1525,17 @@ export interface components {
          * @description A session's id: a UUID the server generates.
          */
         SessionId: string;
+        /**
+         * @description `GET /v1/sessions`: a page of sessions and, with `include=latest_messages`, the newest
+         *     messages of the page's first (most recently active) session.
+         */
+        SessionList: {
+            data: components["schemas"]["Session"][];
+            has_more: boolean;
+            /** @description Absent unless asked for, or when the page is empty. */
+            latest?: components["schemas"]["LatestMessages"] | null;
+            next_cursor: components["schemas"]["Cursor"] | null;
+        };
         /**
          * @description Whether a session accepts new messages.
          * @enum {string}
@@ -4297,7 +4311,14 @@ export interface operations {
                 /** @description Only chats with this character. */
                 character_id?: components["schemas"]["CharacterId"];
                 cursor?: string;
+                /**
+                 * @description `latest_messages`: the page also carries the newest messages of its most recently active
+                 *     session (`latest`) — a chat app's first screen in one request.
+                 */
+                include?: string;
                 limit?: number;
+                /** @description With `include=latest_messages`: how many (1–100, default 50). */
+                messages_limit?: number;
                 q?: string;
                 status?: components["schemas"]["SessionStatus"];
             };
@@ -4307,7 +4328,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description One page of sessions */
+            /** @description One page of sessions; with include=latest_messages, the first one's newest messages too */
             200: {
                 headers: {
                     /** @description The request's id (API Gateway's in AWS) */
@@ -4315,7 +4336,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Page"];
+                    "application/json": components["schemas"]["SessionList"];
                 };
             };
             /** @description invalid_input: a parameter or body field is malformed (`field` names it) */

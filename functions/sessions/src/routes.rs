@@ -11,14 +11,16 @@ use shared::api::characters::{
     self, CharacterPage, CharacterView, CreateCharacter, ListCharacters, SearchCharacters, TagList, UpdateCharacter,
 };
 use shared::api::sessions::{
-    CreateSession, GetSession, ListSessions, SessionListing, SessionWithMessages, UpdateSession,
+    CreateSession, GetSession, LatestMessages, ListSessions, SessionList, SessionListing, SessionWithMessages,
+    UpdateSession,
 };
 use shared::auth::{Admin, Caller};
 use shared::domain::RateClass;
+use shared::domain::Session;
 use shared::domain::{CharacterId, NewSession, SessionChanges, SessionId};
-use shared::domain::{Page, Session};
 use shared::http::{CategoryParam, Json, PathParam, Query, no_content};
 use shared::openapi::Describe as _;
+use shared::store::{MessageOrder, MessageQuery};
 use shared::{ApiError, AppState};
 
 /// Session bodies are small: settings ≤ 4 KiB, metadata ≤ 16 short pairs.
@@ -39,7 +41,10 @@ pub fn api() -> ApiRouter<AppState> {
             .get_with(list, |op| {
                 op.about("listSessions", "List sessions, newest activity first")
                     .query::<ListSessions>()
-                    .ok::<Page<Session>>(200, "One page of sessions")
+                    .ok::<SessionList>(
+                        200,
+                        "One page of sessions; with include=latest_messages, the first one's newest messages too",
+                    )
             }),
         )
         .api_route(
@@ -175,7 +180,15 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let listing = SessionListing::try_from(query)?;
     let page = state.chat.sessions(&caller.user_id, &listing.filter, listing.limit, listing.cursor.as_ref()).await?;
-    Ok(Json(page).into_response())
+    let latest = match (listing.latest, page.data.first()) {
+        (Some(limit), Some(first)) => {
+            let query = MessageQuery { after_seq: None, before_seq: None, limit, order: MessageOrder::Desc };
+            let slice = state.store.list_messages(&caller.user_id, first.id, query).await?;
+            Some(LatestMessages { session_id: first.id, messages: slice.data, has_more: slice.has_more })
+        }
+        _ => None,
+    };
+    Ok(Json(SessionList { page, latest }).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id))]

@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    CharacterId, Cursor, InputError, Message, Metadata, NewSession, PageLimit, Session, SessionChanges, SessionFilter,
-    SessionStatus, Settings, Title,
+    CharacterId, Cursor, InputError, Message, Metadata, NewSession, Page, PageLimit, Session, SessionChanges,
+    SessionFilter, SessionId, SessionStatus, Settings, Title,
 };
 
 type JsonObject = serde_json::Map<String, serde_json::Value>;
@@ -85,6 +85,12 @@ pub struct ListSessions {
     pub q: Option<String>,
     /// Only chats with this character.
     pub character_id: Option<CharacterId>,
+    /// `latest_messages`: the page also carries the newest messages of its most recently active
+    /// session (`latest`) — a chat app's first screen in one request.
+    pub include: Option<String>,
+    /// With `include=latest_messages`: how many (1–100, default 50).
+    #[schemars(range(min = 1, max = 100))]
+    pub messages_limit: Option<u32>,
 }
 
 /// A validated session listing request.
@@ -92,6 +98,8 @@ pub struct SessionListing {
     pub filter: SessionFilter,
     pub limit: PageLimit,
     pub cursor: Option<Cursor>,
+    /// How many of the first session's newest messages to include, if asked.
+    pub latest: Option<PageLimit>,
 }
 
 impl TryFrom<ListSessions> for SessionListing {
@@ -114,8 +122,36 @@ impl TryFrom<ListSessions> for SessionListing {
             },
             limit: PageLimit::new("limit", query.limit, 20, 100)?,
             cursor: query.cursor.as_deref().filter(|cursor| !cursor.is_empty()).map(Cursor::parse).transpose()?,
+            latest: match query.include.as_deref() {
+                None | Some("") => match query.messages_limit {
+                    Some(_) => return Err(InputError::invalid("messages_limit", "needs include=latest_messages")),
+                    None => None,
+                },
+                Some("latest_messages") => Some(PageLimit::new("messages_limit", query.messages_limit, 50, 100)?),
+                Some(_) => return Err(InputError::invalid("include", "the only value is `latest_messages`")),
+            },
         })
     }
+}
+
+/// `GET /v1/sessions`: a page of sessions and, with `include=latest_messages`, the newest
+/// messages of the page's first (most recently active) session.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionList {
+    #[serde(flatten)]
+    pub page: Page<Session>,
+    /// Absent unless asked for, or when the page is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latest: Option<LatestMessages>,
+}
+
+/// The newest messages of one session, newest first: what `GET …/messages?order=desc&limit=N`
+/// answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LatestMessages {
+    pub session_id: SessionId,
+    pub messages: Vec<Message>,
+    pub has_more: bool,
 }
 
 /// `GET /v1/sessions/{id}?include=messages&messages_limit=N`

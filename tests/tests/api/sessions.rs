@@ -402,3 +402,48 @@ async fn settings_in_a_patch_merge_into_the_stored_ones() {
         .await
         .expect_error(400, "invalid_input");
 }
+
+/// A chat app's first screen — the session list and the latest session's newest messages — is one
+/// request: `latest` holds exactly what `GET …/messages?order=desc&limit=N` answers for the page's
+/// most recently active session, read in two rounds (the list, then the log).
+#[tokio::test]
+async fn the_first_screen_is_one_request() {
+    let app = TestApp::new().await;
+    let user = app.user();
+    let empty = app.get(&user, "/v1/sessions?include=latest_messages").await.expect(200).body;
+    assert!(empty.get("latest").is_none(), "no session, no latest: {empty}");
+    let older = app.session(&user, "older").await;
+    app.append(&user, &older, "user", "an older chat").await;
+    let newest = app.session(&user, "newest").await;
+    for index in 1..=60 {
+        app.append(&user, &newest, if index % 2 == 1 { "user" } else { "assistant" }, &format!("line {index}")).await;
+    }
+    let plain = app.get(&user, "/v1/sessions").await.expect(200).body;
+    assert!(plain.get("latest").is_none());
+    let before = app.state.store.dynamodb_calls();
+    let screen = app.get(&user, "/v1/sessions?include=latest_messages").await.expect(200).body;
+    let calls = app.state.store.dynamodb_calls() - before;
+    assert!(calls <= 3, "{calls} DynamoDB calls: the list, then the session and its log in parallel");
+    assert_eq!(screen["data"][0]["id"], newest);
+    assert_eq!(screen["data"].as_array().unwrap().len(), 2);
+    let latest = &screen["latest"];
+    assert_eq!(latest["session_id"], newest);
+    let separate =
+        app.get(&user, &format!("/v1/sessions/{newest}/messages?order=desc&limit=50")).await.expect(200).body;
+    assert_eq!(latest["messages"], separate["data"]);
+    assert_eq!(latest["messages"].as_array().unwrap().len(), 50);
+    assert_eq!(latest["messages"][0]["content"], "line 60");
+    assert_eq!(latest["has_more"], true);
+    let few = app.get(&user, "/v1/sessions?include=latest_messages&messages_limit=3&limit=1").await.expect(200).body;
+    let seqs: Vec<_> =
+        few["latest"]["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!((seqs, few["data"].as_array().unwrap().len()), (vec![60, 59, 58], 1));
+    for (query, field) in [
+        ("messages_limit=5", "messages_limit"),
+        ("include=messages", "include"),
+        ("include=latest_messages&messages_limit=101", "messages_limit"),
+    ] {
+        let refused = app.get(&user, &format!("/v1/sessions?{query}")).await.expect_error(400, "invalid_input");
+        assert_eq!(refused.body["field"], field, "{query}");
+    }
+}
