@@ -19,13 +19,14 @@ pub enum Operation {
     AppendKeyed,
     BatchAppend,
     ListMessages,
+    FirstScreen,
     GetSession,
     Context,
     AddMemory,
     GetLimits,
 }
 
-pub const OPERATIONS: [Operation; 11] = [
+pub const OPERATIONS: [Operation; 12] = [
     Operation::CreateSession,
     Operation::Append,
     Operation::AppendUser,
@@ -33,6 +34,7 @@ pub const OPERATIONS: [Operation; 11] = [
     Operation::AppendKeyed,
     Operation::BatchAppend,
     Operation::ListMessages,
+    Operation::FirstScreen,
     Operation::GetSession,
     Operation::Context,
     Operation::AddMemory,
@@ -55,6 +57,7 @@ impl Operation {
             Self::AppendKeyed => "append (user message, Idempotency-Key)",
             Self::BatchAppend => "batch append (10)",
             Self::ListMessages => "list messages (latest 50)",
+            Self::FirstScreen => "first screen (sessions + the latest one's 50 messages)",
             Self::GetSession => "get session",
             Self::Context => "context",
             Self::AddMemory => "add memory",
@@ -70,6 +73,7 @@ impl Operation {
             }
             Self::BatchAppend => "POST /v1/sessions/{id}/messages/batch",
             Self::ListMessages => "GET /v1/sessions/{id}/messages?order=desc&limit=50",
+            Self::FirstScreen => "GET /v1/sessions?include=latest_messages&messages_limit=50",
             Self::GetSession => "GET /v1/sessions/{id}",
             Self::Context => "GET /v1/sessions/{id}/context",
             Self::AddMemory => "POST /v1/memories",
@@ -91,6 +95,7 @@ impl Operation {
                 Some(json!({"messages": (0..BATCH).map(|k| message(i * BATCH + k)).collect::<Vec<_>>()})),
             ),
             Self::ListMessages => ("GET", format!("{messages}?order=desc&limit=50"), None),
+            Self::FirstScreen => ("GET", "/v1/sessions?include=latest_messages&messages_limit=50".into(), None),
             Self::GetSession => ("GET", format!("/v1/sessions/{session}"), None),
             Self::Context => ("GET", format!("/v1/sessions/{session}/context"), None),
             Self::AddMemory => (
