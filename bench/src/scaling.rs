@@ -94,6 +94,8 @@ async fn seed(state: &shared::AppState, user: &UserId, history: u64) -> Result<S
                     reply_to: None,
                     usage: None,
                     reply: None,
+                    agent: None,
+                    routing: None,
                 })
             })
             .collect::<Result<Vec<_>, BoxError>>()?;

@@ -90,6 +90,10 @@ pub enum ErrorCode {
     /// The character is rated nsfw, and the caller has not confirmed being an adult
     /// (`POST /v1/me/confirm-adult`): 403.
     AdultConfirmationRequired,
+    /// A reply named an agent the catalog does not have (or that is no longer active): 404.
+    AgentNotFound,
+    /// A reply named a character that is not one of the session's agents: 409.
+    AgentNotInSession,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +132,12 @@ pub enum ApiError {
     NoModel,
     #[error("{}", gate_message(*.0))]
     Gate(Gate),
+    /// A reply named an agent the catalog does not have.
+    #[error("{0}")]
+    AgentNotFound(String),
+    /// A reply named a character that is not one of the session's agents.
+    #[error("{0}")]
+    AgentNotInSession(String),
 }
 
 fn gate_message(gate: Gate) -> &'static str {
@@ -156,8 +166,9 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::SessionClosed(_) => StatusCode::CONFLICT,
-            Self::Gate(Gate::NotFound) => StatusCode::NOT_FOUND,
+            Self::Gate(Gate::NotFound) | Self::AgentNotFound(_) => StatusCode::NOT_FOUND,
             Self::Gate(_) => StatusCode::FORBIDDEN,
+            Self::AgentNotInSession(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DailyLimitExceeded { .. } | Self::RateLimit { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -182,6 +193,8 @@ impl ApiError {
             Self::Gate(Gate::NotFound) => ErrorCode::CharacterNotFound,
             Self::Gate(Gate::PremiumRequired) => ErrorCode::PremiumRequired,
             Self::Gate(Gate::AdultConfirmationRequired) => ErrorCode::AdultConfirmationRequired,
+            Self::AgentNotFound(_) => ErrorCode::AgentNotFound,
+            Self::AgentNotInSession(_) => ErrorCode::AgentNotInSession,
             Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::SessionClosed(_) => ErrorCode::SessionClosed,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -386,6 +399,8 @@ impl From<ReplyFailure> for ApiError {
                 retry_after: Some(retry_after_secs),
             }),
             ReplyFailure::Invalid { field, message } => Self::invalid(field, message),
+            ReplyFailure::AgentNotFound(_) => Self::AgentNotFound(failure.to_string()),
+            ReplyFailure::AgentNotInSession(_) => Self::AgentNotInSession(failure.to_string()),
         }
     }
 }

@@ -871,6 +871,11 @@ export interface components {
         };
         /** @description `POST /v1/sessions/{id}/replies`, and the socket's `send_message`. */
         CreateReply: {
+            /**
+             * @description The agent that answers: one of the session's `agents` (404 `agent_not_found` when the
+             *     catalog has no such character, 409 `agent_not_in_session` when the session does not).
+             */
+            agent?: components["schemas"]["CharacterId"] | null;
             /** @description The user's message, appended first; without it the model answers the log as it stands. */
             content?: string | null;
             /**
@@ -878,6 +883,11 @@ export interface components {
              * @description At most `LLM_MAX_TOKENS` (the default).
              */
             max_tokens?: number | null;
+            /**
+             * @description `direct` (needs `agent`) or `orchestrated` (the backend picks; the default when the
+             *     session has several agents and none is named).
+             */
+            mode?: components["schemas"]["ReplyMode"] | null;
             /** @description One of `LLM_MODELS`; `LLM_MODEL` by default. */
             model?: string | null;
             /** Format: float */
@@ -885,6 +895,8 @@ export interface components {
         };
         /** @description `POST /v1/sessions` */
         CreateSession: {
+            /** @description A group chat: the catalog characters that answer (at most 4; each behind its gates). */
+            agents?: components["schemas"]["CharacterId"][] | null;
             /**
              * @description A chat with this character: it starts with the character's greeting as seq 1, and is titled
              *     with the character's name unless a title is given.
@@ -980,7 +992,7 @@ export interface components {
             /** @description The session's status, for `session_closed`. */
             status?: components["schemas"]["SessionStatus"] | null;
         };
-        ErrorCode: ("invalid_input" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "session_closed" | "payload_too_large" | "daily_limit_exceeded" | "rate_limit" | "internal" | "service_unavailable") | "method_not_allowed" | "llm_error" | "llm_busy" | "llm_timeout" | "context_too_long" | "character_not_found" | "premium_required" | "adult_confirmation_required";
+        ErrorCode: ("invalid_input" | "unauthorized" | "forbidden" | "not_found" | "conflict" | "session_closed" | "payload_too_large" | "daily_limit_exceeded" | "rate_limit" | "internal" | "service_unavailable") | "method_not_allowed" | "llm_error" | "llm_busy" | "llm_timeout" | "context_too_long" | "character_not_found" | "premium_required" | "adult_confirmation_required" | "agent_not_found" | "agent_not_in_session";
         /**
          * @description One page of the caller's data. The first page holds the sessions (active and archived), the
          *     memories, the limits and the last year of usage; each later page up to 200 messages of one
@@ -1125,6 +1137,11 @@ export interface components {
         MemoryType: "fact" | "preference" | "emotion" | "relationship";
         /** @description A stored message as the API returns it. */
         Message: {
+            /**
+             * @description The agent (a catalog character) that wrote this reply, as it was then; `null` for the
+             *     plain assistant and for every message a caller appends.
+             */
+            agent: components["schemas"]["MessageAgent"] | null;
             content: components["schemas"]["Content"];
             created_at: components["schemas"]["Timestamp"];
             edited_at: components["schemas"]["Timestamp"] | null;
@@ -1143,6 +1160,8 @@ export interface components {
              */
             rev: number;
             role: components["schemas"]["Role"];
+            /** @description How the agent was chosen, in a session with agents. */
+            routing: components["schemas"]["Routing"] | null;
             seq: components["schemas"]["Seq"];
             session_id: components["schemas"]["SessionId"];
             status: components["schemas"]["MessageStatus"];
@@ -1160,6 +1179,12 @@ export interface components {
              * @description How many generations this seq has had; earlier ones are listed by `…/variants`.
              */
             variant_count: number;
+        };
+        /** @description The catalog character a reply is from, with what a chat shows of it. */
+        MessageAgent: {
+            avatar_url: string | null;
+            id: components["schemas"]["CharacterId"];
+            name: string;
         };
         MessageBatch: {
             data: components["schemas"]["Message"][];
@@ -1285,6 +1310,8 @@ export interface components {
         };
         /** @description `POST /v1/sessions/{id}/messages/{seq}/regenerate` */
         Regenerate: {
+            /** @description Another of the session's agents answers instead (default: the one that answered). */
+            agent?: components["schemas"]["CharacterId"] | null;
             /** Format: uint32 */
             max_tokens?: number | null;
             model?: string | null;
@@ -1319,6 +1346,8 @@ export interface components {
             assistant_message: components["schemas"]["Message"];
             error: components["schemas"]["ReplyError"];
         };
+        /** @description How a reply's agent is chosen in a session with agents. */
+        ReplyMode: "direct" | "orchestrated";
         /** @description `reply.started`: the turn's messages, the reply `streaming`. */
         ReplyStarted: {
             assistant_message: components["schemas"]["Message"];
@@ -1346,8 +1375,18 @@ export interface components {
          * @enum {string}
          */
         Role: "user" | "assistant" | "system" | "tool";
+        /** @description How a reply's agent was chosen: `mode`, and a few words on why. */
+        Routing: {
+            mode: components["schemas"]["ReplyMode"];
+            reason: string;
+        };
         /** @description `send_message`'s data: the body `POST …/replies` takes, and an idempotency key. */
         SendMessage: {
+            /**
+             * @description As in `POST …/replies`: the agent that answers.
+             * @default null
+             */
+            agent?: components["schemas"]["CharacterId"] | null;
             /**
              * @description The user's message (not blank); without it the model answers the log as it stands.
              * @default null
@@ -1363,6 +1402,11 @@ export interface components {
              * @default null
              */
             max_tokens?: number | null;
+            /**
+             * @description As in `POST …/replies`: `direct` or `orchestrated`.
+             * @default null
+             */
+            mode?: components["schemas"]["ReplyMode"] | null;
             /** @default null */
             model?: string | null;
             /**
@@ -1414,6 +1458,8 @@ export interface components {
             event: "message.deleted";
         } | {
             data: {
+                /** @description The agent whose reply started or ended (absent for a device's typing and the plain assistant). */
+                agent?: components["schemas"]["CharacterId"] | null;
                 is_typing: boolean;
                 session_id: components["schemas"]["SessionId"];
             };
@@ -1421,6 +1467,7 @@ export interface components {
             event: "message.typing";
         } | {
             data: {
+                agent?: components["schemas"]["CharacterId"] | null;
                 seq: components["schemas"]["Seq"];
                 session_id: components["schemas"]["SessionId"];
                 text: string;
@@ -1429,6 +1476,7 @@ export interface components {
             event: "message.delta";
         } | {
             data: {
+                agent?: components["schemas"]["CharacterId"] | null;
                 message_id: string;
                 seq: components["schemas"]["Seq"];
                 session_id: components["schemas"]["SessionId"];
@@ -1497,6 +1545,11 @@ export interface components {
         };
         /** @description A session as the API returns it. */
         Session: {
+            /**
+             * @description The catalog characters that answer in this session (at most `MAX_AGENTS`): a character
+             *     chat's one character, or the ones a session names; empty for the plain assistant.
+             */
+            agents: components["schemas"]["CharacterId"][];
             archived: boolean;
             /** @description The character the chat is with, if any. */
             character_id: components["schemas"]["CharacterId"] | null;
@@ -1543,6 +1596,11 @@ export interface components {
         SessionStatus: "open" | "locked" | "closed";
         /** @description A session with its latest messages, oldest first. */
         SessionWithMessages: {
+            /**
+             * @description The catalog characters that answer in this session (at most `MAX_AGENTS`): a character
+             *     chat's one character, or the ones a session names; empty for the plain assistant.
+             */
+            agents: components["schemas"]["CharacterId"][];
             archived: boolean;
             /** @description The character the chat is with, if any. */
             character_id: components["schemas"]["CharacterId"] | null;
@@ -1686,6 +1744,8 @@ export interface components {
         };
         /** @description `PATCH /v1/sessions/{id}` */
         UpdateSession: {
+            /** @description The characters that answer, replacing the list (not in a character chat). */
+            agents?: components["schemas"]["CharacterId"][] | null;
             archived?: boolean | null;
             metadata?: {
                 [key: string]: string;

@@ -354,6 +354,8 @@ mod tests {
             variant_count: 1,
             is_regenerated: false,
             error: None,
+            agent: None,
+            routing: None,
             rev: seq,
             lease: None,
         }

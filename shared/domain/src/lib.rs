@@ -43,8 +43,8 @@ pub use self::memory::{
     MemoryType, NewMemory, Summary, fingerprint,
 };
 pub use self::message::{
-    Change, Changes, Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, NewMessage, Payload,
-    ReplyError, Role, Seq, Usage, preview_of,
+    Change, Changes, Content, Lease, Message, MessageAgent, MessageId, MessageStatus, MessageType, MessageUsage,
+    NewMessage, Payload, ReplyError, Role, Seq, Usage, preview_of,
 };
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens};
 pub use self::page::{Cursor, Page, PageLimit};
@@ -54,10 +54,10 @@ pub use self::realtime::{
 };
 pub use self::refusal::Refusal;
 pub use self::reply::{SEGMENT_MAX_CHARS, all_segments, segments};
-pub use self::reply_request::{CreateReply, Regenerate, ReplyOptions};
+pub use self::reply_request::{CreateReply, Regenerate, ReplyMode, ReplyOptions, Routing};
 pub use self::session::{
-    LastMessage, MOOD_PREFERENCES, Metadata, NewSession, RELATIONSHIP_TYPES, Session, SessionChanges, SessionFilter,
-    SessionId, SessionStatus, Settings, Title, UserId,
+    LastMessage, MAX_AGENTS, MOOD_PREFERENCES, Metadata, NewSession, RELATIONSHIP_TYPES, Session, SessionChanges,
+    SessionFilter, SessionId, SessionStatus, Settings, Title, UserId, agents_of,
 };
 pub use self::time::{Clock, SystemClock, Timestamp, TimestampParseError};
 

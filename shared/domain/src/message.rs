@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{InputError, SessionId, Timestamp, Usd};
+use super::{CharacterId, InputError, Routing, SessionId, Timestamp, Usd};
 
 /// A message's position in its session: 1, 2, 3, ... with no gaps and never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
@@ -288,6 +288,9 @@ pub struct NewMessage {
     /// `streaming` (with the model it streams from) only for the reply the server is about to
     /// generate.
     pub reply: Option<String>,
+    /// The agent the reply comes from, and how it was chosen.
+    pub agent: Option<MessageAgent>,
+    pub routing: Option<Routing>,
 }
 
 impl NewMessage {
@@ -301,6 +304,8 @@ impl NewMessage {
             reply_to: None,
             usage: None,
             reply: None,
+            agent: None,
+            routing: None,
         }
     }
 }
@@ -316,6 +321,8 @@ impl NewMessage {
             reply_to,
             usage: None,
             reply: Some(model.to_owned()),
+            agent: None,
+            routing: None,
         }
     }
 }
@@ -342,6 +349,8 @@ impl Message {
             variant_count: 1,
             is_regenerated: false,
             error: None,
+            agent: None,
+            routing: None,
             rev,
             lease: None,
         }
@@ -360,6 +369,14 @@ impl NewMessage {
         }
         Ok(())
     }
+}
+
+/// The catalog character a reply is from, with what a chat shows of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct MessageAgent {
+    pub id: CharacterId,
+    pub name: String,
+    pub avatar_url: Option<String>,
 }
 
 /// A stored message as the API returns it.
@@ -389,6 +406,11 @@ pub struct Message {
     pub is_regenerated: bool,
     /// Why a `failed` reply failed.
     pub error: Option<ReplyError>,
+    /// The agent (a catalog character) that wrote this reply, as it was then; `null` for the
+    /// plain assistant and for every message a caller appends.
+    pub agent: Option<MessageAgent>,
+    /// How the agent was chosen, in a session with agents.
+    pub routing: Option<Routing>,
     /// The session revision of this message's latest change (its append, edit or end); a
     /// streaming reply's checkpoints leave it.
     pub rev: u64,

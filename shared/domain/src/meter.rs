@@ -317,6 +317,8 @@ mod tests {
             reply_to: None,
             usage,
             reply: None,
+            agent: None,
+            routing: None,
         }
     }
 

@@ -60,6 +60,12 @@ pub struct SendMessage {
     #[serde(default)]
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f32>,
+    /// As in `POST …/replies`: the agent that answers.
+    #[serde(default)]
+    pub agent: Option<super::CharacterId>,
+    /// As in `POST …/replies`: `direct` or `orchestrated`.
+    #[serde(default)]
+    pub mode: Option<super::ReplyMode>,
     /// As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -75,9 +81,15 @@ impl ClientEvent {
     /// A `send_message` as the body `POST …/replies` takes, and its idempotency key.
     pub fn reply(self) -> Option<(CreateReply, Option<String>)> {
         match self {
-            Self::SendMessage(SendMessage { content, model, max_tokens, temperature, idempotency_key }) => {
-                Some((CreateReply { content, model, max_tokens, temperature }, idempotency_key))
-            }
+            Self::SendMessage(SendMessage {
+                content,
+                model,
+                max_tokens,
+                temperature,
+                agent,
+                mode,
+                idempotency_key,
+            }) => Some((CreateReply { content, model, max_tokens, temperature, agent, mode }, idempotency_key)),
             _ => None,
         }
     }
@@ -199,12 +211,31 @@ pub enum ServerEvent {
     },
     /// A reply started (`true`) or ended (`false`).
     #[serde(rename = "message.typing")]
-    MessageTyping { session_id: SessionId, is_typing: bool },
+    MessageTyping {
+        session_id: SessionId,
+        is_typing: bool,
+        /// The agent whose reply started or ended (absent for a device's typing and the plain assistant).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<super::CharacterId>,
+    },
     /// The next piece of a streaming reply; the pieces join to the stored content.
     #[serde(rename = "message.delta")]
-    MessageDelta { session_id: SessionId, seq: Seq, text: String },
+    MessageDelta {
+        session_id: SessionId,
+        seq: Seq,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<super::CharacterId>,
+    },
     #[serde(rename = "message.complete")]
-    MessageComplete { session_id: SessionId, seq: Seq, message_id: String, tokens_used: u64 },
+    MessageComplete {
+        session_id: SessionId,
+        seq: Seq,
+        message_id: String,
+        tokens_used: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<super::CharacterId>,
+    },
     /// A memory of this session was added: read by the model from its turns (`origin:
     /// "extracted"`) or added through the API with this session's scope.
     #[serde(rename = "memory.new")]

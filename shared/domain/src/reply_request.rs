@@ -3,9 +3,47 @@
 //! input with the same words.
 
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{Content, InputError};
+use super::{CharacterId, Content, InputError};
+
+/// How a reply's agent is chosen in a session with agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplyMode {
+    /// The agent the request names answers.
+    Direct,
+    /// The backend picks one of the session's agents (the default with several).
+    Orchestrated,
+}
+
+impl ReplyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Orchestrated => "orchestrated",
+        }
+    }
+}
+
+impl std::str::FromStr for ReplyMode {
+    type Err = InputError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "direct" => Ok(Self::Direct),
+            "orchestrated" => Ok(Self::Orchestrated),
+            _ => Err(InputError::invalid("mode", "must be direct or orchestrated")),
+        }
+    }
+}
+
+/// How a reply's agent was chosen: `mode`, and a few words on why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Routing {
+    pub mode: ReplyMode,
+    pub reason: String,
+}
 
 /// What a caller may choose about a reply; checked against the configuration by the service.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -13,6 +51,9 @@ pub struct ReplyOptions {
     pub model: Option<String>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    /// The agent that answers (one of the session's agents).
+    pub agent: Option<CharacterId>,
+    pub mode: Option<ReplyMode>,
 }
 
 /// `POST /v1/sessions/{id}/replies`, and the socket's `send_message`.
@@ -28,13 +69,29 @@ pub struct CreateReply {
     pub max_tokens: Option<u32>,
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f32>,
+    /// The agent that answers: one of the session's `agents` (404 `agent_not_found` when the
+    /// catalog has no such character, 409 `agent_not_in_session` when the session does not).
+    pub agent: Option<CharacterId>,
+    /// `direct` (needs `agent`) or `orchestrated` (the backend picks; the default when the
+    /// session has several agents and none is named).
+    pub mode: Option<ReplyMode>,
 }
 
 impl CreateReply {
     /// The user's message (not blank) and the reply's options.
     pub fn parse(self) -> Result<(Option<Content>, ReplyOptions), InputError> {
         let content = self.content.map(Content::written).transpose()?;
-        Ok((content, ReplyOptions { model: self.model, max_tokens: self.max_tokens, temperature: self.temperature }))
+        if self.mode == Some(ReplyMode::Direct) && self.agent.is_none() {
+            return Err(InputError::invalid("agent", "is required with mode direct"));
+        }
+        let options = ReplyOptions {
+            model: self.model,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            agent: self.agent,
+            mode: self.mode,
+        };
+        Ok((content, options))
     }
 }
 
@@ -47,10 +104,19 @@ pub struct Regenerate {
     pub max_tokens: Option<u32>,
     #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f32>,
+    /// Another of the session's agents answers instead (default: the one that answered).
+    pub agent: Option<CharacterId>,
 }
 
 impl From<Regenerate> for ReplyOptions {
     fn from(body: Regenerate) -> Self {
-        Self { model: body.model, max_tokens: body.max_tokens, temperature: body.temperature }
+        let agent_mode = body.agent.as_ref().map(|_| ReplyMode::Direct);
+        Self {
+            model: body.model,
+            max_tokens: body.max_tokens,
+            temperature: body.temperature,
+            agent: body.agent,
+            mode: agent_mode,
+        }
     }
 }

@@ -271,6 +271,9 @@ pub struct Session {
     pub id: SessionId,
     /// The character the chat is with, if any.
     pub character_id: Option<CharacterId>,
+    /// The catalog characters that answer in this session (at most `MAX_AGENTS`): a character
+    /// chat's one character, or the ones a session names; empty for the plain assistant.
+    pub agents: Vec<CharacterId>,
     pub title: Title,
     pub status: SessionStatus,
     pub archived: bool,
@@ -295,8 +298,25 @@ pub struct NewSession {
     pub metadata: Metadata,
     pub settings: Settings,
     pub character_id: Option<CharacterId>,
+    /// The characters that answer (a group chat); see `Session::agents`.
+    pub agents: Vec<CharacterId>,
     /// The character's first message, stored as seq 1 with the session.
     pub greeting: Option<Content>,
+}
+
+/// The most agents a session has.
+pub const MAX_AGENTS: usize = 4;
+
+/// A session's agents as a caller names them: at most `MAX_AGENTS`, none twice.
+pub fn agents_of(ids: Vec<CharacterId>) -> Result<Vec<CharacterId>, InputError> {
+    if ids.len() > MAX_AGENTS {
+        return Err(InputError::invalid("agents", format!("must be at most {MAX_AGENTS} characters")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !ids.iter().all(|id| seen.insert(id.as_str().to_owned())) {
+        return Err(InputError::invalid("agents", "must not name a character twice"));
+    }
+    Ok(ids)
 }
 
 /// A partial update; `None` leaves the field as it is.
@@ -307,6 +327,7 @@ pub struct SessionChanges {
     pub metadata: Option<Metadata>,
     pub settings: Option<Settings>,
     pub archived: Option<bool>,
+    pub agents: Option<Vec<CharacterId>>,
 }
 
 impl SessionChanges {
@@ -316,6 +337,7 @@ impl SessionChanges {
             && self.metadata.is_none()
             && self.settings.is_none()
             && self.archived.is_none()
+            && self.agents.is_none()
     }
 }
 

@@ -50,6 +50,8 @@ impl TryFrom<AppendMessage> for NewMessage {
             reply_to: body.reply_to,
             usage: body.usage.map(Usage::validate).transpose()?,
             reply: None,
+            agent: None,
+            routing: None,
         })
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     CharacterId, Cursor, InputError, Message, Metadata, NewSession, Page, PageLimit, Session, SessionChanges,
-    SessionFilter, SessionId, SessionStatus, Settings, Title,
+    SessionFilter, SessionId, SessionStatus, Settings, Title, agents_of,
 };
 
 type JsonObject = serde_json::Map<String, serde_json::Value>;
@@ -26,6 +26,8 @@ pub struct CreateSession {
     /// A chat with this character: it starts with the character's greeting as seq 1, and is titled
     /// with the character's name unless a title is given.
     pub character_id: Option<CharacterId>,
+    /// A group chat: the catalog characters that answer (at most 4; each behind its gates).
+    pub agents: Option<Vec<CharacterId>>,
 }
 
 impl TryFrom<CreateSession> for NewSession {
@@ -37,6 +39,7 @@ impl TryFrom<CreateSession> for NewSession {
             metadata: body.metadata.map(Metadata::parse).transpose()?.unwrap_or_default(),
             settings: body.settings.map(Settings::parse).transpose()?.unwrap_or_default(),
             character_id: body.character_id,
+            agents: body.agents.map(agents_of).transpose()?.unwrap_or_default(),
             greeting: None,
         })
     }
@@ -52,6 +55,8 @@ pub struct UpdateSession {
     pub metadata: Option<BTreeMap<String, String>>,
     pub settings: Option<JsonObject>,
     pub archived: Option<bool>,
+    /// The characters that answer, replacing the list (not in a character chat).
+    pub agents: Option<Vec<CharacterId>>,
 }
 
 impl TryFrom<UpdateSession> for SessionChanges {
@@ -64,9 +69,13 @@ impl TryFrom<UpdateSession> for SessionChanges {
             metadata: body.metadata.map(Metadata::parse).transpose()?,
             settings: body.settings.map(Settings::parse).transpose()?,
             archived: body.archived,
+            agents: body.agents.map(agents_of).transpose()?,
         };
         if changes.is_empty() {
-            return Err(InputError::invalid("body", "set at least one of title, status, metadata, settings, archived"));
+            return Err(InputError::invalid(
+                "body",
+                "set at least one of title, status, metadata, settings, archived, agents",
+            ));
         }
         Ok(changes)
     }

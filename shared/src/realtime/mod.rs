@@ -149,7 +149,7 @@ impl Realtime {
             Err(error) => self.send(&peer.id, &ServerEvent::invalid(error)).await,
             Ok(ClientEvent::Ping) => self.send(&peer.id, &ServerEvent::Pong {}).await,
             Ok(ClientEvent::Typing { is_typing }) => {
-                let event = ServerEvent::MessageTyping { session_id: peer.session, is_typing };
+                let event = ServerEvent::MessageTyping { session_id: peer.session, is_typing, agent: None };
                 for other in self.delivery.peers(peer.session).await {
                     if other.id != peer.id && other.user == peer.user {
                         self.send(&other.id, &event).await;

@@ -2,6 +2,7 @@
 //! With no `AWS_ENDPOINT_URL_DYNAMODB`, the harness starts DynamoDB Local itself.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agents;
 mod auth;
 mod changes;
 mod characters;

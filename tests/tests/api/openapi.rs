@@ -102,7 +102,7 @@ fn check_frame(schemas: &serde_json::Map<String, serde_json::Value>, schema: &st
 
 #[test]
 fn the_socket_frames_are_what_the_document_describes() {
-    use shared::domain::{ClientEvent, Hidden, Seq, ServerEvent, SessionId};
+    use shared::domain::{CharacterId, ClientEvent, Hidden, MemoryId, Seq, ServerEvent, SessionId};
 
     let document = openapi::document();
     let schemas = document["components"]["schemas"].as_object().unwrap();
@@ -112,9 +112,11 @@ fn the_socket_frames_are_what_the_document_describes() {
         ServerEvent::MessageDeleted { session_id, rev: 4, hidden: Hidden::Seqs { seqs: vec![seq] } },
         ServerEvent::MessageDeleted { session_id, rev: 5, hidden: Hidden::Through { through_seq: 9 } },
         ServerEvent::MessageNew { session_id, seq, rev: 6, message: None },
-        ServerEvent::MessageTyping { session_id, is_typing: true },
-        ServerEvent::MessageDelta { session_id, seq, text: "Hi".into() },
-        ServerEvent::MessageComplete { session_id, seq, message_id: "m".into(), tokens_used: 3 },
+        ServerEvent::MessageTyping { session_id, is_typing: true, agent: None },
+        ServerEvent::MessageDelta { session_id, seq, text: "Hi".into(), agent: None },
+        ServerEvent::MessageComplete { session_id, seq, message_id: "m".into(), tokens_used: 3, agent: None },
+        ServerEvent::MessageTyping { session_id, is_typing: false, agent: CharacterId::parse("bob").ok() },
+        ServerEvent::MemoryDeleted { session_id, memory_id: MemoryId::generate() },
         ServerEvent::Error {
             code: "rate_limit".into(),
             message: "slow down".into(),

@@ -34,6 +34,9 @@ pub struct Chat {
     catalog: Catalog,
     /// The character of each session seen (a session's character never changes).
     session_characters: Arc<Hints<SessionId, Option<CharacterId>>>,
+    /// The agents of each session seen without a character, as last read or set here (another
+    /// instance's PATCH is read again when a reply names an agent this list lacks).
+    session_agents: Arc<Hints<SessionId, Vec<CharacterId>>>,
     /// The model replies come from; `None` when none is configured.
     replies: Option<Arc<Replies>>,
     clock: Arc<dyn Clock>,
@@ -72,7 +75,14 @@ fn greeting_of(character: &Character) -> Option<Content> {
 
 impl Chat {
     pub fn new(store: Store, catalog: Catalog, clock: Arc<dyn Clock>) -> Self {
-        Self { store, catalog, session_characters: Arc::default(), replies: None, clock }
+        Self {
+            store,
+            catalog,
+            session_characters: Arc::default(),
+            session_agents: Arc::default(),
+            replies: None,
+            clock,
+        }
     }
 
     /// This service with replies from `model`, configured by `config`.
@@ -84,9 +94,11 @@ impl Chat {
     /// Creates a session; with a character, behind its gates, starting with its greeting, and
     /// recorded as the caller's chat with it when there is none yet.
     pub async fn create_session(&self, user: &UserId, mut new: NewSession) -> Result<Session, StoreError> {
+        self.admit_agents(user, new.character_id.as_ref(), &new.agents).await?;
         let Some(character_id) = new.character_id.clone() else {
             let session = self.store.create_session(user, new, None).await?;
             self.session_characters.insert(session.id, None);
+            self.session_agents.insert(session.id, session.agents.clone());
             return Ok(session);
         };
         let character = self.admitted_character(user, &character_id).await?;
@@ -137,6 +149,54 @@ impl Chat {
         Ok(character)
     }
 
+    /// A session's agents: not in a character chat (it has its one character), and each behind
+    /// its gates for the caller (an unknown one is 404 `character_not_found`).
+    async fn admit_agents(
+        &self,
+        user: &UserId,
+        character: Option<&CharacterId>,
+        agents: &[CharacterId],
+    ) -> Result<(), StoreError> {
+        if agents.is_empty() {
+            return Ok(());
+        }
+        if character.is_some() {
+            return Err(StoreError::Refused(Refusal::Invalid(domain::InputError::invalid(
+                "agents",
+                "a character chat has its one character; open a session without character_id for a group",
+            ))));
+        }
+        for agent in agents {
+            self.admitted_character(user, agent).await?;
+        }
+        Ok(())
+    }
+
+    /// The agents of a session: a character chat's character, else the ones it names (from this
+    /// instance's hints unless `fresh`).
+    pub(crate) async fn session_agents(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        fresh: bool,
+    ) -> Result<Vec<CharacterId>, StoreError> {
+        if let Some(Some(character)) = self.session_characters.get(&session_id) {
+            return Ok(vec![character]);
+        }
+        if !fresh && let Some(agents) = self.session_agents.get(&session_id) {
+            return Ok(agents);
+        }
+        let session = self.store.get_session(user, session_id).await?;
+        self.session_characters.insert(session_id, session.character_id.clone());
+        Ok(match session.character_id {
+            Some(character) => vec![character],
+            None => {
+                self.session_agents.insert(session_id, session.agents.clone());
+                session.agents
+            }
+        })
+    }
+
     /// The session's character, if any (remembered: it never changes).
     async fn session_character(&self, user: &UserId, session_id: SessionId) -> Result<Option<CharacterId>, StoreError> {
         if let Some(known) = self.session_characters.get(&session_id) {
@@ -183,6 +243,23 @@ impl Chat {
     }
 
     pub async fn update_session(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        changes: SessionChanges,
+    ) -> Result<Session, StoreError> {
+        if let Some(agents) = &changes.agents {
+            let character = self.session_character(user, session_id).await?;
+            self.admit_agents(user, character.as_ref(), agents).await?;
+        }
+        let updated = self.update_session_settings(user, session_id, changes).await?;
+        if updated.character_id.is_none() {
+            self.session_agents.insert(session_id, updated.agents.clone());
+        }
+        Ok(updated)
+    }
+
+    async fn update_session_settings(
         &self,
         user: &UserId,
         session_id: SessionId,
@@ -323,15 +400,28 @@ impl Chat {
         session_id: SessionId,
         recent: PageLimit,
     ) -> Result<ContextParts, StoreError> {
+        self.context_parts_for(user, session_id, recent, None).await
+    }
+
+    /// The same, for `speaker` (one of the session's agents): its prompt and settings rather
+    /// than the session's character's.
+    async fn context_parts_for(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        recent: PageLimit,
+        speaker: Option<Arc<Character>>,
+    ) -> Result<ContextParts, StoreError> {
         let ((session, epoch, messages, summary), global, profile) = tokio::try_join!(
             self.store.context_log(user, session_id, recent),
             self.store.context_memories(user, None),
             self.store.stored_profile(user),
         )?;
         let character = async {
-            match &session.character_id {
-                Some(id) => self.catalog.character(id).await,
-                None => Ok(None),
+            match (&speaker, &session.character_id) {
+                (Some(speaker), _) => Ok(Some(speaker.clone())),
+                (None, Some(id)) => self.catalog.character(id).await,
+                (None, None) => Ok(None),
             }
         };
         let (own, character) =

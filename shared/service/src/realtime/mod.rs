@@ -11,7 +11,7 @@ pub use self::fanout::{Record, Source};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{Peer, Seq, ServerEvent, SessionId, all_segments, segments};
+use domain::{CharacterId, Peer, Seq, ServerEvent, SessionId, all_segments, segments};
 use futures::future::BoxFuture;
 
 use crate::chat::{Progress, Turn};
@@ -54,7 +54,9 @@ impl Delivery {
     pub async fn stream(self, session_id: SessionId, turn: Turn) {
         let Turn { assistant_message, mut progress, .. } = turn;
         let seq = assistant_message.seq;
-        self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: true }).await;
+        let agent = assistant_message.agent.as_ref().map(|agent| agent.id.clone());
+        let typing = |is_typing| ServerEvent::MessageTyping { session_id, is_typing, agent: agent.clone() };
+        self.broadcast(session_id, &typing(true)).await;
         let mut sent = 0;
         loop {
             let current = progress.borrow_and_update().clone();
@@ -62,14 +64,14 @@ impl Delivery {
                 Progress::Streaming(text) => {
                     let (complete, _) = segments(&text);
                     let before = sent;
-                    sent = self.deltas(session_id, seq, &complete, sent).await;
+                    sent = self.deltas(session_id, seq, agent.as_ref(), &complete, sent).await;
                     // What arrives meanwhile goes out as one frame: API Gateway bills per frame.
                     if sent > before {
                         tokio::time::sleep(DELTA_INTERVAL).await;
                     }
                 }
                 Progress::Ended(message, _) => {
-                    self.deltas(session_id, seq, &all_segments(message.content.as_str()), sent).await;
+                    self.deltas(session_id, seq, agent.as_ref(), &all_segments(message.content.as_str()), sent).await;
                     let end = match (&message.status, &message.error) {
                         (MessageStatus::Failed, Some(error)) => ServerEvent::Error {
                             code: error.code.clone(),
@@ -83,6 +85,7 @@ impl Delivery {
                             seq,
                             message_id: message.id.to_string(),
                             tokens_used: message.usage.as_ref().map_or(0, |usage| usage.output_tokens),
+                            agent: agent.clone(),
                         },
                     };
                     self.broadcast(session_id, &end).await;
@@ -94,22 +97,35 @@ impl Delivery {
                 break;
             }
         }
-        self.broadcast(session_id, &ServerEvent::MessageTyping { session_id, is_typing: false }).await;
+        self.broadcast(session_id, &typing(false)).await;
     }
 
     /// Posts the segments after the first `sent` as one `message.delta` (split where a frame would
     /// pass its limit); returns how many are sent now.
-    async fn deltas(&self, session_id: SessionId, seq: Seq, parts: &[&str], sent: usize) -> usize {
+    async fn deltas(
+        &self,
+        session_id: SessionId,
+        seq: Seq,
+        agent: Option<&CharacterId>,
+        parts: &[&str],
+        sent: usize,
+    ) -> usize {
         let mut text = String::new();
         for part in parts.iter().skip(sent) {
             if text.len() + part.len() > DELTA_MAX_BYTES {
-                let event = ServerEvent::MessageDelta { session_id, seq, text: std::mem::take(&mut text) };
+                let event = ServerEvent::MessageDelta {
+                    session_id,
+                    seq,
+                    text: std::mem::take(&mut text),
+                    agent: agent.cloned(),
+                };
                 self.broadcast(session_id, &event).await;
             }
             text.push_str(part);
         }
         if !text.is_empty() {
-            self.broadcast(session_id, &ServerEvent::MessageDelta { session_id, seq, text }).await;
+            self.broadcast(session_id, &ServerEvent::MessageDelta { session_id, seq, text, agent: agent.cloned() })
+                .await;
         }
         sent.max(parts.len())
     }

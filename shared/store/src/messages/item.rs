@@ -9,8 +9,8 @@ use crate::schema::{
     messages::{SEQ, SESSION_ID},
 };
 use domain::{
-    Content, Lease, Message, MessageId, MessageStatus, MessageType, MessageUsage, ModelPrices, NewMessage, Payload,
-    ReplyError, Seq, SessionId, Timestamp, Usd,
+    CharacterId, Content, Lease, Message, MessageAgent, MessageId, MessageStatus, MessageType, MessageUsage,
+    ModelPrices, NewMessage, Payload, ReplyError, Routing, Seq, SessionId, Timestamp, Usd,
 };
 
 const ID: &str = "id";
@@ -115,6 +115,25 @@ struct MessageItem {
     finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     counted_in: Option<String>,
+    /// A reply's agent, as it was when the reply started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    agent: Option<AgentItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    routing: Option<RoutingItem>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AgentItem {
+    id: String,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    avatar_url: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RoutingItem {
+    mode: String,
+    reason: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -185,6 +204,15 @@ impl From<&Message> for MessageItem {
             written_at: message.lease.as_ref().map(|lease| lease.renewed_at.to_string()),
             finished_at: None,
             counted_in: message.lease.as_ref().and_then(|lease| lease.counted_in.clone()),
+            agent: message.agent.as_ref().map(|agent| AgentItem {
+                id: agent.id.as_str().to_owned(),
+                name: agent.name.clone(),
+                avatar_url: agent.avatar_url.clone(),
+            }),
+            routing: message
+                .routing
+                .as_ref()
+                .map(|routing| RoutingItem { mode: routing.mode.as_str().to_owned(), reason: routing.reason.clone() }),
         }
     }
 }
@@ -280,6 +308,25 @@ impl TryFrom<Item> for StoredMessage {
                 retry_after: error.retry_after,
             }),
             rev: stored.rev.or(stored.created_rev).unwrap_or_default(),
+            agent: stored
+                .agent
+                .map(|agent| {
+                    Ok::<_, StoreError>(MessageAgent {
+                        id: CharacterId::parse(&agent.id).map_err(|_| corrupt("agent"))?,
+                        name: agent.name,
+                        avatar_url: agent.avatar_url,
+                    })
+                })
+                .transpose()?,
+            routing: stored
+                .routing
+                .map(|routing| {
+                    Ok::<_, StoreError>(Routing {
+                        mode: routing.mode.parse().map_err(|_| corrupt("routing"))?,
+                        reason: routing.reason,
+                    })
+                })
+                .transpose()?,
             lease,
         };
         Ok(Self { message, deleted: stored.deleted_at.is_some() })
@@ -318,6 +365,8 @@ pub(super) fn stored_messages(
             variant_count: 1,
             is_regenerated: false,
             error: None,
+            agent: new.agent.clone(),
+            routing: new.routing.clone(),
             rev,
             // A reply's lease starts with its append; `counted_in` is the append's to fill.
             lease: new.reply.is_some().then_some(Lease { renewed_at: now, counted_in: None }),
@@ -368,6 +417,12 @@ mod tests {
                 retryable: true,
                 retry_after: None,
             }),
+            agent: Some(MessageAgent {
+                id: CharacterId::parse("chef-marco").unwrap_or_else(|_| unreachable!()),
+                name: "Chef Marco".to_owned(),
+                avatar_url: None,
+            }),
+            routing: Some(Routing { mode: domain::ReplyMode::Orchestrated, reason: "named".to_owned() }),
             rev: 9,
             lease: None,
         };

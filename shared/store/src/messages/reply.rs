@@ -27,8 +27,8 @@ use crate::sessions::{SummaryChange, last_message_of};
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Miss, Store, StoreError, condition_failed};
 use domain::{
-    Content, DayUsage, Lease, Message, MessageStatus, MessageUsage, MeterWrite, ReplyError, Role, Seq, SessionId,
-    Timestamp, UserId,
+    Content, DayUsage, Lease, Message, MessageAgent, MessageStatus, MessageUsage, MeterWrite, ReplyError, Role,
+    Routing, Seq, SessionId, Timestamp, UserId,
 };
 
 const MAX_ATTEMPTS: u32 = 20;
@@ -365,6 +365,7 @@ impl Store {
         session_id: SessionId,
         seq: Seq,
         model: &str,
+        switch: Option<(MessageAgent, Option<Routing>)>,
     ) -> Result<Message, StoreError> {
         let _turn = self.gates.enter(user).await;
         for attempt in 0..MAX_ATTEMPTS {
@@ -392,6 +393,9 @@ impl Store {
                 error: None,
                 rev: summary.next_rev(),
                 lease: Some(Lease { renewed_at: now, counted_in: None }),
+                // The agent of the reply it replaces, unless the request switched to another.
+                agent: switch.as_ref().map_or_else(|| old.agent.clone(), |(agent, _)| Some(agent.clone())),
+                routing: switch.as_ref().map_or_else(|| old.routing.clone(), |(_, routing)| routing.clone()),
                 ..old.clone()
             };
             let mut archived = message_item(&old)?;

@@ -14,8 +14,8 @@ use domain::{
 };
 
 use super::{
-    ARCHIVED, CHARACTER_ID, ChatClaim, DELETED_AT, FILTERED_PAGE, LastMessageItem, ListPosition, METADATA, SETTINGS,
-    STATUS, SessionItem, SessionRecord, TITLE, TITLE_FOLDED, UPDATED_AT, list_pk, session_key, settings_text,
+    AGENTS, ARCHIVED, CHARACTER_ID, ChatClaim, DELETED_AT, FILTERED_PAGE, LastMessageItem, ListPosition, METADATA,
+    SETTINGS, STATUS, SessionItem, SessionRecord, TITLE, TITLE_FOLDED, UPDATED_AT, list_pk, session_key, settings_text,
 };
 
 impl Store {
@@ -37,6 +37,7 @@ impl Store {
         let session = Session {
             id,
             character_id: new.character_id,
+            agents: new.agents,
             title: new.title.unwrap_or_default(),
             status: SessionStatus::Open,
             archived: false,
@@ -59,6 +60,7 @@ impl Store {
             metadata: session.metadata.pairs().clone(),
             settings: Some(settings_text(&session.settings)),
             character_id: session.character_id.as_ref().map(ToString::to_string),
+            agents: session.agents.iter().map(|id| id.as_str().to_owned()).collect(),
             message_count: count,
             last_seq: count,
             last_message: last_message.as_ref().map(LastMessageItem::from),
@@ -231,6 +233,10 @@ impl Store {
         }
         if let Some(settings) = &changes.settings {
             sets.push((SETTINGS, s(settings_text(settings))));
+        }
+        if let Some(agents) = &changes.agents {
+            let ids = agents.iter().map(|id| s(id.as_str())).collect();
+            sets.push((AGENTS, aws_sdk_dynamodb::types::AttributeValue::L(ids)));
         }
         if let Some(archived) = changes.archived {
             sets.push((ARCHIVED, b(archived)));

@@ -47,6 +47,7 @@ pub(crate) const DELETED_AT: &str = "deleted_at";
 /// Bumped by reset (and by deleting a session's memories): older session memories vanish at once.
 pub(crate) const MEMORY_EPOCH: &str = "memory_epoch";
 pub(crate) const CHARACTER_ID: &str = "character_id";
+pub(crate) const AGENTS: &str = "agents";
 
 /// A live session item: the API view plus the bookkeeping the message log needs.
 #[derive(Clone, Debug)]
@@ -121,6 +122,8 @@ struct SessionItem {
     settings: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     character_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    agents: Vec<String>,
     message_count: u64,
     last_seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -169,6 +172,12 @@ impl TryFrom<&Item> for SessionRecord {
                 .map(CharacterId::parse)
                 .transpose()
                 .map_err(|_| corrupt(CHARACTER_ID))?,
+            agents: stored
+                .agents
+                .iter()
+                .map(|id| CharacterId::parse(id))
+                .collect::<Result<_, _>>()
+                .map_err(|_| corrupt(AGENTS))?,
             title: Title::parse(&stored.title).map_err(|_| corrupt(TITLE))?,
             status: stored.status.parse().map_err(|_| corrupt(STATUS))?,
             archived: stored.archived,

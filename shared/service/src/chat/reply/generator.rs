@@ -38,23 +38,30 @@ pub fn reply_error(error: &ModelError) -> ReplyError {
 pub(super) fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
     let mut messages = vec![PromptMessage { role: PromptRole::System, content: context.instructions().to_owned() }];
     for message in &context.messages {
-        let role = match message.role {
-            Role::User => PromptRole::User,
-            Role::Assistant => PromptRole::Assistant,
-            Role::System | Role::Tool => PromptRole::System,
+        // Another agent's line is told as what it said, by name — never in this agent's voice.
+        let other = message.agent.as_ref().filter(|agent| generation.speaker.as_ref() != Some(&agent.id));
+        let role = match (message.role, other) {
+            (Role::User, _) => PromptRole::User,
+            (Role::Assistant, Some(_)) => PromptRole::User,
+            (Role::Assistant, None) => PromptRole::Assistant,
+            (Role::System | Role::Tool, _) => PromptRole::System,
         };
         if message.content.as_str().trim().is_empty() {
             continue;
         }
+        let text = match other {
+            Some(agent) => format!("[{}]: {}", agent.name, message.content.as_str()),
+            None => message.content.as_str().to_owned(),
+        };
         // Consecutive lines of one role are one turn: servers refuse two assistant turns in a row
         // at the end (llama.cpp), and some any repeated role.
         let joins = messages.len() > 1;
         match messages.last_mut() {
             Some(last) if joins && last.role == role => {
                 last.content.push_str("\n\n");
-                last.content.push_str(message.content.as_str());
+                last.content.push_str(&text);
             }
-            _ => messages.push(PromptMessage { role, content: message.content.as_str().to_owned() }),
+            _ => messages.push(PromptMessage { role, content: text }),
         }
     }
     Prompt {

@@ -15,20 +15,26 @@ use tokio::sync::{Notify, watch};
 
 use crate::chat::Chat;
 use domain::{
-    Content, ContextParts, DedupeKey, Idempotency, Message, MessageStatus, MessagesLimit, ModelSettings, NewMessage,
-    PageLimit, ReplyError, ReplyOptions, Seq, SessionId, UserId,
+    Character, CharacterId, Content, ContextParts, DedupeKey, Idempotency, Message, MessageAgent, MessageStatus,
+    MessagesLimit, ModelSettings, NewMessage, PageLimit, ReplyError, ReplyOptions, Seq, SessionId, UserId,
 };
 use llm::LlmConfig;
 use llm::{Model, ModelError};
 use store::{Miss, ReplyEnd, StoreError};
 
 mod admission;
+mod agents;
 mod generator;
 mod lease;
 
 pub use self::generator::reply_error;
 use self::generator::{Generator, prompt_of};
 pub use self::lease::LeaseReport;
+
+/// What a message shows of the character that wrote it.
+fn agent_of(character: &Character) -> MessageAgent {
+    MessageAgent { id: character.id.clone(), name: character.name.clone(), avatar_url: character.avatar_url.clone() }
+}
 
 /// The first checkpoint of a streaming reply is written this long after it starts (if its text
 /// grew); each later one waits this much longer than the one before: at 1 s, 3 s, 6 s, 10 s,
@@ -62,6 +68,12 @@ pub enum ReplyFailure {
     Busy { retry_after_secs: u64 },
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },
+    /// The named agent is not a character of the catalog (or not active): nothing was stored.
+    #[error("agent {} not found", .0.as_str())]
+    AgentNotFound(CharacterId),
+    /// The named agent is a character, but not one of the session's agents: nothing was stored.
+    #[error("{} is not an agent of this session", .0.as_str())]
+    AgentNotInSession(CharacterId),
 }
 
 /// Where a reply stands, as its followers see it.
@@ -175,6 +187,8 @@ impl Replies {
 /// A reply's generation: its settings, resolved, and its slot of the model (with
 /// `LLM_CONCURRENCY`), held until the reply ends.
 struct Generation {
+    /// The agent that speaks: its own lines are the assistant's, others' are labelled.
+    speaker: Option<CharacterId>,
     model: String,
     max_tokens: u32,
     temperature: Option<f32>,
@@ -231,7 +245,14 @@ impl Chat {
             return Err(ReplyFailure::Invalid { field: "temperature", message: "must be 0 to 2".to_owned() });
         }
         let temperature = options.temperature.or(preferred.temperature);
-        Ok(Generation { model, max_tokens, temperature, slot: None, requested_at: tokio::time::Instant::now() })
+        Ok(Generation {
+            speaker: None,
+            model,
+            max_tokens,
+            temperature,
+            slot: None,
+            requested_at: tokio::time::Instant::now(),
+        })
     }
 
     /// A slot of the model for a reply about to be stored (see `Admission`); refused with
@@ -254,11 +275,16 @@ impl Chat {
         key: Option<DedupeKey>,
     ) -> Result<Turn, ReplyFailure> {
         self.require_model(user, session_id).await?;
-        let character = self.admit(user, session_id).await?;
-        let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        let speaker = self.speaker(user, session_id, &options, content.as_ref()).await?;
+        let character = speaker.character.clone();
+        let mut generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        generation.speaker = character.as_ref().map(|character| character.id.clone());
         let generation = self.admitted(generation).await?;
         let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
-        messages.push(NewMessage::reply_placeholder(&generation.model, None));
+        let mut placeholder = NewMessage::reply_placeholder(&generation.model, None);
+        placeholder.agent = character.as_deref().map(agent_of);
+        placeholder.routing = speaker.routing.clone();
+        messages.push(placeholder);
         let kind = format!("reply:{}:{}:{:?}", generation.model, generation.max_tokens, generation.temperature);
         let idempotency = key.map(|key| Idempotency::new(key, &kind, &messages));
         // The log and the memories are read while the turn is appended: the prompt is then built
@@ -272,7 +298,7 @@ impl Chat {
                 idempotency.as_ref(),
                 character.as_ref().map(|character| &character.id)
             ),
-            self.context_parts(user, session_id, recent)
+            self.context_parts_for(user, session_id, recent, character.clone())
         );
         let appended = appended?;
         let (assistant, user_message) = match appended.messages.as_slice() {
@@ -318,24 +344,38 @@ impl Chat {
         options: ReplyOptions,
     ) -> Result<Turn, ReplyFailure> {
         self.require_model(user, session_id).await?;
-        let character = self.admit(user, session_id).await?;
-        let generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        // The agent of the reply it replaces, unless the request names another.
+        let (character, switch) = match &options.agent {
+            Some(_) => {
+                let speaker = self.speaker(user, session_id, &options, None).await?;
+                let switch =
+                    speaker.character.as_deref().map(|character| (agent_of(character), speaker.routing.clone()));
+                (speaker.character, switch)
+            }
+            None => match self.store.get_message(user, session_id, seq).await?.agent {
+                Some(agent) => (Some(self.admitted_character(user, &agent.id).await?), None),
+                None => (self.admit(user, session_id).await?, None),
+            },
+        };
+        let mut generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
+        generation.speaker = character.as_ref().map(|character| character.id.clone());
         let generation = self.admitted(generation).await?;
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
-        let assistant = match self.store.regenerate_reply(user, session_id, seq, &generation.model).await {
-            // A reply whose generator is gone is ended first, then regenerated.
-            Err(StoreError::Miss(Miss::StillStreaming)) => {
-                let stuck = self.store.get_message(user, session_id, seq).await?;
-                if !stuck.lease_expired(self.clock.now(), self.lease()) {
-                    return Err(super::worded(StoreError::Miss(Miss::StillStreaming)).into());
+        let assistant =
+            match self.store.regenerate_reply(user, session_id, seq, &generation.model, switch.clone()).await {
+                // A reply whose generator is gone is ended first, then regenerated.
+                Err(StoreError::Miss(Miss::StillStreaming)) => {
+                    let stuck = self.store.get_message(user, session_id, seq).await?;
+                    if !stuck.lease_expired(self.clock.now(), self.lease()) {
+                        return Err(super::worded(StoreError::Miss(Miss::StillStreaming)).into());
+                    }
+                    self.unstuck(user, stuck).await?;
+                    self.store.regenerate_reply(user, session_id, seq, &generation.model, switch).await
                 }
-                self.unstuck(user, stuck).await?;
-                self.store.regenerate_reply(user, session_id, seq, &generation.model).await
+                regenerated => regenerated,
             }
-            regenerated => regenerated,
-        }
-        .map_err(super::worded)?;
-        let context = self.context_parts(user, session_id, recent).await?;
+            .map_err(super::worded)?;
+        let context = self.context_parts_for(user, session_id, recent, character).await?;
         let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
         Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
     }
