@@ -16,7 +16,6 @@ use super::messages::item::VARIANT;
 use super::schema::{memories, messages};
 use super::sessions::{DELETED_AT, MEMORY_EPOCH, VISIBLE_AFTER, session_key};
 use super::{Store, StoreError};
-use crate::memories::Touched;
 use domain::{SessionId, Timestamp, UserId};
 
 /// The limits-table item listing a session's sweep: `x#<session_id>`.
@@ -126,7 +125,7 @@ impl Store {
             self.stamp_expiry(&self.tables.memories, memories::ITEM, memory_keys, expires_at).await?;
         // Extracted memories read from what a reset (or the session's delete) removed: a reset
         // deletes them itself; this finishes what a crash left of that.
-        self.delete_sourced(user, session_id, Touched::BeforeEpoch(invisible.epochs_below)).await?;
+        self.delete_sourced_before(user, session_id, invisible.epochs_below).await?;
         Ok(Swept { messages: messages_stamped, memories: memories_stamped, complete })
     }
 

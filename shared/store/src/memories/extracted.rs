@@ -412,6 +412,17 @@ impl Store {
         Ok(found)
     }
 
+    /// Deletes the extracted memories written before the session's memory epoch passed `epoch`
+    /// (the sweep's part: what a reset's crash or a session's delete left).
+    pub(crate) async fn delete_sourced_before(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        self.delete_sourced(user, session_id, Touched::BeforeEpoch(epoch)).await
+    }
+
     /// Deletes the extracted memories of a session that `touched` reaches, in transactions of
     /// `SOURCED_CHUNK` (each whole or not at all); returns how many. Used where the change of the
     /// log cannot carry them in its own transaction (a reset, or more than fit).
