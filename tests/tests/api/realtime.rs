@@ -504,3 +504,44 @@ async fn memories_of_a_session_reach_its_sockets() {
     let deleted = until(&mut socket, |event| event["event"] == "memory.deleted").await.pop().unwrap();
     assert_eq!(deleted["data"], json!({"session_id": session, "memory_id": scoped["id"]}));
 }
+
+/// In a group chat a socket's `send_message` names the agent as `POST …/replies` does, and the
+/// reply's events carry it: `message.typing` (both), the deltas and `message.complete`; a
+/// character outside the session is refused with `agent_not_in_session`, nothing stored.
+#[tokio::test]
+async fn a_group_reply_over_the_socket_says_which_agent_speaks() {
+    let app = TestApp::with_llm(local_llm(), quota(5)).await;
+    let admin = app.admin();
+    for (id, name) in [("alice", "Alice"), ("bob", "Bob"), ("cleo", "Cleo")] {
+        app.post(
+            &admin,
+            "/v1/admin/characters",
+            json!({"id": id, "name": name, "system_prompt": format!("You are {name}.")}),
+        )
+        .await
+        .expect(201);
+    }
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = app.post(&user, "/v1/sessions", json!({"agents": ["alice", "bob"]})).await.expect(201).body;
+    let session = session["id"].as_str().unwrap().to_owned();
+    let mut socket = open(&base, &session, &user).await;
+    let ask = json!({"event": "send_message", "data": {"content": "Hi Bob!", "agent": "cleo", "max_tokens": 8}});
+    send(&mut socket, ask).await;
+    assert_eq!(next_direct(&mut socket).await["data"]["code"], "agent_not_in_session");
+    let ask = json!({"event": "send_message", "data": {"content": "Hi Bob!", "agent": "bob", "mode": "direct", "max_tokens": 16}});
+    send(&mut socket, ask).await;
+    let events: Vec<Value> = until(&mut socket, typing_stopped).await.into_iter().filter(|e| !is_change(e)).collect();
+    let live: Vec<&Value> = events
+        .iter()
+        .filter(|event| {
+            ["message.typing", "message.delta", "message.complete"].contains(&event["event"].as_str().unwrap())
+        })
+        .collect();
+    assert!(live.len() >= 3, "{events:?}");
+    assert!(live.iter().all(|event| event["data"]["agent"] == "bob"), "every event names Bob: {live:?}");
+    let stored = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
+    assert_eq!(stored["agent"]["id"], "bob");
+    let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
+    assert_eq!(log["data"].as_array().unwrap().len(), 2, "the refused frame stored nothing");
+}
