@@ -7,6 +7,7 @@
 //! never reads the environment; it depends on `domain`, `store` and `llm` only. What it cannot
 //! decide alone (the model, the clock, a socket's connections) arrives as a port it is handed.
 
+mod answer;
 pub mod catalog;
 pub mod chat;
 pub mod memory;

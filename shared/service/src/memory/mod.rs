@@ -22,8 +22,7 @@ use domain::{
     DayUsage, Importance, Memory, MemoryFilter, MemoryScope, MemorySource, NewMemory, PageLimit, Role, Seq, SessionId,
     UserId,
 };
-use futures::StreamExt;
-use llm::{Model, ModelError, ModelEvent, Prompt, TokenCounts};
+use llm::{Model, ModelError, Prompt, TokenCounts};
 use store::{ExtractionBatch, ExtractionWrite, MessageOrder, MessageQuery, Store, StoreError};
 
 pub use self::candidates::{Candidate, Malformed, candidates as parse_candidates};
@@ -275,18 +274,7 @@ impl Extractor {
 
     /// The model's whole answer, within the configured time.
     async fn ask(&self, prompt: Prompt) -> Result<(String, Option<TokenCounts>), ModelError> {
-        let answer = async {
-            let mut stream = self.model.stream(prompt).await?;
-            let mut text = String::new();
-            while let Some(event) = stream.next().await {
-                match event? {
-                    ModelEvent::Text(piece) => text.push_str(&piece),
-                    ModelEvent::Finished(finished) => return Ok((text, finished.usage)),
-                }
-            }
-            Err(ModelError::Unavailable("the answer ended early".to_owned()))
-        };
-        tokio::time::timeout(self.config.timeout, answer).await.map_err(|_| ModelError::Timeout)?
+        crate::answer::whole_answer(self.model.as_ref(), prompt, self.config.timeout).await
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{CancellationReason, Put, TransactWriteItem, Update};
 
 use crate::item::{Reader, n, s};
 use crate::limits::meter_from_item;
@@ -57,17 +57,8 @@ fn mark_item(session_id: SessionId) -> String {
 impl Store {
     /// How far extraction has read a session (`None`: not yet).
     pub async fn extraction_mark(&self, user: &UserId, session_id: SessionId) -> Result<Option<Seq>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.memories)
-            .set_key(Some(key(user, mark_item(session_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        let Some(item) = output.item() else { return Ok(None) };
-        let through: u64 = Reader::new(item, "extraction mark").number(THROUGH_SEQ)?;
+        let Some(item) = self.memories_item(user, mark_item(session_id)).await? else { return Ok(None) };
+        let through: u64 = Reader::new(&item, "extraction mark").number(THROUGH_SEQ)?;
         Ok(Seq::new(through))
     }
 
@@ -79,45 +70,15 @@ impl Store {
 
     /// Which of these fingerprints the user has deleted an extracted memory of.
     pub async fn tombstoned(&self, user: &UserId, fingerprints: &[String]) -> Result<HashSet<String>, StoreError> {
-        let mut by_item: BTreeMap<String, &String> = BTreeMap::new();
-        for fingerprint in fingerprints {
-            by_item.insert(tombstone_item(fingerprint), fingerprint);
-        }
-        let mut found = HashSet::new();
-        let wanted: Vec<_> = by_item.keys().cloned().collect();
-        for chunk in wanted.chunks(100) {
-            let mut keys = KeysAndAttributes::builder().consistent_read(true);
-            for item in chunk {
-                keys = keys.keys(key(user, item.clone()));
-            }
-            let mut request =
-                Some(BTreeMap::from([(self.tables.memories.clone(), keys.build().map_err(StoreError::internal)?)]));
-            for _ in 0..ATTEMPTS {
-                let Some(items) = request.take() else { break };
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(items.into_iter().collect()))
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                for item in output.responses().into_iter().flat_map(|tables| tables.values()).flatten() {
-                    if let Some(fingerprint) =
-                        item.get(ITEM).and_then(|item| item.as_s().ok()).and_then(|i| by_item.get(i))
-                    {
-                        found.insert((*fingerprint).clone());
-                    }
-                }
-                request = output
-                    .unprocessed_keys()
-                    .filter(|rest| !rest.is_empty())
-                    .map(|rest| rest.clone().into_iter().collect());
-            }
-            if request.is_some() {
-                return Err(StoreError::Unavailable("the tombstones could not all be read".into()));
-            }
-        }
-        Ok(found)
+        let by_item: BTreeMap<String, &String> =
+            fingerprints.iter().map(|fingerprint| (tombstone_item(fingerprint), fingerprint)).collect();
+        let keys = by_item.keys().map(|item| key(user, item.clone())).collect();
+        let found = self.batch_get(&self.tables.memories, keys).await?;
+        Ok(found
+            .iter()
+            .filter_map(|item| item.get(ITEM).and_then(|item| item.as_s().ok()).and_then(|item| by_item.get(item)))
+            .map(|fingerprint| (*fingerprint).clone())
+            .collect())
     }
 
     /// Writes one extraction's batch in one transaction (see the module's documentation).
@@ -183,21 +144,8 @@ impl Store {
             for (index, (new, memory)) in batch.adds.iter().zip(&memories).enumerate() {
                 let scope = scope_of(new.scope);
                 let hash = dedupe_hash(memory.memory_type, &memory.content);
-                let mut marker = key(user, scope.marker_item(&hash));
-                marker.insert(crate::schema::memories::MEMORY_ID.to_owned(), s(memory.id.to_string()));
-                items.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.tables.memories)
-                                .set_item(Some(marker))
-                                .condition_expression("attribute_not_exists(#item)")
-                                .expression_attribute_names("#item", ITEM)
-                                .build()
-                                .map_err(StoreError::internal)?,
-                        )
-                        .build(),
-                );
+                let marker = self.marker_put(user, &scope, &hash, memory.id).build().map_err(StoreError::internal)?;
+                items.push(TransactWriteItem::builder().put(marker).build());
                 roles.push(Role::Add(index));
                 items.push(
                     TransactWriteItem::builder()
@@ -381,35 +329,9 @@ impl Store {
                 None => break,
             }
         }
-        let mut found = Vec::new();
-        for chunk in links.chunks(100) {
-            let mut keys = KeysAndAttributes::builder().consistent_read(true);
-            for item in chunk {
-                keys = keys.keys(key(user, item.clone()));
-            }
-            let mut request = Some(std::collections::HashMap::from([(
-                self.tables.memories.clone(),
-                keys.build().map_err(StoreError::internal)?,
-            )]));
-            for _ in 0..ATTEMPTS {
-                let Some(items) = request.take() else { break };
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(items))
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                for item in output.responses().into_iter().flat_map(|tables| tables.values()).flatten() {
-                    found.push(StoredMemory::try_from(item)?);
-                }
-                request = output.unprocessed_keys().filter(|rest| !rest.is_empty()).cloned();
-            }
-            if request.is_some() {
-                return Err(StoreError::Unavailable("the memories of a source could not all be read".into()));
-            }
-        }
-        Ok(found)
+        let keys = links.into_iter().map(|item| key(user, item)).collect();
+        let found = self.batch_get(&self.tables.memories, keys).await?;
+        found.iter().map(StoredMemory::try_from).collect()
     }
 
     /// Deletes the extracted memories written before the session's memory epoch passed `epoch`

@@ -197,6 +197,22 @@ impl TryFrom<&Item> for StoredMemory {
     }
 }
 
+impl crate::Store {
+    /// One item of the user's memories partition (`item` its sort key), read strongly consistent.
+    pub(super) async fn memories_item(&self, user: &UserId, item: String) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.memories)
+            .set_key(Some(key(user, item)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(StoreError::from_sdk)?;
+        Ok(output.item)
+    }
+}
+
 /// A page of memories, and how many match the filter in all.
 #[derive(Clone, Debug)]
 pub struct MemoryPage {

@@ -7,7 +7,7 @@ use crate::schema::memories::{BY_RANK, ITEM, RANK, USER_ID};
 use crate::{Store, StoreError};
 use domain::{Cursor, Importance, Memory, MemoryFilter, MemoryScope, PageLimit, SessionId, UserId};
 
-use super::{COUNT, MEMORY_TYPE, MemoryPage, QUERY_PAGE, ScopeKey, StoredMemory, key};
+use super::{COUNT, MEMORY_TYPE, MemoryPage, QUERY_PAGE, ScopeKey, StoredMemory};
 
 impl Store {
     /// Moves a session's memories to a fresh epoch; returns how many the old one held.
@@ -18,16 +18,8 @@ impl Store {
 
     /// How many memories a scope holds.
     pub(crate) async fn scope_count(&self, user: &UserId, scope: &ScopeKey) -> Result<u64, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.memories)
-            .set_key(Some(key(user, scope.counter_item())))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        output.item().map_or(Ok(0), |item| Reader::new(item, "memory count").number(COUNT))
+        let item = self.memories_item(user, scope.counter_item()).await?;
+        item.map_or(Ok(0), |item| Reader::new(&item, "memory count").number(COUNT))
     }
 
     pub(super) async fn scope_items(

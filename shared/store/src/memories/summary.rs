@@ -73,16 +73,7 @@ impl Store {
         user: &UserId,
         session_id: SessionId,
     ) -> Result<Option<Stored>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.memories)
-            .set_key(Some(key(user, summary_item(session_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        output.item().map(stored_of).transpose()
+        self.memories_item(user, summary_item(session_id)).await?.as_ref().map(stored_of).transpose()
     }
 
     /// The summary if it still describes the session as it is (not reset, no new scene since).
@@ -95,9 +86,7 @@ impl Store {
 
     /// The session's current summary (`NotFound` for a session that is not the user's).
     pub async fn session_summary(&self, user: &UserId, session_id: SessionId) -> Result<Option<Summary>, StoreError> {
-        let (record, stored) =
-            tokio::try_join!(self.session_record(user, session_id), self.stored_summary(user, session_id))?;
-        Ok(Self::current(&record, stored))
+        Ok(self.summary_state(user, session_id).await?.0)
     }
 
     /// The current summary and the guard a new one is written under.

@@ -1,6 +1,7 @@
 //! Adding, changing and deleting memories — each write with its dedupe marker and the scope's
 //! counter in one transaction — and the reads those writes start from.
 
+use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -67,22 +68,10 @@ impl Store {
             if let Some(check) = session_check {
                 items.push(TransactWriteItem::builder().condition_check(check).build());
             }
-            let mut marker = key(user, scope.marker_item(&hash));
-            marker.insert(MEMORY_ID.to_owned(), s(memory.id.to_string()));
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.tables.memories)
-                            .set_item(Some(marker))
-                            .condition_expression("attribute_not_exists(#item)")
-                            .expression_attribute_names("#item", ITEM)
-                            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                            .build()
-                            .map_err(StoreError::internal)?,
-                    )
-                    .build(),
-            );
+            let marker = self
+                .marker_put(user, &scope, &hash, memory.id)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+            items.push(TransactWriteItem::builder().put(marker.build().map_err(StoreError::internal)?).build());
             items.push(
                 TransactWriteItem::builder()
                     .update(
@@ -168,16 +157,7 @@ impl Store {
     }
 
     async fn memory_at(&self, user: &UserId, item: String) -> Result<Option<StoredMemory>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.memories)
-            .set_key(Some(key(user, item)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(StoreError::from_sdk)?;
-        output.item().map(StoredMemory::try_from).transpose()
+        self.memories_item(user, item).await?.as_ref().map(StoredMemory::try_from).transpose()
     }
 
     /// A memory by id, if it is the user's and its scope is live (session not deleted or reset).
@@ -254,21 +234,8 @@ impl Store {
                     .build(),
             ];
             if hash != stored.hash {
-                let mut marker = key(user, scope.marker_item(&hash));
-                marker.insert(MEMORY_ID.to_owned(), s(id.to_string()));
-                items.push(
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&self.tables.memories)
-                                .set_item(Some(marker))
-                                .condition_expression("attribute_not_exists(#item)")
-                                .expression_attribute_names("#item", ITEM)
-                                .build()
-                                .map_err(StoreError::internal)?,
-                        )
-                        .build(),
-                );
+                let marker = self.marker_put(user, &scope, &hash, id).build().map_err(StoreError::internal)?;
+                items.push(TransactWriteItem::builder().put(marker).build());
                 items.push(
                     TransactWriteItem::builder().delete(self.delete_marker(user, &scope, &stored.hash, id)?).build(),
                 );
@@ -287,6 +254,18 @@ impl Store {
             }
         }
         Err(StoreError::Unavailable("the memory is too busy: update retries exhausted".into()))
+    }
+
+    /// The dedupe marker of `id`'s type and content (`hash`) in `scope`, written only if no memory
+    /// there holds it yet.
+    pub(super) fn marker_put(&self, user: &UserId, scope: &ScopeKey, hash: &str, id: MemoryId) -> PutBuilder {
+        let mut marker = key(user, scope.marker_item(hash));
+        marker.insert(MEMORY_ID.to_owned(), s(id.to_string()));
+        Put::builder()
+            .table_name(&self.tables.memories)
+            .set_item(Some(marker))
+            .condition_expression("attribute_not_exists(#item)")
+            .expression_attribute_names("#item", ITEM)
     }
 
     fn delete_marker(&self, user: &UserId, scope: &ScopeKey, hash: &str, id: MemoryId) -> Result<Delete, StoreError> {

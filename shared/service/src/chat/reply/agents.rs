@@ -8,12 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use llm::{AnswerShape, ModelEvent, Prompt, PromptMessage, PromptRole};
+use llm::{AnswerShape, Prompt, PromptMessage, PromptRole};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::ReplyFailure;
+use crate::answer::whole_answer;
 use crate::chat::Chat;
 use domain::{Character, CharacterId, Content, Message, ReplyMode, ReplyOptions, Role, Routing, SessionId, UserId};
 
@@ -166,18 +166,7 @@ impl Chat {
                 }),
             }),
         };
-        let call = async {
-            let mut stream = replies.model.stream(prompt).await.ok()?;
-            let mut text = String::new();
-            while let Some(event) = stream.next().await {
-                match event.ok()? {
-                    ModelEvent::Text(piece) => text.push_str(&piece),
-                    ModelEvent::Finished(_) => return Some(text),
-                }
-            }
-            None
-        };
-        let text = tokio::time::timeout(ROUTING_TIMEOUT, call).await.ok()??;
+        let (text, _) = whole_answer(replies.model.as_ref(), prompt, ROUTING_TIMEOUT).await.ok()?;
         let answer: RoutingAnswer = serde_json::from_str(text.trim()).ok()?;
         let id = CharacterId::parse(&answer.agent).ok()?;
         ids.contains(&id.as_str()).then_some((id, answer.reason))
