@@ -206,6 +206,10 @@ pub struct MemoryConfig {
     /// `SUMMARY_STEP_TOKENS`: how far (estimated tokens) the log before the recent window may run
     /// past the session's summary before a new one is written (default 1000).
     pub summary_step_tokens: Option<u64>,
+    /// `MEMORY_TIMEOUT_SECS`: the most one extraction or summary call may wait for the model,
+    /// queueing included (default 60). A slow or busy model ends the call retryable, nothing
+    /// stored.
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -229,7 +233,11 @@ impl MemoryConfig {
         let daily_calls = optional("MEMORY_DAILY_CALLS").map(|_| number("MEMORY_DAILY_CALLS", 0)).transpose()?;
         let summary_step_tokens =
             optional("SUMMARY_STEP_TOKENS").map(|_| number("SUMMARY_STEP_TOKENS", 0)).transpose()?;
-        Ok(Self { extraction, model: optional("MEMORY_MODEL"), daily_calls, summary_step_tokens })
+        let timeout_secs = optional("MEMORY_TIMEOUT_SECS").map(|_| number("MEMORY_TIMEOUT_SECS", 1)).transpose()?;
+        if timeout_secs == Some(0) {
+            return Err(ConfigError::Invalid { name: "MEMORY_TIMEOUT_SECS", reason: "must be at least 1" });
+        }
+        Ok(Self { extraction, model: optional("MEMORY_MODEL"), daily_calls, summary_step_tokens, timeout_secs })
     }
 }
 

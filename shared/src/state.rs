@@ -73,6 +73,9 @@ impl AppState {
             let name = config.memory.model.clone().unwrap_or_else(|| llm.model.clone());
             let mut extraction = ExtractionConfig::new(name);
             extraction.daily_calls = config.memory.daily_calls.unwrap_or(extraction.daily_calls);
+            if let Some(seconds) = config.memory.timeout_secs {
+                extraction.timeout = std::time::Duration::from_secs(seconds);
+            }
             extraction.auto_by_default = config.memory.extraction == MemoryExtraction::Auto;
             extraction.summary_window = llm.context_messages;
             extraction.summary_step_tokens =

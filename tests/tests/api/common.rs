@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use kit::token::{DEV_JWT_SECRET, TokenRequest, dev_auth, mint};
 use serde_json::Value;
 use shared::AppState;
-use shared::config::{AuthConfig, Config, CorsOrigins, LimitsConfig, LlmConfig, TableNames};
+use shared::config::{AuthConfig, Config, CorsOrigins, LimitsConfig, LlmConfig, MemoryConfig, TableNames};
 use shared::domain::{Clock, RateLimits, SystemClock};
 use tower::ServiceExt;
 
@@ -41,6 +41,10 @@ pub fn quota(daily: u64) -> LimitsConfig {
 }
 
 /// Replies from the local model, short ones by default.
+/// The most one extraction or summary call waits for the local model in tests: with both cores
+/// busy (and other tests' replies queued on its slot) an answer takes minutes, not seconds.
+pub const MEMORY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub fn local_llm() -> LlmConfig {
     let mut config = LlmConfig::openai(local_model_url(), kit::local_model::MODEL_ALIAS);
     config.max_tokens = 48;
@@ -189,7 +193,7 @@ impl TestApp {
                 auth,
                 limits,
                 llm,
-                memory: Default::default(),
+                memory: MemoryConfig { timeout_secs: Some(MEMORY_TIMEOUT.as_secs()), ..Default::default() },
                 cors: CorsOrigins::None,
                 runtime: Default::default(),
             },

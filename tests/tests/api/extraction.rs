@@ -17,7 +17,7 @@ use shared::memory::{Extracted, ExtractionConfig, ExtractionError, ExtractionQue
 use shared::realtime::Realtime;
 use shared::store::{ExtractionBatch, ExtractionWrite};
 
-use crate::common::{TestApp, User, endpoint, local_llm, unlimited};
+use crate::common::{MEMORY_TIMEOUT, TestApp, User, endpoint, local_llm, unlimited};
 
 /// The tables' streams followed, ended replies handed to extraction (as `scripts/dev.sh` does).
 async fn follow(app: &TestApp) -> Followers {
@@ -28,7 +28,8 @@ async fn follow(app: &TestApp) -> Followers {
     dev::streams::follow(&sdk, None, &app.config.tables, realtime, extraction).await.unwrap()
 }
 
-/// Waits (at most 120 s) until extraction has read the session through `seq`; the time it took.
+/// Waits (at most two of the model's time limits: a call that timed out and its retry) until
+/// extraction has read the session through `seq`; the time it took.
 async fn extracted_through(app: &TestApp, user: &User, session: &str, seq: u64) -> Duration {
     let started = Instant::now();
     let user = UserId::parse(&user.id).unwrap();
@@ -38,7 +39,7 @@ async fn extracted_through(app: &TestApp, user: &User, session: &str, seq: u64) 
         if mark.is_some_and(|mark| mark >= Seq::new(seq).unwrap()) {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "extraction did not reach seq {seq}");
+        assert!(started.elapsed() < MEMORY_TIMEOUT * 2, "extraction did not reach seq {seq}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
