@@ -87,13 +87,15 @@ export function createChatClient(options: ChatClientOptions) {
         /**
          * `POST /v1/sessions/{id}/replies` as a stream: the user's `content` (if any) is appended and
          * the model's answer arrives as `reply.*` events. A dropped connection resumes by itself.
+         * With `mode: "all"` each agent's reply follows in turn (see `ReplyStream`).
          */
         reply(sessionId: string, body: Schemas["CreateReply"], replyOptions: ReplyOptions = {}): ReplyStream {
             const key = replyOptions.idempotencyKey ?? crypto.randomUUID();
             const headers = { Accept: "text/event-stream", "Idempotency-Key": key };
             const path = `/v1/sessions/${encodeURIComponent(sessionId)}/replies`;
             // With the key, a retry before the reply started attaches to it instead of generating again.
-            return new ReplyStream(transport(sessionId, (signal) => post(path, body, headers, signal), true), replyOptions);
+            const shape = { round: body.mode === "all" };
+            return new ReplyStream(transport(sessionId, (signal) => post(path, body, headers, signal), true), replyOptions, null, shape);
         },
 
         /** `POST …/messages/{seq}/regenerate` as a stream: a new variant of the latest reply. */

@@ -34,10 +34,20 @@ export interface ReplyStreamOptions {
     maxResumes?: number;
 }
 
+/** What the stream reads: one reply, or a round (`mode: "all"`: each agent's reply in turn). */
+export interface ReplyStreamShape {
+    round?: boolean;
+}
+
 /**
  * One reply's events. Iterate it once (`for await (const event of stream)`); it ends after
  * `reply.completed` or `reply.failed`. A connection that drops before either is resumed from the
  * last event seen, so the events arrive exactly once and in order.
+ *
+ * A round (`mode: "all"`) brings each agent's reply in turn, each from its own `reply.started`
+ * (ids count from 1 again); the stream ends when the server closes it after the last one, and
+ * `round` holds every reply as it ended. A connection that drops mid-round resumes the reply it
+ * was reading and ends with it: the round's later replies are in the log (sync, the socket).
  */
 export class ReplyStream implements AsyncIterable<ReplyEvent> {
     /** The reply's seq, once `reply.started` (or the first resumed event) has told it. */
@@ -48,6 +58,8 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
     text = "";
     /** The reply's message as last reported (`streaming` until the end). */
     message: Message | null = null;
+    /** Every reply that ended on this stream, in order (one, or a round's). */
+    readonly round: Message[] = [];
 
     readonly #transport: ReplyTransport;
     readonly #options: ReplyStreamOptions;
@@ -55,10 +67,17 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
     #started: Promise<number>;
     #markStarted!: (seq: number) => void;
     #iterated = false;
+    readonly #isRound: boolean;
 
-    constructor(transport: ReplyTransport, options: ReplyStreamOptions = {}, resume: { seq: number; lastEventId: number } | null = null) {
+    constructor(
+        transport: ReplyTransport,
+        options: ReplyStreamOptions = {},
+        resume: { seq: number; lastEventId: number } | null = null,
+        shape: ReplyStreamShape = {},
+    ) {
         this.#transport = transport;
         this.#options = options;
+        this.#isRound = shape.round ?? false;
         this.seq = resume?.seq ?? null;
         this.lastEventId = resume?.lastEventId ?? 0;
         this.#started = new Promise((resolve) => (this.#markStarted = resolve));
@@ -74,20 +93,33 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
         for (;;) {
             const resume = this.seq === null ? null : { seq: this.seq, lastEventId: this.lastEventId };
             let ended = false;
+            // Only the first connection of a round carries the replies after the one it resumes.
+            const wholeRound = this.#isRound && resume === null;
             try {
                 const response = await this.#transport.open(resume, resumes, this.#abort.signal);
                 if (!response.ok) throw await ApiError.from(response);
                 if (!response.body) throw new Error("the reply has no body");
+                let replyEnded = false;
                 for await (const raw of parseSse(response.body)) {
                     if (!EVENTS.has(raw.event)) continue;
                     const event = { id: Number(raw.id ?? this.lastEventId + 1), event: raw.event, data: JSON.parse(raw.data) } as ReplyEvent;
+                    if (wholeRound && event.event === "reply.started" && event.data.assistant_message.seq !== this.seq && this.seq !== null) {
+                        // The round's next reply: its events count from 1.
+                        this.seq = event.data.assistant_message.seq;
+                        this.lastEventId = 0;
+                    }
                     if (event.id <= this.lastEventId) continue;
                     this.#observe(event);
                     yield event;
-                    if (event.event === "reply.completed" || event.event === "reply.failed") {
+                    replyEnded = event.event === "reply.completed" || event.event === "reply.failed";
+                    if (replyEnded && !wholeRound) {
                         ended = true;
                         return;
                     }
+                }
+                if (replyEnded) {
+                    ended = true;
+                    return;
                 }
             } catch (error) {
                 if (error instanceof ApiError || this.#abort.signal.aborted || resumes >= maxResumes) throw error;
@@ -102,7 +134,8 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
 
     /** Stops the reply on the server (it ends `cancelled`, keeping its text so far); answers the message. */
     async cancel(): Promise<Message> {
-        return this.#transport.cancel(await this.#started);
+        // In a round, the reply streaming now: cancelling it ends the round.
+        return this.#transport.cancel(this.seq ?? (await this.#started));
     }
 
     /** Reads to the end; answers the reply's final message. */
@@ -127,6 +160,7 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
             default:
                 this.message = event.data.assistant_message;
                 this.text = event.data.assistant_message.content;
+                this.round.push(event.data.assistant_message);
         }
         const seq = this.message?.seq ?? (event.event === "reply.delta" ? event.data.seq : null);
         if (seq !== null && this.seq === null) {

@@ -884,8 +884,10 @@ export interface components {
              */
             max_tokens?: number | null;
             /**
-             * @description `direct` (needs `agent`) or `orchestrated` (the backend picks; the default when the
-             *     session has several agents and none is named).
+             * @description `direct` (needs `agent`), `orchestrated` (the backend picks; the default when the
+             *     session has several agents and none is named) or `all` (every agent of the session
+             *     answers once, in turn, each seeing the answers before it: one quota unit for the user's
+             *     message; a cancel or a failure ends the round).
              */
             mode?: components["schemas"]["ReplyMode"] | null;
             /** @description One of `LLM_MODELS`; `LLM_MODEL` by default. */
@@ -1347,7 +1349,7 @@ export interface components {
             error: components["schemas"]["ReplyError"];
         };
         /** @description How a reply's agent is chosen in a session with agents. */
-        ReplyMode: "direct" | "orchestrated";
+        ReplyMode: "direct" | "orchestrated" | "all";
         /** @description `reply.started`: the turn's messages, the reply `streaming`. */
         ReplyStarted: {
             assistant_message: components["schemas"]["Message"];
@@ -1360,6 +1362,11 @@ export interface components {
         ReplyTurn: {
             assistant_message: components["schemas"]["Message"];
             limits: components["schemas"]["MessagesLimit"] | null;
+            /**
+             * @description With `mode: "all"`: every reply of the round as it ended, in order (`assistant_message`
+             *     first); shorter than the session's agents when one was cancelled or failed.
+             */
+            round?: components["schemas"]["Message"][] | null;
             user_message: components["schemas"]["Message"] | null;
         };
         /** @description `POST /v1/sessions/{id}/reset` takes no fields. */
@@ -1403,7 +1410,7 @@ export interface components {
              */
             max_tokens?: number | null;
             /**
-             * @description As in `POST …/replies`: `direct` or `orchestrated`.
+             * @description As in `POST …/replies`: `direct`, `orchestrated` or `all`.
              * @default null
              */
             mode?: components["schemas"]["ReplyMode"] | null;

@@ -113,6 +113,26 @@ test("cancel stops the reply: it ends cancelled with the text it had", async () 
     assert.equal(stream.text, stored.content);
 });
 
+test("a group round streams each agent's reply in turn, named, for one quota unit", async () => {
+    const chat = await signIn("round");
+    const session = unwrap(await chat.api.POST("/v1/sessions", { body: { agents: ["luna", "chef-marco"] } }));
+    const before = unwrap(await chat.api.GET("/v1/limits", {})).messages_limit.used;
+    const stream = chat.reply(session.id, { content: "Hello, both of you!", mode: "all", max_tokens: 12 });
+    const events = await collect(stream);
+    const started = events.filter((event) => event.event === "reply.started");
+    assert.deepEqual(
+        started.map((event) => (event.event === "reply.started" ? [event.id, event.data.assistant_message.agent?.id] : null)),
+        [[1, "luna"], [1, "chef-marco"]],
+    );
+    assert.deepEqual(stream.round.map((message) => [message.seq, message.agent?.name, message.routing?.mode]), [
+        [2, "Luna", "all"],
+        [3, "Chef Marco", "all"],
+    ]);
+    const log = unwrap(await chat.api.GET("/v1/sessions/{id}/messages", { params: { path: { id: session.id } } }));
+    assert.deepEqual(log.data.map((message) => message.seq), [1, 2, 3]);
+    assert.equal(unwrap(await chat.api.GET("/v1/limits", {})).messages_limit.used, before + 1);
+});
+
 test("regenerate streams a new variant at the same seq", async () => {
     const { chat, session } = await newSession("regenerate");
     const first = await chat.reply(session.id, { content: "Pick a fruit.", max_tokens: 16 }).done();

@@ -23,6 +23,8 @@ use shared::openapi::Describe as _;
 use shared::store::{Appended, MessageQuery};
 use shared::{ApiError, AppState};
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use crate::stream::{Start, reply_events};
 
 /// A batch of 20 messages at the content and payload limits, JSON-escaped, fits in this.
@@ -397,7 +399,7 @@ async fn resume(
     };
     let (message, progress) = state.chat.follow(&caller.user_id, id, seq).await?;
     let start = Start { user_message: None, assistant_message: message, after_id };
-    Ok(reply_events(start, progress).into_response())
+    Ok(reply_events(start, progress, None).into_response())
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
@@ -420,12 +422,13 @@ fn wants_events(headers: &HeaderMap) -> bool {
 
 /// Answers a turn: a retry with its state as it stands (200); a new turn once the model has
 /// said something — a failure before any output is the error it was (the turn stays stored,
-/// the reply `failed`) — then as events, or as JSON when the reply has ended (201).
+/// the reply `failed`) — then as events, or as JSON when the reply has ended (201). A round
+/// (`mode: "all"`) answers when its last reply has ended, or streams each reply in turn.
 async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiError> {
-    let Turn { user_message, assistant_message, quota, replayed, mut progress } = turn;
+    let Turn { user_message, assistant_message, quota, replayed, mut progress, round } = turn;
     let mut response = if replayed && !events {
         let limits = quota;
-        (StatusCode::OK, Json(ReplyTurn { user_message, assistant_message, limits })).into_response()
+        (StatusCode::OK, Json(ReplyTurn { user_message, assistant_message, limits, round: None })).into_response()
     } else {
         if !replayed {
             Progress::first_output(&mut progress).await?;
@@ -433,11 +436,16 @@ async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiErro
         if events {
             let start = Start { user_message, assistant_message, after_id: 0 };
             let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
-            (status, reply_events(start, progress)).into_response()
+            (status, reply_events(start, progress, round)).into_response()
         } else {
             let (ended, after) = Progress::end(&mut progress).await?;
             let limits = after.or(quota);
-            (StatusCode::CREATED, Json(ReplyTurn { user_message, assistant_message: ended, limits })).into_response()
+            let round = match round {
+                Some(rest) => Some(round_ended(ended.clone(), rest).await?),
+                None => None,
+            };
+            let turn = ReplyTurn { user_message, assistant_message: ended, limits, round };
+            (StatusCode::CREATED, Json(turn)).into_response()
         }
     };
     if replayed {
@@ -447,6 +455,15 @@ async fn respond_with_turn(turn: Turn, events: bool) -> Result<Response, ApiErro
         quota_headers(response.headers_mut(), quota);
     }
     Ok(response)
+}
+
+/// A round's replies as they ended, `first` first.
+async fn round_ended(first: Message, mut rest: UnboundedReceiver<Turn>) -> Result<Vec<Message>, ApiError> {
+    let mut ended = vec![first];
+    while let Some(mut turn) = rest.recv().await {
+        ended.push(Progress::end(&mut turn.progress).await?.0);
+    }
+    Ok(ended)
 }
 
 /// The session's summary; 404 while it has none (a short session, or one just reset or edited).

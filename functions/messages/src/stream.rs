@@ -2,6 +2,8 @@
 //! k-th `reply.delta` is k + 1, the closing `reply.completed` or `reply.failed` comes last. The
 //! deltas are the segments of the reply's text (`domain::segments`), a pure function of it, so a
 //! stream picked up again on any instance with `Last-Event-ID` continues exactly where it left off.
+//! A round's stream (`mode: "all"`) carries each reply's events in turn, each counted from its own
+//! `reply.started`, so any of them resumes on its own seq's stream.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -11,8 +13,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use futures::stream::{self, StreamExt};
 use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted};
-use shared::chat::Progress;
+use shared::chat::{Progress, Turn};
 use shared::domain::{Message, MessageStatus, all_segments, segments};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
 /// Idle proxies close quiet connections; a comment line this often keeps them open.
@@ -104,11 +107,25 @@ impl State {
     }
 }
 
-/// The reply's events from `start` on, as its `progress` goes.
+/// The reply's events from `start` on, as its `progress` goes; in a round (`mode: "all"`), then
+/// each further reply's events in turn, from its own `reply.started`.
 pub fn reply_events(
     start: Start,
     progress: watch::Receiver<Progress>,
+    round: Option<UnboundedReceiver<Turn>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rest = stream::unfold(round, |round| async move {
+        let mut round = round?;
+        let turn = round.recv().await?;
+        let start = Start { user_message: None, assistant_message: turn.assistant_message, after_id: 0 };
+        Some((events_of(start, turn.progress), Some(round)))
+    });
+    let events = events_of(start, progress).chain(rest.flatten());
+    Sse::new(events.map(Ok)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+/// One reply's events: ids count from 1 (its `reply.started`), as its resume stream counts them.
+fn events_of(start: Start, progress: watch::Receiver<Progress>) -> impl Stream<Item = Event> {
     let mut state = State {
         progress,
         assistant: start.assistant_message.clone(),
@@ -120,6 +137,5 @@ pub fn reply_events(
     };
     let started = ReplyStarted { user_message: start.user_message, assistant_message: start.assistant_message };
     state.push("reply.started", started);
-    let events = stream::unfold(state, |mut state| async move { state.next().await.map(|event| (event, state)) });
-    Sse::new(events.map(Ok)).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+    stream::unfold(state, |mut state| async move { state.next().await.map(|event| (event, state)) })
 }

@@ -63,7 +63,7 @@ pub struct SendMessage {
     /// As in `POST …/replies`: the agent that answers.
     #[serde(default)]
     pub agent: Option<super::CharacterId>,
-    /// As in `POST …/replies`: `direct` or `orchestrated`.
+    /// As in `POST …/replies`: `direct`, `orchestrated` or `all`.
     #[serde(default)]
     pub mode: Option<super::ReplyMode>,
     /// As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.

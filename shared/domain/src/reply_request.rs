@@ -15,6 +15,9 @@ pub enum ReplyMode {
     Direct,
     /// The backend picks one of the session's agents (the default with several).
     Orchestrated,
+    /// Every agent of the session answers once, in the session's order, each seeing the answers
+    /// before its own (a group round).
+    All,
 }
 
 impl ReplyMode {
@@ -22,6 +25,7 @@ impl ReplyMode {
         match self {
             Self::Direct => "direct",
             Self::Orchestrated => "orchestrated",
+            Self::All => "all",
         }
     }
 }
@@ -33,7 +37,8 @@ impl std::str::FromStr for ReplyMode {
         match text {
             "direct" => Ok(Self::Direct),
             "orchestrated" => Ok(Self::Orchestrated),
-            _ => Err(InputError::invalid("mode", "must be direct or orchestrated")),
+            "all" => Ok(Self::All),
+            _ => Err(InputError::invalid("mode", "must be direct, orchestrated or all")),
         }
     }
 }
@@ -72,8 +77,10 @@ pub struct CreateReply {
     /// The agent that answers: one of the session's `agents` (404 `agent_not_found` when the
     /// catalog has no such character, 409 `agent_not_in_session` when the session does not).
     pub agent: Option<CharacterId>,
-    /// `direct` (needs `agent`) or `orchestrated` (the backend picks; the default when the
-    /// session has several agents and none is named).
+    /// `direct` (needs `agent`), `orchestrated` (the backend picks; the default when the
+    /// session has several agents and none is named) or `all` (every agent of the session
+    /// answers once, in turn, each seeing the answers before it: one quota unit for the user's
+    /// message; a cancel or a failure ends the round).
     pub mode: Option<ReplyMode>,
 }
 
@@ -83,6 +90,9 @@ impl CreateReply {
         let content = self.content.map(Content::written).transpose()?;
         if self.mode == Some(ReplyMode::Direct) && self.agent.is_none() {
             return Err(InputError::invalid("agent", "is required with mode direct"));
+        }
+        if self.mode == Some(ReplyMode::All) && self.agent.is_some() {
+            return Err(InputError::invalid("agent", "is not taken with mode all: every agent answers"));
         }
         let options = ReplyOptions {
             model: self.model,

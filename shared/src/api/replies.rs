@@ -14,6 +14,10 @@ pub struct ReplyTurn {
     pub user_message: Option<Message>,
     pub assistant_message: Message,
     pub limits: Option<MessagesLimit>,
+    /// With `mode: "all"`: every reply of the round as it ended, in order (`assistant_message`
+    /// first); shorter than the session's agents when one was cancelled or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round: Option<Vec<Message>>,
 }
 
 /// `GET /v1/sessions/{id}/messages/{seq}/variants`: every generation, the first first.

@@ -77,12 +77,110 @@ async fn direct_and_orchestrated_replies_come_from_the_sessions_agents() {
         assert_eq!(reply["routing"]["mode"], "orchestrated");
         assert!(!reply["routing"]["reason"].as_str().unwrap().is_empty());
     }
+    // A round: every agent once, in the session's order, for the one quota unit of the message.
+    let before = count(&app, &user, &session).await;
+    let turn =
+        app.post(&user, &path, json!({"content": "Introduce yourselves.", "mode": "all", "max_tokens": 16})).await;
+    let turn = turn.expect(201).body;
+    let round = turn["round"].as_array().unwrap();
+    let first = turn["user_message"]["seq"].as_u64().unwrap();
+    let spoke: Vec<(u64, &str, &str)> = round
+        .iter()
+        .map(|reply| {
+            (
+                reply["seq"].as_u64().unwrap(),
+                reply["agent"]["id"].as_str().unwrap(),
+                reply["routing"]["mode"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(spoke, [(first + 1, "alice", "all"), (first + 2, "bob", "all")], "{turn}");
+    assert_eq!(turn["assistant_message"], round[0]);
+    assert_eq!(count(&app, &user, &session).await, (before.0 + 3, before.1 + 1), "three messages, one quota unit");
     // A plain session answers as the assistant; a character chat as its character.
     let plain = app.session(&user, "plain").await;
     let turn =
         app.post(&user, &format!("/v1/sessions/{plain}/replies"), json!({"content": "hi", "max_tokens": 8})).await;
     let reply = turn.expect(201).body["assistant_message"].clone();
     assert!(reply["agent"].is_null() && reply["routing"].is_null(), "{reply}");
+    let alone =
+        app.post(&user, &format!("/v1/sessions/{plain}/replies"), json!({"content": "hi", "mode": "all"})).await;
+    assert_eq!(alone.expect_error(400, "invalid_input").body["field"], "mode", "a round needs agents");
+}
+
+/// A round (`mode: "all"`): each agent hears the answers before its own, by name; as events, each
+/// reply streams in turn from its own `reply.started`; a cancel ends the round (no later agent
+/// starts); naming an agent is refused; a gated agent refuses the whole round, nothing stored.
+#[tokio::test]
+async fn a_round_hears_each_answer_before_its_own_and_a_cancel_ends_it() {
+    let llm = crate::replies::scripted_llm().await;
+    let app = TestApp::with_llm(llm, quota(20)).await;
+    cast(&app, Some("echo")).await;
+    let user = app.user();
+    let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
+    let path = format!("/v1/sessions/{session}/replies");
+    let turn = app.post(&user, &path, json!({"content": "Hello all", "mode": "all"})).await.expect(201).body;
+    let round = turn["round"].as_array().unwrap().clone();
+    assert_eq!(round.len(), 3, "{turn}");
+    let asked = |reply: &Value| -> Vec<Value> {
+        let asked: Value = serde_json::from_str(reply["content"].as_str().unwrap()).unwrap();
+        asked["messages"].as_array().unwrap().clone()
+    };
+    let cleo_heard = asked(&round[2]);
+    assert!(cleo_heard[0]["content"].as_str().unwrap().starts_with("You are Cleo."), "{}", cleo_heard[0]);
+    for (earlier, name) in [(&round[0], "Alice"), (&round[1], "Bob")] {
+        let line = format!("[{name}]: {}", earlier["content"].as_str().unwrap());
+        assert!(
+            cleo_heard
+                .iter()
+                .any(|heard| heard["role"] == "user" && heard["content"].as_str().unwrap().contains(&line)),
+            "Cleo hears {name} by name"
+        );
+    }
+    assert!(
+        !asked(&round[0]).iter().any(|heard| heard["content"].as_str().unwrap().contains("[Bob]")),
+        "Alice answered before Bob spoke"
+    );
+
+    let (status, events) =
+        crate::replies::stream(&app, &user, &path, Some(json!({"content": "Again", "mode": "all"})), &[]).await;
+    assert_eq!(status, 201);
+    let started: Vec<(u64, String)> = events
+        .iter()
+        .filter(|event| event.event == "reply.started")
+        .map(|event| (event.id, event.data["assistant_message"]["agent"]["id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(started, [(1, "alice".to_owned()), (1, "bob".to_owned()), (1, "cleo".to_owned())]);
+    assert_eq!(events.iter().filter(|event| event.event == "reply.completed").count(), 3);
+
+    // Bob talks for a long while: cancelling him ends the round before Cleo.
+    let admin = app.admin();
+    app.patch(&admin, "/v1/admin/characters/bob", json!({"model": {"model": "slow"}})).await.expect(200);
+    let before = count(&app, &user, &session).await;
+    let waiting = {
+        let (app, user, path) = (app.clone(), user.clone(), path.clone());
+        tokio::spawn(async move { app.post(&user, &path, json!({"content": "Once more", "mode": "all"})).await })
+    };
+    let bob = format!("/v1/sessions/{session}/messages/{}", before.0 + 3);
+    let started = std::time::Instant::now();
+    while app.get(&user, &bob).await.body["content"].as_str().is_none_or(str::is_empty) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "Bob never started");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.post(&user, &format!("{bob}/cancel"), json!({})).await.expect(200).body["status"], "cancelled");
+    let turn = waiting.await.unwrap().expect(201).body;
+    let statuses: Vec<&str> =
+        turn["round"].as_array().unwrap().iter().map(|reply| reply["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["complete", "cancelled"], "{turn}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(count(&app, &user, &session).await, (before.0 + 3, before.1 + 1), "Cleo never started");
+
+    let named = app.post(&user, &path, json!({"content": "hi", "mode": "all", "agent": "alice"})).await;
+    assert_eq!(named.expect_error(400, "invalid_input").body["field"], "agent");
+    app.patch(&admin, "/v1/admin/characters/cleo", json!({"access_type": "premium"})).await.expect(200);
+    let before = count(&app, &user, &session).await;
+    app.post(&user, &path, json!({"content": "hi", "mode": "all"})).await.expect_error(403, "premium_required");
+    assert_eq!(count(&app, &user, &session).await, before, "a gated agent refuses the round: nothing stored");
 }
 
 /// Each agent passes the catalog's gates for the caller; a character chat keeps its one

@@ -544,4 +544,18 @@ async fn a_group_reply_over_the_socket_says_which_agent_speaks() {
     assert_eq!(stored["agent"]["id"], "bob");
     let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
     assert_eq!(log["data"].as_array().unwrap().len(), 2, "the refused frame stored nothing");
+
+    // A round over the socket: each agent's reply in turn, typing to complete, named throughout.
+    let ask = json!({"event": "send_message", "data": {"content": "Hi both!", "mode": "all", "max_tokens": 8}});
+    send(&mut socket, ask).await;
+    let mut spoke = Vec::new();
+    for _ in 0..2 {
+        let events: Vec<Value> =
+            until(&mut socket, typing_stopped).await.into_iter().filter(|e| !is_change(e)).collect();
+        let complete = events.iter().find(|event| event["event"] == "message.complete").expect("a complete event");
+        spoke.push((complete["data"]["seq"].as_u64().unwrap(), complete["data"]["agent"].as_str().unwrap().to_owned()));
+        let typing = events.iter().find(|event| event["event"] == "message.typing").expect("a typing event");
+        assert_eq!(typing["data"]["agent"], complete["data"]["agent"], "{events:?}");
+    }
+    assert_eq!(spoke, [(4, "alice".to_owned()), (5, "bob".to_owned())]);
 }

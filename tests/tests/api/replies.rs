@@ -16,10 +16,10 @@ use crate::scripted_model;
 
 /// One Server-Sent Event.
 #[derive(Debug, Clone)]
-struct Sse {
-    id: u64,
-    event: String,
-    data: Value,
+pub(crate) struct Sse {
+    pub(crate) id: u64,
+    pub(crate) event: String,
+    pub(crate) data: Value,
 }
 
 fn parse_events(text: &str) -> Vec<Sse> {
@@ -57,7 +57,7 @@ fn request(user: &User, method: Method, path: &str, body: Option<Value>, headers
     .unwrap()
 }
 
-async fn stream(
+pub(crate) async fn stream(
     app: &TestApp,
     user: &User,
     path: &str,

@@ -50,8 +50,19 @@ impl Delivery {
     }
 
     /// Posts a reply's progress to the session's connections: typing, the deltas (the segments
-    /// of its text, so they join to the stored content), its end, typing again.
-    pub async fn stream(self, session_id: SessionId, turn: Turn) {
+    /// of its text, so they join to the stored content), its end, typing again; in a round
+    /// (`mode: "all"`), then each further reply's in turn.
+    pub async fn stream(self, session_id: SessionId, mut turn: Turn) {
+        let round = turn.round.take();
+        self.stream_one(session_id, turn).await;
+        if let Some(mut round) = round {
+            while let Some(next) = round.recv().await {
+                self.stream_one(session_id, next).await;
+            }
+        }
+    }
+
+    async fn stream_one(&self, session_id: SessionId, turn: Turn) {
         let Turn { assistant_message, mut progress, .. } = turn;
         let seq = assistant_message.seq;
         let agent = assistant_message.agent.as_ref().map(|agent| agent.id.clone());

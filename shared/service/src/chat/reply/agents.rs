@@ -3,7 +3,7 @@
 //! (`mode: "direct"`), or let the backend pick (`mode: "orchestrated"`, the default when there are
 //! several): a routing call to the model with a shaped answer over the session's agents, and —
 //! when the model fails, is slow or answers outside them — a rule: an agent the user's message
-//! names, else the one least recently heard from.
+//! names, else the one least recently heard from. `mode: "all"` is a round: every agent in turn.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +76,30 @@ impl Chat {
             }
             several => self.route(user, session_id, several, content).await,
         }
+    }
+
+    /// `mode: "all"`: every agent of the session, in the session's order, each behind its gates
+    /// for the caller (one refused refuses the round before anything is stored).
+    pub(super) async fn round_speakers(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+    ) -> Result<Vec<Speaker>, ReplyFailure> {
+        let agents = self.session_agents(user, session_id, false).await?;
+        if agents.is_empty() {
+            return Err(ReplyFailure::Invalid {
+                field: "mode",
+                message: "all needs a session with agents (set `agents` on the session)".to_owned(),
+            });
+        }
+        let mut speakers = Vec::with_capacity(agents.len());
+        for (index, id) in agents.iter().enumerate() {
+            let character = self.admitted_character(user, id).await?;
+            let reason = format!("{} of {} in the round", index + 1, agents.len());
+            speakers
+                .push(Speaker { character: Some(character), routing: Some(Routing { mode: ReplyMode::All, reason }) });
+        }
+        Ok(speakers)
     }
 
     /// Picks one of `agents` for the next reply (see the module).

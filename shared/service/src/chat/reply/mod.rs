@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::chat::Chat;
 use domain::{
     Character, CharacterId, Content, ContextParts, DedupeKey, Idempotency, Message, MessageAgent, MessageStatus,
-    MessagesLimit, ModelSettings, NewMessage, PageLimit, ReplyError, ReplyOptions, Seq, SessionId, UserId,
+    MessagesLimit, ModelSettings, NewMessage, PageLimit, ReplyError, ReplyMode, ReplyOptions, Seq, SessionId, UserId,
 };
 use llm::LlmConfig;
 use llm::{Model, ModelError};
@@ -26,7 +26,9 @@ mod admission;
 mod agents;
 mod generator;
 mod lease;
+mod round;
 
+use self::agents::Speaker;
 pub use self::generator::reply_error;
 use self::generator::{Generator, prompt_of};
 pub use self::lease::LeaseReport;
@@ -34,6 +36,14 @@ pub use self::lease::LeaseReport;
 /// What a message shows of the character that wrote it.
 fn agent_of(character: &Character) -> MessageAgent {
     MessageAgent { id: character.id.clone(), name: character.name.clone(), avatar_url: character.avatar_url.clone() }
+}
+
+/// A reply's `streaming` message as it is appended: its model, its agent and why it speaks.
+fn placeholder(generation: &Generation, speaker: &Speaker) -> NewMessage {
+    let mut placeholder = NewMessage::reply_placeholder(&generation.model, None);
+    placeholder.agent = speaker.character.as_deref().map(agent_of);
+    placeholder.routing = speaker.routing.clone();
+    placeholder
 }
 
 /// The first checkpoint of a streaming reply is written this long after it starts (if its text
@@ -135,6 +145,9 @@ pub struct Turn {
     pub quota: Option<MessagesLimit>,
     pub replayed: bool,
     pub progress: watch::Receiver<Progress>,
+    /// With `mode: "all"`: the round's other replies, each as it starts (the channel closes when
+    /// the round ends: every agent answered, or one was cancelled or failed).
+    pub round: Option<mpsc::UnboundedReceiver<Turn>>,
 }
 
 /// The replies this process is generating, by session and seq.
@@ -265,7 +278,8 @@ impl Chat {
     }
 
     /// Appends the user's `content` (if any) and a reply to it, and starts generating the reply.
-    /// With a key, a retry never generates twice: it finds the turn as it stands.
+    /// With a key, a retry never generates twice: it finds the turn as it stands. With
+    /// `mode: "all"` the turn is the round's first reply, and `round` brings the others.
     pub async fn reply(
         &self,
         user: &UserId,
@@ -275,18 +289,45 @@ impl Chat {
         key: Option<DedupeKey>,
     ) -> Result<Turn, ReplyFailure> {
         self.require_model(user, session_id).await?;
-        let speaker = self.speaker(user, session_id, &options, content.as_ref()).await?;
-        let character = speaker.character.clone();
-        let mut generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
-        generation.speaker = character.as_ref().map(|character| character.id.clone());
-        let generation = self.admitted(generation).await?;
+        let (speaker, rest) = if options.mode == Some(ReplyMode::All) {
+            let mut round = self.round_speakers(user, session_id).await?.into_iter();
+            let first = round.next().ok_or(StoreError::internal("a round has at least one agent"))?;
+            (first, round.collect())
+        } else {
+            (self.speaker(user, session_id, &options, content.as_ref()).await?, Vec::new())
+        };
+        let generation = self.admitted(self.generation_for(&options, &speaker)?).await?;
         let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
-        let mut placeholder = NewMessage::reply_placeholder(&generation.model, None);
-        placeholder.agent = character.as_deref().map(agent_of);
-        placeholder.routing = speaker.routing.clone();
-        messages.push(placeholder);
+        messages.push(placeholder(&generation, &speaker));
         let kind = format!("reply:{}:{}:{:?}", generation.model, generation.max_tokens, generation.temperature);
         let idempotency = key.map(|key| Idempotency::new(key, &kind, &messages));
+        let mut turn = self.start(user, session_id, messages, generation, speaker, idempotency.as_ref()).await?;
+        if !rest.is_empty() && !turn.replayed {
+            turn.round = Some(self.continue_round(user, session_id, options, rest, turn.progress.clone()));
+        }
+        Ok(turn)
+    }
+
+    /// The generation's settings for `speaker`: the request's, else the agent's own.
+    fn generation_for(&self, options: &ReplyOptions, speaker: &Speaker) -> Result<Generation, ReplyFailure> {
+        let character = speaker.character.as_deref();
+        let mut generation = self.generation(options, character.map(|character| &character.model))?;
+        generation.speaker = character.map(|character| character.id.clone());
+        Ok(generation)
+    }
+
+    /// Appends `messages` (a reply's placeholder last, the user's message before it, if any) and
+    /// starts generating the reply, or — a retry of a stored turn — follows it as it stands.
+    async fn start(
+        &self,
+        user: &UserId,
+        session_id: SessionId,
+        messages: Vec<NewMessage>,
+        generation: Generation,
+        speaker: Speaker,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Turn, ReplyFailure> {
+        let character = speaker.character;
         // The log and the memories are read while the turn is appended: the prompt is then built
         // from both without another round trip.
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
@@ -295,7 +336,7 @@ impl Chat {
                 user,
                 session_id,
                 messages,
-                idempotency.as_ref(),
+                idempotency,
                 character.as_ref().map(|character| &character.id)
             ),
             self.context_parts_for(user, session_id, recent, character.clone())
@@ -314,6 +355,7 @@ impl Chat {
                 quota: Some(appended.quota),
                 replayed: true,
                 progress,
+                round: None,
             });
         }
         let mut context = match log {
@@ -332,7 +374,14 @@ impl Chat {
         }
         let progress =
             self.generate(user, assistant.clone(), generation, context, appended.counted_in, Some(appended.quota))?;
-        Ok(Turn { user_message, assistant_message: assistant, quota: Some(appended.quota), replayed: false, progress })
+        Ok(Turn {
+            user_message,
+            assistant_message: assistant,
+            quota: Some(appended.quota),
+            replayed: false,
+            progress,
+            round: None,
+        })
     }
 
     /// A new variant of the latest message, an assistant reply, generated from the log before it.
@@ -377,7 +426,14 @@ impl Chat {
             .map_err(super::worded)?;
         let context = self.context_parts_for(user, session_id, recent, character).await?;
         let progress = self.generate(user, assistant.clone(), generation, context, None, None)?;
-        Ok(Turn { user_message: None, assistant_message: assistant, quota: None, replayed: false, progress })
+        Ok(Turn {
+            user_message: None,
+            assistant_message: assistant,
+            quota: None,
+            replayed: false,
+            progress,
+            round: None,
+        })
     }
 
     /// Follows a reply: its progress from the generating task when it runs here, else from the
