@@ -7,6 +7,7 @@
 //! lengths, LangChain's `DynamoDBChatMessageHistory` on the same workload, and the cold start, size
 //! and memory of each function binary.
 
+mod agents;
 mod billing;
 mod catalog;
 mod cold_start;
@@ -39,7 +40,7 @@ const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--client
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
-    [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]";
+    [--agents N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]";
 
 struct Args {
     out: PathBuf,
@@ -71,6 +72,10 @@ struct Args {
     memory: (usize, usize),
     /// Only the memory phase, its section printed (scores another provider; see `memory`).
     memory_only: bool,
+    /// The group chat phase: direct and orchestrated replies timed (each).
+    agents: usize,
+    /// Only the group chat phase, its section printed.
+    agents_only: bool,
     command: String,
 }
 
@@ -99,6 +104,8 @@ impl Args {
             socket_relays: 1_000,
             memory: (usize::MAX, 10),
             memory_only: false,
+            agents: 20,
+            agents_only: false,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -126,6 +133,7 @@ impl Args {
             sockets: 20,
             socket_relays: 16,
             memory: (1, 1),
+            agents: 1,
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -137,7 +145,9 @@ impl Args {
         let mut args = if smoke { Self::smoke() } else { Self::full() };
         let memory_only = raw.first().is_some_and(|first| first == "--memory-only");
         args.memory_only = memory_only;
-        for pair in raw[usize::from(smoke || memory_only)..].chunks(2) {
+        let agents_only = raw.first().is_some_and(|first| first == "--agents-only");
+        args.agents_only = agents_only;
+        for pair in raw[usize::from(smoke || memory_only || agents_only)..].chunks(2) {
             let [flag, value] = pair else { return Err(USAGE.into()) };
             match flag.as_str() {
                 "--out" => args.out = value.into(),
@@ -164,6 +174,7 @@ impl Args {
                 "--command" => args.command = value.clone(),
                 "--memory" => args.memory.0 = value.parse()?,
                 "--memory-turns" => args.memory.1 = value.parse()?,
+                "--agents" => args.agents = value.parse()?,
                 _ => return Err(USAGE.into()),
             }
         }
@@ -188,6 +199,13 @@ async fn main() -> Result<(), BoxError> {
         std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
         return Ok(());
     }
+    if args.agents_only {
+        let report = agents::run(&endpoint, args.agents.max(1)).await?;
+        let mut out = String::new();
+        agents::markdown(&report, &mut out);
+        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+        return Ok(());
+    }
     let api = Arc::new(Api::start(&endpoint).await?);
 
     eprintln!("operations: {} clients × {} requests", args.clients, args.requests);
@@ -206,6 +224,8 @@ async fn main() -> Result<(), BoxError> {
     let crowd = crowd::run(&fresh.endpoint, args.crowd.max(1)).await?;
     eprintln!("memory: the evaluation set, then {} replies timed to their memories", args.memory.1);
     let memory = memory::run(&fresh.endpoint, args.memory.0, args.memory.1.max(1)).await?;
+    eprintln!("agents: {} direct and {} orchestrated replies", args.agents, args.agents);
+    let agents = agents::run(&fresh.endpoint, args.agents.max(1)).await?;
     let (sessions, messages, tokens) = args.lifecycle;
     eprintln!("lifecycle: {sessions} sessions × {messages} messages; {tokens} tokens per algorithm");
     let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
@@ -262,6 +282,7 @@ async fn main() -> Result<(), BoxError> {
         replies_shared,
         crowd,
         memory,
+        agents,
         lifecycle,
         catalog,
         sockets,

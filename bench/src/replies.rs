@@ -35,21 +35,26 @@ const LONG_PROMPT: &str = "Write a long story about a lighthouse keeper and a st
 
 /// One completion request as the proxy saw it.
 #[derive(Clone, Copy, Debug)]
-struct ProviderCall {
-    received: Instant,
-    first_text: Option<Instant>,
+pub(crate) struct ProviderCall {
+    pub(crate) received: Instant,
+    pub(crate) first_text: Option<Instant>,
 }
 
 #[derive(Clone)]
-struct Proxy {
+pub(crate) struct Proxy {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<Vec<ProviderCall>>>,
 }
 
 impl Proxy {
-    fn last(&self) -> Option<ProviderCall> {
+    pub(crate) fn last(&self) -> Option<ProviderCall> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner).last().copied()
+    }
+
+    /// Every completion request so far.
+    pub(crate) fn count(&self) -> usize {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -82,7 +87,7 @@ async fn forward(State(proxy): State<Proxy>, body: Bytes) -> Response {
     (status, [("content-type", "text/event-stream")], Body::from_stream(chunks)).into_response()
 }
 
-async fn start_proxy(upstream: &str) -> Result<(String, Proxy), BoxError> {
+pub(crate) async fn start_proxy(upstream: &str) -> Result<(String, Proxy), BoxError> {
     let proxy = Proxy { upstream: upstream.to_owned(), http: reqwest::Client::new(), calls: Arc::default() };
     let app = Router::new().route("/v1/chat/completions", post(forward)).with_state(proxy.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -50,6 +50,7 @@ pub struct Results {
     /// The same turns on the benchmark's shared DynamoDB Local, after the earlier phases.
     pub replies_shared: crate::replies::Report,
     pub memory: crate::memory::Report,
+    pub agents: crate::agents::Report,
     pub crowd: crate::crowd::Report,
     pub lifecycle: crate::lifecycle::Report,
     pub catalog: crate::catalog::Report,
@@ -449,6 +450,7 @@ impl Results {
         crate::replies::markdown(&self.replies, &self.replies_shared, &mut out);
         crate::crowd::markdown(&self.crowd, &mut out);
         crate::memory::markdown(&self.memory, &mut out);
+        crate::agents::markdown(&self.agents, &mut out);
         crate::lifecycle::markdown(&self.lifecycle, &mut out);
         crate::catalog::markdown(&self.catalog, &mut out);
         crate::sockets::markdown(&self.sockets, &mut out);

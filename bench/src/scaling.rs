@@ -96,6 +96,7 @@ async fn seed(state: &shared::AppState, user: &UserId, history: u64) -> Result<S
                     reply: None,
                     agent: None,
                     routing: None,
+                    routing_usage: None,
                 })
             })
             .collect::<Result<Vec<_>, BoxError>>()?;

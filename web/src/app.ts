@@ -1,5 +1,6 @@
 // The app's shell: sign-in (Telegram init data inside Telegram, a dev token elsewhere), the header
-// with the limits badge, hash routing between the catalog and a chat, and the notice line.
+// with the limits badge, hash routing between the catalog, a character's chat (#/c/<id>) and a
+// group chat (#/g/<session>), and the notice line.
 
 import { type Auth, type ChatClient, type components, bearer, createChatClient, telegramWebApp, unwrap } from "@chat-backend/client";
 
@@ -183,7 +184,10 @@ async function start(): Promise<void> {
         leave = null;
         app.clearNotice();
         const chat = /^#\/c\/([a-z0-9][a-z0-9_-]{0,63})$/.exec(location.hash);
-        leave = chat ? await openChat(app, view, chat[1]!) : await showCatalog(app, view);
+        const group = /^#\/g\/([0-9a-f-]{36})$/.exec(location.hash);
+        if (chat) leave = await openChat(app, view, { character: chat[1]! });
+        else if (group) leave = await openChat(app, view, { session: group[1]! });
+        else leave = await showCatalog(app, view);
     };
     window.addEventListener("hashchange", () => void route());
     await route();

@@ -1,4 +1,5 @@
-// The character catalog: search, filters (rating, access, tag, sort), one card per character.
+// The character catalog: search, filters (rating, access, tag, sort), one card per character;
+// two or three ticked characters start a group chat, and the group chats so far are listed above.
 
 import { type components, unwrap } from "@chat-backend/client";
 
@@ -16,7 +17,37 @@ export async function showCatalog(app: App, view: HTMLElement): Promise<() => vo
     const tag = select("tags", "Tag", [["", "Any tag"]]);
     const list = h("ul", { class: "cards", "aria-label": "Characters", "aria-busy": "true" });
     const status = h("p", { class: "visually-hidden", role: "status", "aria-live": "polite" });
-    view.replaceChildren(h("form", { class: "filters", role: "search", onsubmit: (event: Event) => event.preventDefault() }, h("div", { class: "search" }, search), rating, access, tag, sort), status, list);
+    // A group chat: the ticked characters, in the order ticked (the order they answer a round in).
+    const picked: Character[] = [];
+    const startGroup = h("button", { type: "button", class: "primary", id: "start-group", disabled: true }, "Start a group chat");
+    const groups = h("ul", { class: "groups", "aria-label": "Group chats" });
+    const bar = h("div", { class: "group-bar" }, h("span", { class: "hint" }, "Tick two or three characters for a group chat."), startGroup);
+    view.replaceChildren(
+        h("form", { class: "filters", role: "search", onsubmit: (event: Event) => event.preventDefault() }, h("div", { class: "search" }, search), rating, access, tag, sort),
+        groups,
+        bar,
+        status,
+        list,
+    );
+    const pick = (character: Character, on: boolean) => {
+        const at = picked.findIndex((entry) => entry.id === character.id);
+        if (on && at < 0) picked.push(character);
+        if (!on && at >= 0) picked.splice(at, 1);
+        startGroup.disabled = picked.length < 2 || picked.length > 3;
+        startGroup.textContent = picked.length >= 2 ? `Start a group chat with ${picked.map((entry) => entry.name).join(", ")}` : "Start a group chat";
+    };
+    startGroup.addEventListener("click", async () => {
+        startGroup.disabled = true;
+        try {
+            const title = picked.map((entry) => entry.name).join(", ");
+            const session = unwrap(await app.client.api.POST("/v1/sessions", { body: { title, agents: picked.map((entry) => entry.id) } }));
+            location.hash = `#/g/${session.id}`;
+        } catch (error) {
+            app.notify(error);
+            startGroup.disabled = false;
+        }
+    });
+    void listGroups(app, groups);
 
     const tags = await app.client.api.GET("/v1/tags");
     for (const entry of tags.data?.data ?? []) tag.querySelector("select")!.append(h("option", { value: entry.name }, `${entry.name} (${entry.usage_count})`));
@@ -45,7 +76,7 @@ export async function showCatalog(app: App, view: HTMLElement): Promise<() => vo
                   );
             if (mine !== generation) return;
             const shown = q ? page.data.filter((character) => matches(character, value(rating), value(access), value(tag))) : page.data;
-            list.replaceChildren(...shown.map(card));
+            list.replaceChildren(...shown.map((character) => card(character, picked.some((entry) => entry.id === character.id), pick)));
             if (shown.length === 0) list.append(h("li", { class: "empty" }, "No character matches."));
             status.textContent = `${shown.length} ${shown.length === 1 ? "character" : "characters"}`;
         } catch (error) {
@@ -74,11 +105,26 @@ function select(name: string, label: string, options: [string, string][]): HTMLL
     return h("label", {}, label, h("select", { name, "aria-label": label }, ...options.map(([value, text]) => h("option", { value }, text))));
 }
 
-function card(character: Character): HTMLLIElement {
+/** The user's group chats (sessions with several agents), newest first, as links. */
+async function listGroups(app: App, into: HTMLElement): Promise<void> {
+    try {
+        const page = unwrap(await app.client.api.GET("/v1/sessions", { params: { query: { limit: 50 } } }));
+        const shown = page.data.filter((session) => session.agents.length > 1);
+        into.replaceChildren(...shown.map((session) => h("li", {}, h("a", { href: `#/g/${session.id}` }, session.title || "Group chat"))));
+    } catch (error) {
+        app.notify(error);
+    }
+}
+
+function card(character: Character, ticked: boolean, pick: (character: Character, on: boolean) => void): HTMLLIElement {
     const gates = [character.access_type === "premium" && h("span", { class: "tag gate" }, "Premium"), character.content_rating === "nsfw" && h("span", { class: "tag gate" }, "18+")];
+    const box = h("input", { type: "checkbox", "aria-label": `Add ${character.name} to a group chat`, "data-pick": character.id });
+    box.checked = ticked;
+    box.addEventListener("change", () => pick(character, box.checked));
     return h(
         "li",
         { class: "card" },
+        h("label", { class: "pick" }, box),
         h(
             "button",
             { type: "button", "data-character": character.id, onclick: () => (location.hash = `#/c/${character.id}`) },

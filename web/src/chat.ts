@@ -1,6 +1,8 @@
-// One chat with a character: the log (kept exact by the socket's events), a reply streamed token
-// by token over SSE with the typing line and Stop, Regenerate with the variants, edit and delete of
-// the user's messages, new scene, reset and forget-recent. Another tab's changes arrive live.
+// One chat with a character, or a group chat with several: the log (kept exact by the socket's
+// events), a reply streamed token by token over SSE with the typing line and Stop, Regenerate with
+// the variants, edit and delete of the user's messages, new scene, reset and forget-recent.
+// Another tab's changes arrive live. In a group each reply shows its character's name, and the
+// composer says who answers: the group picks, everyone in turn, or one character asked.
 
 import { ApiError, type ChatSocket, type Message, type ReplyStream, type components, unwrap } from "@chat-backend/client";
 
@@ -10,20 +12,34 @@ import { describe } from "./errors.js";
 
 type Session = components["schemas"]["Session"];
 
-export async function openChat(app: App, view: HTMLElement, characterId: string): Promise<() => void> {
+type Character = components["schemas"]["CharacterView"];
+
+/** A character's own chat, or a group chat (a session with agents). */
+export type ChatTarget = { character: string } | { session: string };
+
+export async function openChat(app: App, view: HTMLElement, target: ChatTarget): Promise<() => void> {
     const { client } = app;
     view.replaceChildren(h("p", { class: "loading" }, "Opening the chat…"));
-    let character: components["schemas"]["CharacterView"];
     let session: Session;
+    let cast: Character[];
     try {
-        character = unwrap(await client.api.GET("/v1/characters/{id}", { params: { path: { id: characterId } } }));
-        app.setTitle(character.name, true);
-        session = unwrap(await client.api.GET("/v1/characters/{id}/session", { params: { path: { id: characterId } } }));
+        if ("character" in target) {
+            const id = target.character;
+            cast = [unwrap(await client.api.GET("/v1/characters/{id}", { params: { path: { id } } }))];
+            session = unwrap(await client.api.GET("/v1/characters/{id}/session", { params: { path: { id } } }));
+        } else {
+            session = unwrap(await client.api.GET("/v1/sessions/{id}", { params: { path: { id: target.session } } }));
+            cast = await Promise.all(session.agents.map(async (id) => unwrap(await client.api.GET("/v1/characters/{id}", { params: { path: { id } } }))));
+        }
     } catch (error) {
         app.notify(error);
         view.replaceChildren(h("p", { class: "empty" }, "This chat cannot be opened.", " ", h("a", { href: "#/" }, "Back to the characters")));
         return () => undefined;
     }
+    const group = cast.length > 1;
+    /** Who the chat is with: the character, or the group's names. */
+    const character = { name: cast.map((entry) => entry.name).join(", ") || session.title || "Assistant" };
+    app.setTitle(character.name, true);
     const sessionId = session.id;
     app.chatSession = sessionId;
 
@@ -47,7 +63,15 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
     const input = h("textarea", { name: "content", rows: 1, placeholder: `Message ${character.name}`, "aria-label": "Your message", maxlength: 32768 });
     const send = h("button", { type: "submit", class: "primary" }, "Send");
     const stop = h("button", { type: "button", id: "stop", hidden: true }, "Stop");
-    const composer = h("form", { class: "composer" }, input, stop, send);
+    // In a group: who answers — the group picks (orchestrated), everyone in turn, or one asked.
+    const answering = h(
+        "select",
+        { name: "answering", "aria-label": "Who answers" },
+        h("option", { value: "" }, "Anyone"),
+        h("option", { value: "all" }, "Everyone"),
+        ...cast.map((entry) => h("option", { value: `ask:${entry.id}` }, `Ask ${entry.name}`)),
+    );
+    const composer = h("form", { class: "composer" }, group && answering, input, stop, send);
     const tools = h(
         "div",
         { class: "tools", role: "toolbar", "aria-label": "Chat actions" },
@@ -88,7 +112,7 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         document.dispatchEvent(new CustomEvent("memories-changed"));
         if (event.kind !== "new" || event.memory.superseded_by) return;
         const text = event.memory.content.length > 80 ? `${event.memory.content.slice(0, 79)}…` : event.memory.content;
-        remembered.textContent = `${character.name} remembered: “${text}”`;
+        remembered.textContent = `${group ? "Remembered" : `${character.name} remembered`}: “${text}”`;
         remembered.hidden = false;
         clearTimeout(rememberedTimer);
         rememberedTimer = setTimeout(() => (remembered.hidden = true), 10_000);
@@ -102,7 +126,9 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         if (!content || current) return;
         input.value = "";
         socket.typing(false);
-        void stream(client.reply(sessionId, { content }), content);
+        const choice = group ? answering.value : "";
+        const body = choice === "all" ? { content, mode: "all" as const } : choice.startsWith("ask:") ? { content, mode: "direct" as const, agent: choice.slice(4) } : { content };
+        void stream(client.reply(sessionId, body), content);
     });
     input.addEventListener("keydown", (event) => {
         if (event.key === "Enter" && !event.shiftKey) {
@@ -128,13 +154,17 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         send.disabled = true;
         stop.hidden = false;
         stop.disabled = true;
-        showTyping(true, `${character.name} is typing…`);
+        showTyping(true, group ? "…" : `${character.name} is typing…`);
+        // A round brings several replies on this one stream.
+        const mine: number[] = [];
         try {
             for await (const event of reply) {
                 switch (event.event) {
                     case "reply.started":
                         if (event.data.user_message) upsert(event.data.user_message);
+                        mine.push(event.data.assistant_message.seq);
                         streamingHere.add(event.data.assistant_message.seq);
+                        showTyping(true, `${speaker(event.data.assistant_message)} is typing…`);
                         upsert(event.data.assistant_message);
                         stop.disabled = false;
                         break;
@@ -158,6 +188,7 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
             if (error instanceof ApiError && error.body.limits) app.showLimits(error.body.limits);
             if (sent && !input.value) input.value = sent;
         } finally {
+            for (const seq of mine) streamingHere.delete(seq);
             if (reply.seq !== null) streamingHere.delete(reply.seq);
             current = null;
             send.disabled = false;
@@ -174,7 +205,8 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
     async function follow(seq: number): Promise<void> {
         if (streamingHere.has(seq)) return;
         streamingHere.add(seq);
-        showTyping(true, `${character.name} is typing…`);
+        const known = messages.get(seq);
+        showTyping(true, `${known ? speaker(known) : character.name} is typing…`);
         const reply = client.stream(sessionId, seq, { signal: leaving.signal });
         try {
             for await (const event of reply) {
@@ -209,6 +241,11 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         const live = new Set(fresh.messages.map((message) => message.seq));
         for (const seq of [...messages.keys()]) if (!live.has(seq)) remove(seq);
         for (const message of fresh.messages) upsert(message);
+    }
+
+    /** Who wrote a reply: its agent, else the chat's character. */
+    function speaker(message: Message): string {
+        return message.agent?.name ?? character.name;
     }
 
     function showTyping(on: boolean, text: string | null): void {
@@ -250,7 +287,8 @@ export async function openChat(app: App, view: HTMLElement, characterId: string)
         const text = shown ? shown.variants[shown.index]!.content : message.content;
         const item = h(
             "li",
-            { class: `msg ${message.role} ${message.status}`, "data-seq": message.seq, "data-status": message.status, "data-role": message.role },
+            { class: `msg ${message.role} ${message.status}`, "data-seq": message.seq, "data-status": message.status, "data-role": message.role, "data-agent": message.agent?.id },
+            group && message.role === "assistant" && h("p", { class: "speaker" }, speaker(message)),
             h("p", { class: "bubble" }, text || (message.status === "streaming" ? "…" : "")),
             h("div", { class: "meta" }, ...meta(message)),
         );

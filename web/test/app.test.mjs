@@ -312,6 +312,41 @@ test("a premium character says so", async () => {
     await shot(page, "14-premium");
 });
 
+test("a group chat: two characters answer in turn, each named, and one can be asked", async () => {
+    await page.goto(`${baseUrl}/#/`);
+    await page.locator(".cards .card").first().waitFor();
+    await page.getByLabel("Add Luna to a group chat").check();
+    await page.getByLabel("Add Chef Marco to a group chat").check();
+    await page.getByRole("button", { name: "Start a group chat with Luna, Chef Marco" }).click();
+    await page.waitForURL(/#\/g\/[0-9a-f-]{36}$/);
+    await page.locator("#title", { hasText: "Luna, Chef Marco" }).waitFor();
+    await page.locator('.chat[data-socket="open"]').waitFor();
+    const ended = (seq) => page.locator(`.msg[data-seq="${seq}"]:is([data-status="complete"], [data-status="incomplete"])`);
+    // Everyone: Luna, then Chef Marco, each reply under its character's name.
+    await page.getByLabel("Who answers").selectOption("all");
+    await page.getByLabel("Your message").fill("Hello, both of you!");
+    await page.getByLabel("Your message").press("Enter");
+    for (const [seq, name] of [[2, "Luna"], [3, "Chef Marco"]]) {
+        await ended(seq).waitFor({ timeout: 120_000 });
+        assert.equal(await message(page, seq).locator(".speaker").innerText(), name);
+    }
+    assert.equal(await page.locator("#stop").isHidden(), true, "the round has ended");
+    await shot(page, "19-group-round");
+    // Ask one: only Chef Marco answers.
+    await page.getByLabel("Who answers").selectOption({ label: "Ask Chef Marco" });
+    await page.getByLabel("Your message").fill("Chef, what should I cook tonight?");
+    await page.getByLabel("Your message").press("Enter");
+    await ended(5).waitFor({ timeout: 120_000 });
+    assert.equal(await message(page, 5).locator(".speaker").innerText(), "Chef Marco");
+    await page.reload();
+    await ended(5).waitFor();
+    const speakers = await page.locator(".msg.assistant .speaker").allInnerTexts();
+    assert.deepEqual(speakers, ["Luna", "Chef Marco", "Chef Marco"], "the names come back with the log");
+    await shot(page, "20-group-ask");
+    await page.goto(`${baseUrl}/#/`);
+    await page.locator(".groups a", { hasText: "Luna, Chef Marco" }).waitFor();
+});
+
 test("a used-up quota shows the limit message and keeps the text", async () => {
     const limits = await api("GET", "/v1/limits");
     const left = limits.messages_limit.remaining;

@@ -1771,8 +1771,7 @@ export interface components {
             /** Format: uint64 */
             output_tokens: number;
         };
-        /** @enum {string} */
-        UsageKind: "replies" | "memory";
+        UsageKind: ("replies" | "memory") | "routing";
         UsageReport: {
             by_kind: components["schemas"]["KindUsage"][];
             by_model: components["schemas"]["ModelUsage"][];

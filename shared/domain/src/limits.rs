@@ -383,6 +383,8 @@ pub struct KindUsage {
 pub enum UsageKind {
     Replies,
     Memory,
+    /// A group chat's routing calls (orchestrated replies).
+    Routing,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
@@ -412,7 +414,9 @@ impl super::DayUsage {
     /// Every model's tokens of the day, by kind.
     fn tokens(&self) -> impl Iterator<Item = (UsageKind, &String, &super::ModelTokens)> {
         let replies = self.models.iter().map(|(model, tokens)| (UsageKind::Replies, model, tokens));
-        replies.chain(self.memory.iter().map(|(model, tokens)| (UsageKind::Memory, model, tokens)))
+        let memory = self.memory.iter().map(|(model, tokens)| (UsageKind::Memory, model, tokens));
+        let routing = self.routing.iter().map(|(model, tokens)| (UsageKind::Routing, model, tokens));
+        replies.chain(memory).chain(routing)
     }
 }
 

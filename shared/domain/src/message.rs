@@ -291,6 +291,9 @@ pub struct NewMessage {
     /// The agent the reply comes from, and how it was chosen.
     pub agent: Option<MessageAgent>,
     pub routing: Option<Routing>,
+    /// The routing call's tokens (an orchestrated reply): metered with the append, under their
+    /// own kind; not part of the message.
+    pub routing_usage: Option<Usage>,
 }
 
 impl NewMessage {
@@ -306,6 +309,7 @@ impl NewMessage {
             reply: None,
             agent: None,
             routing: None,
+            routing_usage: None,
         }
     }
 }
@@ -323,6 +327,7 @@ impl NewMessage {
             reply: Some(model.to_owned()),
             agent: None,
             routing: None,
+            routing_usage: None,
         }
     }
 }

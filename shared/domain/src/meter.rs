@@ -41,6 +41,10 @@ pub struct DayUsage {
     /// cost what the model costs but never count as messages or against the quota.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub memory: BTreeMap<String, ModelTokens>,
+    /// A group chat's routing calls' tokens per model (`messages`: its calls): like memory's, a
+    /// kind of their own, never messages or quota.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routing: BTreeMap<String, ModelTokens>,
 }
 
 impl DayUsage {
@@ -54,11 +58,13 @@ impl DayUsage {
             entry.output_tokens += tokens.output_tokens;
             entry.messages += tokens.messages;
         }
-        for (model, tokens) in &other.memory {
-            let entry = self.memory.entry(model.clone()).or_default();
-            entry.input_tokens += tokens.input_tokens;
-            entry.output_tokens += tokens.output_tokens;
-            entry.messages += tokens.messages;
+        for (mine, theirs) in [(&mut self.memory, &other.memory), (&mut self.routing, &other.routing)] {
+            for (model, tokens) in theirs {
+                let entry = mine.entry(model.clone()).or_default();
+                entry.input_tokens += tokens.input_tokens;
+                entry.output_tokens += tokens.output_tokens;
+                entry.messages += tokens.messages;
+            }
         }
         for (character, messages) in &other.characters {
             if self.characters.len() < MAX_DAY_CHARACTERS || self.characters.contains_key(character) {
@@ -68,7 +74,7 @@ impl DayUsage {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.messages == 0 && self.memory.is_empty()
+        self.messages == 0 && self.memory.is_empty() && self.routing.is_empty()
     }
 
     /// Memory extraction calls counted in this day.
@@ -155,6 +161,12 @@ impl AppendLimits {
             }
             if user || message.usage.is_some() {
                 usage.messages += 1;
+            }
+            if let Some(tokens) = &message.routing_usage {
+                let entry = usage.routing.entry(tokens.model.clone()).or_default();
+                entry.input_tokens += tokens.input_tokens;
+                entry.output_tokens += tokens.output_tokens;
+                entry.messages += 1;
             }
         }
         if let Some(character) = character.filter(|_| usage.user_messages > 0) {
@@ -319,6 +331,7 @@ mod tests {
             reply: None,
             agent: None,
             routing: None,
+            routing_usage: None,
         }
     }
 

@@ -52,6 +52,7 @@ impl TryFrom<AppendMessage> for NewMessage {
             reply: None,
             agent: None,
             routing: None,
+            routing_usage: None,
         })
     }
 }

@@ -113,12 +113,19 @@ async fn direct_and_orchestrated_replies_come_from_the_sessions_agents() {
 /// starts); naming an agent is refused; a gated agent refuses the whole round, nothing stored.
 #[tokio::test]
 async fn a_round_hears_each_answer_before_its_own_and_a_cancel_ends_it() {
-    let llm = crate::replies::scripted_llm().await;
+    let mut llm = crate::replies::scripted_llm().await;
+    // Routing asks `echo` too: an answer that names no agent (the rule decides), 1 + 1 tokens.
+    llm.model = "echo".to_owned();
     let app = TestApp::with_llm(llm, quota(20)).await;
     cast(&app, Some("echo")).await;
     let user = app.user();
     let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
     let path = format!("/v1/sessions/{session}/replies");
+    app.post(&user, &path, json!({"content": "Who wants to start?"})).await.expect(201);
+    let usage = app.get(&user, "/v1/usage").await.expect(200).body;
+    let routing = usage["by_kind"].as_array().unwrap().iter().find(|kind| kind["kind"] == "routing").cloned();
+    let routing = routing.unwrap_or_else(|| panic!("the routing call's tokens: {usage}"));
+    assert_eq!((routing["messages"].as_u64(), routing["input_tokens"].as_u64()), (Some(1), Some(1)), "{usage}");
     let turn = app.post(&user, &path, json!({"content": "Hello all", "mode": "all"})).await.expect(201).body;
     let round = turn["round"].as_array().unwrap().clone();
     assert_eq!(round.len(), 3, "{turn}");

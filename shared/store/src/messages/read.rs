@@ -264,6 +264,7 @@ mod tests {
             reply: None,
             agent: None,
             routing: None,
+            routing_usage: None,
         };
         let now: Timestamp = "2026-12-01T00:00:00.000000Z".parse().unwrap_or_else(|_| unreachable!());
         let mut messages =

@@ -15,7 +15,9 @@ use serde_json::json;
 use super::ReplyFailure;
 use crate::answer::whole_answer;
 use crate::chat::Chat;
-use domain::{Character, CharacterId, Content, Message, ReplyMode, ReplyOptions, Role, Routing, SessionId, UserId};
+use domain::{
+    Character, CharacterId, Content, Message, ReplyMode, ReplyOptions, Role, Routing, SessionId, Usage, UserId,
+};
 
 /// The most a routing call may take before the rule decides.
 pub const ROUTING_TIMEOUT: Duration = Duration::from_secs(4);
@@ -26,6 +28,8 @@ const ROUTING_CONTEXT: usize = 6;
 pub(super) struct Speaker {
     pub character: Option<Arc<Character>>,
     pub routing: Option<Routing>,
+    /// The routing call's tokens, when the model answered it (metered with the turn's append).
+    pub routing_usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
@@ -61,18 +65,18 @@ impl Chat {
             let character = self.admitted_character(user, named).await?;
             let routing = (agents.len() > 1 || options.mode.is_some())
                 .then(|| Routing { mode: ReplyMode::Direct, reason: "named by the request".to_owned() });
-            return Ok(Speaker { character: Some(character), routing });
+            return Ok(Speaker { character: Some(character), routing, routing_usage: None });
         }
         if options.mode == Some(ReplyMode::Direct) {
             return Err(ReplyFailure::Invalid { field: "agent", message: "is required with mode direct".to_owned() });
         }
         match agents.as_slice() {
-            [] => Ok(Speaker { character: None, routing: None }),
+            [] => Ok(Speaker { character: None, routing: None, routing_usage: None }),
             [only] => {
                 let character = self.admitted_character(user, only).await?;
                 let routing = (options.mode == Some(ReplyMode::Orchestrated))
                     .then(|| Routing { mode: ReplyMode::Orchestrated, reason: "the session's only agent".to_owned() });
-                Ok(Speaker { character: Some(character), routing })
+                Ok(Speaker { character: Some(character), routing, routing_usage: None })
             }
             several => self.route(user, session_id, several, content).await,
         }
@@ -96,8 +100,8 @@ impl Chat {
         for (index, id) in agents.iter().enumerate() {
             let character = self.admitted_character(user, id).await?;
             let reason = format!("{} of {} in the round", index + 1, agents.len());
-            speakers
-                .push(Speaker { character: Some(character), routing: Some(Routing { mode: ReplyMode::All, reason }) });
+            let routing = Some(Routing { mode: ReplyMode::All, reason });
+            speakers.push(Speaker { character: Some(character), routing, routing_usage: None });
         }
         Ok(speakers)
     }
@@ -117,7 +121,7 @@ impl Chat {
             }
         }
         let recent = self.store.latest_messages(user, session_id, ROUTING_CONTEXT).await?;
-        let asked = self.ask_router(&characters, &recent, content).await;
+        let (asked, routing_usage) = self.ask_router(&characters, &recent, content).await;
         let (chosen, reason) = match asked {
             Some((id, reason)) => (characters.iter().find(|character| character.id == id).cloned(), reason),
             None => (None, String::new()),
@@ -135,18 +139,19 @@ impl Chat {
         Ok(Speaker {
             character: Some(character),
             routing: Some(Routing { mode: ReplyMode::Orchestrated, reason: reason.chars().take(200).collect() }),
+            routing_usage,
         })
     }
 
-    /// The routing call: which agent, and why; `None` when the model fails, is slow, or names
-    /// none of them.
+    /// The routing call: which agent, and why (`None` when the model fails, is slow, or names
+    /// none of them), and the tokens it took when the model answered at all.
     async fn ask_router(
         &self,
         characters: &[Arc<Character>],
         recent: &[Message],
         content: Option<&Content>,
-    ) -> Option<(CharacterId, String)> {
-        let replies = self.replies().ok()?;
+    ) -> (Option<(CharacterId, String)>, Option<Usage>) {
+        let Ok(replies) = self.replies() else { return (None, None) };
         let ids: Vec<&str> = characters.iter().map(|character| character.id.as_str()).collect();
         let mut system = "You run a group chat. Pick the character who should answer the user's latest message, \
             and say why in a few words. The characters:"
@@ -190,10 +195,20 @@ impl Chat {
                 }),
             }),
         };
-        let (text, _) = whole_answer(replies.model.as_ref(), prompt, ROUTING_TIMEOUT).await.ok()?;
-        let answer: RoutingAnswer = serde_json::from_str(text.trim()).ok()?;
-        let id = CharacterId::parse(&answer.agent).ok()?;
-        ids.contains(&id.as_str()).then_some((id, answer.reason))
+        let model = prompt.model.clone();
+        let Ok((text, counts)) = whole_answer(replies.model.as_ref(), prompt, ROUTING_TIMEOUT).await else {
+            return (None, None);
+        };
+        let usage = counts.map(|counts| Usage {
+            input_tokens: counts.input_tokens,
+            output_tokens: counts.output_tokens,
+            model,
+        });
+        let picked = serde_json::from_str::<RoutingAnswer>(text.trim())
+            .ok()
+            .and_then(|answer| Some((CharacterId::parse(&answer.agent).ok()?, answer.reason)))
+            .filter(|(id, _)| ids.contains(&id.as_str()));
+        (picked, usage)
     }
 }
 

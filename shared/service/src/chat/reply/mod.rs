@@ -43,6 +43,7 @@ fn placeholder(generation: &Generation, speaker: &Speaker) -> NewMessage {
     let mut placeholder = NewMessage::reply_placeholder(&generation.model, None);
     placeholder.agent = speaker.character.as_deref().map(agent_of);
     placeholder.routing = speaker.routing.clone();
+    placeholder.routing_usage = speaker.routing_usage.clone();
     placeholder
 }
 
