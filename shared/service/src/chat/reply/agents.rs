@@ -23,6 +23,9 @@ use domain::{
 pub const ROUTING_TIMEOUT: Duration = Duration::from_secs(4);
 /// Messages the routing call sees.
 const ROUTING_CONTEXT: usize = 6;
+/// The routing answer's longest reason, and the answer's token limit (its time is mostly these).
+const REASON_MAX_CHARS: usize = 48;
+const ROUTING_MAX_TOKENS: u32 = 40;
 
 /// Who answers, and why (`None`: the session has no agent and the reply is the plain assistant).
 pub(super) struct Speaker {
@@ -154,7 +157,7 @@ impl Chat {
         let Ok(replies) = self.replies() else { return (None, None) };
         let ids: Vec<&str> = characters.iter().map(|character| character.id.as_str()).collect();
         let mut system = "You run a group chat. Pick the character who should answer the user's latest message, \
-            and say why in a few words. The characters:"
+            and say why in at most six words. The characters:"
             .to_owned();
         for character in characters {
             system.push_str(&format!("\n- {} ({}): {}", character.id.as_str(), character.name, character.description));
@@ -179,7 +182,8 @@ impl Chat {
                 PromptMessage { role: PromptRole::System, content: system },
                 PromptMessage { role: PromptRole::User, content: conversation },
             ],
-            max_tokens: 64,
+            // The answer's tokens are most of the call's time: the reason is kept to a few words.
+            max_tokens: ROUTING_MAX_TOKENS,
             temperature: Some(0.0),
             shape: Some(AnswerShape {
                 name: "route".to_owned(),
@@ -188,7 +192,7 @@ impl Chat {
                     "type": "object",
                     "properties": {
                         "agent": {"type": "string", "enum": ids},
-                        "reason": {"type": "string", "maxLength": 120},
+                        "reason": {"type": "string", "maxLength": REASON_MAX_CHARS},
                     },
                     "required": ["agent", "reason"],
                     "additionalProperties": false,
