@@ -265,3 +265,33 @@ async fn each_agent_hears_the_others_by_name_and_routing_falls_back_without_the_
     let switched = switched.expect(201).body["assistant_message"].clone();
     assert_eq!((switched["agent"]["id"].as_str(), switched["routing"]["mode"].as_str()), (Some("bob"), Some("direct")));
 }
+
+/// A round shares one time cap (`LLM_REPLY_TIMEOUT_SECS`, from the request): Bob talks for 30 s,
+/// is cut at the cap (`incomplete`, his text kept), and Cleo never starts past it.
+#[tokio::test]
+async fn a_round_shares_one_time_cap() {
+    let mut llm = crate::replies::scripted_llm().await;
+    llm.reply_timeout_secs = 3;
+    let app = TestApp::with_llm(llm, quota(20)).await;
+    cast(&app, Some("echo")).await;
+    let admin = app.admin();
+    app.patch(&admin, "/v1/admin/characters/bob", json!({"model": {"model": "slow"}})).await.expect(200);
+    let user = app.user();
+    let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
+    let started = std::time::Instant::now();
+    let turn =
+        app.post(&user, &format!("/v1/sessions/{session}/replies"), json!({"content": "Go!", "mode": "all"})).await;
+    let turn = turn.expect(201).body;
+    let round = turn["round"].as_array().unwrap();
+    let ended: Vec<(&str, &str)> =
+        round.iter().map(|reply| (reply["agent"]["id"].as_str().unwrap(), reply["status"].as_str().unwrap())).collect();
+    assert_eq!(ended, [("alice", "complete"), ("bob", "incomplete")], "{turn}");
+    assert!(!round[1]["content"].as_str().unwrap().is_empty(), "Bob's text up to the cap is kept");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the round ended at its cap: {:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(count(&app, &user, &session).await.0, 3, "the user's message, Alice and Bob; Cleo never started");
+}

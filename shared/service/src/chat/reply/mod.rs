@@ -298,13 +298,15 @@ impl Chat {
             (self.speaker(user, session_id, &options, content.as_ref()).await?, Vec::new())
         };
         let generation = self.admitted(self.generation_for(&options, &speaker)?).await?;
+        let requested_at = generation.requested_at;
         let mut messages: Vec<NewMessage> = content.map(NewMessage::user).into_iter().collect();
         messages.push(placeholder(&generation, &speaker));
         let kind = format!("reply:{}:{}:{:?}", generation.model, generation.max_tokens, generation.temperature);
         let idempotency = key.map(|key| Idempotency::new(key, &kind, &messages));
         let mut turn = self.start(user, session_id, messages, generation, speaker, idempotency.as_ref()).await?;
         if !rest.is_empty() && !turn.replayed {
-            turn.round = Some(self.continue_round(user, session_id, options, rest, turn.progress.clone()));
+            let first = turn.progress.clone();
+            turn.round = Some(self.continue_round(user, session_id, options, rest, first, requested_at));
         }
         Ok(turn)
     }

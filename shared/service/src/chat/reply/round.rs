@@ -3,9 +3,14 @@
 //! context holds the answers before its own, and nothing waits in the log: a round whose process
 //! dies leaves the replies it wrote, none `streaming` past its lease, and no agent half-started.
 //! The user's message counted one quota unit; the further replies count none. A reply that is
-//! cancelled or fails ends the round (a cancel is the whole turn's).
+//! cancelled or fails ends the round (a cancel is the whole turn's). The round shares one time
+//! cap (`LLM_REPLY_TIMEOUT_SECS`, from the request): each reply ends by it, and no agent starts
+//! past it — so a round fits the function that runs it as one reply does.
+
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use super::agents::Speaker;
 use super::{Progress, ReplyFailure, Turn, placeholder};
@@ -23,6 +28,7 @@ impl Chat {
         options: ReplyOptions,
         rest: Vec<Speaker>,
         first: watch::Receiver<Progress>,
+        requested_at: Instant,
     ) -> mpsc::UnboundedReceiver<Turn> {
         let (sender, receiver) = mpsc::unbounded_channel();
         let (chat, user) = (self.clone(), user.clone());
@@ -34,7 +40,12 @@ impl Chat {
                     tracing::info!(%session_id, seq = %ended.seq, status = ended.status.as_str(), "the round ends early");
                     return;
                 }
-                match chat.next_in_round(&user, session_id, &options, speaker).await {
+                let Ok(replies) = chat.replies() else { return };
+                if Instant::now() >= requested_at + Duration::from_secs(replies.config.reply_timeout_secs) {
+                    tracing::info!(%session_id, "the round reached its time cap");
+                    return;
+                }
+                match chat.next_in_round(&user, session_id, &options, speaker, requested_at).await {
                     Ok(turn) => {
                         previous = turn.progress.clone();
                         let _ = sender.send(turn);
@@ -57,8 +68,11 @@ impl Chat {
         session_id: SessionId,
         options: &ReplyOptions,
         speaker: Speaker,
+        requested_at: Instant,
     ) -> Result<Turn, ReplyFailure> {
-        let generation = self.admitted(self.generation_for(options, &speaker)?).await?;
+        let mut generation = self.generation_for(options, &speaker)?;
+        generation.requested_at = requested_at;
+        let generation = self.admitted(generation).await?;
         let messages = vec![placeholder(&generation, &speaker)];
         let mut turn = self.start(user, session_id, messages, generation, speaker, None).await?;
         turn.quota = None;
