@@ -13,18 +13,30 @@ const root = fileURLToPath(new URL("../../../..", import.meta.url));
 
 async function startServer(): Promise<{ api: string; faults: string }> {
     const child = spawn("bash", [`${root}/scripts/test-server.sh`], { stdio: ["ignore", "pipe", "inherit"], detached: true });
-    process.on("exit", () => {
+    const stop = () => {
         try {
             process.kill(-child.pid!, "SIGTERM");
         } catch {
             // already gone
         }
-    });
+    };
+    process.on("exit", stop);
+    // A runner's or a timeout's signal would skip the exit hook.
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+        process.once(signal, () => {
+            stop();
+            process.exit(128 + (signal === "SIGINT" ? 2 : 15));
+        });
+    }
     let api = "";
     for await (const line of createInterface({ input: child.stdout! })) {
         if (line.startsWith("http")) api = line.trim();
         if (line.startsWith("model-faults ") && api) {
             child.stdout!.resume();
+            // The server must not keep this test process alive: once its tests end, it exits
+            // and the exit hook stops the server's process group.
+            child.unref();
+            (child.stdout as unknown as { unref?: () => void }).unref?.();
             return { api, faults: line.slice("model-faults ".length).trim() };
         }
     }
