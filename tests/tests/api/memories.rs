@@ -431,3 +431,38 @@ async fn a_locked_or_closed_session_takes_no_new_memories() {
     }
     app.post(&user, "/v1/memories", json!({"content": "global fact", "memory_type": "fact"})).await.expect(201);
 }
+
+/// The context reads a session's own memories at the memory epoch this instance last saw, beside
+/// the session item: after a reset on another instance that guess is stale, and the context still
+/// shows exactly the new epoch's memories (the reset's are gone, the one added since is there).
+#[tokio::test]
+async fn after_a_reset_elsewhere_the_context_shows_only_the_new_epochs_memories() {
+    let app = TestApp::new().await;
+    let elsewhere = app.sibling();
+    let user = app.user();
+    let session = app.session(&user, "epochs").await;
+    let context = format!("/v1/sessions/{session}/context");
+    let mine = |body: &Value| -> Vec<String> {
+        body["memories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|memory| memory["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    remember(&app, &user, json!({"content": "Keeps bees on the roof", "memory_type": "fact", "session_id": session}))
+        .await;
+    let before = app.get(&user, &context).await.expect(200).body;
+    assert_eq!(mine(&before), ["Keeps bees on the roof"], "{before}");
+    elsewhere.post(&user, &format!("/v1/sessions/{session}/reset"), json!({})).await.expect(200);
+    remember(
+        &elsewhere,
+        &user,
+        json!({"content": "Moved the hives to the garden", "memory_type": "fact", "session_id": session}),
+    )
+    .await;
+    for _ in 0..2 {
+        let after = app.get(&user, &context).await.expect(200).body;
+        assert_eq!(mine(&after), ["Moved the hives to the garden"], "{after}");
+    }
+}

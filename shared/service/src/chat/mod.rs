@@ -37,6 +37,10 @@ pub struct Chat {
     /// The agents of each session seen without a character, as last read or set here (another
     /// instance's PATCH is read again when a reply names an agent this list lacks).
     session_agents: Arc<Hints<SessionId, Vec<CharacterId>>>,
+    /// Each session's memory epoch as last read here (a reset moves it): the context reads the
+    /// session's own memories at it beside the session item, and again only when the item shows
+    /// another.
+    memory_epochs: Arc<Hints<SessionId, u64>>,
     /// The model replies come from; `None` when none is configured.
     replies: Option<Arc<Replies>>,
     clock: Arc<dyn Clock>,
@@ -80,6 +84,7 @@ impl Chat {
             catalog,
             session_characters: Arc::default(),
             session_agents: Arc::default(),
+            memory_epochs: Arc::default(),
             replies: None,
             clock,
         }
@@ -412,11 +417,22 @@ impl Chat {
         recent: PageLimit,
         speaker: Option<Arc<Character>>,
     ) -> Result<ContextParts, StoreError> {
-        let ((session, epoch, messages, summary), global, profile) = tokio::try_join!(
+        // The session's own memories are read at the epoch last seen, beside the session item
+        // that tells the epoch: one round trip, and a second only after a reset elsewhere.
+        let guessed = self.memory_epochs.get(&session_id);
+        let own_at_guess = async {
+            match guessed {
+                Some(epoch) => self.store.context_memories(user, Some((session_id, epoch))).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let ((session, epoch, messages, summary), global, profile, guessed_own) = tokio::try_join!(
             self.store.context_log(user, session_id, recent),
             self.store.context_memories(user, None),
             self.store.stored_profile(user),
+            own_at_guess,
         )?;
+        self.memory_epochs.insert(session_id, epoch);
         let character = async {
             match (&speaker, &session.character_id) {
                 (Some(speaker), _) => Ok(Some(speaker.clone())),
@@ -424,8 +440,13 @@ impl Chat {
                 (None, None) => Ok(None),
             }
         };
-        let (own, character) =
-            tokio::try_join!(self.store.context_memories(user, Some((session_id, epoch))), character)?;
+        let own = async {
+            match guessed_own.filter(|_| guessed == Some(epoch)) {
+                Some(own) => Ok(own),
+                None => self.store.context_memories(user, Some((session_id, epoch))).await,
+            }
+        };
+        let (own, character) = tokio::try_join!(own, character)?;
         let mut memories: Vec<RankedMemory> = global.into_iter().chain(own).collect();
         memories.sort_by(|a, b| a.rank.cmp(&b.rank));
         let system_prompt = SystemPrompt::choose(
