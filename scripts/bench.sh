@@ -9,6 +9,7 @@
 #   scripts/bench.sh --smoke         # every phase at toy sizes into target/bench-smoke/ (seconds; the test command runs it)
 #   scripts/bench.sh --memory-only   # memory extraction scored on bench/eval/memories.json, printed
 #   scripts/bench.sh --agents-only   # a group chat's routing: added latency and tokens, printed
+#   scripts/bench.sh --replies-only  # a reply's path before the provider: round trips, time, write units
 #                                    # (LLM_BASE_URL=… LLM_MODEL=… [LLM_API_KEY=…] to score another provider)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -26,11 +27,12 @@ export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
 packages=(-p bench -p dev -p kit)
 for function in "${FUNCTIONS[@]}"; do packages+=(-p "$function"); done
 
-if [ "${1:-}" = "--memory-only" ] || [ "${1:-}" = "--agents-only" ]; then
+case "${1:-}" in --memory-only | --agents-only | --replies-only)
     # One phase only, its section printed (memory: against LLM_BASE_URL + LLM_MODEL when set).
     cargo build -q --release --locked -p bench
     exec target/release/bench "$@"
-fi
+    ;;
+esac
 if [ "${1:-}" = "--smoke" ]; then
     cargo build -q --locked "${packages[@]}"
     exec target/debug/bench "$@" --python "$LANGCHAIN_VENV/bin/python"

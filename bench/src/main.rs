@@ -40,7 +40,7 @@ const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--client
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
-    [--agents N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]";
+    [--agents N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]";
 
 struct Args {
     out: PathBuf,
@@ -76,6 +76,8 @@ struct Args {
     agents: usize,
     /// Only the group chat phase, its section printed.
     agents_only: bool,
+    /// Only the replies' path before the provider (round trips, time, write units), printed.
+    replies_only: bool,
     command: String,
 }
 
@@ -106,6 +108,7 @@ impl Args {
             memory_only: false,
             agents: 20,
             agents_only: false,
+            replies_only: false,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -147,7 +150,9 @@ impl Args {
         args.memory_only = memory_only;
         let agents_only = raw.first().is_some_and(|first| first == "--agents-only");
         args.agents_only = agents_only;
-        for pair in raw[usize::from(smoke || memory_only || agents_only)..].chunks(2) {
+        let replies_only = raw.first().is_some_and(|first| first == "--replies-only");
+        args.replies_only = replies_only;
+        for pair in raw[usize::from(smoke || memory_only || agents_only || replies_only)..].chunks(2) {
             let [flag, value] = pair else { return Err(USAGE.into()) };
             match flag.as_str() {
                 "--out" => args.out = value.into(),
@@ -204,6 +209,23 @@ async fn main() -> Result<(), BoxError> {
         let mut out = String::new();
         agents::markdown(&report, &mut out);
         std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+        return Ok(());
+    }
+    if args.replies_only {
+        let report = replies::run(&endpoint, args.replies.max(1), kit::tables::Streams::Off).await?;
+        let line = format!(
+            "replies: {} turns; before the provider p50 {:.2} ms, p99 {:.2} ms; DynamoDB round trips before it: \
+             {} at most, {} at least ({} calls at most); {:.2} WRU per turn ({:.2} the append)\n",
+            report.turns,
+            report.before_provider.at(50.0),
+            report.before_provider.at(99.0),
+            report.round_trips_before.0,
+            report.round_trips_before.1,
+            report.calls_before,
+            report.mean_write_units(),
+            report.request_write_units.iter().sum::<f64>() / report.request_write_units.len().max(1) as f64,
+        );
+        std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes())?;
         return Ok(());
     }
     let api = Arc::new(Api::start(&endpoint).await?);
