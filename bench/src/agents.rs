@@ -116,7 +116,14 @@ pub fn markdown(report: &Report, out: &mut String) {
          | orchestrated: request → the reply's provider call | {o50:.1} ms | {o99:.1} ms |\n\
          | **added by routing** | **{a50:.1} ms** | **{a99:.1} ms** |\n\n\
          Routing calls metered in `/v1/usage` (`by_kind` `routing`): {calls}, {input:.0} tokens in and {output:.1} out \
-         per call. The model's pick stood in {picked} of {turns} orchestrated replies; the rule chose the rest.\n\n",
+         per call. The model's pick stood in {picked} of {turns} orchestrated replies; the rule chose the rest. \
+         The answer's tokens are most of the call's time on a CPU-only 135M model (the reason is kept to 48 \
+         characters, the answer to 40 tokens; the model pretty-prints its JSON, and the whitespace counts). A direct \
+         reply (`agent` named, the web app's \"Ask …\") and a round (`mode: \"all\"`) make no routing call.\n\n\
+         The first screen (`GET /v1/sessions?include=latest_messages&messages_limit=50`, in the operations table) \
+         makes 4 DynamoDB calls: the per-minute rate counter every request writes, the sessions page (one query of \
+         the activity index, which projects the whole item), then the latest session's item and its newest 50 \
+         messages in parallel — 2 round trips in the handler after the counter.\n\n",
         turns = report.turns,
         d50 = report.direct.at(50.0),
         d99 = report.direct.at(99.0),
