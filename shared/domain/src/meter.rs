@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CharacterId, MessagesLimit, NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Window, utc_day,
+    CharacterId, MessagesLimit, NewMessage, QuotaSettings, RateClass, RateState, Role, Timestamp, Usage, Window,
+    utc_day,
 };
 
 /// The most characters one user's day counts messages for (a transaction of the job adds them to
@@ -20,6 +21,19 @@ pub struct ModelTokens {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub messages: u64,
+}
+
+/// Adds `tokens` to `model`'s entry of a per-model map.
+fn add_tokens(map: &mut BTreeMap<String, ModelTokens>, model: &str, tokens: &ModelTokens) {
+    let entry = map.entry(model.to_owned()).or_default();
+    entry.input_tokens += tokens.input_tokens;
+    entry.output_tokens += tokens.output_tokens;
+    entry.messages += tokens.messages;
+}
+
+/// One model call's (or reply's) tokens, as a per-model entry.
+fn one_call(usage: &Usage) -> ModelTokens {
+    ModelTokens { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens, messages: 1 }
 }
 
 /// What one UTC day used: the metered messages (`user` messages and replies reporting usage),
@@ -52,18 +66,11 @@ impl DayUsage {
     pub fn add(&mut self, other: &DayUsage) {
         self.messages += other.messages;
         self.user_messages += other.user_messages;
-        for (model, tokens) in &other.models {
-            let entry = self.models.entry(model.clone()).or_default();
-            entry.input_tokens += tokens.input_tokens;
-            entry.output_tokens += tokens.output_tokens;
-            entry.messages += tokens.messages;
-        }
-        for (mine, theirs) in [(&mut self.memory, &other.memory), (&mut self.routing, &other.routing)] {
+        let kinds =
+            [(&mut self.models, &other.models), (&mut self.memory, &other.memory), (&mut self.routing, &other.routing)];
+        for (mine, theirs) in kinds {
             for (model, tokens) in theirs {
-                let entry = mine.entry(model.clone()).or_default();
-                entry.input_tokens += tokens.input_tokens;
-                entry.output_tokens += tokens.output_tokens;
-                entry.messages += tokens.messages;
+                add_tokens(mine, model, tokens);
             }
         }
         for (character, messages) in &other.characters {
@@ -154,19 +161,13 @@ impl AppendLimits {
                 usage.user_messages += 1;
             }
             if let Some(tokens) = &message.usage {
-                let entry = usage.models.entry(tokens.model.clone()).or_default();
-                entry.input_tokens += tokens.input_tokens;
-                entry.output_tokens += tokens.output_tokens;
-                entry.messages += 1;
+                add_tokens(&mut usage.models, &tokens.model, &one_call(tokens));
             }
             if user || message.usage.is_some() {
                 usage.messages += 1;
             }
             if let Some(tokens) = &message.routing_usage {
-                let entry = usage.routing.entry(tokens.model.clone()).or_default();
-                entry.input_tokens += tokens.input_tokens;
-                entry.output_tokens += tokens.output_tokens;
-                entry.messages += 1;
+                add_tokens(&mut usage.routing, &tokens.model, &one_call(tokens));
             }
         }
         if let Some(character) = character.filter(|_| usage.user_messages > 0) {
