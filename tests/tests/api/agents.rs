@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use shared::config::LlmConfig;
+
 use crate::common::{TestApp, User, local_llm, quota};
 
 /// Three characters (one premium) and one that is not active.
@@ -30,6 +32,19 @@ async fn group(app: &TestApp, user: &User, agents: &[&str]) -> String {
     let session = app.post(user, "/v1/sessions", json!({"title": "group", "agents": agents})).await.expect(201).body;
     assert_eq!(session["agents"], json!(agents));
     session["id"].as_str().unwrap().to_owned()
+}
+
+/// Against the scripted model (set up by `configure`): the cast answering with `echo`, a user,
+/// and a group of Alice, Bob and Cleo; the app, the user, the session and its replies path.
+async fn scripted_group(configure: impl FnOnce(&mut LlmConfig)) -> (TestApp, User, String, String) {
+    let mut llm = crate::replies::scripted_llm().await;
+    configure(&mut llm);
+    let app = TestApp::with_llm(llm, quota(20)).await;
+    cast(&app, Some("echo")).await;
+    let user = app.user();
+    let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
+    let path = format!("/v1/sessions/{session}/replies");
+    (app, user, session, path)
 }
 
 async fn count(app: &TestApp, user: &User, session: &str) -> (u64, u64) {
@@ -113,14 +128,8 @@ async fn direct_and_orchestrated_replies_come_from_the_sessions_agents() {
 /// starts); naming an agent is refused; a gated agent refuses the whole round, nothing stored.
 #[tokio::test]
 async fn a_round_hears_each_answer_before_its_own_and_a_cancel_ends_it() {
-    let mut llm = crate::replies::scripted_llm().await;
     // Routing asks `echo` too: an answer that names no agent (the rule decides), 1 + 1 tokens.
-    llm.model = "echo".to_owned();
-    let app = TestApp::with_llm(llm, quota(20)).await;
-    cast(&app, Some("echo")).await;
-    let user = app.user();
-    let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
-    let path = format!("/v1/sessions/{session}/replies");
+    let (app, user, session, path) = scripted_group(|llm| llm.model = "echo".to_owned()).await;
     app.post(&user, &path, json!({"content": "Who wants to start?"})).await.expect(201);
     let usage = app.get(&user, "/v1/usage").await.expect(200).body;
     let routing = usage["by_kind"].as_array().unwrap().iter().find(|kind| kind["kind"] == "routing").cloned();
@@ -224,14 +233,8 @@ async fn agents_are_gated_bounded_and_replaced_by_patch() {
 /// switches to the one named.
 #[tokio::test]
 async fn each_agent_hears_the_others_by_name_and_routing_falls_back_without_the_model() {
-    let mut llm = crate::replies::scripted_llm().await;
     // Routing asks the configured model, which fails; the agents answer with `echo`.
-    llm.model = "fail-500".to_owned();
-    let app = TestApp::with_llm(llm, quota(20)).await;
-    cast(&app, Some("echo")).await;
-    let user = app.user();
-    let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
-    let path = format!("/v1/sessions/{session}/replies");
+    let (app, user, session, path) = scripted_group(|llm| llm.model = "fail-500".to_owned()).await;
     let first = app.post(&user, &path, json!({"content": "Alice, say hi", "agent": "alice", "mode": "direct"})).await;
     let alice = first.expect(201).body["assistant_message"].clone();
     let second = app.post(&user, &path, json!({"content": "And you?", "agent": "bob", "mode": "direct"})).await;
@@ -270,18 +273,11 @@ async fn each_agent_hears_the_others_by_name_and_routing_falls_back_without_the_
 /// is cut at the cap (`incomplete`, his text kept), and Cleo never starts past it.
 #[tokio::test]
 async fn a_round_shares_one_time_cap() {
-    let mut llm = crate::replies::scripted_llm().await;
-    llm.reply_timeout_secs = 3;
-    let app = TestApp::with_llm(llm, quota(20)).await;
-    cast(&app, Some("echo")).await;
+    let (app, user, session, path) = scripted_group(|llm| llm.reply_timeout_secs = 3).await;
     let admin = app.admin();
     app.patch(&admin, "/v1/admin/characters/bob", json!({"model": {"model": "slow"}})).await.expect(200);
-    let user = app.user();
-    let session = group(&app, &user, &["alice", "bob", "cleo"]).await;
     let started = std::time::Instant::now();
-    let turn =
-        app.post(&user, &format!("/v1/sessions/{session}/replies"), json!({"content": "Go!", "mode": "all"})).await;
-    let turn = turn.expect(201).body;
+    let turn = app.post(&user, &path, json!({"content": "Go!", "mode": "all"})).await.expect(201).body;
     let round = turn["round"].as_array().unwrap();
     let ended: Vec<(&str, &str)> =
         round.iter().map(|reply| (reply["agent"]["id"].as_str().unwrap(), reply["status"].as_str().unwrap())).collect();
