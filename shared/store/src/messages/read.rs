@@ -131,20 +131,6 @@ impl Store {
         Ok((record, data, has_more))
     }
 
-    /// The session's newest `count` live messages, oldest first: what a router reads of a chat.
-    pub async fn latest_messages(
-        &self,
-        user: &UserId,
-        session_id: SessionId,
-        count: usize,
-    ) -> Result<Vec<Message>, StoreError> {
-        let limit = PageLimit::fixed(u32::try_from(count).unwrap_or(u32::MAX));
-        let query = MessageQuery { after_seq: None, before_seq: None, limit, order: super::MessageOrder::Desc };
-        let mut data = self.list_messages(user, session_id, query).await?.data;
-        data.reverse();
-        Ok(data)
-    }
-
     /// What a model's context needs of the log: the session, its memory epoch, its newest
     /// `count` visible messages, oldest first, and its summary if current — in one round.
     pub async fn context_log(

@@ -16,13 +16,14 @@ use super::ReplyFailure;
 use crate::answer::whole_answer;
 use crate::chat::Chat;
 use domain::{
-    Character, CharacterId, Content, Message, ReplyMode, ReplyOptions, Role, Routing, SessionId, Usage, UserId,
+    Character, CharacterId, Content, Message, PageLimit, ReplyMode, ReplyOptions, Role, Routing, SessionId, Usage,
+    UserId,
 };
 
 /// The most a routing call may take before the rule decides.
 pub const ROUTING_TIMEOUT: Duration = Duration::from_secs(4);
 /// Messages the routing call sees.
-const ROUTING_CONTEXT: usize = 6;
+const ROUTING_CONTEXT: u32 = 6;
 /// The routing answer's longest reason, and the answer's token limit (its time is mostly these).
 const REASON_MAX_CHARS: usize = 48;
 const ROUTING_MAX_TOKENS: u32 = 40;
@@ -123,7 +124,7 @@ impl Chat {
                 characters.push(character);
             }
         }
-        let recent = self.store.latest_messages(user, session_id, ROUTING_CONTEXT).await?;
+        let (_, recent) = self.store.session_with_latest(user, session_id, PageLimit::fixed(ROUTING_CONTEXT)).await?;
         let (asked, routing_usage) = self.ask_router(&characters, &recent, content).await;
         let (chosen, reason) = match asked {
             Some((id, reason)) => (characters.iter().find(|character| character.id == id).cloned(), reason),
