@@ -71,9 +71,6 @@ impl Chat {
                 .then(|| Routing { mode: ReplyMode::Direct, reason: "named by the request".to_owned() });
             return Ok(Speaker { character: Some(character), routing, routing_usage: None });
         }
-        if options.mode == Some(ReplyMode::Direct) {
-            return Err(ReplyFailure::Invalid { field: "agent", message: "is required with mode direct".to_owned() });
-        }
         match agents.as_slice() {
             [] => Ok(Speaker { character: None, routing: None, routing_usage: None }),
             [only] => {
