@@ -18,3 +18,8 @@ export CORS_ALLOWED_ORIGINS="${CORS_ALLOWED_ORIGINS:-*}"
 if [ -z "${JWT_PUBLIC_KEY:-}${JWT_JWKS_URL:-}" ]; then
     export JWT_SECRET="${JWT_SECRET:-local-dev-secret-not-for-production-0123456789}"
 fi
+# The local model (SmolLM2 on llama.cpp) calls tools through the backend's structured-output path
+# (its template does not make llama.cpp's tool calling work), and tools on this machine's loopback
+# may be called (a dev flag: never set it on AWS).
+export LLM_TOOL_CALLS="${LLM_TOOL_CALLS:-structured}"
+export TOOLS_ALLOW_PRIVATE_URLS="${TOOLS_ALLOW_PRIVATE_URLS:-true}"

@@ -60,6 +60,7 @@ impl Cluster {
             ..LimitsConfig::default()
         };
         let config = Config {
+            tools: Default::default(),
             tables,
             auth: dev_auth(),
             limits,

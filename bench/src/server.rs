@@ -90,6 +90,7 @@ impl Api {
         let tables = TableNames::with_prefix(&prefix);
         kit::tables::create_tables_with(&client, &tables, streams).await?;
         let config = Config {
+            tools: Default::default(),
             tables,
             auth: dev_auth(),
             limits: limits(),

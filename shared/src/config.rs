@@ -75,7 +75,8 @@ pub fn limits_from_env() -> Result<LimitsConfig, ConfigError> {
 pub use llm::{LlmConfig, LlmProvider};
 
 /// `LLM_TIMEOUT_SECS`, `LLM_CONTEXT_TOKENS`, `LLM_MAX_TOKENS`, `LLM_CONTEXT_MESSAGES`,
-/// `LLM_REPLY_TIMEOUT_SECS`, `REPLY_LEASE_SECS` and `LLM_CONCURRENCY` where set, over `config`.
+/// `LLM_REPLY_TIMEOUT_SECS`, `REPLY_LEASE_SECS`, `LLM_CONCURRENCY` and `LLM_TOOL_CALLS` where set,
+/// over `config`.
 pub fn tune_llm_from_env(mut config: LlmConfig) -> Result<LlmConfig, ConfigError> {
     config.timeout_secs = number("LLM_TIMEOUT_SECS", config.timeout_secs)?;
     config.context_tokens = number("LLM_CONTEXT_TOKENS", config.context_tokens)?;
@@ -90,6 +91,11 @@ pub fn tune_llm_from_env(mut config: LlmConfig) -> Result<LlmConfig, ConfigError
         }
         config.concurrency = Some(concurrency);
     }
+    config.structured_tools = match optional("LLM_TOOL_CALLS").as_deref() {
+        None | Some("native") => false,
+        Some("structured") => true,
+        Some(_) => return Err(ConfigError::Invalid { name: "LLM_TOOL_CALLS", reason: "must be native or structured" }),
+    };
     if !(3..=60).contains(&config.lease_secs) {
         return Err(ConfigError::Invalid { name: "REPLY_LEASE_SECS", reason: "must be 3 to 60" });
     }
@@ -146,6 +152,29 @@ pub struct Config {
     pub cors: CorsOrigins,
     /// Lambda when `AWS_LAMBDA_FUNCTION_NAME` is set (the Lambda runtime always sets it).
     pub runtime: Runtime,
+    /// Where HTTP tools may be called (`TOOLS_ALLOWED_URLS`, `TOOLS_ALLOW_PRIVATE_URLS`).
+    pub tools: UrlPolicy,
+}
+
+pub use webhooks::UrlPolicy;
+
+/// `TOOLS_ALLOWED_URLS`: comma-separated URL prefixes an HTTP tool's URL must start with (unset:
+/// any `https` URL); `TOOLS_ALLOW_PRIVATE_URLS=true`: loopback and private addresses allowed, and
+/// plain `http` — for local development only.
+pub fn tools_from_env() -> Result<UrlPolicy, ConfigError> {
+    let allowed_prefixes = optional("TOOLS_ALLOWED_URLS")
+        .map(|list| {
+            list.split(',').map(|prefix| prefix.trim().to_owned()).filter(|prefix| !prefix.is_empty()).collect()
+        })
+        .unwrap_or_default();
+    let allow_private = match optional("TOOLS_ALLOW_PRIVATE_URLS").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ConfigError::Invalid { name: "TOOLS_ALLOW_PRIVATE_URLS", reason: "must be true or false" });
+        }
+    };
+    Ok(UrlPolicy { allowed_prefixes, allow_private })
 }
 
 /// Which browser origins may call the API (`CORS_ALLOWED_ORIGINS`: comma-separated origins such
@@ -262,6 +291,7 @@ impl Config {
             memory: MemoryConfig::from_env()?,
             cors: CorsOrigins::from_env()?,
             runtime: if env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() { Runtime::Lambda } else { Runtime::Server },
+            tools: tools_from_env()?,
         })
     }
 }

@@ -278,7 +278,7 @@ impl Describe for TransformOperation<'_> {
                 "required": ["id", "event", "data"],
                 "properties": {
                     "id": { "type": "string", "pattern": "^[0-9]+$", "description": "1, 2, 3, … within the reply" },
-                    "event": { "type": "string", "enum": ["reply.started", "reply.delta", "reply.completed", "reply.failed"] },
+                    "event": { "type": "string", "enum": ["reply.started", "reply.delta", "reply.tool_call", "reply.tool_result", "reply.completed", "reply.failed"] },
                     "data": { "type": "string", "contentMediaType": "application/json", "contentSchema": schema },
                 },
             }});

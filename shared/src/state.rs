@@ -63,7 +63,11 @@ impl AppState {
     ) -> Result<Self, ConfigError> {
         let store = Store::new(client, config.tables.clone(), config.limits.clone(), clock.clone());
         let catalog = Catalog::new(store.clone(), clock.clone(), config.runtime);
-        let mut chat = Chat::new(store.clone(), catalog.clone(), clock.clone());
+        let webhooks = webhooks::Webhooks::new(config.tools.clone()).map_err(|_| ConfigError::Invalid {
+            name: "TOOLS_ALLOWED_URLS",
+            reason: "cannot build the tools' HTTP client",
+        })?;
+        let mut chat = Chat::new(store.clone(), catalog.clone(), clock.clone()).with_webhooks(webhooks);
         let mut extractor = None;
         if let Some(llm) = &config.llm {
             let model = model_of(llm, sdk_config)?;
@@ -107,7 +111,7 @@ fn model_of(config: &LlmConfig, sdk_config: Option<&aws_config::SdkConfig>) -> R
             let client = OpenAi::new(base_url, api_key.clone(), std::time::Duration::from_secs(5)).map_err(|_| {
                 ConfigError::Invalid { name: "LLM_BASE_URL", reason: "cannot build an HTTP client for it" }
             })?;
-            Ok(Arc::new(client))
+            Ok(Arc::new(client.with_structured_tools(config.structured_tools)))
         }
         LlmProvider::Bedrock => match sdk_config {
             Some(sdk_config) => Ok(Arc::new(Bedrock::new(sdk_config))),

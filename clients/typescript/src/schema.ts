@@ -894,6 +894,11 @@ export interface components {
             model?: string | null;
             /** Format: float */
             temperature?: number | null;
+            /**
+             * @description `auto` (the default: the model decides), `required` (it must call one of the session's
+             *     tools first), `none`, or `{"name": "…"}` (it must call that tool first).
+             */
+            tool_choice?: components["schemas"]["ToolChoiceInput"] | null;
         };
         /** @description `POST /v1/sessions` */
         CreateSession: {
@@ -916,6 +921,8 @@ export interface components {
                 [key: string]: unknown;
             } | null;
             title?: string | null;
+            /** @description Tools the model may call in this session's replies (at most 8). */
+            tools?: components["schemas"]["ToolInput"][] | null;
         };
         /** @description Opaque: pass it back as `cursor` to get the next page. */
         Cursor: string;
@@ -1153,6 +1160,11 @@ export interface components {
             is_regenerated: boolean;
             /** @description The model that generated this reply. */
             model: string | null;
+            /**
+             * @description A reply that called tools: its text, each call and each call's result, in order
+             *     (`content` is its text parts joined). Absent on every other message.
+             */
+            parts?: components["schemas"]["Part"][];
             payload: components["schemas"]["Payload"] | null;
             reply_to: components["schemas"]["Seq"] | null;
             /**
@@ -1279,6 +1291,27 @@ export interface components {
         };
         /** @enum {string} */
         Order: "asc" | "desc";
+        /** @description One part of a reply, in order: its text, a call of a tool, a call's result. */
+        Part: {
+            text: string;
+            /** @constant */
+            type: "text";
+        } | {
+            arguments: unknown;
+            /** @description Unique in the reply; the result names it. */
+            id: string;
+            name: string;
+            /** @constant */
+            type: "tool_call";
+        } | {
+            error?: components["schemas"]["ToolError"] | null;
+            name: string;
+            /** @description The tool's answer (JSON); absent when `error` says why there is none. */
+            output?: unknown;
+            tool_call_id: string;
+            /** @constant */
+            type: "tool_result";
+        };
         /**
          * @description A part of the context.
          * @enum {string}
@@ -1342,7 +1375,7 @@ export interface components {
             retryable: boolean;
         };
         /** @description The data of a reply stream's events, by `event:` name (for the OpenAPI document). */
-        ReplyEvent: components["schemas"]["ReplyStarted"] | components["schemas"]["ReplyDelta"] | components["schemas"]["ReplyCompleted"] | components["schemas"]["ReplyFailed"];
+        ReplyEvent: components["schemas"]["ReplyStarted"] | components["schemas"]["ReplyDelta"] | components["schemas"]["ReplyToolCall"] | components["schemas"]["ReplyToolResult"] | components["schemas"]["ReplyCompleted"] | components["schemas"]["ReplyFailed"];
         /** @description `reply.failed`: the reply as stored (`failed`, with the text it had) and why. */
         ReplyFailed: {
             assistant_message: components["schemas"]["Message"];
@@ -1354,6 +1387,29 @@ export interface components {
         ReplyStarted: {
             assistant_message: components["schemas"]["Message"];
             user_message: components["schemas"]["Message"] | null;
+        };
+        /**
+         * @description `reply.tool_call`: the model called one of the session's tools (sent with its result: a call
+         *     is stored only together with its result).
+         */
+        ReplyToolCall: {
+            arguments: unknown;
+            /** @description Unique in the reply; `reply.tool_result` names it. */
+            id: string;
+            name: string;
+            seq: components["schemas"]["Seq"];
+        };
+        /**
+         * @description `reply.tool_result`: what the call gave the model — the tool's JSON answer, or the error it
+         *     read instead (`timeout`, `http_error`, `too_large`, `invalid_json`, `unknown_tool`,
+         *     `invalid_arguments`, …).
+         */
+        ReplyToolResult: {
+            error?: components["schemas"]["ToolError"] | null;
+            name: string;
+            output?: unknown;
+            seq: components["schemas"]["Seq"];
+            tool_call_id: string;
         };
         /**
          * @description A turn: the user's message (absent for a reply to the log as it stands, and for a
@@ -1421,6 +1477,8 @@ export interface components {
              * @default null
              */
             temperature?: number | null;
+            /** @description As in `POST …/replies`: `auto`, `required`, `none` or `{"name": "…"}`. */
+            tool_choice?: components["schemas"]["ToolChoiceInput"] | null;
         };
         /**
          * Format: uint64
@@ -1578,6 +1636,8 @@ export interface components {
             settings: components["schemas"]["Settings"];
             status: components["schemas"]["SessionStatus"];
             title: components["schemas"]["Title"];
+            /** @description The tools the model may call in this session's replies (secrets never shown). */
+            tools: components["schemas"]["ToolView"][];
             updated_at: components["schemas"]["Timestamp"];
         };
         /**
@@ -1630,6 +1690,8 @@ export interface components {
             settings: components["schemas"]["Settings"];
             status: components["schemas"]["SessionStatus"];
             title: components["schemas"]["Title"];
+            /** @description The tools the model may call in this session's replies (secrets never shown). */
+            tools: components["schemas"]["ToolView"][];
             updated_at: components["schemas"]["Timestamp"];
         };
         /** @description Free-form session settings for the chat app (e.g. relationship_type): a JSON object of at most 4 KB. */
@@ -1701,6 +1763,70 @@ export interface components {
         Timestamp: string;
         /** @description A session title: 1–255 characters after trimming, no control characters. */
         Title: string;
+        /** @description `tool_choice` as a caller writes it: `"auto"`, `"required"`, `"none"`, or `{"name": "…"}`. */
+        ToolChoiceInput: components["schemas"]["ToolChoiceMode"] | {
+            name: string;
+        };
+        /** @enum {string} */
+        ToolChoiceMode: "auto" | "required" | "none";
+        /** @description Why a call has no output: its result is this error, which the model reads. */
+        ToolError: {
+            /**
+             * @description `timeout`, `http_error`, `too_large`, `invalid_json`, `unreachable`, `url_not_allowed`,
+             *     `unknown_tool`, `invalid_arguments`, `interrupted`.
+             */
+            code: string;
+            message: string;
+        };
+        /** @description A tool as a caller writes it (`tools` on `POST`/`PATCH /v1/sessions`). */
+        ToolInput: {
+            /** @description What the tool does, for the model (1–1024 characters). */
+            description: string;
+            kind: components["schemas"]["ToolKind"];
+            /** @description 1–64 of `a-z A-Z 0-9 _ -`, unique in the session. */
+            name: string;
+            /**
+             * @description A JSON Schema (an object schema) the call's arguments must meet; at most 8 KiB.
+             * @default null
+             */
+            parameters?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * @description `http` only: the Standard Webhooks secret each call is signed with (`whsec_` + base64 of
+             *     24–64 bytes). Write-only: responses say `has_secret`.
+             */
+            secret?: string | null;
+            /**
+             * Format: uint32
+             * @description `http` only: how long the server waits for the answer, 100–30000 ms (10000 by default).
+             */
+            timeout_ms?: number | null;
+            /**
+             * @description `http` only: where the server POSTs each call (`https`, or `http` on a host the
+             *     deployment allows; never loopback or private addresses unless `TOOLS_ALLOW_PRIVATE_URLS`).
+             */
+            url?: string | null;
+        };
+        /**
+         * @description How a tool is run: the server POSTs the call to the tool's `url` (`http`), or the reply pauses
+         *     until the client answers the call (`client`).
+         * @enum {string}
+         */
+        ToolKind: "http" | "client";
+        /** @description A tool's name: 1–64 of `a-z A-Z 0-9 _ -` (what every provider accepts). */
+        ToolName: string;
+        /** @description A tool as the API shows it: everything but the secret. */
+        ToolView: {
+            description: string;
+            has_secret: boolean;
+            kind: components["schemas"]["ToolKind"];
+            name: components["schemas"]["ToolName"];
+            parameters: unknown;
+            /** Format: uint32 */
+            timeout_ms?: number | null;
+            url?: string | null;
+        };
         /**
          * @description `PATCH /v1/admin/characters/{id}`: fields present are set; `null` clears `avatar_url`,
          *     `genre` and `model`.
@@ -1762,6 +1888,8 @@ export interface components {
             } | null;
             status?: components["schemas"]["SessionStatus"] | null;
             title?: string | null;
+            /** @description The tools, replacing the list (`[]` removes them all). */
+            tools?: components["schemas"]["ToolInput"][] | null;
         };
         /** @description Model usage reported with a message. */
         Usage: {
@@ -6299,7 +6427,7 @@ export interface operations {
                     "text/event-stream": {
                         data: string;
                         /** @enum {string} */
-                        event: "reply.started" | "reply.delta" | "reply.completed" | "reply.failed";
+                        event: "reply.started" | "reply.delta" | "reply.tool_call" | "reply.tool_result" | "reply.completed" | "reply.failed";
                         /** @description 1, 2, 3, … within the reply */
                         id: string;
                     };
@@ -6461,7 +6589,7 @@ export interface operations {
                     "text/event-stream": {
                         data: string;
                         /** @enum {string} */
-                        event: "reply.started" | "reply.delta" | "reply.completed" | "reply.failed";
+                        event: "reply.started" | "reply.delta" | "reply.tool_call" | "reply.tool_result" | "reply.completed" | "reply.failed";
                         /** @description 1, 2, 3, … within the reply */
                         id: string;
                     };
@@ -6838,7 +6966,7 @@ export interface operations {
                     "text/event-stream": {
                         data: string;
                         /** @enum {string} */
-                        event: "reply.started" | "reply.delta" | "reply.completed" | "reply.failed";
+                        event: "reply.started" | "reply.delta" | "reply.tool_call" | "reply.tool_result" | "reply.completed" | "reply.failed";
                         /** @description 1, 2, 3, … within the reply */
                         id: string;
                     };

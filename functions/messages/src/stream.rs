@@ -1,7 +1,9 @@
-//! A reply as Server-Sent Events. Event ids count the reply's events: 1 is `reply.started`, the
-//! k-th `reply.delta` is k + 1, the closing `reply.completed` or `reply.failed` comes last. The
-//! deltas are the segments of the reply's text (`domain::segments`), a pure function of it, so a
-//! stream picked up again on any instance with `Last-Event-ID` continues exactly where it left off.
+//! A reply as Server-Sent Events. Event ids count the reply's events: 1 is `reply.started`, then
+//! its parts' events in order — each text's segments as `reply.delta`s (`domain::segments`), each
+//! tool call and its result as `reply.tool_call` and `reply.tool_result` — and the closing
+//! `reply.completed` or `reply.failed` comes last. The events are a pure function of the reply's
+//! parts, which only grow, so a stream picked up again on any instance with `Last-Event-ID`
+//! continues exactly where it left off.
 //! A round's stream (`mode: "all"`) carries each reply's events in turn, each counted from its own
 //! `reply.started`, so any of them resumes on its own seq's stream.
 
@@ -12,9 +14,9 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use futures::stream::{self, StreamExt};
-use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted};
+use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted, ReplyToolCall, ReplyToolResult};
 use shared::chat::{Progress, Turn};
-use shared::domain::{Message, MessageStatus, all_segments, segments};
+use shared::domain::{Draft, Message, MessageStatus, Part, Seq, all_segments, segments};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
@@ -35,8 +37,8 @@ struct State {
     queued: VecDeque<Event>,
     next_id: u64,
     after_id: u64,
-    /// Segments of the text sent (or skipped as received) so far.
-    segments_done: usize,
+    /// Events of the reply's parts sent (or skipped as received) so far.
+    parts_done: usize,
     ended: bool,
 }
 
@@ -52,23 +54,21 @@ impl State {
         self.queued.push_back(event);
     }
 
-    fn push_segments(&mut self, parts: &[&str]) {
-        for part in parts.iter().skip(self.segments_done) {
-            let delta = ReplyDelta { seq: self.assistant.seq, text: (*part).to_owned() };
-            self.push("reply.delta", delta);
+    fn push_parts(&mut self, draft: &Draft, ended: bool) {
+        let events = part_events(draft, self.assistant.seq, ended);
+        let count = events.len();
+        for (name, data) in events.into_iter().skip(self.parts_done) {
+            self.push(name, data);
         }
-        self.segments_done = self.segments_done.max(parts.len());
+        self.parts_done = self.parts_done.max(count);
     }
 
     /// Turns the progress as it stands into the events not sent yet.
     fn observe(&mut self, progress: &Progress) {
         match progress {
-            Progress::Streaming(text) => {
-                let (complete, _) = segments(text);
-                self.push_segments(&complete);
-            }
+            Progress::Streaming(draft) => self.push_parts(draft, false),
             Progress::Ended(message, quota) => {
-                self.push_segments(&all_segments(message.content.as_str()));
+                self.push_parts(&Draft::of_parts(&message.parts, message.content.as_str()), true);
                 let assistant_message = message.as_ref().clone();
                 match (&message.status, &message.error) {
                     (MessageStatus::Failed, Some(error)) => {
@@ -107,6 +107,40 @@ impl State {
     }
 }
 
+/// The events of a reply's parts so far: each closed part's (a text's segments, a call, a result),
+/// then the open text's complete segments — all of them once the reply has `ended`.
+fn part_events(draft: &Draft, seq: Seq, ended: bool) -> Vec<(&'static str, serde_json::Value)> {
+    let delta = |text: &str| ("reply.delta", serde_json::json!(ReplyDelta { seq, text: text.to_owned() }));
+    let mut events = Vec::new();
+    for part in &draft.closed {
+        match part {
+            Part::Text { text } => events.extend(all_segments(text).into_iter().map(delta)),
+            Part::ToolCall { id, name, arguments } => events.push((
+                "reply.tool_call",
+                serde_json::json!(ReplyToolCall {
+                    seq,
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone()
+                }),
+            )),
+            Part::ToolResult { tool_call_id, name, output, error } => events.push((
+                "reply.tool_result",
+                serde_json::json!(ReplyToolResult {
+                    seq,
+                    tool_call_id: tool_call_id.clone(),
+                    name: name.clone(),
+                    output: output.clone(),
+                    error: error.clone(),
+                }),
+            )),
+        }
+    }
+    let open = if ended { all_segments(&draft.text) } else { segments(&draft.text).0 };
+    events.extend(open.into_iter().map(delta));
+    events
+}
+
 /// The reply's events from `start` on, as its `progress` goes; in a round (`mode: "all"`), then
 /// each further reply's events in turn, from its own `reply.started`.
 pub fn reply_events(
@@ -132,7 +166,7 @@ fn events_of(start: Start, progress: watch::Receiver<Progress>) -> impl Stream<I
         queued: VecDeque::new(),
         next_id: 1,
         after_id: start.after_id,
-        segments_done: 0,
+        parts_done: 0,
         ended: false,
     };
     let started = ReplyStarted { user_message: start.user_message, assistant_message: start.assistant_message };

@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::{
-    CharacterId, DisplayName, Gender, Language, Memory, Message, Profile, SessionId, Settings, Summary, Title,
+    CharacterId, DisplayName, Gender, Language, Memory, Message, Profile, SessionId, Settings, Summary, Title, Tool,
 };
 
 /// `ceil(bytes / 4)`: a stable, model-agnostic estimate.
@@ -157,6 +157,8 @@ pub struct ContextParts {
     pub summary: Option<Summary>,
     /// Oldest first.
     pub messages: Vec<Message>,
+    /// The tools the model may call (the session's).
+    pub tools: Vec<Tool>,
 }
 
 /// A part of the context.
@@ -216,7 +218,7 @@ impl Context {
 impl ContextParts {
     /// Trims the parts to `max_tokens`, as the module says.
     pub fn fit(self, max_tokens: u64) -> Context {
-        let Self { session, system_prompt, profile, mut memories, summary, mut messages } = self;
+        let Self { session, system_prompt, profile, mut memories, summary, mut messages, tools: _ } = self;
         let (memories_total, messages_total) = (memories.len(), messages.len());
         let mut profile_text = profile.as_ref().and_then(ContextProfile::text);
         let mut settings = settings_text(&session.settings);
@@ -342,6 +344,7 @@ mod tests {
             role: Role::User,
             message_type: MessageType::default(),
             content: Content::parse(text.to_owned()).unwrap_or_else(|_| unreachable!()),
+            parts: Vec::new(),
             payload: None,
             reply_to: None,
             usage: None,
@@ -382,6 +385,7 @@ mod tests {
             memories,
             summary: None,
             messages,
+            tools: Vec::new(),
         }
     }
 

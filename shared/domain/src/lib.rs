@@ -21,6 +21,7 @@ mod reply;
 mod reply_request;
 mod session;
 mod time;
+mod tool;
 mod wording;
 
 pub use self::character::{
@@ -60,6 +61,10 @@ pub use self::session::{
     SessionFilter, SessionId, SessionStatus, Settings, Title, UserId, agents_of,
 };
 pub use self::time::{Clock, SystemClock, Timestamp, TimestampParseError};
+pub use self::tool::{
+    Draft, MAX_RESULT_BYTES, MAX_SCHEMA_BYTES, MAX_TOOL_ROUNDS, MAX_TOOLS, Part, TOOL_TIMEOUT_DEFAULT_MS, Tool,
+    ToolChoice, ToolChoiceInput, ToolError, ToolInput, ToolKind, ToolName, ToolSecret, ToolView, tools_of,
+};
 
 /// Input that breaks a rule, with the field it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CharacterId, InputError, Routing, SessionId, Timestamp, Usd};
+use super::{CharacterId, InputError, Part, Routing, SessionId, Timestamp, Usd};
 
 /// A message's position in its session: 1, 2, 3, ... with no gaps and never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
@@ -342,6 +342,7 @@ impl Message {
             role: Role::Assistant,
             message_type: MessageType::default(),
             content,
+            parts: Vec::new(),
             payload: None,
             reply_to: None,
             usage: None,
@@ -394,6 +395,10 @@ pub struct Message {
     #[serde(rename = "type")]
     pub message_type: MessageType,
     pub content: Content,
+    /// A reply that called tools: its text, each call and each call's result, in order
+    /// (`content` is its text parts joined). Absent on every other message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
     pub payload: Option<Payload>,
     pub reply_to: Option<Seq>,
     pub usage: Option<MessageUsage>,

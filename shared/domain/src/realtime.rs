@@ -66,6 +66,9 @@ pub struct SendMessage {
     /// As in `POST …/replies`: `direct`, `orchestrated` or `all`.
     #[serde(default)]
     pub mode: Option<super::ReplyMode>,
+    /// As in `POST …/replies`: `auto`, `required`, `none` or `{"name": "…"}`.
+    #[serde(default)]
+    pub tool_choice: Option<super::ToolChoiceInput>,
     /// As `Idempotency-Key` over HTTP: a retried frame never starts a second reply.
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -88,8 +91,12 @@ impl ClientEvent {
                 temperature,
                 agent,
                 mode,
+                tool_choice,
                 idempotency_key,
-            }) => Some((CreateReply { content, model, max_tokens, temperature, agent, mode }, idempotency_key)),
+            }) => Some((
+                CreateReply { content, model, max_tokens, temperature, agent, mode, tool_choice },
+                idempotency_key,
+            )),
             _ => None,
         }
     }

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CharacterId, Content, InputError};
+use super::{CharacterId, Content, InputError, ToolChoice, ToolChoiceInput};
 
 /// How a reply's agent is chosen in a session with agents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -59,6 +59,8 @@ pub struct ReplyOptions {
     /// The agent that answers (one of the session's agents).
     pub agent: Option<CharacterId>,
     pub mode: Option<ReplyMode>,
+    /// Whether the model may, must or must not call the session's tools (first round).
+    pub tool_choice: Option<ToolChoice>,
 }
 
 /// `POST /v1/sessions/{id}/replies`, and the socket's `send_message`.
@@ -82,6 +84,9 @@ pub struct CreateReply {
     /// answers once, in turn, each seeing the answers before it: one quota unit for the user's
     /// message; a cancel or a failure ends the round).
     pub mode: Option<ReplyMode>,
+    /// `auto` (the default: the model decides), `required` (it must call one of the session's
+    /// tools first), `none`, or `{"name": "…"}` (it must call that tool first).
+    pub tool_choice: Option<ToolChoiceInput>,
 }
 
 impl CreateReply {
@@ -100,6 +105,7 @@ impl CreateReply {
             temperature: self.temperature,
             agent: self.agent,
             mode: self.mode,
+            tool_choice: self.tool_choice.map(ToolChoiceInput::parse).transpose()?,
         };
         Ok((content, options))
     }
@@ -127,6 +133,7 @@ impl From<Regenerate> for ReplyOptions {
             temperature: body.temperature,
             agent: body.agent,
             mode: agent_mode,
+            tool_choice: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{CharacterId, Content, InputError, Role, Seq, Timestamp};
+use super::{CharacterId, Content, InputError, Role, Seq, Timestamp, Tool, ToolView};
 
 /// The authenticated user a request acts for (a JWT `sub`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -274,6 +274,10 @@ pub struct Session {
     /// The catalog characters that answer in this session (at most `MAX_AGENTS`): a character
     /// chat's one character, or the ones a session names; empty for the plain assistant.
     pub agents: Vec<CharacterId>,
+    /// The tools the model may call in this session's replies (secrets never shown).
+    #[serde(serialize_with = "tool_views")]
+    #[schemars(with = "Vec<ToolView>")]
+    pub tools: Vec<Tool>,
     pub title: Title,
     pub status: SessionStatus,
     pub archived: bool,
@@ -290,6 +294,10 @@ pub struct Session {
     pub updated_at: Timestamp,
 }
 
+fn tool_views<S: serde::Serializer>(tools: &[Tool], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(tools.iter().map(ToolView::from))
+}
+
 /// What a caller may set when creating a session.
 #[derive(Clone, Debug, Default)]
 pub struct NewSession {
@@ -300,6 +308,7 @@ pub struct NewSession {
     pub character_id: Option<CharacterId>,
     /// The characters that answer (a group chat); see `Session::agents`.
     pub agents: Vec<CharacterId>,
+    pub tools: Vec<Tool>,
     /// The character's first message, stored as seq 1 with the session.
     pub greeting: Option<Content>,
 }
@@ -328,6 +337,8 @@ pub struct SessionChanges {
     pub settings: Option<Settings>,
     pub archived: Option<bool>,
     pub agents: Option<Vec<CharacterId>>,
+    /// Replaces the session's tools.
+    pub tools: Option<Vec<Tool>>,
 }
 
 impl SessionChanges {
@@ -338,6 +349,7 @@ impl SessionChanges {
             && self.settings.is_none()
             && self.archived.is_none()
             && self.agents.is_none()
+            && self.tools.is_none()
     }
 }
 

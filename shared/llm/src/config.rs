@@ -44,6 +44,11 @@ pub struct LlmConfig {
     /// from slowing every reply down: as many again may wait up to `ADMISSION_WAIT` for a turn,
     /// and the rest are refused up front (503 `llm_busy` with `Retry-After`, nothing stored).
     pub concurrency: Option<u32>,
+    /// How tool calls reach an OpenAI-compatible server (`LLM_TOOL_CALLS`): `native` (its
+    /// `tools` and `tool_choice`, the default) or `structured` (a JSON Schema answer that is a
+    /// call or an answer, for servers whose template or parser cannot call tools — llama.cpp with
+    /// SmolLM2, the local model). Bedrock always uses Converse's own tool use.
+    pub structured_tools: bool,
 }
 
 impl LlmConfig {
@@ -61,6 +66,7 @@ impl LlmConfig {
             reply_timeout_secs: 120,
             lease_secs: 30,
             concurrency: None,
+            structured_tools: false,
         }
     }
 }

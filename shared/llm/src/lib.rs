@@ -55,6 +55,72 @@ pub struct Prompt {
     pub max_tokens: u32,
     pub temperature: Option<f32>,
     pub shape: Option<AnswerShape>,
+    /// Tools the model may call; empty: none.
+    pub tools: Vec<ToolSpec>,
+    pub tool_choice: ToolUse,
+    /// This answer's earlier rounds: what the model called and what came back, after `messages`.
+    pub rounds: Vec<ToolRound>,
+}
+
+impl Prompt {
+    /// A prompt without tools.
+    pub fn new(model: String, messages: Vec<PromptMessage>, max_tokens: u32) -> Self {
+        Self {
+            model,
+            messages,
+            max_tokens,
+            temperature: None,
+            shape: None,
+            tools: Vec::new(),
+            tool_choice: ToolUse::Auto,
+            rounds: Vec::new(),
+        }
+    }
+}
+
+/// A tool as the model is told of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// A JSON Schema object for the arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// Whether the model may, must or must not call a tool.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ToolUse {
+    #[default]
+    Auto,
+    Required,
+    None,
+    /// It must call this one.
+    Named(String),
+}
+
+/// A call the model made. The id is the caller's (the same in the call and in its result when
+/// they are sent back); providers' own ids are not kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCallSpec {
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
+/// A call's result as the model reads it: the tool's JSON answer, or an error's words.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolOutcome {
+    pub id: String,
+    pub name: String,
+    pub output: Result<serde_json::Value, String>,
+}
+
+/// One earlier round of this answer: the text the model said first, its calls, their results.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolRound {
+    pub text: String,
+    pub calls: Vec<ToolCallSpec>,
+    pub results: Vec<ToolOutcome>,
 }
 
 /// An answer that is one JSON value valid against `schema` (a JSON Schema object). Each provider
@@ -101,6 +167,11 @@ pub struct ModelFinished {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelEvent {
     Text(String),
+    /// A call of one of the prompt's tools (its id is empty: the caller names calls).
+    ToolCall {
+        name: String,
+        arguments: serde_json::Value,
+    },
     Finished(ModelFinished),
 }
 

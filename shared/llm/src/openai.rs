@@ -16,12 +16,29 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, StopReason, TokenCounts};
+use super::{
+    Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason, TokenCounts, ToolRound,
+    ToolUse,
+};
 
 pub struct OpenAi {
     http: reqwest::Client,
     completions_url: String,
     api_key: Option<SecretString>,
+    /// Tools through the backend's own structured-output path rather than the server's `tools`.
+    structured_tools: bool,
+}
+
+/// How a prompt's tools reach the server.
+enum ToolPath {
+    /// None to offer (no tools, or `tool_choice: none`).
+    Off,
+    /// The server's `tools` and `tool_choice`; calls come back as `tool_calls`.
+    Native,
+    /// A JSON Schema answer that is a call of one of the tools (or, when the model may choose, an
+    /// answer): for servers whose template or parser does not do tool calls (llama.cpp with a
+    /// small model's template).
+    Structured,
 }
 
 impl OpenAi {
@@ -32,15 +49,42 @@ impl OpenAi {
             .build()
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
         let completions_url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-        Ok(Self { http, completions_url, api_key })
+        Ok(Self { http, completions_url, api_key, structured_tools: false })
+    }
+
+    /// Tools through a JSON Schema answer rather than the server's tool calling
+    /// (`LLM_TOOL_CALLS=structured`).
+    pub fn with_structured_tools(mut self, structured: bool) -> Self {
+        self.structured_tools = structured;
+        self
     }
 
     async fn start(&self, prompt: Prompt) -> Result<ModelStream, ModelError> {
-        let messages: Vec<_> = prompt
+        let path = match (prompt.tools.is_empty() || prompt.tool_choice == ToolUse::None, self.structured_tools) {
+            (true, _) => ToolPath::Off,
+            (false, false) => ToolPath::Native,
+            (false, true) => ToolPath::Structured,
+        };
+        let mut messages: Vec<_> = prompt
             .messages
             .iter()
             .map(|message| serde_json::json!({"role": message.role.as_str(), "content": message.content}))
             .collect();
+        if matches!(path, ToolPath::Structured) {
+            let guide = structured_guide(&prompt);
+            match messages.first_mut() {
+                Some(first) if prompt.messages.first().is_some_and(|m| m.role == PromptRole::System) => {
+                    first["content"] = serde_json::json!(format!("{}\n\n{guide}", prompt.messages[0].content));
+                }
+                _ => messages.insert(0, serde_json::json!({"role": "system", "content": guide})),
+            }
+        }
+        for round in &prompt.rounds {
+            match path {
+                ToolPath::Native => messages.extend(native_round(round)),
+                ToolPath::Structured | ToolPath::Off => messages.extend(text_round(round)),
+            }
+        }
         let mut body = serde_json::json!({
             "model": prompt.model,
             "messages": messages,
@@ -57,6 +101,35 @@ impl OpenAi {
                 "json_schema": {"name": shape.name, "description": shape.description, "schema": shape.schema, "strict": true},
             });
         }
+        match path {
+            ToolPath::Off => {}
+            ToolPath::Native => {
+                let tools: Vec<_> = prompt
+                    .tools
+                    .iter()
+                    .map(|tool| {
+                        serde_json::json!({"type": "function", "function": {
+                            "name": tool.name, "description": tool.description, "parameters": tool.parameters,
+                        }})
+                    })
+                    .collect();
+                body["tools"] = serde_json::json!(tools);
+                body["tool_choice"] = match &prompt.tool_choice {
+                    ToolUse::Auto => serde_json::json!("auto"),
+                    ToolUse::Required => serde_json::json!("required"),
+                    ToolUse::None => serde_json::json!("none"),
+                    ToolUse::Named(name) => serde_json::json!({"type": "function", "function": {"name": name}}),
+                };
+            }
+            ToolPath::Structured => {
+                // The call's JSON is not the answer: a round that may call gets room for it.
+                body["max_tokens"] = serde_json::json!(prompt.max_tokens.max(STRUCTURED_MIN_TOKENS));
+                body["response_format"] = serde_json::json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": "call_or_answer", "schema": structured_schema(&prompt), "strict": true},
+                });
+            }
+        }
         let mut request = self.http.post(&self.completions_url).json(&body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose_secret());
@@ -68,7 +141,96 @@ impl OpenAi {
             let text = response.text().await.unwrap_or_default();
             return Err(refusal(status, retry_after, &text));
         }
-        Ok(chunks(response.bytes_stream().eventsource().boxed()))
+        Ok(chunks(response.bytes_stream().eventsource().boxed(), matches!(path, ToolPath::Structured)))
+    }
+}
+
+/// The fewest tokens a round on the structured path may use: a small model pretty-prints its JSON,
+/// and the call's text is not the reply's answer.
+const STRUCTURED_MIN_TOKENS: u32 = 256;
+
+/// The words that tell a model on the structured path what it may call and how.
+fn structured_guide(prompt: &Prompt) -> String {
+    let mut guide = String::from("You can call these tools:\n");
+    for tool in &prompt.tools {
+        guide.push_str(&format!("- {}: {} Arguments: {}\n", tool.name, tool.description, tool.parameters));
+    }
+    guide.push_str(match prompt.tool_choice {
+        ToolUse::Auto => {
+            "Answer with JSON only: {\"call\": <tool name>, \"arguments\": {...}} to call a tool, or \
+             {\"answer\": <your reply>} when you can answer."
+        }
+        _ => "Answer with JSON only: {\"call\": <tool name>, \"arguments\": {...}} to call a tool.",
+    });
+    guide
+}
+
+/// The answer's schema on the structured path: a call of one of the tools (only the named one
+/// when one is named), or — when the model may choose — an answer.
+fn structured_schema(prompt: &Prompt) -> serde_json::Value {
+    let mut branches: Vec<serde_json::Value> = prompt
+        .tools
+        .iter()
+        .filter(|tool| match &prompt.tool_choice {
+            ToolUse::Named(name) => &tool.name == name,
+            _ => true,
+        })
+        .map(|tool| {
+            serde_json::json!({
+                "type": "object",
+                "properties": {"call": {"type": "string", "enum": [tool.name]}, "arguments": tool.parameters},
+                "required": ["call", "arguments"],
+            })
+        })
+        .collect();
+    if prompt.tool_choice == ToolUse::Auto {
+        branches.push(serde_json::json!({
+            "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+        }));
+    }
+    serde_json::json!({"anyOf": branches})
+}
+
+/// A round as Chat Completions carries tool calls: the assistant's `tool_calls`, then one `tool`
+/// message per result.
+fn native_round(round: &ToolRound) -> Vec<serde_json::Value> {
+    let calls: Vec<_> = round
+        .calls
+        .iter()
+        .map(|call| {
+            serde_json::json!({"id": call.id, "type": "function", "function": {
+                "name": call.name, "arguments": call.arguments.to_string(),
+            }})
+        })
+        .collect();
+    let content = if round.text.is_empty() { serde_json::Value::Null } else { serde_json::json!(round.text) };
+    let mut messages = vec![serde_json::json!({"role": "assistant", "content": content, "tool_calls": calls})];
+    for result in &round.results {
+        messages.push(serde_json::json!({"role": "tool", "tool_call_id": result.id, "content": outcome_text(result)}));
+    }
+    messages
+}
+
+/// A round told as text (the structured path): the call as the model wrote it, then the results
+/// as the user's turn.
+fn text_round(round: &ToolRound) -> Vec<serde_json::Value> {
+    let mut messages = Vec::new();
+    for call in &round.calls {
+        let said = serde_json::json!({"call": call.name, "arguments": call.arguments}).to_string();
+        messages.push(serde_json::json!({"role": "assistant", "content": said}));
+    }
+    let results: Vec<String> =
+        round.results.iter().map(|result| format!("Result of {}: {}", result.name, outcome_text(result))).collect();
+    if !results.is_empty() {
+        messages.push(serde_json::json!({"role": "user", "content": results.join("\n")}));
+    }
+    messages
+}
+
+fn outcome_text(outcome: &super::ToolOutcome) -> String {
+    match &outcome.output {
+        Ok(value) => value.to_string(),
+        Err(error) => serde_json::json!({"error": error}).to_string(),
     }
 }
 
@@ -149,6 +311,38 @@ struct Choice {
 #[derive(Deserialize)]
 struct Delta {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallDelta>,
+}
+
+/// A piece of a streamed tool call: the first names it, the rest add to its arguments.
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    #[serde(default)]
+    index: usize,
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+/// A call being streamed: its name and its arguments' JSON text so far.
+#[derive(Default)]
+struct PartialCall {
+    name: String,
+    arguments: String,
+}
+
+/// A call's arguments: their JSON, or the text as the model wrote it when it is not JSON (the
+/// caller's schema check then refuses it).
+fn arguments_of(text: &str) -> serde_json::Value {
+    if text.trim().is_empty() {
+        return serde_json::json!({});
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
 
 #[derive(Deserialize)]
@@ -173,13 +367,34 @@ struct Reader {
     usage: Option<TokenCounts>,
     pending: Vec<ModelEvent>,
     ended: bool,
+    calls: Vec<PartialCall>,
+    /// The structured path: the answer is JSON, a call or `{"answer": …}`, read at the end.
+    structured: Option<String>,
 }
 
 impl Reader {
+    /// The end: the calls the model made (or the structured answer's call or text), then
+    /// `Finished`; the first of them returned, the rest pending.
     fn finished(&mut self) -> ModelEvent {
         self.ended = true;
         let detail = self.finish.take().unwrap_or_default();
-        ModelEvent::Finished(ModelFinished { stop: stop_reason(&detail), stop_detail: detail, usage: self.usage })
+        let mut events: Vec<ModelEvent> = self
+            .calls
+            .drain(..)
+            .filter(|call| !call.name.is_empty())
+            .map(|call| ModelEvent::ToolCall { name: call.name, arguments: arguments_of(&call.arguments) })
+            .collect();
+        if let Some(answer) = self.structured.take() {
+            events.extend(structured_answer(&answer));
+        }
+        events.push(ModelEvent::Finished(ModelFinished {
+            stop: stop_reason(&detail),
+            stop_detail: detail,
+            usage: self.usage,
+        }));
+        let first = events.remove(0);
+        self.pending.splice(0..0, events);
+        first
     }
 
     /// Takes one `data:` payload in; text pieces go to `pending`.
@@ -191,8 +406,26 @@ impl Reader {
             return Err(ModelError::Unavailable(message.chars().take(300).collect()));
         }
         for choice in chunk.choices {
-            if let Some(text) = choice.delta.and_then(|delta| delta.content).filter(|text| !text.is_empty()) {
-                self.pending.push(ModelEvent::Text(text));
+            let Some(delta) = choice.delta else {
+                if let Some(reason) = choice.finish_reason {
+                    self.finish = Some(reason);
+                }
+                continue;
+            };
+            for call in delta.tool_calls {
+                if self.calls.len() <= call.index {
+                    self.calls.resize_with(call.index + 1, PartialCall::default);
+                }
+                if let (Some(function), Some(partial)) = (call.function, self.calls.get_mut(call.index)) {
+                    partial.name.push_str(function.name.as_deref().unwrap_or_default());
+                    partial.arguments.push_str(function.arguments.as_deref().unwrap_or_default());
+                }
+            }
+            if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
+                match self.structured.as_mut() {
+                    Some(answer) => answer.push_str(&text),
+                    None => self.pending.push(ModelEvent::Text(text)),
+                }
             }
             if let Some(reason) = choice.finish_reason {
                 self.finish = Some(reason);
@@ -242,7 +475,87 @@ impl Reader {
     }
 }
 
-fn chunks(events: BoxStream<'static, Result<Event, EventStreamError<reqwest::Error>>>) -> ModelStream {
-    let reader = Reader { events, finish: None, usage: None, pending: Vec::new(), ended: false };
+/// What a structured answer holds: a call, or the answer's text. An answer cut off by
+/// `max_tokens` keeps the text it had; a call cut off is no call (its arguments are unknown), and
+/// the JSON itself is never shown as the reply.
+fn structured_answer(answer: &str) -> Vec<ModelEvent> {
+    let parsed: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(answer).ok();
+    match parsed {
+        Some(mut object) => match (object.remove("call"), object.remove("answer")) {
+            (Some(serde_json::Value::String(name)), _) => {
+                let arguments = object.remove("arguments").unwrap_or_else(|| serde_json::json!({}));
+                vec![ModelEvent::ToolCall { name, arguments }]
+            }
+            (_, Some(serde_json::Value::String(text))) if !text.is_empty() => vec![ModelEvent::Text(text)],
+            _ => Vec::new(),
+        },
+        None => cut_answer(answer).map(ModelEvent::Text).into_iter().collect(),
+    }
+}
+
+/// The text of an `{"answer": "…` cut off before its end: the string's characters so far.
+fn cut_answer(answer: &str) -> Option<String> {
+    let start = answer.find("\"answer\"")?;
+    let rest = &answer[start + "\"answer\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let mut text = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => text.push('\n'),
+                Some('t') => text.push('\t'),
+                Some('u') => {
+                    let code: String = chars.by_ref().take(4).collect();
+                    if let Some(c) = u32::from_str_radix(&code, 16).ok().and_then(char::from_u32) {
+                        text.push(c);
+                    }
+                }
+                Some(other) => text.push(other),
+                None => break,
+            },
+            c => text.push(c),
+        }
+    }
+    (!text.is_empty()).then_some(text)
+}
+
+fn chunks(
+    events: BoxStream<'static, Result<Event, EventStreamError<reqwest::Error>>>,
+    structured: bool,
+) -> ModelStream {
+    let reader = Reader {
+        events,
+        finish: None,
+        usage: None,
+        pending: Vec::new(),
+        ended: false,
+        calls: Vec::new(),
+        structured: structured.then(String::new),
+    };
     stream::unfold(reader, |mut reader| async move { reader.next().await.map(|item| (item, reader)) }).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_structured_answer_is_a_call_an_answer_or_the_answer_so_far() {
+        let call = structured_answer("{\n  \"call\": \"get_weather\",\n  \"arguments\": {\"city\": \"Paris\"}\n}");
+        assert_eq!(
+            call,
+            vec![ModelEvent::ToolCall { name: "get_weather".into(), arguments: serde_json::json!({"city": "Paris"}) }]
+        );
+        assert_eq!(
+            structured_answer("{\"answer\": \"It is 21 \\u00b0C.\"}"),
+            vec![ModelEvent::Text("It is 21 °C.".into())]
+        );
+        assert_eq!(
+            structured_answer("{\"answer\": \"It is sunny\\nand"),
+            vec![ModelEvent::Text("It is sunny\nand".into())]
+        );
+        assert_eq!(structured_answer("{\n\"arguments\": {\n\"q\": \"x.x.x.x"), Vec::new(), "a cut-off call is nothing");
+    }
 }

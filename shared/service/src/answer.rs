@@ -19,6 +19,8 @@ pub(crate) async fn whole_answer(
         while let Some(event) = stream.next().await {
             match event? {
                 ModelEvent::Text(piece) => text.push_str(&piece),
+                // Offered no tools, a model that calls one says nothing usable.
+                ModelEvent::ToolCall { .. } => {}
                 ModelEvent::Finished(finished) => return Ok((text, finished.usage)),
             }
         }

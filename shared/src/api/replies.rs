@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::domain::{Message, MessagesLimit, ReplyError, Seq};
+use crate::domain::{Message, MessagesLimit, ReplyError, Seq, ToolError};
 
 pub use crate::domain::{CreateReply, Regenerate};
 
@@ -40,6 +40,31 @@ pub struct ReplyDelta {
     pub text: String,
 }
 
+/// `reply.tool_call`: the model called one of the session's tools (sent with its result: a call
+/// is stored only together with its result).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReplyToolCall {
+    pub seq: Seq,
+    /// Unique in the reply; `reply.tool_result` names it.
+    pub id: String,
+    pub name: String,
+    pub arguments: serde_json::Value,
+}
+
+/// `reply.tool_result`: what the call gave the model — the tool's JSON answer, or the error it
+/// read instead (`timeout`, `http_error`, `too_large`, `invalid_json`, `unknown_tool`,
+/// `invalid_arguments`, …).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReplyToolResult {
+    pub seq: Seq,
+    pub tool_call_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ToolError>,
+}
+
 /// `reply.completed`: the reply as stored (`complete`, `incomplete` or `cancelled`).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ReplyCompleted {
@@ -60,6 +85,8 @@ pub struct ReplyFailed {
 pub enum ReplyEvent {
     Started(Box<ReplyStarted>),
     Delta(ReplyDelta),
+    ToolCall(ReplyToolCall),
+    ToolResult(ReplyToolResult),
     Completed(Box<ReplyCompleted>),
     Failed(Box<ReplyFailed>),
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     CharacterId, Cursor, InputError, Message, Metadata, NewSession, Page, PageLimit, Session, SessionChanges,
-    SessionFilter, SessionId, SessionStatus, Settings, Title, agents_of,
+    SessionFilter, SessionId, SessionStatus, Settings, Title, ToolInput, agents_of, tools_of,
 };
 
 type JsonObject = serde_json::Map<String, serde_json::Value>;
@@ -28,6 +28,8 @@ pub struct CreateSession {
     pub character_id: Option<CharacterId>,
     /// A group chat: the catalog characters that answer (at most 4; each behind its gates).
     pub agents: Option<Vec<CharacterId>>,
+    /// Tools the model may call in this session's replies (at most 8).
+    pub tools: Option<Vec<ToolInput>>,
 }
 
 impl TryFrom<CreateSession> for NewSession {
@@ -40,6 +42,7 @@ impl TryFrom<CreateSession> for NewSession {
             settings: body.settings.map(Settings::parse).transpose()?.unwrap_or_default(),
             character_id: body.character_id,
             agents: body.agents.map(agents_of).transpose()?.unwrap_or_default(),
+            tools: body.tools.map(tools_of).transpose()?.unwrap_or_default(),
             greeting: None,
         })
     }
@@ -57,6 +60,8 @@ pub struct UpdateSession {
     pub archived: Option<bool>,
     /// The characters that answer, replacing the list (not in a character chat).
     pub agents: Option<Vec<CharacterId>>,
+    /// The tools, replacing the list (`[]` removes them all).
+    pub tools: Option<Vec<ToolInput>>,
 }
 
 impl TryFrom<UpdateSession> for SessionChanges {
@@ -70,11 +75,12 @@ impl TryFrom<UpdateSession> for SessionChanges {
             settings: body.settings.map(Settings::parse).transpose()?,
             archived: body.archived,
             agents: body.agents.map(agents_of).transpose()?,
+            tools: body.tools.map(tools_of).transpose()?,
         };
         if changes.is_empty() {
             return Err(InputError::invalid(
                 "body",
-                "set at least one of title, status, metadata, settings, archived, agents",
+                "set at least one of title, status, metadata, settings, archived, agents, tools",
             ));
         }
         Ok(changes)

@@ -154,6 +154,7 @@ impl TestApp {
                 memory: Default::default(),
                 cors: origins,
                 runtime: Default::default(),
+                tools: Default::default(),
             },
             Arc::new(SystemClock),
         )
@@ -183,6 +184,13 @@ impl TestApp {
         Self::build_with(dev_auth(), limits, Some(llm), clock).await
     }
 
+    /// An app whose replies come from `llm` and may call HTTP tools where `tools` allows.
+    pub async fn with_llm_and_tools(llm: LlmConfig, limits: LimitsConfig, tools: shared::config::UrlPolicy) -> Self {
+        let mut app = Self::build_with(dev_auth(), limits, Some(llm), Arc::new(SystemClock)).await;
+        app.config.tools = tools;
+        Self::assemble(client(), app.config.clone(), Arc::new(SystemClock), None)
+    }
+
     async fn build_with(auth: AuthConfig, limits: LimitsConfig, llm: Option<LlmConfig>, clock: Arc<dyn Clock>) -> Self {
         let prefix = format!("t{}-", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let tables = TableNames::with_prefix(&prefix);
@@ -196,6 +204,7 @@ impl TestApp {
                 memory: MemoryConfig { timeout_secs: Some(MEMORY_TIMEOUT.as_secs()), ..Default::default() },
                 cors: CorsOrigins::None,
                 runtime: Default::default(),
+                tools: Default::default(),
             },
             clock,
         )
@@ -216,6 +225,7 @@ impl TestApp {
                 memory: Default::default(),
                 cors: CorsOrigins::None,
                 runtime: Default::default(),
+                tools: Default::default(),
             },
             Arc::new(SystemClock),
             None,
@@ -244,6 +254,7 @@ impl TestApp {
             memory: Default::default(),
             cors: CorsOrigins::None,
             runtime: Default::default(),
+            tools: Default::default(),
         };
         Self::assemble(client(), config, Arc::new(SystemClock), Some(aws))
     }

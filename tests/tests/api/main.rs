@@ -32,4 +32,5 @@ mod scripted_model;
 mod security;
 mod sessions;
 mod telegram;
+mod tools;
 mod web;

@@ -11,6 +11,9 @@
 //! - `quirky`: a `model` alias in the answer, a chunk with `choices: []`, an undocumented
 //!   `finish_reason`, usage in the last chunk;
 //! - `slow`: a piece every 50 ms for 30 s (for cancel), with usage at the end;
+//! - `tools-wrong`: offered tools, calls two in streamed pieces (as OpenAI does) — one the
+//!   request does not offer and one with arguments its schema refuses; asked again with their
+//!   results, answers with the `tool` messages it was sent, as JSON text;
 //! - `echo`: answers with what it was asked — the request's `messages`, `max_tokens` and
 //!   `temperature` as one JSON text — so a test can see the prompt a reply was built from.
 //!
@@ -103,6 +106,42 @@ async fn completions(body: Bytes) -> Response {
             parts.push("data: [DONE]\n\n".to_owned());
             events(parts, Duration::from_millis(50))
         }
+        "tools-wrong" => {
+            let results: Vec<&Value> = request["messages"]
+                .as_array()
+                .map(|messages| messages.iter().filter(|message| message["role"] == "tool").collect())
+                .unwrap_or_default();
+            let parts = if results.is_empty() {
+                let call = |index: usize, id: &str, name: &str| {
+                    json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]})
+                };
+                let arguments = |index: usize, text: &str| {
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]})
+                };
+                vec![
+                    chunk(call(0, "provider-id-1", "no_such_tool"), None),
+                    chunk(arguments(0, "{}"), None),
+                    chunk(call(1, "provider-id-2", "get_weather"), None),
+                    chunk(arguments(1, "{\"town\":"), None),
+                    chunk(arguments(1, " 3}"), None),
+                    chunk(json!({}), Some("tool_calls")),
+                    usage_chunk(20, 10),
+                    "data: [DONE]\n\n".to_owned(),
+                ]
+            } else {
+                let assistant = request["messages"]
+                    .as_array()
+                    .and_then(|messages| messages.iter().find(|message| message["tool_calls"].is_array()).cloned());
+                let said = json!({"assistant": assistant, "tool": results});
+                vec![
+                    chunk(json!({"content": said.to_string()}), None),
+                    chunk(json!({}), Some("stop")),
+                    usage_chunk(30, 5),
+                    "data: [DONE]\n\n".to_owned(),
+                ]
+            };
+            events(parts, gap)
+        }
         "echo" => {
             let asked = json!({
                 "messages": request["messages"], "max_tokens": request["max_tokens"], "temperature": request["temperature"],
@@ -129,7 +168,8 @@ pub async fn start() -> String {
 }
 
 /// The scripts as the models a test app may name.
-pub const MODELS: [&str; 13] = [
+pub const MODELS: [&str; 14] = [
+    "tools-wrong",
     "fail-500",
     "busy-429",
     "context-400",

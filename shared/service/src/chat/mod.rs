@@ -19,8 +19,8 @@ use crate::catalog::Catalog;
 pub use domain::ReplyOptions;
 use domain::{
     Changes, Character, CharacterId, Clock, Content, Context, ContextParts, ContextProfile, ContextSession, Cursor,
-    Gate, Idempotency, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session, SessionChanges,
-    SessionFilter, SessionId, SystemPrompt, Title, UserId,
+    Gate, Idempotency, InputError, Message, NewMessage, NewSession, Page, PageLimit, Refusal, Role, Seq, Session,
+    SessionChanges, SessionFilter, SessionId, SystemPrompt, Title, Tool, ToolKind, UserId,
 };
 use llm::LlmConfig;
 use llm::Model;
@@ -43,6 +43,8 @@ pub struct Chat {
     memory_epochs: Arc<Hints<SessionId, u64>>,
     /// The model replies come from; `None` when none is configured.
     replies: Option<Arc<Replies>>,
+    /// HTTP tools' caller and the deployment's URL policy; `None`: HTTP tools are refused.
+    webhooks: Option<Arc<webhooks::Webhooks>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -86,8 +88,43 @@ impl Chat {
             session_agents: Arc::default(),
             memory_epochs: Arc::default(),
             replies: None,
+            webhooks: None,
             clock,
         }
+    }
+
+    /// This service with HTTP tools called through `webhooks` (and their URLs checked by its
+    /// policy when a session declares them).
+    pub fn with_webhooks(mut self, webhooks: webhooks::Webhooks) -> Self {
+        self.webhooks = Some(Arc::new(webhooks));
+        self
+    }
+
+    /// Whether this deployment runs the tools a session declares: an HTTP tool's URL must pass
+    /// the URL policy; client tools are not answered yet.
+    fn admit_tools(&self, tools: &[Tool]) -> Result<(), StoreError> {
+        for tool in tools {
+            let refuse = |message: String| StoreError::Refused(Refusal::Invalid(InputError::invalid("tools", message)));
+            match (tool.kind, tool.url.as_deref()) {
+                (ToolKind::Client, _) => {
+                    return Err(refuse(format!("{}: client tools are not supported yet", tool.name.as_str())));
+                }
+                (ToolKind::Http, Some(url)) => {
+                    let webhooks = self
+                        .webhooks
+                        .as_deref()
+                        .ok_or_else(|| refuse("HTTP tools are not enabled on this deployment".to_owned()))?;
+                    webhooks
+                        .policy()
+                        .check(url)
+                        .map_err(|reason| refuse(format!("{}: the url {reason}", tool.name.as_str())))?;
+                }
+                (ToolKind::Http, None) => {
+                    return Err(refuse(format!("{}: an http tool needs a url", tool.name.as_str())));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// This service with replies from `model`, configured by `config`.
@@ -99,6 +136,7 @@ impl Chat {
     /// Creates a session; with a character, behind its gates, starting with its greeting, and
     /// recorded as the caller's chat with it when there is none yet.
     pub async fn create_session(&self, user: &UserId, mut new: NewSession) -> Result<Session, StoreError> {
+        self.admit_tools(&new.tools)?;
         self.admit_agents(user, new.character_id.as_ref(), &new.agents).await?;
         let Some(character_id) = new.character_id.clone() else {
             let session = self.store.create_session(user, new, None).await?;
@@ -253,6 +291,9 @@ impl Chat {
         session_id: SessionId,
         changes: SessionChanges,
     ) -> Result<Session, StoreError> {
+        if let Some(tools) = &changes.tools {
+            self.admit_tools(tools)?;
+        }
         if let Some(agents) = &changes.agents {
             let character = self.session_character(user, session_id).await?;
             self.admit_agents(user, character.as_ref(), agents).await?;
@@ -465,6 +506,7 @@ impl Chat {
             memories: memories.into_iter().map(|ranked| ranked.memory).collect(),
             summary,
             messages,
+            tools: session.tools,
         })
     }
 }

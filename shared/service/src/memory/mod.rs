@@ -210,6 +210,9 @@ impl Extractor {
         }
         let known_contents: Vec<_> = known.iter().map(|memory| &memory.content).collect();
         let prompt = Prompt {
+            tools: Vec::new(),
+            tool_choice: llm::ToolUse::Auto,
+            rounds: Vec::new(),
             model: self.config.model.clone(),
             messages: candidates::prompt_messages(&known_contents, &turns),
             max_tokens: self.config.max_tokens,

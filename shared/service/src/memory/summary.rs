@@ -80,6 +80,9 @@ impl Extractor {
             }
             let Some(last) = chunk.last().map(|message| message.seq) else { return Ok(done) };
             let prompt = Prompt {
+                tools: Vec::new(),
+                tool_choice: llm::ToolUse::Auto,
+                rounds: Vec::new(),
                 model: self.config.model.clone(),
                 messages: prompt_messages(previous, &chunk),
                 max_tokens: self.config.summary_max_tokens,

@@ -72,7 +72,8 @@ impl Delivery {
         loop {
             let current = progress.borrow_and_update().clone();
             match current {
-                Progress::Streaming(text) => {
+                Progress::Streaming(draft) => {
+                    let text = draft.content();
                     let (complete, _) = segments(&text);
                     let before = sent;
                     sent = self.deltas(session_id, seq, agent.as_ref(), &complete, sent).await;

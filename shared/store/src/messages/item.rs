@@ -10,7 +10,7 @@ use crate::schema::{
 };
 use domain::{
     CharacterId, Content, Lease, Message, MessageAgent, MessageId, MessageStatus, MessageType, MessageUsage,
-    ModelPrices, NewMessage, Payload, ReplyError, Routing, Seq, SessionId, Timestamp, Usd,
+    ModelPrices, NewMessage, Part, Payload, ReplyError, Routing, Seq, SessionId, Timestamp, Usd,
 };
 
 const ID: &str = "id";
@@ -20,6 +20,9 @@ const ROLE: &str = "role";
 const TYPE: &str = "type";
 
 pub(super) const CONTENT: &str = "content";
+
+/// A reply that called tools: its parts (text, calls, results) as JSON text.
+pub(super) const PARTS: &str = "parts";
 
 const PAYLOAD: &str = "payload";
 
@@ -79,6 +82,8 @@ struct MessageItem {
     #[serde(rename = "type")]
     message_type: String,
     content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parts: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +193,7 @@ impl From<&Message> for MessageItem {
             role: message.role.as_str().to_owned(),
             message_type: message.message_type.as_str().to_owned(),
             content: message.content.as_str().to_owned(),
+            parts: parts_text(&message.parts),
             payload: message.payload.as_ref().and_then(|payload| serde_json::to_string(payload.as_map()).ok()),
             reply_to: message.reply_to.map(Seq::get),
             usage: message.usage.as_ref().map(UsageItem::from),
@@ -215,6 +221,11 @@ impl From<&Message> for MessageItem {
                 .map(|routing| RoutingItem { mode: routing.mode.as_str().to_owned(), reason: routing.reason.clone() }),
         }
     }
+}
+
+/// A reply's parts as stored: JSON text, absent when it called no tool.
+pub(super) fn parts_text(parts: &[Part]) -> Option<String> {
+    (!parts.is_empty()).then(|| serde_json::to_string(parts).unwrap_or_else(|_| "[]".to_owned()))
 }
 
 pub(super) fn usage_value(usage: &MessageUsage) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
@@ -278,6 +289,11 @@ impl TryFrom<Item> for StoredMessage {
             role: stored.role.parse().map_err(|_| corrupt(ROLE))?,
             message_type: MessageType::parse(&stored.message_type).map_err(|_| corrupt(TYPE))?,
             content: Content::parse(stored.content).map_err(|_| corrupt(CONTENT))?,
+            parts: stored
+                .parts
+                .map(|text| serde_json::from_str(&text).map_err(|_| corrupt(PARTS)))
+                .transpose()?
+                .unwrap_or_default(),
             payload,
             reply_to: stored.reply_to.map(|seq| Seq::new(seq).ok_or_else(|| corrupt(REPLY_TO))).transpose()?,
             usage: stored
@@ -353,6 +369,7 @@ pub(super) fn stored_messages(
             role: new.role,
             message_type: new.message_type.clone(),
             content: new.content.clone(),
+            parts: Vec::new(),
             payload: new.payload.clone(),
             reply_to: new.reply_to,
             usage: new.usage.as_ref().map(|usage| prices.price(usage)),
@@ -394,6 +411,16 @@ mod tests {
             role: Role::Assistant,
             message_type: MessageType::default(),
             content: Content::parse("hello 👩‍👩‍👧".to_owned()).unwrap_or_else(|_| unreachable!()),
+            parts: vec![
+                Part::ToolCall { id: "c1".to_owned(), name: "clock".to_owned(), arguments: serde_json::json!({}) },
+                Part::ToolResult {
+                    tool_call_id: "c1".to_owned(),
+                    name: "clock".to_owned(),
+                    output: Some(serde_json::json!({"time": "10:00"})),
+                    error: None,
+                },
+                Part::Text { text: "hello 👩‍👩‍👧".to_owned() },
+            ],
             payload: Some(Payload::parse(payload).unwrap_or_else(|_| unreachable!())),
             reply_to: Some(Seq::after(5)),
             usage: Some(MessageUsage {

@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::item::{
-    CONTENT, COUNTED_IN, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, REV, STATUS, STOP_REASON, StoredMessage,
-    USAGE, VARIANT, WRITTEN_AT, error_value, message_item, message_key, usage_value,
+    CONTENT, COUNTED_IN, DELETED_AT, EDITED_AT, ERROR, FINISHED_AT, MODEL, PARTS, REV, STATUS, STOP_REASON,
+    StoredMessage, USAGE, VARIANT, WRITTEN_AT, error_value, message_item, message_key, parts_text, usage_value,
 };
 use super::{LogHead, visible};
 use crate::item::{Item, Reader, n, s};
@@ -27,7 +27,7 @@ use crate::sessions::{SummaryChange, last_message_of};
 use crate::tx::{backoff, cancellation_reasons, is_conflict, reason_failed};
 use crate::{Miss, Store, StoreError, condition_failed};
 use domain::{
-    Content, DayUsage, Lease, Message, MessageAgent, MessageStatus, MessageUsage, MeterWrite, ReplyError, Role,
+    Content, DayUsage, Lease, Message, MessageAgent, MessageStatus, MessageUsage, MeterWrite, Part, ReplyError, Role,
     Routing, Seq, SessionId, Timestamp, UserId,
 };
 
@@ -63,6 +63,8 @@ pub enum Checkpoint {
 #[derive(Clone, Debug)]
 pub struct ReplyEnd {
     pub content: Content,
+    /// A reply that called tools: its parts (else empty).
+    pub parts: Vec<Part>,
     pub status: MessageStatus,
     pub stop_reason: Option<String>,
     pub usage: Option<MessageUsage>,
@@ -93,17 +95,22 @@ impl Store {
         seq: Seq,
         variant: u32,
         content: &Content,
+        parts: &[Part],
     ) -> Result<Checkpoint, StoreError> {
         let condition = format!(
             "#status = :streaming AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
             generation_condition(variant)
         );
-        let result = self
-            .client
-            .update_item()
+        let mut update = self.client.update_item();
+        let mut expression = "SET #content = :content, #written_at = :now".to_owned();
+        if let Some(parts) = parts_text(parts) {
+            expression.push_str(", #parts = :parts");
+            update = update.expression_attribute_names("#parts", PARTS).expression_attribute_values(":parts", s(parts));
+        }
+        let result = update
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(session_id, seq)))
-            .update_expression("SET #content = :content, #written_at = :now")
+            .update_expression(expression)
             .condition_expression(condition)
             .expression_attribute_names("#content", CONTENT)
             .expression_attribute_names("#written_at", WRITTEN_AT)
@@ -140,6 +147,7 @@ impl Store {
             let mut message = reply.clone();
             message.rev = head.rev + 1;
             message.content = end.content.clone();
+            message.parts = end.parts.clone();
             message.status = if cancelled { MessageStatus::Cancelled } else { end.status };
             message.stop_reason = if cancelled { Some("cancelled".to_owned()) } else { end.stop_reason.clone() };
             message.usage = end.usage.clone();
@@ -264,6 +272,10 @@ impl Store {
             update = update
                 .expression_attribute_names("#stop_reason", STOP_REASON)
                 .expression_attribute_values(":stop_reason", s(reason));
+        }
+        if let Some(parts) = parts_text(&message.parts) {
+            sets.push("#parts = :parts");
+            update = update.expression_attribute_names("#parts", PARTS).expression_attribute_values(":parts", s(parts));
         }
         if let Some(usage) = &message.usage {
             sets.push("#usage = :usage");

@@ -15,7 +15,8 @@ use domain::{
 
 use super::{
     AGENTS, ARCHIVED, CHARACTER_ID, ChatClaim, DELETED_AT, FILTERED_PAGE, LastMessageItem, ListPosition, METADATA,
-    SETTINGS, STATUS, SessionItem, SessionRecord, TITLE, TITLE_FOLDED, UPDATED_AT, list_pk, session_key, settings_text,
+    SETTINGS, STATUS, SessionItem, SessionRecord, TITLE, TITLE_FOLDED, TOOLS, UPDATED_AT, list_pk, session_key,
+    settings_text, tools_text,
 };
 
 impl Store {
@@ -38,6 +39,7 @@ impl Store {
             id,
             character_id: new.character_id,
             agents: new.agents,
+            tools: new.tools,
             title: new.title.unwrap_or_default(),
             status: SessionStatus::Open,
             archived: false,
@@ -61,6 +63,7 @@ impl Store {
             settings: Some(settings_text(&session.settings)),
             character_id: session.character_id.as_ref().map(ToString::to_string),
             agents: session.agents.iter().map(|id| id.as_str().to_owned()).collect(),
+            tools: tools_text(&session.tools),
             message_count: count,
             last_seq: count,
             last_message: last_message.as_ref().map(LastMessageItem::from),
@@ -237,6 +240,10 @@ impl Store {
         if let Some(agents) = &changes.agents {
             let ids = agents.iter().map(|id| s(id.as_str())).collect();
             sets.push((AGENTS, aws_sdk_dynamodb::types::AttributeValue::L(ids)));
+        }
+        if let Some(tools) = &changes.tools {
+            // `[]` as text rather than a REMOVE: the change is one SET like the others.
+            sets.push((TOOLS, s(tools_text(tools).unwrap_or_else(|| "[]".to_owned()))));
         }
         if let Some(archived) = changes.archived {
             sets.push((ARCHIVED, b(archived)));

@@ -175,6 +175,9 @@ impl Chat {
             conversation.push_str(&format!("User: {}\n", content.as_str().chars().take(1000).collect::<String>()));
         }
         let prompt = Prompt {
+            tools: Vec::new(),
+            tool_choice: llm::ToolUse::Auto,
+            rounds: Vec::new(),
             model: replies.config.model.clone(),
             messages: vec![
                 PromptMessage { role: PromptRole::System, content: system },

@@ -1,5 +1,13 @@
 //! The generator: the task that streams the model's answer into the stored reply — checkpoints
-//! while it streams, cancel checks, the time limits, and the end with its usage and cost.
+//! while it streams, cancel checks, the time limits, the tool calls between the model's rounds,
+//! and the end with its usage and cost.
+//!
+//! With tools, a reply is up to `MAX_TOOL_ROUNDS` model calls: a call that ends with tool calls
+//! has them run (each call and its result stored together, in order, as the reply's parts; an
+//! unknown tool, arguments that fail the schema, a timeout or an error answer are results too)
+//! and the model is asked again with them; the last round may not call. `tool_choice` binds the
+//! first round only (then the model may answer). Cancel and the reply's time cap stop a round
+//! or a tool call alike; usage adds up over the rounds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +17,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::chat::Chat;
 use domain::{
-    Content, Context, Message, MessageStatus, MessageUsage, MessagesLimit, ReplyError, Role, Usd, UserId,
-    estimate_tokens,
+    Content, Context, Draft, MAX_RESULT_BYTES, MAX_TOOL_ROUNDS, Message, MessageStatus, MessageUsage, MessagesLimit,
+    Part, ReplyError, Role, Tool, ToolChoice, ToolError, ToolKind, Usd, UserId, estimate_tokens,
 };
-use llm::{Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason};
+use llm::{
+    Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason, TokenCounts,
+    ToolCallSpec, ToolOutcome, ToolRound, ToolSpec, ToolUse,
+};
 use store::{Checkpoint, Miss, ReplyEnd, StoreError};
 
 use super::{CANCEL_CHECK, Generation, Progress, checkpoint_due};
@@ -64,13 +75,30 @@ pub(super) fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
             _ => messages.push(PromptMessage { role, content: text }),
         }
     }
-    Prompt {
-        model: generation.model.clone(),
-        messages,
-        max_tokens: generation.max_tokens,
-        temperature: generation.temperature,
-        shape: None,
+    let mut prompt = Prompt::new(generation.model.clone(), messages, generation.max_tokens);
+    prompt.temperature = generation.temperature;
+    prompt
+}
+
+/// The model's view of a session's tools, and the reply's `tool_choice` for its first round.
+pub(super) fn offer_tools(prompt: &mut Prompt, tools: &[Tool], choice: &ToolChoice) {
+    if tools.is_empty() {
+        return;
     }
+    prompt.tools = tools
+        .iter()
+        .map(|tool| ToolSpec {
+            name: tool.name.as_str().to_owned(),
+            description: tool.description.clone(),
+            parameters: tool.parameters.clone(),
+        })
+        .collect();
+    prompt.tool_choice = match choice {
+        ToolChoice::Auto => ToolUse::Auto,
+        ToolChoice::Required => ToolUse::Required,
+        ToolChoice::None => ToolUse::None,
+        ToolChoice::Named(name) => ToolUse::Named(name.as_str().to_owned()),
+    };
 }
 
 /// One reply's generation.
@@ -91,11 +119,14 @@ pub(super) struct Generator {
     pub(super) prompt_tokens: u64,
     pub(super) sender: watch::Sender<Progress>,
     pub(super) cancel: Arc<Notify>,
+    /// The tools the model may call.
+    pub(super) tools: Vec<Tool>,
     /// The reply's slot of the model: freed when the generator ends.
     pub(super) _slot: Option<super::admission::Slot>,
 }
 
 /// How the model's stream ended, as far as the generator saw it.
+#[derive(Debug)]
 enum Outcome {
     Finished(ModelFinished),
     Failed(ModelError),
@@ -104,6 +135,32 @@ enum Outcome {
     Full,
     /// The reply reached its time cap.
     TimedOut,
+}
+
+/// Tokens of the rounds that called tools (the last round's are its `Finished`'s).
+#[derive(Default)]
+struct Spent {
+    input: u64,
+    output: u64,
+    estimated: bool,
+}
+
+impl Spent {
+    fn add(&mut self, counted: Option<TokenCounts>, prompt: &Prompt, calls: &[(String, serde_json::Value)]) {
+        match counted {
+            Some(counts) => {
+                self.input += counts.input_tokens;
+                self.output += counts.output_tokens;
+            }
+            None => {
+                let said: usize = prompt.messages.iter().map(|message| message.content.len()).sum();
+                self.input += (said as u64).div_ceil(4);
+                self.output +=
+                    calls.iter().map(|(_, arguments)| estimate_tokens(&arguments.to_string()) + 4).sum::<u64>();
+                self.estimated = true;
+            }
+        }
+    }
 }
 
 /// The generator's writes so far.
@@ -118,26 +175,124 @@ struct Writes {
 
 impl Generator {
     pub(super) async fn run(mut self, model: Arc<dyn Model>, prompt: Prompt, too_long: bool) {
-        let mut text = String::new();
+        let mut draft = Draft::default();
+        let mut spent = Spent::default();
         let stale = std::mem::take(&mut self.stale);
         let outcome = if too_long {
             Outcome::Failed(ModelError::ContextTooLong)
         } else {
             // Replies the context met whose generator is gone end while this one starts.
-            let (outcome, ()) =
-                tokio::join!(self.stream(model.as_ref(), prompt, &mut text), self.chat.unstick_all(&self.user, stale));
+            let (outcome, ()) = tokio::join!(
+                self.rounds(model.as_ref(), prompt, &mut draft, &mut spent),
+                self.chat.unstick_all(&self.user, stale)
+            );
             outcome
         };
-        self.end(text, outcome).await;
+        self.end(draft, spent, outcome).await;
+    }
+
+    /// The model's rounds: each that ends with tool calls has them run and asks again.
+    async fn rounds(&self, model: &dyn Model, mut prompt: Prompt, draft: &mut Draft, spent: &mut Spent) -> Outcome {
+        let now = Instant::now();
+        let mut writes = Writes { written: 0, checkpoints: 0, last_write: now, last_contact: now };
+        for round in 0..MAX_TOOL_ROUNDS {
+            if round + 1 == MAX_TOOL_ROUNDS && !prompt.tools.is_empty() {
+                prompt.tool_choice = ToolUse::None;
+            }
+            let mut calls = Vec::new();
+            let outcome = self.stream(model, prompt.clone(), draft, &mut calls, &mut writes).await;
+            let finished = match outcome {
+                Outcome::Finished(finished) if !calls.is_empty() => finished,
+                other => return other,
+            };
+            spent.add(finished.usage, &prompt, &calls);
+            let mut told = ToolRound { text: std::mem::take(&mut draft.text), ..ToolRound::default() };
+            if !told.text.is_empty() {
+                draft.closed.push(Part::Text { text: told.text.clone() });
+            }
+            for (name, arguments) in calls {
+                let id = format!(
+                    "call_{}",
+                    draft.closed.iter().filter(|part| matches!(part, Part::ToolCall { .. })).count() + 1
+                );
+                let result = tokio::select! {
+                    result = self.call_tool(&id, &name, &arguments) => result,
+                    () = self.cancel.notified() => return Outcome::Cancelled,
+                    () = tokio::time::sleep_until(self.deadline) => return Outcome::TimedOut,
+                };
+                draft.closed.push(Part::ToolCall { id: id.clone(), name: name.clone(), arguments: arguments.clone() });
+                draft.closed.push(Part::ToolResult {
+                    tool_call_id: id.clone(),
+                    name: name.clone(),
+                    output: result.as_ref().ok().cloned(),
+                    error: result.as_ref().err().cloned(),
+                });
+                told.calls.push(ToolCallSpec { id: id.clone(), name: name.clone(), arguments });
+                told.results.push(ToolOutcome { id, name, output: result.map_err(|error| error.message) });
+                self.sender.send_replace(Progress::Streaming(draft.clone()));
+            }
+            // The calls and their results are stored before the model is asked again.
+            if let Err(outcome) = self.write(draft, &mut writes).await {
+                return outcome;
+            }
+            prompt.rounds.push(told);
+            prompt.tool_choice = ToolUse::Auto;
+        }
+        Outcome::Failed(ModelError::Malformed("the model kept calling tools".to_owned()))
+    }
+
+    /// Runs one call: the tool's answer, or the error the model reads instead.
+    async fn call_tool(
+        &self,
+        id: &str,
+        name: &str,
+        arguments: &serde_json::Value,
+    ) -> Result<serde_json::Value, ToolError> {
+        let Some(tool) = self.tools.iter().find(|tool| tool.name.as_str() == name) else {
+            return Err(ToolError::new("unknown_tool", format!("there is no tool named {name:?}")));
+        };
+        tool.check_arguments(arguments).map_err(|problem| ToolError::new("invalid_arguments", problem))?;
+        let (ToolKind::Http, Some(url)) = (tool.kind, tool.url.as_deref()) else {
+            return Err(ToolError::new("unavailable", "this tool cannot be run by the server"));
+        };
+        let Some(webhooks) = self.chat.webhooks.as_deref() else {
+            return Err(ToolError::new("unavailable", "HTTP tools are not enabled on this deployment"));
+        };
+        let assistant = &self.assistant;
+        let timeout = Duration::from_millis(u64::from(tool.timeout_ms));
+        let body = serde_json::json!({
+            "type": "tool.call",
+            "timestamp": self.chat.clock.now().to_string(),
+            "data": {
+                "tool": name,
+                "call_id": id,
+                "arguments": arguments,
+                "session_id": assistant.session_id.to_string(),
+                "seq": assistant.seq.get(),
+            },
+        });
+        let call = webhooks::Call {
+            url,
+            secret: tool.secret.as_ref().map(domain::ToolSecret::expose),
+            id: &format!("{}-{}-{id}", assistant.id, assistant.variant),
+            body,
+            timeout,
+            max_bytes: MAX_RESULT_BYTES,
+            timestamp: self.chat.clock.now().unix_seconds(),
+        };
+        let started = Instant::now();
+        let result = webhooks.call(call).await;
+        tracing::info!(tool = name, ok = result.is_ok(), millis = started.elapsed().as_millis() as u64, "tool called");
+        result.map_err(|error| ToolError::new(error.code(), error.message(timeout, MAX_RESULT_BYTES)))
     }
 
     /// Between two pieces of the answer: renews the lease when the last write is old enough
     /// (storing the text so far), else a second after the last contact reads the reply's status
     /// to see a cancel from another instance. `Some` when the generation must stop.
-    async fn keep(&self, text: &str, writes: &mut Writes) -> Option<Outcome> {
+    async fn keep(&self, draft: &Draft, writes: &mut Writes) -> Option<Outcome> {
         let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
         if writes.last_write.elapsed() >= self.renew_every {
-            return self.write(text, writes).await.err();
+            return self.write(draft, writes).await.err();
         }
         if writes.last_contact.elapsed() >= CANCEL_CHECK {
             writes.last_contact = Instant::now();
@@ -151,12 +306,14 @@ impl Generator {
     /// Stores the text so far, which renews the lease: `Ok(true)` stored, `Ok(false)` the write
     /// failed (a checkpoint is an optimisation of what followers see: the end stores all), `Err`
     /// the generation must stop (the reply is no longer this generation's, or the text is full).
-    async fn write(&self, text: &str, writes: &mut Writes) -> Result<bool, Outcome> {
+    async fn write(&self, draft: &Draft, writes: &mut Writes) -> Result<bool, Outcome> {
         let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
-        let content = Content::parse(text.to_owned()).map_err(|_| Outcome::Full)?;
-        match self.chat.store.checkpoint_reply(session_id, seq, variant, &content).await {
+        let text = draft.content();
+        let content = Content::parse(text).map_err(|_| Outcome::Full)?;
+        let parts = if draft.has_calls() { draft.parts() } else { Vec::new() };
+        match self.chat.store.checkpoint_reply(session_id, seq, variant, &content, &parts).await {
             Ok(Checkpoint::Saved) => {
-                writes.written = text.len();
+                writes.written = content.as_str().len() + parts.len();
                 writes.last_write = Instant::now();
                 writes.last_contact = Instant::now();
                 Ok(true)
@@ -169,9 +326,15 @@ impl Generator {
         }
     }
 
-    async fn stream(&self, model: &dyn Model, prompt: Prompt, text: &mut String) -> Outcome {
-        let now = Instant::now();
-        let mut writes = Writes { written: 0, checkpoints: 0, last_write: now, last_contact: now };
+    /// One model call: its text into `draft`, its tool calls into `calls`.
+    async fn stream(
+        &self,
+        model: &dyn Model,
+        prompt: Prompt,
+        draft: &mut Draft,
+        calls: &mut Vec<(String, serde_json::Value)>,
+        writes: &mut Writes,
+    ) -> Outcome {
         let mut cancel_check = tokio::time::interval(CANCEL_CHECK);
         cancel_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let start = tokio::time::timeout(self.timeout, model.stream(prompt));
@@ -186,12 +349,13 @@ impl Generator {
                 () = self.cancel.notified() => return Outcome::Cancelled,
                 () = tokio::time::sleep_until(self.deadline) => return Outcome::TimedOut,
                 _ = cancel_check.tick() => {
-                    if let Some(outcome) = self.keep(text, &mut writes).await {
+                    if let Some(outcome) = self.keep(draft, writes).await {
                         return outcome;
                     }
                 }
             }
         };
+        let before = draft.content().len();
         let mut silence = tokio::time::Instant::now() + self.timeout;
         loop {
             let next = tokio::select! {
@@ -199,7 +363,7 @@ impl Generator {
                 () = self.cancel.notified() => return Outcome::Cancelled,
                 () = tokio::time::sleep_until(self.deadline) => return Outcome::TimedOut,
                 _ = cancel_check.tick() => {
-                    if let Some(outcome) = self.keep(text, &mut writes).await {
+                    if let Some(outcome) = self.keep(draft, writes).await {
                         return outcome;
                     }
                     continue;
@@ -211,19 +375,24 @@ impl Generator {
                 Ok(None) => return Outcome::Failed(ModelError::Unavailable("the stream ended early".into())),
                 Ok(Some(Err(error))) => return Outcome::Failed(error),
                 Ok(Some(Ok(ModelEvent::Finished(finished)))) => return Outcome::Finished(finished),
+                Ok(Some(Ok(ModelEvent::ToolCall { name, arguments }))) => {
+                    calls.push((name, arguments));
+                    continue;
+                }
                 Ok(Some(Ok(ModelEvent::Text(piece)))) => piece,
             };
-            if text.len() + piece.len() > Content::MAX_BYTES {
-                let room = Content::MAX_BYTES - text.len();
+            let length = before + draft.text.len();
+            if length + piece.len() > Content::MAX_BYTES {
+                let room = Content::MAX_BYTES - length;
                 let cut = (0..=room).rev().find(|&index| piece.is_char_boundary(index)).unwrap_or(0);
-                text.push_str(&piece[..cut]);
+                draft.text.push_str(&piece[..cut]);
                 return Outcome::Full;
             }
-            text.push_str(&piece);
-            self.sender.send_replace(Progress::Streaming(text.clone()));
+            draft.text.push_str(&piece);
+            self.sender.send_replace(Progress::Streaming(draft.clone()));
             let due = checkpoint_due(writes.checkpoints).min(self.renew_every);
-            if writes.last_write.elapsed() >= due && text.len() > writes.written {
-                match self.write(text, &mut writes).await {
+            if writes.last_write.elapsed() >= due && before + draft.text.len() + draft.closed.len() > writes.written {
+                match self.write(draft, writes).await {
                     Ok(true) => writes.checkpoints += 1,
                     Ok(false) => {}
                     Err(outcome) => return outcome,
@@ -232,20 +401,25 @@ impl Generator {
         }
     }
 
-    async fn end(self, text: String, outcome: Outcome) {
+    async fn end(self, draft: Draft, spent: Spent, outcome: Outcome) {
         let assistant = &self.assistant;
         let model = assistant.model.clone().unwrap_or_default();
-        let output_tokens = estimate_tokens(&text);
+        let text = draft.content();
+        let output_tokens = estimate_tokens(&draft.text);
+        // The rounds before the last one count too.
         let estimate = |estimated: bool, input_tokens: u64, output_tokens: u64| {
             let prices = &self.chat.store.limits_config().prices;
+            let (input_tokens, output_tokens) = (input_tokens + spent.input, output_tokens + spent.output);
             Some(MessageUsage {
                 input_tokens,
                 output_tokens,
                 model: model.clone(),
                 cost_usd: Usd(prices.cost(&model, input_tokens, output_tokens)),
-                estimated,
+                estimated: estimated || spent.estimated,
             })
         };
+        let text = if draft.has_calls() && text.is_empty() { String::new() } else { text };
+        let output = !text.is_empty() || draft.has_calls();
         let (status, stop_reason, usage, error) = match &outcome {
             Outcome::Finished(finished) => {
                 let status = if finished.stop == StopReason::MaxTokens {
@@ -267,7 +441,7 @@ impl Generator {
                 estimate(true, self.prompt_tokens, output_tokens),
                 None,
             ),
-            Outcome::TimedOut if text.is_empty() => (
+            Outcome::TimedOut if !output => (
                 MessageStatus::Failed,
                 Some("timeout".to_owned()),
                 None,
@@ -290,7 +464,7 @@ impl Generator {
                 estimate(true, self.prompt_tokens, output_tokens),
                 None,
             ),
-            Outcome::Failed(failure) if text.is_empty() => {
+            Outcome::Failed(failure) if !output => {
                 (MessageStatus::Failed, Some("error".to_owned()), None, Some(reply_error(failure)))
             }
             Outcome::Failed(failure) => (
@@ -300,7 +474,7 @@ impl Generator {
                 Some(reply_error(failure)),
             ),
         };
-        let refund = if matches!(outcome, Outcome::Failed(_) | Outcome::TimedOut) && text.is_empty() {
+        let refund = if matches!(outcome, Outcome::Failed(_) | Outcome::TimedOut) && !output {
             self.counted_in.clone()
         } else {
             None
@@ -313,7 +487,8 @@ impl Generator {
             }
         }
         let content = Content::parse(text).unwrap_or_else(|_| assistant.content.clone());
-        let end = ReplyEnd { content, status, stop_reason, usage, error, refund, written_before: None };
+        let parts = if draft.has_calls() { draft.parts() } else { Vec::new() };
+        let end = ReplyEnd { content, parts, status, stop_reason, usage, error, refund, written_before: None };
         let stored = match self.chat.store.finish_reply(&self.user, assistant, end.clone()).await {
             // Ended by someone else meanwhile (its lease was taken for passed): as it is stored.
             Err(StoreError::Miss(Miss::Replaced)) => {

@@ -41,9 +41,11 @@ impl Chat {
             return Ok(message);
         }
         let (session_id, seq) = (message.session_id, message.seq);
-        let text = !message.content.as_str().is_empty();
+        // Tool calls stored are output too (each with its result).
+        let text = !message.content.as_str().is_empty() || !message.parts.is_empty();
         let end = ReplyEnd {
             content: message.content.clone(),
+            parts: message.parts.clone(),
             status: if text { MessageStatus::Incomplete } else { MessageStatus::Failed },
             stop_reason: Some("interrupted".to_owned()),
             usage: None,

@@ -15,8 +15,9 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::chat::Chat;
 use domain::{
-    Character, CharacterId, Content, ContextParts, DedupeKey, Idempotency, Message, MessageAgent, MessageStatus,
-    MessagesLimit, ModelSettings, NewMessage, PageLimit, ReplyError, ReplyMode, ReplyOptions, Seq, SessionId, UserId,
+    Character, CharacterId, Content, ContextParts, DedupeKey, Draft, Idempotency, Message, MessageAgent, MessageStatus,
+    MessagesLimit, ModelSettings, NewMessage, PageLimit, ReplyError, ReplyMode, ReplyOptions, Seq, SessionId,
+    ToolChoice, UserId,
 };
 use llm::LlmConfig;
 use llm::{Model, ModelError};
@@ -90,8 +91,8 @@ pub enum ReplyFailure {
 /// Where a reply stands, as its followers see it.
 #[derive(Clone, Debug)]
 pub enum Progress {
-    /// Streaming: the text so far.
-    Streaming(String),
+    /// Streaming: the parts so far (for a reply without tools, its text).
+    Streaming(Draft),
     /// Ended (complete, incomplete, failed or cancelled): the message as stored, and the quota
     /// after the turn.
     Ended(Box<Message>, Option<MessagesLimit>),
@@ -103,7 +104,7 @@ impl Progress {
     pub async fn first_output(progress: &mut watch::Receiver<Progress>) -> Result<(), ReplyFailure> {
         loop {
             match &*progress.borrow_and_update() {
-                Progress::Streaming(text) if !text.is_empty() => return Ok(()),
+                Progress::Streaming(draft) if draft.has_calls() || !draft.text.is_empty() => return Ok(()),
                 Progress::Ended(message, _) => {
                     return match &message.error {
                         Some(error)
@@ -206,6 +207,8 @@ struct Generation {
     model: String,
     max_tokens: u32,
     temperature: Option<f32>,
+    /// Whether the model may, must or must not call the session's tools in its first round.
+    tool_choice: ToolChoice,
     slot: Option<admission::Slot>,
     /// When the request asked for the reply: its time cap counts from here, so a wait for a
     /// slot is inside the cap, not added to it.
@@ -264,6 +267,7 @@ impl Chat {
             model,
             max_tokens,
             temperature,
+            tool_choice: options.tool_choice.clone().unwrap_or_default(),
             slot: None,
             requested_at: tokio::time::Instant::now(),
         })
@@ -469,12 +473,13 @@ impl Chat {
         {
             return Ok(live.progress);
         }
-        let (sender, receiver) = watch::channel(Progress::Streaming(message.content.as_str().to_owned()));
+        let (sender, receiver) =
+            watch::channel(Progress::Streaming(Draft::of_parts(&message.parts, message.content.as_str())));
         let chat = self.clone();
         let user = user.clone();
         let (session_id, seq) = (message.session_id, message.seq);
         tokio::spawn(async move {
-            let mut text = String::new();
+            let mut seen = (String::new(), 0);
             while !sender.is_closed() {
                 tokio::time::sleep(POLL_INTERVAL).await;
                 let Ok(Some(message)) = chat.store.reply_state(session_id, seq).await else { continue };
@@ -483,9 +488,9 @@ impl Chat {
                     let _ = sender.send(Progress::Ended(Box::new(message), None));
                     return;
                 }
-                if message.content.as_str() != text {
-                    text = message.content.as_str().to_owned();
-                    let _ = sender.send(Progress::Streaming(text.clone()));
+                if message.content.as_str() != seen.0 || message.parts.len() != seen.1 {
+                    seen = (message.content.as_str().to_owned(), message.parts.len());
+                    let _ = sender.send(Progress::Streaming(Draft::of_parts(&message.parts, message.content.as_str())));
                 }
             }
         });
@@ -530,18 +535,20 @@ impl Chat {
     ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         let replies = self.replies.clone().ok_or(ReplyFailure::NoModel)?;
         let slot = generation.slot.take();
-        let (sender, receiver) = watch::channel(Progress::Streaming(String::new()));
+        let (sender, receiver) = watch::channel(Progress::Streaming(Draft::default()));
         let cancel = Arc::new(Notify::new());
         let live = Live { variant: assistant.variant, progress: receiver.clone(), cancel: cancel.clone() };
         replies.live.insert(assistant.session_id, assistant.seq, live);
         let budget = self.context_budget(&generation)?;
         let mut context = context;
+        let tools = std::mem::take(&mut context.tools);
         context.messages.retain(|message| message.seq < assistant.seq);
         let (now, lease) = (self.clock.now(), self.lease());
         let stale = context.messages.iter().filter(|message| message.lease_expired(now, lease)).cloned().collect();
         let context = context.fit(budget);
         let too_long = context.token_estimate > budget;
-        let prompt = prompt_of(&context, &generation);
+        let mut prompt = prompt_of(&context, &generation);
+        generator::offer_tools(&mut prompt, &tools, &generation.tool_choice);
         let prompt_tokens = context.token_estimate;
         let generator = Generator {
             chat: self.clone(),
@@ -556,6 +563,7 @@ impl Chat {
             prompt_tokens,
             sender,
             cancel,
+            tools,
             _slot: slot,
         };
         tokio::spawn(generator.run(replies.model.clone(), prompt, too_long));
@@ -572,6 +580,7 @@ impl Chat {
     ) {
         let end = ReplyEnd {
             content: assistant.content.clone(),
+            parts: Vec::new(),
             status: MessageStatus::Failed,
             stop_reason: Some("error".to_owned()),
             usage: None,

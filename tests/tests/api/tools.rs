@@ -1,0 +1,312 @@
+//! Tool calls: a session's tools, the real local model calling one (`tool_choice: "required"`)
+//! through the backend's structured-output path, an HTTP tool served here on loopback that checks
+//! the Standard Webhooks signature, the call and its result stored in the reply's parts, streamed
+//! as `reply.tool_call` / `reply.tool_result` with resumable ids, in the change feed; every way a
+//! tool or a model's call goes wrong stored as a result; URLs and secrets kept in their place.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde_json::{Value, json};
+use shared::config::{LlmConfig, UrlPolicy};
+
+use crate::common::{TestApp, User, local_llm, unlimited};
+use crate::replies::{scripted_llm, stream};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// What the tool server received: the headers that matter and the body.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    signature_valid: bool,
+    webhook_id: String,
+    body: Value,
+}
+
+/// Tools on loopback: `/weather` (checks the signature, answers JSON), `/slow` (answers after
+/// 3 s), `/broken` (500), `/huge` (10 MB of JSON), `/garbage` (not JSON).
+async fn tool_server() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let log = received.clone();
+    let handler = move |path: &'static str| {
+        let log = log.clone();
+        move |headers: HeaderMap, body: Bytes| {
+            let log = log.clone();
+            async move {
+                let hook = standardwebhooks::Webhook::new(SECRET).unwrap();
+                let signature_valid = hook.verify(&body, &headers).is_ok();
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let webhook_id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                log.lock().unwrap().push(Received {
+                    path: path.to_owned(),
+                    signature_valid,
+                    webhook_id,
+                    body: body.clone(),
+                });
+                match path {
+                    "/weather" if signature_valid => {
+                        let city = body["data"]["arguments"]["city"].clone();
+                        axum::Json(json!({"city": city, "temperature_c": 21, "sky": "clear"})).into_response()
+                    }
+                    "/weather" => (StatusCode::UNAUTHORIZED, "bad signature").into_response(),
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        axum::Json(json!({"late": true})).into_response()
+                    }
+                    "/broken" => (StatusCode::INTERNAL_SERVER_ERROR, "it broke").into_response(),
+                    "/huge" => {
+                        let padding = "x".repeat(10 * 1024 * 1024);
+                        ([("content-type", "application/json")], format!("{{\"padding\": \"{padding}\"}}"))
+                            .into_response()
+                    }
+                    _ => ([("content-type", "application/json")], "this is not json").into_response(),
+                }
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/weather", post(handler("/weather")))
+        .route("/slow", post(handler("/slow")))
+        .route("/broken", post(handler("/broken")))
+        .route("/huge", post(handler("/huge")))
+        .route("/garbage", post(handler("/garbage")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), received)
+}
+
+fn weather_tool(base: &str) -> Value {
+    json!({
+        "name": "get_weather",
+        "description": "The current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 40}}, "required": ["city"]},
+        "kind": "http",
+        "url": format!("{base}/weather"),
+        "secret": SECRET,
+    })
+}
+
+fn dev_tools() -> UrlPolicy {
+    UrlPolicy { allowed_prefixes: Vec::new(), allow_private: true }
+}
+
+fn structured(mut llm: LlmConfig) -> LlmConfig {
+    llm.structured_tools = true;
+    llm.max_tokens = 64;
+    llm
+}
+
+async fn session_with_tools(app: &TestApp, user: &User, tools: Value) -> String {
+    let body = app.post(user, "/v1/sessions", json!({"title": "tools", "tools": tools})).await.expect(201).body;
+    body["id"].as_str().unwrap().to_owned()
+}
+
+fn parts_of(message: &Value) -> Vec<Value> {
+    message["parts"].as_array().cloned().unwrap_or_default()
+}
+
+/// The whole loop against the real model: a required call of a signed HTTP tool, its result, the
+/// model's answer after it — one reply, streamed with resumable ids, stored, in the feed.
+#[tokio::test]
+async fn the_local_model_calls_a_signed_http_tool_and_answers_after_its_result() {
+    let (base, received) = tool_server().await;
+    let app = TestApp::with_llm_and_tools(structured(local_llm()), unlimited(), dev_tools()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([weather_tool(&base)])).await;
+
+    let shown = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    assert_eq!(shown["tools"][0]["name"], "get_weather");
+    assert_eq!(shown["tools"][0]["has_secret"], true);
+    assert!(!shown.to_string().contains("whsec_"), "the secret is never shown: {shown}");
+
+    let body = json!({"content": "What is the weather in Paris right now?", "tool_choice": "required"});
+    let (status, events) = stream(&app, &user, &format!("/v1/sessions/{session}/replies"), Some(body), &[]).await;
+    assert_eq!(status, 201);
+    let ids: Vec<u64> = events.iter().map(|event| event.id).collect();
+    assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>(), "ids one apart: {events:?}");
+    let names: Vec<&str> = events.iter().map(|event| event.event.as_str()).collect();
+    let call_at = names.iter().position(|name| *name == "reply.tool_call").expect("a tool call");
+    assert_eq!(names[call_at + 1], "reply.tool_result", "the result right after its call: {names:?}");
+    assert_eq!(names.last(), Some(&"reply.completed"), "{names:?}");
+    let call = &events[call_at].data;
+    assert_eq!(call["name"], "get_weather");
+    assert!(call["arguments"]["city"].is_string(), "arguments meet the schema: {call}");
+    let result = &events[call_at + 1].data;
+    assert_eq!(result["tool_call_id"], call["id"]);
+    assert_eq!(result["output"]["temperature_c"], 21, "the tool's answer: {result}");
+
+    // The tool saw a signed Standard Webhooks message with the call's arguments.
+    let calls = received.lock().unwrap().clone();
+    let first = calls.iter().find(|r| r.path == "/weather").expect("the tool was called");
+    assert!(first.signature_valid, "the signature verifies with the tool's secret");
+    assert!(!first.webhook_id.is_empty());
+    assert_eq!(first.body["type"], "tool.call");
+    assert_eq!(first.body["data"]["tool"], "get_weather");
+    assert_eq!(first.body["data"]["arguments"], call["arguments"]);
+
+    // Stored: the call, its result and the answer after them, in order; the same after a reload
+    // and in the change feed.
+    let completed = &events.last().unwrap().data["assistant_message"];
+    let stored = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
+    assert_eq!(&stored, completed, "what was streamed is what is stored");
+    let parts = parts_of(&stored);
+    assert_eq!(parts[0]["type"], "tool_call", "{parts:?}");
+    assert_eq!(parts[1]["type"], "tool_result");
+    assert_eq!(parts[1]["tool_call_id"], parts[0]["id"]);
+    for pair in parts.windows(2) {
+        if pair[0]["type"] == "tool_call" {
+            assert_eq!(pair[1]["type"], "tool_result", "no call without its result: {parts:?}");
+        }
+    }
+    let text: String = parts.iter().filter(|p| p["type"] == "text").map(|p| p["text"].as_str().unwrap()).collect();
+    assert_eq!(stored["content"].as_str().unwrap(), text, "content is the text parts joined");
+    assert!(["complete", "incomplete"].contains(&stored["status"].as_str().unwrap()), "{stored}");
+    assert!(!text.trim().is_empty(), "the model answered after the tool: {stored}");
+    let usage = &stored["usage"];
+    assert!(usage["output_tokens"].as_u64().unwrap() > 0 && usage["input_tokens"].as_u64().unwrap() > 100, "{usage}");
+    let feed = app.get(&user, &format!("/v1/sessions/{session}/changes?after_rev=0")).await.expect(200).body;
+    let fed = feed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["message"]["seq"] == 2)
+        .unwrap_or_else(|| panic!("the reply in the feed: {feed}"));
+    assert_eq!(parts_of(&fed["message"]), parts, "the feed carries the parts");
+
+    // A stream resumed right after the call continues with its result, no gap, no repeat.
+    let after = events[call_at].id.to_string();
+    let resume = format!("/v1/sessions/{session}/messages/2/stream");
+    let (status, resumed) = stream(&app, &user, &resume, None, &[("last-event-id", after.as_str())]).await;
+    assert_eq!(status, 200);
+    assert_eq!(resumed[0].id, events[call_at + 1].id);
+    assert_eq!(resumed[0].event, "reply.tool_result");
+    let rest: Vec<(u64, &str)> = resumed.iter().map(|e| (e.id, e.event.as_str())).collect();
+    let expected: Vec<(u64, &str)> = events[call_at + 1..].iter().map(|e| (e.id, e.event.as_str())).collect();
+    assert_eq!(rest, expected, "the same events with the same ids");
+}
+
+/// A tool that times out, answers 500, answers 10 MB or answers something that is not JSON: each
+/// call's result is the error, the reply still ends, nothing is left streaming.
+#[tokio::test]
+async fn a_tool_that_fails_becomes_an_error_result_and_the_reply_still_ends() {
+    let (base, _) = tool_server().await;
+    let app = TestApp::with_llm_and_tools(structured(local_llm()), unlimited(), dev_tools()).await;
+    let user = app.user();
+    let tool = |name: &str, path: &str| {
+        json!({
+            "name": name, "description": format!("Looks up {name}."), "kind": "http",
+            "url": format!("{base}{path}"), "timeout_ms": 500,
+            "parameters": {"type": "object", "properties": {}, "additionalProperties": false},
+        })
+    };
+    let cases = [
+        ("slow", "/slow", "timeout"),
+        ("broken", "/broken", "http_error"),
+        ("huge", "/huge", "too_large"),
+        ("garbage", "/garbage", "invalid_json"),
+    ];
+    let tools: Vec<Value> = cases.iter().map(|(name, path, _)| tool(name, path)).collect();
+    let session = session_with_tools(&app, &user, json!(tools)).await;
+    for (name, _, code) in cases {
+        let body = json!({"content": format!("Use {name} for 'x'."), "tool_choice": {"name": name}, "max_tokens": 48});
+        let turn = app.post(&user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201).body;
+        let reply = &turn["assistant_message"];
+        assert_ne!(reply["status"], "streaming", "{reply}");
+        let parts = parts_of(reply);
+        let result = parts
+            .iter()
+            .find(|p| p["type"] == "tool_result" && p["name"] == name)
+            .unwrap_or_else(|| panic!("a result: {reply}"));
+        assert_eq!(result["error"]["code"], code, "{name}: {result}");
+        assert!(result.get("output").is_none(), "{result}");
+        let stored =
+            app.get(&user, &format!("/v1/sessions/{session}/messages/{}", reply["seq"])).await.expect(200).body;
+        assert_eq!(&stored, reply);
+    }
+}
+
+/// A model that calls a tool it was not offered, or passes arguments the schema refuses: both
+/// stored as error results, sent back to the model in the provider's own format (an assistant
+/// `tool_calls` message and `tool` messages with the same ids), and the reply ends.
+#[tokio::test]
+async fn an_unknown_tool_or_bad_arguments_are_error_results_the_model_reads() {
+    let (base, received) = tool_server().await;
+    let mut llm = scripted_llm().await;
+    llm.model = "tools-wrong".to_owned();
+    let app = TestApp::with_llm_and_tools(llm, unlimited(), dev_tools()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([weather_tool(&base)])).await;
+    let turn = app.post(&user, &format!("/v1/sessions/{session}/replies"), json!({"content": "hi"})).await.expect(201);
+    let reply = &turn.body["assistant_message"];
+    assert_eq!(reply["status"], "complete", "{reply}");
+    let parts = parts_of(reply);
+    let kinds: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["tool_call", "tool_result", "tool_call", "tool_result", "text"], "{parts:?}");
+    assert_eq!(parts[1]["error"]["code"], "unknown_tool");
+    assert_eq!(parts[3]["error"]["code"], "invalid_arguments");
+    assert!(received.lock().unwrap().is_empty(), "no HTTP call for a call that failed its checks");
+    // What the model was sent back: its calls under our ids, and one tool message per result.
+    let said: Value = serde_json::from_str(parts[4]["text"].as_str().unwrap()).unwrap();
+    let sent_calls = said["assistant"]["tool_calls"].as_array().unwrap();
+    assert_eq!(sent_calls.len(), 2);
+    assert_eq!(sent_calls[0]["id"], parts[0]["id"]);
+    assert_eq!(sent_calls[1]["function"]["name"], "get_weather");
+    let results = said["tool"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[1]["tool_call_id"], parts[2]["id"]);
+    assert!(results[0]["content"].as_str().unwrap().contains("no tool named"), "{results:?}");
+    // Usage adds up over both rounds (20 + 30 in, 10 + 5 out).
+    assert_eq!(reply["usage"]["input_tokens"], 50);
+    assert_eq!(reply["usage"]["output_tokens"], 15);
+}
+
+/// Tools are checked when declared: a loopback or private URL without the dev flag, a schema that
+/// is not one, a weak secret — each a 400 naming its field; secrets never come back.
+#[tokio::test]
+async fn tool_declarations_are_checked_and_secrets_stay_hidden() {
+    let app = TestApp::with_llm_and_tools(local_llm(), unlimited(), UrlPolicy::default()).await;
+    let user = app.user();
+    for url in [
+        "http://127.0.0.1:9/x",
+        "https://127.0.0.1/x",
+        "https://10.0.0.8/x",
+        "https://169.254.169.254/latest",
+        "https://localhost/x",
+    ] {
+        let mut tool = weather_tool("https://tools.example.com");
+        tool["url"] = json!(url);
+        let refused = app.post(&user, "/v1/sessions", json!({"tools": [tool]})).await.expect(400).body;
+        assert_eq!(refused["field"], "tools", "{url}: {refused}");
+    }
+    let mut schema = weather_tool("https://tools.example.com");
+    schema["parameters"] = json!({"type": "object", "properties": 3});
+    let refused = app.post(&user, "/v1/sessions", json!({"tools": [schema]})).await.expect(400).body;
+    assert_eq!(refused["field"], "tools.parameters", "{refused}");
+    let mut weak = weather_tool("https://tools.example.com");
+    weak["secret"] = json!("whsec_c2hvcnQ=");
+    let refused = app.post(&user, "/v1/sessions", json!({"tools": [weak]})).await.expect(400).body;
+    assert_eq!(refused["field"], "tools.secret", "{refused}");
+
+    let created = app
+        .post(&user, "/v1/sessions", json!({"tools": [weather_tool("https://tools.example.com")]}))
+        .await
+        .expect(201)
+        .body;
+    let id = created["id"].as_str().unwrap();
+    for path in [format!("/v1/sessions/{id}"), "/v1/sessions".to_owned(), "/v1/me/export".to_owned()] {
+        let body = app.get(&user, &path).await.expect(200).body;
+        assert!(!body.to_string().contains("whsec_"), "{path}: {body}");
+    }
+    // PATCH replaces the list; [] removes it; another user's session is 404.
+    let patched = app.patch(&user, &format!("/v1/sessions/{id}"), json!({"tools": []})).await.expect(200).body;
+    assert_eq!(patched["tools"], json!([]));
+    let stranger = app.user();
+    app.patch(&stranger, &format!("/v1/sessions/{id}"), json!({"tools": []})).await.expect(404);
+}
