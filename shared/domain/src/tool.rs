@@ -400,9 +400,12 @@ mod tests {
 
     #[test]
     fn bad_declarations_name_their_field() {
-        let not_object = Tool::parse(http_tool(serde_json::json!({"type": "string"}))).err().unwrap_or_else(|| unreachable!());
+        let not_object =
+            Tool::parse(http_tool(serde_json::json!({"type": "string"}))).err().unwrap_or_else(|| unreachable!());
         assert!(matches!(not_object, InputError::Invalid { ref field, .. } if field == "tools.parameters"));
-        let bad_schema = Tool::parse(http_tool(serde_json::json!({"type": "object", "properties": 3}))).err().unwrap_or_else(|| unreachable!());
+        let bad_schema = Tool::parse(http_tool(serde_json::json!({"type": "object", "properties": 3})))
+            .err()
+            .unwrap_or_else(|| unreachable!());
         assert!(matches!(bad_schema, InputError::Invalid { ref field, .. } if field == "tools.parameters"));
         let mut weak = http_tool(serde_json::json!({"type": "object"}));
         weak.secret = Some("whsec_c2hvcnQ=".into());
@@ -416,7 +419,9 @@ mod tests {
         );
         let twice =
             vec![http_tool(serde_json::json!({"type": "object"})), http_tool(serde_json::json!({"type": "object"}))];
-        assert!(matches!(tools_of(twice).err().unwrap_or_else(|| unreachable!()), InputError::Invalid { ref field, .. } if field == "tools"));
+        assert!(
+            matches!(tools_of(twice).err().unwrap_or_else(|| unreachable!()), InputError::Invalid { ref field, .. } if field == "tools")
+        );
     }
 
     #[test]

@@ -8,16 +8,18 @@ use aws_sdk_bedrockruntime::Client;
 use aws_sdk_bedrockruntime::config::retry::RetryConfig;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ContentBlockDelta, ConversationRole, ConverseStreamOutput, InferenceConfiguration, Message,
-    SpecificToolChoice, StopReason as BedrockStop, SystemContentBlock, Tool, ToolChoice, ToolConfiguration,
-    ToolInputSchema, ToolSpecification,
+    AnyToolChoice, AutoToolChoice, ContentBlock, ContentBlockDelta, ContentBlockStart, ConversationRole,
+    ConverseStreamOutput, InferenceConfiguration, Message, SpecificToolChoice, StopReason as BedrockStop,
+    SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema, ToolResultBlock, ToolResultContentBlock,
+    ToolResultStatus, ToolSpecification, ToolUseBlock,
 };
 use aws_smithy_types::{Document, Number};
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 
 use super::{
-    AnswerShape, Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason, TokenCounts,
+    AnswerShape, Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason,
+    TokenCounts, ToolUse,
 };
 
 pub struct Bedrock {
@@ -36,7 +38,12 @@ impl Bedrock {
     }
 
     async fn start(&self, prompt: Prompt) -> Result<ModelStream, ModelError> {
-        let (system, messages) = conversation(&prompt)?;
+        let (system, mut messages) = conversation(&prompt)?;
+        messages.extend(rounds(&prompt)?);
+        let tool_config = match &prompt.shape {
+            Some(shape) => Some(forced_tool(shape)?),
+            None => offered_tools(&prompt)?,
+        };
         let inference = InferenceConfiguration::builder()
             .max_tokens(i32::try_from(prompt.max_tokens).unwrap_or(i32::MAX))
             .set_temperature(prompt.temperature)
@@ -48,11 +55,19 @@ impl Bedrock {
             .set_system(Some(system))
             .set_messages(Some(messages))
             .inference_config(inference)
-            .set_tool_config(prompt.shape.as_ref().map(forced_tool).transpose()?)
+            .set_tool_config(tool_config)
             .send()
             .await
             .map_err(|error| classify(&error))?;
-        let reader = Reader { events: output.stream, stop: None, usage: None, ended: false };
+        let reader = Reader {
+            events: output.stream,
+            stop: None,
+            usage: None,
+            ended: false,
+            shaped: prompt.shape.is_some(),
+            call: None,
+            calls: Vec::new(),
+        };
         Ok(stream::unfold(reader, |mut reader| async move { reader.next().await.map(|item| (item, reader)) }).boxed())
     }
 }
@@ -101,6 +116,74 @@ fn conversation(prompt: &Prompt) -> Result<(Vec<SystemContentBlock>, Vec<Message
         })
         .collect::<Result<_, _>>()?;
     Ok((system, messages))
+}
+
+/// The prompt's tools as Converse offers them. Converse has no "none": a last round that must not
+/// call still lists the tools (a conversation holding `toolUse` blocks needs them), and calls made
+/// anyway are dropped by the caller.
+fn offered_tools(prompt: &Prompt) -> Result<Option<ToolConfiguration>, ModelError> {
+    if prompt.tools.is_empty() {
+        return Ok(None);
+    }
+    let malformed = |error: aws_smithy_types::error::operation::BuildError| ModelError::Malformed(error.to_string());
+    let mut config = ToolConfiguration::builder();
+    for tool in &prompt.tools {
+        let spec = ToolSpecification::builder()
+            .name(&tool.name)
+            .description(&tool.description)
+            .input_schema(ToolInputSchema::Json(document(&tool.parameters)))
+            .build()
+            .map_err(malformed)?;
+        config = config.tools(Tool::ToolSpec(spec));
+    }
+    let choice = match &prompt.tool_choice {
+        ToolUse::Auto | ToolUse::None => ToolChoice::Auto(AutoToolChoice::builder().build()),
+        ToolUse::Required => ToolChoice::Any(AnyToolChoice::builder().build()),
+        ToolUse::Named(name) => ToolChoice::Tool(SpecificToolChoice::builder().name(name).build().map_err(malformed)?),
+    };
+    config.tool_choice(choice).build().map(Some).map_err(malformed)
+}
+
+/// The answer's earlier rounds as Converse carries them: the assistant's text and `toolUse`
+/// blocks, then the user's `toolResult` blocks under the same ids.
+fn rounds(prompt: &Prompt) -> Result<Vec<Message>, ModelError> {
+    let malformed = |error: aws_smithy_types::error::operation::BuildError| ModelError::Malformed(error.to_string());
+    let mut messages = Vec::new();
+    for round in &prompt.rounds {
+        let mut said = Message::builder().role(ConversationRole::Assistant);
+        if !round.text.is_empty() {
+            said = said.content(ContentBlock::Text(round.text.clone()));
+        }
+        for call in &round.calls {
+            let block = ToolUseBlock::builder()
+                .tool_use_id(&call.id)
+                .name(&call.name)
+                .input(document(&call.arguments))
+                .build()
+                .map_err(malformed)?;
+            said = said.content(ContentBlock::ToolUse(block));
+        }
+        messages.push(said.build().map_err(malformed)?);
+        let mut results = Message::builder().role(ConversationRole::User);
+        for result in &round.results {
+            let (content, status) = match &result.output {
+                Ok(value) if value.is_object() => {
+                    (ToolResultContentBlock::Json(document(value)), ToolResultStatus::Success)
+                }
+                Ok(value) => (ToolResultContentBlock::Text(value.to_string()), ToolResultStatus::Success),
+                Err(error) => (ToolResultContentBlock::Text(error.clone()), ToolResultStatus::Error),
+            };
+            let block = ToolResultBlock::builder()
+                .tool_use_id(&result.id)
+                .content(content)
+                .status(status)
+                .build()
+                .map_err(malformed)?;
+            results = results.content(ContentBlock::ToolResult(block));
+        }
+        messages.push(results.build().map_err(malformed)?);
+    }
+    Ok(messages)
 }
 
 /// A shaped answer as Converse gives one: the input of a tool the model must call (Converse has
@@ -187,24 +270,56 @@ struct Reader {
     stop: Option<BedrockStop>,
     usage: Option<TokenCounts>,
     ended: bool,
+    /// The forced tool of a shaped answer: its input is the answer's text.
+    shaped: bool,
+    /// The call being streamed (its name, its input's JSON so far) and the calls done.
+    call: Option<(String, String)>,
+    calls: Vec<ModelEvent>,
 }
 
 impl Reader {
     async fn next(&mut self) -> Option<Result<ModelEvent, ModelError>> {
         loop {
+            if !self.calls.is_empty() && self.ended {
+                return Some(Ok(self.calls.remove(0)));
+            }
             if self.ended {
                 return None;
             }
             match self.events.recv().await {
+                Ok(Some(ConverseStreamOutput::ContentBlockStart(event))) => {
+                    if let Some(ContentBlockStart::ToolUse(start)) = event.start()
+                        && !self.shaped
+                    {
+                        self.call = Some((start.name().to_owned(), String::new()));
+                    }
+                }
                 Ok(Some(ConverseStreamOutput::ContentBlockDelta(event))) => {
                     let text = match event.delta() {
                         Some(ContentBlockDelta::Text(text)) => text.as_str(),
+                        // A call's input, gathered until its block stops.
+                        Some(ContentBlockDelta::ToolUse(tool)) if !self.shaped => {
+                            if let Some((_, input)) = self.call.as_mut() {
+                                input.push_str(tool.input());
+                            }
+                            ""
+                        }
                         // The forced tool's input: the shaped answer's JSON.
                         Some(ContentBlockDelta::ToolUse(tool)) => tool.input(),
                         _ => "",
                     };
                     if !text.is_empty() {
                         return Some(Ok(ModelEvent::Text(text.to_owned())));
+                    }
+                }
+                Ok(Some(ConverseStreamOutput::ContentBlockStop(_))) => {
+                    if let Some((name, input)) = self.call.take() {
+                        let arguments = if input.trim().is_empty() {
+                            serde_json::json!({})
+                        } else {
+                            serde_json::from_str(&input).unwrap_or(serde_json::Value::String(input))
+                        };
+                        self.calls.push(ModelEvent::ToolCall { name, arguments });
                     }
                 }
                 Ok(Some(ConverseStreamOutput::MessageStop(event))) => self.stop = Some(event.stop_reason().clone()),
@@ -219,14 +334,22 @@ impl Reader {
                 // missing: the caller estimates it), broken off otherwise.
                 Ok(None) => {
                     self.ended = true;
-                    return Some(match self.stop.take() {
+                    let end = match self.stop.take() {
                         Some(stop) => Ok(ModelEvent::Finished(ModelFinished {
                             stop: stop_reason(&stop),
                             stop_detail: stop.as_str().to_owned(),
                             usage: self.usage,
                         })),
                         None => Err(ModelError::Unavailable("the stream ended before the answer did".to_owned())),
-                    });
+                    };
+                    // The calls first, then the end.
+                    if end.is_ok() && !self.calls.is_empty() {
+                        if let Ok(finished) = end {
+                            self.calls.push(finished);
+                        }
+                        return Some(Ok(self.calls.remove(0)));
+                    }
+                    return Some(end);
                 }
                 Err(error) => {
                     self.ended = true;

@@ -186,9 +186,14 @@ impl TestApp {
 
     /// An app whose replies come from `llm` and may call HTTP tools where `tools` allows.
     pub async fn with_llm_and_tools(llm: LlmConfig, limits: LimitsConfig, tools: shared::config::UrlPolicy) -> Self {
-        let mut app = Self::build_with(dev_auth(), limits, Some(llm), Arc::new(SystemClock)).await;
-        app.config.tools = tools;
-        Self::assemble(client(), app.config.clone(), Arc::new(SystemClock), None)
+        Self::build_with(dev_auth(), limits, Some(llm), Arc::new(SystemClock)).await.calling_tools(tools)
+    }
+
+    /// This app (its tables, model and AWS configuration) with HTTP tools allowed where `tools` says.
+    pub fn calling_tools(&self, tools: shared::config::UrlPolicy) -> Self {
+        let mut config = self.config.clone();
+        config.tools = tools;
+        Self::assemble(client(), config, Arc::new(SystemClock), self.aws.clone())
     }
 
     async fn build_with(auth: AuthConfig, limits: LimitsConfig, llm: Option<LlmConfig>, clock: Arc<dyn Clock>) -> Self {

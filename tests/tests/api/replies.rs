@@ -369,7 +369,7 @@ async fn without_a_model_replies_are_503_and_nothing_is_stored() {
     assert_eq!(log["last_seq"], 0);
 }
 
-async fn bedrock_app(limits: LimitsConfig) -> (TestApp, crate::scripted_bedrock::Seen) {
+pub(crate) async fn bedrock_app(limits: LimitsConfig) -> (TestApp, crate::scripted_bedrock::Seen) {
     let (endpoint, seen) = crate::scripted_bedrock::start().await;
     let mut llm = LlmConfig::openai("", "claude-ok");
     llm.provider = shared::config::LlmProvider::Bedrock;

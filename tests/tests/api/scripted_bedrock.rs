@@ -7,7 +7,10 @@
 //! - `claude-max`: one delta, `max_tokens`, usage;
 //! - `claude-throttled`: HTTP 429 `ThrottlingException`;
 //! - `claude-too-long`: HTTP 400 `ValidationException` ("Input is too long…");
-//! - `claude-stream-error`: a delta, then a `modelStreamErrorException` frame.
+//! - `claude-stream-error`: a delta, then a `modelStreamErrorException` frame;
+//! - `claude-tools`: offered tools, calls `get_weather` with `{"city": "Paris"}` (its input in two
+//!   deltas, `tool_use`); asked again with a `toolResult`, answers with the request's last two
+//!   messages as JSON text.
 
 use std::sync::{Arc, Mutex};
 
@@ -97,6 +100,37 @@ async fn converse_stream(
             delta(TEXT[0]),
             frame("exception", "modelStreamErrorException", json!({"message": "the model stream broke"})),
         ]),
+        "claude-tools" => {
+            let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let messages = request["messages"].as_array().cloned().unwrap_or_default();
+            let answered = messages.iter().any(|message| message["content"].to_string().contains("toolResult"));
+            if answered {
+                let said = json!(messages[messages.len().saturating_sub(2)..]).to_string();
+                stream(vec![
+                    start,
+                    delta(&said),
+                    event("contentBlockStop", json!({"contentBlockIndex": 0})),
+                    event("messageStop", json!({"stopReason": "end_turn"})),
+                    usage(40, 6),
+                ])
+            } else {
+                let input = |text: &str| {
+                    event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": text}}}))
+                };
+                stream(vec![
+                    start,
+                    event(
+                        "contentBlockStart",
+                        json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_bedrock_1", "name": "get_weather"}}}),
+                    ),
+                    input("{\"city\":"),
+                    input(" \"Paris\"}"),
+                    event("contentBlockStop", json!({"contentBlockIndex": 0})),
+                    event("messageStop", json!({"stopReason": "tool_use"})),
+                    usage(30, 8),
+                ])
+            }
+        }
         _ => error(StatusCode::NOT_FOUND, "ResourceNotFoundException", "no such model"),
     }
 }
@@ -111,4 +145,5 @@ pub async fn start() -> (String, Seen) {
     (format!("http://{address}"), seen)
 }
 
-pub const MODELS: [&str; 5] = ["claude-ok", "claude-max", "claude-throttled", "claude-too-long", "claude-stream-error"];
+pub const MODELS: [&str; 6] =
+    ["claude-ok", "claude-max", "claude-throttled", "claude-too-long", "claude-stream-error", "claude-tools"];

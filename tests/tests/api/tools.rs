@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use shared::config::{LlmConfig, UrlPolicy};
 
 use crate::common::{TestApp, User, local_llm, unlimited};
-use crate::replies::{scripted_llm, stream};
+use crate::replies::{bedrock_app, scripted_llm, stream};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -309,4 +309,38 @@ async fn tool_declarations_are_checked_and_secrets_stay_hidden() {
     assert_eq!(patched["tools"], json!([]));
     let stranger = app.user();
     app.patch(&stranger, &format!("/v1/sessions/{id}"), json!({"tools": []})).await.expect(404);
+}
+
+/// Bedrock's Converse through the real SDK: the tools offered in `toolConfig`, a streamed
+/// `toolUse` run as a call, and the result sent back as a `toolResult` under the same id.
+#[tokio::test]
+async fn bedrock_tool_use_runs_the_tool_and_sends_the_result_back() {
+    let (base, received) = tool_server().await;
+    let (app, seen) = bedrock_app(unlimited()).await;
+    let app = app.calling_tools(dev_tools());
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([weather_tool(&base)])).await;
+    let body = json!({"content": "Weather in Paris?", "model": "claude-tools", "tool_choice": "required"});
+    let turn = app.post(&user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201).body;
+    let reply = &turn["assistant_message"];
+    let parts = parts_of(reply);
+    let kinds: Vec<&str> = parts.iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["tool_call", "tool_result", "text"], "{reply}");
+    assert_eq!(parts[0]["arguments"], json!({"city": "Paris"}));
+    assert_eq!(parts[1]["output"]["temperature_c"], 21);
+    assert!(received.lock().unwrap()[0].signature_valid);
+    let requests = seen.0.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "two Converse calls");
+    let config = &requests[0].0["toolConfig"];
+    assert_eq!(config["tools"][0]["toolSpec"]["name"], "get_weather");
+    assert!(config["toolChoice"].get("any").is_some(), "required is Converse's any: {config}");
+    // The second call carried the round: the assistant's toolUse and the user's toolResult.
+    let said: Value = serde_json::from_str(parts[2]["text"].as_str().unwrap()).unwrap();
+    let tool_use = &said[0]["content"][0]["toolUse"];
+    assert_eq!(tool_use["toolUseId"], parts[0]["id"]);
+    assert_eq!(tool_use["input"], json!({"city": "Paris"}));
+    let tool_result = &said[1]["content"][0]["toolResult"];
+    assert_eq!(tool_result["toolUseId"], parts[0]["id"]);
+    assert_eq!(tool_result["content"][0]["json"]["temperature_c"], 21);
+    assert_eq!(reply["usage"]["input_tokens"], 70);
 }

@@ -201,8 +201,9 @@ impl Generator {
             }
             let mut calls = Vec::new();
             let outcome = self.stream(model, prompt.clone(), draft, &mut calls, &mut writes).await;
+            // Calls in the last round (a provider without a "none", e.g. Converse) are not run.
             let finished = match outcome {
-                Outcome::Finished(finished) if !calls.is_empty() => finished,
+                Outcome::Finished(finished) if !calls.is_empty() && round + 1 < MAX_TOOL_ROUNDS => finished,
                 other => return other,
             };
             spent.add(finished.usage, &prompt, &calls);
