@@ -234,6 +234,21 @@ pub enum ServerEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<super::CharacterId>,
     },
+    /// A streaming reply called one of the session's tools (sent with its result, which follows).
+    #[serde(rename = "reply.tool_call")]
+    ReplyToolCall { session_id: SessionId, seq: Seq, id: String, name: String, arguments: serde_json::Value },
+    /// What a call gave the model: the tool's JSON `output`, or the `error` it read instead.
+    #[serde(rename = "reply.tool_result")]
+    ReplyToolResult {
+        session_id: SessionId,
+        seq: Seq,
+        tool_call_id: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<super::ToolError>,
+    },
     #[serde(rename = "message.complete")]
     MessageComplete {
         session_id: SessionId,

@@ -427,6 +427,31 @@ async fn send_message_is_checked_as_post_replies_is() {
 
 /// A connect without a credential is told how a socket sends one (a browser cannot set
 /// `Authorization` on a socket), with a request id like any refusal.
+/// A reply over the socket that calls a tool: `reply.tool_call` and `reply.tool_result` reach the
+/// devices between the typing and the end, as `send_message` asked (`tool_choice`).
+#[tokio::test]
+async fn a_tool_round_over_the_socket_sends_the_call_and_its_result() {
+    use crate::tools::{dev_tools, session_with_tools, structured, tool_server, weather_tool};
+    let (tools, _) = tool_server().await;
+    let app = TestApp::with_llm_and_tools(structured(local_llm()), quota(5), dev_tools()).await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([weather_tool(&tools)])).await;
+    let mut socket = open(&base, &session, &user).await;
+    let frame = json!({"content": "What is the weather in Rome?", "tool_choice": {"name": "get_weather"}});
+    send(&mut socket, json!({"event": "send_message", "data": frame})).await;
+    let events: Vec<Value> = until(&mut socket, typing_stopped).await.into_iter().filter(|e| !is_change(e)).collect();
+    let names: Vec<&str> = events.iter().map(|event| event["event"].as_str().unwrap()).collect();
+    let call = names.iter().position(|name| *name == "reply.tool_call").unwrap_or_else(|| panic!("{names:?}"));
+    assert_eq!(names[call + 1], "reply.tool_result", "{names:?}");
+    assert_eq!(&names[names.len() - 2..], ["message.complete", "message.typing"], "{names:?}");
+    assert_eq!(events[call]["data"]["name"], "get_weather");
+    assert_eq!(events[call + 1]["data"]["tool_call_id"], events[call]["data"]["id"]);
+    assert_eq!(events[call + 1]["data"]["output"]["temperature_c"], 21);
+    let stored = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
+    assert_eq!(stored["parts"][0]["id"], events[call]["data"]["id"], "the socket's call is the stored one");
+}
+
 #[tokio::test]
 async fn a_connect_without_a_credential_is_told_how_a_socket_sends_one() {
     let app = TestApp::new().await;

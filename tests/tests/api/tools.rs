@@ -22,7 +22,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// What the tool server received: the headers that matter and the body.
 #[derive(Clone, Debug)]
-struct Received {
+pub(crate) struct Received {
     path: String,
     signature_valid: bool,
     webhook_id: String,
@@ -31,7 +31,7 @@ struct Received {
 
 /// Tools on loopback: `/weather` (checks the signature, answers JSON), `/slow` (answers after
 /// 3 s), `/broken` (500), `/huge` (10 MB of JSON), `/garbage` (not JSON).
-async fn tool_server() -> (String, Arc<Mutex<Vec<Received>>>) {
+pub(crate) async fn tool_server() -> (String, Arc<Mutex<Vec<Received>>>) {
     let received: Arc<Mutex<Vec<Received>>> = Arc::default();
     let log = received.clone();
     let handler = move |path: &'static str| {
@@ -82,7 +82,7 @@ async fn tool_server() -> (String, Arc<Mutex<Vec<Received>>>) {
     (format!("http://{address}"), received)
 }
 
-fn weather_tool(base: &str) -> Value {
+pub(crate) fn weather_tool(base: &str) -> Value {
     json!({
         "name": "get_weather",
         "description": "The current weather in a city.",
@@ -93,17 +93,17 @@ fn weather_tool(base: &str) -> Value {
     })
 }
 
-fn dev_tools() -> UrlPolicy {
+pub(crate) fn dev_tools() -> UrlPolicy {
     UrlPolicy { allowed_prefixes: Vec::new(), allow_private: true }
 }
 
-fn structured(mut llm: LlmConfig) -> LlmConfig {
+pub(crate) fn structured(mut llm: LlmConfig) -> LlmConfig {
     llm.structured_tools = true;
     llm.max_tokens = 64;
     llm
 }
 
-async fn session_with_tools(app: &TestApp, user: &User, tools: Value) -> String {
+pub(crate) async fn session_with_tools(app: &TestApp, user: &User, tools: Value) -> String {
     let body = app.post(user, "/v1/sessions", json!({"title": "tools", "tools": tools})).await.expect(201).body;
     body["id"].as_str().unwrap().to_owned()
 }

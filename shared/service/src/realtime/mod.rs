@@ -11,7 +11,7 @@ pub use self::fanout::{Record, Source};
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{CharacterId, Peer, Seq, ServerEvent, SessionId, all_segments, segments};
+use domain::{CharacterId, Part, Peer, Seq, ServerEvent, SessionId, all_segments, segments};
 use futures::future::BoxFuture;
 
 use crate::chat::{Progress, Turn};
@@ -69,6 +69,7 @@ impl Delivery {
         let typing = |is_typing| ServerEvent::MessageTyping { session_id, is_typing, agent: agent.clone() };
         self.broadcast(session_id, &typing(true)).await;
         let mut sent = 0;
+        let mut tools_sent = 0;
         loop {
             let current = progress.borrow_and_update().clone();
             match current {
@@ -77,6 +78,7 @@ impl Delivery {
                     let (complete, _) = segments(&text);
                     let before = sent;
                     sent = self.deltas(session_id, seq, agent.as_ref(), &complete, sent).await;
+                    tools_sent = self.tool_parts(session_id, seq, &draft.closed, tools_sent).await;
                     // What arrives meanwhile goes out as one frame: API Gateway bills per frame.
                     if sent > before {
                         tokio::time::sleep(DELTA_INTERVAL).await;
@@ -84,6 +86,7 @@ impl Delivery {
                 }
                 Progress::Ended(message, _) => {
                     self.deltas(session_id, seq, agent.as_ref(), &all_segments(message.content.as_str()), sent).await;
+                    self.tool_parts(session_id, seq, &message.parts, tools_sent).await;
                     let end = match (&message.status, &message.error) {
                         (MessageStatus::Failed, Some(error)) => ServerEvent::Error {
                             code: error.code.clone(),
@@ -110,6 +113,34 @@ impl Delivery {
             }
         }
         self.broadcast(session_id, &typing(false)).await;
+    }
+
+    /// Posts the reply's tool calls and results after the first `sent` of them, in order, as
+    /// `reply.tool_call` and `reply.tool_result`; returns how many are sent now.
+    async fn tool_parts(&self, session_id: SessionId, seq: Seq, parts: &[Part], sent: usize) -> usize {
+        let tools: Vec<&Part> = parts.iter().filter(|part| !matches!(part, Part::Text { .. })).collect();
+        for part in tools.iter().skip(sent) {
+            let event = match part {
+                Part::ToolCall { id, name, arguments } => ServerEvent::ReplyToolCall {
+                    session_id,
+                    seq,
+                    id: id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                },
+                Part::ToolResult { tool_call_id, name, output, error } => ServerEvent::ReplyToolResult {
+                    session_id,
+                    seq,
+                    tool_call_id: tool_call_id.clone(),
+                    name: name.clone(),
+                    output: output.clone(),
+                    error: error.clone(),
+                },
+                Part::Text { .. } => continue,
+            };
+            self.broadcast(session_id, &event).await;
+        }
+        tools.len().max(sent)
     }
 
     /// Posts the segments after the first `sent` as one `message.delta` (split where a frame would
