@@ -1541,6 +1541,27 @@ export interface components {
             event: "message.delta";
         } | {
             data: {
+                arguments: unknown;
+                id: string;
+                name: string;
+                seq: components["schemas"]["Seq"];
+                session_id: components["schemas"]["SessionId"];
+            };
+            /** @constant */
+            event: "reply.tool_call";
+        } | {
+            data: {
+                error?: components["schemas"]["ToolError"] | null;
+                name: string;
+                output?: unknown;
+                seq: components["schemas"]["Seq"];
+                session_id: components["schemas"]["SessionId"];
+                tool_call_id: string;
+            };
+            /** @constant */
+            event: "reply.tool_result";
+        } | {
+            data: {
                 agent?: components["schemas"]["CharacterId"] | null;
                 message_id: string;
                 seq: components["schemas"]["Seq"];
