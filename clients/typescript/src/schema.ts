@@ -481,6 +481,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions/{id}/messages/{seq}/tool-results": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Answer a client tool's call of a paused reply (`requires_action`) */
+        post: operations["answerToolCall"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions/{id}/messages/{seq}/variants": {
         parameters: {
             query?: never;
@@ -1218,7 +1235,7 @@ export interface components {
          * @description Where a message is in its life. Messages a caller appends are `complete`; a reply the server
          *     generates is `streaming` until it ends as one of the others.
          */
-        MessageStatus: ("complete" | "streaming" | "failed" | "cancelled") | "incomplete";
+        MessageStatus: ("complete" | "streaming" | "failed" | "cancelled") | "incomplete" | "requires_action";
         /** @description A caller-chosen kind of message (`text` unless said otherwise): 1–64 characters. */
         MessageType: string;
         /**
@@ -1837,6 +1854,16 @@ export interface components {
         ToolKind: "http" | "client";
         /** @description A tool's name: 1–64 of `a-z A-Z 0-9 _ -` (what every provider accepts). */
         ToolName: string;
+        /**
+         * @description `POST /v1/sessions/{id}/messages/{seq}/tool-results`: a client tool's answer to one call of a
+         *     paused reply.
+         */
+        ToolResultInput: {
+            /** @description The tool's answer: any JSON, at most 16 KiB; the model reads it as the call's result. */
+            output: unknown;
+            /** @description The call's `id` (from `reply.tool_call` or the reply's `parts`). */
+            tool_call_id: string;
+        };
         /** @description A tool as the API shows it: everything but the secret. */
         ToolView: {
             description: string;
@@ -6642,6 +6669,123 @@ export interface operations {
             };
             /** @description not_found: no such resource for this caller (another user's ids look the same) */
             404: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description rate_limit (with `RateLimit-Policy` and `RateLimit` naming the per-minute limit) or daily_limit_exceeded (with `X-Quota-*`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description On rate_limit: where the caller stands, e.g. "append";r=0;t=45 */
+                    RateLimit?: string;
+                    /** @description On rate_limit: the limit, e.g. "append";q=10;w=60 */
+                    "RateLimit-Policy"?: string;
+                    "Retry-After": string;
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description internal: a bug; the body is opaque and the cause is logged */
+            500: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description service_unavailable (DynamoDB unreachable or throttling; no model configured) or llm_busy (the model provider is rate limiting): retry after `Retry-After` */
+            503: {
+                headers: {
+                    "Retry-After": string;
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    answerToolCall: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The session's (or memory's) id */
+                id: string;
+                /** @description The message's position in the session, from 1 */
+                seq: number;
+            };
+            cookie?: never;
+        };
+        /** @description JSON; an empty body reads as `{}`. */
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["ToolResultInput"];
+            };
+        };
+        responses: {
+            /** @description The reply as it stands: still `requires_action` while other calls wait, `streaming` once the last is answered (it resumes: follow it on its stream), or as it was when this call was answered before */
+            200: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            /** @description invalid_input: a parameter or body field is malformed (`field` names it) */
+            400: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description unauthorized: missing, malformed, expired or wrongly signed credentials; `message` and `WWW-Authenticate` say why */
+            401: {
+                headers: {
+                    /** @description The RFC 6750 challenge: Bearer realm="chat-api"[, error="invalid_token", error_description="…"] */
+                    "WWW-Authenticate": string;
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description not_found: no such resource for this caller (another user's ids look the same) */
+            404: {
+                headers: {
+                    /** @description The request's id (API Gateway's in AWS) */
+                    "x-request-id": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description conflict or session_closed: the change clashes with the current state */
+            409: {
                 headers: {
                     /** @description The request's id (API Gateway's in AWS) */
                     "x-request-id": string;

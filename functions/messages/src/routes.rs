@@ -13,7 +13,7 @@ use shared::api::messages::{
     AppendBatch, AppendMessage, AppendRequest, EditMessage, ForgetRecent, ForgetRecentResult, ListChanges,
     ListMessages, MessageBatch, MessageList, NewScene, NewSceneResult, Reset, ResetResult,
 };
-use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, VariantList};
+use shared::api::replies::{CreateReply, Regenerate, ReplyEvent, ReplyTurn, ToolResultInput, VariantList};
 use shared::auth::Caller;
 use shared::chat::{Progress, Turn};
 use shared::domain::{Changes, Content, Context, DedupeKey, Message, RateClass, SessionId, Summary};
@@ -183,6 +183,20 @@ fn others() -> ApiRouter<AppState> {
                 op.about("cancelReply", "Stop a streaming reply (a no-op once it has ended)")
                     .ok::<Message>(200, "The reply as it stands: `cancelled` with its partial text, or as it ended")
                     .errors(&[409])
+            }),
+        )
+        .api_route(
+            "/v1/sessions/{id}/messages/{seq}/tool-results",
+            post_with(tool_results, |op| {
+                op.about("answerToolCall", "Answer a client tool's call of a paused reply (`requires_action`)")
+                    .body::<ToolResultInput>()
+                    .ok::<Message>(
+                        200,
+                        "The reply as it stands: still `requires_action` while other calls wait, `streaming` once the \
+                         last is answered (it resumes: follow it on its stream), or as it was when this call was \
+                         answered before",
+                    )
+                    .errors(&[404, 409])
             }),
         )
         .api_route(
@@ -379,6 +393,18 @@ async fn cancel(
     SeqParam(seq): SeqParam,
 ) -> Result<Json<Message>, ApiError> {
     Ok(Json(state.chat.cancel(&caller.user_id, id, seq).await?))
+}
+
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]
+async fn tool_results(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<SessionId>,
+    SeqParam(seq): SeqParam,
+    Json(body): Json<ToolResultInput>,
+) -> Result<Json<Message>, ApiError> {
+    let answered = state.chat.answer_tool_call(&caller.user_id, id, seq, &body.tool_call_id, body.output).await?;
+    Ok(Json(answered))
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]

@@ -67,6 +67,10 @@ impl State {
     fn observe(&mut self, progress: &Progress) {
         match progress {
             Progress::Streaming(draft) => self.push_parts(draft, false),
+            // The calls the client must answer; the stream stays open for the rest.
+            Progress::Paused(message) => {
+                self.push_parts(&Draft::of_parts(&message.parts, message.content.as_str()), false)
+            }
             Progress::Ended(message, quota) => {
                 self.push_parts(&Draft::of_parts(&message.parts, message.content.as_str()), true);
                 let assistant_message = message.as_ref().clone();

@@ -44,8 +44,8 @@ pub use self::memory::{
     MemoryType, NewMemory, Summary, fingerprint,
 };
 pub use self::message::{
-    Change, Changes, Content, Lease, Message, MessageAgent, MessageId, MessageStatus, MessageType, MessageUsage,
-    NewMessage, Payload, ReplyError, Role, Seq, Usage, preview_of,
+    CLIENT_TOOL_TIMEOUT, Change, Changes, Content, Lease, Message, MessageAgent, MessageId, MessageStatus, MessageType,
+    MessageUsage, NewMessage, Payload, ReplyError, Role, Seq, Usage, preview_of,
 };
 pub use self::meter::{AppendLimits, Charge, DayUsage, Meter, MeterWrite, ModelTokens};
 pub use self::page::{Cursor, Page, PageLimit};

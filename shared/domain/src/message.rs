@@ -220,7 +220,14 @@ pub enum MessageStatus {
     Incomplete,
     Failed,
     Cancelled,
+    /// Paused: the reply called a client tool and waits for the client's result
+    /// (`POST …/messages/{seq}/tool-results`); it resumes as `streaming`.
+    RequiresAction,
 }
+
+/// How long a paused reply (`requires_action`) waits for its client tools' results before it is
+/// ended `incomplete`, each unanswered call's result a `timeout` error.
+pub const CLIENT_TOOL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl MessageStatus {
     pub fn as_str(self) -> &'static str {
@@ -230,11 +237,12 @@ impl MessageStatus {
             Self::Incomplete => "incomplete",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::RequiresAction => "requires_action",
         }
     }
 
     pub fn is_final(self) -> bool {
-        self != Self::Streaming
+        !matches!(self, Self::Streaming | Self::RequiresAction)
     }
 }
 
@@ -248,6 +256,7 @@ impl FromStr for MessageStatus {
             "incomplete" => Ok(Self::Incomplete),
             "failed" => Ok(Self::Failed),
             "cancelled" => Ok(Self::Cancelled),
+            "requires_action" => Ok(Self::RequiresAction),
             _ => Err(InputError::invalid("status", "unknown message status")),
         }
     }
@@ -452,7 +461,9 @@ impl Lease {
 impl Message {
     /// Whether this is a reply whose generator is gone before its end (it is streaming, or was
     /// cancelled and its generator never stored the end): its lease of `length` passed.
+    /// A paused reply's "lease" is the time its client has to answer (`CLIENT_TOOL_TIMEOUT`).
     pub fn lease_expired(&self, now: Timestamp, length: std::time::Duration) -> bool {
+        let length = if self.status == MessageStatus::RequiresAction { CLIENT_TOOL_TIMEOUT } else { length };
         self.lease.as_ref().is_some_and(|lease| lease.expired(now, length))
     }
 }

@@ -359,6 +359,30 @@ impl Draft {
         Self { closed, text }
     }
 
+    /// The calls that have no result yet (a paused reply's client calls).
+    pub fn pending(&self) -> Vec<(String, String)> {
+        let answered: std::collections::BTreeSet<&str> = self
+            .closed
+            .iter()
+            .filter_map(|part| match part {
+                Part::ToolResult { tool_call_id, .. } => Some(tool_call_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.closed
+            .iter()
+            .filter_map(|part| match part {
+                Part::ToolCall { id, name, .. } if !answered.contains(id.as_str()) => Some((id.clone(), name.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The number of calls so far (the next call's id is `call_<this + 1>`).
+    pub fn calls(&self) -> usize {
+        self.closed.iter().filter(|part| matches!(part, Part::ToolCall { .. })).count()
+    }
+
     /// Closes the open text (if any) before a call.
     pub fn close_text(&mut self) {
         if !self.text.is_empty() {

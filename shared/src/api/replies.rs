@@ -1,7 +1,7 @@
 //! Replies API shapes: the request bodies, the JSON answer, and the Server-Sent Events' data.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{Message, MessagesLimit, ReplyError, Seq, ToolError};
 
@@ -89,4 +89,16 @@ pub enum ReplyEvent {
     ToolResult(ReplyToolResult),
     Completed(Box<ReplyCompleted>),
     Failed(Box<ReplyFailed>),
+}
+
+/// `POST /v1/sessions/{id}/messages/{seq}/tool-results`: a client tool's answer to one call of a
+/// paused reply.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolResultInput {
+    /// The call's `id` (from `reply.tool_call` or the reply's `parts`).
+    #[schemars(length(min = 1, max = 64))]
+    pub tool_call_id: String,
+    /// The tool's answer: any JSON, at most 16 KiB; the model reads it as the call's result.
+    pub output: serde_json::Value,
 }

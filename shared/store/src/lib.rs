@@ -44,7 +44,9 @@ pub use self::erasure::Erasure;
 pub use self::export::ExportPage;
 pub use self::limits::ChoreReport;
 pub use self::memories::{ExtractionBatch, ExtractionWrite, MAX_PER_SCOPE, MemoryPage, RankedMemory, SummaryGuard};
-pub use self::messages::{Appended, Checkpoint, LeasedReply, MessageOrder, MessageQuery, MessageSlice, ReplyEnd};
+pub use self::messages::{
+    Answered, Appended, Checkpoint, LeasedReply, MessageOrder, MessageQuery, MessageSlice, ReplyEnd,
+};
 pub use self::sessions::ChatClaim;
 
 type Source = Box<dyn StdError + Send + Sync>;

@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{Value, json};
 use shared::config::{LlmConfig, UrlPolicy};
+use shared::domain::{Clock, ManualClock, SystemClock};
 
 use crate::common::{TestApp, User, local_llm, unlimited};
 use crate::replies::{bedrock_app, scripted_llm, stream};
@@ -343,4 +344,112 @@ async fn bedrock_tool_use_runs_the_tool_and_sends_the_result_back() {
     assert_eq!(tool_result["toolUseId"], parts[0]["id"]);
     assert_eq!(tool_result["content"][0]["json"]["temperature_c"], 21);
     assert_eq!(reply["usage"]["input_tokens"], 70);
+}
+
+fn local_time_tool() -> Value {
+    json!({
+        "name": "local_time",
+        "description": "The user's local time, from their device.",
+        "kind": "client",
+        "parameters": {"type": "object", "properties": {}, "additionalProperties": false},
+    })
+}
+
+/// Polls the reply until it is paused, and returns it.
+async fn until_paused(app: &TestApp, user: &User, session: &str) -> Value {
+    for _ in 0..600 {
+        let message = app.get(user, &format!("/v1/sessions/{session}/messages/2")).await;
+        if message.status == 200 && message.body["status"] == "requires_action" {
+            return message.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the reply never paused");
+}
+
+/// A client tool pauses the reply (`requires_action`, the call in its parts and on its stream);
+/// the client's answer resumes it in place: the same open stream goes on with the result and the
+/// model's answer, ids one apart; a second answer changes nothing; another user cannot answer.
+#[tokio::test]
+async fn a_client_tool_pauses_the_reply_and_the_answer_resumes_the_same_stream() {
+    let app = TestApp::with_llm_and_tools(structured(local_llm()), unlimited(), dev_tools()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([local_time_tool()])).await;
+    let path = format!("/v1/sessions/{session}/replies");
+    let body = json!({"content": "What time is it for me?", "tool_choice": {"name": "local_time"}});
+    let results = format!("/v1/sessions/{session}/messages/2/tool-results");
+    let answer = json!({"tool_call_id": "call_1", "output": {"time": "21:15", "timezone": "Europe/Paris"}});
+    let both = async {
+        tokio::join!(stream(&app, &user, &path, Some(body), &[]), async {
+            let paused = until_paused(&app, &user, &session).await;
+            let parts = parts_of(&paused);
+            assert_eq!(parts.len(), 1, "{paused}");
+            assert_eq!((parts[0]["type"].as_str(), parts[0]["id"].as_str()), (Some("tool_call"), Some("call_1")));
+            let stranger = app.user();
+            app.post(&stranger, &results, answer.clone()).await.expect(404);
+            app.post(&user, &results, answer.clone()).await.expect(200).body
+        })
+    };
+    let ((status, events), resumed) =
+        tokio::time::timeout(Duration::from_secs(300), both).await.expect("the resumed reply ends its stream");
+    assert_eq!(status, 201);
+    assert_eq!(resumed["status"], "streaming", "the last answer resumes the reply: {resumed}");
+    let ids: Vec<u64> = events.iter().map(|event| event.id).collect();
+    assert_eq!(ids, (1..=events.len() as u64).collect::<Vec<_>>(), "one stream, ids one apart: {events:?}");
+    let names: Vec<&str> = events.iter().map(|event| event.event.as_str()).collect();
+    assert_eq!(&names[..3], ["reply.started", "reply.tool_call", "reply.tool_result"], "{names:?}");
+    assert_eq!(names.last(), Some(&"reply.completed"), "{names:?}");
+    assert_eq!(events[2].data["output"]["time"], "21:15");
+    let stored = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
+    assert_eq!(&stored, &events.last().unwrap().data["assistant_message"]);
+    assert!(!stored["content"].as_str().unwrap().trim().is_empty(), "the model answered after the result: {stored}");
+    assert_eq!(stored["variant"], 1, "the same message, resumed in place");
+
+    // Answering again changes nothing; a call the reply never made is 404.
+    let again = app.post(&user, &results, answer).await.expect(200).body;
+    assert_eq!(again, stored);
+    app.post(&user, &results, json!({"tool_call_id": "call_9", "output": 1})).await.expect(404);
+    // A stream resumed after the call continues with its result.
+    let (_, rest) =
+        stream(&app, &user, &format!("/v1/sessions/{session}/messages/2/stream"), None, &[("last-event-id", "2")])
+            .await;
+    assert_eq!((rest[0].id, rest[0].event.as_str()), (3, "reply.tool_result"));
+}
+
+/// A paused reply that is cancelled ends at once, its pending call answered `cancelled`; one the
+/// client never answers ends `incomplete` after `CLIENT_TOOL_TIMEOUT`, its call answered `timeout`,
+/// and a late answer is refused. Neither stays `requires_action`, and the next turn works.
+#[tokio::test]
+async fn a_paused_reply_ends_on_cancel_or_when_its_client_never_answers() {
+    let app = TestApp::with_llm(structured(local_llm()), unlimited()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([local_time_tool()])).await;
+    let path = format!("/v1/sessions/{session}/replies");
+    let body = json!({"content": "What time is it?", "tool_choice": {"name": "local_time"}});
+    let turn = app.post(&user, &path, body.clone()).await.expect(201).body;
+    let paused = &turn["assistant_message"];
+    assert_eq!(paused["status"], "requires_action", "a JSON caller gets the paused reply: {paused}");
+    let cancelled =
+        app.post(&user, &format!("/v1/sessions/{session}/messages/2/cancel"), json!({})).await.expect(200).body;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let parts = parts_of(&cancelled);
+    assert_eq!(parts.last().unwrap()["error"]["code"], "cancelled", "{parts:?}");
+
+    let turn = app.post(&user, &path, body).await.expect(201).body;
+    let seq = turn["assistant_message"]["seq"].as_u64().unwrap();
+    assert_eq!(turn["assistant_message"]["status"], "requires_action");
+    let later = SystemClock.now().plus(shared::domain::CLIENT_TOOL_TIMEOUT + Duration::from_secs(5));
+    let later = app.sibling_with_clock(Arc::new(ManualClock::new(later)));
+    let ended = later.get(&user, &format!("/v1/sessions/{session}/messages/{seq}")).await.expect(200).body;
+    assert_eq!(
+        (ended["status"].as_str(), ended["stop_reason"].as_str()),
+        (Some("incomplete"), Some("timeout")),
+        "{ended}"
+    );
+    let parts = parts_of(&ended);
+    assert_eq!(parts.last().unwrap()["error"]["code"], "timeout", "{parts:?}");
+    let late = json!({"tool_call_id": "call_1", "output": {"time": "now"}});
+    later.post(&user, &format!("/v1/sessions/{session}/messages/{seq}/tool-results"), late).await.expect(409);
+    let next = app.post(&user, &path, json!({"content": "Hello?", "tool_choice": "none"})).await.expect(201).body;
+    assert_ne!(next["assistant_message"]["status"], "requires_action");
 }

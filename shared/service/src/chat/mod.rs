@@ -101,14 +101,12 @@ impl Chat {
     }
 
     /// Whether this deployment runs the tools a session declares: an HTTP tool's URL must pass
-    /// the URL policy; client tools are not answered yet.
+    /// the URL policy (client tools are the client's to run).
     fn admit_tools(&self, tools: &[Tool]) -> Result<(), StoreError> {
         for tool in tools {
             let refuse = |message: String| StoreError::Refused(Refusal::Invalid(InputError::invalid("tools", message)));
             match (tool.kind, tool.url.as_deref()) {
-                (ToolKind::Client, _) => {
-                    return Err(refuse(format!("{}: client tools are not supported yet", tool.name.as_str())));
-                }
+                (ToolKind::Client, _) => {}
                 (ToolKind::Http, Some(url)) => {
                     let webhooks = self
                         .webhooks

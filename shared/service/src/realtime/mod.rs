@@ -84,6 +84,10 @@ impl Delivery {
                         tokio::time::sleep(DELTA_INTERVAL).await;
                     }
                 }
+                // Waiting for the client's tool results: the calls it must answer go out now.
+                Progress::Paused(message) => {
+                    tools_sent = self.tool_parts(session_id, seq, &message.parts, tools_sent).await;
+                }
                 Progress::Ended(message, _) => {
                     self.deltas(session_id, seq, agent.as_ref(), &all_segments(message.content.as_str()), sent).await;
                     self.tool_parts(session_id, seq, &message.parts, tools_sent).await;

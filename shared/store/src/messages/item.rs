@@ -270,7 +270,7 @@ impl TryFrom<Item> for StoredMessage {
         // end) holds a lease.
         let unfinished = stored.model.is_some()
             && stored.finished_at.is_none()
-            && matches!(status, MessageStatus::Streaming | MessageStatus::Cancelled);
+            && matches!(status, MessageStatus::Streaming | MessageStatus::Cancelled | MessageStatus::RequiresAction);
         let lease = match (unfinished, stored.written_at) {
             (false, _) => None,
             (true, written_at) => Some(Lease {

@@ -87,7 +87,121 @@ fn generation_condition(variant: u32) -> &'static str {
     if variant == 1 { "(attribute_not_exists(#variant) OR #variant = :variant)" } else { "#variant = :variant" }
 }
 
+/// The status an end expects the reply to have: `cancelled` when a cancel was met, `requires_action`
+/// for a paused reply, else `streaming`.
+fn was(status: MessageStatus, cancelled: bool) -> MessageStatus {
+    match (cancelled, status) {
+        (true, _) => MessageStatus::Cancelled,
+        (false, MessageStatus::RequiresAction) => MessageStatus::RequiresAction,
+        _ => MessageStatus::Streaming,
+    }
+}
+
+/// What answering a paused reply's call found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Stored; the reply still waits for other calls.
+    Stored,
+    /// Stored, and it was the last: the reply is `streaming` again, its generator's to resume.
+    Resumed,
+    /// The reply's parts or status changed meanwhile: read it again.
+    Moved,
+}
+
 impl Store {
+    /// Pauses a streaming reply that called client tools: `requires_action`, with its parts (the
+    /// pending calls last), its text and the usage so far, if it is still this generation's.
+    pub async fn pause_reply(
+        &self,
+        reply: &Message,
+        content: &Content,
+        parts: &[Part],
+        usage: Option<&MessageUsage>,
+    ) -> Result<Checkpoint, StoreError> {
+        let condition = format!(
+            "#status = :streaming AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
+            generation_condition(reply.variant)
+        );
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(reply.session_id, reply.seq)))
+            .condition_expression(condition)
+            .expression_attribute_names("#content", CONTENT)
+            .expression_attribute_names("#parts", PARTS)
+            .expression_attribute_names("#written_at", WRITTEN_AT)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#variant", VARIANT)
+            .expression_attribute_names("#finished_at", FINISHED_AT)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_values(":content", s(content.as_str()))
+            .expression_attribute_values(":parts", s(parts_text(parts).unwrap_or_else(|| "[]".to_owned())))
+            .expression_attribute_values(":now", s(self.now().to_string()))
+            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+            .expression_attribute_values(":paused", s(MessageStatus::RequiresAction.as_str()))
+            .expression_attribute_values(":variant", n(reply.variant));
+        let mut expression =
+            "SET #content = :content, #parts = :parts, #written_at = :now, #status = :paused".to_owned();
+        if let Some(usage) = usage {
+            expression.push_str(", #usage = :usage");
+            update = update
+                .expression_attribute_names("#usage", USAGE)
+                .expression_attribute_values(":usage", usage_value(usage)?);
+        }
+        match update.update_expression(expression).send().await {
+            Ok(_) => Ok(Checkpoint::Saved),
+            Err(error) if condition_failed(&error) => Ok(Checkpoint::Stopped),
+            Err(error) => Err(StoreError::from_sdk(error)),
+        }
+    }
+
+    /// Stores a client's result of a paused reply's call: `parts` replace `expected` (the parts as
+    /// read) while the reply is paused; with `resume` (no call left pending) the reply is
+    /// `streaming` again and its lease renewed, for the caller to generate the rest.
+    pub async fn answer_tool_call(
+        &self,
+        reply: &Message,
+        expected: &[Part],
+        parts: &[Part],
+        resume: bool,
+    ) -> Result<Answered, StoreError> {
+        let was = parts_text(expected).unwrap_or_else(|| "[]".to_owned());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.messages)
+            .set_key(Some(message_key(reply.session_id, reply.seq)))
+            .condition_expression(format!(
+                "#status = :paused AND #parts = :was AND {} AND attribute_not_exists(#finished_at) \
+                 AND attribute_not_exists(#deleted_at)",
+                generation_condition(reply.variant)
+            ))
+            .expression_attribute_names("#parts", PARTS)
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#variant", VARIANT)
+            .expression_attribute_names("#finished_at", FINISHED_AT)
+            .expression_attribute_names("#deleted_at", DELETED_AT)
+            .expression_attribute_values(":paused", s(MessageStatus::RequiresAction.as_str()))
+            .expression_attribute_values(":was", s(was))
+            .expression_attribute_values(":parts", s(parts_text(parts).unwrap_or_else(|| "[]".to_owned())))
+            .expression_attribute_values(":variant", n(reply.variant));
+        let mut expression = "SET #parts = :parts".to_owned();
+        if resume {
+            expression.push_str(", #status = :streaming, #written_at = :now");
+            update = update
+                .expression_attribute_names("#written_at", WRITTEN_AT)
+                .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
+                .expression_attribute_values(":now", s(self.now().to_string()));
+        }
+        match update.update_expression(expression).send().await {
+            Ok(_) if resume => Ok(Answered::Resumed),
+            Ok(_) => Ok(Answered::Stored),
+            Err(error) if condition_failed(&error) => Ok(Answered::Moved),
+            Err(error) => Err(StoreError::from_sdk(error)),
+        }
+    }
+
     /// Stores a streaming reply's text so far, if the reply is still this generation's.
     pub async fn checkpoint_reply(
         &self,
@@ -156,7 +270,7 @@ impl Store {
             let write = MeterWrite::settle(&meter, self.now(), &usage, end.refund.as_deref());
             let mut items = vec![
                 TransactWriteItem::builder()
-                    .update(self.reply_end_update(&message, cancelled, end.written_before)?)
+                    .update(self.reply_end_update(&message, was(reply.status, cancelled), end.written_before)?)
                     .build(),
             ];
             if let Some(write) = &write {
@@ -231,10 +345,9 @@ impl Store {
     fn reply_end_update(
         &self,
         message: &Message,
-        cancelled: bool,
+        status: MessageStatus,
         written_before: Option<Timestamp>,
     ) -> Result<Update, StoreError> {
-        let status = if cancelled { MessageStatus::Cancelled } else { MessageStatus::Streaming };
         let mut update = Update::builder()
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(message.session_id, message.seq)))

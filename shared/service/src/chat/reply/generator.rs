@@ -28,6 +28,9 @@ use store::{Checkpoint, Miss, ReplyEnd, StoreError};
 
 use super::{CANCEL_CHECK, Generation, Progress, checkpoint_due};
 
+/// How often a paused reply's follower reads whether its client answered.
+const PAUSE_POLL: Duration = Duration::from_millis(300);
+
 /// The code, status and retry advice a model failure is reported with, on the message and in
 /// the HTTP error alike.
 pub fn reply_error(error: &ModelError) -> ReplyError {
@@ -80,6 +83,48 @@ pub(super) fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
     prompt
 }
 
+/// Whether the reply called `name` with `arguments` before.
+fn called_before(draft: &Draft, name: &str, arguments: &serde_json::Value) -> bool {
+    draft.closed.iter().any(|part| matches!(part, Part::ToolCall { name: called, arguments: with, .. } if called == name && with == arguments))
+}
+
+/// A stored reply's tool rounds as the model is told them again: each round's text, its calls and
+/// their results (a resumed reply's history).
+pub(super) fn rounds_of(parts: &[Part]) -> Vec<ToolRound> {
+    let mut rounds: Vec<ToolRound> = Vec::new();
+    let mut current = ToolRound::default();
+    for part in parts {
+        let done = !current.results.is_empty();
+        match part {
+            Part::Text { text } => {
+                if done {
+                    rounds.push(std::mem::take(&mut current));
+                }
+                current.text.push_str(text);
+            }
+            Part::ToolCall { id, name, arguments } => {
+                if done {
+                    rounds.push(std::mem::take(&mut current));
+                }
+                current.calls.push(ToolCallSpec { id: id.clone(), name: name.clone(), arguments: arguments.clone() });
+            }
+            Part::ToolResult { tool_call_id, name, output, error } => current.results.push(ToolOutcome {
+                id: tool_call_id.clone(),
+                name: name.clone(),
+                output: match (output, error) {
+                    (Some(output), _) => Ok(output.clone()),
+                    (None, Some(error)) => Err(error.message.clone()),
+                    (None, None) => Ok(serde_json::Value::Null),
+                },
+            }),
+        }
+    }
+    if !current.calls.is_empty() {
+        rounds.push(current);
+    }
+    rounds
+}
+
 /// The model's view of a session's tools, and the reply's `tool_choice` for its first round.
 pub(super) fn offer_tools(prompt: &mut Prompt, tools: &[Tool], choice: &ToolChoice) {
     if tools.is_empty() {
@@ -121,6 +166,9 @@ pub(super) struct Generator {
     pub(super) cancel: Arc<Notify>,
     /// The tools the model may call.
     pub(super) tools: Vec<Tool>,
+    /// Where the reply starts: empty, or — resumed after its client's results — its parts so far,
+    /// with the tokens its earlier rounds spent.
+    pub(super) resumed: Option<(Draft, Spent)>,
     /// The reply's slot of the model: freed when the generator ends.
     pub(super) _slot: Option<super::admission::Slot>,
 }
@@ -128,6 +176,8 @@ pub(super) struct Generator {
 /// How the model's stream ended, as far as the generator saw it.
 #[derive(Debug)]
 enum Outcome {
+    /// It called client tools: the reply waits for their results.
+    Paused,
     Finished(ModelFinished),
     Failed(ModelError),
     Cancelled,
@@ -138,14 +188,33 @@ enum Outcome {
 }
 
 /// Tokens of the rounds that called tools (the last round's are its `Finished`'s).
-#[derive(Default)]
-struct Spent {
+#[derive(Clone, Debug, Default)]
+pub(super) struct Spent {
     input: u64,
     output: u64,
     estimated: bool,
 }
 
 impl Spent {
+    /// What a paused reply had spent, as it stored it.
+    pub(super) fn of(usage: Option<&MessageUsage>) -> Self {
+        usage.map_or_else(Self::default, |usage| Self {
+            input: usage.input_tokens,
+            output: usage.output_tokens,
+            estimated: usage.estimated,
+        })
+    }
+
+    fn usage(&self, model: &str, prices: &domain::ModelPrices) -> MessageUsage {
+        MessageUsage {
+            input_tokens: self.input,
+            output_tokens: self.output,
+            model: model.to_owned(),
+            cost_usd: Usd(prices.cost(model, self.input, self.output)),
+            estimated: self.estimated,
+        }
+    }
+
     fn add(&mut self, counted: Option<TokenCounts>, prompt: &Prompt, calls: &[(String, serde_json::Value)]) {
         match counted {
             Some(counts) => {
@@ -175,8 +244,7 @@ struct Writes {
 
 impl Generator {
     pub(super) async fn run(mut self, model: Arc<dyn Model>, prompt: Prompt, too_long: bool) {
-        let mut draft = Draft::default();
-        let mut spent = Spent::default();
+        let (mut draft, mut spent) = self.resumed.take().unwrap_or_default();
         let stale = std::mem::take(&mut self.stale);
         let outcome = if too_long {
             Outcome::Failed(ModelError::ContextTooLong)
@@ -188,14 +256,73 @@ impl Generator {
             );
             outcome
         };
+        if matches!(outcome, Outcome::Paused) {
+            return self.pause(draft, spent).await;
+        }
         self.end(draft, spent, outcome).await;
+    }
+
+    /// Stores the pause (the pending calls, the text and the tokens so far), frees the model's
+    /// slot, and follows the reply for whoever watches: resumed wherever its client answers, or
+    /// ended when the wait passes `CLIENT_TOOL_TIMEOUT`.
+    async fn pause(mut self, draft: Draft, spent: Spent) {
+        let content = match Content::parse(draft.content()) {
+            Ok(content) => content,
+            Err(_) => return self.end(draft, spent, Outcome::Full).await,
+        };
+        let model = self.assistant.model.clone().unwrap_or_default();
+        let usage = spent.usage(&model, &self.chat.store.limits_config().prices);
+        match self.chat.store.pause_reply(&self.assistant, &content, &draft.parts(), Some(&usage)).await {
+            Ok(Checkpoint::Saved) => {}
+            Ok(Checkpoint::Stopped) => return self.end(draft, spent, Outcome::Cancelled).await,
+            Err(error) => {
+                tracing::warn!(error = %error, "a reply's pause could not be stored");
+                let failure = ModelError::Unavailable("the reply's pause could not be stored".to_owned());
+                return self.end(draft, spent, Outcome::Failed(failure)).await;
+            }
+        }
+        drop(self._slot.take());
+        let (session_id, seq, variant) = (self.assistant.session_id, self.assistant.seq, self.assistant.variant);
+        if let Some(replies) = self.chat.replies.as_deref() {
+            replies.live.remove(session_id, seq, variant);
+        }
+        let mut paused = self.assistant.clone();
+        paused.status = MessageStatus::RequiresAction;
+        paused.content = content;
+        paused.parts = draft.parts();
+        paused.usage = Some(usage);
+        tracing::info!(pending = draft.pending().len(), "reply paused for client tools");
+        self.sender.send_replace(Progress::Paused(Box::new(paused)));
+        while !self.sender.is_closed() {
+            tokio::time::sleep(PAUSE_POLL).await;
+            let Ok(Some(message)) = self.chat.store.reply_state(session_id, seq).await else { continue };
+            if message.variant != variant {
+                return;
+            }
+            let message = match self.chat.unstuck(&self.user, message).await {
+                Ok(message) => message,
+                Err(_) => continue,
+            };
+            if message.status == MessageStatus::RequiresAction {
+                continue;
+            }
+            let Ok(mut progress) = self.chat.follow_message(&self.user, &message).await else { return };
+            loop {
+                let current = progress.borrow_and_update().clone();
+                let ended = matches!(current, Progress::Ended(..));
+                self.sender.send_replace(current);
+                if ended || progress.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
     }
 
     /// The model's rounds: each that ends with tool calls has them run and asks again.
     async fn rounds(&self, model: &dyn Model, mut prompt: Prompt, draft: &mut Draft, spent: &mut Spent) -> Outcome {
         let now = Instant::now();
         let mut writes = Writes { written: 0, checkpoints: 0, last_write: now, last_contact: now };
-        for round in 0..MAX_TOOL_ROUNDS {
+        for round in prompt.rounds.len()..MAX_TOOL_ROUNDS {
             if round + 1 == MAX_TOOL_ROUNDS && !prompt.tools.is_empty() {
                 prompt.tool_choice = ToolUse::None;
             }
@@ -211,11 +338,26 @@ impl Generator {
             if !told.text.is_empty() {
                 draft.closed.push(Part::Text { text: told.text.clone() });
             }
+            let mut pending = false;
+            let mut repeated = false;
             for (name, arguments) in calls {
-                let id = format!(
-                    "call_{}",
-                    draft.closed.iter().filter(|part| matches!(part, Part::ToolCall { .. })).count() + 1
-                );
+                // A call this reply made already (a small model loops) is not made again: the
+                // model has its result, and the next round must answer.
+                if called_before(draft, &name, &arguments) {
+                    repeated = true;
+                    continue;
+                }
+                let id = format!("call_{}", draft.calls() + 1);
+                // A client tool's call waits for the client; its checks fail as any call's do.
+                let client = self.tools.iter().find(|tool| tool.name.as_str() == name && tool.kind == ToolKind::Client);
+                if let Some(tool) = client
+                    && tool.check_arguments(&arguments).is_ok()
+                {
+                    draft.closed.push(Part::ToolCall { id, name, arguments });
+                    self.sender.send_replace(Progress::Streaming(draft.clone()));
+                    pending = true;
+                    continue;
+                }
                 let result = tokio::select! {
                     result = self.call_tool(&id, &name, &arguments) => result,
                     () = self.cancel.notified() => return Outcome::Cancelled,
@@ -232,12 +374,17 @@ impl Generator {
                 told.results.push(ToolOutcome { id, name, output: result.map_err(|error| error.message) });
                 self.sender.send_replace(Progress::Streaming(draft.clone()));
             }
+            if pending {
+                return Outcome::Paused;
+            }
             // The calls and their results are stored before the model is asked again.
             if let Err(outcome) = self.write(draft, &mut writes).await {
                 return outcome;
             }
-            prompt.rounds.push(told);
-            prompt.tool_choice = ToolUse::Auto;
+            if !told.calls.is_empty() {
+                prompt.rounds.push(told);
+            }
+            prompt.tool_choice = if repeated { ToolUse::None } else { ToolUse::Auto };
         }
         Outcome::Failed(ModelError::Malformed("the model kept calling tools".to_owned()))
     }
@@ -252,6 +399,7 @@ impl Generator {
         let Some(tool) = self.tools.iter().find(|tool| tool.name.as_str() == name) else {
             return Err(ToolError::new("unknown_tool", format!("there is no tool named {name:?}")));
         };
+        // Reached for a client tool only when its arguments failed their schema.
         tool.check_arguments(arguments).map_err(|problem| ToolError::new("invalid_arguments", problem))?;
         let (ToolKind::Http, Some(url)) = (tool.kind, tool.url.as_deref()) else {
             return Err(ToolError::new("unavailable", "this tool cannot be run by the server"));
@@ -422,6 +570,13 @@ impl Generator {
         let text = if draft.has_calls() && text.is_empty() { String::new() } else { text };
         let output = !text.is_empty() || draft.has_calls();
         let (status, stop_reason, usage, error) = match &outcome {
+            // A pause is stored by `pause`, not here; met only if it could not be (as cancelled).
+            Outcome::Paused => (
+                MessageStatus::Cancelled,
+                Some("cancelled".to_owned()),
+                estimate(true, self.prompt_tokens, output_tokens),
+                None,
+            ),
             Outcome::Finished(finished) => {
                 let status = if finished.stop == StopReason::MaxTokens {
                     MessageStatus::Incomplete

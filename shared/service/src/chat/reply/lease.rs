@@ -4,11 +4,15 @@
 //! regenerate, a new reply in the session, or the hourly job. It ends `incomplete` with the text
 //! of its last checkpoint, or `failed` when it had none (the turn's quota unit is then given back,
 //! as for any reply that fails before output); `finish_reason` is `interrupted`.
+//!
+//! A paused reply (`requires_action`) has no generator: its client has `CLIENT_TOOL_TIMEOUT` to
+//! answer, and is then met the same way — ended `incomplete`, `finish_reason: "timeout"`, each
+//! unanswered call's result a `timeout` error.
 
 use std::time::{Duration, Instant};
 
 use crate::chat::Chat;
-use domain::{Message, MessageStatus, ReplyError, UserId};
+use domain::{CLIENT_TOOL_TIMEOUT, Draft, Message, MessageStatus, Part, ReplyError, ToolError, UserId};
 use store::{Miss, ReplyEnd, StoreError};
 
 /// The lease a process without the model's configuration judges by (the hourly job): the longest
@@ -41,26 +45,10 @@ impl Chat {
             return Ok(message);
         }
         let (session_id, seq) = (message.session_id, message.seq);
-        // Tool calls stored are output too (each with its result).
-        let text = !message.content.as_str().is_empty() || !message.parts.is_empty();
-        let end = ReplyEnd {
-            content: message.content.clone(),
-            parts: message.parts.clone(),
-            status: if text { MessageStatus::Incomplete } else { MessageStatus::Failed },
-            stop_reason: Some("interrupted".to_owned()),
-            usage: None,
-            error: (!text).then(|| ReplyError {
-                code: "llm_error".to_owned(),
-                message: "the reply's generation stopped before it had any text; regenerate it".to_owned(),
-                retryable: true,
-                retry_after: None,
-            }),
-            // A cancelled reply keeps its unit, as it does when its generator ends it.
-            refund: match (text, message.status) {
-                (false, MessageStatus::Streaming) => message.lease.as_ref().and_then(|lease| lease.counted_in.clone()),
-                _ => None,
-            },
-            written_before: Some(domain::Timestamp::from_datetime(now.datetime() - lease)),
+        let end = if message.status == MessageStatus::RequiresAction {
+            paused_end(&message, now)
+        } else {
+            lease_end(&message, now, lease)
         };
         match self.store.finish_reply(user, &message, end).await {
             Ok(ended) => {
@@ -103,5 +91,52 @@ impl Chat {
         }
         report.finished = true;
         Ok(report)
+    }
+}
+
+/// The end of a streaming reply whose generator is gone: its last checkpoint kept (`incomplete`),
+/// or `failed` without any output (its quota unit given back).
+fn lease_end(message: &Message, now: domain::Timestamp, lease: Duration) -> ReplyEnd {
+    // Tool calls stored are output too (each with its result).
+    let text = !message.content.as_str().is_empty() || !message.parts.is_empty();
+    ReplyEnd {
+        content: message.content.clone(),
+        parts: message.parts.clone(),
+        status: if text { MessageStatus::Incomplete } else { MessageStatus::Failed },
+        stop_reason: Some("interrupted".to_owned()),
+        usage: None,
+        error: (!text).then(|| ReplyError {
+            code: "llm_error".to_owned(),
+            message: "the reply's generation stopped before it had any text; regenerate it".to_owned(),
+            retryable: true,
+            retry_after: None,
+        }),
+        // A cancelled reply keeps its unit, as it does when its generator ends it.
+        refund: match (text, message.status) {
+            (false, MessageStatus::Streaming) => message.lease.as_ref().and_then(|lease| lease.counted_in.clone()),
+            _ => None,
+        },
+        written_before: Some(domain::Timestamp::from_datetime(now.datetime() - lease)),
+    }
+}
+
+/// The end of a paused reply whose client never answered (`CLIENT_TOOL_TIMEOUT`): `incomplete`,
+/// each unanswered call's result a `timeout` error, so no call is left without its result.
+fn paused_end(message: &Message, now: domain::Timestamp) -> ReplyEnd {
+    let mut parts = message.parts.clone();
+    for (id, name) in Draft::of_parts(&message.parts, message.content.as_str()).pending() {
+        let error =
+            ToolError::new("timeout", format!("the client did not answer within {} s", CLIENT_TOOL_TIMEOUT.as_secs()));
+        parts.push(Part::ToolResult { tool_call_id: id, name, output: None, error: Some(error) });
+    }
+    ReplyEnd {
+        content: message.content.clone(),
+        parts,
+        status: MessageStatus::Incomplete,
+        stop_reason: Some("timeout".to_owned()),
+        usage: message.usage.clone(),
+        error: None,
+        refund: None,
+        written_before: Some(domain::Timestamp::from_datetime(now.datetime() - CLIENT_TOOL_TIMEOUT)),
     }
 }

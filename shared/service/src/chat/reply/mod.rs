@@ -25,6 +25,7 @@ use store::{Miss, ReplyEnd, StoreError};
 
 mod admission;
 mod agents;
+mod client_tools;
 mod generator;
 mod lease;
 mod round;
@@ -93,6 +94,9 @@ pub enum ReplyFailure {
 pub enum Progress {
     /// Streaming: the parts so far (for a reply without tools, its text).
     Streaming(Draft),
+    /// Paused (`requires_action`): the message as stored, its client calls waiting for results.
+    /// It resumes as `Streaming` wherever the client answers.
+    Paused(Box<Message>),
     /// Ended (complete, incomplete, failed or cancelled): the message as stored, and the quota
     /// after the turn.
     Ended(Box<Message>, Option<MessagesLimit>),
@@ -105,6 +109,7 @@ impl Progress {
         loop {
             match &*progress.borrow_and_update() {
                 Progress::Streaming(draft) if draft.has_calls() || !draft.text.is_empty() => return Ok(()),
+                Progress::Paused(_) => return Ok(()),
                 Progress::Ended(message, _) => {
                     return match &message.error {
                         Some(error)
@@ -128,8 +133,11 @@ impl Progress {
         progress: &mut watch::Receiver<Progress>,
     ) -> Result<(Message, Option<MessagesLimit>), ReplyFailure> {
         loop {
-            if let Progress::Ended(message, quota) = &*progress.borrow_and_update() {
-                return Ok((message.as_ref().clone(), *quota));
+            match &*progress.borrow_and_update() {
+                Progress::Ended(message, quota) => return Ok((message.as_ref().clone(), *quota)),
+                // A JSON caller gets the paused reply: it answers the calls, then follows it.
+                Progress::Paused(message) => return Ok((message.as_ref().clone(), None)),
+                Progress::Streaming(_) => {}
             }
             if progress.changed().await.is_err() {
                 return Err(StoreError::internal("the reply's generator stopped without an end").into());
@@ -501,6 +509,9 @@ impl Chat {
     /// the answer waits for the generator's end, so it holds all the text there was.
     pub async fn cancel(&self, user: &UserId, session_id: SessionId, seq: Seq) -> Result<Message, ReplyFailure> {
         let message = self.store.cancel_reply(user, session_id, seq).await.map_err(super::worded)?;
+        if message.status == MessageStatus::RequiresAction {
+            return self.cancel_paused(user, message).await;
+        }
         let live = self.replies.as_deref().and_then(|replies| replies.live.get(session_id, seq));
         if let Some(live) = live.filter(|live| live.variant == message.variant) {
             live.cancel.notify_one();
@@ -528,10 +539,35 @@ impl Chat {
         &self,
         user: &UserId,
         assistant: Message,
-        mut generation: Generation,
+        generation: Generation,
         context: ContextParts,
         counted_in: Option<String>,
         quota: Option<MessagesLimit>,
+    ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
+        self.start_generator(user, assistant, generation, context, (counted_in, quota), None)
+    }
+
+    /// Starts the generator of a reply resumed after its client tools' results: it carries on
+    /// from `draft`, with the tokens `spent` so far, the model told the `rounds` before.
+    fn generate_resumed(
+        &self,
+        user: &UserId,
+        assistant: Message,
+        generation: Generation,
+        context: ContextParts,
+        (draft, spent, rounds): (Draft, generator::Spent, Vec<llm::ToolRound>),
+    ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
+        self.start_generator(user, assistant, generation, context, (None, None), Some((draft, spent, rounds)))
+    }
+
+    fn start_generator(
+        &self,
+        user: &UserId,
+        assistant: Message,
+        mut generation: Generation,
+        context: ContextParts,
+        (counted_in, quota): (Option<String>, Option<MessagesLimit>),
+        resumed: Option<(Draft, generator::Spent, Vec<llm::ToolRound>)>,
     ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         let replies = self.replies.clone().ok_or(ReplyFailure::NoModel)?;
         let slot = generation.slot.take();
@@ -549,6 +585,10 @@ impl Chat {
         let too_long = context.token_estimate > budget;
         let mut prompt = prompt_of(&context, &generation);
         generator::offer_tools(&mut prompt, &tools, &generation.tool_choice);
+        let resumed = resumed.map(|(draft, spent, rounds)| {
+            prompt.rounds = rounds;
+            (draft, spent)
+        });
         let prompt_tokens = context.token_estimate;
         let generator = Generator {
             chat: self.clone(),
@@ -564,6 +604,7 @@ impl Chat {
             sender,
             cancel,
             tools,
+            resumed,
             _slot: slot,
         };
         tokio::spawn(generator.run(replies.model.clone(), prompt, too_long));

@@ -36,7 +36,10 @@ impl Chat {
             let mut previous = first;
             for speaker in rest {
                 let Ok((ended, _)) = Progress::end(&mut previous).await else { return };
-                if matches!(ended.status, MessageStatus::Cancelled | MessageStatus::Failed) {
+                if matches!(
+                    ended.status,
+                    MessageStatus::Cancelled | MessageStatus::Failed | MessageStatus::RequiresAction
+                ) {
                     tracing::info!(%session_id, seq = %ended.seq, status = ended.status.as_str(), "the round ends early");
                     return;
                 }
