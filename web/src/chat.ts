@@ -306,7 +306,7 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
 
     function meta(message: Message): (Node | string)[] {
         const parts: (Node | string)[] = [h("time", { datetime: message.created_at }, time(message.created_at))];
-        const label = { streaming: "typing…", cancelled: "stopped", failed: "failed", incomplete: "cut short", complete: "" }[message.status];
+        const label = { streaming: "typing…", cancelled: "stopped", failed: "failed", incomplete: "cut short", complete: "", requires_action: "waiting for the app" }[message.status];
         if (label) parts.push(h("span", { class: "status" }, label));
         if (message.edited_at) parts.push(h("span", {}, "edited"));
         const idle = current === null && message.status !== "streaming";
