@@ -4,7 +4,7 @@
 // Another tab's changes arrive live. In a group each reply shows its character's name, and the
 // composer says who answers: the group picks, everyone in turn, or one character asked.
 
-import { ApiError, type ChatSocket, type Message, type ReplyStream, type components, unwrap } from "@chat-backend/client";
+import { ApiError, type ChatSocket, type Message, type ReplyPart, type ReplyStream, type ToolCall, type components, unwrap } from "@chat-backend/client";
 
 import type { App } from "./app.js";
 import { h, time } from "./dom.js";
@@ -13,6 +13,21 @@ import { describe } from "./errors.js";
 type Session = components["schemas"]["Session"];
 
 type Character = components["schemas"]["CharacterView"];
+
+/** The tool this app answers itself: the device's local time, which a character may ask for. */
+const LOCAL_TIME = {
+    name: "local_time",
+    description: "The user's local date, time and time zone, read from their device.",
+    kind: "client" as const,
+    parameters: { type: "object", properties: {}, additionalProperties: false },
+};
+
+/** Runs a client tool the model called; `undefined` for the tools it does not run (the server's). */
+function runTool(call: ToolCall): unknown {
+    if (call.name !== LOCAL_TIME.name) return undefined;
+    const now = new Date();
+    return { local_time: now.toLocaleString(), time_zone: Intl.DateTimeFormat().resolvedOptions().timeZone, iso: now.toISOString() };
+}
 
 /** A character's own chat, or a group chat (a session with agents). */
 export type ChatTarget = { character: string } | { session: string };
@@ -35,6 +50,15 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
         app.notify(error);
         view.replaceChildren(h("p", { class: "empty" }, "This chat cannot be opened.", " ", h("a", { href: "#/" }, "Back to the characters")));
         return () => undefined;
+    }
+    // A chat without tools of its own gets the app's local-time tool (a session's tools are
+    // replaced as a whole and their secrets are write-only, so one that has tools is left alone).
+    if (session.tools.length === 0) {
+        try {
+            session = unwrap(await client.api.PATCH("/v1/sessions/{id}", { params: { path: { id: session.id } }, body: { tools: [LOCAL_TIME] } }));
+        } catch {
+            // The chat works without it.
+        }
     }
     const group = cast.length > 1;
     /** Who the chat is with: the character, or the group's names. */
@@ -128,7 +152,7 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
         socket.typing(false);
         const choice = group ? answering.value : "";
         const body = choice === "all" ? { content, mode: "all" as const } : choice.startsWith("ask:") ? { content, mode: "direct" as const, agent: choice.slice(4) } : { content };
-        void stream(client.reply(sessionId, body), content);
+        void stream(client.reply(sessionId, body, { onToolCall: runTool }), content);
     });
     input.addEventListener("keydown", (event) => {
         if (event.key === "Enter" && !event.shiftKey) {
@@ -173,6 +197,13 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
                         if (message) upsert({ ...message, content: reply.text });
                         break;
                     }
+                    case "reply.tool_call":
+                    case "reply.tool_result": {
+                        const message = messages.get(event.data.seq);
+                        const part = event.event === "reply.tool_call" ? { type: "tool_call" as const, ...event.data } : { type: "tool_result" as const, ...event.data };
+                        if (message) upsert({ ...message, parts: [...(message.parts ?? []), part as ReplyPart] });
+                        break;
+                    }
                     case "reply.completed":
                         upsert(event.data.assistant_message);
                         if (event.data.limits) app.showLimits(event.data.limits);
@@ -207,9 +238,11 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
         streamingHere.add(seq);
         const known = messages.get(seq);
         showTyping(true, `${known ? speaker(known) : character.name} is typing…`);
-        const reply = client.stream(sessionId, seq, { signal: leaving.signal });
+        // A paused reply's client tool is answered by whichever tab follows it first.
+        const reply = client.stream(sessionId, seq, { signal: leaving.signal, onToolCall: runTool });
         try {
             for await (const event of reply) {
+                if (event.event === "reply.tool_call" || event.event === "reply.tool_result") continue;
                 const message = event.event === "reply.delta" ? messages.get(seq) : event.data.assistant_message;
                 if (message) upsert(event.event === "reply.delta" ? { ...message, content: reply.text } : message);
             }
@@ -289,6 +322,7 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
             "li",
             { class: `msg ${message.role} ${message.status}`, "data-seq": message.seq, "data-status": message.status, "data-role": message.role, "data-agent": message.agent?.id },
             group && message.role === "assistant" && h("p", { class: "speaker" }, speaker(message)),
+            ...toolParts(message),
             h("p", { class: "bubble" }, text || (message.status === "streaming" ? "…" : "")),
             h("div", { class: "meta" }, ...meta(message)),
         );
@@ -302,6 +336,27 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
         if (after === undefined) log.append(item);
         else log.insertBefore(item, elements.get(after)!);
         item.scrollIntoView({ block: "end" });
+    }
+
+    /** A reply's tool calls, each with its result, collapsed: "Used local_time" opens to the data. */
+    function toolParts(message: Message): Node[] {
+        const parts = message.parts ?? [];
+        const results = new Map(parts.flatMap((part) => (part.type === "tool_result" ? [[part.tool_call_id, part] as const] : [])));
+        return parts.flatMap((part) => {
+            if (part.type !== "tool_call") return [];
+            const result = results.get(part.id);
+            const state = !result ? "waiting" : result.error ? "failed" : "done";
+            const label = state === "waiting" ? `Using ${part.name}…` : state === "failed" ? `${part.name} failed` : `Used ${part.name}`;
+            const shown = result ? (result.error ? `${result.error.code}: ${result.error.message}` : JSON.stringify(result.output, null, 2)) : "";
+            return [
+                h(
+                    "details",
+                    { class: `tool ${state}`, "data-tool": part.name, "data-call": part.id },
+                    h("summary", {}, label),
+                    h("pre", {}, `${JSON.stringify(part.arguments)}\n→ ${shown}`),
+                ),
+            ];
+        });
     }
 
     function meta(message: Message): (Node | string)[] {
@@ -322,7 +377,7 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
             parts.push(h("button", { type: "button", "aria-label": "Next variant", disabled: index === message.variant_count - 1, onclick: () => void flip(message, 1) }, "›"));
         }
         if (message.role === "assistant" && idle && message.seq === latestSeq() && message.seq > 1) {
-            parts.push(h("button", { type: "button", onclick: () => void stream(client.regenerate(sessionId, message.seq), null) }, "Regenerate"));
+            parts.push(h("button", { type: "button", onclick: () => void stream(client.regenerate(sessionId, message.seq, {}, { onToolCall: runTool }), null) }, "Regenerate"));
         }
         return parts;
     }

@@ -272,6 +272,25 @@ test("a memory of the chat shows a note, and the open panel follows it live", as
     await page.locator("#memories").getByRole("button", { name: "Close" }).click();
 });
 
+test("a character asks the device for its local time: the call shows, collapsed, and the app answers it", async () => {
+    const session = await sessionId();
+    // The model is made to call the app's tool (as a character may on its own): the reply pauses.
+    const turn = await api("POST", `/v1/sessions/${session}/replies`, { content: "What time is it for me?", tool_choice: { name: "local_time" } });
+    const seq = turn.assistant_message.seq;
+    assert.equal(turn.assistant_message.status, "requires_action");
+    const call = page.locator(`.msg[data-seq="${seq}"] details.tool[data-tool="local_time"]`);
+    await call.locator("summary", { hasText: "Used local_time" }).waitFor();
+    await page.locator(`.msg[data-seq="${seq}"]:is([data-status="complete"], [data-status="incomplete"])`).waitFor();
+    const stored = await api("GET", `/v1/sessions/${session}/messages/${seq}`);
+    const result = stored.parts.find((part) => part.type === "tool_result");
+    const zone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+    assert.equal(result.output.time_zone, zone, "the browser's own answer");
+    assert.equal(await call.evaluate((element) => element.open), false, "collapsed");
+    await call.locator("summary").click();
+    assert.match(await call.locator("pre").innerText(), /time_zone/);
+    await shot(page, "21-tool-call");
+});
+
 test("the memories panel lists, deletes one, deletes all", async () => {
     await api("POST", "/v1/memories", { content: "Loves tiled facades", memory_type: "preference", importance: 7 });
     await api("POST", "/v1/memories", { content: "Has a cat named Miso", memory_type: "fact", importance: 5 });

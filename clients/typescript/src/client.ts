@@ -65,6 +65,15 @@ export function createChatClient(options: ChatClientOptions) {
         return unwrap(await api.POST("/v1/sessions/{id}/messages/{seq}/cancel", { params: { path: { id: sessionId, seq } } }));
     }
 
+    async function answer(sessionId: string, seq: number, toolCallId: string, output: unknown): Promise<Message> {
+        return unwrap(
+            await api.POST("/v1/sessions/{id}/messages/{seq}/tool-results", {
+                params: { path: { id: sessionId, seq } },
+                body: { tool_call_id: toolCallId, output: output as never },
+            }),
+        );
+    }
+
     async function getMessage(sessionId: string, seq: number): Promise<Message> {
         return unwrap(await api.GET("/v1/sessions/{id}/messages/{seq}", { params: { path: { id: sessionId, seq } } }));
     }
@@ -77,6 +86,7 @@ export function createChatClient(options: ChatClientOptions) {
                 return first(signal);
             },
             cancel: (seq) => cancel(sessionId, seq),
+            answer: (seq, toolCallId, output) => answer(sessionId, seq, toolCallId, output),
         };
     }
 
@@ -112,6 +122,13 @@ export function createChatClient(options: ChatClientOptions) {
 
         /** `POST …/messages/{seq}/cancel`: the reply ends `cancelled` with its text so far. */
         cancel,
+
+        /**
+         * `POST …/messages/{seq}/tool-results`: a client tool's output for one call of a paused reply
+         * (`requires_action`); the last answer resumes it. `ReplyStreamOptions.onToolCall` does this
+         * for a stream.
+         */
+        answerToolCall: answer,
 
         /** The realtime socket of one chat (see `ChatSocket`). */
         socket(sessionId: string, socketOptions: Partial<Omit<ChatSocketOptions, "sessionId" | "auth">> = {}): ChatSocket {

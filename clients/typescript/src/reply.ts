@@ -12,10 +12,17 @@ export type Message = Schemas["Message"];
 export type ReplyEvent =
     | { readonly id: number; readonly event: "reply.started"; readonly data: Schemas["ReplyStarted"] }
     | { readonly id: number; readonly event: "reply.delta"; readonly data: Schemas["ReplyDelta"] }
+    | { readonly id: number; readonly event: "reply.tool_call"; readonly data: Schemas["ReplyToolCall"] }
+    | { readonly id: number; readonly event: "reply.tool_result"; readonly data: Schemas["ReplyToolResult"] }
     | { readonly id: number; readonly event: "reply.completed"; readonly data: Schemas["ReplyCompleted"] }
     | { readonly id: number; readonly event: "reply.failed"; readonly data: Schemas["ReplyFailed"] };
 
-const EVENTS = new Set(["reply.started", "reply.delta", "reply.completed", "reply.failed"]);
+const EVENTS = new Set(["reply.started", "reply.delta", "reply.tool_call", "reply.tool_result", "reply.completed", "reply.failed"]);
+
+/** A tool call as the stream reports it. */
+export type ToolCall = Schemas["ReplyToolCall"];
+/** One part of a reply that called tools: its text, a call, a call's result (`Message.parts`). */
+export type ReplyPart = NonNullable<Message["parts"]>[number];
 
 export interface ReplyTransport {
     /**
@@ -25,6 +32,8 @@ export interface ReplyTransport {
      */
     open(resume: { seq: number; lastEventId: number } | null, attempt: number, signal: AbortSignal): Promise<Response>;
     cancel(seq: number): Promise<Message>;
+    /** Answers a paused reply's client tool call (`POST …/messages/{seq}/tool-results`). */
+    answer(seq: number, toolCallId: string, output: unknown): Promise<Message>;
 }
 
 export interface ReplyStreamOptions {
@@ -32,6 +41,13 @@ export interface ReplyStreamOptions {
     signal?: AbortSignal;
     /** How many times a dropped connection is resumed before the error is thrown (3). */
     maxResumes?: number;
+    /**
+     * Called for each `reply.tool_call`. For a call of one of the session's `client` tools, return
+     * the tool's output (or a promise of it): the stream answers the call with it and the paused
+     * reply resumes on this same stream. Return `undefined` for calls it does not run (the
+     * server's own tools, whose results follow on the stream).
+     */
+    onToolCall?: (call: ToolCall) => unknown;
 }
 
 /** What the stream reads: one reply, or a round (`mode: "all"`: each agent's reply in turn). */
@@ -60,6 +76,8 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
     message: Message | null = null;
     /** Every reply that ended on this stream, in order (one, or a round's). */
     readonly round: Message[] = [];
+    /** The tool calls and results so far, in order, as the events brought them. */
+    readonly tools: (Schemas["ReplyToolCall"] | Schemas["ReplyToolResult"])[] = [];
 
     readonly #transport: ReplyTransport;
     readonly #options: ReplyStreamOptions;
@@ -147,6 +165,25 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
         return this.message;
     }
 
+    /** Runs `onToolCall` and, when it gives an output, answers the call (not awaited: the stream goes on). */
+    #answer(call: ToolCall): void {
+        const hook = this.#options.onToolCall;
+        if (!hook) return;
+        void (async () => {
+            const output = await hook(call);
+            if (output === undefined) return;
+            await this.#transport.answer(call.seq, call.id, output);
+        })().catch((error: unknown) => this.#answerFailed(error));
+    }
+
+    #answerFailed(error: unknown): void {
+        // The reply stays paused; its stream (or the pause's timeout) says what happened next.
+        this.answerError = error;
+    }
+
+    /** Why answering a client tool call failed, if it did. */
+    answerError: unknown = null;
+
     #observe(event: ReplyEvent): void {
         this.lastEventId = event.id;
         switch (event.event) {
@@ -157,12 +194,19 @@ export class ReplyStream implements AsyncIterable<ReplyEvent> {
             case "reply.delta":
                 this.text += event.data.text;
                 break;
+            case "reply.tool_call":
+                this.tools.push(event.data);
+                this.#answer(event.data);
+                break;
+            case "reply.tool_result":
+                this.tools.push(event.data);
+                break;
             default:
                 this.message = event.data.assistant_message;
                 this.text = event.data.assistant_message.content;
                 this.round.push(event.data.assistant_message);
         }
-        const seq = this.message?.seq ?? (event.event === "reply.delta" ? event.data.seq : null);
+        const seq = this.message?.seq ?? ("seq" in event.data && typeof event.data.seq === "number" ? event.data.seq : null);
         if (seq !== null && this.seq === null) {
             this.seq = seq;
             this.#markStarted(seq);

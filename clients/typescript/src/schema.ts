@@ -6738,7 +6738,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The reply as it stands: still `requires_action` while other calls wait, `streaming` once the last is answered (it resumes: follow it on its stream), or as it was when this call was answered before */
+            /** @description The reply: still `requires_action` while other calls wait; once the last is answered it resumes, and this answers when it has ended (its stream carries it meanwhile); as it stands when this call was answered before */
             200: {
                 headers: {
                     /** @description The request's id (API Gateway's in AWS) */

@@ -151,3 +151,32 @@ test("a refused reply throws an ApiError before any event", async () => {
     const stranger = createChatClient({ baseUrl, auth: bearer("x.y.z") });
     await assert.rejects(collect(stranger.reply(session.id, { content: "hi" })), (error: unknown) => error instanceof ApiError && error.status === 401);
 });
+
+test("a client tool: the stream's onToolCall answers the call, the paused reply resumes on the same stream", async () => {
+    const chat = await signIn("client-tool");
+    const tool = {
+        name: "local_time",
+        description: "The user's local time, from their device.",
+        kind: "client" as const,
+        parameters: { type: "object", properties: {}, additionalProperties: false },
+    };
+    const session = unwrap(await chat.api.POST("/v1/sessions", { body: { tools: [tool] } }));
+    assert.equal(session.tools[0]?.kind, "client");
+    const asked: string[] = [];
+    const stream = chat.reply(
+        session.id,
+        { content: "What time is it for me?", tool_choice: { name: "local_time" }, max_tokens: 24 },
+        { onToolCall: (call) => (asked.push(call.name), { time: "21:15", timezone: "Europe/Paris" }) },
+    );
+    const events = await collect(stream);
+    assert.deepEqual(asked, ["local_time"]);
+    assert.deepEqual(events.slice(0, 3).map((event) => event.event), ["reply.started", "reply.tool_call", "reply.tool_result"]);
+    assert.equal(events.at(-1)?.event, "reply.completed");
+    assert.deepEqual(events.map((event) => event.id), events.map((_, index) => index + 1));
+    const result = events[2];
+    assert.ok(result?.event === "reply.tool_result" && (result.data.output as { time: string }).time === "21:15");
+    assert.equal(stream.tools.length, 2);
+    const stored = unwrap(await chat.api.GET("/v1/sessions/{id}/messages/{seq}", { params: { path: { id: session.id, seq: 2 } } }));
+    assert.deepEqual(stored.parts?.slice(0, 2).map((part) => part.type), ["tool_call", "tool_result"]);
+    assert.equal(stored.variant, 1);
+});

@@ -192,9 +192,9 @@ fn others() -> ApiRouter<AppState> {
                     .body::<ToolResultInput>()
                     .ok::<Message>(
                         200,
-                        "The reply as it stands: still `requires_action` while other calls wait, `streaming` once the \
-                         last is answered (it resumes: follow it on its stream), or as it was when this call was \
-                         answered before",
+                        "The reply: still `requires_action` while other calls wait; once the last is answered it \
+                         resumes, and this answers when it has ended (its stream carries it meanwhile); as it \
+                         stands when this call was answered before",
                     )
                     .errors(&[404, 409])
             }),
@@ -403,8 +403,14 @@ async fn tool_results(
     SeqParam(seq): SeqParam,
     Json(body): Json<ToolResultInput>,
 ) -> Result<Json<Message>, ApiError> {
-    let answered = state.chat.answer_tool_call(&caller.user_id, id, seq, &body.tool_call_id, body.output).await?;
-    Ok(Json(answered))
+    let (answered, resumed) =
+        state.chat.answer_tool_call(&caller.user_id, id, seq, &body.tool_call_id, body.output).await?;
+    // The last answer resumed the reply here: answer once it has ended, as a JSON reply does
+    // (the stream the client holds follows it meanwhile).
+    match resumed {
+        Some(mut progress) => Ok(Json(Progress::end(&mut progress).await?.0)),
+        None => Ok(Json(answered)),
+    }
 }
 
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %id, seq = %seq))]

@@ -370,6 +370,8 @@ struct Reader {
     calls: Vec<PartialCall>,
     /// The structured path: the answer is JSON, a call or `{"answer": …}`, read at the end.
     structured: Option<String>,
+    /// Characters of a structured answer's text already sent as `Text`.
+    answered: usize,
 }
 
 impl Reader {
@@ -385,7 +387,14 @@ impl Reader {
             .map(|call| ModelEvent::ToolCall { name: call.name, arguments: arguments_of(&call.arguments) })
             .collect();
         if let Some(answer) = self.structured.take() {
-            events.extend(structured_answer(&answer));
+            // The answer's text not streamed yet.
+            events.extend(structured_answer(&answer).into_iter().filter_map(|event| match event {
+                ModelEvent::Text(text) => {
+                    let rest: String = text.chars().skip(self.answered).collect();
+                    (!rest.is_empty()).then_some(ModelEvent::Text(rest))
+                }
+                other => Some(other),
+            }));
         }
         events.push(ModelEvent::Finished(ModelFinished {
             stop: stop_reason(&detail),
@@ -423,7 +432,17 @@ impl Reader {
             }
             if let Some(text) = delta.content.filter(|text| !text.is_empty()) {
                 match self.structured.as_mut() {
-                    Some(answer) => answer.push_str(&text),
+                    Some(answer) => {
+                        answer.push_str(&text);
+                        // An answer streams as it grows; a call is read at the end.
+                        if let Some(sofar) = cut_answer(answer) {
+                            let new: String = sofar.chars().skip(self.answered).collect();
+                            if !new.is_empty() {
+                                self.answered += new.chars().count();
+                                self.pending.push(ModelEvent::Text(new));
+                            }
+                        }
+                    }
                     None => self.pending.push(ModelEvent::Text(text)),
                 }
             }
@@ -493,22 +512,38 @@ fn structured_answer(answer: &str) -> Vec<ModelEvent> {
     }
 }
 
-/// The text of an `{"answer": "…` cut off before its end: the string's characters so far.
+/// The text of an `{"answer": "…` so far (the structured path streams it as it grows, and reads
+/// what a cut-off answer had): the string's characters up to its end or to the last one complete
+/// (an escape cut in half waits for the rest). `None` for anything else — a call, or not yet known.
 fn cut_answer(answer: &str) -> Option<String> {
-    let start = answer.find("\"answer\"")?;
-    let rest = &answer[start + "\"answer\"".len()..];
+    let rest = answer.trim_start().strip_prefix('{')?.trim_start().strip_prefix("\"answer\"")?;
     let rest = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     let mut text = String::new();
-    let mut chars = rest.chars();
+    let mut chars = rest.chars().peekable();
+    let hex = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| -> Option<u32> {
+        let code: String = chars.by_ref().take(4).collect();
+        if code.len() < 4 { None } else { u32::from_str_radix(&code, 16).ok() }
+    };
     while let Some(c) = chars.next() {
         match c {
             '"' => break,
             '\\' => match chars.next() {
                 Some('n') => text.push('\n'),
                 Some('t') => text.push('\t'),
+                Some('r') => text.push('\r'),
+                Some('b') => text.push('\u{8}'),
+                Some('f') => text.push('\u{c}'),
                 Some('u') => {
-                    let code: String = chars.by_ref().take(4).collect();
-                    if let Some(c) = u32::from_str_radix(&code, 16).ok().and_then(char::from_u32) {
+                    let Some(high) = hex(&mut chars) else { break };
+                    let code = if (0xD800..0xDC00).contains(&high) {
+                        // A surrogate pair: the low half follows as another escape.
+                        let (Some('\\'), Some('u')) = (chars.next(), chars.next()) else { break };
+                        let Some(low) = hex(&mut chars) else { break };
+                        0x10000 + ((high - 0xD800) << 10) + (low.wrapping_sub(0xDC00) & 0x3FF)
+                    } else {
+                        high
+                    };
+                    if let Some(c) = char::from_u32(code) {
                         text.push(c);
                     }
                 }
@@ -533,6 +568,7 @@ fn chunks(
         ended: false,
         calls: Vec::new(),
         structured: structured.then(String::new),
+        answered: 0,
     };
     stream::unfold(reader, |mut reader| async move { reader.next().await.map(|item| (item, reader)) }).boxed()
 }
@@ -557,5 +593,8 @@ mod tests {
             vec![ModelEvent::Text("It is sunny\nand".into())]
         );
         assert_eq!(structured_answer("{\n\"arguments\": {\n\"q\": \"x.x.x.x"), Vec::new(), "a cut-off call is nothing");
+        assert_eq!(cut_answer("{\"call\": \"x\", \"arguments\": {\"answer\": \"no"), None, "only an answer's own text");
+        assert_eq!(cut_answer("{ \"answer\" : \"caf\\u00e9 \\ud83d\\ude00 ok\"}").as_deref(), Some("café 😀 ok"));
+        assert_eq!(cut_answer("{\"answer\": \"half \\u00"), Some("half ".to_owned()), "an escape cut in half waits");
     }
 }

@@ -10,8 +10,10 @@ use domain::{
 };
 use store::{Answered, Miss, ReplyEnd, StoreError};
 
-use super::ReplyFailure;
+use tokio::sync::watch;
+
 use super::generator::{Spent, rounds_of};
+use super::{Progress, ReplyFailure};
 use crate::chat::Chat;
 
 /// How many times an answer is tried again when another answer landed first.
@@ -19,8 +21,9 @@ const ATTEMPTS: usize = 8;
 
 impl Chat {
     /// Stores the client's `output` for the call `tool_call_id` of a paused reply; when it was the
-    /// last one pending, the reply resumes here. Returns the reply as it stands. Answering a call
-    /// again changes nothing (the first answer stays).
+    /// last one pending, the reply resumes here, and its progress comes back to follow it to its
+    /// end (on Lambda nothing outlives the request that resumed it). Returns the reply as it
+    /// stands. Answering a call again changes nothing (the first answer stays).
     pub async fn answer_tool_call(
         &self,
         user: &UserId,
@@ -28,7 +31,7 @@ impl Chat {
         seq: Seq,
         tool_call_id: &str,
         output: serde_json::Value,
-    ) -> Result<Message, ReplyFailure> {
+    ) -> Result<(Message, Option<watch::Receiver<Progress>>), ReplyFailure> {
         let size = serde_json::to_vec(&output).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_RESULT_BYTES {
             return Err(ReplyFailure::Invalid {
@@ -56,7 +59,7 @@ impl Chat {
                     let words = format!("the reply no longer waits for this call: {}", error.message);
                     return Err(StoreError::Refused(domain::Refusal::Conflict(words)).into());
                 }
-                Some(None) => return Ok(message),
+                Some(None) => return Ok((message, None)),
                 None => {}
             }
             if message.status != MessageStatus::RequiresAction {
@@ -75,11 +78,11 @@ impl Chat {
             let resume = Draft::of_parts(&parts, message.content.as_str()).pending().is_empty();
             match self.store.answer_tool_call(&message, &message.parts, &parts, resume).await? {
                 Answered::Moved => continue,
-                Answered::Stored => return Ok(Message { parts, ..message }),
+                Answered::Stored => return Ok((Message { parts, ..message }, None)),
                 Answered::Resumed => {
                     let resumed = Message { parts, status: MessageStatus::Streaming, ..message };
-                    self.resume(user, resumed.clone()).await?;
-                    return Ok(resumed);
+                    let progress = self.resume(user, resumed.clone()).await?;
+                    return Ok((resumed, Some(progress)));
                 }
             }
         }
@@ -88,7 +91,7 @@ impl Chat {
 
     /// Generates the rest of a reply whose client answered its calls: its context read again, its
     /// tool rounds told to the model, its parts and usage so far carried on.
-    async fn resume(&self, user: &UserId, reply: Message) -> Result<(), ReplyFailure> {
+    async fn resume(&self, user: &UserId, reply: Message) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         let character = match &reply.agent {
             Some(agent) => Some(self.admitted_character(user, &agent.id).await?),
             None => self.admit(user, reply.session_id).await?,
@@ -101,8 +104,7 @@ impl Chat {
         let context = self.context_parts_for(user, reply.session_id, recent, character).await?;
         let draft = Draft::of_parts(&reply.parts, reply.content.as_str());
         let resumed = (draft, Spent::of(reply.usage.as_ref()), rounds_of(&reply.parts));
-        self.generate_resumed(user, reply, generation, context, resumed)?;
-        Ok(())
+        self.generate_resumed(user, reply, generation, context, resumed)
     }
 
     /// Ends a paused reply the caller cancelled: `cancelled`, each pending call's result a
