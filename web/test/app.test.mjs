@@ -272,9 +272,16 @@ test("a memory of the chat shows a note, and the open panel follows it live", as
     await page.locator("#memories").getByRole("button", { name: "Close" }).click();
 });
 
-test("a character asks the device for its local time: the call shows, collapsed, and the app answers it", async () => {
-    const session = await sessionId();
-    // The model is made to call the app's tool (as a character may on its own): the reply pauses.
+test("a chat asks the device for its local time: the call shows, collapsed, and the app answers it", async () => {
+    const { id: session } = await api("POST", "/v1/sessions", { title: "Time check" });
+    await page.goto(`${baseUrl}/#/g/${session}`);
+    await page.locator('.chat[data-socket="open"]').waitFor();
+    // Opening a chat without tools declares the app's own.
+    for (let tries = 0; (await api("GET", `/v1/sessions/${session}`)).tools.length === 0; tries += 1) {
+        assert.ok(tries < 100, "the app declared local_time");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // The model is made to call the app's tool (as it may on its own): the reply pauses.
     const turn = await api("POST", `/v1/sessions/${session}/replies`, { content: "What time is it for me?", tool_choice: { name: "local_time" } });
     const seq = turn.assistant_message.seq;
     assert.equal(turn.assistant_message.status, "requires_action");

@@ -452,6 +452,37 @@ async fn a_tool_round_over_the_socket_sends_the_call_and_its_result() {
     assert_eq!(stored["parts"][0]["id"], events[call]["data"]["id"], "the socket's call is the stored one");
 }
 
+/// A client tool over the socket: the device gets the pending `reply.tool_call`, answers it over
+/// HTTP, and the same socket then carries the result, the answer and `message.complete`.
+#[tokio::test]
+async fn a_client_tool_round_trip_over_the_socket() {
+    use crate::tools::{local_time_tool, session_with_tools, structured};
+    let app = TestApp::with_llm(structured(local_llm()), quota(5)).await;
+    let (base, _, _followers) = serve(&app).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([local_time_tool()])).await;
+    let mut socket = open(&base, &session, &user).await;
+    let frame = json!({"content": "What time is it for me?", "tool_choice": {"name": "local_time"}});
+    send(&mut socket, json!({"event": "send_message", "data": frame})).await;
+    let call = loop {
+        let event = next_direct(&mut socket).await;
+        if event["event"] == "reply.tool_call" {
+            break event["data"].clone();
+        }
+    };
+    assert_eq!(call["name"], "local_time");
+    let paused = app.get(&user, &format!("/v1/sessions/{session}/messages/2")).await.expect(200).body;
+    assert_eq!(paused["status"], "requires_action");
+    let answer = json!({"tool_call_id": call["id"], "output": {"time": "08:30"}});
+    let answered = app.post(&user, &format!("/v1/sessions/{session}/messages/2/tool-results"), answer).await;
+    answered.expect(200);
+    let rest: Vec<Value> = until(&mut socket, typing_stopped).await.into_iter().filter(|e| !is_change(e)).collect();
+    let names: Vec<&str> = rest.iter().map(|event| event["event"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"reply.tool_result"), "{names:?}");
+    assert_eq!(rest[0]["data"]["output"]["time"], "08:30");
+    assert_eq!(&names[names.len() - 2..], ["message.complete", "message.typing"], "{names:?}");
+}
+
 #[tokio::test]
 async fn a_connect_without_a_credential_is_told_how_a_socket_sends_one() {
     let app = TestApp::new().await;

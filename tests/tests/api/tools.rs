@@ -346,7 +346,7 @@ async fn bedrock_tool_use_runs_the_tool_and_sends_the_result_back() {
     assert_eq!(reply["usage"]["input_tokens"], 70);
 }
 
-fn local_time_tool() -> Value {
+pub(crate) fn local_time_tool() -> Value {
     json!({
         "name": "local_time",
         "description": "The user's local time, from their device.",

@@ -5,15 +5,18 @@
 //! process that made it generates the rest — the same message, its parts and ids continuing. A
 //! cancel ends a paused reply at once; an unanswered one ends after `CLIENT_TOOL_TIMEOUT`.
 
+use std::sync::Arc;
+
 use domain::{
-    Draft, MAX_RESULT_BYTES, Message, MessageStatus, PageLimit, Part, ReplyOptions, Seq, SessionId, ToolError, UserId,
+    Character, Draft, MAX_RESULT_BYTES, Message, MessageStatus, PageLimit, Part, ReplyOptions, Seq, SessionId,
+    ToolError, UserId,
 };
 use store::{Answered, Miss, ReplyEnd, StoreError};
 
 use tokio::sync::watch;
 
 use super::generator::{Spent, rounds_of};
-use super::{Progress, ReplyFailure};
+use super::{Generation, Progress, ReplyFailure};
 use crate::chat::Chat;
 
 /// How many times an answer is tried again when another answer landed first.
@@ -76,12 +79,20 @@ impl Chat {
                 error: None,
             });
             let resume = Draft::of_parts(&parts, message.content.as_str()).pending().is_empty();
+            // The last answer resumes the reply: its model slot is taken first, so a busy model
+            // refuses the answer (503) before anything is stored, and the client tries again.
+            let generation = match resume {
+                true => Some(self.resumed_generation(user, &message).await?),
+                false => None,
+            };
             match self.store.answer_tool_call(&message, &message.parts, &parts, resume).await? {
                 Answered::Moved => continue,
                 Answered::Stored => return Ok((Message { parts, ..message }, None)),
                 Answered::Resumed => {
                     let resumed = Message { parts, status: MessageStatus::Streaming, ..message };
-                    let progress = self.resume(user, resumed.clone()).await?;
+                    let (generation, character) =
+                        generation.ok_or_else(|| StoreError::internal("a resumed reply has its generation"))?;
+                    let progress = self.resume(user, resumed.clone(), generation, character).await?;
                     return Ok((resumed, Some(progress)));
                 }
             }
@@ -89,9 +100,12 @@ impl Chat {
         Err(StoreError::Unavailable("the tool result could not be stored: too many answers at once".into()).into())
     }
 
-    /// Generates the rest of a reply whose client answered its calls: its context read again, its
-    /// tool rounds told to the model, its parts and usage so far carried on.
-    async fn resume(&self, user: &UserId, reply: Message) -> Result<watch::Receiver<Progress>, ReplyFailure> {
+    /// The settings a paused reply resumes with (its agent's, its model) and its slot of the model.
+    async fn resumed_generation(
+        &self,
+        user: &UserId,
+        reply: &Message,
+    ) -> Result<(Generation, Option<Arc<Character>>), ReplyFailure> {
         let character = match &reply.agent {
             Some(agent) => Some(self.admitted_character(user, &agent.id).await?),
             None => self.admit(user, reply.session_id).await?,
@@ -99,7 +113,18 @@ impl Chat {
         let options = ReplyOptions { model: reply.model.clone(), ..ReplyOptions::default() };
         let mut generation = self.generation(&options, character.as_deref().map(|character| &character.model))?;
         generation.speaker = character.as_ref().map(|character| character.id.clone());
-        let generation = self.admitted(generation).await?;
+        Ok((self.admitted(generation).await?, character))
+    }
+
+    /// Generates the rest of a reply whose client answered its calls: its context read again, its
+    /// tool rounds told to the model, its parts and usage so far carried on.
+    async fn resume(
+        &self,
+        user: &UserId,
+        reply: Message,
+        generation: Generation,
+        character: Option<Arc<Character>>,
+    ) -> Result<watch::Receiver<Progress>, ReplyFailure> {
         let recent = PageLimit::fixed(self.replies()?.config.context_messages);
         let context = self.context_parts_for(user, reply.session_id, recent, character).await?;
         let draft = Draft::of_parts(&reply.parts, reply.content.as_str());

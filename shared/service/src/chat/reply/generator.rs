@@ -353,8 +353,9 @@ impl Generator {
                 if let Some(tool) = client
                     && tool.check_arguments(&arguments).is_ok()
                 {
+                    // Shown only once the pause is stored (`pause`): a client that answers the
+                    // call at once must find it waiting.
                     draft.closed.push(Part::ToolCall { id, name, arguments });
-                    self.sender.send_replace(Progress::Streaming(draft.clone()));
                     pending = true;
                     continue;
                 }
@@ -372,7 +373,9 @@ impl Generator {
                 });
                 told.calls.push(ToolCallSpec { id: id.clone(), name: name.clone(), arguments });
                 told.results.push(ToolOutcome { id, name, output: result.map_err(|error| error.message) });
-                self.sender.send_replace(Progress::Streaming(draft.clone()));
+                if !pending {
+                    self.sender.send_replace(Progress::Streaming(draft.clone()));
+                }
             }
             if pending {
                 return Outcome::Paused;
