@@ -51,9 +51,10 @@ export async function openChat(app: App, view: HTMLElement, target: ChatTarget):
         view.replaceChildren(h("p", { class: "empty" }, "This chat cannot be opened.", " ", h("a", { href: "#/" }, "Back to the characters")));
         return () => undefined;
     }
-    // A chat without tools of its own gets the app's local-time tool (a session's tools are
-    // replaced as a whole and their secrets are write-only, so one that has tools is left alone).
-    if (session.tools.length === 0) {
+    // The assistant's own chats (no character) get the app's local-time tool: a character's chat
+    // is left as its character made it, and a chat with tools of its own is left alone (a
+    // session's tools are replaced as a whole and their secrets are write-only).
+    if (session.tools.length === 0 && cast.length === 0) {
         try {
             session = unwrap(await client.api.PATCH("/v1/sessions/{id}", { params: { path: { id: session.id } }, body: { tools: [LOCAL_TIME] } }));
         } catch {

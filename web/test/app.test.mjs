@@ -276,7 +276,7 @@ test("a chat asks the device for its local time: the call shows, collapsed, and 
     const { id: session } = await api("POST", "/v1/sessions", { title: "Time check" });
     await page.goto(`${baseUrl}/#/g/${session}`);
     await page.locator('.chat[data-socket="open"]').waitFor();
-    // Opening a chat without tools declares the app's own.
+    // Opening the assistant's own chat (no character) declares the app's tool.
     for (let tries = 0; (await api("GET", `/v1/sessions/${session}`)).tools.length === 0; tries += 1) {
         assert.ok(tries < 100, "the app declared local_time");
         await new Promise((resolve) => setTimeout(resolve, 100));
