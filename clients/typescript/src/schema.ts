@@ -769,6 +769,8 @@ export interface components {
             /** @description Admins only. */
             system_prompt?: string | null;
             tags: components["schemas"]["Tag"][];
+            /** @description Admins only: the character's tools (secrets never shown). */
+            tools?: components["schemas"]["ToolView"][] | null;
             updated_at: components["schemas"]["Timestamp"];
         };
         /** @description What the client sends on a chat socket (`{"event": …, "data": {…}}`; `ping` may omit `data`). */
@@ -877,6 +879,8 @@ export interface components {
             /** @default  */
             system_prompt?: string;
             tags?: components["schemas"]["TagInput"][];
+            /** @description Tools the character's replies may call (at most 8; see "Tools"). */
+            tools?: components["schemas"]["ToolInput"][] | null;
         };
         /** @description `POST /v1/memories` */
         CreateMemory: {
@@ -1894,6 +1898,8 @@ export interface components {
             name?: string | null;
             system_prompt?: string | null;
             tags?: components["schemas"]["TagInput"][] | null;
+            /** @description Replaces the character's tools (`[]` removes them). */
+            tools?: components["schemas"]["ToolInput"][] | null;
         };
         /** @description `PATCH /v1/me`: fields present are set, `null` clears one (not `time_zone`). */
         UpdateMe: {

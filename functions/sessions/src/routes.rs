@@ -306,7 +306,11 @@ async fn create_character(
     Admin(admin): Admin,
     Json(body): Json<CreateCharacter>,
 ) -> Result<Response, ApiError> {
-    Ok((StatusCode::CREATED, Json(characters::admin_create(&state.catalog, body).await?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(characters::admin_create(&state.catalog, body, |tools| state.chat.admit_tools(tools)).await?),
+    )
+        .into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id, character = %id))]
@@ -316,7 +320,8 @@ async fn update_character(
     PathParam(id): PathParam<CharacterId>,
     Json(body): Json<UpdateCharacter>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(characters::admin_update(&state.catalog, &id, body).await?).into_response())
+    Ok(Json(characters::admin_update(&state.catalog, &id, body, |tools| state.chat.admit_tools(tools)).await?)
+        .into_response())
 }
 
 #[tracing::instrument(skip_all, fields(admin = %admin.user_id, character = %id))]
@@ -326,5 +331,6 @@ async fn deactivate_character(
     PathParam(id): PathParam<CharacterId>,
 ) -> Result<Response, ApiError> {
     let deactivate = UpdateCharacter { is_active: Some(false), ..UpdateCharacter::default() };
-    Ok(Json(characters::admin_update(&state.catalog, &id, deactivate).await?).into_response())
+    Ok(Json(characters::admin_update(&state.catalog, &id, deactivate, |tools| state.chat.admit_tools(tools)).await?)
+        .into_response())
 }

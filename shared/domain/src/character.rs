@@ -184,6 +184,9 @@ pub struct Character {
     pub tags: Vec<Tag>,
     pub system_prompt: String,
     pub model: ModelSettings,
+    /// Tools the character's replies may call (beside the session's; a session's tool of the same
+    /// name wins).
+    pub tools: Vec<super::Tool>,
     pub is_active: bool,
     /// Messages users sent in chats with the character (aggregated daily by the job).
     pub messages_count: u64,

@@ -9,7 +9,7 @@ use super::nullable;
 use crate::catalog::Catalog;
 use crate::domain::{
     AccessType, CatalogFilter, CatalogPage, CatalogSort, Character, CharacterId, ContentRating, Gate, InputError,
-    Label, ModelSettings, Refusal, Tag, TagCount, Timestamp,
+    Label, ModelSettings, Refusal, Tag, TagCount, Timestamp, Tool, ToolInput, ToolView, tools_of,
 };
 use crate::store::StoreError;
 
@@ -118,6 +118,9 @@ pub struct CharacterView {
     /// Admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelSettings>,
+    /// Admins only: the character's tools (secrets never shown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<ToolView>>,
 }
 
 impl CharacterView {
@@ -140,6 +143,7 @@ impl CharacterView {
             updated_at: character.updated_at,
             system_prompt: admin.then(|| character.system_prompt.clone()),
             model: admin.then(|| character.model.clone()),
+            tools: admin.then(|| character.tools.iter().map(ToolView::from).collect()),
         }
     }
 }
@@ -216,6 +220,8 @@ pub struct CreateCharacter {
     #[schemars(length(max = 16_000))]
     pub system_prompt: String,
     pub model: Option<ModelInput>,
+    /// Tools the character's replies may call (at most 8; see "Tools").
+    pub tools: Option<Vec<ToolInput>>,
     pub is_active: Option<bool>,
 }
 
@@ -247,6 +253,8 @@ pub struct UpdateCharacter {
     #[serde(default, deserialize_with = "nullable")]
     #[schemars(with = "Option<ModelInput>")]
     pub model: Option<Option<ModelInput>>,
+    /// Replaces the character's tools (`[]` removes them).
+    pub tools: Option<Vec<ToolInput>>,
     pub is_active: Option<bool>,
 }
 
@@ -330,6 +338,7 @@ impl CreateCharacter {
             tags: tags(self.tags)?,
             system_prompt: text("system_prompt", &self.system_prompt, 0, SYSTEM_PROMPT, true)?,
             model: self.model.map(model).transpose()?.unwrap_or_default(),
+            tools: self.tools.map(tools_of).transpose()?.unwrap_or_default(),
             is_active: self.is_active.unwrap_or(true),
             messages_count: 0,
             popularity: Default::default(),
@@ -376,6 +385,9 @@ impl UpdateCharacter {
         if let Some(settings) = self.model {
             character.model = settings.map(model).transpose()?.unwrap_or_default();
         }
+        if let Some(tools) = self.tools {
+            character.tools = tools_of(tools)?;
+        }
         if let Some(active) = self.is_active {
             character.is_active = active;
         }
@@ -417,10 +429,15 @@ pub async fn tag_list(catalog: &Catalog, category: Option<&Label>) -> Result<Tag
     Ok(TagList { data: catalog.snapshot().await?.index.tags(category) })
 }
 
-/// `POST /v1/admin/characters`.
-pub async fn admin_create(catalog: &Catalog, body: CreateCharacter) -> Result<CharacterView, StoreError> {
+/// `POST /v1/admin/characters`; its tools' URLs pass the deployment's policy (`admit`).
+pub async fn admin_create(
+    catalog: &Catalog,
+    body: CreateCharacter,
+    admit: impl Fn(&[Tool]) -> Result<(), StoreError>,
+) -> Result<CharacterView, StoreError> {
     let now = catalog.now();
     let character = body.into_character(now)?;
+    admit(&character.tools)?;
     catalog.create(&character).await?;
     Ok(CharacterView::new(&character, true, now))
 }
@@ -430,7 +447,11 @@ pub async fn admin_update(
     catalog: &Catalog,
     id: &CharacterId,
     body: UpdateCharacter,
+    admit: impl Fn(&[Tool]) -> Result<(), StoreError>,
 ) -> Result<CharacterView, StoreError> {
+    if let Some(tools) = &body.tools {
+        admit(&tools_of(tools.clone())?)?;
+    }
     let character = catalog.update(id, |character| body.apply(character)).await?;
     Ok(CharacterView::new(&character, true, catalog.now()))
 }

@@ -48,6 +48,9 @@ struct CharacterItem {
     tags: Vec<TagItem>,
     system_prompt: String,
     model: ModelSettings,
+    /// JSON text (see `crate::tools`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tools: Option<String>,
     is_active: bool,
     #[serde(default)]
     messages_count: u64,
@@ -78,6 +81,7 @@ impl From<&Character> for CharacterItem {
                 .collect(),
             system_prompt: character.system_prompt.clone(),
             model: character.model.clone(),
+            tools: crate::tools::tools_text(&character.tools),
             is_active: character.is_active,
             messages_count: character.messages_count,
             popularity: character.popularity.score,
@@ -116,6 +120,13 @@ fn character_of(item: &Item) -> Result<Character, StoreError> {
             .collect::<Result<_, StoreError>>()?,
         system_prompt: stored.system_prompt,
         model: stored.model,
+        tools: stored
+            .tools
+            .as_deref()
+            .map(crate::tools::tools_from_text)
+            .transpose()
+            .map_err(|_| corrupt("tools"))?
+            .unwrap_or_default(),
         is_active: stored.is_active,
         messages_count: stored.messages_count,
         popularity: Popularity {

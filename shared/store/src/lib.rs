@@ -20,6 +20,7 @@ mod retention;
 pub mod schema;
 mod sessions;
 pub mod stream;
+mod tools;
 mod tx;
 
 use std::error::Error as StdError;

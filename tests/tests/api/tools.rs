@@ -457,3 +457,33 @@ async fn a_paused_reply_ends_on_cancel_or_when_its_client_never_answers() {
     let next = app.post(&user, &path, json!({"content": "Hello?", "tool_choice": "none"})).await.expect(201).body;
     assert_ne!(next["assistant_message"]["status"], "requires_action");
 }
+
+/// A character's own tools (admin API): shown to admins only (the secret never), checked against
+/// the URL policy, and called in its chats like a session's.
+#[tokio::test]
+async fn a_characters_tools_are_called_in_its_chats() {
+    let (base, received) = tool_server().await;
+    let app = TestApp::with_llm_and_tools(structured(local_llm()), unlimited(), dev_tools()).await;
+    let admin = app.admin();
+    let body = json!({"id": "forecaster", "name": "Forecaster", "system_prompt": "You report the weather.", "tools": [weather_tool(&base)]});
+    let created = app.post(&admin, "/v1/admin/characters", body).await.expect(201).body;
+    assert_eq!(created["tools"][0]["has_secret"], true);
+    assert!(!created.to_string().contains("whsec_"), "{created}");
+    let user = app.user();
+    let shown = app.get(&user, "/v1/characters/forecaster").await.expect(200).body;
+    assert!(shown.get("tools").is_none(), "users do not see a character's tools: {shown}");
+    let session = app.get(&user, "/v1/characters/forecaster/session").await.expect(200).body;
+    assert_eq!(session["tools"], json!([]), "the session declares none of its own");
+    let id = session["id"].as_str().unwrap();
+    let body = json!({"content": "Weather in Oslo?", "tool_choice": {"name": "get_weather"}});
+    let turn = app.post(&user, &format!("/v1/sessions/{id}/replies"), body).await.expect(201).body;
+    let parts = parts_of(&turn["assistant_message"]);
+    assert_eq!(parts[1]["output"]["temperature_c"], 21, "{parts:?}");
+    assert!(received.lock().unwrap()[0].signature_valid);
+
+    // Without the dev flag, an admin cannot point a tool at loopback either.
+    let strict = app.calling_tools(UrlPolicy::default());
+    let body = json!({"tools": [weather_tool(&base)]});
+    let refused = strict.patch(&admin, "/v1/admin/characters/forecaster", body).await.expect(400).body;
+    assert_eq!(refused["field"], "tools", "{refused}");
+}

@@ -91,7 +91,8 @@ pub async fn seed_characters(catalog: &Catalog) -> Result<usize, SeedError> {
     let characters: Vec<CreateCharacter> = serde_json::from_str(include_str!("../seed/characters.json"))?;
     let mut created = 0;
     for character in characters {
-        match shared::api::characters::admin_create(catalog, character).await {
+        // The seed declares no tools.
+        match shared::api::characters::admin_create(catalog, character, |_| Ok(())).await {
             Ok(_) => created += 1,
             Err(StoreError::Refused(Refusal::Conflict(_))) => {}
             Err(error) => return Err(error.into()),

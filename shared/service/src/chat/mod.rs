@@ -66,6 +66,22 @@ pub(crate) fn worded(error: StoreError) -> StoreError {
     })
 }
 
+/// The tools a reply may call: the session's, and the speaking character's whose names the
+/// session does not use.
+fn tools_for(session: Vec<Tool>, character: Option<&Character>) -> Vec<Tool> {
+    let mut tools = session;
+    if let Some(character) = character {
+        let own: Vec<Tool> = character
+            .tools
+            .iter()
+            .filter(|tool| !tools.iter().any(|declared| declared.name == tool.name))
+            .cloned()
+            .collect();
+        tools.extend(own);
+    }
+    tools
+}
+
 /// A new chat with `character`: titled with its name unless titled, starting with its greeting.
 fn dress(new: &mut NewSession, character: &Character) {
     if new.title.is_none() {
@@ -102,7 +118,7 @@ impl Chat {
 
     /// Whether this deployment runs the tools a session declares: an HTTP tool's URL must pass
     /// the URL policy (client tools are the client's to run).
-    fn admit_tools(&self, tools: &[Tool]) -> Result<(), StoreError> {
+    pub fn admit_tools(&self, tools: &[Tool]) -> Result<(), StoreError> {
         for tool in tools {
             let refuse = |message: String| StoreError::Refused(Refusal::Invalid(InputError::invalid("tools", message)));
             match (tool.kind, tool.url.as_deref()) {
@@ -504,7 +520,7 @@ impl Chat {
             memories: memories.into_iter().map(|ranked| ranked.memory).collect(),
             summary,
             messages,
-            tools: session.tools,
+            tools: tools_for(session.tools, character.as_deref()),
         })
     }
 }

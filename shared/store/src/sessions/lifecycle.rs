@@ -16,7 +16,7 @@ use domain::{
 use super::{
     AGENTS, ARCHIVED, CHARACTER_ID, ChatClaim, DELETED_AT, FILTERED_PAGE, LastMessageItem, ListPosition, METADATA,
     SETTINGS, STATUS, SessionItem, SessionRecord, TITLE, TITLE_FOLDED, TOOLS, UPDATED_AT, list_pk, session_key,
-    settings_text, tools_text,
+    settings_text,
 };
 
 impl Store {
@@ -63,7 +63,7 @@ impl Store {
             settings: Some(settings_text(&session.settings)),
             character_id: session.character_id.as_ref().map(ToString::to_string),
             agents: session.agents.iter().map(|id| id.as_str().to_owned()).collect(),
-            tools: tools_text(&session.tools),
+            tools: crate::tools::tools_text(&session.tools),
             message_count: count,
             last_seq: count,
             last_message: last_message.as_ref().map(LastMessageItem::from),
@@ -243,7 +243,7 @@ impl Store {
         }
         if let Some(tools) = &changes.tools {
             // `[]` as text rather than a REMOVE: the change is one SET like the others.
-            sets.push((TOOLS, s(tools_text(tools).unwrap_or_else(|| "[]".to_owned()))));
+            sets.push((TOOLS, s(crate::tools::tools_text(tools).unwrap_or_else(|| "[]".to_owned()))));
         }
         if let Some(archived) = changes.archived {
             sets.push((ARCHIVED, b(archived)));

@@ -10,8 +10,8 @@ use crate::StoreError;
 use crate::item::{Item, s};
 use crate::schema::sessions::{SESSION_ID, USER_ID};
 use domain::{
-    CharacterId, LastMessage, Message, Metadata, Seq, Session, SessionId, Settings, Timestamp, Title, Tool, ToolKind,
-    ToolName, ToolSecret, UserId, preview_of,
+    CharacterId, LastMessage, Message, Metadata, Seq, Session, SessionId, Settings, Timestamp, Title, UserId,
+    preview_of,
 };
 
 mod claims;
@@ -148,56 +148,6 @@ struct SessionItem {
     activity_at: Option<String>,
 }
 
-/// One tool as the session item keeps it, inside the `tools` JSON text.
-#[derive(Serialize, Deserialize)]
-struct ToolItem {
-    name: String,
-    description: String,
-    parameters: serde_json::Value,
-    kind: ToolKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    url: Option<String>,
-    timeout_ms: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    secret: Option<String>,
-}
-
-/// `tools` as stored: JSON text, absent when there are none (written by create and by update).
-pub(crate) fn tools_text(tools: &[Tool]) -> Option<String> {
-    let items: Vec<ToolItem> = tools
-        .iter()
-        .map(|tool| ToolItem {
-            name: tool.name.as_str().to_owned(),
-            description: tool.description.clone(),
-            parameters: tool.parameters.clone(),
-            kind: tool.kind,
-            url: tool.url.clone(),
-            timeout_ms: tool.timeout_ms,
-            secret: tool.secret.as_ref().map(|secret| secret.expose().to_owned()),
-        })
-        .collect();
-    (!items.is_empty()).then(|| serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned()))
-}
-
-fn tools_from_text(text: &str) -> Result<Vec<Tool>, StoreError> {
-    let corrupt = || StoreError::corrupt("session", TOOLS);
-    let items: Vec<ToolItem> = serde_json::from_str(text).map_err(|_| corrupt())?;
-    items
-        .into_iter()
-        .map(|item| {
-            Ok(Tool {
-                name: ToolName::parse(&item.name).map_err(|_| corrupt())?,
-                description: item.description,
-                parameters: item.parameters,
-                kind: item.kind,
-                url: item.url,
-                timeout_ms: item.timeout_ms,
-                secret: item.secret.as_deref().map(ToolSecret::parse).transpose().map_err(|_| corrupt())?,
-            })
-        })
-        .collect()
-}
-
 /// `settings` as stored: JSON text (written by create and by update alike).
 fn settings_text(settings: &Settings) -> String {
     serde_json::to_string(settings).unwrap_or_else(|_| "{}".to_owned())
@@ -232,7 +182,13 @@ impl TryFrom<&Item> for SessionRecord {
                 .map(|id| CharacterId::parse(id))
                 .collect::<Result<_, _>>()
                 .map_err(|_| corrupt(AGENTS))?,
-            tools: stored.tools.as_deref().map(tools_from_text).transpose()?.unwrap_or_default(),
+            tools: stored
+                .tools
+                .as_deref()
+                .map(crate::tools::tools_from_text)
+                .transpose()
+                .map_err(|_| corrupt(TOOLS))?
+                .unwrap_or_default(),
             title: Title::parse(&stored.title).map_err(|_| corrupt(TITLE))?,
             status: stored.status.parse().map_err(|_| corrupt(STATUS))?,
             archived: stored.archived,
