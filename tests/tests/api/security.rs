@@ -34,6 +34,9 @@ fn valid_body(route: &RouteDefinition) -> Option<Value> {
         ("POST", "/v1/sessions/{id}/forget-recent") => Some(json!({"count": 1})),
         ("POST", "/v1/sessions/{id}/new-scene") => Some(json!({"messages_to_keep": 0})),
         ("POST", "/v1/memories") => Some(json!({"content": "x", "memory_type": "fact"})),
+        ("POST", "/v1/sessions/{id}/messages/{seq}/tool-results") => {
+            Some(json!({"tool_call_id": "call_1", "output": 1}))
+        }
         ("PATCH", "/v1/memories/{id}") => Some(json!({"content": "rewritten"})),
         ("PATCH", "/v1/limits/profile") => Some(json!({"timezone": "Europe/Lisbon"})),
         ("PUT", _) => {
