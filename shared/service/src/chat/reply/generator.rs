@@ -570,7 +570,6 @@ impl Generator {
                 estimated: estimated || spent.estimated,
             })
         };
-        let text = if draft.has_calls() && text.is_empty() { String::new() } else { text };
         let output = !text.is_empty() || draft.has_calls();
         let (status, stop_reason, usage, error) = match &outcome {
             // A pause is stored by `pause`, not here; met only if it could not be (as cancelled).
