@@ -16,7 +16,7 @@ use futures::Stream;
 use futures::stream::{self, StreamExt};
 use shared::api::replies::{ReplyCompleted, ReplyDelta, ReplyFailed, ReplyStarted, ReplyToolCall, ReplyToolResult};
 use shared::chat::{Progress, Turn};
-use shared::domain::{Draft, Message, MessageStatus, Part, Seq, all_segments, segments};
+use shared::domain::{Draft, Message, MessageStatus, Part, all_segments, segments};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
@@ -54,11 +54,30 @@ impl State {
         self.queued.push_back(event);
     }
 
+    /// Sends the part events not sent yet; only those are built (this runs on every piece).
     fn push_parts(&mut self, draft: &Draft, ended: bool) {
-        let events = part_events(draft, self.assistant.seq, ended);
+        let seq = self.assistant.seq;
+        let events = part_events(draft, ended);
         let count = events.len();
-        for (name, data) in events.into_iter().skip(self.parts_done) {
-            self.push(name, data);
+        for event in events.into_iter().skip(self.parts_done) {
+            match event {
+                PartEvent::Delta(text) => self.push("reply.delta", ReplyDelta { seq, text: text.to_owned() }),
+                PartEvent::Tool(Part::ToolCall { id, name, arguments }) => {
+                    let call = ReplyToolCall { seq, id: id.clone(), name: name.clone(), arguments: arguments.clone() };
+                    self.push("reply.tool_call", call);
+                }
+                PartEvent::Tool(Part::ToolResult { tool_call_id, name, output, error }) => {
+                    let result = ReplyToolResult {
+                        seq,
+                        tool_call_id: tool_call_id.clone(),
+                        name: name.clone(),
+                        output: output.clone(),
+                        error: error.clone(),
+                    };
+                    self.push("reply.tool_result", result);
+                }
+                PartEvent::Tool(Part::Text { .. }) => {}
+            }
         }
         self.parts_done = self.parts_done.max(count);
     }
@@ -111,37 +130,24 @@ impl State {
     }
 }
 
+/// One event of a reply's parts: a piece of a text, or a call or a result.
+enum PartEvent<'a> {
+    Delta(&'a str),
+    Tool(&'a Part),
+}
+
 /// The events of a reply's parts so far: each closed part's (a text's segments, a call, a result),
 /// then the open text's complete segments — all of them once the reply has `ended`.
-fn part_events(draft: &Draft, seq: Seq, ended: bool) -> Vec<(&'static str, serde_json::Value)> {
-    let delta = |text: &str| ("reply.delta", serde_json::json!(ReplyDelta { seq, text: text.to_owned() }));
+fn part_events(draft: &Draft, ended: bool) -> Vec<PartEvent<'_>> {
     let mut events = Vec::new();
     for part in &draft.closed {
         match part {
-            Part::Text { text } => events.extend(all_segments(text).into_iter().map(delta)),
-            Part::ToolCall { id, name, arguments } => events.push((
-                "reply.tool_call",
-                serde_json::json!(ReplyToolCall {
-                    seq,
-                    id: id.clone(),
-                    name: name.clone(),
-                    arguments: arguments.clone()
-                }),
-            )),
-            Part::ToolResult { tool_call_id, name, output, error } => events.push((
-                "reply.tool_result",
-                serde_json::json!(ReplyToolResult {
-                    seq,
-                    tool_call_id: tool_call_id.clone(),
-                    name: name.clone(),
-                    output: output.clone(),
-                    error: error.clone(),
-                }),
-            )),
+            Part::Text { text } => events.extend(all_segments(text).into_iter().map(PartEvent::Delta)),
+            tool => events.push(PartEvent::Tool(tool)),
         }
     }
     let open = if ended { all_segments(&draft.text) } else { segments(&draft.text).0 };
-    events.extend(open.into_iter().map(delta));
+    events.extend(open.into_iter().map(PartEvent::Delta));
     events
 }
 
