@@ -200,10 +200,13 @@ async fn a_tool_that_fails_becomes_an_error_result_and_the_reply_still_ends() {
     let (base, _) = tool_server().await;
     let app = TestApp::with_llm_and_tools(structured(local_llm()), unlimited(), dev_tools()).await;
     let user = app.user();
+    // Only the slow tool has a short timeout (it answers in 3 s): the others' answers must not
+    // race a timeout on a busy machine.
     let tool = |name: &str, path: &str| {
+        let timeout_ms = if path == "/slow" { 500 } else { 10_000 };
         json!({
             "name": name, "description": format!("Looks up {name}."), "kind": "http",
-            "url": format!("{base}{path}"), "timeout_ms": 500,
+            "url": format!("{base}{path}"), "timeout_ms": timeout_ms,
             "parameters": {"type": "object", "properties": {}, "additionalProperties": false},
         })
     };
@@ -355,9 +358,10 @@ pub(crate) fn local_time_tool() -> Value {
     })
 }
 
-/// Polls the reply until it is paused, and returns it.
+/// Polls the reply until it is paused (within 5 minutes: the model may share busy cores), and
+/// returns it.
 async fn until_paused(app: &TestApp, user: &User, session: &str) -> Value {
-    for _ in 0..600 {
+    for _ in 0..3000 {
         let message = app.get(user, &format!("/v1/sessions/{session}/messages/2")).await;
         if message.status == 200 && message.body["status"] == "requires_action" {
             return message.body;
