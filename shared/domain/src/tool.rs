@@ -303,6 +303,34 @@ pub enum Part {
     },
 }
 
+/// The calls among `parts` that have no result yet, as `(id, name)`, in order.
+pub fn pending_calls(parts: &[Part]) -> Vec<(String, String)> {
+    let answered: std::collections::BTreeSet<&str> = parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::ToolResult { tool_call_id, .. } => Some(tool_call_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    parts
+        .iter()
+        .filter_map(|part| match part {
+            Part::ToolCall { id, name, .. } if !answered.contains(id.as_str()) => Some((id.clone(), name.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `parts` with every call that has no result answered by `error`: how a pause that ends without
+/// its client's results (cancel, timeout) leaves no call without its result.
+pub fn answer_pending(parts: &[Part], error: &ToolError) -> Vec<Part> {
+    let mut answered = parts.to_vec();
+    for (id, name) in pending_calls(parts) {
+        answered.push(Part::ToolResult { tool_call_id: id, name, output: None, error: Some(error.clone()) });
+    }
+    answered
+}
+
 /// A reply's parts as the generator builds them: the parts closed so far and the text being
 /// streamed after them. Only ever grows: closed parts never change, and the open text only gains.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -361,21 +389,7 @@ impl Draft {
 
     /// The calls that have no result yet (a paused reply's client calls).
     pub fn pending(&self) -> Vec<(String, String)> {
-        let answered: std::collections::BTreeSet<&str> = self
-            .closed
-            .iter()
-            .filter_map(|part| match part {
-                Part::ToolResult { tool_call_id, .. } => Some(tool_call_id.as_str()),
-                _ => None,
-            })
-            .collect();
-        self.closed
-            .iter()
-            .filter_map(|part| match part {
-                Part::ToolCall { id, name, .. } if !answered.contains(id.as_str()) => Some((id.clone(), name.clone())),
-                _ => None,
-            })
-            .collect()
+        pending_calls(&self.closed)
     }
 
     /// The number of calls so far (the next call's id is `call_<this + 1>`).

@@ -107,13 +107,7 @@ fn conversation(prompt: &Prompt) -> Result<(Vec<SystemContentBlock>, Vec<Message
     }
     let messages = turns
         .into_iter()
-        .map(|(role, text)| {
-            Message::builder()
-                .role(role)
-                .content(ContentBlock::Text(text))
-                .build()
-                .map_err(|error| ModelError::Malformed(error.to_string()))
-        })
+        .map(|(role, text)| Message::builder().role(role).content(ContentBlock::Text(text)).build().map_err(malformed))
         .collect::<Result<_, _>>()?;
     Ok((system, messages))
 }
@@ -125,16 +119,9 @@ fn offered_tools(prompt: &Prompt) -> Result<Option<ToolConfiguration>, ModelErro
     if prompt.tools.is_empty() {
         return Ok(None);
     }
-    let malformed = |error: aws_smithy_types::error::operation::BuildError| ModelError::Malformed(error.to_string());
     let mut config = ToolConfiguration::builder();
     for tool in &prompt.tools {
-        let spec = ToolSpecification::builder()
-            .name(&tool.name)
-            .description(&tool.description)
-            .input_schema(ToolInputSchema::Json(document(&tool.parameters)))
-            .build()
-            .map_err(malformed)?;
-        config = config.tools(Tool::ToolSpec(spec));
+        config = config.tools(tool_spec(&tool.name, &tool.description, &tool.parameters)?);
     }
     let choice = match &prompt.tool_choice {
         ToolUse::Auto | ToolUse::None => ToolChoice::Auto(AutoToolChoice::builder().build()),
@@ -147,7 +134,6 @@ fn offered_tools(prompt: &Prompt) -> Result<Option<ToolConfiguration>, ModelErro
 /// The answer's earlier rounds as Converse carries them: the assistant's text and `toolUse`
 /// blocks, then the user's `toolResult` blocks under the same ids.
 fn rounds(prompt: &Prompt) -> Result<Vec<Message>, ModelError> {
-    let malformed = |error: aws_smithy_types::error::operation::BuildError| ModelError::Malformed(error.to_string());
     let mut messages = Vec::new();
     for round in &prompt.rounds {
         let mut said = Message::builder().role(ConversationRole::Assistant);
@@ -189,19 +175,28 @@ fn rounds(prompt: &Prompt) -> Result<Vec<Message>, ModelError> {
 /// A shaped answer as Converse gives one: the input of a tool the model must call (Converse has
 /// no response format of its own). The tool's input arrives as `ToolUse` deltas of JSON text.
 fn forced_tool(shape: &AnswerShape) -> Result<ToolConfiguration, ModelError> {
-    let malformed = |error: aws_smithy_types::error::operation::BuildError| ModelError::Malformed(error.to_string());
-    let spec = ToolSpecification::builder()
-        .name(&shape.name)
-        .description(&shape.description)
-        .input_schema(ToolInputSchema::Json(document(&shape.schema)))
-        .build()
-        .map_err(malformed)?;
     let choice = SpecificToolChoice::builder().name(&shape.name).build().map_err(malformed)?;
     ToolConfiguration::builder()
-        .tools(Tool::ToolSpec(spec))
+        .tools(tool_spec(&shape.name, &shape.description, &shape.schema)?)
         .tool_choice(ToolChoice::Tool(choice))
         .build()
         .map_err(malformed)
+}
+
+/// A tool as Converse declares it: its name, what it does, the JSON Schema of its input.
+fn tool_spec(name: &str, description: &str, schema: &serde_json::Value) -> Result<Tool, ModelError> {
+    let spec = ToolSpecification::builder()
+        .name(name)
+        .description(description)
+        .input_schema(ToolInputSchema::Json(document(schema)))
+        .build()
+        .map_err(malformed)?;
+    Ok(Tool::ToolSpec(spec))
+}
+
+/// A request the SDK's builders refused (a required field missing).
+fn malformed(error: aws_smithy_types::error::operation::BuildError) -> ModelError {
+    ModelError::Malformed(error.to_string())
 }
 
 /// A JSON value as the SDK's `Document`.

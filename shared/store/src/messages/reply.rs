@@ -87,6 +87,15 @@ fn generation_condition(variant: u32) -> &'static str {
     if variant == 1 { "(attribute_not_exists(#variant) OR #variant = :variant)" } else { "#variant = :variant" }
 }
 
+/// The condition that a reply has the status the placeholder `status` names, is still the
+/// generation `variant` writes, and has neither ended nor been deleted.
+fn unfinished(status: &str, variant: u32) -> String {
+    format!(
+        "#status = {status} AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
+        generation_condition(variant)
+    )
+}
+
 /// The status an end expects the reply to have: `cancelled` when a cancel was met, `requires_action`
 /// for a paused reply, else `streaming`.
 fn was(status: MessageStatus, cancelled: bool) -> MessageStatus {
@@ -116,44 +125,9 @@ impl Store {
         reply: &Message,
         content: &Content,
         parts: &[Part],
-        usage: Option<&MessageUsage>,
+        usage: &MessageUsage,
     ) -> Result<Checkpoint, StoreError> {
-        let condition = format!(
-            "#status = :streaming AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
-            generation_condition(reply.variant)
-        );
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.tables.messages)
-            .set_key(Some(message_key(reply.session_id, reply.seq)))
-            .condition_expression(condition)
-            .expression_attribute_names("#content", CONTENT)
-            .expression_attribute_names("#parts", PARTS)
-            .expression_attribute_names("#written_at", WRITTEN_AT)
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#variant", VARIANT)
-            .expression_attribute_names("#finished_at", FINISHED_AT)
-            .expression_attribute_names("#deleted_at", DELETED_AT)
-            .expression_attribute_values(":content", s(content.as_str()))
-            .expression_attribute_values(":parts", s(parts_text(parts).unwrap_or_else(|| "[]".to_owned())))
-            .expression_attribute_values(":now", s(self.now().to_string()))
-            .expression_attribute_values(":streaming", s(MessageStatus::Streaming.as_str()))
-            .expression_attribute_values(":paused", s(MessageStatus::RequiresAction.as_str()))
-            .expression_attribute_values(":variant", n(reply.variant));
-        let mut expression =
-            "SET #content = :content, #parts = :parts, #written_at = :now, #status = :paused".to_owned();
-        if let Some(usage) = usage {
-            expression.push_str(", #usage = :usage");
-            update = update
-                .expression_attribute_names("#usage", USAGE)
-                .expression_attribute_values(":usage", usage_value(usage)?);
-        }
-        match update.update_expression(expression).send().await {
-            Ok(_) => Ok(Checkpoint::Saved),
-            Err(error) if condition_failed(&error) => Ok(Checkpoint::Stopped),
-            Err(error) => Err(StoreError::from_sdk(error)),
-        }
+        self.generator_write(reply.session_id, reply.seq, reply.variant, content, parts, Some(usage)).await
     }
 
     /// Stores a client's result of a paused reply's call: `parts` replace `expected` (the parts as
@@ -172,11 +146,7 @@ impl Store {
             .update_item()
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(reply.session_id, reply.seq)))
-            .condition_expression(format!(
-                "#status = :paused AND #parts = :was AND {} AND attribute_not_exists(#finished_at) \
-                 AND attribute_not_exists(#deleted_at)",
-                generation_condition(reply.variant)
-            ))
+            .condition_expression(format!("#parts = :was AND {}", unfinished(":paused", reply.variant)))
             .expression_attribute_names("#parts", PARTS)
             .expression_attribute_names("#status", STATUS)
             .expression_attribute_names("#variant", VARIANT)
@@ -211,21 +181,39 @@ impl Store {
         content: &Content,
         parts: &[Part],
     ) -> Result<Checkpoint, StoreError> {
-        let condition = format!(
-            "#status = :streaming AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at)",
-            generation_condition(variant)
-        );
+        self.generator_write(session_id, seq, variant, content, parts, None).await
+    }
+
+    /// A write of a streaming reply's generator, if the reply is still this generation's: its
+    /// text and parts so far (which renews its lease), and with `pause` its pause — the status
+    /// `requires_action` and the usage so far.
+    async fn generator_write(
+        &self,
+        session_id: SessionId,
+        seq: Seq,
+        variant: u32,
+        content: &Content,
+        parts: &[Part],
+        pause: Option<&MessageUsage>,
+    ) -> Result<Checkpoint, StoreError> {
         let mut update = self.client.update_item();
         let mut expression = "SET #content = :content, #written_at = :now".to_owned();
         if let Some(parts) = parts_text(parts) {
             expression.push_str(", #parts = :parts");
             update = update.expression_attribute_names("#parts", PARTS).expression_attribute_values(":parts", s(parts));
         }
+        if let Some(usage) = pause {
+            expression.push_str(", #status = :paused, #usage = :usage");
+            update = update
+                .expression_attribute_values(":paused", s(MessageStatus::RequiresAction.as_str()))
+                .expression_attribute_names("#usage", USAGE)
+                .expression_attribute_values(":usage", usage_value(usage)?);
+        }
         let result = update
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(session_id, seq)))
             .update_expression(expression)
-            .condition_expression(condition)
+            .condition_expression(unfinished(":streaming", variant))
             .expression_attribute_names("#content", CONTENT)
             .expression_attribute_names("#written_at", WRITTEN_AT)
             .expression_attribute_names("#status", STATUS)
@@ -352,8 +340,8 @@ impl Store {
             .table_name(&self.tables.messages)
             .set_key(Some(message_key(message.session_id, message.seq)))
             .condition_expression(format!(
-                "#status = :was AND {} AND attribute_not_exists(#finished_at) AND attribute_not_exists(#deleted_at){}",
-                generation_condition(message.variant),
+                "{}{}",
+                unfinished(":was", message.variant),
                 if written_before.is_some() { " AND #written_at < :written_before" } else { "" }
             ))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use domain::{
     Character, Draft, MAX_RESULT_BYTES, Message, MessageStatus, PageLimit, Part, ReplyOptions, Seq, SessionId,
-    ToolError, UserId,
+    ToolError, UserId, answer_pending, pending_calls,
 };
 use store::{Answered, Miss, ReplyEnd, StoreError};
 
@@ -78,7 +78,7 @@ impl Chat {
                 output: Some(output.clone()),
                 error: None,
             });
-            let resume = Draft::of_parts(&parts, message.content.as_str()).pending().is_empty();
+            let resume = pending_calls(&parts).is_empty();
             // The last answer resumes the reply: its model slot is taken first, so a busy model
             // refuses the answer (503) before anything is stored, and the client tries again.
             let generation = match resume {
@@ -135,11 +135,8 @@ impl Chat {
     /// Ends a paused reply the caller cancelled: `cancelled`, each pending call's result a
     /// `cancelled` error. A reply answered or ended meanwhile comes back as it stands.
     pub(super) async fn cancel_paused(&self, user: &UserId, paused: Message) -> Result<Message, ReplyFailure> {
-        let mut parts = paused.parts.clone();
-        for (id, name) in Draft::of_parts(&paused.parts, paused.content.as_str()).pending() {
-            let error = ToolError::new("cancelled", "the reply was cancelled before the client answered");
-            parts.push(Part::ToolResult { tool_call_id: id, name, output: None, error: Some(error) });
-        }
+        let error = ToolError::new("cancelled", "the reply was cancelled before the client answered");
+        let parts = answer_pending(&paused.parts, &error);
         let end = ReplyEnd {
             content: paused.content.clone(),
             parts,

@@ -272,7 +272,7 @@ impl Generator {
         };
         let model = self.assistant.model.clone().unwrap_or_default();
         let usage = spent.usage(&model, &self.chat.store.limits_config().prices);
-        match self.chat.store.pause_reply(&self.assistant, &content, &draft.parts(), Some(&usage)).await {
+        match self.chat.store.pause_reply(&self.assistant, &content, &draft.parts(), &usage).await {
             Ok(Checkpoint::Saved) => {}
             Ok(Checkpoint::Stopped) => return self.end(draft, spent, Outcome::Cancelled).await,
             Err(error) => {

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use crate::chat::Chat;
-use domain::{CLIENT_TOOL_TIMEOUT, Draft, Message, MessageStatus, Part, ReplyError, ToolError, UserId};
+use domain::{CLIENT_TOOL_TIMEOUT, Message, MessageStatus, ReplyError, ToolError, UserId, answer_pending};
 use store::{Miss, ReplyEnd, StoreError};
 
 /// The lease a process without the model's configuration judges by (the hourly job): the longest
@@ -123,12 +123,9 @@ fn lease_end(message: &Message, now: domain::Timestamp, lease: Duration) -> Repl
 /// The end of a paused reply whose client never answered (`CLIENT_TOOL_TIMEOUT`): `incomplete`,
 /// each unanswered call's result a `timeout` error, so no call is left without its result.
 fn paused_end(message: &Message, now: domain::Timestamp) -> ReplyEnd {
-    let mut parts = message.parts.clone();
-    for (id, name) in Draft::of_parts(&message.parts, message.content.as_str()).pending() {
-        let error =
-            ToolError::new("timeout", format!("the client did not answer within {} s", CLIENT_TOOL_TIMEOUT.as_secs()));
-        parts.push(Part::ToolResult { tool_call_id: id, name, output: None, error: Some(error) });
-    }
+    let error =
+        ToolError::new("timeout", format!("the client did not answer within {} s", CLIENT_TOOL_TIMEOUT.as_secs()));
+    let parts = answer_pending(&message.parts, &error);
     ReplyEnd {
         content: message.content.clone(),
         parts,
