@@ -25,6 +25,7 @@ mod scaling;
 mod server;
 mod sockets;
 mod stats;
+mod tools;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--client
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
-    [--agents N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]";
+    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]";
 
 struct Args {
     out: PathBuf,
@@ -78,6 +79,11 @@ struct Args {
     agents_only: bool,
     /// Only the replies' path before the provider (round trips, time, write units), printed.
     replies_only: bool,
+    /// The tool phase: turns with one tool round timed, and requests of each half of the
+    /// evaluation set (all: `usize::MAX`).
+    tools: (usize, usize),
+    /// Only the tool phase, its section printed.
+    tools_only: bool,
     command: String,
 }
 
@@ -109,6 +115,8 @@ impl Args {
             agents: 20,
             agents_only: false,
             replies_only: false,
+            tools: (20, usize::MAX),
+            tools_only: false,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -137,6 +145,7 @@ impl Args {
             socket_relays: 16,
             memory: (1, 1),
             agents: 1,
+            tools: (1, 1),
             command: "scripts/bench.sh --smoke".into(),
             ..Self::full()
         }
@@ -151,8 +160,10 @@ impl Args {
         let agents_only = raw.first().is_some_and(|first| first == "--agents-only");
         args.agents_only = agents_only;
         let replies_only = raw.first().is_some_and(|first| first == "--replies-only");
+        let tools_only = raw.first().is_some_and(|first| first == "--tools-only");
+        args.tools_only = tools_only;
         args.replies_only = replies_only;
-        for pair in raw[usize::from(smoke || memory_only || agents_only || replies_only)..].chunks(2) {
+        for pair in raw[usize::from(smoke || memory_only || agents_only || replies_only || tools_only)..].chunks(2) {
             let [flag, value] = pair else { return Err(USAGE.into()) };
             match flag.as_str() {
                 "--out" => args.out = value.into(),
@@ -180,6 +191,8 @@ impl Args {
                 "--memory" => args.memory.0 = value.parse()?,
                 "--memory-turns" => args.memory.1 = value.parse()?,
                 "--agents" => args.agents = value.parse()?,
+                "--tools" => args.tools.0 = value.parse()?,
+                "--tools-eval" => args.tools.1 = value.parse()?,
                 _ => return Err(USAGE.into()),
             }
         }
@@ -208,6 +221,13 @@ async fn main() -> Result<(), BoxError> {
         let report = agents::run(&endpoint, args.agents.max(1)).await?;
         let mut out = String::new();
         agents::markdown(&report, &mut out);
+        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+        return Ok(());
+    }
+    if args.tools_only {
+        let report = tools::run(&endpoint, args.tools.0.max(1), args.tools.1).await?;
+        let mut out = String::new();
+        tools::markdown(&report, &mut out);
         std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
         return Ok(());
     }
@@ -248,6 +268,8 @@ async fn main() -> Result<(), BoxError> {
     let memory = memory::run(&fresh.endpoint, args.memory.0, args.memory.1.max(1)).await?;
     eprintln!("agents: {} direct and {} orchestrated replies", args.agents, args.agents);
     let agents = agents::run(&fresh.endpoint, args.agents.max(1)).await?;
+    eprintln!("tools: {} turns with a tool round, then the evaluation set", args.tools.0);
+    let tools = tools::run(&fresh.endpoint, args.tools.0.max(1), args.tools.1).await?;
     let (sessions, messages, tokens) = args.lifecycle;
     eprintln!("lifecycle: {sessions} sessions × {messages} messages; {tokens} tokens per algorithm");
     let lifecycle = lifecycle::run(&api, sessions, messages, tokens).await?;
@@ -305,6 +327,7 @@ async fn main() -> Result<(), BoxError> {
         crowd,
         memory,
         agents,
+        tools,
         lifecycle,
         catalog,
         sockets,

@@ -33,11 +33,15 @@ const LONG_TOKENS: u32 = 500;
 const PROMPT: &str = "Tell me about the history of lighthouses, in detail.";
 const LONG_PROMPT: &str = "Write a long story about a lighthouse keeper and a storm. Keep writing until told to stop.";
 
-/// One completion request as the proxy saw it.
-#[derive(Clone, Copy, Debug)]
+/// One completion request as the proxy saw it, with the process's DynamoDB totals when it arrived
+/// and when its answer ended.
+#[derive(Clone, Debug)]
 pub(crate) struct ProviderCall {
     pub(crate) received: Instant,
     pub(crate) first_text: Option<Instant>,
+    pub(crate) ended: Option<Instant>,
+    pub(crate) totals_at_received: Totals,
+    pub(crate) totals_at_end: Option<Totals>,
 }
 
 #[derive(Clone)]
@@ -49,7 +53,12 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub(crate) fn last(&self) -> Option<ProviderCall> {
-        self.calls.lock().unwrap_or_else(PoisonError::into_inner).last().copied()
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).last().cloned()
+    }
+
+    /// The requests after the first `count`.
+    pub(crate) fn calls_since(&self, count: usize) -> Vec<ProviderCall> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner).get(count..).map(<[_]>::to_vec).unwrap_or_default()
     }
 
     /// Every completion request so far.
@@ -59,7 +68,13 @@ impl Proxy {
 }
 
 async fn forward(State(proxy): State<Proxy>, body: Bytes) -> Response {
-    let call = ProviderCall { received: Instant::now(), first_text: None };
+    let call = ProviderCall {
+        received: Instant::now(),
+        first_text: None,
+        ended: None,
+        totals_at_received: meter::totals(),
+        totals_at_end: None,
+    };
     let index = {
         let mut calls = proxy.calls.lock().unwrap_or_else(PoisonError::into_inner);
         calls.push(call);
@@ -84,6 +99,16 @@ async fn forward(State(proxy): State<Proxy>, body: Bytes) -> Response {
         }
         chunk
     });
+    let calls = proxy.calls.clone();
+    let end = futures::stream::once(async move {
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(call) = calls.get_mut(index) {
+            call.ended = Some(Instant::now());
+            call.totals_at_end = Some(meter::totals());
+        }
+        Ok::<_, reqwest::Error>(Bytes::new())
+    });
+    let chunks = chunks.chain(end);
     (status, [("content-type", "text/event-stream")], Body::from_stream(chunks)).into_response()
 }
 
@@ -136,7 +161,7 @@ fn mean(values: &[f64]) -> f64 {
 }
 
 /// What a turn added to the process's DynamoDB totals, in billed write units.
-async fn billed_between(api: &Api, before: &Totals, after: &Totals) -> Result<f64, BoxError> {
+pub(crate) async fn billed_between(api: &Api, before: &Totals, after: &Totals) -> Result<f64, BoxError> {
     let single =
         (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
     let items = &after.transaction_items[before.transaction_items.len()..];

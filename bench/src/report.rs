@@ -51,6 +51,7 @@ pub struct Results {
     pub replies_shared: crate::replies::Report,
     pub memory: crate::memory::Report,
     pub agents: crate::agents::Report,
+    pub tools: crate::tools::Report,
     pub crowd: crate::crowd::Report,
     pub lifecycle: crate::lifecycle::Report,
     pub catalog: crate::catalog::Report,
@@ -451,6 +452,7 @@ impl Results {
         crate::crowd::markdown(&self.crowd, &mut out);
         crate::memory::markdown(&self.memory, &mut out);
         crate::agents::markdown(&self.agents, &mut out);
+        crate::tools::markdown(&self.tools, &mut out);
         crate::lifecycle::markdown(&self.lifecycle, &mut out);
         crate::catalog::markdown(&self.catalog, &mut out);
         crate::sockets::markdown(&self.sockets, &mut out);

@@ -83,6 +83,16 @@ impl Api {
         llm: Option<LlmConfig>,
         streams: kit::tables::Streams,
     ) -> Result<Self, BoxError> {
+        Self::start_configured(endpoint, llm, streams, Default::default()).await
+    }
+
+    /// The same, with HTTP tools allowed by `tools`.
+    pub async fn start_configured(
+        endpoint: &str,
+        llm: Option<LlmConfig>,
+        streams: kit::tables::Streams,
+        tools: shared::config::UrlPolicy,
+    ) -> Result<Self, BoxError> {
         let plain = kit::dynamodb_local::client(endpoint);
         let client =
             aws_sdk_dynamodb::Client::from_conf(plain.config().to_builder().interceptor(CapacityMeter).build());
@@ -90,7 +100,7 @@ impl Api {
         let tables = TableNames::with_prefix(&prefix);
         kit::tables::create_tables_with(&client, &tables, streams).await?;
         let config = Config {
-            tools: Default::default(),
+            tools,
             tables,
             auth: dev_auth(),
             limits: limits(),

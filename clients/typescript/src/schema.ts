@@ -1815,20 +1815,26 @@ export interface components {
         ToolError: {
             /**
              * @description `timeout`, `http_error`, `too_large`, `invalid_json`, `unreachable`, `url_not_allowed`,
-             *     `unknown_tool`, `invalid_arguments`, `interrupted`.
+             *     `unknown_tool`, `invalid_arguments`, `interrupted`, `cancelled`; from `remember`:
+             *     `forgotten` (the user deleted that memory), `refused` (the scope is full, the session
+             *     takes no memories), `unavailable`.
              */
             code: string;
             message: string;
         };
         /** @description A tool as a caller writes it (`tools` on `POST`/`PATCH /v1/sessions`). */
         ToolInput: {
-            /** @description What the tool does, for the model (1–1024 characters). */
-            description: string;
+            /**
+             * @description What the tool does, for the model (1–1024 characters); required but for a `builtin`
+             *     tool, whose own description it replaces.
+             */
+            description?: string | null;
             kind: components["schemas"]["ToolKind"];
             /** @description 1–64 of `a-z A-Z 0-9 _ -`, unique in the session. */
             name: string;
             /**
-             * @description A JSON Schema (an object schema) the call's arguments must meet; at most 8 KiB.
+             * @description A JSON Schema (an object schema) the call's arguments must meet; at most 8 KiB. Not for a
+             *     `builtin` tool: its arguments are fixed.
              * @default null
              */
             parameters?: {
@@ -1851,11 +1857,12 @@ export interface components {
             url?: string | null;
         };
         /**
-         * @description How a tool is run: the server POSTs the call to the tool's `url` (`http`), or the reply pauses
-         *     until the client answers the call (`client`).
+         * @description How a tool is run: the server POSTs the call to the tool's `url` (`http`), the reply pauses
+         *     until the client answers the call (`client`), or the server runs one of its own tools, chosen
+         *     by the name (`builtin`: `remember`).
          * @enum {string}
          */
-        ToolKind: "http" | "client";
+        ToolKind: "http" | "client" | "builtin";
         /** @description A tool's name: 1–64 of `a-z A-Z 0-9 _ -` (what every provider accepts). */
         ToolName: string;
         /**

@@ -62,9 +62,9 @@ pub use self::session::{
 };
 pub use self::time::{Clock, SystemClock, Timestamp, TimestampParseError};
 pub use self::tool::{
-    Draft, MAX_RESULT_BYTES, MAX_SCHEMA_BYTES, MAX_TOOL_ROUNDS, MAX_TOOLS, Part, TOOL_TIMEOUT_DEFAULT_MS, Tool,
-    ToolChoice, ToolChoiceInput, ToolError, ToolInput, ToolKind, ToolName, ToolSecret, ToolView, answer_pending,
-    pending_calls, tools_of,
+    Builtin, Draft, MAX_RESULT_BYTES, MAX_SCHEMA_BYTES, MAX_TOOL_ROUNDS, MAX_TOOLS, Part, RememberArguments,
+    TOOL_TIMEOUT_DEFAULT_MS, Tool, ToolChoice, ToolChoiceInput, ToolError, ToolInput, ToolKind, ToolName, ToolSecret,
+    ToolView, answer_pending, pending_calls, tools_of,
 };
 
 /// Input that breaks a rule, with the field it came from.

@@ -20,13 +20,102 @@ pub const MAX_SCHEMA_BYTES: usize = 8 * 1024;
 /// A tool's answer kept as its result (and read from an HTTP tool): at most 16 KiB of JSON.
 pub const MAX_RESULT_BYTES: usize = 16 * 1024;
 
-/// How a tool is run: the server POSTs the call to the tool's `url` (`http`), or the reply pauses
-/// until the client answers the call (`client`).
+/// How a tool is run: the server POSTs the call to the tool's `url` (`http`), the reply pauses
+/// until the client answers the call (`client`), or the server runs one of its own tools, chosen
+/// by the name (`builtin`: `remember`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolKind {
     Http,
     Client,
+    Builtin,
+}
+
+/// The tools the server runs itself (`kind: "builtin"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builtin {
+    /// Writes a memory about the user through the memories' rules (origin `extracted`, its
+    /// source the turn that asked for it).
+    Remember,
+}
+
+impl Builtin {
+    pub const NAMES: &'static str = "remember";
+
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "remember" => Some(Self::Remember),
+            _ => None,
+        }
+    }
+
+    /// What the model reads about the tool unless the declaration says otherwise.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Remember => {
+                "Remember a lasting fact about the user (their name, work, family, likes, plans) for later \
+                 conversations. Call it when the user tells you something worth keeping; one short sentence \
+                 about the user."
+            }
+        }
+    }
+
+    /// The schema of its arguments (fixed: a declaration cannot change it).
+    pub fn parameters(self) -> serde_json::Value {
+        match self {
+            Self::Remember => serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "content": {
+                        "type": "string", "minLength": 1, "maxLength": super::MemoryContent::MAX_CHARS,
+                        "description": "The fact, as one short sentence about the user"
+                    },
+                    "memory_type": {"type": "string", "enum": ["fact", "preference", "emotion", "relationship"]},
+                    "importance": {"type": "integer", "minimum": 1, "maximum": 10},
+                    "scope": {
+                        "type": "string", "enum": ["user", "session"],
+                        "description": "user: true of the user anywhere (the default); session: only this conversation"
+                    }
+                },
+                "required": ["content"],
+                "additionalProperties": false
+            }),
+        }
+    }
+}
+
+/// The arguments of a `remember` call (already checked against its schema).
+#[derive(Clone, Debug, Deserialize)]
+pub struct RememberArguments {
+    pub content: String,
+    #[serde(default)]
+    pub memory_type: Option<super::MemoryType>,
+    #[serde(default)]
+    pub importance: Option<u64>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl RememberArguments {
+    /// The memory these arguments ask for, read from `source` (the turn that asked for it).
+    pub fn new_memory(self, source: super::MemorySource) -> Result<super::NewMemory, InputError> {
+        let scope = match self.scope.as_deref() {
+            None | Some("user") => super::MemoryScope::Global,
+            Some("session") => super::MemoryScope::Session(source.session_id),
+            Some(_) => return Err(InputError::invalid("scope", "must be user or session")),
+        };
+        Ok(super::NewMemory {
+            scope,
+            memory_type: self.memory_type.unwrap_or(super::MemoryType::Fact),
+            content: super::MemoryContent::parse(self.content.trim().to_owned())?,
+            importance: self
+                .importance
+                .map(|value| super::Importance::new("importance", value))
+                .transpose()?
+                .unwrap_or(super::Importance::DEFAULT),
+            source: Some(source),
+        })
+    }
 }
 
 /// A tool's name: 1–64 of `a-z A-Z 0-9 _ -` (what every provider accepts).
@@ -103,9 +192,11 @@ impl std::fmt::Debug for ToolSecret {
 pub struct ToolInput {
     /// 1–64 of `a-z A-Z 0-9 _ -`, unique in the session.
     pub name: String,
-    /// What the tool does, for the model (1–1024 characters).
-    pub description: String,
-    /// A JSON Schema (an object schema) the call's arguments must meet; at most 8 KiB.
+    /// What the tool does, for the model (1–1024 characters); required but for a `builtin`
+    /// tool, whose own description it replaces.
+    pub description: Option<String>,
+    /// A JSON Schema (an object schema) the call's arguments must meet; at most 8 KiB. Not for a
+    /// `builtin` tool: its arguments are fixed.
     #[serde(default)]
     pub parameters: Option<serde_json::Map<String, serde_json::Value>>,
     pub kind: ToolKind,
@@ -157,9 +248,13 @@ impl Tool {
     /// Checks one declared tool.
     pub fn parse(input: ToolInput) -> Result<Self, InputError> {
         let name = ToolName::parse(&input.name)?;
-        let description = input.description.trim().to_owned();
-        if description.is_empty() || description.chars().count() > 1024 {
-            return Err(InputError::invalid("tools.description", "must be 1 to 1024 characters"));
+        let description = match (input.description.as_deref().map(str::trim), input.kind) {
+            (Some(text), _) if !text.is_empty() && text.chars().count() <= 1024 => text.to_owned(),
+            (None, ToolKind::Builtin) => String::new(),
+            _ => return Err(InputError::invalid("tools.description", "must be 1 to 1024 characters")),
+        };
+        if input.kind == ToolKind::Builtin {
+            return Self::builtin(name, description, input);
         }
         let parameters = match input.parameters {
             Some(object) => {
@@ -188,7 +283,8 @@ impl Tool {
                 }
                 (Some(url), timeout_ms, input.secret.as_deref().map(ToolSecret::parse).transpose()?)
             }
-            ToolKind::Client => {
+            // (A builtin tool returned above.)
+            ToolKind::Client | ToolKind::Builtin => {
                 if input.url.is_some() || input.secret.is_some() || input.timeout_ms.is_some() {
                     return Err(InputError::invalid("tools.kind", "a client tool takes no url, secret or timeout_ms"));
                 }
@@ -196,6 +292,36 @@ impl Tool {
             }
         };
         Ok(Self { name, description, parameters, kind: input.kind, url, timeout_ms, secret })
+    }
+
+    /// A built-in tool: its name says which, its arguments are its own; the declaration may only
+    /// give the model another description (empty: the tool's own).
+    fn builtin(name: ToolName, description: String, input: ToolInput) -> Result<Self, InputError> {
+        let Some(builtin) = Builtin::named(name.as_str()) else {
+            return Err(InputError::invalid(
+                "tools.name",
+                format!("names no built-in tool (built in: {})", Builtin::NAMES),
+            ));
+        };
+        if input.parameters.is_some() || input.url.is_some() || input.secret.is_some() || input.timeout_ms.is_some() {
+            return Err(InputError::invalid(
+                "tools.kind",
+                "a builtin tool takes no parameters, url, secret or timeout_ms",
+            ));
+        }
+        Ok(Self::of_builtin(builtin, name, description))
+    }
+
+    /// A built-in tool as declared (`description` empty: its own), with its current schema.
+    pub fn of_builtin(builtin: Builtin, name: ToolName, description: String) -> Self {
+        let description = if description.is_empty() { builtin.description().to_owned() } else { description };
+        let parameters = builtin.parameters();
+        Self { name, description, parameters, kind: ToolKind::Builtin, url: None, timeout_ms: 0, secret: None }
+    }
+
+    /// Which built-in tool this is, for a `builtin` one.
+    pub fn builtin_kind(&self) -> Option<Builtin> {
+        if self.kind == ToolKind::Builtin { Builtin::named(self.name.as_str()) } else { None }
     }
 
     /// Whether `arguments` meet the tool's schema; the first problem when not.
@@ -268,7 +394,9 @@ impl ToolChoiceInput {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolError {
     /// `timeout`, `http_error`, `too_large`, `invalid_json`, `unreachable`, `url_not_allowed`,
-    /// `unknown_tool`, `invalid_arguments`, `interrupted`.
+    /// `unknown_tool`, `invalid_arguments`, `interrupted`, `cancelled`; from `remember`:
+    /// `forgotten` (the user deleted that memory), `refused` (the scope is full, the session
+    /// takes no memories), `unavailable`.
     pub code: String,
     pub message: String,
 }
@@ -412,7 +540,7 @@ mod tests {
     fn http_tool(parameters: serde_json::Value) -> ToolInput {
         ToolInput {
             name: "get_weather".into(),
-            description: "The weather in a city".into(),
+            description: Some("The weather in a city".into()),
             parameters: parameters.as_object().cloned(),
             kind: ToolKind::Http,
             url: Some("https://tools.example.com/weather".into()),

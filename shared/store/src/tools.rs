@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
-use domain::{Tool, ToolKind, ToolName, ToolSecret};
+use domain::{Builtin, Tool, ToolKind, ToolName, ToolSecret};
 
 /// One tool inside the `tools` JSON text.
 #[derive(Serialize, Deserialize)]
@@ -43,8 +43,14 @@ pub(crate) fn tools_from_text(text: &str) -> Result<Vec<Tool>, StoreError> {
     items
         .into_iter()
         .map(|item| {
+            let name = ToolName::parse(&item.name).map_err(|_| corrupt())?;
+            if item.kind == ToolKind::Builtin {
+                // A built-in tool takes its arguments' schema as this build has it.
+                let builtin = Builtin::named(name.as_str()).ok_or_else(corrupt)?;
+                return Ok(Tool::of_builtin(builtin, name, item.description));
+            }
             Ok(Tool {
-                name: ToolName::parse(&item.name).map_err(|_| corrupt())?,
+                name,
                 description: item.description,
                 parameters: item.parameters,
                 kind: item.kind,

@@ -14,6 +14,9 @@
 //! - `tools-wrong`: offered tools, calls two in streamed pieces (as OpenAI does) — one the
 //!   request does not offer and one with arguments its schema refuses; asked again with their
 //!   results, answers with the `tool` messages it was sent, as JSON text;
+//! - `tools-args`: calls the first tool offered with the last user message (a JSON object) as
+//!   its arguments — a call whose arguments a test chooses; asked again, answers with the
+//!   `tool` messages it was sent, as JSON text;
 //! - `echo`: answers with what it was asked — the request's `messages`, `max_tokens` and
 //!   `temperature` as one JSON text — so a test can see the prompt a reply was built from.
 //!
@@ -142,6 +145,26 @@ async fn completions(body: Bytes) -> Response {
             };
             events(parts, gap)
         }
+        "tools-args" => {
+            let messages = request["messages"].as_array().cloned().unwrap_or_default();
+            let results: Vec<&Value> = messages.iter().filter(|message| message["role"] == "tool").collect();
+            let parts = if results.is_empty() {
+                let name = request["tools"][0]["function"]["name"].clone();
+                let said = messages.iter().rev().find(|message| message["role"] == "user");
+                let arguments = said.and_then(|message| message["content"].as_str()).unwrap_or("{}");
+                let call = json!({"tool_calls": [{"index": 0, "id": "provider-id", "type": "function",
+                    "function": {"name": name, "arguments": arguments}}]});
+                vec![chunk(call, None), chunk(json!({}), Some("tool_calls")), "data: [DONE]\n\n".to_owned()]
+            } else {
+                let said = Value::from(results.iter().map(|result| result["content"].clone()).collect::<Vec<_>>());
+                vec![
+                    chunk(json!({"content": said.to_string()}), None),
+                    chunk(json!({}), Some("stop")),
+                    "data: [DONE]\n\n".to_owned(),
+                ]
+            };
+            events(parts, gap)
+        }
         "echo" => {
             let asked = json!({
                 "messages": request["messages"], "max_tokens": request["max_tokens"], "temperature": request["temperature"],
@@ -168,8 +191,9 @@ pub async fn start() -> String {
 }
 
 /// The scripts as the models a test app may name.
-pub const MODELS: [&str; 14] = [
+pub const MODELS: [&str; 15] = [
     "tools-wrong",
+    "tools-args",
     "fail-500",
     "busy-429",
     "context-400",

@@ -491,3 +491,110 @@ async fn a_characters_tools_are_called_in_its_chats() {
     let refused = strict.patch(&admin, "/v1/admin/characters/forecaster", body).await.expect(400).body;
     assert_eq!(refused["field"], "tools", "{refused}");
 }
+
+fn remember_tool() -> Value {
+    json!({"name": "remember", "kind": "builtin"})
+}
+
+/// The result of the reply's one call, after a turn of `content`.
+async fn remembered(app: &TestApp, user: &User, session: &str, content: Value) -> (Value, Value) {
+    let body = json!({"content": content.to_string()});
+    let turn = app.post(user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201);
+    let reply = turn.body["assistant_message"].clone();
+    assert_eq!(reply["status"], "complete", "{reply}");
+    let parts = parts_of(&reply);
+    assert_eq!(parts[0]["name"], "remember", "{parts:?}");
+    (parts[1].clone(), reply)
+}
+
+/// The built-in `remember` tool called by the real model: the memory is written through the
+/// memories' rules with origin `extracted` and the turn as its source, and an edit of that turn
+/// takes it, as it does an extracted memory.
+#[tokio::test]
+async fn the_local_model_remembers_through_the_builtin_tool() {
+    let app = TestApp::with_llm_and_tools(structured(local_llm()), unlimited(), UrlPolicy::default()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([remember_tool()])).await;
+    let shown = app.get(&user, &format!("/v1/sessions/{session}")).await.expect(200).body;
+    let tool = &shown["tools"][0];
+    assert_eq!(tool["kind"], "builtin");
+    assert!(tool["description"].as_str().unwrap().contains("Remember"), "its own description: {tool}");
+    assert_eq!(tool["parameters"]["required"], json!(["content"]), "its own schema: {tool}");
+
+    let body =
+        json!({"content": "My name is Anna and I work as a nurse in Leeds.", "tool_choice": {"name": "remember"}});
+    let turn = app.post(&user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201);
+    let reply = &turn.body["assistant_message"];
+    let parts = parts_of(reply);
+    assert_eq!(parts[0]["type"], "tool_call", "{reply}");
+    assert_eq!(parts[0]["name"], "remember");
+    let said = parts[0]["arguments"]["content"].as_str().unwrap();
+    let result = &parts[1];
+    assert_eq!(result["tool_call_id"], parts[0]["id"]);
+    assert_eq!(result["output"]["remembered"], true, "{result}");
+    assert_eq!(result["output"]["new"], true, "{result}");
+    let id = result["output"]["memory_id"].as_str().unwrap();
+    let memory = app.get(&user, &format!("/v1/memories/{id}")).await.expect(200).body;
+    assert_eq!(memory["content"], said.trim());
+    assert_eq!(memory["origin"], "extracted");
+    assert_eq!(memory["source"], json!({"session_id": session, "from_seq": 1, "to_seq": 2}));
+    assert!(["complete", "incomplete"].contains(&reply["status"].as_str().unwrap()), "the reply ended: {reply}");
+
+    app.patch(&user, &format!("/v1/sessions/{session}/messages/1"), json!({"content": "Never mind."}))
+        .await
+        .expect(200);
+    app.get(&user, &format!("/v1/memories/{id}")).await.expect(404);
+}
+
+/// `remember`'s rules, with the call's arguments chosen by the test: an identical memory is not
+/// written twice, the session scope is the session's, arguments the memories API refuses are an
+/// error result, the cap of a scope and a memory the user deleted are respected.
+#[tokio::test]
+async fn remember_follows_the_memories_rules() {
+    let mut llm = scripted_llm().await;
+    llm.model = "tools-args".to_owned();
+    let app = TestApp::with_llm_and_tools(llm, unlimited(), UrlPolicy::default()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([remember_tool()])).await;
+    let fact = json!({"content": "The user's name is Anna.", "importance": 8});
+
+    let (first, reply) = remembered(&app, &user, &session, fact.clone()).await;
+    assert_eq!(first["output"]["new"], true, "{first}");
+    let id = first["output"]["memory_id"].as_str().unwrap().to_owned();
+    let said: Value = serde_json::from_str(reply["content"].as_str().unwrap()).unwrap();
+    assert!(said[0].as_str().unwrap().contains(&id), "the model read the result: {said}");
+    let memory = app.get(&user, &format!("/v1/memories/{id}")).await.expect(200).body;
+    assert_eq!((memory["importance"].clone(), memory["memory_type"].clone()), (json!(8), json!("fact")));
+    assert_eq!(memory["session_id"], Value::Null, "the user's scope by default");
+    assert_eq!(memory["source"]["to_seq"], 2);
+
+    let (again, _) = remembered(&app, &user, &session, fact.clone()).await;
+    assert_eq!((again["output"]["memory_id"].as_str(), &again["output"]["new"]), (Some(id.as_str()), &json!(false)));
+
+    let local = json!({"content": "We are on the third chapter.", "scope": "session", "memory_type": "fact"});
+    let (scoped, _) = remembered(&app, &user, &session, local).await;
+    let scoped_id = scoped["output"]["memory_id"].as_str().unwrap();
+    let memory = app.get(&user, &format!("/v1/memories/{scoped_id}")).await.expect(200).body;
+    assert_eq!(memory["session_id"], session.as_str());
+
+    let (blank, _) = remembered(&app, &user, &session, json!({"content": "   "})).await;
+    assert_eq!(blank["error"]["code"], "invalid_arguments", "{blank}");
+    let (odd, _) = remembered(&app, &user, &session, json!({"content": "x", "importance": 11})).await;
+    assert_eq!(odd["error"]["code"], "invalid_arguments", "the schema's bounds: {odd}");
+
+    app.delete(&user, &format!("/v1/memories/{id}")).await.expect(200);
+    let (forgotten, _) = remembered(&app, &user, &session, fact).await;
+    assert_eq!(forgotten["error"]["code"], "forgotten", "a deleted memory is not written again: {forgotten}");
+    let listed = app.get(&user, "/v1/memories?limit=100").await.expect(200).body;
+    assert_eq!(listed["total"], 0, "the deleted memory stays deleted: {listed}");
+
+    // A built-in tool is named by its name and takes no schema of the caller's.
+    for tool in [
+        json!({"name": "recall", "kind": "builtin"}),
+        json!({"name": "remember", "kind": "builtin", "parameters": {"type": "object"}}),
+        json!({"name": "remember", "kind": "builtin", "url": "https://tools.example.com/x"}),
+    ] {
+        let refused = app.post(&user, "/v1/sessions", json!({"title": "t", "tools": [tool]})).await.expect(400).body;
+        assert!(refused.to_string().contains("tools"), "{refused}");
+    }
+}

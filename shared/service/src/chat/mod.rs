@@ -117,12 +117,12 @@ impl Chat {
     }
 
     /// Whether this deployment runs the tools a session declares: an HTTP tool's URL must pass
-    /// the URL policy (client tools are the client's to run).
+    /// the URL policy (client tools are the client's to run, built-in ones the server's own).
     pub fn admit_tools(&self, tools: &[Tool]) -> Result<(), StoreError> {
         for tool in tools {
             let refuse = |message: String| StoreError::Refused(Refusal::Invalid(InputError::invalid("tools", message)));
             match (tool.kind, tool.url.as_deref()) {
-                (ToolKind::Client, _) => {}
+                (ToolKind::Client | ToolKind::Builtin, _) => {}
                 (ToolKind::Http, Some(url)) => {
                     let webhooks = self
                         .webhooks

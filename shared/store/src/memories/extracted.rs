@@ -15,13 +15,11 @@ use crate::{Store, StoreError};
 use domain::{DayUsage, Memory, MemoryId, MemoryScope, MeterWrite, NewMemory, Seq, SessionId, UserId, utc_day};
 
 use super::{
-    COUNT, FROM_SEQ, MAX_PER_SCOPE, ScopeKey, StoredMemory, TO_SEQ, UPDATED_AT, dedupe_hash, key, link_item,
-    tombstone_item,
+    COUNT, EPOCH, FROM_SEQ, LINK_SCOPE, MAX_PER_SCOPE, ScopeKey, StoredMemory, TO_SEQ, UPDATED_AT, dedupe_hash, key,
+    link_put, tombstone_item,
 };
 
 const THROUGH_SEQ: &str = "through_seq";
-const LINK_SCOPE: &str = "scope";
-const EPOCH: &str = "epoch";
 /// Memories one transaction deletes when their source changes (4 items each at most).
 const SOURCED_CHUNK: usize = 20;
 const SUPERSEDED_BY: &str = "superseded_by";
@@ -160,13 +158,8 @@ impl Store {
                 );
                 roles.push(Role::Add(index));
                 if let Some(source) = new.source {
-                    let mut link = key(user, link_item(source.session_id, memory.id));
-                    link.insert(LINK_SCOPE.to_owned(), s(scope.key.clone()));
-                    link.insert(FROM_SEQ.to_owned(), n(source.from_seq.get()));
-                    link.insert(TO_SEQ.to_owned(), n(source.to_seq.get()));
-                    link.insert(EPOCH.to_owned(), n(record.memory_epoch));
-                    let put = Put::builder().table_name(&self.tables.memories).set_item(Some(link)).build();
-                    items.push(TransactWriteItem::builder().put(put.map_err(StoreError::internal)?).build());
+                    let put = link_put(&self.tables.memories, user, source, &scope, memory.id, record.memory_epoch)?;
+                    items.push(TransactWriteItem::builder().put(put).build());
                     roles.push(Role::Add(index));
                 }
                 deltas.entry(scope.key.clone()).or_insert((scope, 0)).1 += 1;

@@ -51,6 +51,8 @@ const FROM_SEQ: &str = "from_seq";
 const TO_SEQ: &str = "to_seq";
 const SUPERSEDED_BY: &str = "superseded_by";
 const COUNT: &str = "n";
+const LINK_SCOPE: &str = "scope";
+const EPOCH: &str = "epoch";
 /// Memories deleted per transaction by a scope-wide delete (up to 3 items each — the memory, its
 /// marker, an extracted one's tombstone — plus the counter: at most 100).
 const DELETE_CHUNK: usize = 33;
@@ -106,6 +108,24 @@ fn dedupe_hash(memory_type: MemoryType, content: &MemoryContent) -> String {
 /// An extracted memory's link to its source session.
 pub(crate) fn link_item(session_id: SessionId, id: MemoryId) -> String {
     format!("l#{session_id}#{id}")
+}
+
+/// The put of an extracted memory's link to its source (in `scope`, written at the source
+/// session's memory `epoch`).
+fn link_put(
+    table: &str,
+    user: &UserId,
+    source: MemorySource,
+    scope: &ScopeKey,
+    id: MemoryId,
+    epoch: u64,
+) -> Result<aws_sdk_dynamodb::types::Put, StoreError> {
+    let mut link = key(user, link_item(source.session_id, id));
+    link.insert(LINK_SCOPE.to_owned(), s(scope.key.clone()));
+    link.insert(FROM_SEQ.to_owned(), crate::item::n(source.from_seq.get()));
+    link.insert(TO_SEQ.to_owned(), crate::item::n(source.to_seq.get()));
+    link.insert(EPOCH.to_owned(), crate::item::n(epoch));
+    aws_sdk_dynamodb::types::Put::builder().table_name(table).set_item(Some(link)).build().map_err(StoreError::internal)
 }
 
 /// The tombstone of a fact by its fingerprint (see `domain::fingerprint`).

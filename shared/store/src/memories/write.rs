@@ -14,7 +14,7 @@ use domain::{Memory, MemoryChanges, MemoryId, MemoryOrigin, MemoryScope, NewMemo
 
 use super::{
     COUNT, DELETE_CHUNK, MAX_PER_SCOPE, MemoryItem, ScopeKey, StoredMemory, UPDATED_AT, dedupe_hash, key, link_item,
-    rank_suffix, tombstone_item,
+    link_put, rank_suffix, tombstone_item,
 };
 
 impl Store {
@@ -37,15 +37,27 @@ impl Store {
     }
 
     /// Adds a memory, or returns the one with the same type and content in that scope
-    /// (`false`: nothing was written).
+    /// (`false`: nothing was written). A memory with a `source` (the `remember` tool's) is
+    /// written with its link to it, so an edit or a reset of the source removes it as it does an
+    /// extracted one.
     pub async fn add_memory(&self, user: &UserId, new: NewMemory) -> Result<(Memory, bool), StoreError> {
         for _ in 0..3 {
-            let scope = match new.scope {
-                MemoryScope::Global => ScopeKey::global(),
+            let (scope, scope_epoch) = match new.scope {
+                MemoryScope::Global => (ScopeKey::global(), None),
                 MemoryScope::Session(id) => {
                     // A session that refuses message changes takes no new memories either.
                     let record = self.writable_session(user, id).await?;
-                    ScopeKey::session(id, record.memory_epoch)
+                    (ScopeKey::session(id, record.memory_epoch), Some(record.memory_epoch))
+                }
+            };
+            let source = match new.source {
+                None => None,
+                Some(source) if new.scope.session_id() == Some(source.session_id) => {
+                    scope_epoch.map(|epoch| (source, epoch, false))
+                }
+                Some(source) => {
+                    let record = self.writable_session(user, source.session_id).await?;
+                    Some((source, record.memory_epoch, true))
                 }
             };
             let now = self.now();
@@ -63,11 +75,15 @@ impl Store {
             };
             let hash = dedupe_hash(memory.memory_type, &memory.content);
             let mut items = Vec::new();
-            let session_check = self.session_is_current(user, &scope)?;
-            let has_session_check = session_check.is_some();
-            if let Some(check) = session_check {
+            if let Some(check) = self.session_is_current(user, &scope)? {
                 items.push(TransactWriteItem::builder().condition_check(check).build());
             }
+            // The source session, when it is not the scope's, is checked as well.
+            if let Some((source, epoch, true)) = source {
+                let check = self.session_at_epoch(user, source.session_id, epoch)?;
+                items.push(TransactWriteItem::builder().condition_check(check).build());
+            }
+            let checks = items.len();
             let marker = self
                 .marker_put(user, &scope, &hash, memory.id)
                 .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
@@ -101,12 +117,16 @@ impl Store {
                     )
                     .build(),
             );
+            if let Some((source, epoch, _)) = source {
+                let link = link_put(&self.tables.memories, user, source, &scope, memory.id, epoch)?;
+                items.push(TransactWriteItem::builder().put(link).build());
+            }
             let Err(error) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
                 return Ok((memory, true));
             };
             let reasons = cancellation_reasons(error)?;
-            let offset = usize::from(has_session_check);
-            if has_session_check && reason_failed(reasons.first()) {
+            let offset = checks;
+            if reasons.iter().take(checks).any(|reason| reason_failed(Some(reason))) {
                 continue; // deleted or reset meanwhile: look again
             }
             if let Some(existing) = reasons.get(offset).filter(|r| reason_failed(Some(r))).and_then(|r| r.item()) {

@@ -404,6 +404,12 @@ impl Generator {
         };
         // Reached for a client tool only when its arguments failed their schema.
         tool.check_arguments(arguments).map_err(|problem| ToolError::new("invalid_arguments", problem))?;
+        if let Some(builtin) = tool.builtin_kind() {
+            let run = super::builtin::run(&self.chat.store, &self.user, &self.assistant, builtin, arguments);
+            let result = run.await;
+            tracing::info!(tool = name, ok = result.is_ok(), "built-in tool called");
+            return result;
+        }
         let (ToolKind::Http, Some(url)) = (tool.kind, tool.url.as_deref()) else {
             return Err(ToolError::new("unavailable", "this tool cannot be run by the server"));
         };

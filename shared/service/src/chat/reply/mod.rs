@@ -25,6 +25,7 @@ use store::{Miss, ReplyEnd, StoreError};
 
 mod admission;
 mod agents;
+mod builtin;
 mod client_tools;
 mod generator;
 mod lease;
