@@ -73,6 +73,10 @@ pub struct Report {
     pub turns: usize,
     /// Turns whose first model call made a call the tool answered.
     pub rounds: usize,
+    /// The other turns: the call failed its checks (an error result), or no call was made (cut
+    /// off by the token limit, or a call of the same tool and arguments as before).
+    pub refused_calls: usize,
+    pub no_call: usize,
     /// The model's first answer ended → the tool received the call.
     pub before_call: Percentiles,
     /// The tool answered → the model received the second request.
@@ -158,7 +162,7 @@ pub async fn run(endpoint: &str, turns: usize, per_set: usize) -> Result<Report,
         let (asked_before, served_before) =
             (proxy.count(), served.lock().unwrap_or_else(PoisonError::into_inner).len());
         let before = meter::totals();
-        api.call(&token, "POST", &path, Some(&reply(PROMPT, "required"))).await?;
+        let answer = api.call(&token, "POST", &path, Some(&reply(PROMPT, "required"))).await?.body;
         let after = meter::totals();
         let calls = proxy.calls_since(asked_before);
         let tool_calls: Vec<(Instant, Instant)> =
@@ -169,7 +173,12 @@ pub async fn run(endpoint: &str, turns: usize, per_set: usize) -> Result<Report,
         let (Some(first), Some(second), Some(&(received, answered))) =
             (calls.first(), calls.get(1), tool_calls.first())
         else {
-            continue; // the model's call did not reach the tool (cut off, or not the tool's)
+            // The model's call did not reach the tool.
+            match failed_results(&answer["assistant_message"]) {
+                0 => report.no_call += 1,
+                _ => report.refused_calls += 1,
+            }
+            continue;
         };
         let (Some(ended), Some(ended_totals)) = (first.ended, first.totals_at_end.as_ref()) else { continue };
         report.rounds += 1;
@@ -235,9 +244,11 @@ pub fn markdown(report: &Report, out: &mut String) {
          llama.cpp serving SmolLM2-135M-Instruct through the backend's structured-output path \
          (`LLM_TOOL_CALLS=structured`: the model has no native tool calls), through the local HTTP server, one \
          turn at a time, each in a new session, on tables without streams. {} turns with `tool_choice: \
-         \"required\"` after a warm-up; in {} the model's call reached the tool. A recording proxy timestamps the \
-         model's requests and the end of its answers; the tool timestamps the call's arrival and its answer.\n",
-        report.turns, report.rounds
+         \"required\"` after a warm-up; in {} the model's call reached the tool ({} calls failed their checks — an \
+         error result the model read —, {} turns made no call: cut off by the token limit). A recording proxy \
+         timestamps the model's requests and the end of its answers; the tool timestamps the call's arrival and its \
+         answer.\n",
+        report.turns, report.rounds, report.refused_calls, report.no_call
     );
     out.push_str("| the backend's time around one tool call (ms) | p50 | p99 |\n|---|---|---|\n");
     for (label, values) in [

@@ -23,6 +23,11 @@ use shared::store::{Store, StoreError};
 pub struct ReplyJob {
     pub connection_id: String,
     pub frame: String,
+    /// API Gateway's id of the frame: the turn's idempotency key when the frame gives none, so a
+    /// redelivered job (Lambda retries an asynchronous invocation whose run failed) finds the
+    /// turn it started instead of starting another.
+    #[serde(default)]
+    pub frame_id: Option<String>,
 }
 
 /// Where `send_message` frames go: the reply worker, invoked asynchronously.
@@ -59,7 +64,9 @@ impl Socket {
                 ok(HeaderMap::new())
             }
             _ => {
-                self.frame(ReplyJob { connection_id: connection, frame: event.body.unwrap_or_default() }).await;
+                let frame_id = event.request_context.message_id.clone();
+                self.frame(ReplyJob { connection_id: connection, frame: event.body.unwrap_or_default(), frame_id })
+                    .await;
                 ok(HeaderMap::new())
             }
         }
@@ -119,7 +126,7 @@ impl Socket {
             }
             return;
         }
-        self.realtime.on_frame(&peer, &job.frame).await;
+        self.realtime.on_frame(&peer, &job.frame, job.frame_id.as_deref()).await;
     }
 }
 

@@ -11,7 +11,8 @@
 //! trimmed to a token budget. The first five are the system message, the last the conversation.
 //!
 //! Tokens are estimated deterministically as `ceil(UTF-8 bytes / 4)` of each part's text as the
-//! model receives it (each message's content on its own). Over budget, the least important memory
+//! model receives it (each message's content on its own, a reply's tool calls and results as
+//! their JSON). Over budget, the least important memory
 //! and the oldest message are dropped in turn (a memory first), then the summary, the settings,
 //! the profile. The system prompt and the newest message are never dropped, so a tiny budget can be
 //! exceeded.
@@ -142,7 +143,19 @@ fn summary_text(summary: &Summary) -> String {
 }
 
 fn message_tokens(messages: &[Message]) -> u64 {
-    messages.iter().map(|message| estimate_tokens(message.content.as_str())).sum()
+    messages.iter().map(tokens_of).sum()
+}
+
+/// A message's tokens: its text, and a reply's tool calls and results as the model is sent them
+/// (their JSON).
+fn tokens_of(message: &Message) -> u64 {
+    let calls = message
+        .parts
+        .iter()
+        .filter(|part| !matches!(part, super::Part::Text { .. }))
+        .map(|part| serde_json::to_string(part).map_or(0, |json| estimate_tokens(&json)))
+        .sum::<u64>();
+    estimate_tokens(message.content.as_str()) + calls
 }
 
 /// The five parts, untrimmed.
@@ -242,7 +255,7 @@ impl ContextParts {
                 total -= memory_tokens - tokens;
                 memory_tokens = tokens;
             } else if can_drop_message {
-                total -= estimate_tokens(messages.remove(0).content.as_str());
+                total -= tokens_of(&messages.remove(0));
             } else if story.is_some() {
                 total -= optional(&story.take());
             } else if settings.is_some() {

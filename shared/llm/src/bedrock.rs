@@ -19,7 +19,7 @@ use futures::stream::{self, StreamExt};
 
 use super::{
     AnswerShape, Model, ModelError, ModelEvent, ModelFinished, ModelStream, Prompt, PromptRole, StopReason,
-    TokenCounts, ToolUse,
+    TokenCounts, ToolRound, ToolUse,
 };
 
 pub struct Bedrock {
@@ -38,8 +38,7 @@ impl Bedrock {
     }
 
     async fn start(&self, prompt: Prompt) -> Result<ModelStream, ModelError> {
-        let (system, mut messages) = conversation(&prompt)?;
-        messages.extend(rounds(&prompt)?);
+        let (system, messages) = conversation(&prompt)?;
         let tool_config = match &prompt.shape {
             Some(shape) => Some(forced_tool(shape)?),
             None => offered_tools(&prompt)?,
@@ -83,7 +82,10 @@ impl Model for Bedrock {
 /// assistant's — a character's greeting — is told in the system prompt instead).
 fn conversation(prompt: &Prompt) -> Result<(Vec<SystemContentBlock>, Vec<Message>), ModelError> {
     let mut system = Vec::new();
-    let mut turns: Vec<(ConversationRole, String)> = Vec::new();
+    let mut turns = Turns::default();
+    // Converse refuses `toolUse` and `toolResult` blocks without a tool configuration: where no
+    // tools are offered, earlier rounds are told as text.
+    let native = !prompt.tools.is_empty();
     for line in &prompt.messages {
         let role = match line.role {
             PromptRole::System => {
@@ -91,25 +93,96 @@ fn conversation(prompt: &Prompt) -> Result<(Vec<SystemContentBlock>, Vec<Message
                 continue;
             }
             PromptRole::User => ConversationRole::User,
-            PromptRole::Assistant if turns.is_empty() => {
+            PromptRole::Assistant if turns.0.is_empty() => {
                 system.push(SystemContentBlock::Text(format!("You opened the conversation with: {}", line.content)));
                 continue;
             }
             PromptRole::Assistant => ConversationRole::Assistant,
         };
-        match turns.last_mut() {
-            Some((last, text)) if *last == role => {
-                text.push_str("\n\n");
-                text.push_str(&line.content);
-            }
-            _ => turns.push((role, line.content.clone())),
+        for round in &line.rounds {
+            turns.round(round, native)?;
+        }
+        if line.rounds.is_empty() || !line.content.is_empty() {
+            turns.push(role, ContentBlock::Text(line.content.clone()));
         }
     }
+    for round in &prompt.rounds {
+        turns.round(round, native)?;
+    }
     let messages = turns
+        .0
         .into_iter()
-        .map(|(role, text)| Message::builder().role(role).content(ContentBlock::Text(text)).build().map_err(malformed))
+        .map(|(role, blocks)| Message::builder().role(role).set_content(Some(blocks)).build().map_err(malformed))
         .collect::<Result<_, _>>()?;
     Ok((system, messages))
+}
+
+/// The conversation as Converse takes it: one role after the other, each turn its blocks
+/// (consecutive lines of one role are one turn; their texts joined).
+#[derive(Default)]
+struct Turns(Vec<(ConversationRole, Vec<ContentBlock>)>);
+
+impl Turns {
+    fn push(&mut self, role: ConversationRole, block: ContentBlock) {
+        match self.0.last_mut() {
+            Some((last, blocks)) if *last == role => match (blocks.last_mut(), block) {
+                (Some(ContentBlock::Text(text)), ContentBlock::Text(more)) => {
+                    text.push_str("\n\n");
+                    text.push_str(&more);
+                }
+                (_, block) => blocks.push(block),
+            },
+            _ => self.0.push((role, vec![block])),
+        }
+    }
+
+    /// A round: the assistant's text and `toolUse` blocks, then the user's `toolResult` blocks
+    /// under the same ids — or, not `native`, the calls and results as text.
+    fn round(&mut self, round: &ToolRound, native: bool) -> Result<(), ModelError> {
+        if !round.text.is_empty() {
+            self.push(ConversationRole::Assistant, ContentBlock::Text(round.text.clone()));
+        }
+        for call in &round.calls {
+            let block = if native {
+                let block = ToolUseBlock::builder()
+                    .tool_use_id(&call.id)
+                    .name(&call.name)
+                    .input(document(&call.arguments))
+                    .build()
+                    .map_err(malformed)?;
+                ContentBlock::ToolUse(block)
+            } else {
+                ContentBlock::Text(serde_json::json!({"call": call.name, "arguments": call.arguments}).to_string())
+            };
+            self.push(ConversationRole::Assistant, block);
+        }
+        for result in &round.results {
+            let block = if native {
+                let (content, status) = match &result.output {
+                    Ok(value) if value.is_object() => {
+                        (ToolResultContentBlock::Json(document(value)), ToolResultStatus::Success)
+                    }
+                    Ok(value) => (ToolResultContentBlock::Text(value.to_string()), ToolResultStatus::Success),
+                    Err(error) => (ToolResultContentBlock::Text(error.clone()), ToolResultStatus::Error),
+                };
+                let block = ToolResultBlock::builder()
+                    .tool_use_id(&result.id)
+                    .content(content)
+                    .status(status)
+                    .build()
+                    .map_err(malformed)?;
+                ContentBlock::ToolResult(block)
+            } else {
+                let told = match &result.output {
+                    Ok(value) => value.to_string(),
+                    Err(error) => serde_json::json!({"error": error}).to_string(),
+                };
+                ContentBlock::Text(format!("Result of {}: {told}", result.name))
+            };
+            self.push(ConversationRole::User, block);
+        }
+        Ok(())
+    }
 }
 
 /// The prompt's tools as Converse offers them. Converse has no "none": a last round that must not
@@ -129,47 +202,6 @@ fn offered_tools(prompt: &Prompt) -> Result<Option<ToolConfiguration>, ModelErro
         ToolUse::Named(name) => ToolChoice::Tool(SpecificToolChoice::builder().name(name).build().map_err(malformed)?),
     };
     config.tool_choice(choice).build().map(Some).map_err(malformed)
-}
-
-/// The answer's earlier rounds as Converse carries them: the assistant's text and `toolUse`
-/// blocks, then the user's `toolResult` blocks under the same ids.
-fn rounds(prompt: &Prompt) -> Result<Vec<Message>, ModelError> {
-    let mut messages = Vec::new();
-    for round in &prompt.rounds {
-        let mut said = Message::builder().role(ConversationRole::Assistant);
-        if !round.text.is_empty() {
-            said = said.content(ContentBlock::Text(round.text.clone()));
-        }
-        for call in &round.calls {
-            let block = ToolUseBlock::builder()
-                .tool_use_id(&call.id)
-                .name(&call.name)
-                .input(document(&call.arguments))
-                .build()
-                .map_err(malformed)?;
-            said = said.content(ContentBlock::ToolUse(block));
-        }
-        messages.push(said.build().map_err(malformed)?);
-        let mut results = Message::builder().role(ConversationRole::User);
-        for result in &round.results {
-            let (content, status) = match &result.output {
-                Ok(value) if value.is_object() => {
-                    (ToolResultContentBlock::Json(document(value)), ToolResultStatus::Success)
-                }
-                Ok(value) => (ToolResultContentBlock::Text(value.to_string()), ToolResultStatus::Success),
-                Err(error) => (ToolResultContentBlock::Text(error.clone()), ToolResultStatus::Error),
-            };
-            let block = ToolResultBlock::builder()
-                .tool_use_id(&result.id)
-                .content(content)
-                .status(status)
-                .build()
-                .map_err(malformed)?;
-            results = results.content(ContentBlock::ToolResult(block));
-        }
-        messages.push(results.build().map_err(malformed)?);
-    }
-    Ok(messages)
 }
 
 /// A shaped answer as Converse gives one: the input of a tool the model must call (Converse has
@@ -355,5 +387,97 @@ impl Reader {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PromptMessage, ToolCallSpec, ToolOutcome, ToolSpec};
+
+    fn prompt(tools: Vec<ToolSpec>) -> Prompt {
+        let round = ToolRound {
+            text: "Let me look.".to_owned(),
+            calls: vec![ToolCallSpec {
+                id: "m2_call_1".to_owned(),
+                name: "get_weather".to_owned(),
+                arguments: serde_json::json!({"city": "Oslo"}),
+            }],
+            results: vec![ToolOutcome {
+                id: "m2_call_1".to_owned(),
+                name: "get_weather".to_owned(),
+                output: Ok(serde_json::json!({"c": 3})),
+            }],
+        };
+        let mut earlier = PromptMessage::new(PromptRole::Assistant, "It is 3 °C.".to_owned());
+        earlier.rounds = vec![round];
+        let messages = vec![
+            PromptMessage::new(PromptRole::System, "Be brief.".to_owned()),
+            PromptMessage::new(PromptRole::User, "Weather in Oslo?".to_owned()),
+            earlier,
+            PromptMessage::new(PromptRole::User, "And now?".to_owned()),
+        ];
+        let mut prompt = Prompt::new("m".to_owned(), messages, 64);
+        prompt.tools = tools;
+        prompt
+    }
+
+    fn shape(messages: &[Message]) -> Vec<(ConversationRole, Vec<&'static str>)> {
+        let kind = |block: &ContentBlock| match block {
+            ContentBlock::Text(_) => "text",
+            ContentBlock::ToolUse(_) => "tool_use",
+            ContentBlock::ToolResult(_) => "tool_result",
+            _ => "other",
+        };
+        messages.iter().map(|message| (message.role().clone(), message.content().iter().map(kind).collect())).collect()
+    }
+
+    /// An earlier reply's round goes as Converse's own blocks where tools are offered: the call in
+    /// the assistant's turn, its result in the user's, the reply's text after it; roles alternate.
+    #[test]
+    fn an_earlier_round_is_tool_use_and_tool_result_blocks_when_tools_are_offered() {
+        let tool = ToolSpec {
+            name: "get_weather".to_owned(),
+            description: "d".to_owned(),
+            parameters: serde_json::json!({"type": "object"}),
+        };
+        let (system, messages) = conversation(&prompt(vec![tool])).unwrap_or_else(|_| unreachable!());
+        assert_eq!(system.len(), 1);
+        use ConversationRole::{Assistant, User};
+        assert_eq!(
+            shape(&messages),
+            [
+                (User, vec!["text"]),
+                (Assistant, vec!["text", "tool_use"]),
+                (User, vec!["tool_result"]),
+                (Assistant, vec!["text"]),
+                (User, vec!["text"]),
+            ]
+        );
+        let ContentBlock::ToolUse(call) = &messages[1].content()[1] else { unreachable!() };
+        let ContentBlock::ToolResult(result) = &messages[2].content()[0] else { unreachable!() };
+        assert_eq!((call.tool_use_id(), result.tool_use_id()), ("m2_call_1", "m2_call_1"));
+    }
+
+    /// Without tools Converse refuses those blocks: the round is told as text, and the turns still
+    /// alternate.
+    #[test]
+    fn an_earlier_round_is_text_when_no_tools_are_offered() {
+        let (_, messages) = conversation(&prompt(Vec::new())).unwrap_or_else(|_| unreachable!());
+        use ConversationRole::{Assistant, User};
+        assert_eq!(
+            shape(&messages),
+            [
+                (User, vec!["text"]),
+                (Assistant, vec!["text"]),
+                (User, vec!["text"]),
+                (Assistant, vec!["text"]),
+                (User, vec!["text"])
+            ]
+        );
+        let ContentBlock::Text(call) = &messages[1].content()[0] else { unreachable!() };
+        assert!(call.starts_with("Let me look.") && call.contains("\"call\":\"get_weather\""), "{call}");
+        let ContentBlock::Text(result) = &messages[2].content()[0] else { unreachable!() };
+        assert_eq!(result, "Result of get_weather: {\"c\":3}");
     }
 }

@@ -40,10 +40,19 @@ impl PromptRole {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One turn of the conversation. An assistant's turn that called tools carries its rounds — the
+/// calls and results before its `content` — which each provider sends in its own format.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PromptMessage {
     pub role: PromptRole,
     pub content: String,
+    pub rounds: Vec<ToolRound>,
+}
+
+impl PromptMessage {
+    pub fn new(role: PromptRole, content: String) -> Self {
+        Self { role, content, rounds: Vec::new() }
+    }
 }
 
 /// One request to a model: the model's name as the provider knows it, the conversation, limits,

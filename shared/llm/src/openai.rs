@@ -65,11 +65,18 @@ impl OpenAi {
             (false, false) => ToolPath::Native,
             (false, true) => ToolPath::Structured,
         };
-        let mut messages: Vec<_> = prompt
-            .messages
-            .iter()
-            .map(|message| serde_json::json!({"role": message.role.as_str(), "content": message.content}))
-            .collect();
+        // Tool rounds go in the provider's format where tools are offered, else as text.
+        let round = |round: &ToolRound| match path {
+            ToolPath::Native => native_round(round),
+            ToolPath::Structured | ToolPath::Off => text_round(round),
+        };
+        let mut messages = Vec::new();
+        for message in &prompt.messages {
+            messages.extend(message.rounds.iter().flat_map(round));
+            if message.rounds.is_empty() || !message.content.is_empty() {
+                messages.push(serde_json::json!({"role": message.role.as_str(), "content": message.content}));
+            }
+        }
         if matches!(path, ToolPath::Structured) {
             let guide = structured_guide(&prompt);
             match messages.first_mut() {
@@ -79,12 +86,7 @@ impl OpenAi {
                 _ => messages.insert(0, serde_json::json!({"role": "system", "content": guide})),
             }
         }
-        for round in &prompt.rounds {
-            match path {
-                ToolPath::Native => messages.extend(native_round(round)),
-                ToolPath::Structured | ToolPath::Off => messages.extend(text_round(round)),
-            }
-        }
+        messages.extend(prompt.rounds.iter().flat_map(round));
         let mut body = serde_json::json!({
             "model": prompt.model,
             "messages": messages,

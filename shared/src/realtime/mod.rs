@@ -117,10 +117,13 @@ impl Realtime {
 
     /// Answers one text frame from `peer`, under a request id of its own (unless the transport
     /// gave it one): the id its refusals carry and its logs are kept under.
-    pub async fn on_frame(&self, peer: &Peer, frame: &str) {
+    ///
+    /// `frame_id` — the transport's id of the frame (API Gateway's `messageId`), the same on every
+    /// delivery of it — keys a `send_message` that carries no `idempotency_key` of its own.
+    pub async fn on_frame(&self, peer: &Peer, frame: &str, frame_id: Option<&str>) {
         let request_id = current_request_id().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let span = tracing::info_span!("frame", request_id = %request_id);
-        with_request_id(request_id, Box::pin(self.answer(peer, frame))).instrument(span).await;
+        with_request_id(request_id, Box::pin(self.answer(peer, frame, frame_id))).instrument(span).await;
     }
 
     /// A binary frame: the socket speaks JSON text.
@@ -130,7 +133,7 @@ impl Realtime {
         with_request_id(request_id, self.send(&peer.id, &ServerEvent::invalid(error))).await;
     }
 
-    async fn answer(&self, peer: &Peer, frame: &str) {
+    async fn answer(&self, peer: &Peer, frame: &str, frame_id: Option<&str>) {
         if frame.len() > MAX_FRAME_BYTES {
             let message = format!(
                 "a frame may hold at most {MAX_FRAME_BYTES} bytes (API Gateway's limit); this one holds {}",
@@ -158,6 +161,8 @@ impl Realtime {
             }
             Ok(event @ ClientEvent::SendMessage(_)) => {
                 let Some((reply, key)) = event.reply() else { return };
+                let keyed = |key: &String| DedupeKey::parse("idempotency_key", key).is_ok();
+                let key = key.or_else(|| frame_id.map(|id| format!("frame:{id}")).filter(keyed));
                 if let Err(error) = self.send_message(peer, reply, key).await {
                     self.send(&peer.id, &error_event(&error)).await;
                 }

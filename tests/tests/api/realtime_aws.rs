@@ -175,3 +175,34 @@ async fn the_fan_out_forgets_gone_connections_and_retries_limits() {
     assert_eq!(app.state.store.connection("old-tab").await.unwrap(), None, "410: forgotten");
     assert!(app.state.store.connection("laptop").await.unwrap().is_some(), "429: kept");
 }
+
+/// A `send_message` frame delivered twice — the reply worker's asynchronous invocation is retried
+/// by Lambda when a run fails — starts one turn: API Gateway's id of the frame keys a frame that
+/// carries no `idempotency_key`. Another frame with the same words is another turn.
+#[tokio::test]
+async fn a_redelivered_send_message_starts_one_turn() {
+    let app = TestApp::with_llm(crate::common::local_llm(), crate::common::unlimited()).await;
+    let (url, sent) = api_gateway().await;
+    let socket = socket(&app, &url);
+    let user = app.user();
+    let session = app.session(&user, "redelivered").await;
+    socket.handle(websocket_event(&sample("connect-200", &session, &user))).await;
+
+    let frame = sample("send-message", &session, &user);
+    for _ in 0..2 {
+        let answered = socket.handle(websocket_event(&frame)).await;
+        assert_eq!(answered.status_code, 200);
+    }
+    let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
+    let roles: Vec<&str> = log["data"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant"], "one turn: {log}");
+    // The reply's own events reach the socket through the stream's fan-out; the frame itself is
+    // answered with the typing indicator only — the redelivery is no error.
+    let frames = sent.frames_to("demo-connection");
+    assert!(!frames.is_empty() && frames.iter().all(|frame| frame["event"] == "message.typing"), "{frames:?}");
+
+    let another = frame.replace("ZBbOMfjxoAMCJkw=", "ZBbOTfjxoAMCJpQ=");
+    socket.handle(websocket_event(&another)).await;
+    let log = app.get(&user, &format!("/v1/sessions/{session}/messages")).await.expect(200).body;
+    assert_eq!(log["data"].as_array().unwrap().len(), 4, "another frame, another turn: {log}");
+}

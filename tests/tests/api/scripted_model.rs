@@ -52,6 +52,14 @@ fn usage_chunk(input: u64, output: u64) -> String {
     format!("data: {body}\n\n")
 }
 
+/// The `tool` messages after the last user message: this turn's results (an earlier turn's rounds
+/// come before it).
+fn this_turns_results(request: &Value) -> Vec<Value> {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let start = messages.iter().rposition(|message| message["role"] == "user").map_or(0, |at| at + 1);
+    messages[start..].iter().filter(|message| message["role"] == "tool").cloned().collect()
+}
+
 fn pieces() -> Vec<String> {
     TEXT.iter().map(|text| chunk(json!({"content": text}), None)).collect()
 }
@@ -110,10 +118,7 @@ async fn completions(body: Bytes) -> Response {
             events(parts, Duration::from_millis(50))
         }
         "tools-wrong" => {
-            let results: Vec<&Value> = request["messages"]
-                .as_array()
-                .map(|messages| messages.iter().filter(|message| message["role"] == "tool").collect())
-                .unwrap_or_default();
+            let results = this_turns_results(&request);
             let parts = if results.is_empty() {
                 let call = |index: usize, id: &str, name: &str| {
                     json!({"tool_calls": [{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]})
@@ -147,7 +152,7 @@ async fn completions(body: Bytes) -> Response {
         }
         "tools-args" => {
             let messages = request["messages"].as_array().cloned().unwrap_or_default();
-            let results: Vec<&Value> = messages.iter().filter(|message| message["role"] == "tool").collect();
+            let results = this_turns_results(&request);
             let parts = if results.is_empty() {
                 let name = request["tools"][0]["function"]["name"].clone();
                 let said = messages.iter().rev().find(|message| message["role"] == "user");

@@ -191,6 +191,13 @@ async fn the_local_model_calls_a_signed_http_tool_and_answers_after_its_result()
     let rest: Vec<(u64, &str)> = resumed.iter().map(|e| (e.id, e.event.as_str())).collect();
     let expected: Vec<(u64, &str)> = events[call_at + 1..].iter().map(|e| (e.id, e.event.as_str())).collect();
     assert_eq!(rest, expected, "the same events with the same ids");
+
+    // The next turn carries that round back to the real server (in the structured path's text
+    // form), which takes it and answers.
+    let body = json!({"content": "Thanks. And is it windy?", "max_tokens": 24, "tool_choice": "none"});
+    let next = app.post(&user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201).body;
+    let status = next["assistant_message"]["status"].as_str().unwrap();
+    assert!(["complete", "incomplete"].contains(&status), "{next}");
 }
 
 /// A tool that times out, answers 500, answers 10 MB or answers something that is not JSON: each
@@ -347,6 +354,25 @@ async fn bedrock_tool_use_runs_the_tool_and_sends_the_result_back() {
     assert_eq!(tool_result["toolUseId"], parts[0]["id"]);
     assert_eq!(tool_result["content"][0]["json"]["temperature_c"], 21);
     assert_eq!(reply["usage"]["input_tokens"], 70);
+
+    // The next turn tells that reply's round in Converse's blocks, its ids unique by its seq.
+    let body = json!({"content": "And tomorrow?", "model": "claude-ok"});
+    app.post(&user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201);
+    let requests = seen.0.lock().unwrap().clone();
+    let history = requests[2].0["messages"].as_array().unwrap().clone();
+    let blocks: Vec<(Value, Value)> = history
+        .iter()
+        .flat_map(|turn| turn["content"].as_array().unwrap().iter().map(|block| (turn["role"].clone(), block.clone())))
+        .collect();
+    let id = format!("m2_{}", parts[0]["id"].as_str().unwrap());
+    let tool_use = blocks.iter().find(|(_, block)| block.get("toolUse").is_some()).expect("the earlier call");
+    assert_eq!((&tool_use.0, &tool_use.1["toolUse"]["toolUseId"]), (&json!("assistant"), &json!(id)), "{history:?}");
+    assert_eq!(tool_use.1["toolUse"]["input"], json!({"city": "Paris"}));
+    let result = blocks.iter().find(|(_, block)| block.get("toolResult").is_some()).expect("its result");
+    assert_eq!((&result.0, &result.1["toolResult"]["toolUseId"]), (&json!("user"), &json!(id)));
+    assert_eq!(result.1["toolResult"]["content"][0]["json"]["temperature_c"], 21);
+    let last = history.last().unwrap();
+    assert_eq!((last["role"].as_str(), last["content"][0]["text"].as_str()), (Some("user"), Some("And tomorrow?")));
 }
 
 pub(crate) fn local_time_tool() -> Value {
@@ -597,4 +623,36 @@ async fn remember_follows_the_memories_rules() {
         let refused = app.post(&user, "/v1/sessions", json!({"title": "t", "tools": [tool]})).await.expect(400).body;
         assert!(refused.to_string().contains("tools"), "{refused}");
     }
+}
+
+/// An earlier reply's calls and results reach the model in the provider's own format on the next
+/// turns: the assistant's `tool_calls`, a `tool` message for each under the same id (made unique
+/// by the reply's seq), then what the reply said after them.
+#[tokio::test]
+async fn an_earlier_replys_tool_round_is_sent_back_as_calls_and_results() {
+    let mut llm = scripted_llm().await;
+    llm.model = "tools-args".to_owned();
+    let app = TestApp::with_llm_and_tools(llm, unlimited(), UrlPolicy::default()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([remember_tool()])).await;
+    let fact = json!({"content": "The user's name is Anna."});
+    let (result, reply) = remembered(&app, &user, &session, fact.clone()).await;
+    let call_id = format!("m2_{}", result["tool_call_id"].as_str().unwrap());
+
+    let body = json!({"content": "What is my name?", "model": "echo"});
+    let turn = app.post(&user, &format!("/v1/sessions/{session}/replies"), body).await.expect(201).body;
+    let asked: Value = serde_json::from_str(turn["assistant_message"]["content"].as_str().unwrap()).unwrap();
+    let messages = asked["messages"].as_array().unwrap();
+    let roles: Vec<&str> = messages.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool", "assistant", "user"], "{messages:?}");
+    assert_eq!(messages[1]["content"], fact.to_string());
+    let call = &messages[2]["tool_calls"][0];
+    assert_eq!((&call["id"], &call["function"]["name"]), (&json!(call_id), &json!("remember")), "{call}");
+    let arguments: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, fact);
+    assert_eq!(messages[3]["tool_call_id"], call_id.as_str());
+    let output: Value = serde_json::from_str(messages[3]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(output, result["output"], "the stored result, as the model read it");
+    assert_eq!(messages[4]["content"], reply["content"], "the text after the round");
+    assert_eq!(messages[5]["content"], "What is my name?");
 }

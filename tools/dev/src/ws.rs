@@ -90,7 +90,7 @@ async fn serve(socket: Socket, ws: WebSocket, peer: Peer, mut outbox: tokio::syn
     });
     while let Some(Ok(message)) = incoming.next().await {
         match message {
-            Message::Text(text) => socket.realtime.on_frame(&peer, text.as_str()).await,
+            Message::Text(text) => socket.realtime.on_frame(&peer, text.as_str(), None).await,
             Message::Binary(_) => socket.realtime.on_binary(&peer).await,
             Message::Close(_) => break,
             // axum answers pings itself.

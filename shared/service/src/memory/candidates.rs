@@ -106,10 +106,7 @@ pub fn prompt_messages(known: &[&MemoryContent], turns: &[Message]) -> Vec<Promp
         let text: String = message.content.as_str().chars().take(MESSAGE_CHARS).collect();
         transcript.push_str(&format!("{speaker}: {}\n", text.trim()));
     }
-    vec![
-        PromptMessage { role: PromptRole::System, content: system },
-        PromptMessage { role: PromptRole::User, content: transcript },
-    ]
+    vec![PromptMessage::new(PromptRole::System, system), PromptMessage::new(PromptRole::User, transcript)]
 }
 
 #[derive(Deserialize)]

@@ -126,8 +126,5 @@ fn prompt_messages(previous: &str, chunk: &[&Message]) -> Vec<PromptMessage> {
         };
         part.push_str(&format!("{speaker}: {}\n", message.content.as_str().trim()));
     }
-    vec![
-        PromptMessage { role: PromptRole::System, content: INSTRUCTIONS.to_owned() },
-        PromptMessage { role: PromptRole::User, content: part },
-    ]
+    vec![PromptMessage::new(PromptRole::System, INSTRUCTIONS.to_owned()), PromptMessage::new(PromptRole::User, part)]
 }

@@ -180,8 +180,8 @@ impl Chat {
             rounds: Vec::new(),
             model: replies.config.model.clone(),
             messages: vec![
-                PromptMessage { role: PromptRole::System, content: system },
-                PromptMessage { role: PromptRole::User, content: conversation },
+                PromptMessage::new(PromptRole::System, system),
+                PromptMessage::new(PromptRole::User, conversation),
             ],
             // The answer's tokens are most of the call's time: the reason is kept to a few words.
             max_tokens: ROUTING_MAX_TOKENS,

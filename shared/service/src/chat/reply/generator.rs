@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use crate::chat::Chat;
 use domain::{
     Content, Context, Draft, MAX_RESULT_BYTES, MAX_TOOL_ROUNDS, Message, MessageStatus, MessageUsage, MessagesLimit,
-    Part, ReplyError, Role, Tool, ToolChoice, ToolError, ToolKind, Usd, UserId, estimate_tokens,
+    Part, ReplyError, Role, Seq, Tool, ToolChoice, ToolError, ToolKind, Usd, UserId, estimate_tokens,
 };
 use llm::{
     Model, ModelError, ModelEvent, ModelFinished, Prompt, PromptMessage, PromptRole, StopReason, TokenCounts,
@@ -50,7 +50,7 @@ pub fn reply_error(error: &ModelError) -> ReplyError {
 /// The prompt: the context's first four parts as the system message, then its messages as the
 /// conversation.
 pub(super) fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
-    let mut messages = vec![PromptMessage { role: PromptRole::System, content: context.instructions().to_owned() }];
+    let mut messages = vec![PromptMessage::new(PromptRole::System, context.instructions().to_owned())];
     for message in &context.messages {
         // Another agent's line is told as what it said, by name — never in this agent's voice.
         let other = message.agent.as_ref().filter(|agent| generation.speaker.as_ref() != Some(&agent.id));
@@ -60,22 +60,26 @@ pub(super) fn prompt_of(context: &Context, generation: &Generation) -> Prompt {
             (Role::Assistant, None) => PromptRole::Assistant,
             (Role::System | Role::Tool, _) => PromptRole::System,
         };
-        if message.content.as_str().trim().is_empty() {
+        // This agent's own reply that called tools: its rounds, then the text after them.
+        let (rounds, text) = match other {
+            None if role == PromptRole::Assistant && !message.parts.is_empty() => {
+                history_of(message.seq, &message.parts)
+            }
+            Some(agent) => (Vec::new(), format!("[{}]: {}", agent.name, message.content.as_str())),
+            None => (Vec::new(), message.content.as_str().to_owned()),
+        };
+        if text.trim().is_empty() && rounds.is_empty() {
             continue;
         }
-        let text = match other {
-            Some(agent) => format!("[{}]: {}", agent.name, message.content.as_str()),
-            None => message.content.as_str().to_owned(),
-        };
         // Consecutive lines of one role are one turn: servers refuse two assistant turns in a row
         // at the end (llama.cpp), and some any repeated role.
-        let joins = messages.len() > 1;
+        let joins = messages.len() > 1 && rounds.is_empty();
         match messages.last_mut() {
             Some(last) if joins && last.role == role => {
                 last.content.push_str("\n\n");
                 last.content.push_str(&text);
             }
-            _ => messages.push(PromptMessage { role, content: text }),
+            _ => messages.push(PromptMessage { role, content: text, rounds }),
         }
     }
     let mut prompt = Prompt::new(generation.model.clone(), messages, generation.max_tokens);
@@ -123,6 +127,33 @@ pub(super) fn rounds_of(parts: &[Part]) -> Vec<ToolRound> {
         rounds.push(current);
     }
     rounds
+}
+
+/// An earlier reply's parts as the model is told them: its rounds — each call with its result,
+/// the ids made unique in the conversation by the reply's seq (every reply counts `call_1`, …) —
+/// and the text after the last one. A call without a result (a pause that never ended) is left
+/// out: providers refuse a call that has none.
+pub(super) fn history_of(seq: Seq, parts: &[Part]) -> (Vec<ToolRound>, String) {
+    let text_of = |parts: &[Part]| -> String {
+        parts
+            .iter()
+            .filter_map(|part| if let Part::Text { text } = part { Some(text.as_str()) } else { None })
+            .collect()
+    };
+    let Some(last) = parts.iter().rposition(|part| matches!(part, Part::ToolResult { .. })) else {
+        return (Vec::new(), text_of(parts));
+    };
+    let (rounds, after) = parts.split_at(last + 1);
+    let unique = |id: &str| format!("m{}_{id}", seq.get());
+    let mut told = rounds_of(rounds);
+    for round in &mut told {
+        let answered: Vec<String> = round.results.iter().map(|result| result.id.clone()).collect();
+        round.calls.retain(|call| answered.contains(&call.id));
+        round.calls.iter_mut().for_each(|call| call.id = unique(&call.id));
+        round.results.iter_mut().for_each(|result| result.id = unique(&result.id));
+    }
+    told.retain(|round| !round.calls.is_empty());
+    (told, text_of(after))
 }
 
 /// The model's view of a session's tools, and the reply's `tool_choice` for its first round.
