@@ -88,24 +88,33 @@ async fn forward(State(proxy): State<Proxy>, body: Bytes) -> Response {
     };
     let status = axum::http::StatusCode::from_u16(response.status().as_u16()).unwrap_or_default();
     let calls = proxy.calls.clone();
+    // The answer ends with its `[DONE]` line (or, without one, with the stream): marked as it
+    // passes, since a client that stops reading after `[DONE]` may never let the stream end.
+    let ended = move |calls: &Mutex<Vec<ProviderCall>>| {
+        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(call) = calls.get_mut(index).filter(|call| call.ended.is_none()) {
+            call.ended = Some(Instant::now());
+            call.totals_at_end = Some(meter::totals());
+        }
+    };
     let chunks = response.bytes_stream().map(move |chunk| {
-        if let Ok(bytes) = &chunk
-            && String::from_utf8_lossy(bytes).contains("\"content\":\"")
-        {
-            let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(call) = calls.get_mut(index).filter(|call| call.first_text.is_none()) {
-                call.first_text = Some(Instant::now());
+        if let Ok(bytes) = &chunk {
+            let text = String::from_utf8_lossy(bytes);
+            if text.contains("\"content\":\"") {
+                let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(call) = calls.get_mut(index).filter(|call| call.first_text.is_none()) {
+                    call.first_text = Some(Instant::now());
+                }
+            }
+            if text.contains("data: [DONE]") {
+                ended(&calls);
             }
         }
         chunk
     });
     let calls = proxy.calls.clone();
     let end = futures::stream::once(async move {
-        let mut calls = calls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(call) = calls.get_mut(index) {
-            call.ended = Some(Instant::now());
-            call.totals_at_end = Some(meter::totals());
-        }
+        ended(&calls);
         Ok::<_, reqwest::Error>(Bytes::new())
     });
     let chunks = chunks.chain(end);

@@ -77,6 +77,8 @@ pub struct Report {
     /// off by the token limit, or a call of the same tool and arguments as before).
     pub refused_calls: usize,
     pub no_call: usize,
+    /// Turns whose call reached the tool but whose timestamps the proxy missed (not measured).
+    pub unmeasured: usize,
     /// The model's first answer ended → the tool received the call.
     pub before_call: Percentiles,
     /// The tool answered → the model received the second request.
@@ -180,7 +182,10 @@ pub async fn run(endpoint: &str, turns: usize, per_set: usize) -> Result<Report,
             }
             continue;
         };
-        let (Some(ended), Some(ended_totals)) = (first.ended, first.totals_at_end.as_ref()) else { continue };
+        let (Some(ended), Some(ended_totals)) = (first.ended, first.totals_at_end.as_ref()) else {
+            report.unmeasured += 1;
+            continue;
+        };
         report.rounds += 1;
         before_call.push(received.saturating_duration_since(ended));
         after_call.push(second.received.saturating_duration_since(answered));
@@ -245,10 +250,10 @@ pub fn markdown(report: &Report, out: &mut String) {
          (`LLM_TOOL_CALLS=structured`: the model has no native tool calls), through the local HTTP server, one \
          turn at a time, each in a new session, on tables without streams. {} turns with `tool_choice: \
          \"required\"` after a warm-up; in {} the model's call reached the tool ({} calls failed their checks — an \
-         error result the model read —, {} turns made no call: cut off by the token limit). A recording proxy \
-         timestamps the model's requests and the end of its answers; the tool timestamps the call's arrival and its \
-         answer.\n",
-        report.turns, report.rounds, report.refused_calls, report.no_call
+         error result the model read —, {} turns made no call: cut off by the token limit; {} reached it unmeasured). \
+         A recording proxy timestamps the model's requests and the end of its answers; the tool timestamps the \
+         call's arrival and its answer.\n",
+        report.turns, report.rounds, report.refused_calls, report.no_call, report.unmeasured
     );
     out.push_str("| the backend's time around one tool call (ms) | p50 | p99 |\n|---|---|---|\n");
     for (label, values) in [
