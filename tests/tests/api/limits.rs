@@ -195,6 +195,34 @@ async fn the_window_follows_the_users_time_zone() {
     app.patch(&user, "/v1/limits/profile", json!({"timezone": "America/Los_Angeles"})).await.expect(200);
 }
 
+/// An instance keeps a user's quota settings 30 s. After that, the next append that spends a unit
+/// reads them again (a grant made elsewhere counts from then on); an append that spends none — an
+/// assistant's message — reads nothing for them, only its headers depending on them.
+#[tokio::test]
+async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_unit() {
+    let (app, clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
+    let (user, admin) = (app.user(), app.admin());
+    let session = app.session(&user, "s").await;
+    say(&app, &user, &session, "user").await.expect(201);
+    let elsewhere = app.sibling_with_clock(clock.clone());
+    let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-23T00:00:00Z"});
+    elsewhere
+        .call(Method::PUT, &format!("/v1/admin/users/{}/subscription", user.id), Some(&admin.token), Some(grant))
+        .await
+        .expect(200);
+
+    let appended = async |role: &str| {
+        let before = app.state.store.dynamodb_calls();
+        let response = say(&app, &user, &session, role).await.expect(201);
+        (response.header("x-ratelimit-limit").map(str::to_owned), app.state.store.dynamodb_calls() - before)
+    };
+    assert_eq!(appended("user").await, (Some("5".to_owned()), 1), "within 30 s: the cached settings");
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(appended("assistant").await, (Some("5".to_owned()), 1), "no read for an append that spends nothing");
+    assert_eq!(appended("user").await, (Some("-1".to_owned()), 2), "read again: the grant counts");
+    assert_eq!(appended("assistant").await, (Some("-1".to_owned()), 1));
+}
+
 #[tokio::test]
 async fn subscriptions_lift_the_quota_until_they_end() {
     let (app, clock) = app_at(quota_only(1), "2426-11-21T10:00:00.000000Z").await;

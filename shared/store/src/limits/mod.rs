@@ -17,7 +17,7 @@ mod meter;
 mod settings;
 mod usage;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{ReturnValue, Update};
 
@@ -29,8 +29,8 @@ use super::item::{Item, n, s};
 use super::schema::limits::{EXPIRES_AT, ITEM, USER_ID};
 use super::{Store, StoreError, update_failed};
 use domain::{
-    AppendLimits, CharacterId, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal, Timestamp,
-    UserId, Window,
+    AppendLimits, CharacterId, LimitsView, Meter, NewMessage, QuotaSettings, RateClass, RateState, Refusal, Role,
+    Timestamp, UserId, Window,
 };
 
 const COUNT: &str = "n";
@@ -45,18 +45,19 @@ fn key(user: &UserId, item: &str) -> Item {
 /// Per-instance caches: quota settings (briefly) and the last meter state seen per user.
 #[derive(Default)]
 pub(crate) struct LimitCaches {
-    settings: Hints<UserId, (QuotaSettings, Instant)>,
+    /// With when they were read, on the store's clock.
+    settings: Hints<UserId, (QuotaSettings, Timestamp)>,
     meters: Hints<UserId, Meter>,
 }
 
 impl LimitCaches {
-    /// The cached settings and whether they are older than `SETTINGS_TTL`.
-    fn settings(&self, user: &UserId) -> Option<(QuotaSettings, bool)> {
-        self.settings.get(user).map(|(settings, at)| (settings, at.elapsed() >= SETTINGS_TTL))
+    /// The cached settings and whether they are older than `SETTINGS_TTL` at `now`.
+    fn settings(&self, user: &UserId, now: Timestamp) -> Option<(QuotaSettings, bool)> {
+        self.settings.get(user).map(|(settings, at)| (settings, now >= at.plus(SETTINGS_TTL)))
     }
 
-    fn remember_settings(&self, user: &UserId, settings: &QuotaSettings) {
-        self.settings.insert(user.clone(), (settings.clone(), Instant::now()));
+    fn remember_settings(&self, user: &UserId, settings: &QuotaSettings, now: Timestamp) {
+        self.settings.insert(user.clone(), (settings.clone(), now));
     }
 
     fn forget_settings(&self, user: &UserId) {
@@ -78,14 +79,20 @@ impl LimitCaches {
 
 impl Store {
     /// Works out what limits and bills an append (to a chat with `character`, if any); reads the
-    /// settings only when this instance has none.
+    /// settings only when this instance has none younger than `SETTINGS_TTL` — or, for an append
+    /// that spends no quota unit (no `user` message: an assistant's), none at all, since only its
+    /// quota headers depend on them: the next append that spends one reads them again.
     pub(crate) async fn append_limits(
         &self,
         user: &UserId,
         messages: &[NewMessage],
         character: Option<&CharacterId>,
     ) -> Result<AppendLimits, StoreError> {
-        let settings = self.quota_settings(user).await?;
+        let spends = messages.iter().any(|message| message.role == Role::User);
+        let settings = match self.limit_caches.settings(user, self.now()) {
+            Some((settings, stale)) if !stale || !spends => settings,
+            _ => self.fresh_settings(user).await?,
+        };
         Ok(AppendLimits::new(
             &settings,
             self.now(),

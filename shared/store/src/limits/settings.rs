@@ -123,7 +123,7 @@ impl Store {
     /// `SETTINGS_TTL`; expiry by `end_at` is exact, as it is computed at every append. (The read
     /// happens inside the request: on Lambda nothing may outlive the invocation.)
     pub(crate) async fn quota_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {
-        match self.limit_caches.settings(user) {
+        match self.limit_caches.settings(user, self.now()) {
             Some((settings, false)) => Ok(settings),
             _ => self.fresh_settings(user).await,
         }
@@ -139,7 +139,7 @@ impl Store {
 
     pub(super) async fn fresh_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {
         let settings = settings_from(user, self.settings_item(user).await?.as_ref())?.quota;
-        self.limit_caches.remember_settings(user, &settings);
+        self.limit_caches.remember_settings(user, &settings, self.now());
         Ok(settings)
     }
 
