@@ -41,7 +41,7 @@ const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--client
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
-    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]";
+    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]\n       bench --catalog-only [--characters N] [--catalog-requests N]";
 
 struct Args {
     out: PathBuf,
@@ -84,6 +84,7 @@ struct Args {
     tools: (usize, usize),
     /// Only the tool phase, its section printed.
     tools_only: bool,
+    catalog_only: bool,
     command: String,
 }
 
@@ -117,6 +118,7 @@ impl Args {
             replies_only: false,
             tools: (20, usize::MAX),
             tools_only: false,
+            catalog_only: false,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -162,8 +164,13 @@ impl Args {
         let replies_only = raw.first().is_some_and(|first| first == "--replies-only");
         let tools_only = raw.first().is_some_and(|first| first == "--tools-only");
         args.tools_only = tools_only;
+        let catalog_only = raw.first().is_some_and(|first| first == "--catalog-only");
+        args.catalog_only = catalog_only;
         args.replies_only = replies_only;
-        for pair in raw[usize::from(smoke || memory_only || agents_only || replies_only || tools_only)..].chunks(2) {
+        for pair in raw
+            [usize::from(smoke || memory_only || agents_only || replies_only || tools_only || catalog_only)..]
+            .chunks(2)
+        {
             let [flag, value] = pair else { return Err(USAGE.into()) };
             match flag.as_str() {
                 "--out" => args.out = value.into(),
@@ -249,6 +256,13 @@ async fn main() -> Result<(), BoxError> {
         return Ok(());
     }
     let api = Arc::new(Api::start(&endpoint).await?);
+    if args.catalog_only {
+        let report = catalog::run(&api, args.characters, args.catalog_requests.max(1)).await?;
+        let mut out = String::new();
+        catalog::markdown(&report, &mut out);
+        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+        return Ok(());
+    }
 
     eprintln!("operations: {} clients × {} requests", args.clients, args.requests);
     let operations = ops::run(&api, args.clients, args.requests).await?;

@@ -307,14 +307,73 @@ pub struct CatalogPage<T> {
     pub total: usize,
 }
 
-/// A character prepared for listing: its search text folded once, when the snapshot is built.
+/// A character prepared for listing.
 struct Entry {
     character: Arc<Character>,
-    /// Folded name.
-    name: String,
-    /// Folded name, descriptions and tag names, separated by newlines.
-    haystack: String,
     popularity: f64,
+}
+
+/// The active characters' search text, folded once when the snapshot is built, in one buffer in
+/// popularity order: each character's folded name, descriptions and tag names (separated by
+/// newlines), then a NUL. A search is one SIMD substring scan over contiguous memory — not a scan
+/// per character — that jumps to the next character at each hit.
+#[derive(Default)]
+struct SearchText {
+    text: String,
+    /// Where each popularity rank's text starts, and how long its name is.
+    starts: Vec<usize>,
+    name_lengths: Vec<usize>,
+}
+
+impl SearchText {
+    fn push(&mut self, character: &Character) {
+        let mut own = fold(&character.name);
+        let name_length = own.len();
+        for text in [&character.description, &character.description_long] {
+            own.push('\n');
+            own.push_str(&fold(text));
+        }
+        for tag in &character.tags {
+            own.push('\n');
+            own.push_str(&fold(tag.name.as_str()));
+        }
+        self.starts.push(self.text.len());
+        self.name_lengths.push(name_length);
+        // A NUL ends each character's text, so none may be in it (one in a name is a space here;
+        // a search for one finds nothing).
+        self.text.push_str(&own.replace('\0', " "));
+        self.text.push('\0');
+    }
+
+    /// `(tier, rank)` of every character whose text contains `needle`: tier 0 when its name starts
+    /// with it, 1 when its name holds it, 2 when only the rest does.
+    fn hits(&self, needle: &str) -> Vec<(u8, usize)> {
+        if needle.contains('\0') {
+            return Vec::new();
+        }
+        if needle.is_empty() {
+            return (0..self.starts.len()).map(|rank| (0, rank)).collect();
+        }
+        let finder = memchr::memmem::Finder::new(needle.as_bytes());
+        let text = self.text.as_bytes();
+        let mut hits = Vec::new();
+        let mut from = 0;
+        while let Some(found) = finder.find(&text[from..]) {
+            let at = from + found;
+            // The rank whose text holds `at`; its first hit is its best tier (the name comes first).
+            let rank = self.starts.partition_point(|&start| start <= at) - 1;
+            let start = self.starts[rank];
+            let in_name = at + needle.len() <= start + self.name_lengths[rank];
+            let tier = match (in_name, at == start) {
+                (true, true) => 0,
+                (true, false) => 1,
+                (false, _) => 2,
+            };
+            hits.push((tier, rank));
+            from = self.starts.get(rank + 1).copied().unwrap_or(text.len());
+        }
+        hits
+    }
 }
 
 /// A tag with the number of active characters carrying it.
@@ -332,6 +391,8 @@ pub struct CatalogIndex {
     by_id: BTreeMap<CharacterId, usize>,
     /// Active entries in each order.
     popular: Vec<usize>,
+    /// The active entries' search text, by rank in `popular`.
+    search_text: SearchText,
     new: Vec<usize>,
     recommended: Vec<usize>,
     /// Tags of active characters, most used first.
@@ -342,23 +403,7 @@ impl CatalogIndex {
     pub fn build(characters: Vec<Arc<Character>>, now: Timestamp) -> Self {
         let entries: Vec<Entry> = characters
             .into_iter()
-            .map(|character| {
-                let mut haystack = fold(&character.name);
-                for text in [&character.description, &character.description_long] {
-                    haystack.push('\n');
-                    haystack.push_str(&fold(text));
-                }
-                for tag in &character.tags {
-                    haystack.push('\n');
-                    haystack.push_str(&fold(tag.name.as_str()));
-                }
-                Entry {
-                    name: fold(&character.name),
-                    popularity: character.popularity.score_at(now),
-                    haystack,
-                    character,
-                }
-            })
+            .map(|character| Entry { popularity: character.popularity.score_at(now), character })
             .collect();
         let by_id = entries.iter().enumerate().map(|(at, entry)| (entry.character.id.clone(), at)).collect();
         let active: Vec<usize> = (0..entries.len()).filter(|&at| entries[at].character.is_active).collect();
@@ -389,7 +434,11 @@ impl CatalogIndex {
         tags.sort_by(|a, b| {
             b.usage_count.cmp(&a.usage_count).then_with(|| (&a.category, &a.name).cmp(&(&b.category, &b.name)))
         });
-        Self { entries, by_id, popular, new, recommended, tags }
+        let mut search_text = SearchText::default();
+        for &at in &popular {
+            search_text.push(&entries[at].character);
+        }
+        Self { entries, by_id, popular, search_text, new, recommended, tags }
     }
 
     pub fn len(&self) -> usize {
@@ -431,26 +480,7 @@ impl CatalogIndex {
     /// Active characters whose name, descriptions or tags contain `query` (folded): names that
     /// start with it first, then other name matches, then the rest; popularity within each.
     pub fn search(&self, query: &str, offset: usize, limit: usize) -> CatalogPage<&Character> {
-        let needle = fold(query.trim());
-        let finder = memchr::memmem::Finder::new(needle.as_bytes());
-        let mut hits: Vec<(u8, usize)> = self
-            .popular
-            .iter()
-            .enumerate()
-            .filter_map(|(rank, &at)| {
-                let entry = &self.entries[at];
-                let tier = if entry.name.starts_with(&needle) {
-                    0
-                } else if finder.find(entry.name.as_bytes()).is_some() {
-                    1
-                } else if finder.find(entry.haystack.as_bytes()).is_some() {
-                    2
-                } else {
-                    return None;
-                };
-                Some((tier, rank))
-            })
-            .collect();
+        let mut hits = self.search_text.hits(&fold(query.trim()));
         hits.sort_unstable();
         let matching = hits.into_iter().map(|(_, rank)| self.entries[self.popular[rank]].character.as_ref());
         page(matching, offset, limit)
@@ -484,6 +514,51 @@ fn page<'a>(matching: impl Iterator<Item = &'a Character>, offset: usize, limit:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_ranks_name_starts_then_names_then_the_rest_by_popularity() {
+        let now = Timestamp::from_unix_seconds(1_767_225_600).unwrap_or_else(|| unreachable!());
+        let character = |id: &str, name: &str, description: &str, score: f64| {
+            Arc::new(Character {
+                id: CharacterId::parse(id).unwrap_or_else(|_| unreachable!()),
+                name: name.to_owned(),
+                description: description.to_owned(),
+                description_long: String::new(),
+                avatar_url: None,
+                greeting: String::new(),
+                access_type: AccessType::Free,
+                genre: None,
+                content_rating: ContentRating::Sfw,
+                tags: Vec::new(),
+                system_prompt: String::new(),
+                model: ModelSettings::default(),
+                tools: Vec::new(),
+                is_active: true,
+                messages_count: 0,
+                popularity: Popularity { score, day: Some(now) },
+                created_at: now,
+                updated_at: now,
+            })
+        };
+        let index = CatalogIndex::build(
+            vec![
+                character("a", "Ёлка", "a tree", 1.0),
+                character("b", "Old Ёлка", "", 5.0),
+                character("c", "Tree", "a ёлка of glass\0", 9.0),
+                character("d", "Елка Prime", "", 0.5),
+                character("e", "Nothing", "", 7.0),
+            ],
+            now,
+        );
+        let ids = |query: &str| -> Vec<String> {
+            index.search(query, 0, 10).data.iter().map(|character| character.id.to_string()).collect()
+        };
+        assert_eq!(ids("елка"), ["a", "d", "b", "c"], "name starts, name holds, then the rest; popular first");
+        assert_eq!(ids("ЕЛКА OF"), ["c"]);
+        assert_eq!(ids("zzzz"), Vec::<String>::new());
+        assert_eq!(ids("glass\0"), Vec::<String>::new(), "a NUL matches nothing");
+        assert_eq!(index.search("", 0, 2).total, 5);
+    }
 
     #[test]
     fn folds_case_accents_and_scripts() {
