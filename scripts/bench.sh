@@ -12,6 +12,7 @@
 #   scripts/bench.sh --replies-only  # a reply's path before the provider: round trips, time, write units
 #   scripts/bench.sh --tools-only    # a tool round's cost and the structured path's evaluation set, printed
 #   scripts/bench.sh --catalog-only  # the character catalog's listing and search (10,000 characters), printed
+#   scripts/bench.sh --ops-only      # each operation's calls, units and handler overhead, printed
 #                                    # (LLM_BASE_URL=… LLM_MODEL=… [LLM_API_KEY=…] to score another provider)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -29,7 +30,7 @@ export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
 packages=(-p bench -p dev -p kit)
 for function in "${FUNCTIONS[@]}"; do packages+=(-p "$function"); done
 
-case "${1:-}" in --memory-only | --agents-only | --replies-only | --tools-only | --catalog-only)
+case "${1:-}" in --memory-only | --agents-only | --replies-only | --tools-only | --catalog-only | --ops-only)
     # One phase only, its section printed (memory: against LLM_BASE_URL + LLM_MODEL when set).
     cargo build -q --release --locked -p bench
     exec target/release/bench "$@"

@@ -27,6 +27,7 @@ mod sockets;
 mod stats;
 mod tools;
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--client
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
-    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]\n       bench --catalog-only [--characters N] [--catalog-requests N]";
+    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]\n       bench --catalog-only [--characters N] [--catalog-requests N]\n       bench --ops-only [--clients N] [--requests N]";
 
 struct Args {
     out: PathBuf,
@@ -85,6 +86,7 @@ struct Args {
     /// Only the tool phase, its section printed.
     tools_only: bool,
     catalog_only: bool,
+    ops_only: bool,
     command: String,
 }
 
@@ -119,6 +121,7 @@ impl Args {
             tools: (20, usize::MAX),
             tools_only: false,
             catalog_only: false,
+            ops_only: false,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -166,9 +169,12 @@ impl Args {
         args.tools_only = tools_only;
         let catalog_only = raw.first().is_some_and(|first| first == "--catalog-only");
         args.catalog_only = catalog_only;
+        let ops_only = raw.first().is_some_and(|first| first == "--ops-only");
+        args.ops_only = ops_only;
         args.replies_only = replies_only;
-        for pair in raw
-            [usize::from(smoke || memory_only || agents_only || replies_only || tools_only || catalog_only)..]
+        for pair in raw[usize::from(
+            smoke || memory_only || agents_only || replies_only || tools_only || catalog_only || ops_only,
+        )..]
             .chunks(2)
         {
             let [flag, value] = pair else { return Err(USAGE.into()) };
@@ -256,6 +262,31 @@ async fn main() -> Result<(), BoxError> {
         return Ok(());
     }
     let api = Arc::new(Api::start(&endpoint).await?);
+    if args.ops_only {
+        let operations = ops::run(&api, args.clients, args.requests).await?;
+        let mut out = String::from(
+            "| operation | calls | RRU | WRU billed | handler overhead p50 / p95 / p99 ms, one client | under load |\n|---|---|---|---|---|---|\n",
+        );
+        for report in &operations {
+            let (alone, loaded) = (&report.alone.overhead, &report.server.overhead);
+            let _ = writeln!(
+                out,
+                "| {} | {:.3} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+                report.operation.name(),
+                report.server.calls,
+                report.server.read_units,
+                report.server.write_units,
+                alone.at(50.0),
+                alone.at(95.0),
+                alone.at(99.0),
+                loaded.at(50.0),
+                loaded.at(95.0),
+                loaded.at(99.0),
+            );
+        }
+        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+        return Ok(());
+    }
     if args.catalog_only {
         let report = catalog::run(&api, args.characters, args.catalog_requests.max(1)).await?;
         let mut out = String::new();

@@ -36,9 +36,9 @@ pub struct Served {
 }
 
 impl Served {
-    /// The handler's own time: everything but waiting for DynamoDB.
+    /// The handler's own time: everything but waiting for DynamoDB and the benchmark's own work.
     pub fn overhead(&self) -> Duration {
-        self.handler.saturating_sub(self.dynamodb.waiting)
+        self.handler.saturating_sub(self.dynamodb.waiting).saturating_sub(self.dynamodb.instrumentation)
     }
 }
 
