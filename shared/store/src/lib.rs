@@ -32,8 +32,8 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents, timeout::TimeoutConfig};
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, timeout::TimeoutConfig};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
@@ -198,7 +198,8 @@ pub fn client(sdk_config: &SdkConfig) -> Client {
     Client::from_conf(config)
 }
 
-/// Counts every request the client transmits (retries included): the "round trips" of the API.
+/// Counts every call the client makes — once, however many attempts its retries take — so a
+/// count shows what the code asks of DynamoDB, whatever a busy machine's timeouts did.
 #[derive(Debug)]
 struct CallCounter(Arc<AtomicU64>);
 
@@ -207,10 +208,9 @@ impl Intercept for CallCounter {
         "CallCounter"
     }
 
-    fn read_before_transmit(
+    fn read_before_execution(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.0.fetch_add(1, Ordering::Relaxed);
@@ -247,7 +247,7 @@ impl Store {
         }
     }
 
-    /// DynamoDB requests sent by this store so far.
+    /// DynamoDB calls made by this store so far (each once, whatever its retries).
     pub fn dynamodb_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }
