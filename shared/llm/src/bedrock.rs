@@ -152,7 +152,7 @@ impl Turns {
                     .map_err(malformed)?;
                 ContentBlock::ToolUse(block)
             } else {
-                ContentBlock::Text(serde_json::json!({"call": call.name, "arguments": call.arguments}).to_string())
+                ContentBlock::Text(call.as_text())
             };
             self.push(ConversationRole::Assistant, block);
         }
@@ -173,11 +173,7 @@ impl Turns {
                     .map_err(malformed)?;
                 ContentBlock::ToolResult(block)
             } else {
-                let told = match &result.output {
-                    Ok(value) => value.to_string(),
-                    Err(error) => serde_json::json!({"error": error}).to_string(),
-                };
-                ContentBlock::Text(format!("Result of {}: {told}", result.name))
+                ContentBlock::Text(result.as_text())
             };
             self.push(ConversationRole::User, block);
         }

@@ -124,6 +124,28 @@ pub struct ToolOutcome {
     pub output: Result<serde_json::Value, String>,
 }
 
+impl ToolCallSpec {
+    /// The call as a model told rounds as text reads it (as the structured path has it write one).
+    fn as_text(&self) -> String {
+        serde_json::json!({"call": self.name, "arguments": self.arguments}).to_string()
+    }
+}
+
+impl ToolOutcome {
+    /// The result as text: the tool's JSON, or `{"error": …}`.
+    fn output_text(&self) -> String {
+        match &self.output {
+            Ok(value) => value.to_string(),
+            Err(error) => serde_json::json!({"error": error}).to_string(),
+        }
+    }
+
+    /// The result told as text, in the user's turn.
+    fn as_text(&self) -> String {
+        format!("Result of {}: {}", self.name, self.output_text())
+    }
+}
+
 /// One earlier round of this answer: the text the model said first, its calls, their results.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ToolRound {

@@ -208,7 +208,7 @@ fn native_round(round: &ToolRound) -> Vec<serde_json::Value> {
     let content = if round.text.is_empty() { serde_json::Value::Null } else { serde_json::json!(round.text) };
     let mut messages = vec![serde_json::json!({"role": "assistant", "content": content, "tool_calls": calls})];
     for result in &round.results {
-        messages.push(serde_json::json!({"role": "tool", "tool_call_id": result.id, "content": outcome_text(result)}));
+        messages.push(serde_json::json!({"role": "tool", "tool_call_id": result.id, "content": result.output_text()}));
     }
     messages
 }
@@ -218,22 +218,13 @@ fn native_round(round: &ToolRound) -> Vec<serde_json::Value> {
 fn text_round(round: &ToolRound) -> Vec<serde_json::Value> {
     let mut messages = Vec::new();
     for call in &round.calls {
-        let said = serde_json::json!({"call": call.name, "arguments": call.arguments}).to_string();
-        messages.push(serde_json::json!({"role": "assistant", "content": said}));
+        messages.push(serde_json::json!({"role": "assistant", "content": call.as_text()}));
     }
-    let results: Vec<String> =
-        round.results.iter().map(|result| format!("Result of {}: {}", result.name, outcome_text(result))).collect();
+    let results: Vec<String> = round.results.iter().map(super::ToolOutcome::as_text).collect();
     if !results.is_empty() {
         messages.push(serde_json::json!({"role": "user", "content": results.join("\n")}));
     }
     messages
-}
-
-fn outcome_text(outcome: &super::ToolOutcome) -> String {
-    match &outcome.output {
-        Ok(value) => value.to_string(),
-        Err(error) => serde_json::json!({"error": error}).to_string(),
-    }
 }
 
 impl Model for OpenAi {
