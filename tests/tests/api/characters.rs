@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::Method;
 use serde_json::{Value, json};
 use shared::config::LimitsConfig;
 use shared::domain::{Clock, ManualClock, Popularity, Timestamp, utc_day_start};
@@ -357,8 +356,7 @@ async fn gates_hold_on_create_append_and_reply_and_close_when_a_subscription_end
     app.get(&user, "/v1/characters/ada/session").await.expect_error(403, "premium_required");
     app.post(&user, "/v1/sessions", json!({"character_id": "ada"})).await.expect_error(403, "premium_required");
     let grant = json!({"plan": "pro", "start_at": "2426-12-01T09:00:00Z", "end_at": "2426-12-01T11:00:00Z"});
-    let path = format!("/v1/admin/users/{}/subscription", user.id);
-    app.call(Method::PUT, &path, Some(&admin.token), Some(grant)).await.expect(200);
+    crate::limits::subscribe(&app, &admin, &user, grant).await.expect(200);
     let chat = app.get(&user, "/v1/characters/ada/session").await.expect(200).body;
     let messages = format!("/v1/sessions/{}/messages", chat["id"].as_str().unwrap());
     app.post(&user, &messages, json!({"role": "user", "content": "hello"})).await.expect(201);

@@ -37,6 +37,12 @@ async fn say(app: &TestApp, user: &User, session: &str, role: &str) -> crate::co
     app.post(user, &format!("/v1/sessions/{session}/messages"), json!({"role": role, "content": "hi"})).await
 }
 
+/// An admin's `PUT /v1/admin/users/{id}/subscription` for `user`.
+pub(crate) async fn subscribe(app: &TestApp, admin: &User, user: &User, grant: Value) -> crate::common::Resp {
+    let path = format!("/v1/admin/users/{}/subscription", user.id);
+    app.call(Method::PUT, &path, Some(&admin.token), Some(grant)).await
+}
+
 /// A user message sent as a careful client sends it: with an idempotency key, retried while the
 /// answer is `503` (a database attempt that timed out on a busy machine), until a final answer.
 async fn say_until_answered(app: &TestApp, user: &User, session: &str, key: &str) -> crate::common::Resp {
@@ -206,10 +212,7 @@ async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_un
     say(&app, &user, &session, "user").await.expect(201);
     let elsewhere = app.sibling_with_clock(clock.clone());
     let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-23T00:00:00Z"});
-    elsewhere
-        .call(Method::PUT, &format!("/v1/admin/users/{}/subscription", user.id), Some(&admin.token), Some(grant))
-        .await
-        .expect(200);
+    subscribe(&elsewhere, &admin, &user, grant).await.expect(200);
 
     let appended = async |role: &str| {
         let before = app.state.store.dynamodb_calls();
@@ -231,11 +234,7 @@ async fn subscriptions_lift_the_quota_until_they_end() {
     say(&app, &user, &session, "user").await.expect(201);
     say(&app, &user, &session, "user").await.expect_error(429, "daily_limit_exceeded");
     let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-22T12:00:00+01:00"});
-    let granted = app
-        .call(Method::PUT, &format!("/v1/admin/users/{}/subscription", user.id), Some(&admin.token), Some(grant))
-        .await
-        .expect(200)
-        .body;
+    let granted = subscribe(&app, &admin, &user, grant).await.expect(200).body;
     assert_eq!(granted["has_subscription"], true);
     assert_eq!(
         granted["subscription"],

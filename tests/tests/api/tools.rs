@@ -522,6 +522,17 @@ fn remember_tool() -> Value {
     json!({"name": "remember", "kind": "builtin"})
 }
 
+/// A chat offering `remember` to the scripted `tools-args` model, which calls it with the user's
+/// message as its arguments.
+async fn remembering_chat() -> (TestApp, User, String) {
+    let mut llm = scripted_llm().await;
+    llm.model = "tools-args".to_owned();
+    let app = TestApp::with_llm_and_tools(llm, unlimited(), UrlPolicy::default()).await;
+    let user = app.user();
+    let session = session_with_tools(&app, &user, json!([remember_tool()])).await;
+    (app, user, session)
+}
+
 /// The result of the reply's one call, after a turn of `content`.
 async fn remembered(app: &TestApp, user: &User, session: &str, content: Value) -> (Value, Value) {
     let body = json!({"content": content.to_string()});
@@ -577,11 +588,7 @@ async fn the_local_model_remembers_through_the_builtin_tool() {
 /// error result, the cap of a scope and a memory the user deleted are respected.
 #[tokio::test]
 async fn remember_follows_the_memories_rules() {
-    let mut llm = scripted_llm().await;
-    llm.model = "tools-args".to_owned();
-    let app = TestApp::with_llm_and_tools(llm, unlimited(), UrlPolicy::default()).await;
-    let user = app.user();
-    let session = session_with_tools(&app, &user, json!([remember_tool()])).await;
+    let (app, user, session) = remembering_chat().await;
     let fact = json!({"content": "The user's name is Anna.", "importance": 8});
 
     let (first, reply) = remembered(&app, &user, &session, fact.clone()).await;
@@ -630,11 +637,7 @@ async fn remember_follows_the_memories_rules() {
 /// by the reply's seq), then what the reply said after them.
 #[tokio::test]
 async fn an_earlier_replys_tool_round_is_sent_back_as_calls_and_results() {
-    let mut llm = scripted_llm().await;
-    llm.model = "tools-args".to_owned();
-    let app = TestApp::with_llm_and_tools(llm, unlimited(), UrlPolicy::default()).await;
-    let user = app.user();
-    let session = session_with_tools(&app, &user, json!([remember_tool()])).await;
+    let (app, user, session) = remembering_chat().await;
     let fact = json!({"content": "The user's name is Anna."});
     let (result, reply) = remembered(&app, &user, &session, fact.clone()).await;
     let call_id = format!("m2_{}", result["tool_call_id"].as_str().unwrap());
