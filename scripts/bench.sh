@@ -14,6 +14,7 @@
 #   scripts/bench.sh --catalog-only  # the character catalog's listing and search (10,000 characters), printed
 #   scripts/bench.sh --ops-only      # each operation's calls, units and handler overhead, printed
 #                                    # (LLM_BASE_URL=… LLM_MODEL=… [LLM_API_KEY=…] to score another provider)
+#   scripts/bench.sh --cold-only     # the function binaries' cold starts (release builds), printed
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
@@ -30,9 +31,9 @@ export AWS_REGION="${AWS_REGION:-us-east-1}" AWS_EC2_METADATA_DISABLED=true
 packages=(-p bench -p dev -p kit)
 for function in "${FUNCTIONS[@]}"; do packages+=(-p "$function"); done
 
-case "${1:-}" in --memory-only | --agents-only | --replies-only | --tools-only | --catalog-only | --ops-only)
+case "${1:-}" in --memory-only | --agents-only | --replies-only | --tools-only | --catalog-only | --ops-only | --cold-only)
     # One phase only, its section printed (memory: against LLM_BASE_URL + LLM_MODEL when set).
-    cargo build -q --release --locked -p bench
+    if [ "$1" = --cold-only ]; then cargo build -q --release --locked "${packages[@]}"; else cargo build -q --release --locked -p bench; fi
     exec target/release/bench "$@"
     ;;
 esac

@@ -42,7 +42,7 @@ const USAGE: &str = "usage: bench [--smoke] [--out FILE] [--plot FILE] [--client
     [--history N,N,..] [--ops N] [--binaries DIR] [--cold-runs N] [--invocations N] [--python FILE] \
     [--langchain-samples N] [--langchain-budget-secs N] [--contention-rounds N] [--replies N] [--crowd N] \
     [--characters N] [--catalog-requests N] [--sockets N] [--socket-relays N] [--memory N] [--memory-turns N] \
-    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]\n       bench --catalog-only [--characters N] [--catalog-requests N]\n       bench --ops-only [--clients N] [--requests N]";
+    [--agents N] [--tools N] [--tools-eval N] [--command TEXT]\n       bench --memory-only [--memory N] [--memory-turns N]\n       bench --agents-only [--agents N]\n       bench --replies-only [--replies N]\n       bench --tools-only [--tools N] [--tools-eval N]\n       bench --catalog-only [--characters N] [--catalog-requests N]\n       bench --ops-only [--clients N] [--requests N]\n       bench --cold-only [--binaries DIR] [--cold-runs N] [--invocations N]";
 
 struct Args {
     out: PathBuf,
@@ -72,22 +72,48 @@ struct Args {
     /// The memory phase: conversations of the evaluation set read (all: `usize::MAX`), and
     /// replies timed from their end to their memories.
     memory: (usize, usize),
-    /// Only the memory phase, its section printed (scores another provider; see `memory`).
-    memory_only: bool,
     /// The group chat phase: direct and orchestrated replies timed (each).
     agents: usize,
-    /// Only the group chat phase, its section printed.
-    agents_only: bool,
-    /// Only the replies' path before the provider (round trips, time, write units), printed.
-    replies_only: bool,
     /// The tool phase: turns with one tool round timed, and requests of each half of the
     /// evaluation set (all: `usize::MAX`).
     tools: (usize, usize),
-    /// Only the tool phase, its section printed.
-    tools_only: bool,
-    catalog_only: bool,
-    ops_only: bool,
+    /// One phase alone, its numbers printed instead of BENCHMARKS.md written.
+    only: Option<Only>,
     command: String,
+}
+
+/// The phases that run alone (`--<phase>-only`), each printing its numbers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    /// Memory extraction scored on the evaluation set (another provider's with `LLM_BASE_URL`).
+    Memory,
+    /// A group chat's routing.
+    Agents,
+    /// A reply's path before the provider: round trips, time, write units.
+    Replies,
+    /// A tool round's cost and the structured path's evaluation set.
+    Tools,
+    /// The character catalog's listing and search.
+    Catalog,
+    /// Each operation's calls, units and handler overhead.
+    Ops,
+    /// The function binaries' cold starts (release binaries in `--binaries`).
+    Cold,
+}
+
+impl Only {
+    fn from_flag(flag: &str) -> Option<Self> {
+        Some(match flag {
+            "--memory-only" => Self::Memory,
+            "--agents-only" => Self::Agents,
+            "--replies-only" => Self::Replies,
+            "--tools-only" => Self::Tools,
+            "--catalog-only" => Self::Catalog,
+            "--ops-only" => Self::Ops,
+            "--cold-only" => Self::Cold,
+            _ => return None,
+        })
+    }
 }
 
 impl Args {
@@ -114,14 +140,9 @@ impl Args {
             sockets: 1_000,
             socket_relays: 1_000,
             memory: (usize::MAX, 10),
-            memory_only: false,
             agents: 20,
-            agents_only: false,
-            replies_only: false,
             tools: (20, usize::MAX),
-            tools_only: false,
-            catalog_only: false,
-            ops_only: false,
+            only: None,
             command: "scripts/bench.sh".into(),
         }
     }
@@ -160,23 +181,8 @@ impl Args {
         let raw: Vec<String> = std::env::args().skip(1).collect();
         let smoke = raw.first().is_some_and(|first| first == "--smoke");
         let mut args = if smoke { Self::smoke() } else { Self::full() };
-        let memory_only = raw.first().is_some_and(|first| first == "--memory-only");
-        args.memory_only = memory_only;
-        let agents_only = raw.first().is_some_and(|first| first == "--agents-only");
-        args.agents_only = agents_only;
-        let replies_only = raw.first().is_some_and(|first| first == "--replies-only");
-        let tools_only = raw.first().is_some_and(|first| first == "--tools-only");
-        args.tools_only = tools_only;
-        let catalog_only = raw.first().is_some_and(|first| first == "--catalog-only");
-        args.catalog_only = catalog_only;
-        let ops_only = raw.first().is_some_and(|first| first == "--ops-only");
-        args.ops_only = ops_only;
-        args.replies_only = replies_only;
-        for pair in raw[usize::from(
-            smoke || memory_only || agents_only || replies_only || tools_only || catalog_only || ops_only,
-        )..]
-            .chunks(2)
-        {
+        args.only = raw.first().and_then(|first| Only::from_flag(first));
+        for pair in raw[usize::from(smoke || args.only.is_some())..].chunks(2) {
             let [flag, value] = pair else { return Err(USAGE.into()) };
             match flag.as_str() {
                 "--out" => args.out = value.into(),
@@ -223,77 +229,12 @@ async fn main() -> Result<(), BoxError> {
     let root = kit::dynamodb_local::workspace_root();
     std::env::set_current_dir(&root)?;
     let endpoint = kit::dynamodb_local::endpoint_from_env_or_start()?;
-    if args.memory_only {
-        let report = memory::run(&endpoint, args.memory.0, args.memory.1).await?;
-        let mut out = String::new();
-        memory::markdown(&report, &mut out);
+    if let Some(only) = args.only {
+        let out = run_alone(only, &args, &endpoint).await?;
         std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
-        return Ok(());
-    }
-    if args.agents_only {
-        let report = agents::run(&endpoint, args.agents.max(1)).await?;
-        let mut out = String::new();
-        agents::markdown(&report, &mut out);
-        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
-        return Ok(());
-    }
-    if args.tools_only {
-        let report = tools::run(&endpoint, args.tools.0.max(1), args.tools.1).await?;
-        let mut out = String::new();
-        tools::markdown(&report, &mut out);
-        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
-        return Ok(());
-    }
-    if args.replies_only {
-        let report = replies::run(&endpoint, args.replies.max(1), kit::tables::Streams::Off).await?;
-        let line = format!(
-            "replies: {} turns; before the provider p50 {:.2} ms, p99 {:.2} ms; DynamoDB round trips before it: \
-             {} at most, {} at least ({} calls at most); {:.2} WRU per turn ({:.2} the append)\n",
-            report.turns,
-            report.before_provider.at(50.0),
-            report.before_provider.at(99.0),
-            report.round_trips_before.0,
-            report.round_trips_before.1,
-            report.calls_before,
-            report.mean_write_units(),
-            report.request_write_units.iter().sum::<f64>() / report.request_write_units.len().max(1) as f64,
-        );
-        std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes())?;
         return Ok(());
     }
     let api = Arc::new(Api::start(&endpoint).await?);
-    if args.ops_only {
-        let operations = ops::run(&api, args.clients, args.requests).await?;
-        let mut out = String::from(
-            "| operation | calls | RRU | WRU billed | handler overhead p50 / p95 / p99 ms, one client | under load |\n|---|---|---|---|---|---|\n",
-        );
-        for report in &operations {
-            let (alone, loaded) = (&report.alone.overhead, &report.server.overhead);
-            let _ = writeln!(
-                out,
-                "| {} | {:.3} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
-                report.operation.name(),
-                report.server.calls,
-                report.server.read_units,
-                report.server.write_units,
-                alone.at(50.0),
-                alone.at(95.0),
-                alone.at(99.0),
-                loaded.at(50.0),
-                loaded.at(95.0),
-                loaded.at(99.0),
-            );
-        }
-        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
-        return Ok(());
-    }
-    if args.catalog_only {
-        let report = catalog::run(&api, args.characters, args.catalog_requests.max(1)).await?;
-        let mut out = String::new();
-        catalog::markdown(&report, &mut out);
-        std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
-        return Ok(());
-    }
 
     eprintln!("operations: {} clients × {} requests", args.clients, args.requests);
     let operations = ops::run(&api, args.clients, args.requests).await?;
@@ -329,18 +270,7 @@ async fn main() -> Result<(), BoxError> {
     eprintln!("scaling: history {:?}, {} appends and reads each", args.histories, args.ops);
     let scaling = scaling::run(&api, &args.histories, args.ops).await?;
 
-    eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
-    let demo = UserId::parse("demo-user").ok_or("user id")?;
-    let session = api.state.store.create_session(&demo, Default::default(), None).await?.id.to_string();
-    let cold_starts = cold_start::run(&cold_start::Settings {
-        binaries: &args.binaries,
-        endpoint: &endpoint,
-        tables: api.state.store.tables(),
-        session: &session,
-        runs: args.cold_runs,
-        invocations: args.invocations,
-    })
-    .await?;
+    let cold_starts = cold_starts(&args, &endpoint, &api).await?;
 
     eprintln!("LangChain replay (up to {} s)", args.langchain_budget_secs);
     let langchain =
@@ -430,4 +360,93 @@ fn provenance(command: &str) -> Result<Provenance, BoxError> {
         commit: run("git", &["rev-parse", "--short", "HEAD"]),
         build: if cfg!(debug_assertions) { "debug (smoke: not a measurement)" } else { "release" },
     })
+}
+
+/// One phase alone: its numbers as text, for the terminal.
+async fn run_alone(only: Only, args: &Args, endpoint: &str) -> Result<String, BoxError> {
+    let mut out = String::new();
+    match only {
+        Only::Memory => memory::markdown(&memory::run(endpoint, args.memory.0, args.memory.1).await?, &mut out),
+        Only::Agents => agents::markdown(&agents::run(endpoint, args.agents.max(1)).await?, &mut out),
+        Only::Tools => tools::markdown(&tools::run(endpoint, args.tools.0.max(1), args.tools.1).await?, &mut out),
+        Only::Replies => {
+            let report = replies::run(endpoint, args.replies.max(1), kit::tables::Streams::Off).await?;
+            let _ = writeln!(
+                out,
+                "replies: {} turns; before the provider p50 {:.2} ms, p99 {:.2} ms; DynamoDB round trips before it: \
+                 {} at most, {} at least ({} calls at most); {:.2} WRU per turn ({:.2} the append)",
+                report.turns,
+                report.before_provider.at(50.0),
+                report.before_provider.at(99.0),
+                report.round_trips_before.0,
+                report.round_trips_before.1,
+                report.calls_before,
+                report.mean_write_units(),
+                report.request_write_units.iter().sum::<f64>() / report.request_write_units.len().max(1) as f64,
+            );
+        }
+        Only::Ops => {
+            let api = Arc::new(Api::start(endpoint).await?);
+            out.push_str(
+                "| operation | calls | RRU | WRU billed | handler overhead p50 / p95 / p99 ms, one client | under load |\n\
+                 |---|---|---|---|---|---|\n",
+            );
+            for report in &ops::run(&api, args.clients, args.requests).await? {
+                let (alone, loaded) = (&report.alone.overhead, &report.server.overhead);
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.3} | {:.2} | {:.2} | {:.2} / {:.2} / {:.2} | {:.2} / {:.2} / {:.2} |",
+                    report.operation.name(),
+                    report.server.calls,
+                    report.server.read_units,
+                    report.server.write_units,
+                    alone.at(50.0),
+                    alone.at(95.0),
+                    alone.at(99.0),
+                    loaded.at(50.0),
+                    loaded.at(95.0),
+                    loaded.at(99.0),
+                );
+            }
+        }
+        Only::Catalog => {
+            let api = Api::start(endpoint).await?;
+            let report = catalog::run(&api, args.characters, args.catalog_requests.max(1)).await?;
+            catalog::markdown(&report, &mut out);
+        }
+        Only::Cold => {
+            let api = Api::start(endpoint).await?;
+            out.push_str("| function | warm-up | init p50 / max ms | first answer p50 / max ms | peak RSS MiB |\n|---|---|---|---|---|\n");
+            for start in cold_starts(args, endpoint, &api).await? {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.2} / {:.2} | {:.2} / {:.2} | {:.1} |",
+                    start.function,
+                    if start.warm_up { "on" } else { "off" },
+                    start.init.at(50.0),
+                    start.init.at(100.0),
+                    start.first_answer.at(50.0),
+                    start.first_answer.at(100.0),
+                    start.peak_rss_kib as f64 / 1024.0,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The function binaries' cold starts, each answering a read of the demo user's new session.
+async fn cold_starts(args: &Args, endpoint: &str, api: &Api) -> Result<Vec<cold_start::ColdStart>, BoxError> {
+    eprintln!("cold starts: {} runs per function and setting", args.cold_runs);
+    let demo = UserId::parse("demo-user").ok_or("user id")?;
+    let session = api.state.store.create_session(&demo, Default::default(), None).await?.id.to_string();
+    cold_start::run(&cold_start::Settings {
+        binaries: &args.binaries,
+        endpoint,
+        tables: api.state.store.tables(),
+        session: &session,
+        runs: args.cold_runs,
+        invocations: args.invocations,
+    })
+    .await
 }
