@@ -373,11 +373,16 @@ async fn run_alone(only: Only, args: &Args, endpoint: &str) -> Result<String, Bo
             let report = replies::run(endpoint, args.replies.max(1), kit::tables::Streams::Off).await?;
             let _ = writeln!(
                 out,
-                "replies: {} turns; before the provider p50 {:.2} ms, p99 {:.2} ms; DynamoDB round trips before it: \
-                 {} at most, {} at least ({} calls at most); {:.2} WRU per turn ({:.2} the append)",
+                "replies: {} turns; before the provider p50 {:.2} ms, p99 {:.2} ms (DynamoDB in flight p50 {:.2}, \
+                 p99 {:.2}; the rest p50 {:.2}, p99 {:.2}); DynamoDB round trips before it: {} at most, {} at least \
+                 ({} calls at most); {:.2} WRU per turn ({:.2} the append)",
                 report.turns,
                 report.before_provider.at(50.0),
                 report.before_provider.at(99.0),
+                report.dynamodb_before.at(50.0),
+                report.dynamodb_before.at(99.0),
+                report.own_before.at(50.0),
+                report.own_before.at(99.0),
                 report.round_trips_before.0,
                 report.round_trips_before.1,
                 report.calls_before,

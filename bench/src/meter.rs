@@ -99,6 +99,25 @@ pub fn sequential_round_trips(spans: &[(Instant, Instant)]) -> u64 {
     count
 }
 
+/// How long at least one of `spans` was in flight (their union's length).
+pub fn busy_time(spans: &[(Instant, Instant)]) -> Duration {
+    let mut by_start = spans.to_vec();
+    by_start.sort_by_key(|&(start, _)| start);
+    let mut busy = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (start, end) in by_start {
+        current = match current {
+            Some((from, to)) if start <= to => Some((from, to.max(end))),
+            Some((from, to)) => {
+                busy += to - from;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    busy + current.map_or(Duration::ZERO, |(from, to)| to - from)
+}
+
 static TOTALS: Mutex<Totals> = Mutex::new(Totals {
     calls: 0,
     write_units: 0.0,

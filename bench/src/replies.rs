@@ -28,6 +28,10 @@ use crate::stats::Percentiles;
 
 /// A turn: the user's message and a reply of about 300 tokens at most.
 const TURN_TOKENS: u32 = 300;
+/// Short turns before the measured ones, in a session of their own: a warm Lambda meets a warm
+/// DynamoDB, and DynamoDB Local (Java) answers its first few hundred calls of each kind slower,
+/// before its JIT has compiled them.
+const WARM_UP_TURNS: usize = 30;
 /// The long reply whose checkpoints are counted.
 const LONG_TOKENS: u32 = 500;
 const PROMPT: &str = "Tell me about the history of lighthouses, in detail.";
@@ -135,6 +139,10 @@ pub struct Report {
     pub turns: usize,
     /// From sending the request to the provider receiving it.
     pub before_provider: Percentiles,
+    /// The part of it some DynamoDB call was in flight, and the rest (the backend's own time and
+    /// the local HTTP hops).
+    pub dynamodb_before: Percentiles,
+    pub own_before: Percentiles,
     /// DynamoDB round trips one after another between the request and the provider call (most
     /// and fewest seen), and the calls made in that time (most).
     pub round_trips_before: (u64, u64),
@@ -187,7 +195,13 @@ pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Repor
     let user = format!("replies-{}", uuid::Uuid::new_v4().simple());
     let token = token(&user)?;
     let mut report = Report { turns, ..Report::default() };
+    let warm_up = api.call(&token, "POST", "/v1/sessions", Some(&json!({"title": "warm-up"}))).await?.body;
+    let warm_up = format!("/v1/sessions/{}/replies", warm_up["id"].as_str().ok_or("session id")?);
+    for _ in 0..WARM_UP_TURNS {
+        api.call(&token, "POST", &warm_up, Some(&json!({"content": PROMPT, "max_tokens": 4}))).await?;
+    }
     let (mut before_provider, mut trips) = (Vec::new(), Vec::new());
+    let (mut dynamodb_before, mut own_before) = (Vec::new(), Vec::new());
     // A chat: every turn in one session, the first a warm-up (connections, caches, the model's
     // prompt cache), as in a warm Lambda.
     let session = api.call(&token, "POST", "/v1/sessions", Some(&json!({"title": "bench"}))).await?.body;
@@ -203,9 +217,13 @@ pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Repor
         if index == 0 {
             continue;
         }
-        before_provider.push(call.received.saturating_duration_since(sent));
+        let before_call = call.received.saturating_duration_since(sent);
+        before_provider.push(before_call);
         let spans: Vec<_> =
             after.spans[before.spans.len()..].iter().copied().filter(|&(start, _)| start < call.received).collect();
+        let in_dynamodb = meter::busy_time(&spans);
+        dynamodb_before.push(in_dynamodb);
+        own_before.push(before_call.saturating_sub(in_dynamodb));
         trips.push(meter::sequential_round_trips(&spans));
         report.calls_before = report.calls_before.max(spans.len() as u64);
         report.write_units.push(billed_between(&api, &before, &after).await?);
@@ -214,6 +232,8 @@ pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Repor
         report.output_tokens.push(answer["assistant_message"]["usage"]["output_tokens"].as_u64().unwrap_or(0));
     }
     report.before_provider = Percentiles::new(before_provider);
+    report.dynamodb_before = Percentiles::new(dynamodb_before);
+    report.own_before = Percentiles::new(own_before);
     report.round_trips_before = (trips.iter().copied().max().unwrap_or(0), trips.iter().copied().min().unwrap_or(0));
 
     let http = reqwest::Client::new();

@@ -2,6 +2,7 @@
 //! batches. Used by the hourly job's sweeps (retention) and by erasure, both bounded by a deadline
 //! and both resumable: what one pass leaves, the next finds again.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -21,6 +22,18 @@ const BATCH: usize = 25;
 /// BatchGetItem's limit.
 const GET_BATCH: usize = 100;
 
+/// One item a batch read wants: its table and its key.
+pub(crate) struct Wanted {
+    pub table: String,
+    pub key: Item,
+}
+
+impl Wanted {
+    fn is(&self, table: &str, item: &Item) -> bool {
+        self.table == table && self.key.iter().all(|(name, value)| item.get(name) == Some(value))
+    }
+}
+
 /// Items a bounded pass found, and whether it saw them all.
 pub(super) struct Found {
     pub items: Vec<Item>,
@@ -28,6 +41,56 @@ pub(super) struct Found {
 }
 
 impl Store {
+    /// Single items of any tables in one round trip (BatchGetItem, strongly consistent): each
+    /// wanted item, or `None` where there is none, in the order asked. For reads that would
+    /// otherwise be parallel `GetItem`s: one call instead of several, the same read units.
+    pub(crate) async fn get_together<const N: usize>(
+        &self,
+        wanted: [Wanted; N],
+    ) -> Result<[Option<Item>; N], StoreError> {
+        let mut found: [Option<Item>; N] = std::array::from_fn(|_| None);
+        let mut keys: HashMap<&str, Vec<Item>> = HashMap::new();
+        for item in &wanted {
+            keys.entry(item.table.as_str()).or_default().push(item.key.clone());
+        }
+        let mut request = HashMap::with_capacity(keys.len());
+        for (table, keys) in keys {
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(StoreError::internal)?;
+            request.insert(table.to_owned(), keys);
+        }
+        let mut attempt = 0;
+        while !request.is_empty() {
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(StoreError::from_sdk)?;
+            for (table, items) in output.responses.unwrap_or_default() {
+                for item in items {
+                    if let Some(index) = wanted.iter().position(|wanted| wanted.is(&table, &item)) {
+                        found[index] = Some(item);
+                    }
+                }
+            }
+            // Keys DynamoDB did not get to (throttling) are asked for again.
+            request = output.unprocessed_keys.unwrap_or_default();
+            if !request.is_empty() {
+                if attempt >= 20 {
+                    return Err(StoreError::Unavailable("the table keeps deferring reads".into()));
+                }
+                backoff(attempt).await;
+                attempt += 1;
+            }
+        }
+        Ok(found)
+    }
+
     /// The items with these keys that exist, read strongly consistent, in no particular order.
     pub(super) async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::with_capacity(keys.len());

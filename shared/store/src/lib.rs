@@ -46,7 +46,7 @@ pub use self::export::ExportPage;
 pub use self::limits::ChoreReport;
 pub use self::memories::{ExtractionBatch, ExtractionWrite, MAX_PER_SCOPE, MemoryPage, RankedMemory, SummaryGuard};
 pub use self::messages::{
-    Answered, Appended, Checkpoint, LeasedReply, MessageOrder, MessageQuery, MessageSlice, ReplyEnd,
+    Answered, Appended, Checkpoint, ContextLog, LeasedReply, MessageOrder, MessageQuery, MessageSlice, ReplyEnd,
 };
 pub use self::sessions::ChatClaim;
 

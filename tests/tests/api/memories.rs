@@ -356,8 +356,9 @@ async fn context_ranks_and_keeps_the_recent_turns() {
     let before = app.state.store.dynamodb_calls();
     let context = app.get(&user, &format!("/v1/sessions/{session}/context?recent=4")).await.expect(200).body;
     assert!(
-        app.state.store.dynamodb_calls() - before <= 6,
-        "two rounds: 5 parallel reads (with the profile and the summary), then 1"
+        app.state.store.dynamodb_calls() - before <= 4,
+        "two rounds: 3 parallel calls (the log's query, the session with its summary and the profile in one \
+         batch read, the global memories), then the session's own memories"
     );
     assert_eq!(
         context["session"],

@@ -25,7 +25,7 @@ use domain::{
 use llm::LlmConfig;
 use llm::Model;
 use store::hints::Hints;
-use store::{Appended, ChatClaim, MessageQuery, MessageSlice, Miss, RankedMemory, Store, StoreError};
+use store::{Appended, ChatClaim, ContextLog, MessageQuery, MessageSlice, Miss, RankedMemory, Store, StoreError};
 
 /// The chat service; cheap to clone.
 #[derive(Clone)]
@@ -481,12 +481,12 @@ impl Chat {
                 None => Ok(None),
             }
         };
-        let ((session, epoch, messages, summary), global, profile, guessed_own) = tokio::try_join!(
+        let (log, global, guessed_own) = tokio::try_join!(
             self.store.context_log(user, session_id, recent),
             self.store.context_memories(user, None),
-            self.store.stored_profile(user),
             own_at_guess,
         )?;
+        let ContextLog { session, epoch, messages, summary, profile } = log;
         self.memory_epochs.insert(session_id, epoch);
         let character = async {
             match (&speaker, &session.character_id) {

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use serde::Deserialize;
 
 use super::{key, meter};
+use crate::bulk::Wanted;
 use crate::item::{Item, b, s};
 use crate::schema::limits::{CHORE_DAY, CHORE_KEY};
 use crate::{Store, StoreError, update_failed};
@@ -169,9 +170,15 @@ impl Store {
         }
     }
 
-    /// The caller's profile if it exists, without creating it (what a model's context reads).
-    pub async fn stored_profile(&self, user: &UserId) -> Result<Option<Profile>, StoreError> {
-        Ok(settings_from(user, self.settings_item(user).await?.as_ref())?.profile)
+    /// The settings item, for a read together with others (`get_together`): a model's context
+    /// reads the profile beside the session.
+    pub(crate) fn settings_wanted(&self, user: &UserId) -> Wanted {
+        Wanted { table: self.tables.limits.clone(), key: key(user, SETTINGS) }
+    }
+
+    /// The profile in a settings item as read, if it was ever created.
+    pub(crate) fn profile_from(user: &UserId, item: Option<&Item>) -> Result<Option<Profile>, StoreError> {
+        Ok(settings_from(user, item)?.profile)
     }
 
     /// Applies `changes` (and fills what a first use fills) in one conditional write. A time zone

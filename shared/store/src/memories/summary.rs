@@ -7,6 +7,7 @@
 
 use aws_sdk_dynamodb::types::{ConditionCheck, Delete, Put, TransactWriteItem};
 
+use crate::bulk::Wanted;
 use crate::item::{Item, Reader, n, s};
 use crate::schema::memories::ITEM;
 use crate::sessions::{MEMORY_EPOCH, REWRITTEN_AT, SessionRecord, VISIBLE_AFTER, session_key};
@@ -73,7 +74,16 @@ impl Store {
         user: &UserId,
         session_id: SessionId,
     ) -> Result<Option<Stored>, StoreError> {
-        self.memories_item(user, summary_item(session_id)).await?.as_ref().map(stored_of).transpose()
+        Self::stored_summary_from(self.memories_item(user, summary_item(session_id)).await?.as_ref())
+    }
+
+    /// The summary item, for a read together with others (`get_together`).
+    pub(crate) fn summary_wanted(&self, user: &UserId, session_id: SessionId) -> Wanted {
+        Wanted { table: self.tables.memories.clone(), key: key(user, summary_item(session_id)) }
+    }
+
+    pub(crate) fn stored_summary_from(item: Option<&Item>) -> Result<Option<Stored>, StoreError> {
+        item.map(stored_of).transpose()
     }
 
     /// The summary if it still describes the session as it is (not reset, no new scene since).

@@ -16,6 +16,7 @@ mod read;
 mod reply;
 
 use self::item::StoredMessage;
+pub use self::read::ContextLog;
 pub use self::reply::{Answered, Checkpoint, LeasedReply, ReplyEnd};
 use super::item::Item;
 pub(crate) use super::sessions::LogHead;

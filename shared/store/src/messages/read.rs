@@ -8,7 +8,20 @@ use crate::item::{n, s};
 use crate::schema::messages::{SEQ, SESSION_ID};
 use crate::sessions::SessionRecord;
 use crate::{Store, StoreError};
-use domain::{Message, PageLimit, Seq, Session, SessionId, Summary, UserId};
+use domain::{Message, PageLimit, Profile, Seq, Session, SessionId, Summary, UserId};
+
+/// What a model's context reads of a session's log (`Store::context_log`).
+pub struct ContextLog {
+    pub session: Session,
+    /// The session's memory epoch: its own memories are read at it.
+    pub epoch: u64,
+    /// The newest visible messages, oldest first.
+    pub messages: Vec<Message>,
+    /// The session's summary, if it is current.
+    pub summary: Option<Summary>,
+    /// The user's profile, once created.
+    pub profile: Option<Profile>,
+}
 
 /// Items read per page while skipping deleted messages.
 const QUERY_PAGE: i32 = 100;
@@ -132,22 +145,30 @@ impl Store {
     }
 
     /// What a model's context needs of the log: the session, its memory epoch, its newest
-    /// `count` visible messages, oldest first, and its summary if current — in one round.
+    /// `count` visible messages, oldest first, its summary if current, and the user's profile —
+    /// in one round of two calls (the messages' query; the session, summary and settings items
+    /// read together).
     pub async fn context_log(
         &self,
         user: &UserId,
         session_id: SessionId,
         count: PageLimit,
-    ) -> Result<(Session, u64, Vec<Message>, Option<Summary>), StoreError> {
-        let (record, mut messages, summary) = tokio::try_join!(
-            self.session_record(user, session_id),
-            self.latest_live(session_id, count),
-            self.stored_summary(user, session_id)
-        )?;
+    ) -> Result<ContextLog, StoreError> {
+        let items =
+            [self.session_wanted(user, session_id), self.summary_wanted(user, session_id), self.settings_wanted(user)];
+        let ([session, summary, settings], mut messages) =
+            tokio::try_join!(self.get_together(items), self.latest_live(session_id, count))?;
+        let record = self.session_record_from(session_id, session.as_ref())?;
         messages.retain(|message| message.seq.get() > record.visible_after);
         messages.reverse();
-        let summary = Self::current(&record, summary);
-        Ok((record.session, record.memory_epoch, messages, summary))
+        let summary = Self::current(&record, Self::stored_summary_from(summary.as_ref())?);
+        Ok(ContextLog {
+            epoch: record.memory_epoch,
+            session: record.session,
+            messages,
+            summary,
+            profile: Self::profile_from(user, settings.as_ref())?,
+        })
     }
 
     /// The newest `count` live messages, newest first, before any watermark is applied.

@@ -4,6 +4,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 use super::{LogHead, last_message_of};
+use crate::bulk::Wanted;
 use crate::item::{Item, Reader, b, n, s};
 use crate::schema::sessions::{ACTIVITY_AT, BY_ACTIVITY, EXPIRES_AT, LIST_PK, SESSION_ID};
 use crate::tx::{cancellation_reasons, reason_failed};
@@ -121,7 +122,18 @@ impl Store {
             .send()
             .await
             .map_err(StoreError::from_sdk)?;
-        let item = output.item().filter(|item| !item.contains_key(DELETED_AT));
+        self.session_record_from(id, output.item())
+    }
+
+    /// The session item, for a read together with others (`get_together`).
+    pub(crate) fn session_wanted(&self, user: &UserId, id: SessionId) -> Wanted {
+        Wanted { table: self.tables.sessions.clone(), key: session_key(user, id) }
+    }
+
+    /// The record of a session item as read (strongly consistent): `NotFound` when there is none
+    /// or it is deleted.
+    pub(crate) fn session_record_from(&self, id: SessionId, item: Option<&Item>) -> Result<SessionRecord, StoreError> {
+        let item = item.filter(|item| !item.contains_key(DELETED_AT));
         let record = SessionRecord::try_from(item.ok_or(StoreError::NotFound("session"))?)?;
         self.seq_hints.remember(id, LogHead::of(&record));
         Ok(record)
