@@ -30,7 +30,8 @@ use crate::stats::Percentiles;
 const TURN_TOKENS: u32 = 300;
 /// Short turns before the measured ones, in a session of their own: a warm Lambda meets a warm
 /// DynamoDB, and DynamoDB Local (Java) answers its first few hundred calls of each kind slower,
-/// before its JIT has compiled them.
+/// before its JIT has compiled them. (At most twice the measured turns: the smoke run's one turn
+/// gets two.)
 const WARM_UP_TURNS: usize = 30;
 /// The long reply whose checkpoints are counted.
 const LONG_TOKENS: u32 = 500;
@@ -137,6 +138,7 @@ pub(crate) async fn start_proxy(upstream: &str) -> Result<(String, Proxy), BoxEr
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub turns: usize,
+    pub warm_up_turns: usize,
     /// From sending the request to the provider receiving it.
     pub before_provider: Percentiles,
     /// The part of it some DynamoDB call was in flight, and the rest (the backend's own time and
@@ -197,7 +199,9 @@ pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Repor
     let mut report = Report { turns, ..Report::default() };
     let warm_up = api.call(&token, "POST", "/v1/sessions", Some(&json!({"title": "warm-up"}))).await?.body;
     let warm_up = format!("/v1/sessions/{}/replies", warm_up["id"].as_str().ok_or("session id")?);
-    for _ in 0..WARM_UP_TURNS {
+    let warm_up_turns = WARM_UP_TURNS.min(2 * turns);
+    report.warm_up_turns = warm_up_turns;
+    for _ in 0..warm_up_turns {
         api.call(&token, "POST", &warm_up, Some(&json!({"content": PROMPT, "max_tokens": 4}))).await?;
     }
     let (mut before_provider, mut trips) = (Vec::new(), Vec::new());
@@ -288,11 +292,12 @@ pub fn markdown(report: &Report, shared: &Report, out: &mut String) {
         out,
         "## AI replies (local model)\n\n\
          `POST /v1/sessions/{{id}}/replies` against llama.cpp serving SmolLM2-135M-Instruct on this machine, \
-         through the local HTTP server, one turn at a time ({} turns after a warm-up turn), on a DynamoDB Local \
+         through the local HTTP server, one turn at a time ({} turns after {} short warm-up turns in a \
+         session of their own and one in the chat), on a DynamoDB Local \
          of its own and tables without streams (nothing in this phase reads them; DynamoDB Local's emulation of \
          them slows every write, AWS's does not). A recording proxy between the API and the model timestamps the provider call and the \
          model's first text.\n",
-        report.turns
+        report.turns, report.warm_up_turns
     );
     out.push_str("| measure | p50 | p99 | target |\n|---|---|---|---|\n");
     let _ = writeln!(
@@ -300,6 +305,15 @@ pub fn markdown(report: &Report, shared: &Report, out: &mut String) {
         "| backend time before the provider receives the request (ms) | {} | {} | ≤ 15 ms p99 warm |",
         ms(report.before_provider.at(50.0)),
         ms(report.before_provider.at(99.0))
+    );
+    let _ = writeln!(
+        out,
+        "| of it, some DynamoDB call in flight (ms) | {} | {} | |\n\
+         | of it, the backend's own time and the local HTTP hops (ms) | {} | {} | |",
+        ms(report.dynamodb_before.at(50.0)),
+        ms(report.dynamodb_before.at(99.0)),
+        ms(report.own_before.at(50.0)),
+        ms(report.own_before.at(99.0))
     );
     let _ = writeln!(
         out,
