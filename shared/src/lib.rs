@@ -23,6 +23,13 @@ pub mod state;
 pub mod telegram;
 pub mod telemetry;
 
+/// Every binary built on this crate (the functions, the dev server, the benchmark, the tests)
+/// allocates with mimalloc: a request maps and serializes many small values, and glibc's
+/// allocator spent its time consolidating free lists (`malloc_consolidate` was the top symbol of a
+/// profile of the handlers; docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use domain;
 pub use error::ApiError;
 pub use llm;
