@@ -180,7 +180,7 @@ pub async fn run(endpoint: &str, conversations: usize, turns: usize) -> Result<R
         report.calls.push(after.calls - before.calls);
         let single =
             (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
-        let items = &after.transaction_items[before.transaction_items.len()..];
+        let items = &meter::items_between(&before, &after);
         report.write_units.push(api.billed_write_units(single, items).await?);
         match &outcome {
             Extracted::Stored { usage: Some(usage), .. } => {
@@ -239,7 +239,7 @@ async fn summary(api: &Api) -> Result<SummaryCost, BoxError> {
     let after = meter::totals();
     let single =
         (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
-    let items = &after.transaction_items[before.transaction_items.len()..];
+    let items = &meter::items_between(&before, &after);
     let summary = api.state.store.session_summary(&user_id, session_id).await?;
     Ok(SummaryCost {
         calls: done.calls,

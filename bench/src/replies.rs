@@ -183,7 +183,7 @@ fn mean(values: &[f64]) -> f64 {
 pub(crate) async fn billed_between(api: &Api, before: &Totals, after: &Totals) -> Result<f64, BoxError> {
     let single =
         (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
-    let items = &after.transaction_items[before.transaction_items.len()..];
+    let items = &meter::items_between(before, after);
     api.billed_write_units(single, items).await
 }
 
@@ -224,7 +224,7 @@ pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Repor
         let before_call = call.received.saturating_duration_since(sent);
         before_provider.push(before_call);
         let spans: Vec<_> =
-            after.spans[before.spans.len()..].iter().copied().filter(|&(start, _)| start < call.received).collect();
+            meter::spans_between(&before, &after).into_iter().filter(|&(start, _)| start < call.received).collect();
         let in_dynamodb = meter::busy_time(&spans);
         dynamodb_before.push(in_dynamodb);
         own_before.push(before_call.saturating_sub(in_dynamodb));

@@ -190,9 +190,8 @@ pub async fn run(endpoint: &str, turns: usize, per_set: usize) -> Result<Report,
         before_call.push(received.saturating_duration_since(ended));
         after_call.push(second.received.saturating_duration_since(answered));
         around.push(received.saturating_duration_since(ended) + second.received.saturating_duration_since(answered));
-        let spans: Vec<_> = after.spans[before.spans.len()..]
-            .iter()
-            .copied()
+        let spans: Vec<_> = meter::spans_between(&before, &after)
+            .into_iter()
             .filter(|&(start, _)| start >= ended && start < second.received)
             .collect();
         trips.push(meter::sequential_round_trips(&spans));
