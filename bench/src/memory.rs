@@ -178,10 +178,7 @@ pub async fn run(endpoint: &str, conversations: usize, turns: usize) -> Result<R
         times.push(started.elapsed());
         let after = meter::totals();
         report.calls.push(after.calls - before.calls);
-        let single =
-            (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
-        let items = &meter::items_between(&before, &after);
-        report.write_units.push(api.billed_write_units(single, items).await?);
+        report.write_units.push(api.billed_between(&before, &after).await?);
         match &outcome {
             Extracted::Stored { usage: Some(usage), .. } => {
                 report.input_tokens.push(usage.input_tokens);
@@ -237,16 +234,13 @@ async fn summary(api: &Api) -> Result<SummaryCost, BoxError> {
     let done = extractor.summarize(&user_id, session_id).await?;
     let time = started.elapsed();
     let after = meter::totals();
-    let single =
-        (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
-    let items = &meter::items_between(&before, &after);
     let summary = api.state.store.session_summary(&user_id, session_id).await?;
     Ok(SummaryCost {
         calls: done.calls,
         input_tokens: done.usage.iter().map(|usage| usage.input_tokens).sum(),
         output_tokens: done.usage.iter().map(|usage| usage.output_tokens).sum(),
         dynamodb_calls: after.calls - before.calls,
-        write_units: api.billed_write_units(single, items).await?,
+        write_units: api.billed_between(&before, &after).await?,
         time,
         through_seq: summary.map_or(0, |summary| summary.through_seq.get()),
     })

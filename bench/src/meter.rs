@@ -85,7 +85,8 @@ pub struct Totals {
     transaction_items: usize,
 }
 
-/// What every call of the process left: when it was in flight, and what its transaction wrote.
+/// What every call of the process left: its counters (`totals` counts the spans and items
+/// below when a mark is taken), when it was in flight, and what its transaction wrote.
 struct Record {
     totals: Totals,
     spans: Vec<(Instant, Instant)>,
@@ -141,7 +142,8 @@ static RECORD: Mutex<Record> = Mutex::new(Record {
 });
 
 pub fn totals() -> Totals {
-    RECORD.lock().unwrap_or_else(PoisonError::into_inner).totals
+    let record = RECORD.lock().unwrap_or_else(PoisonError::into_inner);
+    Totals { spans: record.spans.len(), transaction_items: record.transaction_items.len(), ..record.totals }
 }
 
 /// When each call that ended between two marks was in flight.
@@ -276,12 +278,10 @@ impl Intercept for CapacityMeter {
         // After the request's own accounting: this bookkeeping is the benchmark's, not the handler's.
         with_record(|record| {
             record.spans.push((started, now));
-            record.totals.spans = record.spans.len();
             record.totals.write_units += units.write;
             if let Some(items) = totals_items {
                 record.totals.transaction_write_units += units.write;
                 record.transaction_items.extend(items);
-                record.totals.transaction_items = record.transaction_items.len();
             }
         });
         Ok(())

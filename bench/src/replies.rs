@@ -179,14 +179,6 @@ fn mean(values: &[f64]) -> f64 {
     if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 }
 }
 
-/// What a turn added to the process's DynamoDB totals, in billed write units.
-pub(crate) async fn billed_between(api: &Api, before: &Totals, after: &Totals) -> Result<f64, BoxError> {
-    let single =
-        (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
-    let items = &meter::items_between(before, after);
-    api.billed_write_units(single, items).await
-}
-
 pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Report, BoxError> {
     let model = kit::local_model::start(1)?;
     let (proxied, proxy) = start_proxy(&model.base_url).await?;
@@ -230,7 +222,7 @@ pub async fn run(endpoint: &str, turns: usize, streams: Streams) -> Result<Repor
         own_before.push(before_call.saturating_sub(in_dynamodb));
         trips.push(meter::sequential_round_trips(&spans));
         report.calls_before = report.calls_before.max(spans.len() as u64);
-        report.write_units.push(billed_between(&api, &before, &after).await?);
+        report.write_units.push(api.billed_between(&before, &after).await?);
         report.request_write_units.push(api.take_served().await?.iter().map(|served| served.billed_write_units).sum());
         report.turn_checkpoints.push(after.message_updates - before.message_updates);
         report.output_tokens.push(answer["assistant_message"]["usage"]["output_tokens"].as_u64().unwrap_or(0));

@@ -141,10 +141,16 @@ impl Api {
         Ok(served)
     }
 
-    /// Write units as AWS bills them for `single` units of single-item writes and these
-    /// transaction items.
-    pub async fn billed_write_units(&self, single: f64, items: &[crate::billing::Written]) -> Result<f64, BoxError> {
-        Ok(single + self.auditor.write_units(items).await?.units)
+    /// Write units as AWS bills them for what the process wrote between two marks: the units
+    /// DynamoDB Local reported for single-item writes, transactions recounted from their items.
+    pub async fn billed_between(
+        &self,
+        before: &crate::meter::Totals,
+        after: &crate::meter::Totals,
+    ) -> Result<f64, BoxError> {
+        let single =
+            (after.write_units - after.transaction_write_units) - (before.write_units - before.transaction_write_units);
+        Ok(single + self.auditor.write_units(&crate::meter::items_between(before, after)).await?.units)
     }
 
     /// The base URL the API serves on.

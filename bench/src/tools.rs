@@ -23,7 +23,7 @@ use shared::config::{LlmConfig, UrlPolicy};
 
 use crate::BoxError;
 use crate::meter;
-use crate::replies::{billed_between, start_proxy};
+use crate::replies::start_proxy;
 use crate::server::{Api, token};
 use crate::stats::Percentiles;
 
@@ -196,8 +196,8 @@ pub async fn run(endpoint: &str, turns: usize, per_set: usize) -> Result<Report,
             .collect();
         trips.push(meter::sequential_round_trips(&spans));
         report.calls = report.calls.max(spans.len() as u64);
-        report.round_write_units.push(billed_between(&api, ended_totals, &second.totals_at_received).await?);
-        report.turn_write_units.push(billed_between(&api, &before, &after).await?);
+        report.round_write_units.push(api.billed_between(ended_totals, &second.totals_at_received).await?);
+        report.turn_write_units.push(api.billed_between(&before, &after).await?);
     }
     report.before_call = Percentiles::new(before_call);
     report.after_call = Percentiles::new(after_call);

@@ -48,11 +48,33 @@ impl Store {
         &self,
         wanted: [Wanted; N],
     ) -> Result<[Option<Item>; N], StoreError> {
-        let mut found: [Option<Item>; N] = std::array::from_fn(|_| None);
-        let mut keys: HashMap<&str, Vec<Item>> = HashMap::new();
+        let mut keys: HashMap<String, Vec<Item>> = HashMap::new();
         for item in &wanted {
-            keys.entry(item.table.as_str()).or_default().push(item.key.clone());
+            keys.entry(item.table.clone()).or_default().push(item.key.clone());
         }
+        let mut found: [Option<Item>; N] = std::array::from_fn(|_| None);
+        for (table, item) in self.batch_read(keys).await? {
+            if let Some(index) = wanted.iter().position(|wanted| wanted.is(&table, &item)) {
+                found[index] = Some(item);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The items with these keys that exist, read strongly consistent, in no particular order.
+    pub(super) async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(GET_BATCH) {
+            let read = self.batch_read(HashMap::from([(table.to_owned(), chunk.to_vec())])).await?;
+            items.extend(read.into_iter().map(|(_, item)| item));
+        }
+        Ok(items)
+    }
+
+    /// One BatchGetItem of `keys` (per table, `GET_BATCH` at most in all), strongly consistent,
+    /// asked again for the keys DynamoDB did not get to (throttling, the 16 MB cap): every item
+    /// found, with its table.
+    async fn batch_read(&self, keys: HashMap<String, Vec<Item>>) -> Result<Vec<(String, Item)>, StoreError> {
         let mut request = HashMap::with_capacity(keys.len());
         for (table, keys) in keys {
             let keys = KeysAndAttributes::builder()
@@ -60,8 +82,9 @@ impl Store {
                 .consistent_read(true)
                 .build()
                 .map_err(StoreError::internal)?;
-            request.insert(table.to_owned(), keys);
+            request.insert(table, keys);
         }
+        let mut found = Vec::new();
         let mut attempt = 0;
         while !request.is_empty() {
             let output = self
@@ -72,13 +95,8 @@ impl Store {
                 .await
                 .map_err(StoreError::from_sdk)?;
             for (table, items) in output.responses.unwrap_or_default() {
-                for item in items {
-                    if let Some(index) = wanted.iter().position(|wanted| wanted.is(&table, &item)) {
-                        found[index] = Some(item);
-                    }
-                }
+                found.extend(items.into_iter().map(|item| (table.clone(), item)));
             }
-            // Keys DynamoDB did not get to (throttling) are asked for again.
             request = output.unprocessed_keys.unwrap_or_default();
             if !request.is_empty() {
                 if attempt >= 20 {
@@ -89,43 +107,6 @@ impl Store {
             }
         }
         Ok(found)
-    }
-
-    /// The items with these keys that exist, read strongly consistent, in no particular order.
-    pub(super) async fn batch_get(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(GET_BATCH) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.to_vec()))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(StoreError::internal)?,
-            );
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(table, request)
-                    .send()
-                    .await
-                    .map_err(StoreError::from_sdk)?;
-                if let Some(mut found) = output.responses {
-                    items.extend(found.remove(table).unwrap_or_default());
-                }
-                // Keys DynamoDB did not get to (throttling, the 16 MB cap) are asked for again.
-                pending = output.unprocessed_keys.and_then(|mut left| left.remove(table));
-                if pending.is_some() {
-                    if attempt >= 20 {
-                        return Err(StoreError::Unavailable("the table keeps deferring reads".into()));
-                    }
-                    backoff(attempt).await;
-                    attempt += 1;
-                }
-            }
-        }
-        Ok(items)
     }
 
     /// Every item `query` returns, page after page, until `deadline` passes (the first page is
