@@ -226,6 +226,31 @@ async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_un
     assert_eq!(appended("assistant").await, (Some("-1".to_owned()), 1));
 }
 
+/// A model's context reads the settings item anyway (for the profile): that read refreshes the
+/// cached quota settings, so a user who keeps talking never waits for a settings read before a
+/// turn's transaction, and a grant made elsewhere counts from the next turn.
+#[tokio::test]
+async fn the_contexts_read_refreshes_the_cached_quota_settings() {
+    let (app, clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
+    let (user, admin) = (app.user(), app.admin());
+    let session = app.session(&user, "s").await;
+    say(&app, &user, &session, "user").await.expect(201);
+    let elsewhere = app.sibling_with_clock(clock.clone());
+    let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-23T00:00:00Z"});
+    subscribe(&elsewhere, &admin, &user, grant).await.expect(200);
+
+    clock.advance(Duration::from_secs(20));
+    app.get(&user, &format!("/v1/sessions/{session}/context")).await.expect(200);
+    clock.advance(Duration::from_secs(20));
+    let before = app.state.store.dynamodb_calls();
+    let response = say(&app, &user, &session, "user").await.expect(201);
+    assert_eq!(
+        (response.header("x-ratelimit-limit"), app.state.store.dynamodb_calls() - before),
+        (Some("-1"), 1),
+        "40 s after the append's own read, 20 s after the context's: the grant counts, read by the context"
+    );
+}
+
 #[tokio::test]
 async fn subscriptions_lift_the_quota_until_they_end() {
     let (app, clock) = app_at(quota_only(1), "2426-11-21T10:00:00.000000Z").await;

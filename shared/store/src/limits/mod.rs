@@ -60,10 +60,6 @@ impl LimitCaches {
         self.settings.insert(user.clone(), (settings.clone(), now));
     }
 
-    fn forget_settings(&self, user: &UserId) {
-        self.settings.remove(user);
-    }
-
     fn meter(&self, user: &UserId) -> Option<Meter> {
         self.meters.get(user)
     }

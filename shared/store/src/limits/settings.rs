@@ -139,8 +139,16 @@ impl Store {
     }
 
     pub(super) async fn fresh_settings(&self, user: &UserId) -> Result<QuotaSettings, StoreError> {
-        let settings = settings_from(user, self.settings_item(user).await?.as_ref())?.quota;
-        self.limit_caches.remember_settings(user, &settings, self.now());
+        Ok(self.settings_read(user, self.settings_item(user).await?.as_ref())?.quota)
+    }
+
+    /// The settings item as just read (strongly consistent) from the table: its quota settings
+    /// become this instance's cached ones, whichever read brought them — so a user who keeps
+    /// talking keeps them fresh through the context's read, and a turn's append reads them
+    /// itself (a round trip before its transaction) only after `SETTINGS_TTL` of silence.
+    fn settings_read(&self, user: &UserId, item: Option<&Item>) -> Result<Settings, StoreError> {
+        let settings = settings_from(user, item)?;
+        self.limit_caches.remember_settings(user, &settings.quota, self.now());
         Ok(settings)
     }
 
@@ -162,7 +170,7 @@ impl Store {
     /// sign-in stores `telegram` (and what `ProfileChanges::signed_in_with` fills) when unset.
     pub async fn profile(&self, user: &UserId, telegram: Option<&TelegramAccount>) -> Result<Profile, StoreError> {
         let item = self.settings_item(user).await?;
-        let settings = settings_from(user, item.as_ref())?;
+        let settings = self.settings_read(user, item.as_ref())?;
         let signed_in = telegram.is_none() || item.as_ref().is_some_and(|item| item.contains_key(TELEGRAM));
         match settings.profile {
             Some(profile) if signed_in => Ok(profile),
@@ -176,9 +184,10 @@ impl Store {
         Wanted { table: self.tables.limits.clone(), key: key(user, SETTINGS) }
     }
 
-    /// The profile in a settings item as read, if it was ever created.
-    pub(crate) fn profile_from(user: &UserId, item: Option<&Item>) -> Result<Option<Profile>, StoreError> {
-        Ok(settings_from(user, item)?.profile)
+    /// The profile in a settings item read with `settings_wanted`, if it was ever created (its
+    /// quota settings refresh the cache, see `settings_read`).
+    pub(crate) fn profile_read(&self, user: &UserId, item: Option<&Item>) -> Result<Option<Profile>, StoreError> {
+        Ok(self.settings_read(user, item)?.profile)
     }
 
     /// Applies `changes` (and fills what a first use fills) in one conditional write. A time zone
@@ -266,9 +275,8 @@ impl Store {
                 ))
             })
         })?;
-        self.limit_caches.forget_settings(user);
         let item = output.attributes().ok_or_else(|| corrupt("attributes"))?;
-        settings_from(user, Some(item))?.profile.ok_or_else(|| corrupt(PROFILE_CREATED_AT))
+        self.settings_read(user, Some(item))?.profile.ok_or_else(|| corrupt(PROFILE_CREATED_AT))
     }
 
     /// Sets the caller's time zone: at most one change per 24 hours (the profile's rule: see

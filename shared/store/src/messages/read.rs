@@ -167,7 +167,7 @@ impl Store {
             session: record.session,
             messages,
             summary,
-            profile: Self::profile_from(user, settings.as_ref())?,
+            profile: self.profile_read(user, settings.as_ref())?,
         })
     }
 
