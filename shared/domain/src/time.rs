@@ -55,9 +55,61 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(written) = write_fixed(self.0, f) {
+            return written;
+        }
         let text = self.0.format(FORMAT).map_err(|_| fmt::Error)?;
         f.write_str(&text)
     }
+}
+
+/// `at` in `FORMAT`, written digit by digit (the `time` crate's formatter walks the format's items
+/// and allocates: a page of messages formats a few hundred of these). Years outside 0–9999 are
+/// left to `time`.
+fn write_fixed(at: OffsetDateTime, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
+    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for slot in text[at..at + width].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u32::from(u8::from(at.month())));
+    put(8, 2, u32::from(at.day()));
+    put(11, 2, u32::from(at.hour()));
+    put(14, 2, u32::from(at.minute()));
+    put(17, 2, u32::from(at.second()));
+    put(20, 6, at.microsecond());
+    Some(std::str::from_utf8(&text).map_or(Err(fmt::Error), |text| f.write_str(text)))
+}
+
+/// `text` in `FORMAT`, read by position; `None` for anything else (which `time`'s parser then
+/// judges, so what is accepted does not change).
+fn parse_fixed(text: &str) -> Option<Timestamp> {
+    let bytes: &[u8; 27] = text.as_bytes().try_into().ok()?;
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (26, b'Z')];
+    if separators.iter().any(|(at, separator)| bytes[*at] != *separator) {
+        return None;
+    }
+    let number = |at: usize, width: usize| {
+        bytes[at..at + width]
+            .iter()
+            .try_fold(0u32, |value, digit| digit.is_ascii_digit().then(|| value * 10 + u32::from(digit - b'0')))
+    };
+    let month = time::Month::try_from(u8::try_from(number(5, 2)?).ok()?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(number(0, 4)?).ok()?, month, u8::try_from(number(8, 2)?).ok()?)
+            .ok()?;
+    let clock = time::Time::from_hms_micro(
+        u8::try_from(number(11, 2)?).ok()?,
+        u8::try_from(number(14, 2)?).ok()?,
+        u8::try_from(number(17, 2)?).ok()?,
+        number(20, 6)?,
+    )
+    .ok()?;
+    Some(Timestamp(PrimitiveDateTime::new(date, clock).assume_utc()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +120,9 @@ impl FromStr for Timestamp {
     type Err = TimestampParseError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if let Some(at) = parse_fixed(text) {
+            return Ok(at);
+        }
         PrimitiveDateTime::parse(text, FORMAT).map(|at| Self(at.assume_utc())).map_err(|_| TimestampParseError)
     }
 }
@@ -129,6 +184,46 @@ mod tests {
         assert_eq!(early.to_string().parse::<Timestamp>().ok(), Some(early));
         assert!(early.to_string() < late.to_string());
         assert!("2023-11-14T22:13:20Z".parse::<Timestamp>().is_err());
+    }
+
+    /// The fixed-width writer and reader agree with `time`'s formatter and parser on every kind
+    /// of instant (years, months, leap days, the day's ends, microseconds), and what they refuse
+    /// `time` refuses too.
+    #[test]
+    fn the_fixed_width_path_agrees_with_the_time_crate() {
+        let mut seconds: i64 = -62_135_596_800; // 0001-01-01
+        let mut step: i64 = 1;
+        while seconds < 253_402_300_799 {
+            // ..9999-12-31T23:59:59
+            let micros = (seconds.rem_euclid(1_000_003)) as u32 % 1_000_000;
+            let at = OffsetDateTime::from_unix_timestamp(seconds)
+                .ok()
+                .and_then(|at| at.replace_microsecond(micros).ok())
+                .unwrap_or_else(|| panic!("{seconds} is in range"));
+            let timestamp = Timestamp::from_datetime(at);
+            let by_time = at.format(FORMAT).unwrap_or_default();
+            assert_eq!(timestamp.to_string(), by_time);
+            assert_eq!(parse_fixed(&by_time), Some(timestamp));
+            step = step.saturating_mul(3).min(86_400 * 97 + 3_607);
+            seconds += step;
+        }
+        let leap = "2028-02-29T23:59:59.999999Z";
+        assert_eq!(parse_fixed(leap).map(|at| at.to_string()), Some(leap.to_owned()));
+        for wrong in [
+            "2027-02-29T00:00:00.000000Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2026-12-01T24:00:00.000000Z",
+            "2026-12-01T00:60:00.000000Z",
+            "2026-12-01T00:00:60.000000Z",
+            "2026-12-01 00:00:00.000000Z",
+            "2026-12-01T00:00:00.00000aZ",
+            "2026-12-01T00:00:00.000000+",
+            "+026-12-01T00:00:00.000000Z",
+            "2026-12-01T00:00:00.000000",
+        ] {
+            assert_eq!(parse_fixed(wrong), None, "{wrong}");
+            assert!(wrong.parse::<Timestamp>().is_err(), "{wrong}");
+        }
     }
 
     #[test]
