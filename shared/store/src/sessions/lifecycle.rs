@@ -194,8 +194,8 @@ impl Store {
                 query = query.filter_expression(conditions.join(" AND "));
             }
             let output = query.limit(page_size).send().await.map_err(StoreError::from_sdk)?;
-            for item in output.items() {
-                let activity_at = Reader::new(item, "session").string(ACTIVITY_AT)?.to_owned();
+            for item in output.items.unwrap_or_default() {
+                let activity_at = Reader::new(&item, "session").string(ACTIVITY_AT)?.to_owned();
                 found.push((SessionRecord::try_from(item)?.session, activity_at));
                 if found.len() == wanted {
                     break;

@@ -156,10 +156,19 @@ fn settings_text(settings: &Settings) -> String {
 impl TryFrom<&Item> for SessionRecord {
     type Error = StoreError;
 
-    /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt.
     fn try_from(item: &Item) -> Result<Self, StoreError> {
+        Self::try_from(item.clone())
+    }
+}
+
+impl TryFrom<Item> for SessionRecord {
+    type Error = StoreError;
+
+    /// Every attribute is parsed into its domain type: an item that breaks a rule is corrupt.
+    /// (Owned: a list page's items are mapped without a copy.)
+    fn try_from(item: Item) -> Result<Self, StoreError> {
         let stored: SessionItem =
-            serde_dynamo::from_item(item.clone()).map_err(|_| StoreError::corrupt("session", "attributes"))?;
+            serde_dynamo::from_item(item).map_err(|_| StoreError::corrupt("session", "attributes"))?;
         let corrupt = |name| StoreError::corrupt("session", name);
         let settings = match stored.settings {
             Some(text) => match serde_json::from_str(&text) {
