@@ -98,8 +98,8 @@ impl Store {
             .consistent_read(true);
         let found = self.query_all(query, std::time::Instant::now() + Duration::from_secs(3600)).await?;
         let mut records = Vec::with_capacity(found.items.len());
-        for item in &found.items {
-            if !Reader::new(item, "session").has(DELETED_AT) {
+        for item in found.items {
+            if !Reader::new(&item, "session").has(DELETED_AT) {
                 records.push(SessionRecord::try_from(item)?);
             }
         }

@@ -152,7 +152,7 @@ pub fn session_record(old: Option<Image>, new: Option<Image>) -> Result<Vec<Reco
     if new.contains_key(super::sessions::DELETED_AT) || old.contains_key(super::sessions::DELETED_AT) {
         return Ok(Vec::new());
     }
-    let (old, new) = (SessionRecord::try_from(&old)?, SessionRecord::try_from(&new)?);
+    let (old, new) = (SessionRecord::try_from(old)?, SessionRecord::try_from(new)?);
     let mut recorded = Vec::new();
     if new.visible_after > old.visible_after {
         recorded.push(Recorded::Cleared {

@@ -201,11 +201,9 @@ async fn the_window_follows_the_users_time_zone() {
     app.patch(&user, "/v1/limits/profile", json!({"timezone": "America/Los_Angeles"})).await.expect(200);
 }
 
-/// An instance keeps a user's quota settings 30 s. After that, the next append that spends a unit
-/// reads them again (a grant made elsewhere counts from then on); an append that spends none — an
-/// assistant's message — reads nothing for them, only its headers depending on them.
-#[tokio::test]
-async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_unit() {
+/// A user with a daily quota of 5 whose first append made this app's instance cache their quota
+/// settings, and a subscription (no quota) granted to them since through another instance.
+async fn granted_elsewhere() -> (TestApp, Arc<ManualClock>, User, String) {
     let (app, clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
     let (user, admin) = (app.user(), app.admin());
     let session = app.session(&user, "s").await;
@@ -213,6 +211,15 @@ async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_un
     let elsewhere = app.sibling_with_clock(clock.clone());
     let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-23T00:00:00Z"});
     subscribe(&elsewhere, &admin, &user, grant).await.expect(200);
+    (app, clock, user, session)
+}
+
+/// An instance keeps a user's quota settings 30 s. After that, the next append that spends a unit
+/// reads them again (a grant made elsewhere counts from then on); an append that spends none — an
+/// assistant's message — reads nothing for them, only its headers depending on them.
+#[tokio::test]
+async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_unit() {
+    let (app, clock, user, session) = granted_elsewhere().await;
 
     let appended = async |role: &str| {
         let before = app.state.store.dynamodb_calls();
@@ -231,13 +238,7 @@ async fn cached_quota_settings_are_read_again_only_by_an_append_that_spends_a_un
 /// turn's transaction, and a grant made elsewhere counts from the next turn.
 #[tokio::test]
 async fn the_contexts_read_refreshes_the_cached_quota_settings() {
-    let (app, clock) = app_at(quota_only(5), "2426-11-21T10:00:00.000000Z").await;
-    let (user, admin) = (app.user(), app.admin());
-    let session = app.session(&user, "s").await;
-    say(&app, &user, &session, "user").await.expect(201);
-    let elsewhere = app.sibling_with_clock(clock.clone());
-    let grant = json!({"plan": "pro", "start_at": "2426-11-21T00:00:00Z", "end_at": "2426-11-23T00:00:00Z"});
-    subscribe(&elsewhere, &admin, &user, grant).await.expect(200);
+    let (app, clock, user, session) = granted_elsewhere().await;
 
     clock.advance(Duration::from_secs(20));
     app.get(&user, &format!("/v1/sessions/{session}/context")).await.expect(200);

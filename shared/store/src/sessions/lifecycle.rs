@@ -324,7 +324,7 @@ impl Store {
             }
             Err(error) => return Err(StoreError::from_sdk(error)),
         };
-        Ok(SessionRecord::try_from(&item)?.session)
+        Ok(SessionRecord::try_from(item)?.session)
     }
 
     /// Soft delete: the session (and with it every message) disappears from reads at once; the
